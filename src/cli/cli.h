@@ -1,0 +1,28 @@
+/* The mskx command line: one file per subcommand (cmd_<name>.c), each a thin
+ * layer that parses options with getopt_long, calls the library and prints. */
+#ifndef MSKX_CLI_H
+#define MSKX_CLI_H
+#include "mskx.h"
+
+/* Subcommands: argv[0] is the subcommand name. Return the process exit code. */
+typedef int (*cli_command_fn)(int argc, char **argv);
+
+int cmd_forward(int argc, char **argv) __attribute__((weak));
+int cmd_synth(int argc, char **argv) __attribute__((weak));
+int cmd_stats(int argc, char **argv) __attribute__((weak));
+int cmd_score(int argc, char **argv) __attribute__((weak));
+int cmd_train(int argc, char **argv) __attribute__((weak));
+int cmd_eval(int argc, char **argv) __attribute__((weak));
+int cmd_bench(int argc, char **argv) __attribute__((weak));
+
+/* Prints "mskx CMD: message" to stderr and returns 1 (exit code). */
+int cli_error(const char *cmd, const mskx_err *e);
+int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Strict number parsing for option values: whole string, range-checked. On
+ * failure prints "mskx CMD: --OPT: ..." and returns nonzero. */
+int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
+/* Standard message for an unknown option or a missing argument (getopt's '?'). */
+int cli_usage_error(const char *cmd);
+
+#endif

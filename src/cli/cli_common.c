@@ -1,0 +1,47 @@
+/* Shared option parsing and error printing for subcommands. */
+#include "cli/cli.h"
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int cli_error(const char *cmd, const mskx_err *e) {
+  fprintf(stderr, "mskx %s: %s\n", cmd, e->msg[0] ? e->msg : mskx_status_name(e->code));
+  return 1;
+}
+
+int cli_errorf(const char *cmd, const char *fmt, ...) {
+  fprintf(stderr, "mskx %s: ", cmd);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return 1;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end) return cli_errorf(cmd, "--%s: '%s' is not an integer", opt, s);
+  if (v < lo || v > hi) return cli_errorf(cmd, "--%s: %ld is out of range [%ld, %ld]", opt, v, lo, hi);
+  *out = v;
+  return 0;
+}
+
+int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !isfinite(v)) return cli_errorf(cmd, "--%s: '%s' is not a number", opt, s);
+  if (v < lo || v > hi) return cli_errorf(cmd, "--%s: %g is out of range [%g, %g]", opt, v, lo, hi);
+  *out = v;
+  return 0;
+}
+
+int cli_usage_error(const char *cmd) {
+  fprintf(stderr, "mskx %s: see 'mskx %s --help'\n", cmd, cmd);
+  return 2;
+}

@@ -1,0 +1,45 @@
+/* mskx: entry point and subcommand dispatch. */
+#include <stdio.h>
+#include <string.h>
+#include "cli/cli.h"
+
+typedef struct command {
+  const char *name;
+  cli_command_fn fn;
+  const char *summary;
+} command;
+
+static void usage(FILE *f, const command *cmds, int n) {
+  fprintf(f,
+          "mskx %s: abnormality detection in musculoskeletal radiographs (MURA)\n\n"
+          "usage: mskx <command> [options]     (mskx <command> --help for each)\n\ncommands:\n",
+          MSKX_VERSION);
+  for (int i = 0; i < n; i++)
+    if (cmds[i].fn) fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
+}
+
+int main(int argc, char **argv) {
+  const command cmds[] = {
+      {"synth", cmd_synth, "write a synthetic MURA-format dataset of radiograph phantoms"},
+      {"stats", cmd_stats, "per-part study and image counts of a dataset (MURA Table 1)"},
+      {"train", cmd_train, "train a network (the MURA paper's recipe and more)"},
+      {"eval", cmd_eval, "evaluate a model on a split: kappa, AUROC, report"},
+      {"score", cmd_score, "score a predictions CSV against labelled studies"},
+      {"bench", cmd_bench, "time inference or training steps"},
+      {"forward", cmd_forward, "run a network on an .npy batch (parity and debugging)"},
+  };
+  int n = (int)(sizeof cmds / sizeof cmds[0]);
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout, cmds, n);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("mskx %s\n", MSKX_VERSION);
+    return 0;
+  }
+  for (int i = 0; i < n; i++)
+    if (cmds[i].fn && !strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "mskx: unknown command '%s'\n", argv[1]);
+  usage(stderr, cmds, n);
+  return 2;
+}

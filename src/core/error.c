@@ -1,0 +1,51 @@
+/* Error reporting helpers (see error.h). */
+#include "core/error.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int err_set(mskx_err *e, int code, const char *fmt, ...) {
+  if (e) {
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+int err_prefix(mskx_err *e, const char *fmt, ...) {
+  if (!e) return MSKX_EINTERNAL;
+  char prefix[512], old[sizeof e->msg];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  memcpy(old, e->msg, sizeof old);
+  snprintf(e->msg, sizeof e->msg, "%s: %s", prefix, old);
+  return e->code;
+}
+
+void err_clear(mskx_err *e) {
+  if (e) {
+    e->code = MSKX_OK;
+    e->msg[0] = '\0';
+  }
+}
+
+const char *mskx_status_name(int code) {
+  switch (code) {
+    case MSKX_OK: return "ok";
+    case MSKX_EINVAL: return "invalid argument";
+    case MSKX_EIO: return "I/O error";
+    case MSKX_EFORMAT: return "bad file format";
+    case MSKX_ENOMEM: return "out of memory";
+    case MSKX_ESHAPE: return "shape mismatch";
+    case MSKX_EUNSUPPORTED: return "unsupported";
+    case MSKX_ELIMIT: return "limit exceeded";
+    case MSKX_EBACKEND: return "compute backend error";
+    case MSKX_EINTERNAL: return "internal error";
+    default: return "unknown error";
+  }
+}

@@ -1,0 +1,156 @@
+/* Shared helpers (see util.h). */
+#include "core/util.h"
+#include "core/error.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size_t *len, mskx_err *e) {
+  *data = NULL;
+  *len = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return err_set(e, MSKX_EIO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(f);
+    return err_set(e, MSKX_EIO, "%s: not a regular file", path);
+  }
+  size_t n = (size_t)st.st_size;
+  if (max_bytes && n > max_bytes) {
+    fclose(f);
+    return err_set(e, MSKX_ELIMIT, "%s: file is %zu bytes, above the limit of %zu", path, n, max_bytes);
+  }
+  unsigned char *buf = malloc(n + 1);
+  if (!buf) {
+    fclose(f);
+    return err_set(e, MSKX_ENOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
+  }
+  size_t got = fread(buf, 1, n, f);
+  int rerr = ferror(f);
+  fclose(f);
+  if (got != n || rerr) {
+    free(buf);
+    return err_set(e, MSKX_EIO, "%s: read failed", path);
+  }
+  buf[n] = 0;
+  *data = buf;
+  *len = n;
+  return MSKX_OK;
+}
+
+int atomic_file_open(atomic_file *af, const char *path, mskx_err *e) {
+  memset(af, 0, sizeof *af);
+  if (strlen(path) >= sizeof af->path) return err_set(e, MSKX_EINVAL, "%s: path too long", path);
+  strcpy(af->path, path);
+  snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
+  af->f = fopen(af->tmp, "wb");
+  if (!af->f) return err_set(e, MSKX_EIO, "%s: cannot create: %s", af->tmp, strerror(errno));
+  return MSKX_OK;
+}
+
+static void fsync_parent_dir(const char *path) {
+  char copy[4096];
+  snprintf(copy, sizeof copy, "%s", path);
+  int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+int atomic_file_commit(atomic_file *af, mskx_err *e) {
+  if (!af->f) return err_set(e, MSKX_EINTERNAL, "%s: atomic file not open", af->path);
+  int bad = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
+  int saved = errno;
+  if (fclose(af->f) != 0) bad = 1;
+  af->f = NULL;
+  if (bad) {
+    unlink(af->tmp);
+    return err_set(e, MSKX_EIO, "%s: write failed: %s", af->path, strerror(saved));
+  }
+  if (rename(af->tmp, af->path) != 0) {
+    saved = errno;
+    unlink(af->tmp);
+    return err_set(e, MSKX_EIO, "%s: cannot rename into place: %s", af->path, strerror(saved));
+  }
+  fsync_parent_dir(af->path);
+  return MSKX_OK;
+}
+
+void atomic_file_abort(atomic_file *af) {
+  if (af->f) {
+    fclose(af->f);
+    af->f = NULL;
+    unlink(af->tmp);
+  }
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len, mskx_err *e) {
+  atomic_file af;
+  int rc = atomic_file_open(&af, path, e);
+  if (rc) return rc;
+  if (len && fwrite(data, 1, len, af.f) != len) {
+    atomic_file_abort(&af);
+    return err_set(e, MSKX_EIO, "%s: write failed", path);
+  }
+  return atomic_file_commit(&af, e);
+}
+
+int mkdir_p(const char *path, mskx_err *e) {
+  char buf[4096];
+  if (strlen(path) >= sizeof buf) return err_set(e, MSKX_EINVAL, "%s: path too long", path);
+  strcpy(buf, path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+      return err_set(e, MSKX_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+    *p = '/';
+  }
+  if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+    return err_set(e, MSKX_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+  if (!path_is_dir(buf)) return err_set(e, MSKX_EIO, "%s: exists and is not a directory", buf);
+  return MSKX_OK;
+}
+
+int path_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+int path_is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int path_join(char *out, size_t n, const char *a, const char *b, mskx_err *e) {
+  size_t la = strlen(a);
+  int slash = la > 0 && a[la - 1] != '/';
+  int w = snprintf(out, n, "%s%s%s", a, slash ? "/" : "", b);
+  if (w < 0 || (size_t)w >= n) return err_set(e, MSKX_EINVAL, "path too long: %s/%s", a, b);
+  return MSKX_OK;
+}
+
+double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+char *str_dup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = malloc(n);
+  if (p) memcpy(p, s, n);
+  return p;
+}
+
+int size_mul(size_t a, size_t b, size_t *out) {
+  if (a && b > SIZE_MAX / a) return 0;
+  *out = a * b;
+  return 1;
+}

@@ -1,0 +1,42 @@
+/* Small shared helpers: whole-file reads, atomic writes, paths, clocks. */
+#ifndef MSKX_CORE_UTIL_H
+#define MSKX_CORE_UTIL_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "mskx.h"
+
+/* Reads a whole file into a malloc'd buffer (NUL-terminated for convenience;
+ * *len excludes the terminator). Refuses files above max_bytes (0 = no cap). */
+int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size_t *len, mskx_err *e);
+
+/* Atomic output: writes go to "<path>.tmp.<pid>", atomic_file_commit fsyncs,
+ * closes and renames it over path (then fsyncs the directory), so readers
+ * never see a half-written file. atomic_file_abort removes the temporary. */
+typedef struct atomic_file {
+  FILE *f;
+  char path[4096];
+  char tmp[4200];
+} atomic_file;
+int atomic_file_open(atomic_file *af, const char *path, mskx_err *e);
+int atomic_file_commit(atomic_file *af, mskx_err *e);
+void atomic_file_abort(atomic_file *af);
+/* Writes a buffer to path atomically. */
+int file_write_atomic(const char *path, const void *data, size_t len, mskx_err *e);
+
+/* Creates a directory and its parents (mkdir -p). */
+int mkdir_p(const char *path, mskx_err *e);
+int path_exists(const char *path);
+int path_is_dir(const char *path);
+/* Joins a and b with one '/' into out (size n); returns MSKX_EINVAL if it does not fit. */
+int path_join(char *out, size_t n, const char *a, const char *b, mskx_err *e);
+
+/* Monotonic time in seconds. */
+double now_seconds(void);
+
+/* strdup that returns NULL on allocation failure (C11 has no strdup). */
+char *str_dup(const char *s);
+/* Overflow-checked size multiplication; returns 0 on overflow. */
+int size_mul(size_t a, size_t b, size_t *out);
+
+#endif

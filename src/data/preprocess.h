@@ -1,0 +1,62 @@
+/* Preprocessing of one radiograph into a network input, and augmentation.
+ *
+ * Pipeline per image: decoded 8-bit grey (any size) -> resize to S x S
+ * floats in [0,1] (area averaging when shrinking, bilinear when enlarging;
+ * optionally keep the aspect ratio by padding with black) -> augmentation
+ * (training only) -> normalisation with per-channel mean/std into 3 channels,
+ * channels-last (H, W, 3) float32: the engine's input layout. */
+#ifndef MSKX_DATA_PREPROCESS_H
+#define MSKX_DATA_PREPROCESS_H
+#include <stdint.h>
+#include "core/rng.h"
+#include "io/image.h"
+#include "mskx.h"
+
+/* ImageNet statistics, the convention of torchvision's pretrained weights. */
+#define IMAGENET_MEAN_R 0.485f
+#define IMAGENET_MEAN_G 0.456f
+#define IMAGENET_MEAN_B 0.406f
+#define IMAGENET_STD_R 0.229f
+#define IMAGENET_STD_G 0.224f
+#define IMAGENET_STD_B 0.225f
+
+typedef struct norm_params {
+  float mean[3];
+  float std[3];
+} norm_params;
+
+/* ImageNet mean/std. */
+norm_params norm_imagenet(void);
+
+/* Resizes src (w x h, 8-bit) to dst (s x s floats in [0,1]). keep_aspect pads
+ * the shorter side symmetrically with 0. */
+int resize_gray(const gray_image *src, int s, int keep_aspect, float *dst, mskx_err *e);
+
+/* 8-bit variant used by the preprocessing cache: rounds the float result. */
+int resize_gray_u8(const gray_image *src, int s, int keep_aspect, uint8_t *dst, mskx_err *e);
+
+/* Writes (s, s, 3) channels-last: out[(y*s+x)*3+c] = (v - mean[c]) / std[c]. */
+void normalize_to_hwc3(const float *gray, int s, const norm_params *np, float *out);
+
+/* Augmentation settings; each transform is off when its range is 0 / p is 0. */
+typedef struct aug_config {
+  float p_hflip;        /* lateral inversion probability (MURA paper: 0.5) */
+  float p_vflip;
+  float rotate_deg;     /* uniform in [-r, r] (MURA paper: 30) */
+  float shift_frac;     /* translation, fraction of width/height */
+  float zoom;           /* scale uniform in [1-z, 1+z] */
+  float brightness;     /* additive, uniform in [-b, b] (image in [0,1]) */
+  float contrast;       /* multiplicative about 0.5, uniform in [1-c, 1+c] */
+} aug_config;
+
+/* The MURA paper's augmentation: lateral inversion and rotation up to 30 deg. */
+aug_config aug_mura_default(void);
+int aug_is_identity(const aug_config *a);
+
+/* Applies one random draw of the augmentation to an s x s float image (in
+ * [0,1]) from src into dst (no aliasing). The draw comes only from r, so the
+ * same stream gives bit-identical output on any thread. Out-of-image samples
+ * are 0 (black, like the radiograph background). */
+void augment_gray(const aug_config *a, rng *r, const float *src, int s, float *dst);
+
+#endif

@@ -1,0 +1,151 @@
+/* The compute interface. Models and training talk only to this header; the
+ * oneDNN backend (engine_dnnl.c) and the plain-C reference (engine_ref.c,
+ * linked into tests only) implement it, and a GPU backend can be added
+ * beside them.
+ *
+ * Layout: activations are float32 channels-last (NHWC). A `view` can address
+ * a channel range of a wider buffer (ld > c), which is how dense blocks let
+ * each layer read a prefix of, and write its new channels into, one shared
+ * block buffer without copying the growing feature map.
+ *
+ * Gradient conventions (llm.c-style): parameter gradients are written (each
+ * parameter is used by exactly one op); activation gradients of ops that can
+ * read a view (batch norm, pools, copy) are ACCUMULATED into dx, because a
+ * dense-block buffer collects gradients from every later layer; convolution
+ * and linear backward-data overwrite their dense dx. */
+#ifndef MSKX_ENGINE_H
+#define MSKX_ENGINE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "mskx.h"
+
+typedef enum precision { PREC_FP32 = 0, PREC_BF16 = 1 } precision;
+
+/* NHWC view: element (n, y, x, ch) lives at p[((n*h + y)*w + x)*ld + ch]. */
+typedef struct view {
+  float *p;
+  int n, h, w, c;
+  int ld;
+} view;
+
+static inline view view_make(float *p, int n, int h, int w, int c) {
+  view v = {p, n, h, w, c, c};
+  return v;
+}
+/* Channels [c0, c0 + c) of v. */
+static inline view view_channels(view v, int c0, int c) {
+  view s = v;
+  s.p = v.p + c0;
+  s.c = c;
+  return s;
+}
+static inline size_t view_numel(view v) { return (size_t)v.n * v.h * v.w * v.c; }
+
+typedef struct conv_desc {
+  int n, h, w;          /* input batch and spatial size */
+  int cin, cout;
+  int kh, kw, sh, sw, ph, pw;
+  int has_bias;
+  precision prec;       /* PREC_BF16: bf16 compute with f32 inputs/outputs */
+} conv_desc;
+
+static inline int conv_out_h(const conv_desc *d) { return (d->h + 2 * d->ph - d->kh) / d->sh + 1; }
+static inline int conv_out_w(const conv_desc *d) { return (d->w + 2 * d->pw - d->kw) / d->sw + 1; }
+
+typedef struct pool_desc {
+  int n, h, w, c;
+  int k, s, p;          /* square window, stride, padding */
+} pool_desc;
+static inline int pool_out(int in, int k, int s, int p) { return (in + 2 * p - k) / s + 1; }
+
+typedef struct conv_op conv_op;      /* a planned convolution (opaque per backend) */
+typedef struct linear_op linear_op;  /* a planned fully connected layer */
+typedef struct engine engine;
+
+/* Per-op functions. Weights are torchvision's layout: conv OIHW, linear
+ * (out, in). `wver` is a version number of the weights: a backend may cache
+ * converted weights while it does not change (pass a new value after every
+ * optimizer step). */
+typedef struct engine_ops {
+  const char *name;
+  void (*destroy)(engine *eng);
+
+  int (*conv_create)(engine *eng, const conv_desc *d, conv_op **out, mskx_err *e);
+  void (*conv_destroy)(conv_op *op);
+  /* x: dense (n,h,w,cin); y: dense (n,oh,ow,cout) overwritten. */
+  int (*conv_forward)(conv_op *op, const float *x, const float *w, uint64_t wver, const float *b,
+                      float *y, mskx_err *e);
+  /* dx overwritten. */
+  int (*conv_backward_data)(conv_op *op, const float *dy, const float *w, uint64_t wver, float *dx,
+                            mskx_err *e);
+  /* dw (OIHW) and db (if bias) overwritten. */
+  int (*conv_backward_weights)(conv_op *op, const float *x, const float *dy, float *dw, float *db,
+                               mskx_err *e);
+
+  int (*linear_create)(engine *eng, int n, int in, int out, linear_op **op, mskx_err *e);
+  void (*linear_destroy)(linear_op *op);
+  int (*linear_forward)(linear_op *op, const float *x, const float *w, const float *b, float *y,
+                        mskx_err *e);
+  /* dx, dw, db overwritten; dx may be NULL. */
+  int (*linear_backward)(linear_op *op, const float *x, const float *dy, const float *w, float *dx,
+                         float *dw, float *db, mskx_err *e);
+
+  /* Batch norm (+ optional ReLU) in training mode: batch statistics over
+   * (n,h,w); writes mean and invstd = 1/sqrt(var_biased + eps) per channel,
+   * and var_unbiased for the running-statistics update. */
+  void (*bn_forward_train)(view x, const float *gamma, const float *beta, float eps, int relu,
+                           view y, float *mean, float *invstd, float *var_unbiased);
+  /* Inference: running statistics. */
+  void (*bn_forward_infer)(view x, const float *gamma, const float *beta, const float *rmean,
+                           const float *rvar, float eps, int relu, view y);
+  /* Backward of the training-mode forward. With relu, the mask is recomputed
+   * from x (nothing but x and the saved statistics is stored). dx ACCUMULATED;
+   * dgamma, dbeta overwritten. */
+  void (*bn_backward)(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                      const float *invstd, int relu, view dx, float *dgamma, float *dbeta);
+
+  /* y = relu(a + b) (residual join); b may equal y. */
+  void (*add_relu_forward)(view a, view b, view y);
+  /* Given y and dy: da = db = dy * (y > 0); both overwritten (db may be NULL). */
+  void (*add_relu_backward)(view y, view dy, view da, view db);
+  void (*relu_forward)(view x, view y);
+
+  /* Max pooling with padding as -inf; argmax (flat index into x's n,h,w
+   * plane, per channel) saved for backward. */
+  void (*maxpool_forward)(const pool_desc *d, view x, view y, int32_t *argmax);
+  void (*maxpool_backward)(const pool_desc *d, view dy, const int32_t *argmax, view dx);
+  /* Average pooling, count_include_pad = true (torchvision's transitions use
+   * no padding, where both conventions agree). dx ACCUMULATED. */
+  void (*avgpool_forward)(const pool_desc *d, view x, view y);
+  void (*avgpool_backward)(const pool_desc *d, view dy, view dx);
+  /* Global average pooling to y (n, c) dense. */
+  void (*gap_forward)(view x, float *y);
+  void (*gap_backward)(const float *dy, view dx);
+
+  /* Channel copy (the concat of a dense block): dst = src. */
+  void (*copy)(view src, view dst);
+  /* dst += src. */
+  void (*accumulate)(view src, view dst);
+
+  /* Mean over i of w_i * BCEWithLogits(z_i, t_i) (PyTorch's
+   * BCEWithLogitsLoss(weight=w, reduction='mean')); w may be NULL (all 1).
+   * dz (may be NULL) receives d loss / d z_i. Returns the loss. */
+  double (*bce_logits)(const float *z, const float *t, const float *w, int n, float *dz);
+} engine_ops;
+
+struct engine {
+  const engine_ops *ops;
+  int threads;
+  void *impl;           /* backend state */
+};
+
+/* The oneDNN CPU engine. threads <= 0 keeps OpenMP's default. */
+int engine_dnnl_create(int threads, engine **out, mskx_err *e);
+void engine_destroy(engine *eng);
+/* Whether this CPU runs bf16 natively (AVX512-BF16 or AMX). */
+int engine_dnnl_has_bf16(void);
+
+/* The plain-C reference engine (tests only; built into libmskx_ref). */
+int engine_ref_create(engine **out, mskx_err *e);
+
+#endif

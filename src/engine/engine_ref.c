@@ -1,0 +1,2 @@
+/* Plain-C reference engine (tests only). */
+#include "engine/engine.h"

@@ -1,0 +1,39 @@
+/* Image decoding and encoding: PNG through libspng, JPEG through
+ * libjpeg-turbo. Every decoded image becomes 8-bit luminance (grey); colour
+ * images are converted with ITU-R BT.601 luma weights, 16-bit samples are
+ * rounded to 8 bits, alpha is ignored. Guards against decompression bombs. */
+#ifndef MSKX_IO_IMAGE_H
+#define MSKX_IO_IMAGE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "mskx.h"
+
+/* Default pixel cap: 16384 x 16384. */
+#define IMAGE_DEFAULT_MAX_PIXELS (16384ULL * 16384ULL)
+
+typedef struct gray_image {
+  int w, h;
+  uint8_t *px;      /* w*h bytes, row-major, owned */
+} gray_image;
+
+typedef struct image_limits {
+  uint64_t max_pixels;   /* 0 means IMAGE_DEFAULT_MAX_PIXELS */
+} image_limits;
+
+/* Detects the format from the leading bytes (PNG or JPEG). `name` is used in
+ * messages only. On error *out is left empty (px == NULL). */
+int image_decode(const uint8_t *buf, size_t len, const char *name, const image_limits *lim,
+                 gray_image *out, mskx_err *e);
+int image_load(const char *path, const image_limits *lim, gray_image *out, mskx_err *e);
+/* Header only: dimensions without decoding pixels. */
+int image_probe(const uint8_t *buf, size_t len, const char *name, int *w, int *h, mskx_err *e);
+void gray_image_free(gray_image *img);
+
+/* PNG encoding of 8-bit grey (channels = 1) or RGB (channels = 3) pixels.
+ * image_encode_png returns a malloc'd buffer; image_write_png writes a file
+ * atomically. */
+int image_encode_png(const uint8_t *px, int w, int h, int channels, uint8_t **out, size_t *len,
+                     mskx_err *e);
+int image_write_png(const char *path, const uint8_t *px, int w, int h, int channels, mskx_err *e);
+
+#endif

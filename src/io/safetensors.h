@@ -1,0 +1,37 @@
+/* safetensors files (https://github.com/huggingface/safetensors format):
+ * 8-byte little-endian header length, a JSON header mapping tensor names to
+ * {dtype, shape, data_offsets} plus an optional "__metadata__" object of
+ * string values, then the raw little-endian data.
+ * Reading accepts F32, F16, BF16 and F64 (converted to float32); writing is F32.
+ * Every length, offset and shape is validated against the file size. */
+#ifndef MSKX_IO_SAFETENSORS_H
+#define MSKX_IO_SAFETENSORS_H
+#include "core/tensor.h"
+#include "mskx.h"
+
+typedef struct st_meta {
+  char *key;
+  char *value;
+} st_meta;
+
+typedef struct st_file {
+  int n_tensors;
+  htensor *tensors;   /* in header order */
+  int n_meta;
+  st_meta *meta;      /* "__metadata__" entries */
+} st_file;
+
+int st_read(const char *path, st_file **out, mskx_err *e);
+/* Same, from memory (path is used in messages only). */
+int st_read_mem(const unsigned char *buf, size_t len, const char *path, st_file **out, mskx_err *e);
+void st_free(st_file *f);
+/* Lookup by name; NULL if absent. */
+const htensor *st_find(const st_file *f, const char *name);
+const char *st_meta_get(const st_file *f, const char *key);
+
+/* Writes tensors (F32) and metadata atomically. Tensor data may come from
+ * any float array: tensors[i].data with tensors[i].shape. */
+int st_write(const char *path, const htensor *tensors, int n_tensors,
+             const st_meta *meta, int n_meta, mskx_err *e);
+
+#endif
