@@ -47,6 +47,7 @@ typedef struct conv_desc {
   int kh, kw, sh, sw, ph, pw;
   int has_bias;
   precision prec;       /* PREC_BF16: bf16 compute with f32 inputs/outputs */
+  int need_backward;    /* plan backward-data/-weights too (training) */
 } conv_desc;
 
 static inline int conv_out_h(const conv_desc *d) { return (d->h + 2 * d->ph - d->kh) / d->sh + 1; }

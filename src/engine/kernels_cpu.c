@@ -1,0 +1,427 @@
+/* C/OpenMP kernels for the memory-bound ops (see kernels_cpu.h). Rows are
+ * pixels: in an NHWC view, pixel r (over n, h, w) starts at p + r * ld. */
+#include "engine/kernels_cpu.h"
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+
+static inline size_t rows_of(view v) { return (size_t)v.n * v.h * v.w; }
+
+/* Per-thread double accumulators [threads][c], reused across calls by the
+ * calling thread (no allocation in steady state). */
+static _Thread_local double *acc_buf;
+static _Thread_local size_t acc_cap;
+
+static double *acc_get(size_t count) {
+  if (count > acc_cap) {
+    free(acc_buf);
+    acc_buf = malloc(count * sizeof *acc_buf);
+    acc_cap = acc_buf ? count : 0;
+  }
+  return acc_buf;
+}
+
+/* Sums f(row) over rows per channel into out[c] in a fixed order: each
+ * thread owns a contiguous block of rows (static schedule), partial sums are
+ * then added in thread order. Returns 0 if scratch could not be allocated. */
+typedef void (*row_acc_fn)(const void *ctx, size_t r, double *acc);
+
+static int reduce_rows(size_t rows, int c, row_acc_fn f, const void *ctx, double *out) {
+  /* c is the number of accumulators per row (channels, or 2x for pairs). */
+  int nt = omp_get_max_threads();
+  double *part = acc_get((size_t)nt * (size_t)c);
+  if (!part) return 0;
+  memset(part, 0, (size_t)nt * (size_t)c * sizeof *part);
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), T = omp_get_num_threads();
+    size_t lo = rows * (size_t)t / (size_t)T, hi = rows * (size_t)(t + 1) / (size_t)T;
+    double *acc = part + (size_t)t * (size_t)c;
+    for (size_t r = lo; r < hi; r++) f(ctx, r, acc);
+  }
+  for (int ch = 0; ch < c; ch++) out[ch] = 0;
+  for (int t = 0; t < nt; t++)
+    for (int ch = 0; ch < c; ch++) out[ch] += part[(size_t)t * (size_t)c + ch];
+  return 1;
+}
+
+/* ---- linear (the classifier head: tiny, so plain loops) ---- */
+
+struct linear_op {
+  int n, in, out;
+};
+
+int cpu_linear_create(engine *eng, int n, int in, int out, linear_op **op, mskx_err *e) {
+  (void)eng;
+  *op = NULL;
+  if (n <= 0 || in <= 0 || out <= 0) return err_set(e, MSKX_EINVAL, "linear: invalid shape");
+  linear_op *l = malloc(sizeof *l);
+  if (!l) return err_set(e, MSKX_ENOMEM, "linear: out of memory");
+  *l = (linear_op){n, in, out};
+  *op = l;
+  return MSKX_OK;
+}
+
+void cpu_linear_destroy(linear_op *op) { free(op); }
+
+int cpu_linear_forward(linear_op *op, const float *x, const float *w, const float *b, float *y, mskx_err *e) {
+  (void)e;
+  for (int i = 0; i < op->n; i++)
+    for (int o = 0; o < op->out; o++) {
+      const float *xi = x + (size_t)i * op->in, *wo = w + (size_t)o * op->in;
+      double s = b ? b[o] : 0.0;
+      for (int k = 0; k < op->in; k++) s += (double)xi[k] * wo[k];
+      y[(size_t)i * op->out + o] = (float)s;
+    }
+  return MSKX_OK;
+}
+
+int cpu_linear_backward(linear_op *op, const float *x, const float *dy, const float *w, float *dx, float *dw,
+                        float *db, mskx_err *e) {
+  (void)e;
+  int n = op->n, in = op->in, out = op->out;
+  if (dx)
+    for (int i = 0; i < n; i++)
+      for (int k = 0; k < in; k++) {
+        double s = 0;
+        for (int o = 0; o < out; o++) s += (double)dy[(size_t)i * out + o] * w[(size_t)o * in + k];
+        dx[(size_t)i * in + k] = (float)s;
+      }
+  for (int o = 0; o < out; o++) {
+    double sb = 0;
+    for (int i = 0; i < n; i++) sb += dy[(size_t)i * out + o];
+    if (db) db[o] = (float)sb;
+    for (int k = 0; k < in; k++) {
+      double s = 0;
+      for (int i = 0; i < n; i++) s += (double)dy[(size_t)i * out + o] * x[(size_t)i * in + k];
+      dw[(size_t)o * in + k] = (float)s;
+    }
+  }
+  return MSKX_OK;
+}
+
+/* ---- batch norm ---- */
+
+typedef struct bn_ctx {
+  view x, dy;
+  const float *mean;     /* shift for the second pass */
+  const float *scale, *shift;
+  int relu;
+} bn_ctx;
+
+static void acc_sum(const void *vc, size_t r, double *acc) {
+  const bn_ctx *k = vc;
+  const float *xr = k->x.p + r * (size_t)k->x.ld;
+  for (int ch = 0; ch < k->x.c; ch++) acc[ch] += xr[ch];
+}
+
+static void acc_sqdev(const void *vc, size_t r, double *acc) {
+  const bn_ctx *k = vc;
+  const float *xr = k->x.p + r * (size_t)k->x.ld;
+  for (int ch = 0; ch < k->x.c; ch++) {
+    double d = (double)xr[ch] - k->mean[ch];
+    acc[ch] += d * d;
+  }
+}
+
+/* y = max?(x * scale + shift), row-parallel. */
+static void affine_rows(view x, view y, const float *scale, const float *shift, int relu) {
+  size_t rows = rows_of(x);
+  int c = x.c;
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++) {
+    const float *xr = x.p + r * (size_t)x.ld;
+    float *yr = y.p + r * (size_t)y.ld;
+    if (relu)
+      for (int ch = 0; ch < c; ch++) {
+        float v = xr[ch] * scale[ch] + shift[ch];
+        yr[ch] = v > 0.f ? v : 0.f;
+      }
+    else
+      for (int ch = 0; ch < c; ch++) yr[ch] = xr[ch] * scale[ch] + shift[ch];
+  }
+}
+
+void cpu_bn_forward_train(view x, const float *gamma, const float *beta, float eps, int relu, view y, float *mean,
+                          float *invstd, float *var_unbiased) {
+  int c = x.c;
+  size_t m = rows_of(x);
+  double sum[c], sq[c];
+  float scale[c], shift[c];
+  bn_ctx k = {.x = x};
+  if (!reduce_rows(m, c, acc_sum, &k, sum)) memset(sum, 0, sizeof sum);
+  for (int ch = 0; ch < c; ch++) mean[ch] = (float)(sum[ch] / (double)m);
+  k.mean = mean;
+  if (!reduce_rows(m, c, acc_sqdev, &k, sq)) memset(sq, 0, sizeof sq);
+  for (int ch = 0; ch < c; ch++) {
+    double var = sq[ch] / (double)m;
+    invstd[ch] = (float)(1.0 / sqrt(var + eps));
+    var_unbiased[ch] = (float)(m > 1 ? var * (double)m / (double)(m - 1) : var);
+    scale[ch] = gamma[ch] * invstd[ch];
+    shift[ch] = beta[ch] - mean[ch] * scale[ch];
+  }
+  affine_rows(x, y, scale, shift, relu);
+}
+
+void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const float *rmean, const float *rvar,
+                          float eps, int relu, view y) {
+  int c = x.c;
+  float scale[c], shift[c];
+  for (int ch = 0; ch < c; ch++) {
+    scale[ch] = (float)(gamma[ch] / sqrt((double)rvar[ch] + eps));
+    shift[ch] = beta[ch] - rmean[ch] * scale[ch];
+  }
+  affine_rows(x, y, scale, shift, relu);
+}
+
+/* Accumulates, per channel, sum(g) in acc[0..c) and sum(g * xhat) in
+ * acc[c..2c), where g is dy masked by the ReLU recomputed exactly as the
+ * forward computed it. */
+static void acc_bn_grad(const void *vc, size_t r, double *acc) {
+  const bn_ctx *k = vc;
+  const float *xr = k->x.p + r * (size_t)k->x.ld, *gr = k->dy.p + r * (size_t)k->dy.ld;
+  const float *invstd = k->mean + k->x.c;
+  int c = k->x.c;
+  for (int ch = 0; ch < c; ch++) {
+    float g = gr[ch];
+    if (k->relu && xr[ch] * k->scale[ch] + k->shift[ch] <= 0.f) g = 0.f;
+    float xhat = (xr[ch] - k->mean[ch]) * invstd[ch];
+    acc[ch] += g;
+    acc[c + ch] += (double)g * xhat;
+  }
+}
+
+void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
+                     int relu, view dx, float *dgamma, float *dbeta) {
+  int c = x.c;
+  size_t m = rows_of(x);
+  double sums[2 * c];
+  float scale[c], shift[c], stats[2 * c];
+  for (int ch = 0; ch < c; ch++) {
+    scale[ch] = gamma[ch] * invstd[ch];
+    shift[ch] = beta[ch] - mean[ch] * scale[ch];
+    stats[ch] = mean[ch];
+    stats[c + ch] = invstd[ch];
+  }
+  bn_ctx k = {.x = x, .dy = dy, .mean = stats, .scale = scale, .shift = shift, .relu = relu};
+  if (!reduce_rows(m, 2 * c, acc_bn_grad, &k, sums)) memset(sums, 0, sizeof sums);
+  float bcoef[c], ccoef[c];
+  for (int ch = 0; ch < c; ch++) {
+    dbeta[ch] = (float)sums[ch];
+    dgamma[ch] = (float)sums[c + ch];
+    bcoef[ch] = (float)(sums[ch] / (double)m);
+    ccoef[ch] = (float)(sums[c + ch] / (double)m);
+  }
+  /* dx += gamma*invstd * (g - mean(g) - xhat * mean(g*xhat)) */
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < m; r++) {
+    const float *xr = x.p + r * (size_t)x.ld, *gr = dy.p + r * (size_t)dy.ld;
+    float *dr = dx.p + r * (size_t)dx.ld;
+    for (int ch = 0; ch < c; ch++) {
+      float g = gr[ch];
+      if (relu && xr[ch] * scale[ch] + shift[ch] <= 0.f) g = 0.f;
+      float xhat = (xr[ch] - mean[ch]) * invstd[ch];
+      dr[ch] += scale[ch] * (g - bcoef[ch] - xhat * ccoef[ch]);
+    }
+  }
+}
+
+/* ---- elementwise ---- */
+
+void cpu_add_relu_forward(view a, view b, view y) {
+  size_t rows = rows_of(a);
+  int c = a.c;
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++) {
+    const float *ar = a.p + r * (size_t)a.ld, *br = b.p + r * (size_t)b.ld;
+    float *yr = y.p + r * (size_t)y.ld;
+    for (int ch = 0; ch < c; ch++) {
+      float v = ar[ch] + br[ch];
+      yr[ch] = v > 0.f ? v : 0.f;
+    }
+  }
+}
+
+void cpu_add_relu_backward(view y, view dy, view da, view db) {
+  size_t rows = rows_of(y);
+  int c = y.c;
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++) {
+    const float *yr = y.p + r * (size_t)y.ld, *gr = dy.p + r * (size_t)dy.ld;
+    float *ar = da.p + r * (size_t)da.ld;
+    float *br = db.p ? db.p + r * (size_t)db.ld : NULL;
+    for (int ch = 0; ch < c; ch++) {
+      float g = yr[ch] > 0.f ? gr[ch] : 0.f;
+      ar[ch] = g;
+      if (br) br[ch] = g;
+    }
+  }
+}
+
+void cpu_relu_forward(view x, view y) {
+  size_t rows = rows_of(x);
+  int c = x.c;
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++) {
+    const float *xr = x.p + r * (size_t)x.ld;
+    float *yr = y.p + r * (size_t)y.ld;
+    for (int ch = 0; ch < c; ch++) yr[ch] = xr[ch] > 0.f ? xr[ch] : 0.f;
+  }
+}
+
+void cpu_copy(view src, view dst) {
+  size_t rows = rows_of(src);
+  size_t bytes = (size_t)src.c * sizeof(float);
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++) memcpy(dst.p + r * (size_t)dst.ld, src.p + r * (size_t)src.ld, bytes);
+}
+
+void cpu_accumulate(view src, view dst) {
+  size_t rows = rows_of(src);
+  int c = src.c;
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++) {
+    const float *s = src.p + r * (size_t)src.ld;
+    float *d = dst.p + r * (size_t)dst.ld;
+    for (int ch = 0; ch < c; ch++) d[ch] += s[ch];
+  }
+}
+
+/* ---- pooling ---- */
+
+/* Output pixel (n, oy, ox) of a pool_desc, parallel over n*oh rows. The
+ * argmax convention: per output element, the input spatial index iy*w+ix of
+ * the first maximum in row-major window order (PyTorch's). */
+void cpu_maxpool_forward(const pool_desc *d, view x, view y, int32_t *argmax) {
+  int oh = y.h, ow = y.w, c = x.c;
+#pragma omp parallel for schedule(static)
+  for (int row = 0; row < d->n * oh; row++) {
+    int n = row / oh, oy = row % oh;
+    for (int ox = 0; ox < ow; ox++) {
+      float *yr = y.p + ((size_t)(n * oh + oy) * ow + ox) * y.ld;
+      int32_t *ar = argmax + ((size_t)(n * oh + oy) * ow + ox) * c;
+      for (int ch = 0; ch < c; ch++) {
+        yr[ch] = -INFINITY;
+        ar[ch] = -1;
+      }
+      for (int ky = 0; ky < d->k; ky++) {
+        int iy = oy * d->s - d->p + ky;
+        if (iy < 0 || iy >= x.h) continue;
+        for (int kx = 0; kx < d->k; kx++) {
+          int ix = ox * d->s - d->p + kx;
+          if (ix < 0 || ix >= x.w) continue;
+          const float *xr = x.p + ((size_t)(n * x.h + iy) * x.w + ix) * x.ld;
+          int32_t idx = iy * x.w + ix;
+          for (int ch = 0; ch < c; ch++)
+            if (xr[ch] > yr[ch] || ar[ch] < 0) {
+              yr[ch] = xr[ch];
+              ar[ch] = idx;
+            }
+        }
+      }
+    }
+  }
+}
+
+void cpu_maxpool_backward(const pool_desc *d, view dy, const int32_t *argmax, view dx) {
+  int oh = dy.h, ow = dy.w, c = dy.c;
+  /* Parallel over images: windows of one image overlap, images do not. */
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < d->n; n++)
+    for (int oy = 0; oy < oh; oy++)
+      for (int ox = 0; ox < ow; ox++) {
+        size_t o = (size_t)(n * oh + oy) * ow + ox;
+        const float *gr = dy.p + o * dy.ld;
+        const int32_t *ar = argmax + o * c;
+        for (int ch = 0; ch < c; ch++)
+          if (ar[ch] >= 0) dx.p[((size_t)n * dx.h * dx.w + (size_t)ar[ch]) * dx.ld + ch] += gr[ch];
+      }
+}
+
+void cpu_avgpool_forward(const pool_desc *d, view x, view y) {
+  int oh = y.h, ow = y.w, c = x.c;
+  float inv = 1.0f / (float)(d->k * d->k);
+#pragma omp parallel for schedule(static)
+  for (int row = 0; row < d->n * oh; row++) {
+    int n = row / oh, oy = row % oh;
+    float acc[c];
+    for (int ox = 0; ox < ow; ox++) {
+      for (int ch = 0; ch < c; ch++) acc[ch] = 0.f;
+      for (int ky = 0; ky < d->k; ky++) {
+        int iy = oy * d->s - d->p + ky;
+        if (iy < 0 || iy >= x.h) continue;
+        for (int kx = 0; kx < d->k; kx++) {
+          int ix = ox * d->s - d->p + kx;
+          if (ix < 0 || ix >= x.w) continue;
+          const float *xr = x.p + ((size_t)(n * x.h + iy) * x.w + ix) * x.ld;
+          for (int ch = 0; ch < c; ch++) acc[ch] += xr[ch];
+        }
+      }
+      float *yr = y.p + ((size_t)(n * oh + oy) * ow + ox) * y.ld;
+      for (int ch = 0; ch < c; ch++) yr[ch] = acc[ch] * inv;
+    }
+  }
+}
+
+void cpu_avgpool_backward(const pool_desc *d, view dy, view dx) {
+  int oh = dy.h, ow = dy.w, c = dy.c;
+  float inv = 1.0f / (float)(d->k * d->k);
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < d->n; n++)
+    for (int oy = 0; oy < oh; oy++)
+      for (int ox = 0; ox < ow; ox++) {
+        const float *gr = dy.p + ((size_t)(n * oh + oy) * ow + ox) * dy.ld;
+        for (int ky = 0; ky < d->k; ky++) {
+          int iy = oy * d->s - d->p + ky;
+          if (iy < 0 || iy >= dx.h) continue;
+          for (int kx = 0; kx < d->k; kx++) {
+            int ix = ox * d->s - d->p + kx;
+            if (ix < 0 || ix >= dx.w) continue;
+            float *xr = dx.p + ((size_t)(n * dx.h + iy) * dx.w + ix) * dx.ld;
+            for (int ch = 0; ch < c; ch++) xr[ch] += gr[ch] * inv;
+          }
+        }
+      }
+}
+
+void cpu_gap_forward(view x, float *y) {
+  int c = x.c;
+  size_t hw = (size_t)x.h * x.w;
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < x.n; n++) {
+    double acc[c];
+    for (int ch = 0; ch < c; ch++) acc[ch] = 0;
+    for (size_t p = 0; p < hw; p++) {
+      const float *xr = x.p + ((size_t)n * hw + p) * x.ld;
+      for (int ch = 0; ch < c; ch++) acc[ch] += xr[ch];
+    }
+    for (int ch = 0; ch < c; ch++) y[(size_t)n * c + ch] = (float)(acc[ch] / (double)hw);
+  }
+}
+
+void cpu_gap_backward(const float *dy, view dx) {
+  int c = dx.c;
+  size_t hw = (size_t)dx.h * dx.w;
+  float inv = 1.0f / (float)hw;
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < (size_t)dx.n * hw; r++) {
+    const float *g = dy + (r / hw) * (size_t)c;
+    float *xr = dx.p + r * (size_t)dx.ld;
+    for (int ch = 0; ch < c; ch++) xr[ch] += g[ch] * inv;
+  }
+}
+
+/* ---- loss ---- */
+
+double cpu_bce_logits(const float *z, const float *t, const float *w, int n, float *dz) {
+  double total = 0;
+  for (int i = 0; i < n; i++) {
+    double zi = z[i], ti = t[i], wi = w ? w[i] : 1.0;
+    double l = (zi > 0 ? zi : 0) - zi * ti + log1p(exp(-fabs(zi)));
+    total += wi * l;
+    if (dz) dz[i] = (float)(wi * (1.0 / (1.0 + exp(-zi)) - ti) / n);
+  }
+  return n > 0 ? total / n : 0.0;
+}
