@@ -14,7 +14,6 @@ import struct
 import sys
 
 import numpy as np
-import torch
 
 
 def write_expect(outdir, name, arr32):
@@ -58,6 +57,8 @@ def f16_special():
 
 
 def gen_st(outdir):
+    import torch  # only here: the check modes need no PyTorch start-up
+
     rng = np.random.default_rng(99)
     f32 = rng.standard_normal((2, 3)).astype("<f4")
     f16 = np.concatenate([f16_special(), rng.standard_normal(16).astype(np.float16)]).reshape(4, 8)
