@@ -129,7 +129,7 @@ static void print_notes(FILE *f, const eval_results *r) {
   else
     fprintf(f, "No bootstrap: confidence intervals not computed.\n");
   if (r->opt.decisions_only)
-    fprintf(f, "Scores are 0/1 decisions: AUROC is not defined for them (n/a).\n");
+    fprintf(f, "Scores are 0/1 decisions, not probabilities: AUROC is not reported (n/a).\n");
   else
     fprintf(f, "Decision: abnormal when probability > %g.\n", r->opt.threshold);
   fprintf(f,
