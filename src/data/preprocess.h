@@ -59,4 +59,27 @@ int aug_is_identity(const aug_config *a);
  * are 0 (black, like the radiograph background). */
 void augment_gray(const aug_config *a, rng *r, const float *src, int s, float *dst);
 
+/* One concrete draw of the augmentation. Geometry is about the image centre:
+ * flips first, then zoom, rotation (counter-clockwise on screen, like
+ * torchvision's rotate) and the shift; then brightness, then contrast. */
+typedef struct aug_params {
+  int hflip, vflip;
+  float angle_deg;
+  float shift_x, shift_y; /* fractions of the side; +x right, +y down */
+  float scale;            /* > 1 enlarges */
+  float brightness;       /* added */
+  float contrast;         /* factor about 0.5 */
+} aug_params;
+
+/* No-op parameters (scale 1, contrast 1, everything else 0). */
+aug_params aug_params_identity(void);
+/* Draws, in this fixed order and only for enabled transforms (range or p
+ * above 0): hflip, vflip, angle, shift x, shift y, zoom, brightness, contrast. */
+aug_params aug_draw(const aug_config *a, rng *r);
+/* Applies p to src (s x s) into dst (no aliasing): one inverse affine map
+ * with bilinear sampling (0 outside), then brightness/contrast, clamped to
+ * [0,1]. Identity parameters copy src unchanged. augment_gray is
+ * aug_draw followed by augment_apply. */
+void augment_apply(const aug_params *p, const float *src, int s, float *dst);
+
 #endif
