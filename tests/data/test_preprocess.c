@@ -288,31 +288,37 @@ static uint8_t *xray_png(int w, int h, int depth, size_t *len) {
 
 TEST(decode_and_resize_timing) {
   float *out = malloc(sizeof(float) * 320 * 320);
-  for (int depth = 8; depth <= 16; depth += 8) {
+  double worst_resize = 0;
+  int failed = 0;
+  mskx_err e = {0};
+  for (int depth = 8; depth <= 16 && !failed; depth += 8) {
     size_t len = 0;
     uint8_t *png = xray_png(2048, 2048, depth, &len);
-    CHECK(png);
     double best_dec = 1e9, best_rs = 1e9;
-    for (int rep = 0; rep < 3; rep++) {
+    for (int rep = 0; rep < 3 && png && !failed; rep++) {
       gray_image g;
-      mskx_err e = {0};
       double t0 = now_seconds();
-      CHECK_OK(image_decode(png, len, "xray.png", NULL, &g, &e), &e);
+      failed = image_decode(png, len, "xray.png", NULL, &g, &e);
       double t1 = now_seconds();
-      CHECK_OK(resize_gray(&g, 320, 1, out, &e), &e);
+      if (!failed) failed = resize_gray(&g, 320, 1, out, &e);
       double t2 = now_seconds();
       gray_image_free(&g);
       if (t1 - t0 < best_dec) best_dec = t1 - t0;
       if (t2 - t1 < best_rs) best_rs = t2 - t1;
     }
-    printf("# 2048x2048 %d-bit grey PNG (%zu bytes): decode %.1f ms, resize to 320 %.2f ms\n", depth, len,
-           best_dec * 1e3, best_rs * 1e3);
+    if (!png) failed = 1;
     free(png);
-    /* Loose bound: catches a quadratic or per-pixel-allocation regression,
-     * not machine noise (measured: a few ms). */
-    CHECKF(best_rs < 0.05, "resize took %.1f ms", best_rs * 1e3);
+    if (!failed) printf("# 2048x2048 %d-bit grey PNG (%zu bytes): decode %.1f ms, resize to 320 %.2f ms\n", depth,
+                        len, best_dec * 1e3, best_rs * 1e3);
+    if (best_rs > worst_resize) worst_resize = best_rs;
   }
   free(out);
+  CHECKF(!failed, "%s", e.msg);
+#ifdef NDEBUG
+  /* Optimised builds only. A loose bound: catches a quadratic or
+   * per-pixel-allocation regression, not machine noise (measured: ~1 ms). */
+  CHECKF(worst_resize < 0.05, "resize took %.1f ms", worst_resize * 1e3);
+#endif
 }
 
 TEST_MAIN()
