@@ -10,6 +10,16 @@
 #include "core/rng.h"
 #include "engine/engine.h"
 
+/* Case helpers return 0, or -1 with a one-line reason in why[WHY]. */
+#define WHY 512
+#define REQUIRE(cond, ...)             \
+  do {                                 \
+    if (!(cond)) {                     \
+      snprintf(why, WHY, __VA_ARGS__); \
+      goto out;                        \
+    }                                  \
+  } while (0)
+
 static inline float *vat(view v, int n, int y, int x, int ch) {
   return v.p + (((size_t)n * v.h + y) * v.w + x) * (size_t)v.ld + ch;
 }
