@@ -7,7 +7,7 @@
 /* Subcommands: argv[0] is the subcommand name. Return the process exit code. */
 typedef int (*cli_command_fn)(int argc, char **argv);
 
-int cmd_forward(int argc, char **argv) __attribute__((weak));
+int cmd_forward(int argc, char **argv);
 int cmd_synth(int argc, char **argv) __attribute__((weak));
 int cmd_stats(int argc, char **argv) __attribute__((weak));
 int cmd_score(int argc, char **argv) __attribute__((weak));

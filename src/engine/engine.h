@@ -99,6 +99,10 @@ typedef struct engine_ops {
   /* Inference: running statistics. */
   void (*bn_forward_infer)(view x, const float *gamma, const float *beta, const float *rmean,
                            const float *rvar, float eps, int relu, view y);
+  /* y = x * scale + shift per channel (+ ReLU): recomputes a training-mode
+   * output bit-exactly, since bn_forward_train normalises through
+   * scale = gamma * invstd, shift = beta - mean * scale (float arithmetic). */
+  void (*bn_forward_affine)(view x, const float *scale, const float *shift, int relu, view y);
   /* Backward of the training-mode forward. With relu, the mask is recomputed
    * from x (nothing but x and the saved statistics is stored). dx ACCUMULATED;
    * dgamma, dbeta overwritten. */
@@ -107,19 +111,20 @@ typedef struct engine_ops {
 
   /* y = relu(a + b) (residual join); b may equal y. */
   void (*add_relu_forward)(view a, view b, view y);
-  /* Given y and dy: da = db = dy * (y > 0); both overwritten (db may be NULL). */
+  /* Given y and dy: da = db = dy * (y > 0); both overwritten (skip db with db.p == NULL). */
   void (*add_relu_backward)(view y, view dy, view da, view db);
   void (*relu_forward)(view x, view y);
 
-  /* Max pooling with padding as -inf; argmax (flat index into x's n,h,w
-   * plane, per channel) saved for backward. */
+  /* Max pooling with padding as -inf; argmax saved for backward: per output
+   * element, the input index iy*w+ix within its image (first maximum in
+   * row-major window order, as PyTorch). dx ACCUMULATED. */
   void (*maxpool_forward)(const pool_desc *d, view x, view y, int32_t *argmax);
   void (*maxpool_backward)(const pool_desc *d, view dy, const int32_t *argmax, view dx);
   /* Average pooling, count_include_pad = true (torchvision's transitions use
    * no padding, where both conventions agree). dx ACCUMULATED. */
   void (*avgpool_forward)(const pool_desc *d, view x, view y);
   void (*avgpool_backward)(const pool_desc *d, view dy, view dx);
-  /* Global average pooling to y (n, c) dense. */
+  /* Global average pooling to y (n, c) dense; backward ACCUMULATES into dx. */
   void (*gap_forward)(view x, float *y);
   void (*gap_backward)(const float *dy, view dx);
 

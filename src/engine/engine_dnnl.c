@@ -234,17 +234,15 @@ static int conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_err 
   if (d->n <= 0 || d->h <= 0 || d->w <= 0 || d->cin <= 0 || d->cout <= 0 || d->kh <= 0 || d->kw <= 0 ||
       d->sh <= 0 || d->sw <= 0 || d->ph < 0 || d->pw < 0)
     return err_set(e, MSKX_EINVAL, "convolution: invalid shape");
+  if (d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
+    return err_set(e, MSKX_ESHAPE, "convolution: %dx%d input (padding %d,%d) is smaller than the %dx%d kernel", d->h,
+                   d->w, d->ph, d->pw, d->kh, d->kw);
   conv_op *op = calloc(1, sizeof *op);
   if (!op) return err_set(e, MSKX_ENOMEM, "convolution: out of memory");
   op->eng = eng;
   op->d = *d;
   op->oh = conv_out_h(d);
   op->ow = conv_out_w(d);
-  if (op->oh <= 0 || op->ow <= 0) {
-    free(op);
-    return err_set(e, MSKX_ESHAPE, "convolution: %dx%d input is smaller than the %dx%d kernel", d->h, d->w, d->kh,
-                   d->kw);
-  }
   int rc = conv_plan(eng, op, e);
   if (rc) {
     conv_destroy(op);
@@ -360,6 +358,7 @@ static const engine_ops dnnl_ops = {
     .linear_backward = cpu_linear_backward,
     .bn_forward_train = cpu_bn_forward_train,
     .bn_forward_infer = cpu_bn_forward_infer,
+    .bn_forward_affine = cpu_bn_forward_affine,
     .bn_backward = cpu_bn_backward,
     .add_relu_forward = cpu_add_relu_forward,
     .add_relu_backward = cpu_add_relu_backward,

@@ -165,6 +165,10 @@ void cpu_bn_forward_train(view x, const float *gamma, const float *beta, float e
   affine_rows(x, y, scale, shift, relu);
 }
 
+void cpu_bn_forward_affine(view x, const float *scale, const float *shift, int relu, view y) {
+  affine_rows(x, y, scale, shift, relu);
+}
+
 void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const float *rmean, const float *rvar,
                           float eps, int relu, view y) {
   int c = x.c;
@@ -423,5 +427,5 @@ double cpu_bce_logits(const float *z, const float *t, const float *w, int n, flo
     total += wi * l;
     if (dz) dz[i] = (float)(wi * (1.0 / (1.0 + exp(-zi)) - ti) / n);
   }
-  return n > 0 ? total / n : 0.0;
+  return n > 0 ? total / n : NAN;
 }

@@ -17,6 +17,7 @@ void cpu_bn_forward_train(view x, const float *gamma, const float *beta, float e
                           float *invstd, float *var_unbiased);
 void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const float *rmean, const float *rvar,
                           float eps, int relu, view y);
+void cpu_bn_forward_affine(view x, const float *scale, const float *shift, int relu, view y);
 void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
                      int relu, view dx, float *dgamma, float *dbeta);
 

@@ -1,0 +1,132 @@
+/* Convolution and batch-norm layers over the engine (see layers.h). */
+#include "graph/layers.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "core/error.h"
+#include "core/rng.h"
+
+int conv_layer_declare(param_store *ps, conv_layer *l, const char *prefix, int cin, int cout, int k, int stride,
+                       int pad, int bias, mskx_err *e) {
+  char name[160];
+  int64_t ws[4] = {cout, cin, k, k}, bs[1] = {cout};
+  *l = (conv_layer){.b = -1, .cin = cin, .cout = cout, .k = k, .stride = stride, .pad = pad};
+  snprintf(name, sizeof name, "%s.weight", prefix);
+  if ((l->w = ps_declare(ps, name, PK_PARAM, 4, ws, e)) < 0) return e->code;
+  if (bias) {
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    if ((l->b = ps_declare(ps, name, PK_PARAM, 1, bs, e)) < 0) return e->code;
+  }
+  return MSKX_OK;
+}
+
+int bn_layer_declare(param_store *ps, bn_layer *l, const char *prefix, int c, mskx_err *e) {
+  static const char *const names[4] = {"weight", "bias", "running_mean", "running_var"};
+  int idx[4];
+  int64_t s[1] = {c};
+  char name[160];
+  for (int i = 0; i < 4; i++) {
+    snprintf(name, sizeof name, "%s.%s", prefix, names[i]);
+    if ((idx[i] = ps_declare(ps, name, i < 2 ? PK_PARAM : PK_BUFFER, 1, s, e)) < 0) return e->code;
+  }
+  *l = (bn_layer){.weight = idx[0], .bias = idx[1], .rmean = idx[2], .rvar = idx[3], .c = c};
+  return MSKX_OK;
+}
+
+int conv_layer_plan(const layer_ctx *cx, conv_layer *l, int n, int h, int w, int *oh, int *ow, mskx_err *e) {
+  conv_desc d = {.n = n, .h = h, .w = w, .cin = l->cin, .cout = l->cout, .kh = l->k, .kw = l->k,
+                 .sh = l->stride, .sw = l->stride, .ph = l->pad, .pw = l->pad, .has_bias = l->b >= 0,
+                 .prec = cx->prec, .need_backward = cx->train};
+  int rc = cx->eng->ops->conv_create(cx->eng, &d, &l->op, e);
+  if (rc) return rc;
+  if (oh) *oh = conv_out_h(&d);
+  if (ow) *ow = conv_out_w(&d);
+  return MSKX_OK;
+}
+
+void conv_layer_unplan(const layer_ctx *cx, conv_layer *l) {
+  if (l->op) cx->eng->ops->conv_destroy(l->op);
+  l->op = NULL;
+}
+
+int bn_layer_plan(bn_layer *l, mskx_err *e) {
+  l->mean = malloc(3 * (size_t)l->c * sizeof(float));
+  if (!l->mean) return err_set(e, MSKX_ENOMEM, "out of memory (batch-norm statistics)");
+  l->invstd = l->mean + l->c;
+  l->varu = l->invstd + l->c;
+  return MSKX_OK;
+}
+
+void bn_layer_unplan(bn_layer *l) {
+  free(l->mean);
+  l->mean = l->invstd = l->varu = NULL;
+}
+
+int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const float *x, float *y, mskx_err *e) {
+  const param_store *ps = cx->ps;
+  return cx->eng->ops->conv_forward(l->op, x, ps_data(ps, l->w), ps->version, l->b >= 0 ? ps_data(ps, l->b) : NULL,
+                                    y, e);
+}
+
+int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const float *x, const float *dy, float *dx, mskx_err *e) {
+  const param_store *ps = cx->ps;
+  int rc = cx->eng->ops->conv_backward_weights(l->op, x, dy, ps_grad(ps, l->w), l->b >= 0 ? ps_grad(ps, l->b) : NULL,
+                                               e);
+  if (!rc && dx) rc = cx->eng->ops->conv_backward_data(l->op, dy, ps_data(ps, l->w), ps->version, dx, e);
+  return rc;
+}
+
+void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu) {
+  const param_store *ps = cx->ps;
+  const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
+  float *rm = ps_data(ps, l->rmean), *rv = ps_data(ps, l->rvar);
+  if (!cx->train) {
+    cx->eng->ops->bn_forward_infer(x, g, b, rm, rv, BN_EPS, relu, y);
+    return;
+  }
+  cx->eng->ops->bn_forward_train(x, g, b, BN_EPS, relu, y, l->mean, l->invstd, l->varu);
+  for (int c = 0; c < l->c; c++) {
+    rm[c] = (1.0f - BN_MOMENTUM) * rm[c] + BN_MOMENTUM * l->mean[c];
+    rv[c] = (1.0f - BN_MOMENTUM) * rv[c] + BN_MOMENTUM * l->varu[c];
+  }
+}
+
+void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, int relu) {
+  const param_store *ps = cx->ps;
+  const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
+  int c = l->c;
+  float scale[c], shift[c];
+  for (int i = 0; i < c; i++) {
+    scale[i] = g[i] * l->invstd[i];
+    shift[i] = b[i] - l->mean[i] * scale[i];
+  }
+  cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
+}
+
+void bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu) {
+  const param_store *ps = cx->ps;
+  cx->eng->ops->bn_backward(x, dy, ps_data(ps, l->weight), ps_data(ps, l->bias), l->mean, l->invstd, relu, dx,
+                            ps_grad(ps, l->weight), ps_grad(ps, l->bias));
+}
+
+void init_kaiming_normal(float *w, size_t n, double fan, uint64_t seed, uint64_t stream) {
+  rng r = rng_for(seed, stream, 1);
+  double std = sqrt(2.0 / fan);
+  for (size_t i = 0; i < n; i++) w[i] = (float)(std * rng_normal(&r));
+}
+
+void init_uniform(float *w, size_t n, double bound, uint64_t seed, uint64_t stream) {
+  rng r = rng_for(seed, stream, 2);
+  for (size_t i = 0; i < n; i++) w[i] = (float)(bound * (2.0 * rng_uniform(&r) - 1.0));
+}
+
+void bn_layer_init(const param_store *ps, const bn_layer *l) {
+  float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias), *rm = ps_data(ps, l->rmean),
+        *rv = ps_data(ps, l->rvar);
+  for (int i = 0; i < l->c; i++) {
+    g[i] = 1.f;
+    b[i] = 0.f;
+    rm[i] = 0.f;
+    rv[i] = 1.f;
+  }
+}

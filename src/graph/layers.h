@@ -1,0 +1,62 @@
+/* Building blocks shared by the models: a convolution and a batch norm bound
+ * to their parameters in the store, each with its forward and backward side
+ * by side. A model is a list of these plus its own wiring (densenet.c,
+ * resnet.c). */
+#ifndef MSKX_GRAPH_LAYERS_H
+#define MSKX_GRAPH_LAYERS_H
+#include "engine/engine.h"
+#include "graph/params.h"
+
+/* PyTorch's BatchNorm2d defaults. */
+#define BN_EPS 1e-5f
+#define BN_MOMENTUM 0.1f
+
+/* What every layer needs at run time. */
+typedef struct layer_ctx {
+  engine *eng;
+  param_store *ps;
+  int train;          /* batch statistics + running update (PyTorch's model.train()) */
+  precision prec;
+} layer_ctx;
+
+typedef struct conv_layer {
+  int w, b;           /* store indices; b = -1 without bias */
+  int cin, cout, k, stride, pad;
+  conv_op *op;        /* planned per shape */
+} conv_layer;
+
+typedef struct bn_layer {
+  int weight, bias, rmean, rvar;
+  int c;
+  float *mean, *invstd, *varu;   /* saved batch statistics (train plans) */
+} bn_layer;
+
+/* Declarations ("prefix.weight", ...). */
+int conv_layer_declare(param_store *ps, conv_layer *l, const char *prefix, int cin, int cout, int k, int stride,
+                       int pad, int bias, mskx_err *e);
+int bn_layer_declare(param_store *ps, bn_layer *l, const char *prefix, int c, mskx_err *e);
+
+/* Planning for an input of n x h x w; sets *oh, *ow if non-NULL. */
+int conv_layer_plan(const layer_ctx *cx, conv_layer *l, int n, int h, int w, int *oh, int *ow, mskx_err *e);
+void conv_layer_unplan(const layer_ctx *cx, conv_layer *l);
+int bn_layer_plan(bn_layer *l, mskx_err *e);
+void bn_layer_unplan(bn_layer *l);
+
+int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const float *x, float *y, mskx_err *e);
+/* Writes the weight (and bias) gradients; dx (may be NULL) overwritten. */
+int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const float *x, const float *dy, float *dx, mskx_err *e);
+
+/* Train: batch statistics, saved, running statistics updated. Eval: running. */
+void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu);
+/* Recomputes the training-mode output from x and the saved statistics (the
+ * memory-efficient path: outputs are not stored between forward and backward). */
+void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, int relu);
+/* dx accumulated; parameter gradients written. */
+void bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu);
+
+/* Torchvision initialisations. */
+void init_kaiming_normal(float *w, size_t n, double fan, uint64_t seed, uint64_t stream);
+void init_uniform(float *w, size_t n, double bound, uint64_t seed, uint64_t stream);
+void bn_layer_init(const param_store *ps, const bn_layer *l);
+
+#endif

@@ -1,0 +1,102 @@
+/* Network lifecycle and weight loading, shared by all model families. */
+#include "models/net.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+
+int net_create(const char *arch, engine *eng, uint64_t seed, net **out, mskx_err *e) {
+  *out = NULL;
+  net *m = calloc(1, sizeof *m);
+  if (!m) return err_set(e, MSKX_ENOMEM, "out of memory");
+  int rc = arch_parse(arch, &m->arch, e);
+  m->cx.eng = eng;
+  m->cx.ps = &m->ps;
+  m->head_w = m->head_b = -1;
+  if (!rc) rc = m->arch.family == ARCH_DENSENET ? densenet_build(m, e) : resnet_build(m, e);
+  if (!rc) rc = ps_alloc(&m->ps, e);
+  if (rc) {
+    net_destroy(m);
+    return rc;
+  }
+  m->vt->init(m, seed);
+  *out = m;
+  return MSKX_OK;
+}
+
+void net_destroy(net *m) {
+  if (!m) return;
+  if (m->vt) {
+    if (m->planned) m->vt->unplan(m);
+    m->vt->destroy_model(m);
+  }
+  ps_free(&m->ps);
+  free(m);
+}
+
+int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e) {
+  if (m->planned && m->n == n && m->h == h && m->w == w && m->cx.train == train && m->cx.prec == prec)
+    return MSKX_OK;
+  int minsz = arch_size_multiple(&m->arch);
+  if (n <= 0) return err_set(e, MSKX_EINVAL, "batch size must be positive");
+  if (h < minsz || w < minsz)
+    return err_set(e, MSKX_EINVAL, "%s needs inputs of at least %dx%d, got %dx%d", m->arch.name, minsz, minsz, h, w);
+  if (m->planned) m->vt->unplan(m);
+  m->planned = 0;
+  m->cx.train = train;
+  m->cx.prec = prec;
+  int rc = m->vt->plan(m, n, h, w, e);
+  if (rc) {
+    m->vt->unplan(m);
+    return rc;
+  }
+  m->planned = 1;
+  m->n = n;
+  m->h = h;
+  m->w = w;
+  return MSKX_OK;
+}
+
+int net_forward(net *m, const float *x, float *logits, mskx_err *e) {
+  if (!m->planned) return err_set(e, MSKX_EINTERNAL, "forward before planning");
+  return m->vt->forward(m, x, logits, e);
+}
+
+int net_backward(net *m, const float *dlogits, mskx_err *e) {
+  if (!m->planned || !m->cx.train) return err_set(e, MSKX_EINTERNAL, "backward needs a training plan");
+  return m->vt->backward(m, dlogits, e);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static int is_head(const net *m, int idx) { return idx == m->head_w || idx == m->head_b; }
+
+int net_load_tensors(net *m, const st_file *f, const char *what, int reinit_head, mskx_err *e) {
+  char s1[64], s2[64];
+  for (int i = 0; i < f->n_tensors; i++) {
+    const htensor *t = &f->tensors[i];
+    if (ends_with(t->name, ".num_batches_tracked")) continue;
+    if (ps_find(&m->ps, t->name) < 0)
+      return err_set(e, MSKX_ESHAPE, "%s: unexpected tensor '%s' for arch %s", what, t->name, m->arch.name);
+  }
+  for (int idx = 0; idx < m->ps.n; idx++) {
+    const param_entry *en = &m->ps.entries[idx];
+    const htensor *t = st_find(f, en->name);
+    if (!t) return err_set(e, MSKX_ESHAPE, "%s: missing tensor '%s' for arch %s", what, en->name, m->arch.name);
+    int same = t->ndim == en->ndim;
+    for (int d = 0; same && d < en->ndim; d++) same = t->shape[d] == en->shape[d];
+    if (!same) {
+      if (reinit_head && is_head(m, idx)) continue;
+      return err_set(e, MSKX_ESHAPE, "%s: tensor '%s' has shape %s, arch %s needs %s%s", what, en->name,
+                     shape_str(s1, sizeof s1, t->ndim, t->shape), m->arch.name,
+                     shape_str(s2, sizeof s2, en->ndim, en->shape),
+                     is_head(m, idx) ? " (use the option that re-initialises the head to load ImageNet weights)" : "");
+    }
+    memcpy(ps_data(&m->ps, idx), t->data, en->numel * sizeof(float));
+  }
+  net_params_changed(m);
+  return MSKX_OK;
+}

@@ -1,0 +1,365 @@
+/* ResNet-50 as torchvision builds it (bottlenecks with the stride on the 3x3
+ * convolution, projection shortcuts "downsample.0/1"), with a one-logit fc.
+ * BN+ReLU outputs feeding a convolution are recomputed in backward rather
+ * than stored; convolution outputs and block outputs are kept. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+#include "models/net.h"
+
+typedef struct bottleneck {
+  conv_layer conv1, conv2, conv3, convd;
+  bn_layer bn1, bn2, bn3, bnd;
+  int has_down, cin, width, cout, stride;
+  int h, w, oh, ow;                 /* planned */
+  float *z1, *z2, *z3, *zd, *y;     /* kept for backward when training */
+} bottleneck;
+
+typedef struct resnet {
+  conv_layer conv1;
+  bn_layer bn1;
+  pool_desc pool;
+  bottleneck *blocks;
+  int n_blocks, c_final;
+  linear_op *head;
+  /* plan */
+  int h0, w0, hp, wp;
+  const float *x;
+  float *z0, *x1, *feat, *dfeat;
+  int32_t *argmax;
+  float *s, *ds, *dz, *g, *tmp, *gy[2];
+  float *shared[5];                 /* inference: z1, z2, z3, zd, spare */
+  float *arena;
+} resnet;
+
+static resnet *rn(const net *m) { return (resnet *)m->impl; }
+
+static int declare(net *m, resnet *r, mskx_err *e) {
+  param_store *ps = &m->ps;
+  static const int planes[4] = {64, 128, 256, 512};
+  char p[128];
+  int rc = conv_layer_declare(ps, &r->conv1, "conv1", 3, 64, 7, 2, 3, 0, e);
+  if (!rc) rc = bn_layer_declare(ps, &r->bn1, "bn1", 64, e);
+  r->n_blocks = 0;
+  for (int s = 0; s < 4; s++) r->n_blocks += m->arch.blocks[s];
+  r->blocks = calloc((size_t)r->n_blocks, sizeof *r->blocks);
+  if (!r->blocks) return err_set(e, MSKX_ENOMEM, "out of memory");
+  int cin = 64, k = 0;
+  for (int s = 0; s < 4 && !rc; s++)
+    for (int i = 0; i < m->arch.blocks[s] && !rc; i++, k++) {
+      bottleneck *b = &r->blocks[k];
+      b->cin = cin;
+      b->width = planes[s];
+      b->cout = planes[s] * 4;
+      b->stride = (s > 0 && i == 0) ? 2 : 1;
+      b->has_down = i == 0;
+      struct {
+        conv_layer *c;
+        bn_layer *bn;
+        const char *cn, *bnn;
+        int ci, co, ks, st, pad;
+      } parts[4] = {{&b->conv1, &b->bn1, "conv1", "bn1", cin, b->width, 1, 1, 0},
+                    {&b->conv2, &b->bn2, "conv2", "bn2", b->width, b->width, 3, b->stride, 1},
+                    {&b->conv3, &b->bn3, "conv3", "bn3", b->width, b->cout, 1, 1, 0},
+                    {&b->convd, &b->bnd, "downsample.0", "downsample.1", cin, b->cout, 1, b->stride, 0}};
+      for (int j = 0; j < (b->has_down ? 4 : 3) && !rc; j++) {
+        snprintf(p, sizeof p, "layer%d.%d.%s", s + 1, i, parts[j].cn);
+        rc = conv_layer_declare(ps, parts[j].c, p, parts[j].ci, parts[j].co, parts[j].ks, parts[j].st, parts[j].pad,
+                                0, e);
+        snprintf(p, sizeof p, "layer%d.%d.%s", s + 1, i, parts[j].bnn);
+        if (!rc) rc = bn_layer_declare(ps, parts[j].bn, p, parts[j].co, e);
+      }
+      cin = b->cout;
+    }
+  r->c_final = cin;
+  int64_t ws[2] = {1, cin}, bs[1] = {1};
+  if (!rc && (m->head_w = ps_declare(ps, "fc.weight", PK_PARAM, 2, ws, e)) < 0) rc = e->code;
+  if (!rc && (m->head_b = ps_declare(ps, "fc.bias", PK_PARAM, 1, bs, e)) < 0) rc = e->code;
+  return rc;
+}
+
+static void init_conv(const net *m, const conv_layer *l, uint64_t seed) {
+  /* torchvision ResNet: kaiming_normal_(mode="fan_out", nonlinearity="relu"). */
+  init_kaiming_normal(ps_data(&m->ps, l->w), m->ps.entries[l->w].numel, (double)l->cout * l->k * l->k, seed,
+                      (uint64_t)l->w);
+}
+
+static void resnet_init(net *m, uint64_t seed) {
+  resnet *r = rn(m);
+  init_conv(m, &r->conv1, seed);
+  bn_layer_init(&m->ps, &r->bn1);
+  for (int k = 0; k < r->n_blocks; k++) {
+    bottleneck *b = &r->blocks[k];
+    init_conv(m, &b->conv1, seed);
+    init_conv(m, &b->conv2, seed);
+    init_conv(m, &b->conv3, seed);
+    bn_layer_init(&m->ps, &b->bn1);
+    bn_layer_init(&m->ps, &b->bn2);
+    bn_layer_init(&m->ps, &b->bn3);
+    if (b->has_down) {
+      init_conv(m, &b->convd, seed);
+      bn_layer_init(&m->ps, &b->bnd);
+    }
+  }
+  /* nn.Linear defaults: weight and bias uniform in +-1/sqrt(fan_in). */
+  double bound = 1.0 / sqrt((double)r->c_final);
+  init_uniform(ps_data(&m->ps, m->head_w), (size_t)r->c_final, bound, seed, (uint64_t)m->head_w);
+  init_uniform(ps_data(&m->ps, m->head_b), 1, bound, seed, (uint64_t)m->head_b);
+  net_params_changed(m);
+}
+
+static void resnet_unplan(net *m) {
+  resnet *r = rn(m);
+  layer_ctx *cx = &m->cx;
+  conv_layer_unplan(cx, &r->conv1);
+  bn_layer_unplan(&r->bn1);
+  for (int k = 0; k < r->n_blocks; k++) {
+    bottleneck *b = &r->blocks[k];
+    conv_layer *cs[4] = {&b->conv1, &b->conv2, &b->conv3, &b->convd};
+    bn_layer *bs[4] = {&b->bn1, &b->bn2, &b->bn3, &b->bnd};
+    for (int j = 0; j < 4; j++) {
+      conv_layer_unplan(cx, cs[j]);
+      bn_layer_unplan(bs[j]);
+    }
+  }
+  if (r->head) cx->eng->ops->linear_destroy(r->head);
+  r->head = NULL;
+  free(r->arena);
+  r->arena = NULL;
+  free(r->argmax);
+  r->argmax = NULL;
+}
+
+/* Plans every layer and returns, through *need, the per-block storage. */
+static int plan_layers(net *m, int n, int h, int w, size_t *scratch, size_t *kept, size_t *shared, mskx_err *e) {
+  resnet *r = rn(m);
+  const layer_ctx *cx = &m->cx;
+  int rc = conv_layer_plan(cx, &r->conv1, n, h, w, &r->h0, &r->w0, e);
+  if (!rc) rc = bn_layer_plan(&r->bn1, e);
+  r->pool = (pool_desc){.n = n, .h = r->h0, .w = r->w0, .c = 64, .k = 3, .s = 2, .p = 1};
+  r->hp = pool_out(r->h0, 3, 2, 1);
+  r->wp = pool_out(r->w0, 3, 2, 1);
+  size_t S = (size_t)n * r->h0 * r->w0 * 64, K = 0, Z = 0;
+  int ch = r->hp, cw = r->wp;
+  for (int k = 0; k < r->n_blocks && !rc; k++) {
+    bottleneck *b = &r->blocks[k];
+    b->h = ch;
+    b->w = cw;
+    rc = conv_layer_plan(cx, &b->conv1, n, ch, cw, NULL, NULL, e);
+    if (!rc) rc = conv_layer_plan(cx, &b->conv2, n, ch, cw, &b->oh, &b->ow, e);
+    if (!rc) rc = conv_layer_plan(cx, &b->conv3, n, b->oh, b->ow, NULL, NULL, e);
+    if (!rc && b->has_down) rc = conv_layer_plan(cx, &b->convd, n, ch, cw, NULL, NULL, e);
+    bn_layer *bs[4] = {&b->bn1, &b->bn2, &b->bn3, &b->bnd};
+    for (int j = 0; j < (b->has_down ? 4 : 3) && !rc; j++) rc = bn_layer_plan(bs[j], e);
+    size_t in = (size_t)n * ch * cw, out = (size_t)n * b->oh * b->ow;
+    size_t blk = in * b->width + out * b->width + out * b->cout * (b->has_down ? 3 : 2);
+    K += blk;
+    Z = Z > blk ? Z : blk;
+    size_t big = in * (size_t)(b->cin > b->width ? b->cin : b->width);
+    S = S > big ? S : big;
+    S = S > out * b->cout ? S : out * b->cout;
+    ch = b->oh;
+    cw = b->ow;
+  }
+  *scratch = S;
+  *kept = K;
+  *shared = Z;
+  return rc;
+}
+
+static int resnet_plan(net *m, int n, int h, int w, mskx_err *e) {
+  resnet *r = rn(m);
+  const layer_ctx *cx = &m->cx;
+  size_t S, K, Z;
+  int rc = plan_layers(m, n, h, w, &S, &K, &Z, e);
+  if (!rc) rc = cx->eng->ops->linear_create(cx->eng, n, r->c_final, 1, &r->head, e);
+  if (rc) return rc;
+  int train = cx->train;
+  size_t z0 = (size_t)n * r->h0 * r->w0 * 64, x1 = (size_t)n * r->hp * r->wp * 64;
+  size_t feat = (size_t)n * r->c_final;
+  /* Training keeps every block's tensors; inference shares one block's worth
+   * plus two ping-pong outputs. */
+  size_t total = z0 + x1 + 2 * feat + 2 * S + (train ? K + 5 * S : Z + 2 * S);
+  r->arena = aligned_alloc(64, (total * sizeof(float) + 63) & ~(size_t)63);
+  r->argmax = malloc(x1 * sizeof(int32_t));
+  if (!r->arena || !r->argmax) return err_set(e, MSKX_ENOMEM, "cannot allocate %zu MB of activations", total >> 18);
+  float *p = r->arena;
+#define TAKE(ptr, count) (ptr = p, p += (count))
+  TAKE(r->z0, z0);
+  TAKE(r->x1, x1);
+  TAKE(r->feat, feat);
+  TAKE(r->dfeat, feat);
+  TAKE(r->s, S);
+  TAKE(r->ds, S);
+  float *out_pp[2];
+  if (train) {
+    TAKE(r->dz, S);
+    TAKE(r->g, S);
+    TAKE(r->tmp, S);
+    TAKE(r->gy[0], S);
+    TAKE(r->gy[1], S);
+  } else {
+    TAKE(out_pp[0], S);
+    TAKE(out_pp[1], S);
+  }
+  float *zshared = p;
+  for (int k = 0; k < r->n_blocks; k++) {
+    bottleneck *b = &r->blocks[k];
+    size_t in = (size_t)n * b->h * b->w, out = (size_t)n * b->oh * b->ow;
+    if (!train) p = zshared;
+    TAKE(b->z1, in * b->width);
+    TAKE(b->z2, out * b->width);
+    TAKE(b->z3, out * b->cout);
+    if (b->has_down) TAKE(b->zd, out * b->cout);
+    if (train)
+      TAKE(b->y, out * b->cout);
+    else
+      b->y = out_pp[k % 2];
+  }
+#undef TAKE
+  return MSKX_OK;
+}
+
+static int block_forward(net *m, bottleneck *b, const float *X, mskx_err *e) {
+  resnet *r = rn(m);
+  layer_ctx *cx = &m->cx;
+  int n = m->n;
+  int rc = conv_layer_forward(cx, &b->conv1, X, b->z1, e);
+  if (rc) return rc;
+  bn_layer_forward(cx, &b->bn1, view_make(b->z1, n, b->h, b->w, b->width), view_make(r->s, n, b->h, b->w, b->width),
+                   1);
+  if ((rc = conv_layer_forward(cx, &b->conv2, r->s, b->z2, e))) return rc;
+  bn_layer_forward(cx, &b->bn2, view_make(b->z2, n, b->oh, b->ow, b->width),
+                   view_make(r->s, n, b->oh, b->ow, b->width), 1);
+  if ((rc = conv_layer_forward(cx, &b->conv3, r->s, b->z3, e))) return rc;
+  view y = view_make(b->y, n, b->oh, b->ow, b->cout);
+  bn_layer_forward(cx, &b->bn3, view_make(b->z3, n, b->oh, b->ow, b->cout), y, 0);
+  view id = view_make((float *)X, n, b->h, b->w, b->cin);
+  if (b->has_down) {
+    if ((rc = conv_layer_forward(cx, &b->convd, X, b->zd, e))) return rc;
+    id = view_make(r->s, n, b->oh, b->ow, b->cout);
+    bn_layer_forward(cx, &b->bnd, view_make(b->zd, n, b->oh, b->ow, b->cout), id, 0);
+  }
+  cx->eng->ops->add_relu_forward(y, id, y);
+  return MSKX_OK;
+}
+
+static int resnet_forward(net *m, const float *x, float *logits, mskx_err *e) {
+  resnet *r = rn(m);
+  layer_ctx *cx = &m->cx;
+  int n = m->n;
+  r->x = x;
+  int rc = conv_layer_forward(cx, &r->conv1, x, r->z0, e);
+  if (rc) return rc;
+  view a0 = view_make(r->s, n, r->h0, r->w0, 64);
+  bn_layer_forward(cx, &r->bn1, view_make(r->z0, n, r->h0, r->w0, 64), a0, 1);
+  cx->eng->ops->maxpool_forward(&r->pool, a0, view_make(r->x1, n, r->hp, r->wp, 64), r->argmax);
+  const float *X = r->x1;
+  for (int k = 0; k < r->n_blocks; k++) {
+    if ((rc = block_forward(m, &r->blocks[k], X, e))) return rc;
+    X = r->blocks[k].y;
+  }
+  bottleneck *last = &r->blocks[r->n_blocks - 1];
+  cx->eng->ops->gap_forward(view_make(last->y, n, last->oh, last->ow, last->cout), r->feat);
+  return cx->eng->ops->linear_forward(r->head, r->feat, ps_data(&m->ps, m->head_w), ps_data(&m->ps, m->head_b), logits,
+                                      e);
+}
+
+/* dY -> dX (overwritten; dX has the block input's shape). */
+static int block_backward(net *m, bottleneck *b, const float *X, const float *dY, float *dX, mskx_err *e) {
+  resnet *r = rn(m);
+  layer_ctx *cx = &m->cx;
+  const engine_ops *op = cx->eng->ops;
+  int n = m->n;
+  size_t in = (size_t)n * b->h * b->w, out = (size_t)n * b->oh * b->ow;
+  view G = view_make(r->g, n, b->oh, b->ow, b->cout);
+  op->add_relu_backward(view_make(b->y, n, b->oh, b->ow, b->cout), view_make((float *)dY, n, b->oh, b->ow, b->cout), G,
+                        (view){0});
+  memset(r->dz, 0, out * b->cout * sizeof(float));
+  bn_layer_backward(cx, &b->bn3, view_make(b->z3, n, b->oh, b->ow, b->cout), G, view_make(r->dz, n, b->oh, b->ow, b->cout),
+                    0);
+  bn_layer_recompute(cx, &b->bn2, view_make(b->z2, n, b->oh, b->ow, b->width), view_make(r->s, n, b->oh, b->ow, b->width),
+                     1);
+  int rc = conv_layer_backward(cx, &b->conv3, r->s, r->dz, r->ds, e);
+  if (rc) return rc;
+  memset(r->dz, 0, out * b->width * sizeof(float));
+  bn_layer_backward(cx, &b->bn2, view_make(b->z2, n, b->oh, b->ow, b->width), view_make(r->ds, n, b->oh, b->ow, b->width),
+                    view_make(r->dz, n, b->oh, b->ow, b->width), 1);
+  bn_layer_recompute(cx, &b->bn1, view_make(b->z1, n, b->h, b->w, b->width), view_make(r->s, n, b->h, b->w, b->width), 1);
+  if ((rc = conv_layer_backward(cx, &b->conv2, r->s, r->dz, r->ds, e))) return rc;
+  memset(r->dz, 0, in * b->width * sizeof(float));
+  bn_layer_backward(cx, &b->bn1, view_make(b->z1, n, b->h, b->w, b->width), view_make(r->ds, n, b->h, b->w, b->width),
+                    view_make(r->dz, n, b->h, b->w, b->width), 1);
+  if ((rc = conv_layer_backward(cx, &b->conv1, X, r->dz, dX, e))) return rc;
+  view dXv = view_make(dX, n, b->h, b->w, b->cin);
+  if (!b->has_down) {
+    op->accumulate(G, dXv);
+    return MSKX_OK;
+  }
+  memset(r->dz, 0, out * b->cout * sizeof(float));
+  bn_layer_backward(cx, &b->bnd, view_make(b->zd, n, b->oh, b->ow, b->cout), G, view_make(r->dz, n, b->oh, b->ow, b->cout),
+                    0);
+  if ((rc = conv_layer_backward(cx, &b->convd, X, r->dz, r->tmp, e))) return rc;
+  op->accumulate(view_make(r->tmp, n, b->h, b->w, b->cin), dXv);
+  return MSKX_OK;
+}
+
+static int resnet_backward(net *m, const float *dlogits, mskx_err *e) {
+  resnet *r = rn(m);
+  layer_ctx *cx = &m->cx;
+  int n = m->n;
+  int rc = cx->eng->ops->linear_backward(r->head, r->feat, dlogits, ps_data(&m->ps, m->head_w), r->dfeat,
+                                         ps_grad(&m->ps, m->head_w), ps_grad(&m->ps, m->head_b), e);
+  if (rc) return rc;
+  bottleneck *last = &r->blocks[r->n_blocks - 1];
+  view dY = view_make(r->gy[0], n, last->oh, last->ow, last->cout);
+  memset(r->gy[0], 0, view_numel(dY) * sizeof(float));
+  cx->eng->ops->gap_backward(r->dfeat, dY);
+  int cur = 0;
+  for (int k = r->n_blocks - 1; k >= 0; k--) {
+    const float *X = k > 0 ? r->blocks[k - 1].y : r->x1;
+    if ((rc = block_backward(m, &r->blocks[k], X, r->gy[cur], r->gy[1 - cur], e))) return rc;
+    cur = 1 - cur;
+  }
+  view dstem = view_make(r->ds, n, r->h0, r->w0, 64);
+  memset(r->ds, 0, view_numel(dstem) * sizeof(float));
+  cx->eng->ops->maxpool_backward(&r->pool, view_make(r->gy[cur], n, r->hp, r->wp, 64), r->argmax, dstem);
+  view dz0 = view_make(r->dz, n, r->h0, r->w0, 64);
+  memset(r->dz, 0, view_numel(dz0) * sizeof(float));
+  bn_layer_backward(cx, &r->bn1, view_make(r->z0, n, r->h0, r->w0, 64), dstem, dz0, 1);
+  return conv_layer_backward(cx, &r->conv1, r->x, r->dz, NULL, e);
+}
+
+static view resnet_features(const net *m) {
+  const resnet *r = rn(m);
+  const bottleneck *last = &r->blocks[r->n_blocks - 1];
+  return view_make(last->y, m->n, last->oh, last->ow, last->cout);
+}
+
+static void resnet_destroy_model(net *m) {
+  resnet *r = rn(m);
+  if (!r) return;
+  free(r->blocks);
+  free(r);
+  m->impl = NULL;
+}
+
+static const net_vtbl resnet_vt = {
+    .plan = resnet_plan,
+    .unplan = resnet_unplan,
+    .forward = resnet_forward,
+    .backward = resnet_backward,
+    .init = resnet_init,
+    .destroy_model = resnet_destroy_model,
+    .features = resnet_features,
+};
+
+int resnet_build(net *m, mskx_err *e) {
+  resnet *r = calloc(1, sizeof *r);
+  if (!r) return err_set(e, MSKX_ENOMEM, "out of memory");
+  m->impl = r;
+  m->vt = &resnet_vt;
+  return declare(m, r, e);
+}

@@ -1,0 +1,96 @@
+"""Writes a PyTorch/torchvision reference for `mskx forward`: a randomly
+initialised torchvision model with randomised batch-norm running statistics
+(one-logit head), an input batch, targets, eval- and train-mode logits, the
+train-mode loss and every parameter gradient.
+
+usage: /usr/bin/python3 torch_parity.py ARCH OUTDIR [--size S] [--batch N] [--seed K]
+ARCH: densenet121|densenet169|densenet201|resnet50|densenet:growth=G,blocks=A-B-C,init=F,bn_size=S
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+import torchvision
+
+sys.path.insert(0, os.path.dirname(__file__))
+from sttools import save_safetensors  # noqa: E402
+
+
+def build(arch):
+    if arch.startswith("densenet:"):
+        kv = dict(p.split("=") for p in arch[len("densenet:"):].split(","))
+        blocks = tuple(int(b) for b in kv["blocks"].split("-"))
+        m = torchvision.models.DenseNet(growth_rate=int(kv.get("growth", 32)), block_config=blocks,
+                                        num_init_features=int(kv.get("init", 64)), bn_size=int(kv.get("bn_size", 4)),
+                                        num_classes=1)
+        return m
+    m = getattr(torchvision.models, arch)(weights=None)
+    if arch.startswith("densenet"):
+        m.classifier = torch.nn.Linear(m.classifier.in_features, 1)
+    else:
+        m.fc = torch.nn.Linear(m.fc.in_features, 1)
+    return m
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("arch")
+    ap.add_argument("out")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(2)
+    os.makedirs(a.out, exist_ok=True)
+    m = build(a.arch)
+    g = torch.Generator().manual_seed(a.seed + 1)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                # Non-trivial affine parameters and running statistics, so eval mode is really tested.
+                mod.weight.copy_(1 + 0.2 * torch.randn(mod.weight.shape, generator=g))
+                mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=g))
+                mod.running_mean.copy_(0.1 * torch.randn(mod.running_mean.shape, generator=g))
+                mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
+    state = {k: v.detach().numpy().copy() for k, v in m.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    save_safetensors(os.path.join(a.out, "weights.safetensors"), state, {"arch": a.arch})
+    x = torch.randn(a.batch, 3, a.size, a.size, generator=g)
+    y = (torch.rand(a.batch, 1, generator=g) > 0.5).float()
+    np.save(os.path.join(a.out, "x.npy"), x.numpy())
+    np.save(os.path.join(a.out, "y.npy"), y.numpy())
+    # PyTorch's own float32 gradients: their distance from the float64 reference
+    # measures the float32 noise of the task (see compare_parity.py).
+    m.train()
+    loss32 = torch.nn.functional.binary_cross_entropy_with_logits(m(x), y)
+    loss32.backward()
+    save_safetensors(os.path.join(a.out, "grads_torch32.safetensors"),
+                     {k: p.grad.numpy() for k, p in m.named_parameters()})
+    m.zero_grad(set_to_none=True)
+    with torch.no_grad():  # undo the running-statistics update of that pass
+        sd = m.state_dict()
+        for k, v in state.items():
+            sd[k].copy_(torch.from_numpy(v))
+    # The reference is computed in float64 from the float32 weights and inputs, so
+    # it is (nearly) exact and the comparison measures our float32 error alone.
+    m = m.double()
+    xd, yd = x.double(), y.double()
+    m.eval()
+    with torch.no_grad():
+        np.save(os.path.join(a.out, "logits_eval.npy"), m(xd).float().numpy())
+    m.train()
+    out = m(xd)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(out, yd)
+    loss.backward()
+    np.save(os.path.join(a.out, "logits_train.npy"), out.detach().float().numpy())
+    with open(os.path.join(a.out, "loss.txt"), "w") as f:
+        f.write("%.9g\n" % loss.item())
+    grads = {k: p.grad.float().numpy() for k, p in m.named_parameters()}
+    save_safetensors(os.path.join(a.out, "grads.safetensors"), grads)
+
+
+if __name__ == "__main__":
+    main()
