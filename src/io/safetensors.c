@@ -19,13 +19,15 @@
 /* Tensor names in messages are cut to this many bytes (hostile names can be huge). */
 #define ST_NAME_SHOWN 120
 
-typedef enum { DT_F32, DT_F16, DT_BF16, DT_F64 } st_dtype;
+/* I64 is read (as float) because torchvision state_dicts carry integer
+ * "num_batches_tracked" counters; model loading ignores those tensors. */
+typedef enum { DT_F32, DT_F16, DT_BF16, DT_F64, DT_I64 } st_dtype;
 
 static const struct {
   const char *name;
   st_dtype dt;
   size_t size;
-} st_dtypes[] = {{"F32", DT_F32, 4}, {"F16", DT_F16, 2}, {"BF16", DT_BF16, 2}, {"F64", DT_F64, 8}};
+} st_dtypes[] = {{"F32", DT_F32, 4}, {"F16", DT_F16, 2}, {"BF16", DT_BF16, 2}, {"F64", DT_F64, 8}, {"I64", DT_I64, 8}};
 
 /* One validated header entry, before any allocation. */
 typedef struct st_entry {
@@ -124,7 +126,7 @@ static int parse_entry(const cJSON *item, const char *path, uint64_t data_len, s
     if (strcmp(dt->valuestring, st_dtypes[i].name) == 0) en->dtype = (int)i;
   if (en->dtype < 0) {
     char db[ST_NAME_SHOWN + 8];
-    return err_set(e, MSKX_EUNSUPPORTED, "%s: tensor '%s': dtype '%s' not supported (need F32, F16, BF16 or F64)",
+    return err_set(e, MSKX_EUNSUPPORTED, "%s: tensor '%s': dtype '%s' not supported (need F32, F16, BF16, F64 or I64)",
                    path, nm, shown(db, sizeof db, dt->valuestring));
   }
   int rc = parse_shape(cJSON_GetObjectItemCaseSensitive(item, "shape"), path, nm, en, e);
@@ -252,6 +254,13 @@ static void convert(float *dst, const unsigned char *src, size_t n, st_dtype dt)
         double d;
         memcpy(&d, src + 8 * i, 8);
         dst[i] = (float)d;
+      }
+      break;
+    case DT_I64:
+      for (size_t i = 0; i < n; i++) {
+        int64_t v;
+        memcpy(&v, src + 8 * i, 8);
+        dst[i] = (float)v;
       }
       break;
   }

@@ -314,9 +314,27 @@ TEST(offsets_shape_size_mismatch) {
 }
 
 TEST(unsupported_dtype) {
-  EXPECT_FAIL(st_raw("i64.safetensors",
-                     "{\"bn.num_batches_tracked\": {\"dtype\": \"I64\", \"shape\": [], \"data_offsets\": [0, 8]}}", 8),
-              MSKX_EUNSUPPORTED, "tensor 'bn.num_batches_tracked': dtype 'I64' not supported");
+  EXPECT_FAIL(st_raw("u8.safetensors",
+                     "{\"mask\": {\"dtype\": \"U8\", \"shape\": [8], \"data_offsets\": [0, 8]}}", 8),
+              MSKX_EUNSUPPORTED, "tensor 'mask': dtype 'U8' not supported");
+}
+
+TEST(i64_counter_reads_as_float) {
+  /* torchvision's num_batches_tracked: I64 scalar 7 (little-endian). */
+  const char *hdr = "{\"bn.num_batches_tracked\": {\"dtype\": \"I64\", \"shape\": [], \"data_offsets\": [0, 8]}}";
+  size_t hl = strlen(hdr);
+  unsigned char buf[256] = {0};
+  for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+  memcpy(buf + 8, hdr, hl);
+  buf[8 + hl] = 7;
+  const char *p = fx("i64ok.safetensors");
+  write_bytes(p, buf, 8 + hl + 8);
+  st_file *f;
+  mskx_err e = {0};
+  CHECK_OK(st_read(p, &f, &e), &e);
+  const htensor *t = st_find(f, "bn.num_batches_tracked");
+  CHECK(t && t->ndim == 0 && t->data[0] == 7.0f);
+  st_free(f);
 }
 
 TEST(non_string_metadata) {

@@ -1,0 +1,170 @@
+/* Model files (see model_file.h). */
+#include "models/model_file.h"
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+
+void model_meta_default(model_meta *m) {
+  memset(m, 0, sizeof *m);
+  m->size = 320;
+  m->norm = norm_imagenet();
+  strcpy(m->parts, "all");
+  m->threshold = MODEL_DEFAULT_THRESHOLD;
+  strcpy(m->metrics, "{}");
+}
+
+static int parse_floats3(const char *s, float out[3]) {
+  char *end;
+  for (int i = 0; i < 3; i++) {
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !isfinite(v)) return 0;
+    out[i] = (float)v;
+    s = end;
+    if (i < 2) {
+      if (*s != ',') return 0;
+      s++;
+    }
+  }
+  return *s == 0;
+}
+
+int model_meta_read(const st_file *f, const char *path, model_meta *out, mskx_err *e) {
+  model_meta_default(out);
+  const char *fmt = st_meta_get(f, "format"), *arch = st_meta_get(f, "arch");
+  if (!fmt || strcmp(fmt, MODEL_FORMAT))
+    return err_set(e, MSKX_EFORMAT, "%s: not an mskx model file (metadata 'format' is %s%s%s, expected '%s')", path,
+                   fmt ? "'" : "", fmt ? fmt : "missing", fmt ? "'" : "", MODEL_FORMAT);
+  if (!arch || strlen(arch) >= sizeof out->arch) return err_set(e, MSKX_EFORMAT, "%s: metadata 'arch' missing", path);
+  strcpy(out->arch, arch);
+  const char *v;
+  char *end;
+  if ((v = st_meta_get(f, "size"))) {
+    long s = strtol(v, &end, 10);
+    if (*end || s < 16 || s > 8192) return err_set(e, MSKX_EFORMAT, "%s: metadata 'size' is invalid: '%s'", path, v);
+    out->size = (int)s;
+  }
+  if ((v = st_meta_get(f, "keep_aspect"))) out->keep_aspect = !strcmp(v, "1");
+  if ((v = st_meta_get(f, "mean")) && !parse_floats3(v, out->norm.mean))
+    return err_set(e, MSKX_EFORMAT, "%s: metadata 'mean' is invalid: '%s'", path, v);
+  if ((v = st_meta_get(f, "std"))) {
+    if (!parse_floats3(v, out->norm.std) || out->norm.std[0] <= 0 || out->norm.std[1] <= 0 || out->norm.std[2] <= 0)
+      return err_set(e, MSKX_EFORMAT, "%s: metadata 'std' is invalid: '%s'", path, v);
+  }
+  if ((v = st_meta_get(f, "parts"))) snprintf(out->parts, sizeof out->parts, "%s", v);
+  if ((v = st_meta_get(f, "threshold"))) {
+    double t = strtod(v, &end);
+    if (*end || !(t >= 0 && t <= 1)) return err_set(e, MSKX_EFORMAT, "%s: metadata 'threshold' is invalid: '%s'", path, v);
+    out->threshold = t;
+  }
+  if ((v = st_meta_get(f, "epoch"))) out->epoch = atoi(v);
+  if ((v = st_meta_get(f, "metrics"))) snprintf(out->metrics, sizeof out->metrics, "%s", v);
+  return MSKX_OK;
+}
+
+int model_save(const char *path, const net *m, const model_meta *meta, const htensor *extra, int n_extra,
+               const st_meta *extra_meta, int n_extra_meta, mskx_err *e) {
+  htensor *t = NULL;
+  int n = 0;
+  int rc = ps_as_tensors(&m->ps, 0, &t, &n, e);
+  if (rc) return rc;
+  htensor *all = realloc(t, (size_t)(n + n_extra + 1) * sizeof *all);
+  if (!all) {
+    free(t);
+    return err_set(e, MSKX_ENOMEM, "out of memory");
+  }
+  memcpy(all + n, extra, (size_t)n_extra * sizeof *all);
+  char size[32], ka[8], mean[96], std[96], thr[48], ep[32];
+  snprintf(size, sizeof size, "%d", meta->size);
+  snprintf(ka, sizeof ka, "%d", meta->keep_aspect);
+  snprintf(mean, sizeof mean, "%.9g,%.9g,%.9g", meta->norm.mean[0], meta->norm.mean[1], meta->norm.mean[2]);
+  snprintf(std, sizeof std, "%.9g,%.9g,%.9g", meta->norm.std[0], meta->norm.std[1], meta->norm.std[2]);
+  snprintf(thr, sizeof thr, "%.17g", meta->threshold);
+  snprintf(ep, sizeof ep, "%d", meta->epoch);
+  st_meta base[] = {{"format", MODEL_FORMAT}, {"arch", (char *)meta->arch}, {"size", size},
+                    {"keep_aspect", ka},      {"mean", mean},                {"std", std},
+                    {"parts", (char *)meta->parts}, {"threshold", thr},      {"epoch", ep},
+                    {"metrics", (char *)meta->metrics}};
+  int nb = (int)(sizeof base / sizeof base[0]);
+  st_meta *md = malloc((size_t)(nb + n_extra_meta) * sizeof *md);
+  if (!md) {
+    free(all);
+    return err_set(e, MSKX_ENOMEM, "out of memory");
+  }
+  memcpy(md, base, sizeof base);
+  memcpy(md + nb, extra_meta, (size_t)n_extra_meta * sizeof *md);
+  rc = st_write(path, all, n + n_extra, md, nb + n_extra_meta, e);
+  free(md);
+  free(all);
+  return rc;
+}
+
+int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_file **file, mskx_err *e) {
+  *out = NULL;
+  if (file) *file = NULL;
+  st_file *f = NULL;
+  int rc = st_read(path, &f, e);
+  if (!rc) rc = model_meta_read(f, path, meta, e);
+  net *m = NULL;
+  if (!rc) rc = net_create(meta->arch, eng, 0, &m, e);
+  if (!rc) {
+    /* Hide training-state tensors from the strict name check. */
+    st_file view = *f;
+    htensor *kept = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *kept);
+    if (!kept) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+    int k = 0;
+    for (int i = 0; !rc && i < f->n_tensors; i++)
+      if (strncmp(f->tensors[i].name, TRAIN_STATE_PREFIX, strlen(TRAIN_STATE_PREFIX))) kept[k++] = f->tensors[i];
+    view.tensors = kept;
+    view.n_tensors = k;
+    if (!rc) rc = net_load_tensors(m, &view, path, 0, e);
+    free(kept);
+  }
+  if (rc) {
+    net_destroy(m);
+    st_free(f);
+    return rc;
+  }
+  *out = m;
+  if (file)
+    *file = f;
+  else
+    st_free(f);
+  return MSKX_OK;
+}
+
+int model_set_threshold(const char *path, double threshold, mskx_err *e) {
+  if (!(threshold >= 0 && threshold <= 1)) return err_set(e, MSKX_EINVAL, "threshold must be in [0, 1]");
+  st_file *f = NULL;
+  int rc = st_read(path, &f, e);
+  model_meta meta;
+  if (!rc) rc = model_meta_read(f, path, &meta, e);
+  if (rc) {
+    st_free(f);
+    return rc;
+  }
+  char thr[48];
+  snprintf(thr, sizeof thr, "%.17g", threshold);
+  st_meta *md = malloc((size_t)(f->n_meta + 1) * sizeof *md);
+  if (!md) {
+    st_free(f);
+    return err_set(e, MSKX_ENOMEM, "out of memory");
+  }
+  int n = 0, found = 0;
+  for (int i = 0; i < f->n_meta; i++) {
+    md[n] = f->meta[i];
+    if (!strcmp(md[n].key, "threshold")) {
+      md[n].value = thr;
+      found = 1;
+    }
+    n++;
+  }
+  if (!found) md[n++] = (st_meta){"threshold", thr};
+  rc = st_write(path, f->tensors, f->n_tensors, md, n, e);
+  free(md);
+  st_free(f);
+  return rc;
+}

@@ -1,0 +1,44 @@
+/* Model files: a safetensors file holding every parameter and buffer under
+ * torchvision's names plus "__metadata__" that says how to use it:
+ *   format "mskx-model-1", arch, size, keep_aspect, mean, std (3 comma-separated
+ *   floats each), parts ("all" or a comma list of XR_* names), threshold,
+ *   epoch, metrics (a JSON object as text).
+ * Training checkpoints add tensors named "train_state.*" (optimizer moments)
+ * and "train_state" metadata; model loading ignores them. */
+#ifndef MSKX_MODELS_MODEL_FILE_H
+#define MSKX_MODELS_MODEL_FILE_H
+#include "data/preprocess.h"
+#include "io/safetensors.h"
+#include "models/net.h"
+
+#define MODEL_FORMAT "mskx-model-1"
+#define MODEL_DEFAULT_THRESHOLD 0.5   /* the MURA paper: abnormal when p > 0.5 */
+#define TRAIN_STATE_PREFIX "train_state."
+
+typedef struct model_meta {
+  char arch[128];
+  int size, keep_aspect;
+  norm_params norm;
+  char parts[1024];
+  double threshold;
+  int epoch;
+  char metrics[4096];        /* JSON text, "{}" when none */
+} model_meta;
+
+void model_meta_default(model_meta *m);
+/* Parses the metadata of an opened file; `path` for messages. */
+int model_meta_read(const st_file *f, const char *path, model_meta *out, mskx_err *e);
+
+/* Writes m's parameters and buffers with meta (atomically). extra/n_extra:
+ * more tensors (e.g. train_state.*), extra_meta: more metadata entries. */
+int model_save(const char *path, const net *m, const model_meta *meta, const htensor *extra, int n_extra,
+               const st_meta *extra_meta, int n_extra_meta, mskx_err *e);
+
+/* Opens a model file: creates the network of its arch on eng and loads it.
+ * *file (if non-NULL) receives the open st_file (for train_state); else it is freed. */
+int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_file **file, mskx_err *e);
+
+/* Rewrites only the metadata threshold of a model file (atomically). */
+int model_set_threshold(const char *path, double threshold, mskx_err *e);
+
+#endif
