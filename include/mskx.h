@@ -33,6 +33,151 @@ typedef struct mskx_err {
 /* A short English name for a status code. */
 const char *mskx_status_name(int code);
 
+
+/* ======================================================================
+ * Inference: load a model, bundle or ensemble once, predict studies.
+ *
+ * A study is one or more radiographs of the same body part; the study
+ * probability aggregates the per-image probabilities (mean by default, the
+ * MURA paper's rule) and the decision is "abnormal" when probability >
+ * threshold. Thread safety: one mskx_model may serve mskx_predict_* calls
+ * from several threads at once (it keeps a small pool of prediction
+ * contexts, see mskx_load_options.max_contexts); results are bit-identical
+ * to sequential calls. A model must not be freed while a call is running.
+ * ====================================================================== */
+
+#include <stddef.h>
+
+/* What a loaded file is. */
+enum mskx_model_kind {
+  MSKX_KIND_MODEL = 0,    /* one network: *.safetensors, metadata format "mskx-model-1" */
+  MSKX_KIND_BUNDLE = 1,   /* per-part models: JSON format "mskx-bundle-1" */
+  MSKX_KIND_ENSEMBLE = 2  /* several members combined: JSON format "mskx-ensemble-1" */
+};
+
+enum mskx_precision { MSKX_PRECISION_FP32 = 0, MSKX_PRECISION_BF16 = 1 };
+
+/* Study aggregation of image probabilities. */
+enum mskx_agg { MSKX_AGG_MEAN = 0 /* the MURA paper */, MSKX_AGG_MAX = 1 };
+
+typedef struct mskx_model mskx_model;
+
+typedef struct mskx_load_options {
+  int threads;          /* compute threads per prediction context; 0 = all cores */
+  int precision;        /* enum mskx_precision; default FP32 */
+  int max_batch;        /* images per forward pass; 0 = 16 */
+  int max_contexts;     /* concurrent predictions computed in parallel (each a full
+                           copy of the networks and their activation memory);
+                           0 = max(1, cores / threads); further calls wait */
+  unsigned long long max_pixels;  /* per decoded image; 0 = 16384 x 16384 */
+} mskx_load_options;
+
+/* Fills *o with the defaults (all zero). */
+void mskx_load_options_default(mskx_load_options *o);
+
+/* Loads a model file, a bundle or an ensemble (detected from the content;
+ * every member is loaded and validated now). opt may be NULL. On failure
+ * *out is NULL and err says which file and field is wrong. Free with
+ * mskx_model_free. */
+int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model **out, mskx_err *err);
+
+/* Frees a model and every context it created; NULL is allowed. */
+void mskx_model_free(mskx_model *m);
+
+/* Description of a loaded model. Strings are owned by the model and stay
+ * valid until mskx_model_free. The type is used as `struct mskx_model_info`
+ * (no typedef, so that the function below can carry the same name). */
+struct mskx_model_info {
+  int kind;                 /* enum mskx_model_kind */
+  const char *kind_name;    /* "model", "bundle" or "ensemble" */
+  const char *path;         /* as given to mskx_model_load */
+  const char *arch;         /* architecture; for bundles/ensembles the distinct
+                               archs of the members, comma-separated */
+  int size;                 /* input side in pixels; 0 when members differ */
+  const char *parts;        /* "all" or comma-separated XR_* parts served; for a
+                               bundle its routed parts (plus "default" if any) */
+  double threshold;         /* decision threshold (bundles: 0.5 placeholder, each
+                               member decides with its own; see the result) */
+  int n_members;            /* 1 for a model file */
+  const char *method;       /* ensembles: "mean", "vote", "weighted" or "stack"; else "" */
+  const char *metadata_json;/* JSON object: the model file's metadata, or the
+                               bundle/ensemble with each member's metadata */
+};
+
+/* Fills *out; returns MSKX_EINVAL for NULL arguments. */
+int mskx_model_info(const mskx_model *m, struct mskx_model_info *out);
+
+typedef struct mskx_predict_options {
+  int agg;              /* enum mskx_agg; default MSKX_AGG_MEAN */
+  int tta_flip;         /* 1: each image's probability is the mean of the image's
+                           and its horizontal mirror's */
+  int want_cam;         /* 1: per-image class activation maps (result images[i].cam) */
+  int want_overlay;     /* 1: per-image PNG overlays of the map on the radiograph
+                           (implies want_cam) */
+  float overlay_alpha;  /* opacity of the colour map in the overlay; 0 = 0.45 */
+} mskx_predict_options;
+
+/* Fills *o with the defaults (all zero: mean, no TTA, no maps). */
+void mskx_predict_options_default(mskx_predict_options *o);
+
+/* An encoded image (PNG or JPEG bytes). name is for messages and results
+ * (may be NULL: "image <i>" is used). */
+typedef struct mskx_encoded_image {
+  const unsigned char *bytes;
+  size_t len;
+  const char *name;
+} mskx_encoded_image;
+
+/* A decoded 8-bit image: channels 1 (grey) or 3 (RGB, converted to grey with
+ * BT.601 luma as decoding does); stride = bytes per row (0 = width*channels). */
+typedef struct mskx_pixel_image {
+  const unsigned char *pixels;
+  int width, height, channels, stride;
+  const char *name;
+} mskx_pixel_image;
+
+/* Per-image result. */
+typedef struct mskx_image_result {
+  char *name;                     /* the input's name */
+  int width, height;              /* the image's own size */
+  double probability;             /* P(abnormal) of this image */
+  float *cam;                     /* width*height map in [0,1], row-major, or NULL */
+  unsigned char *overlay_png;     /* PNG (RGB, width x height) or NULL */
+  size_t overlay_png_len;
+} mskx_image_result;
+
+/* Study result; free with mskx_result_free. */
+typedef struct mskx_result {
+  double probability;       /* study P(abnormal) */
+  int abnormal;             /* decision: probability > threshold */
+  double threshold;         /* the threshold that decided */
+  char part[32];            /* XR_* part used (given or parsed), "" if none */
+  char *model_used;         /* bundles: the member file that served the study;
+                               else the loaded path (owned by the result) */
+  int n_images;
+  mskx_image_result *images;
+  int n_members;            /* ensembles: per-member study probabilities; else 0 */
+  double *member_probabilities;
+} mskx_result;
+
+/* Predicts one study from encoded images. part ("XR_WRIST", may be NULL)
+ * routes bundles; for others it is only reported. opt may be NULL. n must be
+ * >= 1. A bad image fails the whole call with an error naming it. */
+int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
+                         const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
+
+/* The same from decoded pixels. */
+int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, const char *part,
+                        const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
+
+/* The same from image files; when part is NULL it is parsed from an XR_*
+ * component of the first path. */
+int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const char *part,
+                       const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
+
+/* Frees a result; NULL is allowed. */
+void mskx_result_free(mskx_result *r);
+
 #ifdef __cplusplus
 }
 #endif
