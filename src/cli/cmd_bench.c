@@ -1,0 +1,123 @@
+/* mskx bench: times inference batches or training steps on random data and
+ * prints one JSON object (the format bench/torch_bench.py prints too). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli/cli.h"
+#include "train/bench.h"
+
+static const char *const usage =
+    "usage: mskx bench [options]\n"
+    "\n"
+    "Times inference batches or full training steps (forward, BCE-with-logits loss,\n"
+    "backward, Adam update) on random inputs and targets (fixed seed), and prints one\n"
+    "JSON object: arch, size, batch, precision, mode, threads, iters, images_per_s\n"
+    "(batch / median time), ms_per_batch_median, ms_per_batch_min, peak_rss_mb (MiB),\n"
+    "engine; also warmup, ms_total (every repetition, warmup included), bf16_native and,\n"
+    "for train, loss_first/loss_last. bench/compare runs it side by side with PyTorch.\n"
+    "\n"
+    "  --arch ARCH           densenet121|densenet169|densenet201|resnet50|\n"
+    "                        densenet:growth=G,blocks=A-B-C,init=F,bn_size=S (default densenet169)\n"
+    "  --size S              input height and width (default 320)\n"
+    "  --batch B             batch size (default 8)\n"
+    "  --precision fp32|bf16 compute precision (default fp32)\n"
+    "  --mode infer|train    what one timed repetition is (default infer)\n"
+    "  --iters N             timed repetitions (default 10)\n"
+    "  --warmup W            untimed repetitions first (default 2)\n"
+    "  --threads T           compute threads (default: all cores)\n"
+    "  --seed N              weights and data seed (default 0)\n"
+    "  --json                JSON output (the only format; accepted for scripts)\n";
+
+#define CMD "bench"
+
+static int parse_choice(const char *opt, const char *v, const char *a, const char *b, int *out) {
+  if (!strcmp(v, a)) *out = 0;
+  else if (!strcmp(v, b)) *out = 1;
+  else return cli_errorf(CMD, "--%s: expected %s or %s, got '%s'", opt, a, b, v);
+  return 0;
+}
+
+static int parse(int argc, char **argv, bench_config *c) {
+  static const struct option longs[] = {
+      {"arch", 1, 0, 'a'},  {"size", 1, 0, 's'},    {"batch", 1, 0, 'b'}, {"precision", 1, 0, 'p'},
+      {"mode", 1, 0, 'm'},  {"iters", 1, 0, 'i'},   {"warmup", 1, 0, 'w'}, {"threads", 1, 0, 'T'},
+      {"seed", 1, 0, 'S'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+  *c = (bench_config){.arch = "densenet169", .size = 320, .batch = 8, .iters = 10, .warmup = 2};
+  int ch, choice = 0;
+  long v;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+    switch (ch) {
+      case 'a': c->arch = optarg; break;
+      case 's': if (cli_parse_int(CMD, "size", optarg, 1, 8192, &v)) return 1; c->size = (int)v; break;
+      case 'b': if (cli_parse_int(CMD, "batch", optarg, 1, 4096, &v)) return 1; c->batch = (int)v; break;
+      case 'i': if (cli_parse_int(CMD, "iters", optarg, 1, 1000000, &v)) return 1; c->iters = (int)v; break;
+      case 'w': if (cli_parse_int(CMD, "warmup", optarg, 0, 1000000, &v)) return 1; c->warmup = (int)v; break;
+      case 'T': if (cli_parse_int(CMD, "threads", optarg, 1, 1024, &v)) return 1; c->threads = (int)v; break;
+      case 'S': if (cli_parse_int(CMD, "seed", optarg, 0, 0x7fffffffL, &v)) return 1; c->seed = (uint64_t)v; break;
+      case 'p':
+        if (parse_choice("precision", optarg, "fp32", "bf16", &choice)) return 1;
+        c->prec = choice ? PREC_BF16 : PREC_FP32;
+        break;
+      case 'm':
+        if (parse_choice("mode", optarg, "infer", "train", &choice)) return 1;
+        c->train = choice;
+        break;
+      case 'j': break;
+      case 'h': fputs(usage, stdout); return -1;
+      default: return cli_usage_error(CMD);
+    }
+  }
+  if (optind < argc) return cli_errorf(CMD, "unexpected argument '%s'", argv[optind]);
+  if ((double)c->batch * c->size * c->size * 3 > 1e10)
+    return cli_errorf(CMD, "a batch of %d at %dx%d is too large", c->batch, c->size, c->size);
+  return 0;
+}
+
+static double round3(double x) { return round(x * 1000.0) / 1000.0; }
+
+static int print_json(const bench_config *c, const bench_result *r) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o) return cli_errorf(CMD, "out of memory");
+  cJSON_AddStringToObject(o, "arch", c->arch);
+  cJSON_AddNumberToObject(o, "size", c->size);
+  cJSON_AddNumberToObject(o, "batch", c->batch);
+  cJSON_AddStringToObject(o, "precision", c->prec == PREC_BF16 ? "bf16" : "fp32");
+  cJSON_AddStringToObject(o, "mode", c->train ? "train" : "infer");
+  cJSON_AddNumberToObject(o, "threads", r->threads);
+  cJSON_AddNumberToObject(o, "iters", c->iters);
+  cJSON_AddNumberToObject(o, "images_per_s", round3(r->images_per_s));
+  cJSON_AddNumberToObject(o, "ms_per_batch_median", round3(r->ms_median));
+  cJSON_AddNumberToObject(o, "ms_per_batch_min", round3(r->ms_min));
+  cJSON_AddNumberToObject(o, "peak_rss_mb", round3(r->peak_rss_mb));
+  cJSON_AddNumberToObject(o, "warmup", c->warmup);
+  cJSON_AddNumberToObject(o, "ms_total", round3(r->ms_total));
+  cJSON_AddStringToObject(o, "engine", "onednn");
+  cJSON_AddBoolToObject(o, "bf16_native", engine_dnnl_has_bf16());
+  if (c->train) {
+    /* Shows the step really trains (and the number is finite), not a timing. */
+    cJSON_AddNumberToObject(o, "loss_first", isfinite(r->loss_first) ? r->loss_first : -1);
+    cJSON_AddNumberToObject(o, "loss_last", isfinite(r->loss_last) ? r->loss_last : -1);
+  }
+  char *s = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!s) return cli_errorf(CMD, "out of memory");
+  puts(s);
+  free(s);
+  return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+  bench_config c;
+  int rc = parse(argc, argv, &c);
+  if (rc) return rc < 0 ? 0 : rc;
+  if (c.prec == PREC_BF16 && !engine_dnnl_has_bf16())
+    fprintf(stderr, "mskx bench: note: this CPU has no native bf16; oneDNN emulates it (slow)\n");
+  bench_result r;
+  mskx_err e = {0};
+  if (bench_run(&c, &r, &e)) return cli_error(CMD, &e);
+  return print_json(&c, &r);
+}

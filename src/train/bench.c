@@ -1,0 +1,144 @@
+/* Timing of inference batches and training steps on random data (see bench.h).
+ * The training step is the one the trainer runs: forward, BCE-with-logits
+ * loss, backward, Adam update; the same work bench/torch_bench.py times. */
+#include "train/bench.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include "core/error.h"
+#include "core/rng.h"
+#include "core/util.h"
+#include "models/net.h"
+
+/* torch.optim.Adam's defaults, so both sides of the comparison do the same update. */
+#define ADAM_LR 1e-3f
+#define ADAM_BETA1 0.9f
+#define ADAM_BETA2 0.999f
+#define ADAM_EPS 1e-8f
+
+typedef struct adam_state {
+  float *m, *v;
+  long step;
+} adam_state;
+
+/* PyTorch Adam (weight_decay 0, amsgrad off):
+ * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
+static void adam_update(adam_state *s, float *p, const float *g, size_t n) {
+  s->step++;
+  float bc1 = 1.0f - powf(ADAM_BETA1, (float)s->step);
+  float bc2 = 1.0f - powf(ADAM_BETA2, (float)s->step);
+  float step_size = ADAM_LR / bc1, rbc2 = 1.0f / sqrtf(bc2);
+  float *m = s->m, *v = s->v;
+#pragma omp parallel for simd schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    m[i] = ADAM_BETA1 * m[i] + (1.0f - ADAM_BETA1) * g[i];
+    v[i] = ADAM_BETA2 * v[i] + (1.0f - ADAM_BETA2) * g[i] * g[i];
+    p[i] -= step_size * m[i] / (sqrtf(v[i]) * rbc2 + ADAM_EPS);
+  }
+}
+
+double bench_peak_rss_mb(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru)) return 0;
+  return (double)ru.ru_maxrss / 1024.0;   /* KiB on Linux */
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct bench_bufs {
+  float *x, *t, *logits, *dz;
+  adam_state adam;
+} bench_bufs;
+
+static int alloc_bufs(const bench_config *c, const net *m, bench_bufs *b, mskx_err *e) {
+  size_t nx = (size_t)c->batch * c->size * c->size * 3;
+  b->x = malloc(nx * sizeof(float));
+  b->t = malloc((size_t)c->batch * sizeof(float));
+  b->logits = malloc((size_t)c->batch * sizeof(float));
+  b->dz = malloc((size_t)c->batch * sizeof(float));
+  if (c->train) {
+    b->adam.m = calloc(m->ps.n_params, sizeof(float));
+    b->adam.v = calloc(m->ps.n_params, sizeof(float));
+  }
+  if (!b->x || !b->t || !b->logits || !b->dz || (c->train && (!b->adam.m || !b->adam.v)))
+    return err_set(e, MSKX_ENOMEM, "bench: out of memory for a batch of %d at %dx%d", c->batch, c->size, c->size);
+  /* Inputs look like normalised images (zero mean, unit variance); targets are 0/1. */
+  rng r = rng_for(c->seed, 1, 0);
+  for (size_t i = 0; i < nx; i++) b->x[i] = (float)rng_normal(&r);
+  for (int i = 0; i < c->batch; i++) b->t[i] = (float)rng_below(&r, 2);
+  return MSKX_OK;
+}
+
+static void free_bufs(bench_bufs *b) {
+  free(b->x);
+  free(b->t);
+  free(b->logits);
+  free(b->dz);
+  free(b->adam.m);
+  free(b->adam.v);
+}
+
+/* One inference batch or one training step; *loss receives the step's loss. */
+static int step(net *m, const bench_config *c, bench_bufs *b, double *loss, mskx_err *e) {
+  int rc = net_forward(m, b->x, b->logits, e);
+  if (rc || !c->train) return rc;
+  *loss = m->cx.eng->ops->bce_logits(b->logits, b->t, NULL, c->batch, b->dz);
+  if ((rc = net_backward(m, b->dz, e))) return rc;
+  adam_update(&b->adam, m->ps.params, m->ps.grads, m->ps.n_params);
+  net_params_changed(m);
+  return MSKX_OK;
+}
+
+static int validate(const bench_config *c, mskx_err *e) {
+  if (c->size <= 0 || c->batch <= 0) return err_set(e, MSKX_EINVAL, "bench: size and batch must be positive");
+  if (c->iters <= 0) return err_set(e, MSKX_EINVAL, "bench: iters must be positive");
+  if (c->warmup < 0) return err_set(e, MSKX_EINVAL, "bench: warmup must not be negative");
+  return MSKX_OK;
+}
+
+int bench_run(const bench_config *c, bench_result *r, mskx_err *e) {
+  memset(r, 0, sizeof *r);
+  r->loss_first = r->loss_last = NAN;
+  int rc = validate(c, e);
+  if (rc) return rc;
+  engine *eng = NULL;
+  net *m = NULL;
+  bench_bufs b = {0};
+  double *ms = malloc((size_t)c->iters * sizeof(double));
+  if (!ms) return err_set(e, MSKX_ENOMEM, "bench: out of memory");
+  rc = engine_dnnl_create(c->threads, &eng, e);
+  if (!rc) rc = net_create(c->arch, eng, c->seed, &m, e);
+  if (!rc) rc = net_plan(m, c->batch, c->size, c->size, c->train, c->prec, e);
+  if (!rc) rc = alloc_bufs(c, m, &b, e);
+  for (int i = 0; !rc && i < c->warmup + c->iters; i++) {
+    double loss = NAN, t0 = now_seconds();
+    rc = step(m, c, &b, &loss, e);
+    double dt = now_seconds() - t0;
+    r->ms_total += dt * 1e3;
+    if (i == 0) r->loss_first = loss;
+    r->loss_last = loss;
+    if (i >= c->warmup) ms[i - c->warmup] = dt * 1e3;
+  }
+  if (!rc) {
+    r->threads = eng->threads;
+    r->ms_median = median(ms, c->iters);
+    r->ms_min = ms[0];   /* sorted by median() */
+    r->images_per_s = r->ms_median > 0 ? c->batch / (r->ms_median * 1e-3) : 0;
+    r->peak_rss_mb = bench_peak_rss_mb();
+  }
+  free_bufs(&b);
+  net_destroy(m);
+  engine_destroy(eng);
+  free(ms);
+  return rc;
+}

@@ -1,0 +1,35 @@
+/* Timing of inference batches and training steps on random data, for
+ * `mskx bench` and the side-by-side comparison with PyTorch (bench/compare). */
+#ifndef MSKX_TRAIN_BENCH_H
+#define MSKX_TRAIN_BENCH_H
+#include <stdint.h>
+#include "engine/engine.h"
+#include "mskx.h"
+
+typedef struct bench_config {
+  const char *arch;
+  int size, batch;      /* square inputs (batch, size, size, 3) */
+  int train;            /* 0: inference batch; 1: forward + loss + backward + Adam step */
+  precision prec;
+  int iters, warmup;    /* timed and untimed repetitions */
+  int threads;          /* <= 0: OpenMP's default */
+  uint64_t seed;        /* weights, inputs and targets */
+} bench_config;
+
+typedef struct bench_result {
+  int threads;              /* threads actually used */
+  double images_per_s;      /* batch / median batch time */
+  double ms_median, ms_min; /* per batch (or training step) */
+  double ms_total;          /* all repetitions, warmup included (for profiles) */
+  double peak_rss_mb;       /* process peak resident set, MiB */
+  double loss_first, loss_last; /* training: loss of the first and last step (NAN for inference) */
+} bench_result;
+
+/* Builds the network and runs warmup + iters repetitions, timing each. */
+int bench_run(const bench_config *c, bench_result *r, mskx_err *e);
+
+/* Peak resident set size of this process in MiB (VmHWM, as getrusage's
+ * ru_maxrss reports it on Linux); 0 if unavailable. */
+double bench_peak_rss_mb(void);
+
+#endif
