@@ -111,6 +111,7 @@ def run(a):
         "threads": torch.get_num_threads(), "iters": a.iters,
         "images_per_s": round(a.batch / (med * 1e-3), 3),
         "ms_per_batch_median": round(med, 3), "ms_per_batch_min": round(times[0], 3),
+        "ms_per_batch_mean": round(sum(times) / n, 3), "warmup": a.warmup,
         "peak_rss_mb": round(peak_rss_mb(), 3), "engine": "pytorch",
         "base_rss_mb": round(BASE_RSS_MB, 3), "torch_version": torch.__version__,
     }

@@ -16,8 +16,9 @@ static const char *const usage =
     "backward, Adam update) on random inputs and targets (fixed seed), and prints one\n"
     "JSON object: arch, size, batch, precision, mode, threads, iters, images_per_s\n"
     "(batch / median time), ms_per_batch_median, ms_per_batch_min, peak_rss_mb (MiB),\n"
-    "engine; also warmup, ms_total (every repetition, warmup included), bf16_native and,\n"
-    "for train, loss_first/loss_last. bench/compare runs it side by side with PyTorch.\n"
+    "engine; also warmup, ms_per_batch_mean, ms_total (every repetition, warmup\n"
+    "included), bf16_native and, for train, loss_first/loss_last. bench/compare runs\n"
+    "it side by side with PyTorch.\n"
     "\n"
     "  --arch ARCH           densenet121|densenet169|densenet201|resnet50|\n"
     "                        densenet:growth=G,blocks=A-B-C,init=F,bn_size=S (default densenet169)\n"
@@ -94,6 +95,7 @@ static int print_json(const bench_config *c, const bench_result *r) {
   cJSON_AddNumberToObject(o, "ms_per_batch_min", round3(r->ms_min));
   cJSON_AddNumberToObject(o, "peak_rss_mb", round3(r->peak_rss_mb));
   cJSON_AddNumberToObject(o, "warmup", c->warmup);
+  cJSON_AddNumberToObject(o, "ms_per_batch_mean", round3(r->ms_mean));
   cJSON_AddNumberToObject(o, "ms_total", round3(r->ms_total));
   cJSON_AddStringToObject(o, "engine", "onednn");
   cJSON_AddBoolToObject(o, "bf16_native", engine_dnnl_has_bf16());

@@ -131,6 +131,9 @@ int bench_run(const bench_config *c, bench_result *r, mskx_err *e) {
   }
   if (!rc) {
     r->threads = eng->threads;
+    double sum = 0;
+    for (int i = 0; i < c->iters; i++) sum += ms[i];
+    r->ms_mean = sum / c->iters;
     r->ms_median = median(ms, c->iters);
     r->ms_min = ms[0];   /* sorted by median() */
     r->images_per_s = r->ms_median > 0 ? c->batch / (r->ms_median * 1e-3) : 0;

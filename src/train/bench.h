@@ -19,7 +19,7 @@ typedef struct bench_config {
 typedef struct bench_result {
   int threads;              /* threads actually used */
   double images_per_s;      /* batch / median batch time */
-  double ms_median, ms_min; /* per batch (or training step) */
+  double ms_median, ms_min, ms_mean; /* per batch (or training step) */
   double ms_total;          /* all repetitions, warmup included (for profiles) */
   double peak_rss_mb;       /* process peak resident set, MiB */
   double loss_first, loss_last; /* training: loss of the first and last step (NAN for inference) */
