@@ -96,8 +96,9 @@ struct mskx_model_info {
   int size;                 /* input side in pixels; 0 when members differ */
   const char *parts;        /* "all" or comma-separated XR_* parts served; for a
                                bundle its routed parts (plus "default" if any) */
-  double threshold;         /* decision threshold (bundles: 0.5 placeholder, each
-                               member decides with its own; see the result) */
+  double threshold;         /* decision threshold; bundles: the members' common
+                               threshold, or -1 when they differ (each member
+                               decides with its own; see the result) */
   int n_members;            /* 1 for a model file */
   const char *method;       /* ensembles: "mean", "vote", "weighted" or "stack"; else "" */
   const char *metadata_json;/* JSON object: the model file's metadata, or the

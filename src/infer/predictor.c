@@ -1,0 +1,308 @@
+/* Predicting studies with a loaded tree: preprocessing, batched forward
+ * passes, aggregation, bundle routing, ensemble combination and CAM maps. */
+#include "infer/predictor.h"
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+#include "core/util.h"
+#include "infer/cam.h"
+
+/* What one node of the tree produces for a study. */
+typedef struct node_out {
+  double p, thr;
+  const char *used;
+  double *img_p;     /* n, filled */
+  float **cam;       /* NULL, or n zeroed maps to fill */
+  double *member_p;  /* ensembles at the root: n_children, else NULL */
+} node_out;
+
+static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
+
+static int grow(float **buf, size_t *cap, size_t n, mskx_err *e) {
+  if (n <= *cap) return MSKX_OK;
+  float *b = realloc(*buf, n * sizeof(float));
+  if (!b) return err_set(e, MSKX_ENOMEM, "predict: out of memory (%zu floats)", n);
+  *buf = b;
+  *cap = n;
+  return MSKX_OK;
+}
+
+/* One network input from an image (mirrored when flip) into dst (s, s, 3). */
+static int prep_input(predictor *p, const pnode *nd, const gray_image *img, int flip, float *dst, mskx_err *e) {
+  int s = nd->meta.size;
+  gray_image mir = {img->w, img->h, NULL};
+  if (flip) {
+    if (!(mir.px = malloc((size_t)img->w * img->h))) return err_set(e, MSKX_ENOMEM, "predict: out of memory");
+    for (int y = 0; y < img->h; y++) {
+      const uint8_t *r = img->px + (size_t)y * img->w;
+      uint8_t *o = mir.px + (size_t)y * img->w;
+      for (int x = 0; x < img->w; x++) o[x] = r[img->w - 1 - x];
+    }
+  }
+  int rc = resize_gray(flip ? &mir : img, s, nd->meta.keep_aspect, p->gray, e);
+  if (!rc) normalize_to_hwc3(p->gray, s, &nd->meta.norm, dst);
+  free(mir.px);
+  return rc;
+}
+
+/* Adds the normalised maps of batch slots [0, cnt) (inputs c0.. of the
+ * study, k per image) into cams, each weighted 1/k. */
+static int add_cams(predictor *p, const pnode *nd, const gray_image *imgs, int c0, int cnt, int k, float **cams,
+                    mskx_err *e) {
+  const net *m = nd->m;
+  view f = m->vt->features(m);
+  const param_entry *hw = &m->ps.entries[m->head_w];
+  if (!f.p || (size_t)f.c != hw->numel || f.n < cnt)
+    return err_set(e, MSKX_EINTERNAL, "%s: features (%d channels) do not match the classifier (%zu inputs)", nd->path,
+                   f.c, hw->numel);
+  int rc = grow(&p->fmap, &p->fmap_cap, (size_t)f.h * f.w, e);
+  for (int s = 0; !rc && s < cnt; s++) {
+    int j = c0 + s, i = j / k;
+    const gray_image *im = &imgs[i];
+    size_t npx = (size_t)im->w * im->h;
+    float *tmp = malloc(npx * sizeof *tmp);
+    if (!tmp) return err_set(e, MSKX_ENOMEM, "predict: out of memory for a %dx%d map", im->w, im->h);
+    cam_from_features(f, s, ps_data(&m->ps, m->head_w), p->fmap);
+    cam_to_image(p->fmap, f.h, f.w, nd->meta.size, nd->meta.keep_aspect, im->w, im->h, tmp);
+    if (j % k) cam_mirror(tmp, im->w, im->h);
+    cam_normalize(tmp, npx);
+    for (size_t q = 0; q < npx; q++) cams[i][q] += tmp[q] / (float)k;
+    free(tmp);
+  }
+  return rc;
+}
+
+/* Chunks of equal size b cover the study's inputs with one plan; the last
+ * chunk is padded with copies of its first input. */
+static int predict_model(predictor *p, pnode *nd, const gray_image *imgs, int n, const predict_options *po,
+                         double *img_p, float **cams, mskx_err *e) {
+  int k = po->tta_flip ? 2 : 1, total = n * k, s = nd->meta.size;
+  int chunks = (total + p->opt.max_batch - 1) / p->opt.max_batch, b = (total + chunks - 1) / chunks;
+  size_t per = (size_t)s * s * 3;
+  double *prob = calloc((size_t)total, sizeof *prob);
+  if (!prob) return err_set(e, MSKX_ENOMEM, "predict: out of memory");
+  int rc = grow(&p->gray, &p->gray_cap, (size_t)s * s, e);
+  if (!rc) rc = grow(&p->batch, &p->batch_cap, per * b, e);
+  if (!rc) rc = grow(&p->logits, &p->logits_cap, (size_t)b, e);
+  if (!rc) rc = net_plan(nd->m, b, s, s, 0, p->opt.prec, e);
+  for (int c0 = 0; !rc && c0 < total; c0 += b) {
+    int cnt = total - c0 < b ? total - c0 : b;
+    for (int j = 0; !rc && j < cnt; j++)
+      rc = prep_input(p, nd, &imgs[(c0 + j) / k], (c0 + j) % k, p->batch + per * j, e);
+    for (int j = cnt; !rc && j < b; j++) memcpy(p->batch + per * j, p->batch, per * sizeof(float));
+    if (!rc) rc = net_forward(nd->m, p->batch, p->logits, e);
+    for (int j = 0; !rc && j < cnt; j++) prob[c0 + j] = sigmoid(p->logits[j]);
+    if (!rc && cams) rc = add_cams(p, nd, imgs, c0, cnt, k, cams, e);
+  }
+  for (int i = 0; !rc && i < n; i++) img_p[i] = k == 1 ? prob[i] : 0.5 * (prob[2 * i] + prob[2 * i + 1]);
+  for (int i = 0; !rc && cams && i < n; i++) cam_normalize(cams[i], (size_t)imgs[i].w * imgs[i].h);
+  free(prob);
+  if (rc) err_prefix(e, "%s", nd->path);
+  return rc;
+}
+
+static double aggregate(agg_rule agg, const double *v, int n) {
+  double acc = agg == AGG_MAX ? v[0] : 0;
+  for (int i = 0; i < n; i++) acc = agg == AGG_MAX ? (v[i] > acc ? v[i] : acc) : acc + v[i];
+  return agg == AGG_MAX ? acc : acc / n;
+}
+
+static int route(const pnode *nd, const char *part, int *idx, mskx_err *e) {
+  char canon[PART_NAME_MAX] = "";
+  *idx = nd->dflt;
+  if (part && part[0] && part_canonical(part, canon))
+    for (int i = 0; i < nd->n_children; i++)
+      if (!strcmp(nd->part_names[i], canon)) *idx = i;
+  if (*idx >= 0) return MSKX_OK;
+  char have[512] = "";
+  for (int i = 0; i < nd->n_children; i++)
+    snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", i ? ", " : "", nd->part_names[i]);
+  if (!canon[0])
+    return err_set(e, MSKX_EINVAL, "%s: the study's body part is unknown and the bundle has no default model "
+                   "(give the part; bundle has %s)", nd->path, have);
+  return err_set(e, MSKX_EINVAL, "%s: no model for part %s and no default (bundle has %s)", nd->path, canon, have);
+}
+
+double ensemble_combine(const pnode *ens, const double *p, const double *thr) {
+  int m = ens->n_children;
+  double acc = 0, ws = 0;
+  for (int i = 0; i < m; i++) {
+    switch (ens->method) {
+      case ENS_MEAN: acc += p[i]; break;
+      case ENS_WEIGHTED: acc += ens->weight[i] * p[i], ws += ens->weight[i]; break;
+      case ENS_VOTE: acc += p[i] > thr[i]; break;
+      case ENS_STACK: {
+        double q = p[i] < STACK_CLAMP ? STACK_CLAMP : p[i] > 1 - STACK_CLAMP ? 1 - STACK_CLAMP : p[i];
+        acc += ens->coef[i] * log(q / (1 - q));
+        break;
+      }
+    }
+  }
+  if (ens->method == ENS_WEIGHTED) return acc / ws;
+  if (ens->method == ENS_STACK) return sigmoid(ens->intercept + acc);
+  return acc / m;
+}
+
+static int predict_node(predictor *p, pnode *nd, const gray_image *imgs, int n, const char *part,
+                        const predict_options *po, node_out *o, mskx_err *e);
+
+static float **cams_alloc(const gray_image *imgs, int n) {
+  float **c = calloc((size_t)n, sizeof *c);
+  for (int i = 0; c && i < n; i++)
+    if (!(c[i] = calloc((size_t)imgs[i].w * imgs[i].h, sizeof **c))) {
+      for (int j = 0; j < i; j++) free(c[j]);
+      free(c);
+      return NULL;
+    }
+  return c;
+}
+
+static void cams_free(float **c, int n) {
+  for (int i = 0; c && i < n; i++) free(c[i]);
+  free(c);
+}
+
+/* Members run one after another on the same context; image probabilities
+ * combine per image with the study rule, maps average the members'. */
+static int predict_ensemble(predictor *p, pnode *nd, const gray_image *imgs, int n, const char *part,
+                            const predict_options *po, node_out *o, mskx_err *e) {
+  int m = nd->n_children;
+  double *mp = calloc((size_t)m, sizeof *mp), *thr = calloc((size_t)m, sizeof *thr);
+  double *ip = calloc((size_t)m * n, sizeof *ip), *col = calloc((size_t)m, sizeof *col);
+  float **mc = o->cam ? cams_alloc(imgs, n) : NULL;
+  int rc = !mp || !thr || !ip || !col || (o->cam && !mc) ? err_set(e, MSKX_ENOMEM, "predict: out of memory") : 0;
+  for (int c = 0; !rc && c < m; c++) {
+    for (int i = 0; mc && i < n; i++) memset(mc[i], 0, (size_t)imgs[i].w * imgs[i].h * sizeof(float));
+    node_out co = {.img_p = ip + (size_t)c * n, .cam = mc};
+    rc = predict_node(p, &nd->children[c], imgs, n, part, po, &co, e);
+    if (rc) break;
+    mp[c] = co.p;
+    thr[c] = co.thr;
+    for (int i = 0; mc && i < n; i++)
+      for (size_t q = 0; q < (size_t)imgs[i].w * imgs[i].h; q++) o->cam[i][q] += mc[i][q] / (float)m;
+  }
+  if (!rc) {
+    o->p = ensemble_combine(nd, mp, thr);
+    o->thr = nd->threshold;
+    o->used = nd->path;
+    for (int i = 0; i < n; i++) {
+      for (int c = 0; c < m; c++) col[c] = ip[(size_t)c * n + i];
+      o->img_p[i] = ensemble_combine(nd, col, thr);
+    }
+    if (o->member_p) memcpy(o->member_p, mp, (size_t)m * sizeof *mp);
+    for (int i = 0; o->cam && i < n; i++) cam_normalize(o->cam[i], (size_t)imgs[i].w * imgs[i].h);
+  }
+  cams_free(mc, n);
+  free(mp);
+  free(thr);
+  free(ip);
+  free(col);
+  return rc;
+}
+
+static int predict_node(predictor *p, pnode *nd, const gray_image *imgs, int n, const char *part,
+                        const predict_options *po, node_out *o, mskx_err *e) {
+  if (nd->kind == PNODE_BUNDLE) {
+    int idx, rc = route(nd, part, &idx, e);
+    if (rc) return rc;
+    return predict_node(p, &nd->children[idx], imgs, n, part, po, o, e);
+  }
+  if (nd->kind == PNODE_ENSEMBLE) return predict_ensemble(p, nd, imgs, n, part, po, o, e);
+  int rc = predict_model(p, nd, imgs, n, po, o->img_p, o->cam, e);
+  if (rc) return rc;
+  o->p = aggregate(po->agg, o->img_p, n);
+  o->thr = nd->meta.threshold;
+  o->used = nd->path;
+  return MSKX_OK;
+}
+
+int predictor_load(const char *path, const predictor_options *opt, predictor **out, mskx_err *e) {
+  *out = NULL;
+  predictor *p = calloc(1, sizeof *p);
+  if (!p) return err_set(e, MSKX_ENOMEM, "out of memory");
+  if (opt) p->opt = *opt;
+  if (p->opt.max_batch <= 0) p->opt.max_batch = PREDICT_DEFAULT_MAX_BATCH;
+  int rc = engine_dnnl_create(p->opt.threads, &p->eng, e);
+  if (!rc) rc = pnode_load(&p->root, path, p->eng, 0, e);
+  if (!rc) rc = pnode_describe(&p->root, &p->info, e);
+  if (rc) {
+    predictor_free(p);
+    return rc;
+  }
+  *out = p;
+  return MSKX_OK;
+}
+
+int predictor_clone(const predictor *src, predictor **out, mskx_err *e) {
+  *out = NULL;
+  predictor *p = calloc(1, sizeof *p);
+  if (!p) return err_set(e, MSKX_ENOMEM, "out of memory");
+  p->opt = src->opt;
+  int rc = engine_dnnl_create(p->opt.threads, &p->eng, e);
+  if (!rc) rc = pnode_clone(&src->root, &p->root, p->eng, e);
+  if (!rc) rc = pnode_describe(&p->root, &p->info, e);
+  if (rc) {
+    predictor_free(p);
+    return rc;
+  }
+  *out = p;
+  return MSKX_OK;
+}
+
+void predictor_free(predictor *p) {
+  if (!p) return;
+  pnode_free(&p->root);
+  free(p->info.metadata_json);
+  engine_destroy(p->eng);
+  free(p->gray);
+  free(p->batch);
+  free(p->logits);
+  free(p->fmap);
+  free(p);
+}
+
+const predictor_info *predictor_get_info(const predictor *p) { return &p->info; }
+
+int predictor_predict_study(predictor *p, const gray_image *images, int n, const char *part,
+                            const predict_options *po, study_result *out, mskx_err *e) {
+  static const predict_options defaults = {AGG_MEAN, 0, 0};
+  memset(out, 0, sizeof *out);
+  if (!po) po = &defaults;
+  if (n < 1) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
+  for (int i = 0; i < n; i++)
+    if (!images[i].px || images[i].w <= 0 || images[i].h <= 0)
+      return err_set(e, MSKX_EINVAL, "image %d of the study is empty", i + 1);
+  if (part && part[0] && !part_canonical(part, out->part))
+    return err_set(e, MSKX_EINVAL, "'%s' is not a body part name (expected e.g. XR_WRIST)", part);
+  /* OpenMP thread counts are per calling thread: set ours so that results
+   * do not depend on which thread calls. */
+  if (p->opt.threads > 0) omp_set_num_threads(p->opt.threads);
+  out->n_images = n;
+  out->image_prob = calloc((size_t)n, sizeof *out->image_prob);
+  if (po->want_cam) out->cam = cams_alloc(images, n);
+  if (p->root.kind == PNODE_ENSEMBLE) {
+    out->n_members = p->root.n_children;
+    out->member_prob = calloc((size_t)out->n_members, sizeof *out->member_prob);
+  }
+  if (!out->image_prob || (po->want_cam && !out->cam) || (out->n_members && !out->member_prob))
+    return err_set(e, MSKX_ENOMEM, "predict: out of memory");
+  node_out o = {.img_p = out->image_prob, .cam = out->cam, .member_p = out->member_prob};
+  int rc = predict_node(p, &p->root, images, n, out->part, po, &o, e);
+  if (rc) return rc;
+  out->probability = o.p;
+  out->threshold = o.thr;
+  out->abnormal = o.p > o.thr;
+  if (!(out->model_used = str_dup(o.used))) return err_set(e, MSKX_ENOMEM, "predict: out of memory");
+  return MSKX_OK;
+}
+
+void study_result_free(study_result *r) {
+  if (!r) return;
+  free(r->image_prob);
+  cams_free(r->cam, r->n_images);
+  free(r->member_prob);
+  free(r->model_used);
+  memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,126 @@
+/* The predictor: a loaded model file, per-part bundle or ensemble, and one
+ * context (engine + planned networks) to predict studies with. A predictor
+ * is not thread-safe; predictor_clone makes another context sharing nothing
+ * mutable (the public API keeps a pool of them, see api.c).
+ *
+ * File formats (see docs/predict.md):
+ *   model:    *.safetensors, metadata format "mskx-model-1" (model_file.h)
+ *   bundle:   JSON {"format": "mskx-bundle-1", "models": {"XR_WRIST": "p", ...},
+ *             "default": "p"}: a study is routed to its part's model
+ *   ensemble: JSON {"format": "mskx-ensemble-1", "method": "mean|vote|weighted|stack",
+ *             "threshold": t, "members": [{"path": "p", "weight": w}, ...],
+ *             "stacker": {"coef": [...], "intercept": b}}
+ * Paths inside JSON files are relative to the JSON file's folder. */
+#ifndef MSKX_INFER_PREDICTOR_H
+#define MSKX_INFER_PREDICTOR_H
+#include <stddef.h>
+#include "engine/engine.h"
+#include "io/image.h"
+#include "models/model_file.h"
+#include "mskx.h"
+
+#define PREDICT_DEFAULT_MAX_BATCH 16
+#define PART_NAME_MAX 32
+/* Stacking clamps member probabilities before the logit. */
+#define STACK_CLAMP 1e-6
+
+typedef struct predictor_options {
+  int threads;          /* engine threads; <= 0: all cores */
+  precision prec;
+  int max_batch;        /* <= 0: PREDICT_DEFAULT_MAX_BATCH */
+  image_limits limits;  /* for callers that decode through the predictor */
+} predictor_options;
+
+typedef enum agg_rule { AGG_MEAN = 0, AGG_MAX = 1 } agg_rule;
+typedef enum ens_method { ENS_MEAN = 0, ENS_VOTE = 1, ENS_WEIGHTED = 2, ENS_STACK = 3 } ens_method;
+typedef enum pnode_kind { PNODE_MODEL = 0, PNODE_BUNDLE = 1, PNODE_ENSEMBLE = 2 } pnode_kind;
+
+typedef struct predict_options {
+  agg_rule agg;         /* AGG_MEAN is the MURA paper's rule */
+  int tta_flip;         /* image p = mean of the image's and its mirror's */
+  int want_cam;         /* per-image CAM maps at the images' own sizes */
+} predict_options;
+
+/* A node of the loaded tree: a network, a bundle of networks, or an ensemble
+ * of networks and bundles. */
+typedef struct pnode {
+  pnode_kind kind;
+  char *path;                /* the file it came from */
+  /* PNODE_MODEL */
+  model_meta meta;
+  net *m;
+  char *meta_json;           /* the file's metadata as a JSON object */
+  /* PNODE_BUNDLE: children[i] serves part_names[i]; dflt is a child index or -1 */
+  char (*part_names)[PART_NAME_MAX];
+  int dflt;
+  /* PNODE_ENSEMBLE */
+  ens_method method;
+  double threshold;
+  double *weight, *coef, intercept;
+  int n_children;
+  struct pnode *children;
+} pnode;
+
+typedef struct predictor_info {
+  pnode_kind kind;
+  char arch[512];
+  int size;                  /* 0 when members differ */
+  char parts[1024];
+  double threshold;
+  int n_members;
+  const char *method;        /* "" unless an ensemble */
+  char *metadata_json;       /* owned */
+} predictor_info;
+
+typedef struct predictor {
+  engine *eng;
+  predictor_options opt;
+  pnode root;
+  predictor_info info;
+  /* Scratch reused across studies (grown on demand). */
+  float *gray, *batch, *logits, *fmap;
+  size_t gray_cap, batch_cap, logits_cap, fmap_cap;
+} predictor;
+
+typedef struct study_result {
+  double probability;
+  int abnormal;
+  double threshold;
+  char part[PART_NAME_MAX];  /* "" when unknown */
+  char *model_used;          /* path of the serving file (owned) */
+  int n_images;
+  double *image_prob;        /* n_images */
+  float **cam;               /* NULL, or n_images maps of each image's w*h */
+  int n_members;             /* ensembles only */
+  double *member_prob;
+} study_result;
+
+/* Loads path (model, bundle or ensemble); opt may be NULL (defaults). */
+int predictor_load(const char *path, const predictor_options *opt, predictor **out, mskx_err *e);
+/* Another context with the same weights: a new engine and networks, parameters copied. */
+int predictor_clone(const predictor *p, predictor **out, mskx_err *e);
+void predictor_free(predictor *p);
+const predictor_info *predictor_get_info(const predictor *p);
+
+/* Predicts one study of n >= 1 decoded images. part may be NULL (bundles then
+ * need a default model). po may be NULL. out is filled (free it with
+ * study_result_free, also after failure). */
+int predictor_predict_study(predictor *p, const gray_image *images, int n, const char *part,
+                            const predict_options *po, study_result *out, mskx_err *e);
+void study_result_free(study_result *r);
+
+/* The combination rule of an ensemble applied to member probabilities p[i]
+ * with their own thresholds thr[i] (used by vote). */
+double ensemble_combine(const pnode *ens, const double *p, const double *thr);
+
+/* Internal to the infer module (ensemble_file.c): builds the tree of path.
+ * allow: bit mask of (1 << pnode_kind) accepted at this level (0 = any). */
+int pnode_load(pnode *node, const char *path, engine *eng, unsigned allow, mskx_err *e);
+void pnode_free(pnode *node);
+/* Fills info (kinds, archs, sizes, parts, thresholds, metadata JSON) from a loaded tree. */
+int pnode_describe(const pnode *root, predictor_info *info, mskx_err *e);
+/* "wrist", "xr_wrist", "XR_WRIST" -> "XR_WRIST"; 0 if not a plausible part name. */
+int part_canonical(const char *in, char out[PART_NAME_MAX]);
+int pnode_clone(const pnode *src, pnode *dst, engine *eng, mskx_err *e);
+
+#endif
