@@ -31,11 +31,13 @@ static int parse_item(const char *text, const char *s, int *cls, double *w, cons
   const char *v = s + 2;
   char *end;
   errno = 0;
-  /* strtod would skip leading blanks and accept "inf"/"nan"; accept digits and '.' only. */
+  /* strtod would skip leading blanks and accept "inf"/"nan"; a weight starts with a digit or '.'. */
   if (!((*v >= '0' && *v <= '9') || *v == '.'))
     return err_set(e, MSKX_EINVAL, "class weights '%.80s': missing or malformed weight for class %d", text, *cls);
   *w = strtod(v, &end);
-  if (end == v || errno || (*end != ',' && *end != '\0'))
+  int plain = end > v;
+  for (const char *q = v; q < end; q++) plain &= strchr("0123456789.eE+-", *q) != NULL; /* no hex floats */
+  if (!plain || errno || (*end != ',' && *end != '\0'))
     return err_set(e, MSKX_EINVAL, "class weights '%.80s': malformed weight for class %d", text, *cls);
   if (!isfinite(*w) || *w <= 0)
     return err_set(e, MSKX_EINVAL, "class weights '%.80s': weight of class %d must be > 0", text, *cls);

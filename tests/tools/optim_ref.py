@@ -6,7 +6,9 @@ scikit-learn class weights, written as float32 .npy files.
                            keys of optim_config), writes DIR/params0.npy,
                            DIR/grads.npy [steps, n], DIR/lrmul.npy [steps] and
                            per case DIR/<case>.traj.npy [steps, n] (params after
-                           each step) and DIR/<case>.<state>.npy (final state)
+                           each step) and DIR/<case>.<state>.npy (final state);
+                           split=S freeze=F: elements [0, S) get no gradient
+                           (grad None) in the first F steps
   optim_ref.py sched DIR   step-decay formula, cosine (torch), plateau (torch,
                            checked against a transcription of Keras)
   optim_ref.py cw DIR      MURA-paper and sklearn 'balanced' class weights
@@ -41,18 +43,18 @@ def make_inputs(d):
     return p0, g, lrmul
 
 
-def make_optimizer(torch, p, c):
+def make_optimizer(torch, ps, c):
     name, lr = c["name"], c["lr"]
     wd = c.get("weight_decay", 0.0)
     if name in ("adam", "adamw"):
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls([p], lr=lr, betas=(c["beta1"], c["beta2"]), eps=c["eps"], weight_decay=wd, foreach=False)
+        return cls(ps, lr=lr, betas=(c["beta1"], c["beta2"]), eps=c["eps"], weight_decay=wd, foreach=False)
     if name == "sgd":
-        return torch.optim.SGD([p], lr=lr, momentum=c.get("momentum", 0.0), dampening=0, weight_decay=wd,
+        return torch.optim.SGD(ps, lr=lr, momentum=c.get("momentum", 0.0), dampening=0, weight_decay=wd,
                                nesterov=bool(c.get("nesterov", 0)), foreach=False)
     if name == "rmsprop":
         # Keras RMSprop(rho, epsilon) == torch RMSprop(alpha=rho, eps=epsilon): both add eps outside the sqrt.
-        return torch.optim.RMSprop([p], lr=lr, alpha=c["rho"], eps=c["eps"], weight_decay=wd,
+        return torch.optim.RMSprop(ps, lr=lr, alpha=c["rho"], eps=c["eps"], weight_decay=wd,
                                    momentum=c.get("momentum", 0.0), centered=bool(c.get("centered", 0)),
                                    foreach=False)
     raise SystemExit("unknown optimizer " + name)
@@ -69,18 +71,25 @@ def run_optim(d):
         for kv in parts[1:]:
             k, v = kv.split("=", 1)
             c[k] = v if k == "name" else float(v)
-        p = torch.nn.Parameter(torch.from_numpy(p0.copy()))
-        opt = make_optimizer(torch, p, c)
+        # split/freeze: elements [0, split) get grad None (a frozen backbone) for the first `freeze` steps.
+        split, freeze = int(c.get("split", 0)), int(c.get("freeze", 0))
+        chunks = [p0[:split], p0[split:]] if split else [p0]
+        ps = [torch.nn.Parameter(torch.from_numpy(x.copy())) for x in chunks]
+        opt = make_optimizer(torch, ps, c)
         traj = []
         for t in range(STEPS):
             opt.param_groups[0]["lr"] = c["lr"] * float(lrmul[t])
-            p.grad = torch.from_numpy(g[t].copy())
+            gs = [g[t][:split], g[t][split:]] if split else [g[t]]
+            for q, gq in zip(ps, gs):
+                q.grad = torch.from_numpy(gq.copy())
+            if split and t < freeze:
+                ps[0].grad = None
             opt.step()
-            traj.append(p.detach().numpy().copy())
+            traj.append(np.concatenate([q.detach().numpy() for q in ps]))
         save(d, case + ".traj.npy", np.stack(traj))
-        for k, v in opt.state[p].items():
-            if torch.is_tensor(v) and v.numel() == N:
-                save(d, "%s.%s.npy" % (case, k), v.detach().numpy())
+        for k, v in opt.state[ps[-1]].items():
+            if torch.is_tensor(v) and v.numel() == N - split:
+                save(d, "%s.%s.npy" % (case, k), np.concatenate([opt.state[q][k].detach().numpy() for q in ps]))
 
 
 # ----------------------------------------------------------------- schedules
