@@ -11,7 +11,7 @@ int cmd_forward(int argc, char **argv);
 int cmd_synth(int argc, char **argv) __attribute__((weak));
 int cmd_stats(int argc, char **argv) __attribute__((weak));
 int cmd_score(int argc, char **argv) __attribute__((weak));
-int cmd_train(int argc, char **argv) __attribute__((weak));
+int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv) __attribute__((weak));
 int cmd_bench(int argc, char **argv) __attribute__((weak));
 

@@ -1,0 +1,256 @@
+/* The files of a run folder: config.json, log.jsonl, last/best checkpoints
+ * (see trainer.h). Everything is written atomically. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+#include "core/util.h"
+#include "train/train_internal.h"
+
+#define CONFIG_NAME "config.json"
+
+static int config_path(const char *dir, char *out, size_t n, mskx_err *e) {
+  return path_join(out, n, dir, CONFIG_NAME, e);
+}
+
+int run_dir_write_config(const train_config *c, mskx_err *e) {
+  char path[2048];
+  int rc = config_path(c->out, path, sizeof path, e);
+  if (rc) return rc;
+  char *text = train_config_to_json(c);
+  if (!text) return err_set(e, MSKX_ENOMEM, "out of memory");
+  rc = file_write_atomic(path, text, strlen(text), e);
+  free(text);
+  return rc;
+}
+
+int run_dir_prepare(const train_config *c, int force, mskx_err *e) {
+  char path[2048];
+  int rc = config_path(c->out, path, sizeof path, e);
+  if (rc) return rc;
+  if (path_exists(path) && !force)
+    return err_set(e, MSKX_EINVAL,
+                   "%s already holds a training run (%s exists): use --resume %s to continue it, or --force to start over",
+                   c->out, CONFIG_NAME, c->out);
+  if (path_exists(c->out) && !path_is_dir(c->out)) return err_set(e, MSKX_EIO, "%s exists and is not a folder", c->out);
+  if ((rc = mkdir_p(c->out, e))) return rc;
+  if (force) {
+    /* A fresh run must not resume from, or be mistaken for, the old one's files. */
+    static const char *const old[] = {"last.safetensors", "best.safetensors", "log.jsonl", "bundle.json"};
+    for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) {
+      char p[2048];
+      if (!path_join(p, sizeof p, c->out, old[i], NULL)) remove(p);
+    }
+  }
+  return run_dir_write_config(c, e);
+}
+
+int run_dir_read_config(const char *dir, train_config *c, mskx_err *e) {
+  char path[2048];
+  int rc = config_path(dir, path, sizeof path, e);
+  if (rc) return rc;
+  if (!path_exists(path)) return err_set(e, MSKX_EIO, "%s: no training run here (%s is missing)", dir, CONFIG_NAME);
+  unsigned char *text;
+  size_t len;
+  if ((rc = file_read_all(path, 1 << 20, &text, &len, e))) return rc;
+  rc = train_config_from_json((const char *)text, path, c, e);
+  free(text);
+  if (!rc) snprintf(c->out, sizeof c->out, "%s", dir);  /* the folder may have moved */
+  return rc;
+}
+
+int run_paths(run_ctx *r, mskx_err *e) {
+  int rc = path_join(r->last_path, sizeof r->last_path, r->dir, "last.safetensors", e);
+  if (!rc) rc = path_join(r->best_path, sizeof r->best_path, r->dir, "best.safetensors", e);
+  if (!rc) rc = path_join(r->log_path, sizeof r->log_path, r->dir, "log.jsonl", e);
+  return rc;
+}
+
+static void add_num(cJSON *o, const char *k, double v) {
+  if (isfinite(v))
+    cJSON_AddNumberToObject(o, k, v);
+  else
+    cJSON_AddNullToObject(o, k);
+}
+
+static cJSON *val_json(const epoch_stats *st) {
+  cJSON *o = cJSON_CreateObject();
+  add_num(o, "loss", st->val_loss);
+  add_num(o, "kappa", st->val_kappa);
+  add_num(o, "auc", st->val_auc);
+  add_num(o, "accuracy", st->val_accuracy);
+  cJSON *parts = cJSON_AddObjectToObject(o, "parts");
+  for (int p = 0; p < st->n_parts; p++) {
+    cJSON *q = cJSON_AddObjectToObject(parts, st->parts[p].name);
+    cJSON_AddNumberToObject(q, "n_studies", st->parts[p].n);
+    add_num(q, "kappa", st->parts[p].kappa);
+    add_num(q, "auc", st->parts[p].auc);
+    add_num(q, "accuracy", st->parts[p].accuracy);
+  }
+  return o;
+}
+
+char *epoch_metrics_json(const epoch_stats *st) {
+  cJSON *o = val_json(st);
+  char *s = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return s;
+}
+
+int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_err *e) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "epoch", epoch + 1);
+  if (r->part_label) cJSON_AddStringToObject(o, "part", r->part_label);
+  add_num(o, "lr", st->lr);
+  add_num(o, "train_loss", st->train_loss);
+  cJSON_AddItemToObject(o, "val", val_json(st));
+  add_num(o, "images_per_s", st->images_per_s);
+  add_num(o, "seconds", st->seconds);
+  cJSON_AddNumberToObject(o, "skipped_images", (double)st->skipped);
+  cJSON_AddBoolToObject(o, "best", improved);
+  char *line = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!line) return err_set(e, MSKX_ENOMEM, "out of memory");
+  size_t old = r->log_text ? strlen(r->log_text) : 0, add = strlen(line);
+  char *t = realloc(r->log_text, old + add + 2);
+  if (!t) {
+    free(line);
+    return err_set(e, MSKX_ENOMEM, "out of memory");
+  }
+  memcpy(t + old, line, add);
+  t[old + add] = '\n';
+  t[old + add + 1] = 0;
+  r->log_text = t;
+  free(line);
+  return file_write_atomic(r->log_path, t, old + add + 1, e);
+}
+
+/* Keeps the first n lines of the existing log (those of checkpointed epochs). */
+static int log_restore(run_ctx *r, int n, mskx_err *e) {
+  unsigned char *text = NULL;
+  size_t len = 0;
+  if (path_exists(r->log_path)) {
+    int rc = file_read_all(r->log_path, 64 << 20, &text, &len, e);
+    if (rc) return rc;
+  }
+  size_t cut = 0;
+  for (int lines = 0; cut < len && lines < n; cut++)
+    if (text[cut] == '\n') lines++;
+  r->log_text = malloc(cut + 1);
+  if (!r->log_text) {
+    free(text);
+    return err_set(e, MSKX_ENOMEM, "out of memory");
+  }
+  if (cut) memcpy(r->log_text, text, cut);
+  r->log_text[cut] = 0;
+  free(text);
+  return MSKX_OK;
+}
+
+int checkpoint_save(run_ctx *r, const model_meta *meta, mskx_err *e) {
+  htensor st[OPTIM_MAX_STATE];
+  int n = optim_state_tensors(r->opt, st);
+  char names[OPTIM_MAX_STATE][96];
+  for (int i = 0; i < n; i++) {
+    snprintf(names[i], sizeof names[i], "%s%s", TRAIN_STATE_PREFIX, st[i].name);
+    st[i].name = names[i];
+  }
+  schedule_state ss;
+  schedule_get_state(r->sched, &ss);
+  char sched_text[512];
+  int rc = schedule_state_format(&ss, sched_text, sizeof sched_text, e);
+  if (rc) return rc;
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "epochs_done", r->st.epochs_done);
+  cJSON_AddNumberToObject(o, "best_epoch", r->st.best_epoch);
+  cJSON_AddNumberToObject(o, "best_value", isfinite(r->st.best_value) ? r->st.best_value : 0);
+  cJSON_AddNumberToObject(o, "best_kappa", isfinite(r->st.best_kappa) ? r->st.best_kappa : 0);
+  cJSON_AddNumberToObject(o, "bad_epochs", r->st.bad_epochs);
+  cJSON_AddBoolToObject(o, "finished", r->st.finished);
+  cJSON_AddNumberToObject(o, "skipped_images", (double)r->st.skipped);
+  char step[32];
+  snprintf(step, sizeof step, "%lld", (long long)optim_get_step(r->opt));
+  cJSON_AddStringToObject(o, "optim_step", step);
+  cJSON_AddStringToObject(o, "schedule", sched_text);
+  char *text = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!text) return err_set(e, MSKX_ENOMEM, "out of memory");
+  st_meta extra[1] = {{"train_state", text}};
+  rc = model_save(r->last_path, r->net, meta, st, n, extra, 1, e);
+  free(text);
+  return rc;
+}
+
+static int json_int(const cJSON *o, const char *k, int *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  if (!cJSON_IsNumber(v)) return 0;
+  *out = (int)v->valuedouble;
+  return 1;
+}
+
+static int restore_state(run_ctx *r, const char *text, mskx_err *e) {
+  cJSON *o = cJSON_Parse(text);
+  const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "optim_step"),
+              *sched = cJSON_GetObjectItemCaseSensitive(o, "schedule"),
+              *bv = cJSON_GetObjectItemCaseSensitive(o, "best_value"),
+              *bk = cJSON_GetObjectItemCaseSensitive(o, "best_kappa");
+  int ok = o && json_int(o, "epochs_done", &r->st.epochs_done) && json_int(o, "best_epoch", &r->st.best_epoch) &&
+           json_int(o, "bad_epochs", &r->st.bad_epochs) && cJSON_IsString(step) && cJSON_IsString(sched) &&
+           cJSON_IsNumber(bv) && cJSON_IsNumber(bk);
+  int rc = ok ? MSKX_OK : err_set(e, MSKX_EFORMAT, "%s: training state is incomplete", r->last_path);
+  if (!rc) {
+    r->st.best_value = bv->valuedouble;
+    r->st.best_kappa = bk->valuedouble;
+    r->st.finished = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "finished"));
+    const cJSON *sk = cJSON_GetObjectItemCaseSensitive(o, "skipped_images");
+    r->st.skipped = cJSON_IsNumber(sk) ? (long long)sk->valuedouble : 0;
+    rc = optim_set_step(r->opt, strtoll(step->valuestring, NULL, 10), e);
+  }
+  schedule_state ss;
+  if (!rc) rc = schedule_state_parse(sched->valuestring, &ss, e);
+  if (!rc) rc = schedule_set_state(r->sched, &ss, e);
+  cJSON_Delete(o);
+  return rc;
+}
+
+int checkpoint_load(run_ctx *r, mskx_err *e) {
+  if (!path_exists(r->last_path)) {
+    /* Interrupted before the first checkpoint: start from scratch. */
+    return log_restore(r, 0, e);
+  }
+  st_file *f = NULL;
+  int rc = st_read(r->last_path, &f, e);
+  const char *state = rc ? NULL : st_meta_get(f, "train_state");
+  if (!rc && !state) rc = err_set(e, MSKX_EFORMAT, "%s: not a training checkpoint (no train_state)", r->last_path);
+  size_t plen = strlen(TRAIN_STATE_PREFIX);
+  htensor *model = NULL, *opt = NULL;
+  int nm = 0, no = 0;
+  if (!rc) {
+    model = calloc((size_t)f->n_tensors + 1, sizeof *model);
+    opt = calloc((size_t)f->n_tensors + 1, sizeof *opt);
+    if (!model || !opt) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  }
+  for (int i = 0; !rc && i < f->n_tensors; i++) {
+    if (strncmp(f->tensors[i].name, TRAIN_STATE_PREFIX, plen)) {
+      model[nm++] = f->tensors[i];
+    } else {
+      opt[no] = f->tensors[i];
+      opt[no++].name = f->tensors[i].name + plen;
+    }
+  }
+  if (!rc) {
+    st_file view = *f;
+    view.tensors = model;
+    view.n_tensors = nm;
+    rc = net_load_tensors(r->net, &view, r->last_path, 0, e);
+  }
+  if (!rc) rc = optim_state_load(r->opt, opt, no, e);
+  if (!rc) rc = restore_state(r, state, e);
+  if (!rc) rc = log_restore(r, r->st.epochs_done, e);
+  free(model);
+  free(opt);
+  st_free(f);
+  return rc;
+}

@@ -1,0 +1,64 @@
+/* Shared state of one training run, between trainer.c (the loop),
+ * validate.c (validation) and run_dir.c (files of the run folder). */
+#ifndef MSKX_TRAIN_INTERNAL_H
+#define MSKX_TRAIN_INTERNAL_H
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "models/model_file.h"
+#include "train/trainer.h"
+
+/* What a checkpoint must carry besides weights and optimizer moments. */
+typedef struct run_state {
+  int epochs_done;
+  int best_epoch;       /* -1 before the first validation */
+  double best_value, best_kappa;
+  int bad_epochs;       /* epochs since the last improvement (early stopping) */
+  int finished;
+  long long skipped;
+} run_state;
+
+typedef struct epoch_stats {
+  double lr, train_loss, train_seconds, images_per_s, seconds;
+  double val_loss, val_kappa, val_auc, val_accuracy;
+  long long skipped;
+  int n_parts;
+  struct {
+    const char *name;
+    int n;
+    double kappa, auc, accuracy;
+  } parts[64];
+} epoch_stats;
+
+typedef struct run_ctx {
+  train_config cfg;
+  const dataset *data;
+  const char *part_label;
+  train_progress_fn fn;
+  void *ctx;
+  char dir[1024], last_path[1100], best_path[1100], log_path[1100];
+  uint64_t mask;
+  double (*cw)[2];
+  engine *eng;
+  net *net;
+  optimizer *opt;
+  schedule *sched;
+  loader *ltrain, *lvalid;
+  float *logits, *dz, *sw, *xpad;
+  char *log_text;
+  run_state st;
+} run_ctx;
+
+/* run_dir.c */
+int run_dir_prepare(const train_config *c, int force, mskx_err *e);
+int run_dir_read_config(const char *dir, train_config *c, mskx_err *e);
+int run_dir_write_config(const train_config *c, mskx_err *e);
+int run_paths(run_ctx *r, mskx_err *e);
+int checkpoint_save(run_ctx *r, const model_meta *meta, mskx_err *e);
+int checkpoint_load(run_ctx *r, mskx_err *e);
+int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_err *e);
+char *epoch_metrics_json(const epoch_stats *st);
+
+/* validate.c */
+int run_validation(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e);
+
+#endif

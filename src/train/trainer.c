@@ -1,0 +1,361 @@
+/* The training loop (see trainer.h): epochs of shuffled, augmented batches,
+ * study-level validation after each epoch, schedule and early stopping,
+ * atomic checkpoints that make an interrupted run resumable bit-exactly. */
+#include "train/trainer.h"
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+#include "core/util.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "models/model_file.h"
+#include "train/class_weights.h"
+#include "train/train_internal.h"
+
+static void notify(run_ctx *r, int phase, int epoch, int b, int nb, double ips, double loss, double lr, double eta,
+                   const char *text) {
+  if (!r->fn) return;
+  train_progress p = {phase, r->part_label, epoch, r->cfg.epochs, b, nb, ips, loss, lr, eta, text};
+  r->fn(r->ctx, &p);
+}
+
+/* Parses "all" or a comma list of part names into a loader part mask. */
+static int parts_mask(const dataset *d, const char *parts, uint64_t *mask, mskx_err *e) {
+  *mask = 0;
+  if (!strcmp(parts, "all")) return MSKX_OK;
+  char buf[1024];
+  snprintf(buf, sizeof buf, "%s", parts);
+  char *save = NULL;
+  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    int p = dataset_part_index(d, t);
+    if (p < 0) return err_set(e, MSKX_EINVAL, "--parts: '%s' is not a part of this dataset", t);
+    if (p >= 64) return err_set(e, MSKX_EUNSUPPORTED, "--parts: at most 64 parts can be selected");
+    *mask |= 1ULL << p;
+  }
+  return MSKX_OK;
+}
+
+static int in_mask(uint64_t mask, int part) { return mask == 0 || (part < 64 && (mask >> part) & 1); }
+
+/* Class weights per part from the selected training images. */
+static int setup_class_weights(run_ctx *r, mskx_err *e) {
+  const dataset *d = r->data;
+  cw_spec spec;
+  int rc = cw_parse(r->cfg.class_weights, &spec, e);
+  if (rc) return err_prefix(e, "--class-weights");
+  int64_t(*counts)[2] = calloc((size_t)d->n_parts, sizeof *counts);
+  r->cw = calloc((size_t)d->n_parts, sizeof *r->cw);
+  if (!counts || !r->cw) {
+    free(counts);
+    return err_set(e, MSKX_ENOMEM, "out of memory");
+  }
+  int64_t total[2] = {0, 0};
+  for (int p = 0; p < d->n_parts; p++) {
+    if (!in_mask(r->mask, p)) continue;
+    ds_counts c = dataset_count(&d->train, p);
+    counts[p][0] = c.images[0];
+    counts[p][1] = c.images[1];
+    total[0] += c.images[0];
+    total[1] += c.images[1];
+  }
+  if (total[0] == 0 || total[1] == 0) {
+    free(counts);
+    return err_set(e, MSKX_EINVAL, "the training split of the selected parts has only %s images: both classes are needed",
+                   total[0] ? "normal" : "abnormal");
+  }
+  rc = cw_compute(&spec, (const int64_t(*)[2])counts, d->n_parts, (const char *const *)d->parts, r->cw, e);
+  free(counts);
+  return rc;
+}
+
+static int make_loaders(run_ctx *r, mskx_err *e) {
+  const train_config *c = &r->cfg;
+  loader_config lc = loader_config_default();
+  lc.batch_size = c->batch;
+  lc.image_size = c->size;
+  lc.keep_aspect = c->keep_aspect;
+  lc.threads = c->loader_threads;
+  lc.shuffle = 1;
+  lc.drop_last = 1;  /* constant batch shape: one plan, no tiny batch-norm batches */
+  lc.strict = c->strict;
+  lc.augment = !aug_is_identity(&c->aug);
+  lc.aug = c->aug;
+  lc.seed = c->seed;
+  lc.norm = norm_imagenet();
+  lc.part_mask = r->mask;
+  int rc = loader_create(r->data, &r->data->train, &lc, &r->ltrain, e);
+  if (rc) return rc;
+  lc.shuffle = 0;
+  lc.drop_last = 0;
+  lc.augment = 0;
+  return loader_create(r->data, &r->data->valid, &lc, &r->lvalid, e);
+}
+
+static void fill_meta(const run_ctx *r, model_meta *m, int epoch, const char *metrics) {
+  model_meta_default(m);
+  snprintf(m->arch, sizeof m->arch, "%s", r->cfg.arch);
+  m->size = r->cfg.size;
+  m->keep_aspect = r->cfg.keep_aspect;
+  m->norm = norm_imagenet();
+  snprintf(m->parts, sizeof m->parts, "%s", r->cfg.parts);
+  m->epoch = epoch;
+  snprintf(m->metrics, sizeof m->metrics, "%s", metrics ? metrics : "{}");
+}
+
+/* One optimisation step on a batch. */
+static int train_step(run_ctx *r, const batch *b, double lr, int frozen, double *loss, mskx_err *e) {
+  net *m = r->net;
+  int n = b->count;
+  for (int i = 0; i < n; i++) r->sw[i] = (float)r->cw[b->part_idx[i]][b->labels[i] > 0.5f];
+  int rc = net_forward(m, b->images, r->logits, e);
+  if (rc) return rc;
+  *loss = r->eng->ops->bce_logits(r->logits, b->labels, r->sw, n, r->dz);
+  if (!isfinite(*loss)) return err_set(e, MSKX_EINVAL, "training diverged: the loss is %g (lower the learning rate)", *loss);
+  if ((rc = net_backward(m, r->dz, e))) return rc;
+  /* The classifier is declared last, so "train only the head" is a tail slice. */
+  size_t off = frozen ? m->ps.entries[m->head_w].offset : 0;
+  if (frozen)
+    rc = optim_step_range(r->opt, m->ps.params, m->ps.grads, off, m->ps.n_params - off, lr);
+  else
+    optim_step(r->opt, m->ps.params, m->ps.grads, lr);
+  if (rc) return err_set(e, rc, "optimizer step failed");
+  net_params_changed(m);
+  return MSKX_OK;
+}
+
+static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) {
+  const train_config *c = &r->cfg;
+  int rc = net_plan(r->net, c->batch, c->size, c->size, 1, c->prec, e);
+  if (!rc) rc = loader_start_epoch(r->ltrain, epoch, e);
+  if (rc) return rc;
+  int nb = loader_epoch_batches(r->ltrain);
+  if (c->max_batches && nb > c->max_batches) nb = c->max_batches;
+  if (nb == 0) return err_set(e, MSKX_EINVAL, "the training split has fewer images than one batch (%d)", c->batch);
+  int frozen = epoch < c->freeze_backbone_epochs;
+  double t0 = now_seconds(), sum = 0;
+  long long imgs = 0;
+  for (int b = 0; b < nb; b++) {
+    const batch *bt;
+    int got = loader_next(r->ltrain, &bt, e);
+    if (got < 0) return -got;
+    if (got == 0) break;
+    double lr = schedule_lr(r->sched, epoch, b, nb), loss;
+    st->lr = lr;
+    rc = train_step(r, bt, lr, frozen, &loss, e);
+    int count = bt->count;
+    loader_release(r->ltrain, bt);
+    if (rc) return rc;
+    sum += loss * count;
+    imgs += count;
+    double dt = now_seconds() - t0, ips = imgs / (dt > 0 ? dt : 1e-9);
+    notify(r, TRAIN_PHASE_TRAIN, epoch, b + 1, nb, ips, sum / (double)imgs, lr, (nb - b - 1) * (dt / (b + 1)), NULL);
+  }
+  loader_stats ls;
+  loader_get_stats(r->ltrain, &ls);
+  st->skipped = ls.skipped;
+  st->train_loss = imgs ? sum / (double)imgs : NAN;
+  st->train_seconds = now_seconds() - t0;
+  st->images_per_s = imgs / (st->train_seconds > 0 ? st->train_seconds : 1e-9);
+  if (ls.skipped && ls.n_skip_msgs)
+    notify(r, TRAIN_PHASE_INFO, epoch, 0, 0, 0, 0, 0, 0, ls.skip_msgs[ls.n_skip_msgs - 1]);
+  return MSKX_OK;
+}
+
+/* One epoch plus its bookkeeping; sets *stop when training should end. */
+static int run_epoch(run_ctx *r, int epoch, int *stop, mskx_err *e) {
+  epoch_stats st = {0};
+  double t0 = now_seconds();
+  int rc = run_train_epoch(r, epoch, &st, e);
+  if (!rc) rc = run_validation(r, epoch, &st, e);
+  if (rc) return rc;
+  st.seconds = now_seconds() - t0;
+  double monitored = strcmp(r->cfg.sched.monitor, "val_kappa") ? st.val_loss : st.val_kappa;
+  schedule_epoch_end(r->sched, isfinite(monitored) ? monitored : (strcmp(r->cfg.sched.monitor, "val_kappa") ? INFINITY : -INFINITY));
+  int by_kappa = !strcmp(r->cfg.select, "kappa");
+  double value = by_kappa ? st.val_kappa : st.val_loss;
+  if (!isfinite(value)) value = by_kappa ? -1.0 : INFINITY;
+  int improved = r->st.best_epoch < 0 || (by_kappa ? value > r->st.best_value : value < r->st.best_value);
+  char *metrics = epoch_metrics_json(&st);
+  model_meta meta;
+  fill_meta(r, &meta, epoch + 1, metrics);
+  if (improved) {
+    r->st.best_value = value;
+    r->st.best_epoch = epoch;
+    r->st.best_kappa = st.val_kappa;
+    r->st.bad_epochs = 0;
+    rc = model_save(r->best_path, r->net, &meta, NULL, 0, NULL, 0, e);
+  } else {
+    r->st.bad_epochs++;
+  }
+  r->st.epochs_done = epoch + 1;
+  r->st.skipped += st.skipped;
+  int early = r->cfg.early_stop && r->st.bad_epochs >= r->cfg.early_stop;
+  r->st.finished = early || r->st.epochs_done >= r->cfg.epochs;
+  if (!rc) rc = checkpoint_save(r, &meta, e);
+  if (!rc) rc = log_append(r, epoch, &st, improved, e);
+  if (!rc) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "epoch %d/%d  train loss %.4f  val loss %.4f  val kappa %.4f  auc %.4f  acc %.4f  %.1f img/s  %.0fs%s%s",
+             epoch + 1, r->cfg.epochs, st.train_loss, st.val_loss, st.val_kappa, st.val_auc, st.val_accuracy,
+             st.images_per_s, st.seconds, improved ? "  [best]" : "", early ? "  (early stop)" : "");
+    notify(r, TRAIN_PHASE_EPOCH, epoch, 0, 0, st.images_per_s, st.train_loss, st.lr, 0, text);
+  }
+  free(metrics);
+  *stop = r->st.finished;
+  return rc;
+}
+
+static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
+  const train_config *c = &r->cfg;
+  int rc = engine_dnnl_create(c->threads, &r->eng, e);
+  if (!rc) rc = net_create(c->arch, r->eng, c->seed, &r->net, e);
+  if (!rc && !resuming && c->pretrained[0]) {
+    st_file *f = NULL;
+    rc = st_read(c->pretrained, &f, e);
+    if (!rc) rc = net_load_tensors(r->net, f, c->pretrained, 1, e);
+    st_free(f);
+  }
+  if (!rc) rc = optim_create(&c->optim, r->net->ps.n_params, &r->opt, e);
+  if (!rc) rc = schedule_create(&c->sched, &r->sched, e);
+  size_t n = (size_t)c->batch;
+  r->logits = calloc(n, sizeof(float));
+  r->dz = calloc(n, sizeof(float));
+  r->sw = calloc(n, sizeof(float));
+  if (!rc && (!r->logits || !r->dz || !r->sw)) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  if (!rc && resuming) rc = checkpoint_load(r, e);
+  return rc;
+}
+
+static void run_free(run_ctx *r) {
+  loader_destroy(r->ltrain);
+  loader_destroy(r->lvalid);
+  net_destroy(r->net);
+  engine_destroy(r->eng);
+  optim_destroy(r->opt);
+  schedule_destroy(r->sched);
+  free(r->cw);
+  free(r->logits);
+  free(r->dz);
+  free(r->sw);
+  free(r->xpad);
+  free(r->log_text);
+}
+
+/* Trains one model in dir (a run folder or a per-part subfolder). */
+static int train_one(const train_config *c, const dataset *d, const char *dir, const char *part_label, int resuming,
+                     train_progress_fn fn, void *ctx, train_summary *sum, mskx_err *e) {
+  run_ctx r;
+  memset(&r, 0, sizeof r);
+  r.cfg = *c;
+  r.data = d;
+  r.fn = fn;
+  r.ctx = ctx;
+  r.part_label = part_label;
+  r.st.best_epoch = -1;
+  snprintf(r.dir, sizeof r.dir, "%s", dir);
+  int rc = run_paths(&r, e);
+  if (!rc) rc = parts_mask(d, c->parts, &r.mask, e);
+  if (!rc) rc = setup_class_weights(&r, e);
+  if (!rc) rc = setup_model(&r, resuming, e);
+  if (!rc) rc = make_loaders(&r, e);
+  double t0 = now_seconds();
+  for (int epoch = r.st.epochs_done, stop = r.st.finished; !rc && !stop && epoch < c->epochs; epoch++)
+    rc = run_epoch(&r, epoch, &stop, e);
+  if (!rc && sum) {
+    sum->epochs_run = r.st.epochs_done;
+    sum->best_epoch = r.st.best_epoch;
+    sum->best_value = r.st.best_value;
+    sum->best_kappa = r.st.best_kappa;
+    sum->seconds = now_seconds() - t0;
+    sum->skipped_images = r.st.skipped;
+  }
+  run_free(&r);
+  return rc;
+}
+
+static int open_dataset(const train_config *c, dataset **d, mskx_err *e) {
+  dataset_options o = {.require_train = 1, .require_valid = 1};
+  return dataset_open(c->data, &o, d, e);
+}
+
+/* Per-part runs: one model per selected part with training images, then the bundle. */
+static int train_per_part(const train_config *c, const dataset *d, int resuming, train_progress_fn fn, void *ctx,
+                          train_summary *sum, mskx_err *e) {
+  uint64_t mask;
+  int rc = parts_mask(d, c->parts, &mask, e);
+  if (rc) return rc;
+  cJSON *bundle = cJSON_CreateObject(), *models = cJSON_CreateObject();
+  cJSON_AddStringToObject(bundle, "format", "mskx-bundle-1");
+  cJSON_AddItemToObject(bundle, "models", models);
+  double kappa_sum = 0;
+  int n = 0;
+  for (int p = 0; p < d->n_parts && !rc; p++) {
+    if (!in_mask(mask, p) || dataset_count(&d->train, p).images[0] + dataset_count(&d->train, p).images[1] == 0) continue;
+    train_config pc = *c;
+    pc.per_part = 0;
+    snprintf(pc.parts, sizeof pc.parts, "%s", d->parts[p]);
+    char dir[2048], rel[256];
+    snprintf(dir, sizeof dir, "%s/%s", c->out, d->parts[p]);
+    snprintf(rel, sizeof rel, "%s/best.safetensors", d->parts[p]);
+    int part_resume = resuming && path_exists(dir);
+    rc = mkdir_p(dir, e);
+    train_summary ps = {0};
+    if (!rc) rc = train_one(&pc, d, dir, d->parts[p], part_resume, fn, ctx, &ps, e);
+    if (rc) err_prefix(e, "%s", d->parts[p]);
+    cJSON_AddStringToObject(models, d->parts[p], rel);
+    kappa_sum += ps.best_kappa;
+    n++;
+    if (sum) {
+      sum->epochs_run += ps.epochs_run;
+      sum->seconds += ps.seconds;
+      sum->skipped_images += ps.skipped_images;
+    }
+  }
+  if (!rc && n == 0) rc = err_set(e, MSKX_EINVAL, "no selected part has training images");
+  if (!rc) {
+    char *text = cJSON_Print(bundle), path[2048];
+    snprintf(path, sizeof path, "%s/bundle.json", c->out);
+    rc = text ? file_write_atomic(path, text, strlen(text), e) : err_set(e, MSKX_ENOMEM, "out of memory");
+    free(text);
+  }
+  if (sum && n) sum->best_kappa = kappa_sum / n;
+  cJSON_Delete(bundle);
+  return rc;
+}
+
+static int run_any(const train_config *c, int resuming, train_progress_fn fn, void *ctx, train_summary *out,
+                   mskx_err *e) {
+  dataset *d = NULL;
+  int rc = open_dataset(c, &d, e);
+  if (rc) return rc;
+  train_summary sum = {0};
+  sum.best_epoch = -1;
+  if (c->per_part)
+    rc = train_per_part(c, d, resuming, fn, ctx, &sum, e);
+  else
+    rc = train_one(c, d, c->out, NULL, resuming, fn, ctx, &sum, e);
+  dataset_free(d);
+  if (out) *out = sum;
+  return rc;
+}
+
+int train_run(const train_config *c, int force, train_progress_fn fn, void *ctx, train_summary *out, mskx_err *e) {
+  int rc = train_config_validate(c, e);
+  if (!rc) rc = run_dir_prepare(c, force, e);
+  if (rc) return rc;
+  return run_any(c, 0, fn, ctx, out, e);
+}
+
+int train_resume(const char *dir, int epochs, train_progress_fn fn, void *ctx, train_summary *out, mskx_err *e) {
+  train_config c;
+  int rc = run_dir_read_config(dir, &c, e);
+  if (rc) return rc;
+  if (epochs > 0) c.epochs = epochs;
+  if ((rc = train_config_validate(&c, e))) return rc;
+  if (epochs > 0 && (rc = run_dir_write_config(&c, e))) return rc;
+  return run_any(&c, 1, fn, ctx, out, e);
+}

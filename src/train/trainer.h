@@ -1,0 +1,79 @@
+/* mskx train: the MURA paper's recipe (and the common variations) as a
+ * library call. A run lives in one folder:
+ *   config.json        the full configuration (enough to reproduce or resume)
+ *   log.jsonl          one JSON object per finished epoch
+ *   last.safetensors   weights + metadata + "train_state.*" (optimizer,
+ *                      schedule, early-stopping state) after the latest epoch
+ *   best.safetensors   the best epoch's weights by the selection metric
+ * With per_part, one such folder per body part plus bundle.json routing each
+ * study to its part's best model. Every file is written atomically. */
+#ifndef MSKX_TRAIN_TRAINER_H
+#define MSKX_TRAIN_TRAINER_H
+#include <stdint.h>
+#include "data/preprocess.h"
+#include "engine/engine.h"
+#include "mskx.h"
+#include "train/optim.h"
+#include "train/schedule.h"
+
+typedef struct train_config {
+  char data[1024];
+  char arch[128];
+  char out[1024];
+  char parts[1024];          /* "all" or "XR_WRIST,XR_HAND" */
+  int per_part;
+  int size, batch, epochs, threads, loader_threads;
+  uint64_t seed;
+  optim_config optim;
+  schedule_config sched;
+  char class_weights[64];    /* "mura" | "balanced" | "none" | "0:1,1:1.5" */
+  char pretrained[1024];     /* "" = random initialisation */
+  int freeze_backbone_epochs;
+  precision prec;
+  int early_stop;            /* epochs without improvement before stopping; 0 = off */
+  char select[16];           /* "kappa" (higher is better) or "loss" */
+  aug_config aug;
+  int keep_aspect;
+  int strict;                /* unreadable images are errors instead of skipped */
+  int cache;                 /* preprocessing cache under the run folder */
+  int max_batches;           /* per epoch, 0 = all (quick experiments and tests) */
+} train_config;
+
+/* The MURA paper's recipe: densenet169, 320 px, batch 8, Adam 1e-4, plateau
+ * on val_loss dividing by 10, MURA class weights, flips + 30 degree rotations. */
+void train_config_default(train_config *c);
+/* Checks every value; errors name the option. */
+int train_config_validate(const train_config *c, mskx_err *e);
+/* Full JSON round trip (config.json). */
+char *train_config_to_json(const train_config *c);
+int train_config_from_json(const char *text, const char *path, train_config *c, mskx_err *e);
+
+enum train_phase { TRAIN_PHASE_TRAIN = 0, TRAIN_PHASE_VALID = 1, TRAIN_PHASE_EPOCH = 2, TRAIN_PHASE_INFO = 3 };
+
+typedef struct train_progress {
+  int phase;
+  const char *part;          /* per-part runs: the part being trained, else NULL */
+  int epoch, epochs;         /* epoch is 0-based */
+  int batch, batches;        /* within the phase */
+  double images_per_s, loss, lr, eta_s;
+  const char *text;          /* TRAIN_PHASE_EPOCH: the epoch summary; INFO: a notice */
+} train_progress;
+
+typedef void (*train_progress_fn)(void *ctx, const train_progress *p);
+
+typedef struct train_summary {
+  int epochs_run;
+  int best_epoch;
+  double best_value;         /* of the selection metric */
+  double best_kappa;
+  double seconds;
+  long long skipped_images;
+} train_summary;
+
+/* Starts a new run in c->out (refused if it holds another run, unless force). */
+int train_run(const train_config *c, int force, train_progress_fn fn, void *ctx, train_summary *out, mskx_err *e);
+/* Continues the run in dir from its last checkpoint; epochs > 0 overrides the
+ * configured number of epochs (to extend a finished run). */
+int train_resume(const char *dir, int epochs, train_progress_fn fn, void *ctx, train_summary *out, mskx_err *e);
+
+#endif
