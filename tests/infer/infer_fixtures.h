@@ -22,7 +22,7 @@
 static char fx_dir[512];
 
 /* A fresh scratch folder per test program. */
-static const char *fx_tmp(void) {
+static inline const char *fx_tmp(void) {
   if (!fx_dir[0]) {
     const char *base = getenv("MSKX_TMP");
     snprintf(fx_dir, sizeof fx_dir, "%s/infer.XXXXXX", base && base[0] ? base : "/tmp");
@@ -31,14 +31,14 @@ static const char *fx_tmp(void) {
   return fx_dir;
 }
 
-static const char *fx_path(char *buf, size_t n, const char *name) {
+static inline const char *fx_path(char *buf, size_t n, const char *name) {
   snprintf(buf, n, "%s/%s", fx_tmp(), name);
   return buf;
 }
 
 /* A random model file. The BN running statistics and the head are perturbed
  * so that different inputs give clearly different probabilities. */
-static int fx_make_model(const char *path, const char *arch, uint64_t seed, int size, int keep_aspect,
+static inline int fx_make_model(const char *path, const char *arch, uint64_t seed, int size, int keep_aspect,
                          double threshold, mskx_err *e) {
   engine *eng = NULL;
   net *m = NULL;
@@ -72,7 +72,7 @@ static int fx_make_model(const char *path, const char *arch, uint64_t seed, int 
 }
 
 /* A w x h test image: smooth gradients plus a bright blob at a seed-dependent spot. */
-static gray_image fx_image(int w, int h, uint64_t seed) {
+static inline gray_image fx_image(int w, int h, uint64_t seed) {
   gray_image g = {w, h, malloc((size_t)w * h)};
   rng r;
   rng_seed(&r, seed);
@@ -87,14 +87,14 @@ static gray_image fx_image(int w, int h, uint64_t seed) {
   return g;
 }
 
-static gray_image fx_mirror(const gray_image *g) {
+static inline gray_image fx_mirror(const gray_image *g) {
   gray_image m = {g->w, g->h, malloc((size_t)g->w * g->h)};
   for (int y = 0; y < g->h; y++)
     for (int x = 0; x < g->w; x++) m.px[(size_t)y * g->w + x] = g->px[(size_t)y * g->w + g->w - 1 - x];
   return m;
 }
 
-static int fx_write_text(const char *path, const char *text) {
+static inline int fx_write_text(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
   if (!f) return -1;
   fputs(text, f);
@@ -108,20 +108,20 @@ typedef struct fx_ref {
   model_meta meta;
 } fx_ref;
 
-static int fx_ref_open(fx_ref *r, const char *path, mskx_err *e) {
+static inline int fx_ref_open(fx_ref *r, const char *path, mskx_err *e) {
   memset(r, 0, sizeof *r);
   int rc = engine_dnnl_create(1, &r->eng, e);
   if (!rc) rc = model_load(path, r->eng, &r->m, &r->meta, NULL, e);
   return rc;
 }
 
-static void fx_ref_close(fx_ref *r) {
+static inline void fx_ref_close(fx_ref *r) {
   net_destroy(r->m);
   engine_destroy(r->eng);
 }
 
 /* P(abnormal) of one image; the features of this forward stay in r->m. */
-static int fx_ref_prob(fx_ref *r, const gray_image *g, double *p, mskx_err *e) {
+static inline int fx_ref_prob(fx_ref *r, const gray_image *g, double *p, mskx_err *e) {
   int s = r->meta.size;
   float *gray = malloc((size_t)s * s * sizeof(float)), *x = malloc((size_t)s * s * 3 * sizeof(float)), z = 0;
   int rc = resize_gray(g, s, r->meta.keep_aspect, gray, e);

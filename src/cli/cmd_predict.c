@@ -1,0 +1,291 @@
+/* mskx predict: studies (image files or folders) through a model, bundle or
+ * ensemble via the public API; table, JSON or CSV output, CAM overlays. */
+#include <dirent.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+#include "cli/cli.h"
+#include "core/error.h"
+#include "core/util.h"
+#include "data/dataset.h"
+
+static const char *const usage =
+    "usage: mskx predict --model M PATH... [options]\n"
+    "\n"
+    "Predicts one study per PATH: an image file (.png, .jpg, .jpeg), or a folder whose\n"
+    "images (hidden files ignored, natural order) form one study. Prints each study's\n"
+    "probability of abnormality, decision, threshold, body part and per-image probabilities.\n"
+    "\n"
+    "  --model FILE           model (.safetensors), per-part bundle or ensemble (.json)\n"
+    "  --part XR_NAME         body part of every study (default: the XR_* component of\n"
+    "                         each path); bundles route studies by part\n"
+    "  --agg mean|max         study probability from image probabilities (default mean,\n"
+    "                         the MURA paper's rule)\n"
+    "  --tta flip             average each image with its horizontal mirror\n"
+    "  --cam DIR              write a class-activation overlay PNG per image into DIR\n"
+    "                         (named <study>__<image>.png, '/' in paths becoming '_')\n"
+    "  --json                 print one JSON array of studies\n"
+    "  --csv                  print CSV: study,part,n_images,probability,decision (0/1)\n"
+    "  --threads N            compute threads (default: all cores)\n"
+    "  --precision fp32|bf16  compute precision (default fp32)\n"
+    "  --max-batch N          images per forward pass (default 16)\n"
+    "  -h, --help             this help\n"
+    "\n"
+    "A study that cannot be predicted (unreadable image, no images, unknown part) is\n"
+    "reported on stderr and, with --json, as an entry with \"error\"; the other studies\n"
+    "are still predicted. Exit status: 0 all studies predicted, 1 some failed or the\n"
+    "model could not be loaded, 2 usage error.\n";
+
+typedef struct predict_args {
+  const char *model, *part, *cam_dir;
+  int json, csv, tta, agg, threads, max_batch, bf16;
+  char **paths;
+  int n_paths;
+} predict_args;
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, predict_args *a) {
+  static const struct option opts[] = {
+      {"model", required_argument, 0, 'm'},    {"part", required_argument, 0, 'p'},
+      {"agg", required_argument, 0, 'a'},      {"tta", required_argument, 0, 't'},
+      {"cam", required_argument, 0, 'c'},      {"json", no_argument, 0, 'j'},
+      {"csv", no_argument, 0, 'v'},            {"threads", required_argument, 0, 'T'},
+      {"precision", required_argument, 0, 'P'}, {"max-batch", required_argument, 0, 'b'},
+      {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+  memset(a, 0, sizeof *a);
+  long v;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'm': a->model = optarg; break;
+      case 'p': a->part = optarg; break;
+      case 'c': a->cam_dir = optarg; break;
+      case 'j': a->json = 1; break;
+      case 'v': a->csv = 1; break;
+      case 'a':
+        if (strcmp(optarg, "mean") && strcmp(optarg, "max"))
+          return cli_errorf("predict", "--agg: expected mean or max, got '%s'", optarg) + 1;
+        a->agg = strcmp(optarg, "max") ? MSKX_AGG_MEAN : MSKX_AGG_MAX;
+        break;
+      case 't':
+        if (strcmp(optarg, "flip")) return cli_errorf("predict", "--tta: expected flip, got '%s'", optarg) + 1;
+        a->tta = 1;
+        break;
+      case 'P':
+        if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
+          return cli_errorf("predict", "--precision: expected fp32 or bf16, got '%s'", optarg) + 1;
+        a->bf16 = !strcmp(optarg, "bf16");
+        break;
+      case 'T':
+        if (cli_parse_int("predict", "threads", optarg, 1, 1024, &v)) return 2;
+        a->threads = (int)v;
+        break;
+      case 'b':
+        if (cli_parse_int("predict", "max-batch", optarg, 1, 4096, &v)) return 2;
+        a->max_batch = (int)v;
+        break;
+      case 'h': fputs(usage, stdout); return 0;
+      default: return cli_usage_error("predict");
+    }
+  }
+  if (!a->model) return cli_errorf("predict", "--model is required (see --help)") + 1;
+  if (a->json && a->csv) return cli_errorf("predict", "--json and --csv are exclusive") + 1;
+  if (optind >= argc) return cli_errorf("predict", "no study given: name image files or study folders") + 1;
+  a->paths = argv + optind;
+  a->n_paths = argc - optind;
+  return -1;
+}
+
+static int natural_sort(const void *a, const void *b) {
+  return ds_natural_cmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_list(char **v, int n) {
+  for (int i = 0; v && i < n; i++) free(v[i]);
+  free(v);
+}
+
+/* The images of a study: the file itself, or a folder's images in natural order. */
+static int study_images(const char *path, char ***out, int *n, mskx_err *e) {
+  *out = NULL;
+  *n = 0;
+  if (!path_is_dir(path)) {
+    if (!path_exists(path)) return err_set(e, MSKX_EIO, "%s: no such file or folder", path);
+    if (!(*out = malloc(sizeof **out)) || !((*out)[0] = str_dup(path))) return err_set(e, MSKX_ENOMEM, "out of memory");
+    *n = 1;
+    return MSKX_OK;
+  }
+  DIR *d = opendir(path);
+  if (!d) return err_set(e, MSKX_EIO, "%s: cannot open folder", path);
+  int cap = 0, rc = MSKX_OK;
+  struct dirent *de;
+  while (!rc && (de = readdir(d))) {
+    char full[4096];
+    if (!ds_is_image_name(de->d_name)) continue;
+    if ((rc = path_join(full, sizeof full, path, de->d_name, e))) break;
+    if (path_is_dir(full)) continue;
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 8;
+      char **g = realloc(*out, (size_t)cap * sizeof *g);
+      if (!g) {
+        rc = err_set(e, MSKX_ENOMEM, "out of memory");
+        break;
+      }
+      *out = g;
+    }
+    if (!((*out)[*n] = str_dup(full))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+    else (*n)++;
+  }
+  closedir(d);
+  if (!rc && *n == 0) rc = err_set(e, MSKX_EINVAL, "%s: no .png/.jpg/.jpeg images in the folder", path);
+  if (rc) {
+    free_list(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return rc;
+  }
+  qsort(*out, (size_t)*n, sizeof **out, natural_sort);
+  return MSKX_OK;
+}
+
+/* A file name from a path: separators and odd characters become '_'. */
+static void flatten(const char *s, size_t len, char *out, size_t n) {
+  while (len && (*s == '/' || *s == '.')) s++, len--;
+  while (len && s[len - 1] == '/') len--;
+  if (len > 150) s += len - 150, len = 150;   /* keep the distinctive tail */
+  size_t k = 0;
+  for (size_t i = 0; i < len && k + 1 < n; i++) {
+    char c = s[i];
+    out[k++] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ? c : '_';
+  }
+  out[k] = 0;
+}
+
+static int write_overlay(const char *dir, const char *study, int is_dir, const mskx_image_result *ir, char *out,
+                         size_t n, mskx_err *e) {
+  char a[200], b[200], name[420];
+  const char *base = strrchr(ir->name, '/');
+  base = base ? base + 1 : ir->name;
+  const char *dot = strrchr(base, '.');
+  if (is_dir) {
+    flatten(study, strlen(study), a, sizeof a);
+    flatten(base, dot ? (size_t)(dot - base) : strlen(base), b, sizeof b);
+    snprintf(name, sizeof name, "%s__%s.png", a, b);
+  } else {
+    dot = strrchr(study, '.');
+    flatten(study, dot && dot > strrchr(study, '/') ? (size_t)(dot - study) : strlen(study), a, sizeof a);
+    snprintf(name, sizeof name, "%s.png", a);
+  }
+  int rc = path_join(out, n, dir, name, e);
+  if (!rc) rc = file_write_atomic(out, ir->overlay_png, ir->overlay_png_len, e);
+  return rc;
+}
+
+static cJSON *study_json(const char *study, const mskx_result *r, char (*cams)[4096]) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "study", study);
+  if (r->part[0]) cJSON_AddStringToObject(o, "part", r->part);
+  else cJSON_AddNullToObject(o, "part");
+  cJSON_AddNumberToObject(o, "n_images", r->n_images);
+  cJSON_AddNumberToObject(o, "probability", r->probability);
+  cJSON_AddBoolToObject(o, "abnormal", r->abnormal);
+  cJSON_AddStringToObject(o, "decision", r->abnormal ? "abnormal" : "normal");
+  cJSON_AddNumberToObject(o, "threshold", r->threshold);
+  cJSON_AddStringToObject(o, "model", r->model_used);
+  if (r->n_members) cJSON_AddItemToObject(o, "member_probabilities", cJSON_CreateDoubleArray(r->member_probabilities, r->n_members));
+  cJSON *imgs = cJSON_AddArrayToObject(o, "images");
+  for (int i = 0; imgs && i < r->n_images; i++) {
+    cJSON *im = cJSON_CreateObject();
+    cJSON_AddStringToObject(im, "path", r->images[i].name);
+    cJSON_AddNumberToObject(im, "probability", r->images[i].probability);
+    if (cams) cJSON_AddStringToObject(im, "cam", cams[i]);
+    cJSON_AddItemToArray(imgs, im);
+  }
+  return o;
+}
+
+static void print_table_row(const char *study, int width, const mskx_result *r) {
+  printf("%-*s  %-11s %6d  %11.6f  %-8s  %9.4f\n", width, study, r->part[0] ? r->part : "-", r->n_images,
+         r->probability, r->abnormal ? "abnormal" : "normal", r->threshold);
+  for (int i = 0; i < r->n_images; i++) {
+    const char *base = strrchr(r->images[i].name, '/');
+    printf("    %-*s %11.6f\n", width + 17, base ? base + 1 : r->images[i].name, r->images[i].probability);
+  }
+}
+
+/* One study: predict, write overlays, print. Returns 0 or 1 (failed). */
+static int run_study(const predict_args *a, mskx_model *m, const char *study, int width, cJSON *arr) {
+  mskx_err e = {0, ""};
+  char **imgs = NULL;
+  int n = 0;
+  mskx_result *r = NULL;
+  char (*cams)[4096] = NULL;
+  mskx_predict_options po = {a->agg, a->tta, 0, a->cam_dir != NULL, 0};
+  char xr[64] = "";
+  const char *part = a->part ? a->part : ds_xr_part(study, xr, sizeof xr) ? xr : NULL;
+  int rc = study_images(study, &imgs, &n, &e);
+  if (!rc) rc = mskx_predict_files(m, (const char *const *)imgs, n, part, &po, &r, &e);
+  if (!rc && a->cam_dir && !(cams = calloc((size_t)n, sizeof *cams))) rc = err_set(&e, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; !rc && a->cam_dir && i < n; i++)
+    rc = write_overlay(a->cam_dir, study, path_is_dir(study), &r->images[i], cams[i], sizeof cams[i], &e);
+  if (rc) {
+    cli_error("predict", &e);
+    if (arr) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "study", study);
+      cJSON_AddStringToObject(o, "error", e.msg);
+      cJSON_AddItemToArray(arr, o);
+    }
+  } else if (arr) {
+    cJSON_AddItemToArray(arr, study_json(study, r, cams));
+  } else if (a->csv) {
+    printf("%s,%s,%d,%.9g,%d\n", study, r->part, r->n_images, r->probability, r->abnormal);
+  } else {
+    print_table_row(study, width, r);
+  }
+  free(cams);
+  mskx_result_free(r);
+  free_list(imgs, n);
+  return rc != 0;
+}
+
+int cmd_predict(int argc, char **argv) {
+  predict_args a;
+  int rc = parse_args(argc, argv, &a);
+  if (rc >= 0) return rc;
+  mskx_err e = {0, ""};
+  if (a.cam_dir && mkdir_p(a.cam_dir, &e)) return cli_error("predict", &e);
+  mskx_load_options lo = {a.threads, a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32, a.max_batch, 1, 0};
+  mskx_model *m = NULL;
+  if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("predict", &e);
+  int width = 5;
+  for (int i = 0; i < a.n_paths; i++) {
+    int l = (int)strlen(a.paths[i]);
+    width = l > width ? (l < 60 ? l : 60) : width;
+  }
+  cJSON *arr = a.json ? cJSON_CreateArray() : NULL;
+  if (a.csv) printf("study,part,n_images,probability,decision\n");
+  else if (!a.json) printf("%-*s  %-11s %6s  %11s  %-8s  %9s\n", width, "study", "part", "images", "probability", "decision", "threshold");
+  int progress = a.n_paths > 3 && isatty(STDERR_FILENO), failed = 0;
+  for (int i = 0; i < a.n_paths; i++) {
+    if (progress) fprintf(stderr, "\r[%d/%d] %.60s\033[K", i + 1, a.n_paths, a.paths[i]);
+    failed += run_study(&a, m, a.paths[i], width, arr);
+    fflush(stdout);
+  }
+  if (progress) fprintf(stderr, "\r\033[K");
+  if (arr) {
+    char *s = cJSON_Print(arr);
+    if (s) printf("%s\n", s);
+    else failed++;
+    free(s);
+    cJSON_Delete(arr);
+  }
+  mskx_model_free(m);
+  if (failed) fprintf(stderr, "mskx predict: %d of %d studies failed\n", failed, a.n_paths);
+  return failed ? 1 : 0;
+}

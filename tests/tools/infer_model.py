@@ -1,0 +1,80 @@
+"""Tiny model files and a PyTorch reference for the `mskx predict` tests.
+
+  infer_model.py make OUT.safetensors ARCH --seed S --size N [--threshold T]
+      a random torchvision DenseNet (one logit, randomised batch-norm statistics)
+      saved as an mskx model file (metadata format mskx-model-1)
+  infer_model.py prob MODEL.safetensors IMG.png...
+      prints P(abnormal) per image: torchvision model with the file's weights,
+      ImageNet normalisation of the grey image replicated to 3 channels. The
+      images must already be SIZE x SIZE (no resizing here).
+  infer_model.py png OUT.png:W:H:SEED...   grey test images
+Test tooling only.
+"""
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(__file__))
+from sttools import load_safetensors, save_safetensors  # noqa: E402
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def make(out, arch, seed, size, threshold):
+    import torch
+    from torch_parity import build
+    torch.manual_seed(seed)
+    m = build(arch)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.copy_(0.2 * torch.randn(mod.running_mean.shape, generator=g))
+                mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
+        m.classifier.weight.copy_(0.5 * torch.randn(m.classifier.weight.shape, generator=g))
+    state = {k: v.detach().numpy().copy() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
+    meta = {"format": "mskx-model-1", "arch": arch, "size": size, "keep_aspect": 0,
+            "mean": ",".join(str(v) for v in MEAN), "std": ",".join(str(v) for v in STD),
+            "parts": "all", "threshold": threshold, "epoch": 0, "metrics": "{}"}
+    save_safetensors(out, state, meta)
+
+
+def prob(model, images):
+    import torch
+    from torch_parity import build
+    torch.set_num_threads(1)
+    state, meta = load_safetensors(model)
+    m = build(meta["arch"]).double().eval()
+    m.load_state_dict({k: torch.from_numpy(v).double() for k, v in state.items()}, strict=False)
+    for path in images:
+        g = np.asarray(Image.open(path).convert("L"), dtype=np.float64) / 255.0
+        x = np.stack([(g - MEAN[c]) / STD[c] for c in range(3)])[None]
+        with torch.no_grad():
+            z = m(torch.from_numpy(x)).item()
+        print("%.12f" % (1 / (1 + np.exp(-z))))
+
+
+def png(out, w, h, seed):
+    r = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    cx, cy = r.uniform(0, w), r.uniform(0, h)
+    v = 40 + 60 * x / w + 30 * y / h + 20 * r.random((h, w)) + 120 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (0.1 * (w + h) ** 2))
+    Image.fromarray(np.clip(v, 0, 255).astype(np.uint8), "L").save(out)
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "make":
+        kv = dict(zip(args[2::2], args[3::2]))
+        make(args[0], args[1], int(kv.get("--seed", 0)), int(kv.get("--size", 64)), float(kv.get("--threshold", 0.5)))
+    elif cmd == "prob":
+        prob(args[0], args[1:])
+    elif cmd == "png":
+        for spec in args:
+            out, w, h, seed = spec.rsplit(":", 3)
+            png(out, int(w), int(h), int(seed))
+    else:
+        sys.exit("unknown command " + cmd)
