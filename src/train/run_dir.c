@@ -169,9 +169,13 @@ int checkpoint_save(run_ctx *r, const model_meta *meta, mskx_err *e) {
   cJSON_AddNumberToObject(o, "best_kappa", isfinite(r->st.best_kappa) ? r->st.best_kappa : 0);
   cJSON_AddNumberToObject(o, "bad_epochs", r->st.bad_epochs);
   cJSON_AddBoolToObject(o, "finished", r->st.finished);
+  cJSON_AddBoolToObject(o, "early_stopped", r->st.early_stopped);
   cJSON_AddNumberToObject(o, "skipped_images", (double)r->st.skipped);
-  char step[32];
-  snprintf(step, sizeof step, "%lld", (long long)optim_get_step(r->opt));
+  char step[OPTIM_STEPS_TEXT_MAX];
+  if ((rc = optim_steps_format(r->opt, step, sizeof step, e))) {
+    cJSON_Delete(o);
+    return rc;
+  }
   cJSON_AddStringToObject(o, "optim_step", step);
   cJSON_AddStringToObject(o, "schedule", sched_text);
   char *text = cJSON_PrintUnformatted(o);
@@ -204,9 +208,10 @@ static int restore_state(run_ctx *r, const char *text, mskx_err *e) {
     r->st.best_value = bv->valuedouble;
     r->st.best_kappa = bk->valuedouble;
     r->st.finished = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "finished"));
+    r->st.early_stopped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "early_stopped"));
     const cJSON *sk = cJSON_GetObjectItemCaseSensitive(o, "skipped_images");
     r->st.skipped = cJSON_IsNumber(sk) ? (long long)sk->valuedouble : 0;
-    rc = optim_set_step(r->opt, strtoll(step->valuestring, NULL, 10), e);
+    rc = optim_steps_parse(r->opt, step->valuestring, e);
   }
   schedule_state ss;
   if (!rc) rc = schedule_state_parse(sched->valuestring, &ss, e);

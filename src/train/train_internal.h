@@ -14,6 +14,7 @@ typedef struct run_state {
   double best_value, best_kappa;
   int bad_epochs;       /* epochs since the last improvement (early stopping) */
   int finished;
+  int early_stopped;
   long long skipped;
 } run_state;
 

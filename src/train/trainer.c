@@ -193,6 +193,7 @@ static int run_epoch(run_ctx *r, int epoch, int *stop, mskx_err *e) {
   r->st.epochs_done = epoch + 1;
   r->st.skipped += st.skipped;
   int early = r->cfg.early_stop && r->st.bad_epochs >= r->cfg.early_stop;
+  r->st.early_stopped = early;
   r->st.finished = early || r->st.epochs_done >= r->cfg.epochs;
   if (!rc) rc = checkpoint_save(r, &meta, e);
   if (!rc) rc = log_append(r, epoch, &st, improved, e);
@@ -263,7 +264,8 @@ static int train_one(const train_config *c, const dataset *d, const char *dir, c
   if (!rc) rc = setup_model(&r, resuming, e);
   if (!rc) rc = make_loaders(&r, e);
   double t0 = now_seconds();
-  for (int epoch = r.st.epochs_done, stop = r.st.finished; !rc && !stop && epoch < c->epochs; epoch++)
+  /* A finished run can be extended with more epochs, unless it stopped early. */
+  for (int epoch = r.st.epochs_done, stop = r.st.early_stopped; !rc && !stop && epoch < c->epochs; epoch++)
     rc = run_epoch(&r, epoch, &stop, e);
   if (!rc && sum) {
     sum->epochs_run = r.st.epochs_done;
@@ -327,35 +329,70 @@ static int train_per_part(const train_config *c, const dataset *d, int resuming,
   return rc;
 }
 
-static int run_any(const train_config *c, int resuming, train_progress_fn fn, void *ctx, train_summary *out,
-                   mskx_err *e) {
-  dataset *d = NULL;
-  int rc = open_dataset(c, &d, e);
+/* Everything that can be checked before a run folder is created or touched:
+ * the dataset, the part selection and the class weights of every model. */
+static int preflight(const train_config *c, dataset **d, mskx_err *e) {
+  int rc = open_dataset(c, d, e);
   if (rc) return rc;
+  run_ctx r;
+  memset(&r, 0, sizeof r);
+  r.cfg = *c;
+  r.data = *d;
+  rc = parts_mask(*d, c->parts, &r.mask, e);
+  if (!rc && !c->per_part) rc = setup_class_weights(&r, e);
+  uint64_t all = r.mask;
+  for (int p = 0; !rc && c->per_part && p < (*d)->n_parts; p++) {
+    if (!in_mask(all, p)) continue;
+    ds_counts k = dataset_count(&(*d)->train, p);
+    if (k.images[0] + k.images[1] == 0) continue;
+    free(r.cw);
+    r.cw = NULL;
+    r.mask = 1ULL << p;
+    if ((rc = setup_class_weights(&r, e))) err_prefix(e, "%s", (*d)->parts[p]);
+  }
+  free(r.cw);
+  if (!rc && c->pretrained[0] && !path_exists(c->pretrained))
+    rc = err_set(e, MSKX_EIO, "--pretrained %s: no such file", c->pretrained);
+  if (rc) {
+    dataset_free(*d);
+    *d = NULL;
+  }
+  return rc;
+}
+
+static int run_with(const train_config *c, dataset *d, int resuming, train_progress_fn fn, void *ctx,
+                    train_summary *out, mskx_err *e) {
   train_summary sum = {0};
   sum.best_epoch = -1;
-  if (c->per_part)
-    rc = train_per_part(c, d, resuming, fn, ctx, &sum, e);
-  else
-    rc = train_one(c, d, c->out, NULL, resuming, fn, ctx, &sum, e);
-  dataset_free(d);
+  int rc = c->per_part ? train_per_part(c, d, resuming, fn, ctx, &sum, e)
+                       : train_one(c, d, c->out, NULL, resuming, fn, ctx, &sum, e);
   if (out) *out = sum;
   return rc;
 }
 
 int train_run(const train_config *c, int force, train_progress_fn fn, void *ctx, train_summary *out, mskx_err *e) {
+  dataset *d = NULL;
   int rc = train_config_validate(c, e);
+  if (!rc) rc = preflight(c, &d, e);
   if (!rc) rc = run_dir_prepare(c, force, e);
-  if (rc) return rc;
-  return run_any(c, 0, fn, ctx, out, e);
+  if (!rc) rc = run_with(c, d, 0, fn, ctx, out, e);
+  dataset_free(d);
+  return rc;
 }
 
 int train_resume(const char *dir, int epochs, train_progress_fn fn, void *ctx, train_summary *out, mskx_err *e) {
   train_config c;
+  dataset *d = NULL;
   int rc = run_dir_read_config(dir, &c, e);
   if (rc) return rc;
-  if (epochs > 0) c.epochs = epochs;
-  if ((rc = train_config_validate(&c, e))) return rc;
-  if (epochs > 0 && (rc = run_dir_write_config(&c, e))) return rc;
-  return run_any(&c, 1, fn, ctx, out, e);
+  if (epochs > 0) {
+    c.epochs = epochs;
+    c.sched.epochs = epochs;
+  }
+  if (!rc) rc = train_config_validate(&c, e);
+  if (!rc) rc = preflight(&c, &d, e);
+  if (!rc && epochs > 0) rc = run_dir_write_config(&c, e);
+  if (!rc) rc = run_with(&c, d, 1, fn, ctx, out, e);
+  dataset_free(d);
+  return rc;
 }

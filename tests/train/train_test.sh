@@ -1,0 +1,93 @@
+# mskx train end to end on a tiny synthetic dataset: run-folder files, exact
+# resume after a kill, per-part bundles, and clear errors for bad options.
+source "$MSKX_ROOT/tests/lib.sh"
+ARCH="densenet:growth=4,blocks=1-1,init=8,bn_size=2"
+COMMON=(--arch "$ARCH" --size 32 --batch 8 --threads 2 --loader-threads 2 --seed 5 --lr 1e-3)
+"$MSKX_BIN" synth --out "$T/syn" --studies 40 --seed 3 --min-size 40 --max-size 56 --threads 2 >/dev/null 2>&1 ||
+  { fail synth_for_training "mskx synth failed"; exit 0; }
+DATA="$T/syn/MURA-v1.1"
+py() { /usr/bin/python3 - "$@"; }
+
+# 1. A run leaves its files, with one log line per epoch.
+check train_runs "$MSKX_BIN" train --data "$DATA" --out "$T/a" "${COMMON[@]}" --epochs 3
+if py "$T/a" <<'PY'
+import json, os, sys, struct
+d = sys.argv[1]
+lines = [json.loads(l) for l in open(os.path.join(d, "log.jsonl"))]
+assert [l["epoch"] for l in lines] == [1, 2, 3], lines
+for l in lines:
+    for k in ("lr", "train_loss", "val", "images_per_s", "seconds"):
+        assert k in l, k
+    assert {"loss", "kappa", "auc", "accuracy", "parts"} <= set(l["val"]), l["val"]
+cfg = json.load(open(os.path.join(d, "config.json")))
+assert cfg["arch"].startswith("densenet:") and cfg["epochs"] == 3 and cfg["size"] == 32
+for name in ("last.safetensors", "best.safetensors"):
+    raw = open(os.path.join(d, name), "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    meta = json.loads(raw[8:8 + n])["__metadata__"]
+    assert meta["format"] == "mskx-model-1" and meta["size"] == "32" and meta["arch"] == cfg["arch"], meta
+    assert ("train_state" in meta) == (name == "last.safetensors"), name
+PY
+then pass run_folder_contents; else fail run_folder_contents "log/config/checkpoint check failed"; fi
+
+# 2. Kill after the first checkpoint, resume: bit-identical to the uninterrupted run.
+"$MSKX_BIN" train --data "$DATA" --out "$T/b" "${COMMON[@]}" --epochs 3 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  [ -s "$T/b/log.jsonl" ] && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.1
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+killed_at=$(wc -l < "$T/b/log.jsonl" 2>/dev/null || echo 0)
+echo "# killed after $killed_at epoch(s)"
+check resume_runs "$MSKX_BIN" train --resume "$T/b"
+if py "$T/a/last.safetensors" "$T/b/last.safetensors" <<'PY'
+import sys
+sys.path.insert(0, __import__("os").environ["MSKX_ROOT"] + "/tests/tools")
+from sttools import load_safetensors
+import numpy as np
+a, _ = load_safetensors(sys.argv[1]); b, _ = load_safetensors(sys.argv[2])
+assert a.keys() == b.keys()
+bad = [k for k in a if not np.array_equal(a[k], b[k])]
+assert not bad, "differs: %s" % bad[:5]
+print("# %d tensors identical" % len(a))
+PY
+then pass resume_is_bit_identical; else fail resume_is_bit_identical "weights differ after resume"; fi
+lines=$(wc -l < "$T/b/log.jsonl")
+[ "$lines" = 3 ] && pass resume_log_complete || fail resume_log_complete "log has $lines lines"
+
+# 3. Extending a finished run with --epochs.
+check resume_extends "$MSKX_BIN" train --resume "$T/a" --epochs 4
+[ "$(wc -l < "$T/a/log.jsonl")" = 4 ] && pass resume_extends_log || fail resume_extends_log "expected 4 log lines"
+
+# 4. Per-part: one model per part and a bundle routing to them.
+check per_part_runs "$MSKX_BIN" train --data "$DATA" --out "$T/pp" "${COMMON[@]}" --epochs 1 --per-part \
+  --parts XR_WRIST,XR_HAND
+if py "$T/pp" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+b = json.load(open(os.path.join(d, "bundle.json")))
+assert b["format"] == "mskx-bundle-1" and set(b["models"]) == {"XR_HAND", "XR_WRIST"}, b
+for p in b["models"].values():
+    assert os.path.exists(os.path.join(d, p)), p
+PY
+then pass per_part_bundle; else fail per_part_bundle "bundle.json check failed"; fi
+
+# 5. Bad input: clear errors before any training.
+check_fails refuses_existing_run "already holds a training run" "$MSKX_BIN" train --data "$DATA" --out "$T/a" "${COMMON[@]}"
+check_fails unknown_option "see 'mskx train --help'" "$MSKX_BIN" train --data "$DATA" --out "$T/x" --bogus
+check_fails batch_zero "batch.*out of range" "$MSKX_BIN" train --data "$DATA" --out "$T/x" --batch 0
+check_fails negative_lr "lr.*out of range" "$MSKX_BIN" train --data "$DATA" --out "$T/x" --lr -1
+check_fails size_not_divisible "needs a multiple of 8" "$MSKX_BIN" train --data "$DATA" --out "$T/x" --arch "$ARCH" --size 36
+check_fails unknown_arch "unknown arch" "$MSKX_BIN" train --data "$DATA" --out "$T/x" --arch vgg16
+check_fails missing_data "$T/nope" "$MSKX_BIN" train --data "$T/nope" --out "$T/x" "${COMMON[@]}"
+check_fails bad_optimizer "optimizer" "$MSKX_BIN" train --data "$DATA" --out "$T/x" --optimizer adagrad
+check_fails bad_class_weights "class-weights" "$MSKX_BIN" train --data "$DATA" --out "$T/x" "${COMMON[@]}" --class-weights 0:1,1:
+check_fails resume_without_run "no training run" "$MSKX_BIN" train --resume "$T/empty-dir"
+# A training split with one class only (a generic CSV of the normal studies).
+{ echo "image_path,label,split"
+  grep negative "$DATA/train_image_paths.csv" | sed 's|^MURA-v1.1/||; s|$|,0,train|'
+  grep negative "$DATA/valid_image_paths.csv" | head -5 | sed 's|^MURA-v1.1/||; s|$|,0,valid|'
+  grep positive "$DATA/valid_image_paths.csv" | head -5 | sed 's|^MURA-v1.1/||; s|$|,1,valid|'; } > "$DATA/oneclass.csv"
+check_fails one_class_split "only normal images" "$MSKX_BIN" train --data "$DATA/oneclass.csv" --out "$T/x1" "${COMMON[@]}"
