@@ -14,6 +14,10 @@ int cmd_score(int argc, char **argv) __attribute__((weak));
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv) __attribute__((weak));
 int cmd_bench(int argc, char **argv) __attribute__((weak));
+int cmd_predict(int argc, char **argv) __attribute__((weak));
+int cmd_serve(int argc, char **argv) __attribute__((weak));
+int cmd_threshold(int argc, char **argv) __attribute__((weak));
+int cmd_ensemble(int argc, char **argv) __attribute__((weak));
 
 /* Prints "mskx CMD: message" to stderr and returns 1 (exit code). */
 int cli_error(const char *cmd, const mskx_err *e);

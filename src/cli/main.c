@@ -25,6 +25,10 @@ int main(int argc, char **argv) {
       {"train", cmd_train, "train a network (the MURA paper's recipe and more)"},
       {"eval", cmd_eval, "evaluate a model on a split: kappa, AUROC, report"},
       {"score", cmd_score, "score a predictions CSV against labelled studies"},
+      {"threshold", cmd_threshold, "choose a decision threshold on the validation split"},
+      {"ensemble", cmd_ensemble, "combine models (mean, vote, weighted, stacking)"},
+      {"predict", cmd_predict, "predict studies (images or study folders)"},
+      {"serve", cmd_serve, "HTTP service with a web viewer"},
       {"bench", cmd_bench, "time inference or training steps"},
       {"forward", cmd_forward, "run a network on an .npy batch (parity and debugging)"},
   };
