@@ -64,7 +64,10 @@ static inline int fx_make_model(const char *path, const char *arch, uint64_t see
     meta.size = size;
     meta.keep_aspect = keep_aspect;
     meta.threshold = threshold;
-    rc = model_save(path, m, &meta, NULL, 0, NULL, 0, e);
+    /* Non-NULL empty arrays: model_save memcpy's them even when empty. */
+    htensor no_t[1];
+    st_meta no_m[1];
+    rc = model_save(path, m, &meta, no_t, 0, no_m, 0, e);
   }
   net_destroy(m);
   engine_destroy(eng);
