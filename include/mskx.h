@@ -114,7 +114,7 @@ typedef struct mskx_predict_options {
                            and its horizontal mirror's */
   int want_cam;         /* 1: per-image class activation maps (result images[i].cam) */
   int want_overlay;     /* 1: per-image PNG overlays of the map on the radiograph
-                           (implies want_cam) */
+                           (images[i].overlay_png; .cam only with want_cam) */
   float overlay_alpha;  /* opacity of the colour map in the overlay; 0 = 0.45 */
 } mskx_predict_options;
 
