@@ -78,8 +78,8 @@ typedef struct synth_image {
 } synth_image;
 
 /* Renders view `view` (1..SYNTH_MAX_VIEWS) of study `study` (its index in the
- * plan: the line order of train_labeled_studies.csv, then valid's) of the given part, drawing `finding` (NONE for a normal view). The
- * anatomy, pose, exposure and noise depend only on (seed, study, view, sizes,
+ * plan: the line order of train_labeled_studies.csv, then valid's) of the
+ * given part, drawing `finding` (NONE for a normal view). The anatomy, pose, exposure and noise depend only on (seed, study, view, sizes,
  * part), never on the finding, so the same key rendered with and without a
  * finding differs only where the finding is. Random streams (core/rng.h):
  * rng_for(seed, study, 0) anatomy and finding geometry, rng_for(seed, study,

@@ -183,6 +183,8 @@ static void shape_to_px(const xform *xf, const shape *in, shape *o) {
     xform_dir(xf, c, s, &dx, &dy);
     xform_dir(xf, -s, c, &px, &py);
     o->ang = atan2f(dy, dx);
+    o->cos_ang = cosf(o->ang);
+    o->sin_ang = sinf(o->ang);
     o->sa = in->sa * sqrtf(dx * dx + dy * dy);
     o->sb = in->sb * sqrtf(px * px + py * py);
   }
@@ -264,7 +266,7 @@ static void shape_eval(const shape *s, int flat, float feather, float x, float y
     float ri = s->k * r;
     if (d2 < ri * ri) *in = 2.0f * s->flat * sqrtf(ri * ri - d2);
   } else if (s->kind == SHAPE_ELLIPSE) {
-    float c = cosf(s->ang), sn = sinf(s->ang), px = x - s->cx, py = y - s->cy;
+    float c = s->cos_ang, sn = s->sin_ang, px = x - s->cx, py = y - s->cy;
     float u = (c * px + sn * py) / s->sa, v = (-sn * px + c * py) / s->sb, q = u * u + v * v;
     if (flat) {
       float m = s->sa < s->sb ? s->sa : s->sb;

@@ -30,6 +30,7 @@ typedef struct shape {
   float flat;                     /* thickness factor: < 1 for flattened cross-sections */
   float ax, ay, bx, by, ra, rb;   /* capsule: axis a-b, radii at a and b */
   float cx, cy, sa, sb, ang, depth; /* ellipse: centre, semi-axes (sa along ang), half thickness */
+  float cos_ang, sin_ang;         /* of ang, set when mapped to pixels */
   int nv;                         /* polygon: vertices; depth = plateau, ra = ramp width */
   float vx[POLY_MAX], vy[POLY_MAX];
 } shape;

@@ -27,9 +27,18 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *fb
   return remove(p);
 }
 
+/* Output folders are removed again when the program exits. */
+static char made[16][512];
+static int n_made;
+
 static void fresh_dir(char *buf, size_t n, const char *tag) {
   snprintf(buf, n, "%s/synth_%s_%ld", tmp_root(), tag, (long)getpid());
   nftw(buf, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  if (n_made < 16) snprintf(made[n_made++], sizeof made[0], "%s", buf);
+}
+
+__attribute__((destructor)) static void remove_made(void) {
+  for (int i = 0; i < n_made; i++) nftw(made[i], rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static int generate(const char *dir, int studies, uint64_t seed, int lo, int hi, int threads, synth_summary *s,
