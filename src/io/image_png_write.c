@@ -14,6 +14,9 @@ int image_encode_png(const uint8_t *px, int w, int h, int channels, uint8_t **ou
   spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
   if (!ctx) return err_set(e, MSKX_ENOMEM, "png encode: cannot create encoder");
   spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+  /* zlib dominates encoding time; level 3 is ~40% faster than the default
+   * for files ~10% larger (measured on synthetic radiographs). */
+  spng_set_option(ctx, SPNG_IMG_COMPRESSION_LEVEL, 3);
   struct spng_ihdr ihdr = {0};
   ihdr.width = (uint32_t)w;
   ihdr.height = (uint32_t)h;

@@ -76,7 +76,7 @@ int model_save(const char *path, const net *m, const model_meta *meta, const hte
     free(t);
     return err_set(e, MSKX_ENOMEM, "out of memory");
   }
-  memcpy(all + n, extra, (size_t)n_extra * sizeof *all);
+  if (n_extra) memcpy(all + n, extra, (size_t)n_extra * sizeof *all);
   char size[32], ka[8], mean[96], std[96], thr[48], ep[32];
   snprintf(size, sizeof size, "%d", meta->size);
   snprintf(ka, sizeof ka, "%d", meta->keep_aspect);
@@ -95,7 +95,7 @@ int model_save(const char *path, const net *m, const model_meta *meta, const hte
     return err_set(e, MSKX_ENOMEM, "out of memory");
   }
   memcpy(md, base, sizeof base);
-  memcpy(md + nb, extra_meta, (size_t)n_extra_meta * sizeof *md);
+  if (n_extra_meta) memcpy(md + nb, extra_meta, (size_t)n_extra_meta * sizeof *md);
   rc = st_write(path, all, n + n_extra, md, nb + n_extra_meta, e);
   free(md);
   free(all);
