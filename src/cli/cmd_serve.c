@@ -1,0 +1,154 @@
+/* mskx serve: the HTTP service and web viewer (src/serve) around one loaded
+ * model; prints the access log and stops gracefully on SIGINT/SIGTERM. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include "cli/cli.h"
+#include "serve/serve.h"
+
+static const char *const usage =
+    "usage: mskx serve --model M [options]\n"
+    "\n"
+    "Serves predictions over HTTP: POST /v1/predict (multipart/form-data with the\n"
+    "images of one study, or one raw image/png or image/jpeg body; ?part=XR_WRIST,\n"
+    "?cam=1 for heatmap overlays), GET /v1/health, /v1/model, /metrics (Prometheus),\n"
+    "and a web viewer at /. One access-log line per request goes to stderr.\n"
+    "SIGINT/SIGTERM stop accepting, let requests in progress finish, and exit 0.\n"
+    "\n"
+    "  --model FILE           model (.safetensors), per-part bundle or ensemble (.json)\n"
+    "  --host ADDR            address to bind (default 127.0.0.1: this machine only)\n"
+    "  --port N               TCP port (default 8080; 0 = any free port, printed at start)\n"
+    "  --threads N            compute threads per prediction (default: all cores)\n"
+    "  --precision fp32|bf16  compute precision (default fp32)\n"
+    "  --max-body BYTES       largest request body; larger get 413 (default 67108864)\n"
+    "  --max-images N         images per study; more get 413 (default 16)\n"
+    "  --max-pixels N         pixels per image, checked before decoding; more get 413\n"
+    "                         (default 268435456 = 16384 x 16384)\n"
+    "  --max-concurrent N     predictions admitted at once; more get 503 with\n"
+    "                         Retry-After (default 8)\n"
+    "  --max-connections N    open connections, one thread each (default 256)\n"
+    "  --timeout S            seconds a connection may stay idle (default 30)\n"
+    "  --grace S              seconds shutdown waits for requests in progress (default 30)\n"
+    "  --quiet                no access log\n"
+    "  -h, --help             this help\n";
+
+typedef struct serve_args {
+  const char *model;
+  int threads, bf16, quiet;
+  long grace;
+  unsigned long long max_pixels;
+  serve_config cfg;
+} serve_args;
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, serve_args *a) {
+  static const struct option opts[] = {
+      {"model", required_argument, 0, 'm'},          {"host", required_argument, 0, 'H'},
+      {"port", required_argument, 0, 'p'},           {"threads", required_argument, 0, 'T'},
+      {"precision", required_argument, 0, 'P'},      {"max-body", required_argument, 0, 'B'},
+      {"max-images", required_argument, 0, 'I'},     {"max-pixels", required_argument, 0, 'X'},
+      {"max-concurrent", required_argument, 0, 'C'}, {"max-connections", required_argument, 0, 'N'},
+      {"timeout", required_argument, 0, 't'},        {"grace", required_argument, 0, 'g'},
+      {"quiet", no_argument, 0, 'q'},                {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  memset(a, 0, sizeof *a);
+  serve_config_default(&a->cfg);
+  a->grace = SERVE_DEFAULT_GRACE;
+  long v;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    int bad = 0;
+    switch (c) {
+      case 'm': a->model = optarg; break;
+      case 'H': a->cfg.host = optarg; break;
+      case 'p': bad = cli_parse_int("serve", "port", optarg, 0, 65535, &v); a->cfg.port = (int)v; break;
+      case 'T': bad = cli_parse_int("serve", "threads", optarg, 1, 1024, &v); a->threads = (int)v; break;
+      case 'P':
+        if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
+          return cli_errorf("serve", "--precision: expected fp32 or bf16, got '%s'", optarg) + 1;
+        a->bf16 = !strcmp(optarg, "bf16");
+        break;
+      case 'B': bad = cli_parse_int("serve", "max-body", optarg, 1, 1L << 34, &v); a->cfg.max_body = (size_t)v; break;
+      case 'I': bad = cli_parse_int("serve", "max-images", optarg, 1, 4096, &v); a->cfg.max_images = (int)v; break;
+      case 'X': bad = cli_parse_int("serve", "max-pixels", optarg, 1, 1L << 40, &v); a->max_pixels = (unsigned long long)v; break;
+      case 'C': bad = cli_parse_int("serve", "max-concurrent", optarg, 1, 4096, &v); a->cfg.max_concurrent = (int)v; break;
+      case 'N': bad = cli_parse_int("serve", "max-connections", optarg, 1, 65536, &v); a->cfg.max_connections = (int)v; break;
+      case 't': bad = cli_parse_int("serve", "timeout", optarg, 1, 86400, &v); a->cfg.timeout_s = (int)v; break;
+      case 'g': bad = cli_parse_int("serve", "grace", optarg, 0, 86400, &v); a->grace = v; break;
+      case 'q': a->quiet = 1; break;
+      case 'h': fputs(usage, stdout); return 0;
+      default: return cli_usage_error("serve");
+    }
+    if (bad) return 2;
+  }
+  if (optind < argc) return cli_errorf("serve", "unexpected argument '%s' (see --help)", argv[optind]) + 1;
+  if (!a->model) return cli_errorf("serve", "--model is required (see --help)") + 1;
+  a->cfg.compute_threads = a->threads;
+  return -1;
+}
+
+static void log_access(void *user, const serve_access *a) {
+  (void)user;
+  char when[32];
+  time_t t = time(NULL);
+  struct tm tm;
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+  char status[8] = "-";
+  if (a->status) snprintf(status, sizeof status, "%d", a->status);
+  char images[32] = "";
+  if (a->n_images) snprintf(images, sizeof images, " %d image%s", a->n_images, a->n_images == 1 ? "" : "s");
+  fprintf(stderr, "%s %s %s %s %.1f ms%s%s%s\n", when, a->method, a->path, status, a->ms, images,
+          a->error[0] ? " - " : "", a->error);
+}
+
+static void log_daemon(void *user, const char *msg) {
+  (void)user;
+  fprintf(stderr, "mskx serve: libmicrohttpd: %s\n", msg);
+}
+
+int cmd_serve(int argc, char **argv) {
+  serve_args a;
+  int rc = parse_args(argc, argv, &a);
+  if (rc >= 0) return rc;
+  /* Blocked before any thread exists (model loading may start OpenMP
+   * workers), so that only sigwait below ever receives these signals. */
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  mskx_err e = {0, ""};
+  mskx_load_options lo;
+  mskx_load_options_default(&lo);
+  lo.threads = a.threads;
+  lo.precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32;
+  lo.max_pixels = a.max_pixels;
+  mskx_model *m = NULL;
+  if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("serve", &e);
+  struct mskx_model_info info;
+  mskx_model_info(m, &info);
+  a.cfg.on_access = a.quiet ? NULL : log_access;
+  a.cfg.on_log = log_daemon;
+  server *s = NULL;
+  if (server_start(m, &a.cfg, &s, &e)) {
+    mskx_model_free(m);
+    return cli_error("serve", &e);
+  }
+  const char *host = a.cfg.host && a.cfg.host[0] ? a.cfg.host : SERVE_DEFAULT_HOST;
+  int v6 = strchr(host, ':') != NULL;
+  fprintf(stderr, "mskx serve: %s %s (%s), listening on http://%s%s%s:%d/\n", info.kind_name, info.path, info.arch,
+          v6 ? "[" : "", host, v6 ? "]" : "", server_port(s));
+  int sig = 0;
+  sigwait(&stop, &sig);
+  fprintf(stderr, "mskx serve: %s received, finishing requests in progress (up to %ld s)\n",
+          sig == SIGINT ? "SIGINT" : "SIGTERM", a.grace);
+  int cut = server_stop(s, (double)a.grace);
+  mskx_model_free(m);
+  if (cut) fprintf(stderr, "mskx serve: %d request(s) were still running at the deadline and were cut\n", cut);
+  fprintf(stderr, "mskx serve: stopped\n");
+  return 0;
+}

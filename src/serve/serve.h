@@ -1,0 +1,60 @@
+/* The HTTP service (libmicrohttpd): POST /v1/predict, GET /v1/health,
+ * /v1/model, /metrics and the web viewer at /. The library never prints:
+ * access lines and daemon errors go to callbacks the caller installs. */
+#ifndef MSKX_SERVE_SERVE_H
+#define MSKX_SERVE_SERVE_H
+#include <stddef.h>
+#include "mskx.h"
+
+#define SERVE_DEFAULT_HOST "127.0.0.1"
+#define SERVE_DEFAULT_PORT 8080
+#define SERVE_DEFAULT_MAX_BODY (64u << 20)     /* bytes per request */
+#define SERVE_DEFAULT_MAX_IMAGES 16            /* per study */
+#define SERVE_DEFAULT_MAX_CONCURRENT 8         /* predictions admitted at once */
+#define SERVE_DEFAULT_MAX_CONNECTIONS 256      /* one thread each */
+#define SERVE_DEFAULT_TIMEOUT 30               /* seconds a connection may stay idle */
+#define SERVE_DEFAULT_GRACE 30                 /* seconds shutdown waits for requests */
+#define SERVE_RETRY_AFTER 1                    /* seconds, in 503 answers */
+
+/* One finished request, for the access log. status 0: no response was sent
+ * (the client left or timed out; `error` says which). */
+typedef struct serve_access {
+  const char *method, *path;
+  int status;
+  double ms;
+  int n_images;          /* images predicted, 0 otherwise */
+  const char *error;     /* the error sent in a 4xx/5xx answer, else "" */
+} serve_access;
+
+typedef struct serve_config {
+  const char *host;          /* numeric address or name to bind; NULL = 127.0.0.1 */
+  int port;                  /* 0 = any free port (see server_port) */
+  size_t max_body;           /* bytes; larger bodies get 413 */
+  int max_images;            /* images per study; more get 413 */
+  int max_concurrent;        /* predictions admitted at once; more get 503 + Retry-After */
+  int max_connections;       /* open connections (a thread each); more are refused */
+  int timeout_s;             /* idle seconds before a connection is closed */
+  int compute_threads;       /* OpenMP threads per prediction; 0 = the runtime's default */
+  void (*on_access)(void *user, const serve_access *a);
+  void (*on_log)(void *user, const char *message);   /* daemon errors */
+  void *log_user;
+} serve_config;
+
+void serve_config_default(serve_config *c);
+
+typedef struct server server;
+
+/* Starts serving m (which must outlive the server) on its own threads. */
+int server_start(mskx_model *m, const serve_config *c, server **out, mskx_err *e);
+/* The port actually bound. */
+int server_port(const server *s);
+/* Graceful stop: stops accepting, waits up to grace_s seconds for requests
+ * in flight to finish, then stops the daemon and frees s. Returns the number
+ * of requests still in flight at the deadline (cut), 0 normally. */
+int server_stop(server *s, double grace_s);
+
+/* The viewer page (src/serve/viewer.html, embedded by tools/embed_viewer.sh). */
+extern const char serve_viewer_html[];
+extern const size_t serve_viewer_html_len;
+
+#endif

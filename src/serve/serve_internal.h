@@ -1,0 +1,68 @@
+/* Shared between the daemon plumbing (server.c) and the endpoints (routes.c). */
+#ifndef MSKX_SERVE_INTERNAL_H
+#define MSKX_SERVE_INTERNAL_H
+#include <microhttpd.h>
+#include <pthread.h>
+#include "serve/metrics.h"
+#include "serve/serve.h"
+
+enum route {
+  ROUTE_NONE = 0,
+  ROUTE_VIEWER,
+  ROUTE_HEALTH,
+  ROUTE_MODEL,
+  ROUTE_METRICS,
+  ROUTE_PREDICT
+};
+
+struct server {
+  struct MHD_Daemon *daemon;
+  mskx_model *model;
+  serve_config cfg;
+  serve_metrics metrics;
+  pthread_mutex_t mu;
+  pthread_cond_t idle;       /* signalled when in_flight drops */
+  long in_flight;            /* requests from their headers to their completion */
+  int predict_active;        /* admitted predictions (at most cfg.max_concurrent) */
+  int stopping;
+  int port;
+};
+
+/* An answer being prepared. body is malloc'd unless is_static. */
+typedef struct reply {
+  int status;
+  char *body;
+  size_t len;
+  int is_static;
+  const char *content_type;
+  const char *allow;         /* for 405 */
+  int retry_after;           /* seconds; 0 = no header */
+  int n_images;
+  char error[512];           /* the message of an error answer */
+} reply;
+
+/* One request: MHD's per-request pointer. */
+typedef struct request {
+  double t0;
+  char method[16];
+  char path[256];
+  int route;
+  int holds_slot;            /* admitted prediction: counted in predict_active */
+  int answered;              /* a response was queued */
+  reply early;               /* decided at the headers; sent once the body is drained */
+  int has_early;
+  unsigned char *body;
+  size_t len, cap;
+  reply r;                   /* what was sent */
+} request;
+
+/* Finds the route of path; fills r with 404 or 405 when there is none for method. */
+int route_find(const char *path, const char *method, reply *r);
+void reply_error(reply *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void reply_free(reply *r);
+/* GET endpoints. */
+void handle_get(server *s, int route, reply *r);
+/* POST /v1/predict with the whole body in rq. */
+void handle_predict(server *s, struct MHD_Connection *c, request *rq, reply *r);
+
+#endif

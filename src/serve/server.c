@@ -1,0 +1,329 @@
+/* The daemon: libmicrohttpd with a thread per connection (a prediction
+ * blocks only its own connection), admission control for predictions,
+ * body limits, per-request bookkeeping, access log callbacks and a
+ * graceful stop. */
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "core/error.h"
+#include "core/util.h"
+#include "serve/serve_internal.h"
+
+/* Per-connection memory pool for headers and read buffers; bodies are kept
+ * separately, so this only bounds header size and read chunk size. */
+#define SERVE_CONNECTION_MEMORY (128u << 10)
+
+/* Lets the viewer run its inline script and show data: overlays while
+ * forbidding every outside resource (the page must work offline). */
+static const char viewer_csp[] =
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+void serve_config_default(serve_config *c) {
+  memset(c, 0, sizeof *c);
+  c->host = SERVE_DEFAULT_HOST;
+  c->port = SERVE_DEFAULT_PORT;
+  c->max_body = SERVE_DEFAULT_MAX_BODY;
+  c->max_images = SERVE_DEFAULT_MAX_IMAGES;
+  c->max_concurrent = SERVE_DEFAULT_MAX_CONCURRENT;
+  c->max_connections = SERVE_DEFAULT_MAX_CONNECTIONS;
+  c->timeout_s = SERVE_DEFAULT_TIMEOUT;
+}
+
+static void release_slot(server *s, request *rq) {
+  if (!rq->holds_slot) return;
+  pthread_mutex_lock(&s->mu);
+  s->predict_active--;
+  pthread_mutex_unlock(&s->mu);
+  rq->holds_slot = 0;
+}
+
+/* Queues r (its body passes to MHD) and remembers what was sent for the log. */
+static enum MHD_Result send_reply(server *s, struct MHD_Connection *c, request *rq, reply *r) {
+  struct MHD_Response *resp =
+      r->is_static ? MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_PERSISTENT)
+                   : MHD_create_response_from_buffer_with_free_callback(r->len, r->body, free);
+  if (!resp) {
+    reply_free(r);
+    return MHD_NO;
+  }
+  r->body = NULL;   /* owned by the response now */
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type ? r->content_type : "application/json");
+  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  if (rq->route == ROUTE_VIEWER && r->status == 200) {
+    MHD_add_response_header(resp, "Content-Security-Policy", viewer_csp);
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+  }
+  if (r->allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+  if (r->retry_after) {
+    char v[16];
+    snprintf(v, sizeof v, "%d", r->retry_after);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+  }
+  pthread_mutex_lock(&s->mu);
+  int stopping = s->stopping;
+  pthread_mutex_unlock(&s->mu);
+  if (stopping) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+  enum MHD_Result ok = MHD_queue_response(c, (unsigned)r->status, resp);
+  MHD_destroy_response(resp);
+  rq->answered = ok == MHD_YES;
+  rq->r.status = r->status;
+  rq->r.n_images = r->n_images;
+  memcpy(rq->r.error, r->error, sizeof r->error);
+  return ok;
+}
+
+/* The answer is decided (rq->early); it goes out once the body is drained. */
+static void mark_early(request *rq, int retry_after) {
+  rq->early.retry_after = retry_after;
+  rq->has_early = 1;
+}
+
+/* Decisions that need only the headers. Returns 1 when the answer must go
+ * out now (413: the body is not read at all). */
+static int begin_request(server *s, struct MHD_Connection *c, request *rq) {
+  rq->route = route_find(rq->path, rq->method, &rq->early);
+  if (rq->route == ROUTE_NONE) {
+    rq->has_early = 1;
+    return 0;
+  }
+  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  unsigned long long length = cl ? strtoull(cl, NULL, 10) : 0;
+  if (length > s->cfg.max_body) {
+    reply_error(&rq->early, 413, "request body exceeds the limit of %zu bytes", s->cfg.max_body);
+    mark_early(rq, 0);
+    return 1;
+  }
+  if (rq->route != ROUTE_PREDICT) return 0;
+  pthread_mutex_lock(&s->mu);
+  int stopping = s->stopping, busy = s->predict_active >= s->cfg.max_concurrent;
+  if (!stopping && !busy) s->predict_active++;
+  pthread_mutex_unlock(&s->mu);
+  if (stopping) {
+    reply_error(&rq->early, 503, "the server is shutting down");
+    mark_early(rq, SERVE_RETRY_AFTER);
+  } else if (busy) {
+    metrics_busy(&s->metrics);
+    reply_error(&rq->early, 503, "busy: %d predictions in progress, retry later", s->cfg.max_concurrent);
+    mark_early(rq, SERVE_RETRY_AFTER);
+  } else {
+    rq->holds_slot = 1;
+    rq->cap = (size_t)length;   /* the buffer is sized on the first chunk */
+  }
+  return 0;
+}
+
+static void append_body(server *s, request *rq, const char *data, size_t n) {
+  if (rq->has_early || rq->route != ROUTE_PREDICT) return;   /* drained and dropped */
+  if (n > s->cfg.max_body - rq->len) {
+    free(rq->body);
+    rq->body = NULL;
+    rq->len = 0;
+    release_slot(s, rq);
+    reply_error(&rq->early, 413, "request body exceeds the limit of %zu bytes", s->cfg.max_body);
+    mark_early(rq, 0);
+    return;
+  }
+  if (!rq->body || rq->len + n > rq->cap) {
+    size_t cap = rq->body ? 2 * rq->cap : rq->cap;
+    if (cap < rq->len + n) cap = rq->len + n < 65536 ? 65536 : rq->len + n;
+    if (cap > s->cfg.max_body) cap = s->cfg.max_body;
+    unsigned char *g = realloc(rq->body, cap);
+    if (!g) {
+      release_slot(s, rq);
+      reply_error(&rq->early, 503, "out of memory for the request body");
+      mark_early(rq, SERVE_RETRY_AFTER);
+      return;
+    }
+    rq->body = g;
+    rq->cap = cap;
+  }
+  memcpy(rq->body + rq->len, data, n);
+  rq->len += n;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+  (void)version;
+  server *s = cls;
+  request *rq = *con_cls;
+  if (!rq) {
+    if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
+    *con_cls = rq;
+    rq->t0 = now_seconds();
+    snprintf(rq->method, sizeof rq->method, "%s", method);
+    snprintf(rq->path, sizeof rq->path, "%s", url);
+    pthread_mutex_lock(&s->mu);
+    s->in_flight++;
+    pthread_mutex_unlock(&s->mu);
+    return begin_request(s, c, rq) ? send_reply(s, c, rq, &rq->early) : MHD_YES;
+  }
+  if (*upload_size) {
+    append_body(s, rq, upload, *upload_size);
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (rq->answered) return MHD_YES;
+  if (rq->has_early) return send_reply(s, c, rq, &rq->early);
+  reply r = {0};
+  if (rq->route == ROUTE_PREDICT) {
+    handle_predict(s, c, rq, &r);
+    release_slot(s, rq);
+    free(rq->body);
+    rq->body = NULL;
+  } else {
+    handle_get(s, rq->route, &r);
+  }
+  return send_reply(s, c, rq, &r);
+}
+
+static const char *termination_name(enum MHD_RequestTerminationCode toe) {
+  switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK: return "";
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED: return "connection timed out";
+    case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN: return "server shut down";
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT: return "client closed the connection";
+    case MHD_REQUEST_TERMINATED_READ_ERROR: return "read error";
+    default: return "connection error";
+  }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+  (void)c;
+  server *s = cls;
+  request *rq = *con_cls;
+  if (!rq) return;
+  release_slot(s, rq);
+  int status = rq->answered ? rq->r.status : 0;
+  metrics_request(&s->metrics, status);
+  if (s->cfg.on_access) {
+    serve_access a = {rq->method, rq->path, status, (now_seconds() - rq->t0) * 1e3, rq->r.n_images,
+                      status ? rq->r.error : termination_name(toe)};
+    s->cfg.on_access(s->cfg.log_user, &a);
+  }
+  free(rq->body);
+  reply_free(&rq->early);
+  free(rq);
+  *con_cls = NULL;
+  pthread_mutex_lock(&s->mu);
+  s->in_flight--;
+  pthread_cond_broadcast(&s->idle);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+  server *s = cls;
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  size_t n = strlen(msg);
+  while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+  if (s->cfg.on_log) s->cfg.on_log(s->cfg.log_user, msg);
+}
+
+static int check_config(const serve_config *c, mskx_err *e) {
+  if (c->port < 0 || c->port > 65535) return err_set(e, MSKX_EINVAL, "port %d is out of range 0..65535", c->port);
+  if (c->max_body < 1) return err_set(e, MSKX_EINVAL, "max_body must be positive");
+  if (c->max_images < 1 || c->max_images > 4096) return err_set(e, MSKX_EINVAL, "max_images must be in 1..4096");
+  if (c->max_concurrent < 1) return err_set(e, MSKX_EINVAL, "max_concurrent must be positive");
+  if (c->max_connections < 1) return err_set(e, MSKX_EINVAL, "max_connections must be positive");
+  if (c->timeout_s < 1) return err_set(e, MSKX_EINVAL, "timeout must be at least 1 second");
+  return MSKX_OK;
+}
+
+/* Resolves host:port into the address to bind. */
+static int resolve(const char *host, int port, struct sockaddr_storage *sa, int *ipv6, mskx_err *e) {
+  struct addrinfo hints = {0}, *res = NULL;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  char p[16];
+  snprintf(p, sizeof p, "%d", port);
+  int g = getaddrinfo(host, p, &hints, &res);
+  if (g || !res) return err_set(e, MSKX_EINVAL, "cannot resolve host '%s': %s", host, gai_strerror(g));
+  memcpy(sa, res->ai_addr, res->ai_addrlen);
+  *ipv6 = res->ai_family == AF_INET6;
+  freeaddrinfo(res);
+  return MSKX_OK;
+}
+
+int server_start(mskx_model *m, const serve_config *cfg, server **out, mskx_err *e) {
+  *out = NULL;
+  if (!m || !cfg) return err_set(e, MSKX_EINVAL, "server_start: model and config are required");
+  int rc = check_config(cfg, e);
+  if (rc) return rc;
+  const char *host = cfg->host && cfg->host[0] ? cfg->host : SERVE_DEFAULT_HOST;
+  struct sockaddr_storage sa;
+  int ipv6 = 0;
+  if ((rc = resolve(host, cfg->port, &sa, &ipv6, e))) return rc;
+  server *s = calloc(1, sizeof *s);
+  if (!s) return err_set(e, MSKX_ENOMEM, "out of memory");
+  s->model = m;
+  s->cfg = *cfg;
+  metrics_init(&s->metrics);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->idle, NULL);
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                   MHD_USE_ERROR_LOG | MHD_USE_AUTO | (ipv6 ? MHD_USE_IPv6 : 0);
+  /* The logger goes first so that no option's complaint reaches MHD's own stderr logger. */
+  s->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+                               MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s,
+                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVE_CONNECTION_MEMORY,
+                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                               MHD_OPTION_END);
+  if (!s->daemon) {
+    int err = errno;
+    server_stop(s, 0);
+    return err_set(e, MSKX_EIO, "cannot listen on %s port %d: %s", host, cfg->port,
+                   err ? strerror(err) : "libmicrohttpd failed to start");
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  s->port = info ? info->port : cfg->port;
+  *out = s;
+  return MSKX_OK;
+}
+
+int server_port(const server *s) {
+  return s ? s->port : 0;
+}
+
+int server_stop(server *s, double grace_s) {
+  if (!s) return 0;
+  long left = 0;
+  if (s->daemon) {
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_mutex_unlock(&s->mu);
+    MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
+    /* Quiescing only stops accept(); shutting the socket down makes new
+     * connections fail at once instead of waiting in the backlog. The
+     * descriptor stays open until MHD_stop_daemon, as MHD requires. */
+    if (listen_fd != MHD_INVALID_SOCKET) shutdown(listen_fd, SHUT_RDWR);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    double whole = (double)(long)grace_s;
+    deadline.tv_sec += (time_t)whole;
+    deadline.tv_nsec += (long)((grace_s - whole) * 1e9);
+    if (deadline.tv_nsec >= 1000000000L) deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&s->mu);
+    while (s->in_flight > 0 && pthread_cond_timedwait(&s->idle, &s->mu, &deadline) != ETIMEDOUT) {}
+    left = s->in_flight;
+    pthread_mutex_unlock(&s->mu);
+    MHD_stop_daemon(s->daemon);
+    if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
+  }
+  pthread_cond_destroy(&s->idle);
+  pthread_mutex_destroy(&s->mu);
+  metrics_destroy(&s->metrics);
+  free(s);
+  return (int)left;
+}

@@ -1,0 +1,133 @@
+# End-to-end tests of `mskx serve` on loopback with a tiny random model
+# (written by PyTorch, tests/tools/infer_model.py): endpoints and answers vs
+# `mskx predict --json`, CAM overlays, bad uploads, limits, 50 concurrent
+# clients, slow clients, RSS, graceful SIGTERM (tests/serve/http_client.py,
+# standard library only), and the viewer in a real browser (chromium driven
+# by playwright-core, tests/serve/browser/).
+source "$MSKX_ROOT/tests/lib.sh"
+py=/usr/bin/python3
+client="$MSKX_ROOT/tests/serve/http_client.py"
+tool="$MSKX_ROOT/tests/tools/infer_model.py"
+arch="densenet:growth=8,blocks=2-2,init=8,bn_size=2"
+pids=()
+trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done' EXIT
+
+if ! "$MSKX_BIN" serve --help >/dev/null 2>&1; then
+  fail serve_registered "the mskx binary has no 'serve' command"
+  exit 0
+fi
+
+# The embedded page must be what tools/embed_viewer.sh makes of viewer.html.
+check viewer_embed_in_sync sh -c '"$1/tools/embed_viewer.sh" "$2" && cmp "$2" "$1/src/serve/viewer_html.c"' _ \
+  "$MSKX_ROOT" "$T/viewer_html.c"
+
+fx="$T/fx"
+mkdir -p "$fx/study"
+$py "$tool" make "$fx/tiny.safetensors" "$arch" --seed 5 --size 64 --threshold 0.5 &&
+$py "$tool" png "$fx/study/image1.png:64:64:1" "$fx/study/image2.png:80:60:2" "$fx/study/image3.png:72:72:3" \
+  "$fx/big.png:400:300:4" "$fx/photo.png:90:70:5" &&
+$py -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2], quality=90)' "$fx/photo.png" "$fx/photo.jpg" &&
+echo "this is not an image" > "$fx/bad.png" &&
+"$MSKX_BIN" predict --model "$fx/tiny.safetensors" --json "$fx/study" > "$fx/ref.json" &&
+"$MSKX_BIN" predict --model "$fx/tiny.safetensors" --json "$fx/photo.jpg" > "$fx/ref_jpeg.json" ||
+  { fail fixtures "could not write the model, images or reference predictions"; exit 0; }
+
+check_fails cli_needs_model "--model is required" "$MSKX_BIN" serve
+check_fails cli_missing_model_file "nope.safetensors" "$MSKX_BIN" serve --model "$T/nope.safetensors" --port 0
+check_fails cli_bad_port "--port" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --port 70000
+check_fails cli_bad_limit "--max-images" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --max-images 0
+check_fails cli_unknown_option "mskx serve --help" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --bogus
+
+# start_server NAME ARGS...: starts on a free port; sets pid and url.
+start_server() {
+  local name=$1; shift
+  "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --port 0 "$@" 2> "$T/$name.log" &
+  pid=$!
+  pids+=("$pid")
+  url=""
+  for _ in $(seq 300); do
+    url=$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$T/$name.log" | sed 's/listening on //')
+    [ -n "$url" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$url" ] && $py "$client" wait "$url" 20 && pass "${name}_starts" && return 0
+  fail "${name}_starts" "$(head -c 300 "$T/$name.log")"
+  return 1
+}
+
+# run_py NAME ARGS...: the client's PASS/FAIL lines, plus a FAIL if it crashed.
+run_py() {
+  local name=$1; shift
+  timeout 300 $py "$client" "$@" > "$T/$name.out" 2>&1
+  local rc=$?
+  cat "$T/$name.out"
+  [ $rc != 0 ] && ! grep -q '^FAIL ' "$T/$name.out" && fail "$name" "client exited with $rc: $(tail -c 400 "$T/$name.out")"
+  return 0
+}
+
+# stopped_ok NAME PID SECONDS: the process exits with 0 within SECONDS.
+stopped_ok() {
+  local name=$1 p=$2 s=$3 i
+  for i in $(seq $((s * 10))); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$p" 2>/dev/null; then fail "$name" "still running after $s s"; kill -9 "$p"; wait "$p" 2>/dev/null; return; fi
+  wait "$p"
+  local rc=$?
+  [ $rc = 0 ] && pass "$name" || fail "$name" "exit status $rc"
+}
+
+# Server A: small limits so that every limit can be reached cheaply.
+if start_server A --max-body 2000000 --max-images 4 --max-pixels 100000 --max-concurrent 2 --timeout 2 --threads 1; then
+  A=$pid
+  run_py suite suite "$url" "$A" "$fx"
+  port=${url##*:}
+  check_fails port_in_use "cannot listen" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --port "$port"
+  check access_log_lines grep -Eq '^[0-9TZ:-]+ POST /v1/predict 200 [0-9.]+ ms 3 images$' "$T/A.log"
+  check access_log_errors grep -Eq 'POST /v1/predict 413 [0-9.]+ ms - request body exceeds' "$T/A.log"
+  check access_log_timeouts grep -q 'connection timed out' "$T/A.log"
+  kill -INT "$A"
+  stopped_ok sigint_exits_0 "$A" 10
+fi
+
+# Server B: the viewer in chromium, then SIGTERM during an upload.
+if start_server B --timeout 10; then
+  B=$pid
+  bdir="$MSKX_ROOT/tests/serve/browser"
+  study=$("$MSKX_BIN" synth --out "$T/syn" -n 14 --min-size 200 --max-size 320 -j 1 >/dev/null 2>&1 &&
+          find "$T/syn" -name 'image3.png' -path '*valid*' | head -1 | xargs -r dirname)
+  if [ -z "$study" ]; then
+    fail browser_fixtures "mskx synth gave no study with 3 images"
+  elif [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null; then
+    fail browser_available "needs /usr/bin/chromium and node (scripts/setup --test installs them)"
+  elif [ ! -d "$bdir/node_modules/playwright-core" ] &&
+       ! (cd "$bdir" && timeout 300 npm ci --no-audit --no-fund > "$T/npm.log" 2>&1); then
+    fail browser_npm_ci "$(tail -c 400 "$T/npm.log")"
+  else
+    extra=()
+    [ -n "${MSKX_VIEWER_SCREENSHOT:-}" ] && extra=(--also "$MSKX_VIEWER_SCREENSHOT")
+    (cd "$bdir" && timeout 120 node viewer_test.mjs "$url" "$MSKX_TMP/viewer.png" "$fx/bad.png" \
+       "$study/image1.png" "$study/image2.png" "$study/image3.png" "${extra[@]}") > "$T/browser.out" 2>&1
+    rc=$?
+    cat "$T/browser.out"
+    [ $rc != 0 ] && ! grep -q '^FAIL ' "$T/browser.out" && fail browser_run "exit $rc: $(tail -c 400 "$T/browser.out")"
+  fi
+  run_py sigterm sigterm "$url" "$B" "$fx"
+  stopped_ok sigterm_exits_0 "$B" 10
+  check sigterm_logged_and_stopped grep -q 'SIGTERM received' "$T/B.log"
+  check sigterm_request_logged grep -Eq 'POST /v1/predict 200 .* 3 images' "$T/B.log"
+fi
+
+# Server C: a stalled upload is cut at the --grace deadline; still exit 0.
+if start_server C --timeout 60 --grace 1; then
+  C=$pid
+  port=${url##*:}
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\nab' >&3
+  sleep 0.3
+  t0=$(date +%s.%N)
+  kill -TERM "$C"
+  stopped_ok grace_deadline_exits_0 "$C" 10
+  exec 3>&-
+  check grace_deadline_bounded $py -c 'import sys, time; d = time.time() - float(sys.argv[1]); assert 0.8 < d < 4, d' "$t0"
+  check grace_deadline_logged grep -q '1 request(s) were still running at the deadline' "$T/C.log"
+fi
