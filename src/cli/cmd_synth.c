@@ -21,6 +21,8 @@ static void usage(void) {
       "      --max-size PX          largest image width/height, %d..%d (default 512)\n"
       "      --valid-fraction F     share of studies in valid, whole patients (default 0.15)\n"
       "      --abnormal-fraction F  share of abnormal studies per split (default 0.4)\n"
+      "      --finding-scale K      findings K times larger and stronger, 1..4 (default 1;\n"
+      "                             larger is easier to learn, e.g. for a short demo)\n"
       "  -j, --threads T            worker threads (default: all cores); output is the same\n"
       "  -f, --force                write into a non-empty DIR/MURA-v1.1\n"
       "  -h, --help                 this text\n",
@@ -43,7 +45,7 @@ static void print_summary(const synth_config *c, const synth_summary *s) {
 
 int cmd_synth(int argc, char **argv) {
   const char *cmd = "synth";
-  enum { OPT_MIN = 256, OPT_MAX, OPT_VALID, OPT_ABN };
+  enum { OPT_MIN = 256, OPT_MAX, OPT_VALID, OPT_ABN, OPT_SCALE };
   static const struct option opts[] = {{"out", required_argument, 0, 'o'},
                                        {"studies", required_argument, 0, 'n'},
                                        {"seed", required_argument, 0, 's'},
@@ -51,6 +53,7 @@ int cmd_synth(int argc, char **argv) {
                                        {"max-size", required_argument, 0, OPT_MAX},
                                        {"valid-fraction", required_argument, 0, OPT_VALID},
                                        {"abnormal-fraction", required_argument, 0, OPT_ABN},
+                                       {"finding-scale", required_argument, 0, OPT_SCALE},
                                        {"threads", required_argument, 0, 'j'},
                                        {"force", no_argument, 0, 'f'},
                                        {"help", no_argument, 0, 'h'},
@@ -84,6 +87,9 @@ int cmd_synth(int argc, char **argv) {
         break;
       case OPT_ABN:
         if (cli_parse_double(cmd, "abnormal-fraction", optarg, 0.0, 1.0, &cfg.abnormal_fraction)) return 2;
+        break;
+      case OPT_SCALE:
+        if (cli_parse_double(cmd, "finding-scale", optarg, 1.0, 4.0, &cfg.finding_scale)) return 2;
         break;
       case 'j':
         if (cli_parse_int(cmd, "threads", optarg, 1, 1024, &v)) return 2;

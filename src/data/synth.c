@@ -43,6 +43,7 @@ void synth_config_default(synth_config *cfg) {
   cfg->max_size = 512;
   cfg->valid_fraction = 0.15;
   cfg->abnormal_fraction = 0.4;
+  cfg->finding_scale = 1.0;
 }
 
 int synth_config_check(const synth_config *c, mskx_err *e) {
@@ -63,6 +64,8 @@ int synth_config_check(const synth_config *c, mskx_err *e) {
     return err_set(e, MSKX_EINVAL, "--valid-fraction: %g is not strictly between 0 and 1", c->valid_fraction);
   if (!(c->abnormal_fraction >= 0.0 && c->abnormal_fraction <= 1.0))
     return err_set(e, MSKX_EINVAL, "--abnormal-fraction: %g is not in [0, 1]", c->abnormal_fraction);
+  if (!(c->finding_scale >= 1.0 && c->finding_scale <= 4.0))
+    return err_set(e, MSKX_EINVAL, "--finding-scale: %g is not in [1, 4]", c->finding_scale);
   if (c->threads < 0 || c->threads > 1024)
     return err_set(e, MSKX_EINVAL, "--threads: %d is out of range [0, 1024]", c->threads);
   return MSKX_OK;
@@ -113,8 +116,8 @@ static int clampi(float v, int lo, int hi) {
   return i < lo ? lo : i > hi ? hi : i;
 }
 
-int synth_render(uint64_t seed, uint64_t study, int view, int part, int finding, int min_size, int max_size,
-                 synth_image *out, mskx_err *e) {
+int synth_render_scaled(uint64_t seed, uint64_t study, int view, int part, int finding, int min_size, int max_size,
+                        float finding_scale, synth_image *out, mskx_err *e) {
   memset(out, 0, sizeof *out);
   if (part < 0 || part >= SYNTH_NPARTS || finding < 0 || finding >= SYNTH_NFINDINGS || view < 1 ||
       view > SYNTH_MAX_VIEWS || min_size < SYNTH_MIN_SIZE || max_size > SYNTH_MAX_SIZE || min_size > max_size)
@@ -135,6 +138,7 @@ int synth_render(uint64_t seed, uint64_t study, int view, int part, int finding,
     return err_set(e, MSKX_ENOMEM, "synth_render: cannot allocate a %dx%d image", fm.w, fm.h);
   }
   build_anatomy(sc, part, &sr);
+  sc->fscale = finding_scale;
   xform xf;
   fit_pose(sc, fm.w, fm.h, pose[0], pose[1], pose[2], pose[3], pose[4], &xf, core);
   /* Collimate to the region of interest: the kept field never cuts the core anatomy. */
@@ -160,6 +164,11 @@ int synth_render(uint64_t seed, uint64_t study, int view, int part, int finding,
   free(sc);
   free(planes);
   return MSKX_OK;
+}
+
+int synth_render(uint64_t seed, uint64_t study, int view, int part, int finding, int min_size, int max_size,
+                 synth_image *out, mskx_err *e) {
+  return synth_render_scaled(seed, study, view, part, finding, min_size, max_size, 1.0f, out, e);
 }
 
 /* ---- the plan ---- */
@@ -308,7 +317,8 @@ static int write_study(const synth_config *c, plan *p, int index, mskx_err *e) {
   for (int v = 1; !rc && v <= st->n_views; v++) {
     int f = st->label && st->visible[v - 1] ? st->finding : SYNTH_FINDING_NONE;
     synth_image img;
-    rc = synth_render(c->seed, (uint64_t)index, v, st->part, f, c->min_size, c->max_size, &img, e);
+    rc = synth_render_scaled(c->seed, (uint64_t)index, v, st->part, f, c->min_size, c->max_size,
+                             (float)c->finding_scale, &img, e);
     if (rc) break;
     snprintf(name, sizeof name, "image%d.png", v);
     rc = path_join(path, sizeof path, dir, name, e);

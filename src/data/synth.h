@@ -46,6 +46,8 @@ typedef struct synth_config {
   double abnormal_fraction; /* share of abnormal studies in each split (0.4, MURA's is 0.41) */
   int threads;              /* 0: OpenMP's default; output never depends on it */
   int force;                /* write into a non-empty out_dir/MURA-v1.1 */
+  double finding_scale;     /* findings' size and contrast multiplier, 1..4 (1: the default
+                               difficulty; larger is easier to learn, as in the demo) */
 } synth_config;
 
 typedef struct synth_summary {
@@ -88,6 +90,9 @@ typedef struct synth_image {
 #define SYNTH_STREAM_STUDY 8
 int synth_render(uint64_t seed, uint64_t study, int view, int part, int finding, int min_size,
                  int max_size, synth_image *out, mskx_err *e);
+/* The same with a finding size/contrast multiplier (synth_config.finding_scale). */
+int synth_render_scaled(uint64_t seed, uint64_t study, int view, int part, int finding, int min_size, int max_size,
+                        float finding_scale, synth_image *out, mskx_err *e);
 void synth_image_free(synth_image *img);
 
 /* "XR_SHOULDER", ...; "fracture", ... */

@@ -62,6 +62,7 @@ typedef struct scene {
   float ref;        /* reference radius (cm): solid path lengths are measured in it */
   float mu_cortex, mu_medulla, mu_soft, k_shaft;
   int mirror;       /* left side: mirrored, marker "L" */
+  float fscale;     /* finding size/contrast multiplier (synth_config.finding_scale) */
 } scene;
 
 /* Pose: canonical cm -> pixels. p' = M (squash*mirror*x, y) + t. */

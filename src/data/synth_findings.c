@@ -52,10 +52,11 @@ static float fracture(scene *sc, const site *s, rng *r, rng *vr) {
   float phi = unif(r, 55.0f, 90.0f) * (rng_uniform(r) < 0.5 ? -1.0f : 1.0f);
   /* Floors relative to the whole view keep thin long bones' fractures a
    * pixel or more wide at 128 px input. */
-  float gap = fmaxf(unif(r, 0.12f, 0.32f) * s->r, 0.004f * s->span);
-  float shift = fmaxf(unif(r, 0.25f, 0.8f) * s->r, 0.012f * s->span) * (rng_uniform(r) < 0.5 ? -1.0f : 1.0f);
+  float k = sc->fscale;
+  float gap = k * fmaxf(unif(r, 0.12f, 0.32f) * s->r, 0.004f * s->span);
+  float shift = k * fmaxf(unif(r, 0.25f, 0.8f) * s->r, 0.012f * s->span) * (rng_uniform(r) < 0.5 ? -1.0f : 1.0f);
   float along = unif(r, -0.15f, 0.25f) * s->r, angul = unif(r, -15.0f, 15.0f);
-  float strength = unif(r, 0.6f, 1.0f), reach = unif(r, -0.2f, 0.5f);
+  float strength = fminf(1.0f, unif(r, 0.6f, 1.0f) * sqrtf(k)), reach = unif(r, -0.2f, 0.5f);
   /* The projection changes the line's apparent angle and the displacement. */
   phi += unif(vr, -8.0f, 8.0f);
   float fv = unif(vr, 0.3f, 1.0f);
@@ -149,13 +150,14 @@ static float hardware(scene *sc, const site *s, rng *r, rng *vr, float *cx, floa
 }
 
 static float lesion(scene *sc, const site *s, rng *r, rng *vr, float *cx, float *cy) {
-  float R = s->r, ang = atan2f(s->uy, s->ux) / DEG, off = unif(r, -0.35f, 0.35f) * R;
+  float R = s->r, ang = atan2f(s->uy, s->ux) / DEG, off = unif(r, -0.35f, 0.35f) * R, k = sc->fscale;
   *cx = s->px + s->nx * off;
   *cy = s->py + s->ny * off;
   if (rng_uniform(r) < 0.6) {
     /* Lytic lesions may stretch along the shaft; the lucency only acts on bone. */
-    float sa = fmaxf(unif(r, 0.5f, 1.3f) * R, unif(r, 0.02f, 0.045f) * s->span), sb = unif(r, 0.4f, 0.9f) * R;
-    float strength = unif(r, 0.35f, 0.85f) * unif(vr, 0.85f, 1.1f);
+    float sa = k * fmaxf(unif(r, 0.5f, 1.3f) * R, unif(r, 0.02f, 0.045f) * s->span),
+          sb = fminf(k * unif(r, 0.4f, 0.9f), 1.0f) * R;
+    float strength = fminf(1.0f, unif(r, 0.35f, 0.85f) * unif(vr, 0.85f, 1.1f) * sqrtf(k));
     int rim = rng_uniform(r) < 0.35;
     object *l = obj_new(sc, LAYER_LUCENT, PROFILE_FLAT, strength, 0.0f, 0);
     if (!l) return R;
@@ -168,8 +170,9 @@ static float lesion(scene *sc, const site *s, rng *r, rng *vr, float *cx, float 
     }
     return 1.25f * fmaxf(sa, sb);
   }
-  float sa = fmaxf(unif(r, 0.35f, 0.9f) * R, unif(r, 0.015f, 0.03f) * s->span), sb = unif(r, 0.3f, 0.8f) * R;
-  object *o = obj_new(sc, LAYER_BONE, PROFILE_SOLID, unif(r, 0.5f, 1.1f) * sc->mu_cortex, 0.0f, 0);
+  float sa = k * fmaxf(unif(r, 0.35f, 0.9f) * R, unif(r, 0.015f, 0.03f) * s->span),
+        sb = fminf(k * unif(r, 0.3f, 0.8f), 1.2f) * R;
+  object *o = obj_new(sc, LAYER_BONE, PROFILE_SOLID, unif(r, 0.5f, 1.1f) * sqrtf(k) * sc->mu_cortex, 0.0f, 0);
   obj_ellipse(o, *cx, *cy, sa, sb, ang, sb * unif(r, 0.8f, 1.5f), 0.0f);
   return 1.1f * fmaxf(sa, sb);
 }
