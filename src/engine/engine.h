@@ -108,6 +108,21 @@ typedef struct engine_ops {
    * dgamma, dbeta overwritten. */
   void (*bn_backward)(view x, view dy, const float *gamma, const float *beta, const float *mean,
                       const float *invstd, int relu, view dx, float *dgamma, float *dbeta);
+  /* Synchronised batch norm (data-parallel training) splits the two ops
+   * above where per-channel sums must be added over processes:
+   *   bn_stats: out[ch] = sum over (n,h,w) of x (mean NULL) or of
+   *     (x - mean)^2, in double, in bn_forward_train's order;
+   *   bn_backward_stats: sums[ch] = sum g, sums[c+ch] = sum g*xhat, with g
+   *     as in bn_backward (these are dbeta and dgamma of the rows);
+   *   bn_backward_dx: dx += gamma*invstd * (g - sums[ch]/count -
+   *     xhat*sums[c+ch]/count), sums and count (rows) of the whole batch.
+   * With one process's sums and count = n*h*w, the results equal
+   * bn_forward_train's (through bn_forward_affine) and bn_backward's. */
+  void (*bn_stats)(view x, const float *mean, double *out);
+  void (*bn_backward_stats)(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                            const float *invstd, int relu, double *sums);
+  void (*bn_backward_dx)(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                         const float *invstd, int relu, const double *sums, double count, view dx);
 
   /* y = relu(a + b) (residual join); b may equal y. */
   void (*add_relu_forward)(view a, view b, view y);

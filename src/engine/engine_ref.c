@@ -295,6 +295,62 @@ static void ref_bn_backward(view x, view dy, const float *gamma, const float *be
   }
 }
 
+/* Sync batch norm: ref_bn_forward_train's and ref_bn_backward's sums, and
+ * the dx formula with sums and row count given. */
+static void ref_bn_stats(view x, const float *mean, double *out) {
+  for (int ch = 0; ch < x.c; ch++) {
+    double s = 0.0;
+    for (int n = 0; n < x.n; n++)
+      for (int i = 0; i < x.h; i++)
+        for (int j = 0; j < x.w; j++) {
+          double v = *at(x, n, i, j, ch);
+          s += mean ? (v - mean[ch]) * (v - mean[ch]) : v;
+        }
+    out[ch] = s;
+  }
+}
+
+/* dy masked by the ReLU recomputed as the forward computed it. */
+static inline double bn_masked_grad(view x, view dy, int n, int i, int j, int ch, const float *scale,
+                                    const float *shift, int relu) {
+  double g = *at(dy, n, i, j, ch);
+  return relu && !(bn_pre(*at(x, n, i, j, ch), scale[ch], shift[ch]) > 0) ? 0.0 : g;
+}
+
+static void ref_bn_backward_stats(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                                  const float *invstd, int relu, double *sums) {
+  float scale[x.c], shift[x.c];
+  bn_scale_shift(gamma, beta, mean, invstd, x.c, scale, shift);
+  for (int ch = 0; ch < x.c; ch++) {
+    double sg = 0.0, sgx = 0.0;
+    for (int n = 0; n < x.n; n++)
+      for (int i = 0; i < x.h; i++)
+        for (int j = 0; j < x.w; j++) {
+          double g = bn_masked_grad(x, dy, n, i, j, ch, scale, shift, relu);
+          sg += g;
+          sgx += g * (((double)*at(x, n, i, j, ch) - mean[ch]) * invstd[ch]);
+        }
+    sums[ch] = sg;
+    sums[x.c + ch] = sgx;
+  }
+}
+
+static void ref_bn_backward_dx(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                               const float *invstd, int relu, const double *sums, double count, view dx) {
+  float scale[x.c], shift[x.c];
+  bn_scale_shift(gamma, beta, mean, invstd, x.c, scale, shift);
+  for (int ch = 0; ch < x.c; ch++)
+    for (int n = 0; n < x.n; n++)
+      for (int i = 0; i < x.h; i++)
+        for (int j = 0; j < x.w; j++) {
+          double g = bn_masked_grad(x, dy, n, i, j, ch, scale, shift, relu);
+          double xhat = ((double)*at(x, n, i, j, ch) - mean[ch]) * invstd[ch];
+          float *o = at(dx, n, i, j, ch);
+          double dv = (double)gamma[ch] * invstd[ch] / count * (count * g - sums[ch] - xhat * sums[x.c + ch]);
+          *o = (float)((double)*o + dv);
+        }
+}
+
 /* ---- elementwise ---- */
 
 static void ref_add_relu_forward(view a, view b, view y) {
@@ -487,6 +543,9 @@ static const engine_ops ref_ops = {
     .bn_forward_infer = ref_bn_forward_infer,
     .bn_forward_affine = ref_bn_forward_affine,
     .bn_backward = ref_bn_backward,
+    .bn_stats = ref_bn_stats,
+    .bn_backward_stats = ref_bn_backward_stats,
+    .bn_backward_dx = ref_bn_backward_dx,
     .add_relu_forward = ref_add_relu_forward,
     .add_relu_backward = ref_add_relu_backward,
     .relu_forward = ref_relu_forward,

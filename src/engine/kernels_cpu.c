@@ -197,11 +197,14 @@ static void acc_bn_grad(const void *vc, size_t r, double *acc) {
   }
 }
 
-void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
-                     int relu, view dx, float *dgamma, float *dbeta) {
+void cpu_bn_stats(view x, const float *mean, double *out) {
+  bn_ctx k = {.x = x, .mean = mean};
+  if (!reduce_rows(rows_of(x), x.c, mean ? acc_sqdev : acc_sum, &k, out)) memset(out, 0, (size_t)x.c * sizeof *out);
+}
+
+void cpu_bn_backward_stats(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                           const float *invstd, int relu, double *sums) {
   int c = x.c;
-  size_t m = rows_of(x);
-  double sums[2 * c];
   float scale[c], shift[c], stats[2 * c];
   for (int ch = 0; ch < c; ch++) {
     scale[ch] = gamma[ch] * invstd[ch];
@@ -210,13 +213,19 @@ void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, con
     stats[c + ch] = invstd[ch];
   }
   bn_ctx k = {.x = x, .dy = dy, .mean = stats, .scale = scale, .shift = shift, .relu = relu};
-  if (!reduce_rows(m, 2 * c, acc_bn_grad, &k, sums)) memset(sums, 0, sizeof sums);
-  float bcoef[c], ccoef[c];
+  if (!reduce_rows(rows_of(x), 2 * c, acc_bn_grad, &k, sums)) memset(sums, 0, 2 * (size_t)c * sizeof *sums);
+}
+
+void cpu_bn_backward_dx(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                        const float *invstd, int relu, const double *sums, double count, view dx) {
+  int c = x.c;
+  size_t m = rows_of(x);
+  float scale[c], shift[c], bcoef[c], ccoef[c];
   for (int ch = 0; ch < c; ch++) {
-    dbeta[ch] = (float)sums[ch];
-    dgamma[ch] = (float)sums[c + ch];
-    bcoef[ch] = (float)(sums[ch] / (double)m);
-    ccoef[ch] = (float)(sums[c + ch] / (double)m);
+    scale[ch] = gamma[ch] * invstd[ch];
+    shift[ch] = beta[ch] - mean[ch] * scale[ch];
+    bcoef[ch] = (float)(sums[ch] / count);
+    ccoef[ch] = (float)(sums[c + ch] / count);
   }
   /* dx += gamma*invstd * (g - mean(g) - xhat * mean(g*xhat)) */
 #pragma omp parallel for schedule(static)
@@ -230,6 +239,18 @@ void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, con
       dr[ch] += scale[ch] * (g - bcoef[ch] - xhat * ccoef[ch]);
     }
   }
+}
+
+void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
+                     int relu, view dx, float *dgamma, float *dbeta) {
+  int c = x.c;
+  double sums[2 * c];
+  cpu_bn_backward_stats(x, dy, gamma, beta, mean, invstd, relu, sums);
+  for (int ch = 0; ch < c; ch++) {
+    dbeta[ch] = (float)sums[ch];
+    dgamma[ch] = (float)sums[c + ch];
+  }
+  cpu_bn_backward_dx(x, dy, gamma, beta, mean, invstd, relu, sums, (double)rows_of(x), dx);
 }
 
 /* ---- elementwise ---- */

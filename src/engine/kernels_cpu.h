@@ -20,6 +20,11 @@ void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const f
 void cpu_bn_forward_affine(view x, const float *scale, const float *shift, int relu, view y);
 void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
                      int relu, view dx, float *dgamma, float *dbeta);
+void cpu_bn_stats(view x, const float *mean, double *out);
+void cpu_bn_backward_stats(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                           const float *invstd, int relu, double *sums);
+void cpu_bn_backward_dx(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                        const float *invstd, int relu, const double *sums, double count, view dx);
 
 void cpu_add_relu_forward(view a, view b, view y);
 void cpu_add_relu_backward(view y, view dy, view da, view db);
