@@ -68,12 +68,46 @@ int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const float *x, float
                                     y, e);
 }
 
+void layer_grads_written(const layer_ctx *cx, int idx) {
+  if (cx->grad_ready) cx->grad_ready(cx->grad_ready_ctx, cx->ps->entries[idx].offset, cx->ps->entries[idx].numel);
+}
+
 int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const float *x, const float *dy, float *dx, mskx_err *e) {
   const param_store *ps = cx->ps;
   int rc = cx->eng->ops->conv_backward_weights(l->op, x, dy, ps_grad(ps, l->w), l->b >= 0 ? ps_grad(ps, l->b) : NULL,
                                                e);
+  if (!rc && cx->grad_ready) {
+    layer_grads_written(cx, l->w);
+    if (l->b >= 0) layer_grads_written(cx, l->b);
+  }
   if (!rc && dx) rc = cx->eng->ops->conv_backward_data(l->op, dy, ps_data(ps, l->w), ps->version, dx, e);
   return rc;
+}
+
+/* Training-mode statistics of the global batch: bn_forward_train's two
+ * passes with the per-channel sums added over processes in between, then its
+ * arithmetic, so one process gives bn_forward_train's results exactly. */
+static void bn_forward_sync(const layer_ctx *cx, bn_layer *l, view x, view y, int relu) {
+  const param_store *ps = cx->ps;
+  const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
+  int c = l->c;
+  double s[c + 1];
+  float scale[c], shift[c];
+  cx->eng->ops->bn_stats(x, NULL, s);
+  s[c] = (double)x.n * x.h * x.w;
+  cx->bn_sum(cx->bn_sum_ctx, s, c + 1);
+  double m = s[c];
+  for (int ch = 0; ch < c; ch++) l->mean[ch] = (float)(s[ch] / m);
+  cx->eng->ops->bn_stats(x, l->mean, s);
+  cx->bn_sum(cx->bn_sum_ctx, s, c);
+  for (int ch = 0; ch < c; ch++) {
+    double var = s[ch] / m;
+    l->invstd[ch] = (float)(1.0 / sqrt(var + BN_EPS));
+    l->varu[ch] = (float)(m > 1 ? var * m / (m - 1) : var);
+    scale[ch] = g[ch] * l->invstd[ch];
+    shift[ch] = b[ch] - l->mean[ch] * scale[ch];
+  }
+  cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
 }
 
 void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu) {
@@ -84,7 +118,10 @@ void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu
     cx->eng->ops->bn_forward_infer(x, g, b, rm, rv, BN_EPS, relu, y);
     return;
   }
-  cx->eng->ops->bn_forward_train(x, g, b, BN_EPS, relu, y, l->mean, l->invstd, l->varu);
+  if (cx->bn_sum)
+    bn_forward_sync(cx, l, x, y, relu);
+  else
+    cx->eng->ops->bn_forward_train(x, g, b, BN_EPS, relu, y, l->mean, l->invstd, l->varu);
   for (int c = 0; c < l->c; c++) {
     rm[c] = (1.0f - BN_MOMENTUM) * rm[c] + BN_MOMENTUM * l->mean[c];
     rv[c] = (1.0f - BN_MOMENTUM) * rv[c] + BN_MOMENTUM * l->varu[c];
@@ -103,10 +140,35 @@ void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, 
   cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
 }
 
+/* The parameter gradients are this process's share (the gradient all-reduce
+ * adds them up); dx needs the sums of the global batch. */
+static void bn_backward_sync(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu) {
+  const param_store *ps = cx->ps;
+  const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
+  float *dg = ps_grad(ps, l->weight), *db = ps_grad(ps, l->bias);
+  int c = l->c;
+  double s[2 * c + 1];
+  cx->eng->ops->bn_backward_stats(x, dy, g, b, l->mean, l->invstd, relu, s);
+  for (int ch = 0; ch < c; ch++) {
+    db[ch] = (float)s[ch];
+    dg[ch] = (float)s[c + ch];
+  }
+  s[2 * c] = (double)x.n * x.h * x.w;
+  cx->bn_sum(cx->bn_sum_ctx, s, 2 * c + 1);
+  cx->eng->ops->bn_backward_dx(x, dy, g, b, l->mean, l->invstd, relu, s, s[2 * c], dx);
+}
+
 void bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu) {
   const param_store *ps = cx->ps;
-  cx->eng->ops->bn_backward(x, dy, ps_data(ps, l->weight), ps_data(ps, l->bias), l->mean, l->invstd, relu, dx,
-                            ps_grad(ps, l->weight), ps_grad(ps, l->bias));
+  if (cx->bn_sum && cx->train)
+    bn_backward_sync(cx, l, x, dy, dx, relu);
+  else
+    cx->eng->ops->bn_backward(x, dy, ps_data(ps, l->weight), ps_data(ps, l->bias), l->mean, l->invstd, relu, dx,
+                              ps_grad(ps, l->weight), ps_grad(ps, l->bias));
+  if (cx->grad_ready) {
+    layer_grads_written(cx, l->weight);
+    layer_grads_written(cx, l->bias);
+  }
 }
 
 void init_kaiming_normal(float *w, size_t n, double fan, uint64_t seed, uint64_t stream) {

@@ -17,6 +17,15 @@ typedef struct layer_ctx {
   param_store *ps;
   int train;          /* batch statistics + running update (PyTorch's model.train()) */
   precision prec;
+  /* Data-parallel training hooks, NULL in a single process. grad_ready: the
+   * gradients [offset, offset + numel) of ps->grads are final, so their
+   * all-reduce can start while backward goes on. bn_sum: adds n doubles over
+   * every process in place; set, training-mode batch norm uses the
+   * statistics of the global batch (synchronised batch norm). */
+  void (*grad_ready)(void *ctx, size_t offset, size_t numel);
+  void *grad_ready_ctx;
+  void (*bn_sum)(void *ctx, double *v, int n);
+  void *bn_sum_ctx;
 } layer_ctx;
 
 typedef struct conv_layer {
@@ -53,6 +62,9 @@ void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu
 void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, int relu);
 /* dx accumulated; parameter gradients written. */
 void bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu);
+
+/* Tells cx->grad_ready (if any) that entry idx's gradient is final. */
+void layer_grads_written(const layer_ctx *cx, int idx);
 
 /* Torchvision initialisations. */
 void init_kaiming_normal(float *w, size_t n, double fan, uint64_t seed, uint64_t stream);

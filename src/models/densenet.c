@@ -359,6 +359,8 @@ static int densenet_backward(net *m, const float *dlogits, mskx_err *e) {
   int rc = cx->eng->ops->linear_backward(d->head, d->feat, dlogits, ps_data(&m->ps, m->head_w), d->dfeat,
                                          ps_grad(&m->ps, m->head_w), ps_grad(&m->ps, m->head_b), e);
   if (rc) return rc;
+  layer_grads_written(cx, m->head_w);
+  layer_grads_written(cx, m->head_b);
   dense_block *last = &d->blocks[d->n_blocks - 1];
   view dF = view_make(d->ds1, n, last->h, last->w, d->c_final);
   memset(d->ds1, 0, view_numel(dF) * sizeof(float));

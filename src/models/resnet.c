@@ -313,6 +313,8 @@ static int resnet_backward(net *m, const float *dlogits, mskx_err *e) {
   int rc = cx->eng->ops->linear_backward(r->head, r->feat, dlogits, ps_data(&m->ps, m->head_w), r->dfeat,
                                          ps_grad(&m->ps, m->head_w), ps_grad(&m->ps, m->head_b), e);
   if (rc) return rc;
+  layer_grads_written(cx, m->head_w);
+  layer_grads_written(cx, m->head_b);
   bottleneck *last = &r->blocks[r->n_blocks - 1];
   view dY = view_make(r->gy[0], n, last->oh, last->ow, last->cout);
   memset(r->gy[0], 0, view_numel(dY) * sizeof(float));
