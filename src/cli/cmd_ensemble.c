@@ -1,0 +1,300 @@
+/* mskx ensemble: combines model files and bundles into an ensemble JSON
+ * (mean, vote, weighted or stacked), fitting weights or the stacker on the
+ * validation split when the method needs it. */
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cli/cli.h"
+#include "core/error.h"
+#include "core/util.h"
+#include "eval/ensemble_fit.h"
+#include "eval/threshold.h"
+
+static const char *const usage =
+    "usage: mskx ensemble --out ENS.json --method M [options] MODEL MODEL...\n"
+    "\n"
+    "Writes an ensemble of two or more model files or per-part bundles (archs, input\n"
+    "sizes and parts may differ). Member paths are stored relative to the ensemble's\n"
+    "folder when they share a folder with it.\n"
+    "\n"
+    "  --out FILE             the ensemble JSON to write (format mskx-ensemble-1)\n"
+    "  --method M             mean      mean of the members' study probabilities\n"
+    "                         vote      fraction of members calling the study abnormal\n"
+    "                         weighted  weighted mean; weights fit on --data (log-loss)\n"
+    "                         stack     logistic regression over the members' logits,\n"
+    "                                   fit on --data with k-fold cross-validation\n"
+    "  --data DIR             dataset whose split fits weighted/stack (required for them);\n"
+    "                         with mean/vote the members and the ensemble are scored on it\n"
+    "  --split valid|train    split to fit on (default valid)\n"
+    "  --folds K              cross-validation folds for stack (default 5)\n"
+    "  --seed S               fold assignment seed (default 1)\n"
+    "  --threshold T          the ensemble's decision threshold (default 0.5)\n"
+    "  --agg mean|max         study probability from image probabilities (default mean)\n"
+    "  --tta flip             average each image with its horizontal mirror\n"
+    "  --threads N            compute threads (default: all cores)\n"
+    "  --precision fp32|bf16  compute precision while fitting (default fp32)\n"
+    "  -h, --help             this help\n";
+
+typedef struct ens_args {
+  const char *out, *data;
+  int method, has_method, split, folds, agg, tta, threads, bf16;
+  uint64_t seed;
+  double threshold;
+  char **members;
+  int m;
+} ens_args;
+
+static const char *const method_names[] = {"mean", "vote", "weighted", "stack"};
+
+static int parse_args(int argc, char **argv, ens_args *a) {
+  static const struct option opts[] = {
+      {"out", required_argument, 0, 'o'},   {"method", required_argument, 0, 'M'},
+      {"data", required_argument, 0, 'd'},  {"split", required_argument, 0, 'S'},
+      {"folds", required_argument, 0, 'k'}, {"seed", required_argument, 0, 's'},
+      {"threshold", required_argument, 0, 'r'}, {"agg", required_argument, 0, 'a'},
+      {"tta", required_argument, 0, 't'},   {"threads", required_argument, 0, 'T'},
+      {"precision", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  memset(a, 0, sizeof *a);
+  a->split = DS_VALID;
+  a->folds = ENS_DEFAULT_FOLDS;
+  a->seed = 1;
+  a->threshold = MODEL_DEFAULT_THRESHOLD;
+  long v;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'o': a->out = optarg; break;
+      case 'd': a->data = optarg; break;
+      case 'M':
+        a->method = -1;
+        for (int i = 0; i < 4; i++)
+          if (!strcmp(optarg, method_names[i])) a->method = i;
+        if (a->method < 0)
+          return cli_errorf("ensemble", "--method: expected mean, vote, weighted or stack, got '%s'", optarg) + 1;
+        a->has_method = 1;
+        break;
+      case 'S':
+        if (strcmp(optarg, "valid") && strcmp(optarg, "train"))
+          return cli_errorf("ensemble", "--split: expected valid or train, got '%s'", optarg) + 1;
+        a->split = strcmp(optarg, "train") ? DS_VALID : DS_TRAIN;
+        break;
+      case 'k':
+        if (cli_parse_int("ensemble", "folds", optarg, 2, 100, &v)) return 2;
+        a->folds = (int)v;
+        break;
+      case 's':
+        if (cli_parse_int("ensemble", "seed", optarg, 0, 0x7fffffffL, &v)) return 2;
+        a->seed = (uint64_t)v;
+        break;
+      case 'r':
+        if (cli_parse_double("ensemble", "threshold", optarg, 0, 1, &a->threshold)) return 2;
+        break;
+      case 'a':
+        if (strcmp(optarg, "mean") && strcmp(optarg, "max"))
+          return cli_errorf("ensemble", "--agg: expected mean or max, got '%s'", optarg) + 1;
+        a->agg = !strcmp(optarg, "max");
+        break;
+      case 't':
+        if (strcmp(optarg, "flip")) return cli_errorf("ensemble", "--tta: expected flip, got '%s'", optarg) + 1;
+        a->tta = 1;
+        break;
+      case 'T':
+        if (cli_parse_int("ensemble", "threads", optarg, 1, 1024, &v)) return 2;
+        a->threads = (int)v;
+        break;
+      case 'P':
+        if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
+          return cli_errorf("ensemble", "--precision: expected fp32 or bf16, got '%s'", optarg) + 1;
+        a->bf16 = !strcmp(optarg, "bf16");
+        break;
+      case 'h': fputs(usage, stdout); return 0;
+      default: return cli_usage_error("ensemble");
+    }
+  }
+  if (!a->out || !a->has_method) return cli_errorf("ensemble", "--out and --method are required (see --help)") + 1;
+  a->members = argv + optind;
+  a->m = argc - optind;
+  if (a->m < 2)
+    return cli_errorf("ensemble", "an ensemble needs at least 2 member models (got %d)", a->m) + 1;
+  if ((a->method == ENS_WEIGHTED || a->method == ENS_STACK) && !a->data)
+    return cli_errorf("ensemble", "--method %s is fit on labelled studies: give --data DIR", method_names[a->method]) + 1;
+  return -1;
+}
+
+/* Members must exist and be distinct files. */
+static int check_members(const ens_args *a, mskx_err *e) {
+  char (*real)[PATH_MAX] = calloc((size_t)a->m, sizeof *real);
+  if (!real) return err_set(e, MSKX_ENOMEM, "out of memory");
+  int rc = MSKX_OK;
+  for (int i = 0; !rc && i < a->m; i++) {
+    if (!realpath(a->members[i], real[i])) rc = err_set(e, MSKX_EIO, "%s: no such file", a->members[i]);
+    for (int j = 0; !rc && j < i; j++)
+      if (!strcmp(real[i], real[j]))
+        rc = err_set(e, MSKX_EINVAL, "members %d and %d are the same file (%s); list each model once", j + 1, i + 1,
+                     a->members[i]);
+  }
+  free(real);
+  return rc;
+}
+
+/* Without data: every member must load and must not be an ensemble. */
+static int load_members(const ens_args *a, const predictor_options *po, mskx_err *e) {
+  for (int i = 0; i < a->m; i++) {
+    predictor *p = NULL;
+    int rc = predictor_load(a->members[i], po, &p, e);
+    if (!rc && predictor_get_info(p)->kind == PNODE_ENSEMBLE)
+      rc = err_set(e, MSKX_EUNSUPPORTED, "%s: an ensemble cannot be a member of an ensemble (use its members)",
+                   a->members[i]);
+    predictor_free(p);
+    if (rc) return err_prefix(e, "member %d", i + 1);
+  }
+  return MSKX_OK;
+}
+
+static void progress(void *ctx, int member, int n_members, int done, int total) {
+  int tty = *(int *)ctx;
+  if (tty) fprintf(stderr, "\r[ensemble] member %d/%d: %d/%d studies\033[K%s", member + 1, n_members, done, total,
+                   done == total && member + 1 == n_members ? "\n" : "");
+  else if (done == total) fprintf(stderr, "[ensemble] member %d/%d: %d studies predicted\n", member + 1, n_members, total);
+}
+
+typedef struct scores {
+  double auc, log_loss, kappa;
+} scores;
+
+/* AUROC, log-loss and kappa of probabilities p (decisions p > thr[i]). */
+static scores score(const double *p, const double *thr, double thr1, const int *y, int n) {
+  scores s = {NAN, ens_log_loss(p, y, n), NAN};
+  mskx_err e;
+  if (roc_auc(y, p, n, &s.auc, &e)) s.auc = NAN;
+  int *dec = malloc((size_t)n * sizeof *dec);
+  if (dec) {
+    for (int i = 0; i < n; i++) dec[i] = p[i] > (thr ? thr[i] : thr1);
+    confusion c = confusion_from_labels(y, dec, n);
+    s.kappa = metric_kappa(&c);
+  }
+  free(dec);
+  return s;
+}
+
+static cJSON *scores_json(const scores *s) {
+  cJSON *o = cJSON_CreateObject();
+  double v[3] = {s->auc, s->log_loss, s->kappa};
+  const char *k[3] = {"auc", "log_loss", "kappa"};
+  for (int i = 0; o && i < 3; i++) cJSON_AddItemToObject(o, k[i], isfinite(v[i]) ? cJSON_CreateNumber(v[i]) : cJSON_CreateNull());
+  return o;
+}
+
+static void print_row(const char *name, const scores *s) {
+  printf("%-44.44s %7.4f %9.4f %7.4f\n", name, s->auc, s->log_loss, s->kappa);
+}
+
+/* Fits the method on the data, prints the comparison, fills weights/coef and the "fit" record. */
+static int fit(const ens_args *a, const ens_data *d, const dataset *ds, double *w, double *coef, double *b,
+               cJSON *info, mskx_err *e) {
+  int n = d->n, m = d->m, rc = MSKX_OK, iters = 0;
+  double *col = malloc((size_t)n * sizeof *col), *thr = malloc((size_t)n * sizeof *thr);
+  double *q = malloc((size_t)n * sizeof *q), *oof = malloc((size_t)n * sizeof *oof);
+  if (!col || !thr || !q || !oof) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  for (int j = 0; j < m; j++) w[j] = 1;
+  if (!rc && a->method == ENS_WEIGHTED) rc = ens_fit_weights(d->p, d->y, n, m, w, &iters, e);
+  if (!rc && a->method == ENS_STACK) rc = ens_fit_stack(d->p, d->y, n, m, a->folds, a->seed, ENS_DEFAULT_C, coef, b, oof, e);
+  if (!rc) rc = ens_combine_all(d, (ens_method)a->method, w, coef, *b, q, e);
+  if (rc) goto done;
+  cJSON_AddStringToObject(info, "data", ds->root);
+  cJSON_AddStringToObject(info, "split", d->split->name);
+  cJSON_AddNumberToObject(info, "n_studies", n);
+  printf("%-44s %7s %9s %7s   (%s split, %d studies)\n", "", "AUROC", "log-loss", "kappa", d->split->name, n);
+  cJSON *mem = cJSON_AddArrayToObject(info, "members");
+  for (int j = 0; j < m; j++) {
+    for (int i = 0; i < n; i++) col[i] = d->p[(size_t)i * m + j], thr[i] = d->thr[(size_t)i * m + j];
+    scores s = score(col, thr, 0, d->y, n);
+    cJSON_AddItemToArray(mem, scores_json(&s));
+    print_row(a->members[j], &s);
+  }
+  char name[64];
+  scores s = score(q, NULL, a->threshold, d->y, n);
+  snprintf(name, sizeof name, "ensemble (%s%s)", method_names[a->method],
+           a->method >= ENS_WEIGHTED ? ", in-sample" : "");
+  print_row(name, &s);
+  cJSON_AddItemToObject(info, "validation", scores_json(&s));
+  if (a->method == ENS_WEIGHTED) {
+    cJSON_AddStringToObject(info, "objective", "log-loss of the weighted mean, weights = softmax(a), gradient descent");
+    cJSON_AddNumberToObject(info, "iterations", iters);
+  }
+  if (a->method == ENS_STACK) {
+    scores cv = score(oof, NULL, a->threshold, d->y, n);
+    snprintf(name, sizeof name, "ensemble (stack, %d-fold cross-validated)", a->folds);
+    print_row(name, &cv);
+    cJSON *o = scores_json(&cv);
+    cJSON_AddNumberToObject(o, "folds", a->folds);
+    cJSON_AddNumberToObject(o, "seed", (double)a->seed);
+    cJSON_AddItemToObject(info, "cv", o);
+    cJSON_AddStringToObject(info, "objective", "L2 logistic regression on logit(p), C = 1 (scikit-learn's default)");
+    cJSON_AddNumberToObject(info, "C", ENS_DEFAULT_C);
+  }
+done:
+  free(col);
+  free(thr);
+  free(q);
+  free(oof);
+  return rc;
+}
+
+int cmd_ensemble(int argc, char **argv) {
+  ens_args a;
+  int rc = parse_args(argc, argv, &a);
+  if (rc >= 0) return rc;
+  mskx_err e = {0, ""};
+  predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0, {0}};
+  dataset *ds = NULL;
+  ens_data d;
+  memset(&d, 0, sizeof d);
+  double *w = calloc((size_t)a.m, sizeof *w), *coef = calloc((size_t)a.m, sizeof *coef), b = 0;
+  ens_member_out *mo = calloc((size_t)a.m, sizeof *mo);
+  cJSON *info = a.data ? cJSON_CreateObject() : NULL;
+  int tty = isatty(STDERR_FILENO);
+  rc = !w || !coef || !mo || (a.data && !info) ? err_set(&e, MSKX_ENOMEM, "out of memory") : check_members(&a, &e);
+  if (!rc && !a.data) rc = load_members(&a, &popt, &e);
+  if (!rc && a.data) {
+    eval_config cfg;
+    eval_config_default(&cfg);
+    cfg.split = a.split;
+    cfg.po.agg = a.agg ? AGG_MAX : AGG_MEAN;
+    cfg.po.tta_flip = a.tta;
+    rc = dataset_open(a.data, NULL, &ds, &e);
+    if (!rc) rc = ens_collect((const char *const *)a.members, a.m, ds, &cfg, &popt, progress, &tty, &d, &e);
+    if (!rc) rc = fit(&a, &d, ds, w, coef, &b, info, &e);
+  }
+  for (int j = 0; !rc && j < a.m; j++) mo[j] = (ens_member_out){a.members[j], a.method == ENS_WEIGHTED ? w[j] : 1.0};
+  if (!rc) {
+    rc = ens_write_json(a.out, method_names[a.method], a.threshold, mo, a.m, a.method == ENS_STACK ? coef : NULL, b,
+                        info, &e);
+    info = NULL;
+  }
+  predictor *check = NULL;
+  if (!rc && (rc = predictor_load(a.out, &popt, &check, &e))) err_prefix(&e, "the written ensemble does not load");
+  predictor_free(check);
+  if (!rc) {
+    fprintf(stderr, "mskx ensemble: wrote %s (%s of %d members", a.out, method_names[a.method], a.m);
+    if (a.method == ENS_WEIGHTED)
+      for (int j = 0; j < a.m; j++) fprintf(stderr, "%s%.4f", j ? ", " : "; weights ", w[j]);
+    if (a.method == ENS_STACK)
+      for (int j = 0; j < a.m; j++) fprintf(stderr, "%s%.4f", j ? ", " : "; coefficients ", coef[j]);
+    fprintf(stderr, ")\n");
+  }
+  if (rc) cli_error("ensemble", &e);
+  cJSON_Delete(info);
+  ens_data_free(&d);
+  dataset_free(ds);
+  free(w);
+  free(coef);
+  free(mo);
+  return rc ? 1 : 0;
+}
