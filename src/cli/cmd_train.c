@@ -1,4 +1,5 @@
-/* mskx train: option parsing and progress display over train_run(). */
+/* mskx train: option parsing and progress display over train_run(); under
+ * mpirun (or srun) it also starts MPI and ends the job if a process fails. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -7,7 +8,11 @@
 #include <unistd.h>
 #include "cli/cli.h"
 #include "core/util.h"
+#include "dist/dist.h"
 #include "train/trainer.h"
+#ifdef MSKX_HAVE_MPI
+#include <mpi.h>
+#endif
 
 static const char *const usage =
     "usage: mskx train --data DIR --out RUN_DIR [options]\n"
@@ -48,13 +53,19 @@ static const char *const usage =
     "  --cache                 keep decoded, resized images in a memory-mapped cache\n"
     "  --max-batches N         at most N training batches per epoch (quick experiments)\n"
     "  --force                 overwrite an existing run in RUN_DIR\n"
-    "  --resume RUN_DIR        continue an interrupted run from its last checkpoint\n";
+    "  --resume RUN_DIR        continue an interrupted run from its last checkpoint\n"
+    "Data-parallel training (docs/distributed.md): mpirun -np P mskx train ...\n"
+    "  runs P processes, each on its share of every batch (--batch is the global\n"
+    "  batch and must divide by P); rank 0 writes the run folder.\n"
+    "  --sync-bn               batch-norm statistics over all processes (default: per process)\n"
+    "  --bucket-kb K           gradient all-reduce bucket size (default 4096)\n";
 
 enum {
   O_DATA = 256, O_OUT, O_ARCH, O_PARTS, O_PERPART, O_SIZE, O_KEEP, O_BATCH, O_EPOCHS, O_SEED, O_THREADS, O_LTHREADS,
   O_PREC, O_PRE, O_FREEZE, O_OPT, O_LR, O_B1, O_B2, O_EPS, O_WD, O_MOM, O_NEST, O_RHO, O_SCHED, O_DROP, O_EDROP,
   O_MON, O_FACTOR, O_PAT, O_MIND, O_COOL, O_MINLR, O_WARM, O_CW, O_EARLY, O_SELECT, O_HFLIP, O_VFLIP, O_ROT,
-  O_SHIFT, O_ZOOM, O_BRIGHT, O_CONTRAST, O_NOAUG, O_STRICT, O_CACHE, O_MAXB, O_FORCE, O_RESUME, O_HELP
+  O_SHIFT, O_ZOOM, O_BRIGHT, O_CONTRAST, O_NOAUG, O_STRICT, O_CACHE, O_MAXB, O_FORCE, O_RESUME, O_SYNCBN, O_BUCKET,
+  O_HELP
 };
 
 static const struct option longs[] = {
@@ -72,7 +83,7 @@ static const struct option longs[] = {
     {"shift", 1, 0, O_SHIFT}, {"zoom", 1, 0, O_ZOOM}, {"brightness", 1, 0, O_BRIGHT},
     {"contrast", 1, 0, O_CONTRAST}, {"no-augment", 0, 0, O_NOAUG}, {"strict", 0, 0, O_STRICT},
     {"cache", 0, 0, O_CACHE}, {"max-batches", 1, 0, O_MAXB}, {"force", 0, 0, O_FORCE}, {"resume", 1, 0, O_RESUME},
-    {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    {"sync-bn", 0, 0, O_SYNCBN}, {"bucket-kb", 1, 0, O_BUCKET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
 
 typedef struct train_cli {
   train_config c;
@@ -148,6 +159,11 @@ static int parse_one(train_cli *t, int o, char *monitor) {
     case O_NOAUG: memset(&c->aug, 0, sizeof c->aug); return 0;
     case O_STRICT: c->strict = 1; return 0;
     case O_CACHE: c->cache = 1; return 0;
+    case O_SYNCBN: c->sync_bn = 1; return 0;
+    case O_BUCKET:
+      if (cli_parse_int("train", "bucket-kb", optarg, 1, 1L << 21, &v)) return 1;
+      c->bucket_kb = (int)v;
+      return 0;
     case O_FORCE: t->force = 1; return 0;
     case O_RESUME: t->resume = optarg; return 0;
     case O_HFLIP: if (num("hflip", 0, 1, &d)) return 1; c->aug.p_hflip = (float)d; return 0;
@@ -263,6 +279,75 @@ static void on_progress(void *vctx, const train_progress *p) {
           pc->tty ? "" : "\n");
 }
 
+/* ---- processes of an mpirun/srun launch ---- */
+
+/* Set by mpirun (OpenMPI), Slurm's srun (PMI/PMIx) or by hand; without them
+ * mskx trains as one process and never starts MPI. */
+static int launched_by_mpi(void) {
+  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "MSKX_MPI"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+    if (getenv(vars[i])) return 1;
+  return 0;
+}
+
+#ifdef MSKX_HAVE_MPI
+/* *d stays NULL when not launched by MPI. Returns nonzero (printed) on failure. */
+static int job_start(dist **d) {
+  *d = NULL;
+  if (!launched_by_mpi()) return 0;
+  int provided = 0;
+  /* Only the training thread calls MPI (loader threads never do). */
+  if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+    return cli_errorf("train", "MPI_Init_thread failed");
+  mskx_err e = {0};
+  if (provided < MPI_THREAD_FUNNELED) {
+    cli_errorf("train", "this MPI library does not allow threads (MPI_THREAD_FUNNELED)");
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  if (dist_create_world(d, &e)) {
+    cli_error("train", &e);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  return 0;
+}
+
+/* A failure in a job of several processes. The failing process prints its
+ * message and rank 0 a summary. An error every process agreed on ends with
+ * MPI_Finalize everywhere; any other one with MPI_Abort, since the other
+ * processes wait inside a collective that will never complete. */
+static int job_fail(dist *d, const mskx_err *e) {
+  int me = dist_rank(d), n = dist_size(d), k = dist_failed_rank(d);
+  const char *msg = e->msg[0] ? e->msg : mskx_status_name(e->code);
+  if (k < 0 || (k == me && me != 0))
+    fprintf(stderr, "mskx train: rank %d of %d: %s\n", me, n, msg);
+  else if (me == 0)
+    fprintf(stderr, "mskx train: %s%s\n", msg, k > 0 ? " (stopping all processes)" : "");
+  fflush(stderr);
+  if (k < 0) MPI_Abort(MPI_COMM_WORLD, 1);
+  dist_destroy(d);
+  MPI_Finalize();
+  return 1;
+}
+
+static void job_end(dist *d) {
+  if (!d) return;
+  dist_destroy(d);
+  MPI_Finalize();
+}
+#else
+static int job_start(dist **d) {
+  *d = NULL;
+  const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+  if (!n) n = getenv("PMI_SIZE");
+  if (n && atoi(n) > 1)
+    return cli_errorf("train", "launched as %s processes, but this mskx was built without MPI "
+                      "(install libopenmpi-dev and rebuild; see docs/distributed.md)", n);
+  return 0;
+}
+static int job_fail(dist *d, const mskx_err *e) { return (void)d, cli_error("train", e); }
+static void job_end(dist *d) { (void)d; }
+#endif
+
 int cmd_train(int argc, char **argv) {
   train_cli t;
   memset(&t, 0, sizeof t);
@@ -280,20 +365,26 @@ int cmd_train(int argc, char **argv) {
     if (rc) return rc;
   }
   if (optind < argc) return cli_errorf("train", "unexpected argument '%s'", argv[optind]);
+  if (t.resume && (t.c.data[0] || t.c.out[0]))
+    return cli_errorf("train", "--resume takes the run folder only (its config.json holds the options)");
+  if (!t.resume && apply_named(&t, monitor)) return 1;
+  dist *d = NULL;
+  if (job_start(&d)) return 1;
+  /* Rank 0 alone reports progress. */
+  int root = dist_rank(d) == 0;
   progress_ctx pc = {isatty(2), 0};
+  train_progress_fn fn = root ? on_progress : NULL;
   train_summary sum = {0};
   mskx_err e = {0};
   double t0 = now_seconds();
   int rc;
-  if (t.resume) {
-    if (t.c.data[0] || t.c.out[0])
-      return cli_errorf("train", "--resume takes the run folder only (its config.json holds the options)");
-    rc = train_resume(t.resume, t.epochs_set ? t.c.epochs : 0, on_progress, &pc, &sum, &e);
-  } else {
-    if (apply_named(&t, monitor)) return 1;
-    rc = train_run(&t.c, t.force, on_progress, &pc, &sum, &e);
-  }
-  if (rc) return cli_error("train", &e);
+  if (t.resume)
+    rc = train_resume(t.resume, t.epochs_set ? t.c.epochs : 0, d, fn, &pc, &sum, &e);
+  else
+    rc = train_run(&t.c, t.force, d, fn, &pc, &sum, &e);
+  if (rc) return dist_size(d) > 1 ? job_fail(d, &e) : (job_end(d), cli_error("train", &e));
+  job_end(d);
+  if (!root) return 0;
   const char *dir = t.resume ? t.resume : t.c.out;
   fprintf(stderr, "done in %.0f s: %d epochs, best validation kappa %.4f", now_seconds() - t0, sum.epochs_run,
           sum.best_kappa);

@@ -15,11 +15,31 @@ static int config_path(const char *dir, char *out, size_t n, mskx_err *e) {
   return path_join(out, n, dir, CONFIG_NAME, e);
 }
 
+/* train_config_to_json plus "sync_bn", kept here beside the fields that
+ * train_config.c knows (it ignores keys it does not know). */
+static char *config_json(const train_config *c) {
+  char *text = train_config_to_json(c);
+  cJSON *o = text ? cJSON_Parse(text) : NULL;
+  free(text);
+  if (!o) return NULL;
+  if (!cJSON_GetObjectItemCaseSensitive(o, "sync_bn")) cJSON_AddBoolToObject(o, "sync_bn", c->sync_bn);
+  text = cJSON_Print(o);
+  cJSON_Delete(o);
+  return text;
+}
+
+static void config_json_extra(const char *text, train_config *c) {
+  cJSON *o = cJSON_Parse(text);
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "sync_bn");
+  c->sync_bn = cJSON_IsTrue(v) || (cJSON_IsNumber(v) && v->valuedouble != 0);
+  cJSON_Delete(o);
+}
+
 int run_dir_write_config(const train_config *c, mskx_err *e) {
   char path[2048];
   int rc = config_path(c->out, path, sizeof path, e);
   if (rc) return rc;
-  char *text = train_config_to_json(c);
+  char *text = config_json(c);
   if (!text) return err_set(e, MSKX_ENOMEM, "out of memory");
   rc = file_write_atomic(path, text, strlen(text), e);
   free(text);
@@ -56,6 +76,7 @@ int run_dir_read_config(const char *dir, train_config *c, mskx_err *e) {
   size_t len;
   if ((rc = file_read_all(path, 1 << 20, &text, &len, e))) return rc;
   rc = train_config_from_json((const char *)text, path, c, e);
+  if (!rc) config_json_extra((const char *)text, c);
   free(text);
   if (!rc) snprintf(c->out, sizeof c->out, "%s", dir);  /* the folder may have moved */
   return rc;
@@ -107,6 +128,11 @@ int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_
   add_num(o, "train_loss", st->train_loss);
   cJSON_AddItemToObject(o, "val", val_json(st));
   add_num(o, "images_per_s", st->images_per_s);
+  if (st->ranks > 1) {
+    cJSON_AddNumberToObject(o, "processes", st->ranks);
+    add_num(o, "comm_seconds", st->comm_seconds);
+    add_num(o, "comm_share", st->train_seconds > 0 ? st->comm_seconds / st->train_seconds : NAN);
+  }
   add_num(o, "seconds", st->seconds);
   cJSON_AddNumberToObject(o, "skipped_images", (double)st->skipped);
   cJSON_AddBoolToObject(o, "best", improved);

@@ -4,6 +4,7 @@
 #define MSKX_TRAIN_INTERNAL_H
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "dist/dist.h"
 #include "models/model_file.h"
 #include "train/trainer.h"
 
@@ -21,6 +22,8 @@ typedef struct run_state {
 typedef struct epoch_stats {
   double lr, train_loss, train_seconds, images_per_s, seconds;
   double val_loss, val_kappa, val_auc, val_accuracy;
+  double comm_seconds;  /* data-parallel: time in collectives during training */
+  int ranks;
   long long skipped;
   int n_parts;
   struct {
@@ -47,6 +50,10 @@ typedef struct run_ctx {
   float *logits, *dz, *sw, *xpad;
   char *log_text;
   run_state st;
+  struct dist *dist;      /* NULL: one process */
+  int rank, ranks;
+  int local_batch;        /* this process's share of cfg.batch */
+  struct grad_sync *gsync;
 } run_ctx;
 
 /* run_dir.c */

@@ -74,7 +74,7 @@ static int setup_class_weights(run_ctx *r, mskx_err *e) {
 static int make_loaders(run_ctx *r, mskx_err *e) {
   const train_config *c = &r->cfg;
   loader_config lc = loader_config_default();
-  lc.batch_size = c->batch;
+  lc.batch_size = r->local_batch;
   lc.image_size = c->size;
   lc.keep_aspect = c->keep_aspect;
   lc.threads = c->loader_threads;
@@ -86,6 +86,10 @@ static int make_loaders(run_ctx *r, mskx_err *e) {
   lc.seed = c->seed;
   lc.norm = norm_imagenet();
   lc.part_mask = r->mask;
+  /* Both orders are cut into interleaved shards: with drop_last, the shards
+   * of global batch k together are the one-process batch k. */
+  lc.shard_rank = r->rank;
+  lc.shard_count = r->ranks;
   int rc = loader_create(r->data, &r->data->train, &lc, &r->ltrain, e);
   if (rc) return rc;
   lc.shuffle = 0;
@@ -105,16 +109,49 @@ static void fill_meta(const run_ctx *r, model_meta *m, int epoch, const char *me
   snprintf(m->metrics, sizeof m->metrics, "%s", metrics ? metrics : "{}");
 }
 
-/* One optimisation step on a batch. */
-static int train_step(run_ctx *r, const batch *b, double lr, int frozen, double *loss, mskx_err *e) {
+#define DIVERGED_MSG "training diverged: the loss is %g (lower the learning rate)"
+
+/* Forward and backward of this process's share of a global batch of total
+ * images: its loss gradient is scaled to its share of the global mean, so
+ * the all-reduced sum is the global batch's gradient; *loss becomes the
+ * global batch's. Any failure here leaves the others inside a collective. */
+static int dist_pass(run_ctx *r, const batch *b, int total, double *loss, mskx_err *e) {
+  net *m = r->net;
+  int n = b->count;
+  float share = (float)n / (float)total;
+  for (int i = 0; i < n; i++) r->dz[i] *= share;
+  grad_sync_begin(r->gsync);
+  int rc = net_backward(m, r->dz, e);
+  if (!rc) rc = grad_sync_finish(r->gsync, e);
+  double l = *loss * n;
+  if (!rc) rc = dist_sum(r->dist, &l, 1, e);
+  if (rc) {
+    dist_break(r->dist);
+    return rc;
+  }
+  *loss = l / total;
+  /* Every process sees the same global loss, so they stop together. */
+  return isfinite(*loss) ? MSKX_OK : dist_agree(r->dist, err_set(e, MSKX_EINVAL, DIVERGED_MSG, *loss), e);
+}
+
+/* One optimisation step on a batch (this process's share of total images). */
+static int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, double *loss, mskx_err *e) {
   net *m = r->net;
   int n = b->count;
   for (int i = 0; i < n; i++) r->sw[i] = (float)r->cw[b->part_idx[i]][b->labels[i] > 0.5f];
   int rc = net_forward(m, b->images, r->logits, e);
-  if (rc) return rc;
+  if (rc) {
+    dist_break(r->dist);
+    return rc;
+  }
   *loss = r->eng->ops->bce_logits(r->logits, b->labels, r->sw, n, r->dz);
-  if (!isfinite(*loss)) return err_set(e, MSKX_EINVAL, "training diverged: the loss is %g (lower the learning rate)", *loss);
-  if ((rc = net_backward(m, r->dz, e))) return rc;
+  if (r->dist)
+    rc = dist_pass(r, b, total, loss, e);
+  else if (!isfinite(*loss))
+    return err_set(e, MSKX_EINVAL, DIVERGED_MSG, *loss);
+  else
+    rc = net_backward(m, r->dz, e);
+  if (rc) return rc;
   /* The classifier is declared last, so "train only the head" is a tail slice. */
   size_t off = frozen ? m->ps.entries[m->head_w].offset : 0;
   if (frozen)
@@ -126,36 +163,59 @@ static int train_step(run_ctx *r, const batch *b, double lr, int frozen, double 
   return MSKX_OK;
 }
 
+/* Rank 0's weights and batch-norm buffers on every process: the same start,
+ * and after each epoch the running statistics that rank 0 checkpoints (each
+ * process keeps its own without --sync-bn). */
+static int share_weights(run_ctx *r, mskx_err *e) {
+  param_store *ps = &r->net->ps;
+  int rc = dist_bcast_floats(r->dist, ps->params, ps->n_params, e);
+  if (!rc) rc = dist_bcast_floats(r->dist, ps->buffers, ps->n_buffers, e);
+  net_params_changed(r->net);
+  return rc;
+}
+
 static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) {
   const train_config *c = &r->cfg;
-  int rc = net_plan(r->net, c->batch, c->size, c->size, 1, c->prec, e);
+  int rc = net_plan(r->net, r->local_batch, c->size, c->size, 1, c->prec, e);
   if (!rc) rc = loader_start_epoch(r->ltrain, epoch, e);
-  if (rc) return rc;
-  int nb = loader_epoch_batches(r->ltrain);
+  /* Shards of equal size (drop_last): every process finds the same nb. */
+  int nb = rc ? 0 : loader_epoch_batches(r->ltrain);
   if (c->max_batches && nb > c->max_batches) nb = c->max_batches;
-  if (nb == 0) return err_set(e, MSKX_EINVAL, "the training split has fewer images than one batch (%d)", c->batch);
+  if (!rc && nb == 0) rc = err_set(e, MSKX_EINVAL, "the training split has fewer images than one batch (%d)", c->batch);
+  if ((rc = dist_agree(r->dist, rc, e))) return rc;
   int frozen = epoch < c->freeze_backbone_epochs;
-  double t0 = now_seconds(), sum = 0;
+  double t0 = now_seconds(), sum = 0, comm0 = dist_comm_seconds(r->dist);
   long long imgs = 0;
   for (int b = 0; b < nb; b++) {
-    const batch *bt;
-    int got = loader_next(r->ltrain, &bt, e);
-    if (got < 0) return -got;
-    if (got == 0) break;
+    const batch *bt = NULL;
+    int got = loader_next(r->ltrain, &bt, e), ended = got == 0, total = got > 0 ? bt->count : 0;
+    /* All processes learn of a failed read or an early end before the step's collectives. */
+    rc = dist_step(r->dist, got < 0 ? -got : 0, ended, total, &ended, &total, e);
+    if (rc || ended) {
+      if (got > 0) loader_release(r->ltrain, bt);
+      if (rc) return rc;
+      break;
+    }
     double lr = schedule_lr(r->sched, epoch, b, nb), loss;
     st->lr = lr;
-    rc = train_step(r, bt, lr, frozen, &loss, e);
-    int count = bt->count;
+    rc = train_step(r, bt, total, lr, frozen, &loss, e);
     loader_release(r->ltrain, bt);
     if (rc) return rc;
-    sum += loss * count;
-    imgs += count;
+    sum += loss * total;
+    imgs += total;
     double dt = now_seconds() - t0, ips = imgs / (dt > 0 ? dt : 1e-9);
     notify(r, TRAIN_PHASE_TRAIN, epoch, b + 1, nb, ips, sum / (double)imgs, lr, (nb - b - 1) * (dt / (b + 1)), NULL);
   }
   loader_stats ls;
   loader_get_stats(r->ltrain, &ls);
   st->skipped = ls.skipped;
+  if (r->dist) {
+    double sk = (double)ls.skipped;
+    st->ranks = r->ranks;
+    st->comm_seconds = dist_comm_seconds(r->dist) - comm0;
+    if ((rc = dist_sum(r->dist, &sk, 1, e)) || (rc = share_weights(r, e))) return rc;
+    st->skipped = (long long)sk;
+  }
   st->train_loss = imgs ? sum / (double)imgs : NAN;
   st->train_seconds = now_seconds() - t0;
   st->images_per_s = imgs / (st->train_seconds > 0 ? st->train_seconds : 1e-9);
@@ -186,7 +246,7 @@ static int run_epoch(run_ctx *r, int epoch, int *stop, mskx_err *e) {
     r->st.best_epoch = epoch;
     r->st.best_kappa = st.val_kappa;
     r->st.bad_epochs = 0;
-    rc = model_save(r->best_path, r->net, &meta, NULL, 0, NULL, 0, e);
+    if (r->rank == 0) rc = model_save(r->best_path, r->net, &meta, NULL, 0, NULL, 0, e);
   } else {
     r->st.bad_epochs++;
   }
@@ -195,19 +255,39 @@ static int run_epoch(run_ctx *r, int epoch, int *stop, mskx_err *e) {
   int early = r->cfg.early_stop && r->st.bad_epochs >= r->cfg.early_stop;
   r->st.early_stopped = early;
   r->st.finished = early || r->st.epochs_done >= r->cfg.epochs;
-  if (!rc) rc = checkpoint_save(r, &meta, e);
-  if (!rc) rc = log_append(r, epoch, &st, improved, e);
+  if (!rc && r->rank == 0) rc = checkpoint_save(r, &meta, e);
+  if (!rc && r->rank == 0) rc = log_append(r, epoch, &st, improved, e);
+  rc = dist_agree(r->dist, rc, e);
   if (!rc) {
-    char text[512];
+    char text[512], comm[48] = "";
+    if (st.ranks > 1)
+      snprintf(comm, sizeof comm, "  %d processes, comm %.0f%%", st.ranks,
+               100 * st.comm_seconds / (st.train_seconds > 0 ? st.train_seconds : 1));
     snprintf(text, sizeof text,
-             "epoch %d/%d  train loss %.4f  val loss %.4f  val kappa %.4f  auc %.4f  acc %.4f  %.1f img/s  %.0fs%s%s",
+             "epoch %d/%d  train loss %.4f  val loss %.4f  val kappa %.4f  auc %.4f  acc %.4f  %.1f img/s%s  %.0fs%s%s",
              epoch + 1, r->cfg.epochs, st.train_loss, st.val_loss, st.val_kappa, st.val_auc, st.val_accuracy,
-             st.images_per_s, st.seconds, improved ? "  [best]" : "", early ? "  (early stop)" : "");
+             st.images_per_s, comm, st.seconds, improved ? "  [best]" : "", early ? "  (early stop)" : "");
     notify(r, TRAIN_PHASE_EPOCH, epoch, 0, 0, st.images_per_s, st.train_loss, st.lr, 0, text);
   }
   free(metrics);
   *stop = r->st.finished;
   return rc;
+}
+
+/* Gradient buckets start their all-reduce during backward; with --sync-bn
+ * batch norm adds its statistics over the processes. */
+static int setup_dist_hooks(run_ctx *r, mskx_err *e) {
+  param_store *ps = &r->net->ps;
+  size_t bucket = r->cfg.bucket_kb > 0 ? (size_t)r->cfg.bucket_kb * 1024 / sizeof(float) : GRAD_SYNC_BUCKET_DEFAULT;
+  int rc = grad_sync_create(r->dist, ps->grads, ps->n_params, bucket, &r->gsync, e);
+  if (rc) return rc;
+  r->net->cx.grad_ready = grad_sync_ready;
+  r->net->cx.grad_ready_ctx = r->gsync;
+  if (r->cfg.sync_bn) {
+    r->net->cx.bn_sum = dist_bn_sum;
+    r->net->cx.bn_sum_ctx = r->dist;
+  }
+  return MSKX_OK;
 }
 
 static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
@@ -222,6 +302,7 @@ static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
   }
   if (!rc) rc = optim_create(&c->optim, r->net->ps.n_params, &r->opt, e);
   if (!rc) rc = schedule_create(&c->sched, &r->sched, e);
+  if (!rc && r->dist) rc = setup_dist_hooks(r, e);
   size_t n = (size_t)c->batch;
   r->logits = calloc(n, sizeof(float));
   r->dz = calloc(n, sizeof(float));
@@ -244,14 +325,19 @@ static void run_free(run_ctx *r) {
   free(r->sw);
   free(r->xpad);
   free(r->log_text);
+  grad_sync_destroy(r->gsync);
 }
 
 /* Trains one model in dir (a run folder or a per-part subfolder). */
 static int train_one(const train_config *c, const dataset *d, const char *dir, const char *part_label, int resuming,
-                     train_progress_fn fn, void *ctx, train_summary *sum, mskx_err *e) {
+                     dist *dd, train_progress_fn fn, void *ctx, train_summary *sum, mskx_err *e) {
   run_ctx r;
   memset(&r, 0, sizeof r);
   r.cfg = *c;
+  r.dist = dd;
+  r.rank = dist_rank(dd);
+  r.ranks = dist_size(dd);
+  r.local_batch = c->batch / r.ranks;
   r.data = d;
   r.fn = fn;
   r.ctx = ctx;
@@ -263,6 +349,10 @@ static int train_one(const train_config *c, const dataset *d, const char *dir, c
   if (!rc) rc = setup_class_weights(&r, e);
   if (!rc) rc = setup_model(&r, resuming, e);
   if (!rc) rc = make_loaders(&r, e);
+  rc = dist_agree(dd, rc, e);
+  /* Each process reads the checkpoint itself: all must resume from the same epoch. */
+  if (!rc) rc = dist_check_same(dd, (uint64_t)r.st.epochs_done, "the checkpoint's epoch (is the run folder shared?)", e);
+  if (!rc && dd) rc = share_weights(&r, e);
   double t0 = now_seconds();
   /* A finished run can be extended with more epochs, unless it stopped early. */
   for (int epoch = r.st.epochs_done, stop = r.st.early_stopped; !rc && !stop && epoch < c->epochs; epoch++)
@@ -285,8 +375,9 @@ static int open_dataset(const train_config *c, dataset **d, mskx_err *e) {
 }
 
 /* Per-part runs: one model per selected part with training images, then the bundle. */
-static int train_per_part(const train_config *c, const dataset *d, int resuming, train_progress_fn fn, void *ctx,
-                          train_summary *sum, mskx_err *e) {
+static int train_per_part(const train_config *c, const dataset *d, int resuming, dist *dd, train_progress_fn fn,
+                          void *ctx, train_summary *sum, mskx_err *e) {
+  int root = dist_rank(dd) == 0;
   uint64_t mask;
   int rc = parts_mask(d, c->parts, &mask, e);
   if (rc) return rc;
@@ -304,9 +395,9 @@ static int train_per_part(const train_config *c, const dataset *d, int resuming,
     snprintf(dir, sizeof dir, "%s/%s", c->out, d->parts[p]);
     snprintf(rel, sizeof rel, "%s/best.safetensors", d->parts[p]);
     int part_resume = resuming && path_exists(dir);
-    rc = mkdir_p(dir, e);
+    rc = dist_agree(dd, root ? mkdir_p(dir, e) : MSKX_OK, e);
     train_summary ps = {0};
-    if (!rc) rc = train_one(&pc, d, dir, d->parts[p], part_resume, fn, ctx, &ps, e);
+    if (!rc) rc = train_one(&pc, d, dir, d->parts[p], part_resume, dd, fn, ctx, &ps, e);
     if (rc) err_prefix(e, "%s", d->parts[p]);
     cJSON_AddStringToObject(models, d->parts[p], rel);
     kappa_sum += ps.best_kappa;
@@ -321,8 +412,9 @@ static int train_per_part(const train_config *c, const dataset *d, int resuming,
   if (!rc) {
     char *text = cJSON_Print(bundle), path[2048];
     snprintf(path, sizeof path, "%s/bundle.json", c->out);
-    rc = text ? file_write_atomic(path, text, strlen(text), e) : err_set(e, MSKX_ENOMEM, "out of memory");
+    if (root) rc = text ? file_write_atomic(path, text, strlen(text), e) : err_set(e, MSKX_ENOMEM, "out of memory");
     free(text);
+    rc = dist_agree(dd, rc, e);
   }
   if (sum && n) sum->best_kappa = kappa_sum / n;
   cJSON_Delete(bundle);
@@ -360,39 +452,72 @@ static int preflight(const train_config *c, dataset **d, mskx_err *e) {
   return rc;
 }
 
-static int run_with(const train_config *c, dataset *d, int resuming, train_progress_fn fn, void *ctx,
+static int run_with(const train_config *c, dataset *d, int resuming, dist *dd, train_progress_fn fn, void *ctx,
                     train_summary *out, mskx_err *e) {
   train_summary sum = {0};
   sum.best_epoch = -1;
-  int rc = c->per_part ? train_per_part(c, d, resuming, fn, ctx, &sum, e)
-                       : train_one(c, d, c->out, NULL, resuming, fn, ctx, &sum, e);
+  int rc = c->per_part ? train_per_part(c, d, resuming, dd, fn, ctx, &sum, e)
+                       : train_one(c, d, c->out, NULL, resuming, dd, fn, ctx, &sum, e);
   if (out) *out = sum;
   return rc;
 }
 
-int train_run(const train_config *c, int force, train_progress_fn fn, void *ctx, train_summary *out, mskx_err *e) {
+/* FNV-1a over the configuration minus what may differ between processes
+ * (paths, thread counts), so mismatched command lines fail at the start. */
+static uint64_t config_fingerprint(const train_config *c) {
+  train_config k = *c;
+  k.data[0] = k.out[0] = k.pretrained[0] = 0;
+  k.threads = k.loader_threads = k.cache = 0;
+  char *text = train_config_to_json(&k);
+  uint64_t h = 1469598103934665603ULL;
+  for (const char *p = text ? text : ""; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  free(text);
+  return (h ^ (uint64_t)c->sync_bn) * 1099511628211ULL;
+}
+
+/* The checks every process makes before any file is touched, agreed. */
+static int check_config(const train_config *c, dist *dd, mskx_err *e) {
+  int rc = train_config_validate(c, e), n = dist_size(dd);
+  if (!rc && c->batch % n)
+    rc = err_set(e, MSKX_EINVAL, "--batch %d (the global batch) does not split evenly over %d processes", c->batch, n);
+  if ((rc = dist_agree(dd, rc, e))) return rc;
+  return dist_check_same(dd, config_fingerprint(c), "the training options (compare their command lines)", e);
+}
+
+/* Opening the dataset on every process, then rank 0 alone writes. */
+static int prepare(const train_config *c, dist *dd, int force, int write_config, dataset **d, mskx_err *e) {
+  int rc = dist_agree(dd, preflight(c, d, e), e);
+  if (!rc && write_config && dist_rank(dd) == 0)
+    rc = force >= 0 ? run_dir_prepare(c, force, e) : run_dir_write_config(c, e);
+  if (write_config) rc = dist_agree(dd, rc, e);
+  return rc;
+}
+
+int train_run(const train_config *c, int force, dist *dd, train_progress_fn fn, void *ctx, train_summary *out,
+              mskx_err *e) {
   dataset *d = NULL;
-  int rc = train_config_validate(c, e);
-  if (!rc) rc = preflight(c, &d, e);
-  if (!rc) rc = run_dir_prepare(c, force, e);
-  if (!rc) rc = run_with(c, d, 0, fn, ctx, out, e);
+  if (dist_size(dd) == 1) dd = NULL;  /* one process: exactly the plain path */
+  int rc = check_config(c, dd, e);
+  if (!rc) rc = prepare(c, dd, force, 1, &d, e);
+  if (!rc) rc = run_with(c, d, 0, dd, fn, ctx, out, e);
   dataset_free(d);
   return rc;
 }
 
-int train_resume(const char *dir, int epochs, train_progress_fn fn, void *ctx, train_summary *out, mskx_err *e) {
+int train_resume(const char *dir, int epochs, dist *dd, train_progress_fn fn, void *ctx, train_summary *out,
+                 mskx_err *e) {
   train_config c;
   dataset *d = NULL;
-  int rc = run_dir_read_config(dir, &c, e);
+  if (dist_size(dd) == 1) dd = NULL;
+  int rc = dist_agree(dd, run_dir_read_config(dir, &c, e), e);
   if (rc) return rc;
   if (epochs > 0) {
     c.epochs = epochs;
     c.sched.epochs = epochs;
   }
-  if (!rc) rc = train_config_validate(&c, e);
-  if (!rc) rc = preflight(&c, &d, e);
-  if (!rc && epochs > 0) rc = run_dir_write_config(&c, e);
-  if (!rc) rc = run_with(&c, d, 1, fn, ctx, out, e);
+  rc = check_config(&c, dd, e);
+  if (!rc) rc = prepare(&c, dd, -1, epochs > 0, &d, e);
+  if (!rc) rc = run_with(&c, d, 1, dd, fn, ctx, out, e);
   dataset_free(d);
   return rc;
 }

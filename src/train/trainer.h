@@ -37,6 +37,8 @@ typedef struct train_config {
   int strict;                /* unreadable images are errors instead of skipped */
   int cache;                 /* preprocessing cache under the run folder */
   int max_batches;           /* per epoch, 0 = all (quick experiments and tests) */
+  int sync_bn;               /* data-parallel: batch-norm statistics over all processes */
+  int bucket_kb;             /* data-parallel: gradient all-reduce bucket in KiB (0: default); not saved */
 } train_config;
 
 /* The MURA paper's recipe: densenet169, 320 px, batch 8, Adam 1e-4, plateau
@@ -70,10 +72,21 @@ typedef struct train_summary {
   long long skipped_images;
 } train_summary;
 
-/* Starts a new run in c->out (refused if it holds another run, unless force). */
-int train_run(const train_config *c, int force, train_progress_fn fn, void *ctx, train_summary *out, mskx_err *e);
+struct dist;
+
+/* Starts a new run in c->out (refused if it holds another run, unless force).
+ * d: the processes of a data-parallel job (see dist/dist.h), or NULL for one
+ * process. Every process calls with the same options; each trains on its
+ * share of every global batch of c->batch images (which must divide evenly),
+ * gradients are summed over processes and every process takes the same
+ * optimizer step. Only rank 0 writes in the run folder; give it the progress
+ * callback. Errors are agreed between processes where possible (see dist.h). */
+int train_run(const train_config *c, int force, struct dist *d, train_progress_fn fn, void *ctx, train_summary *out,
+              mskx_err *e);
 /* Continues the run in dir from its last checkpoint; epochs > 0 overrides the
- * configured number of epochs (to extend a finished run). */
-int train_resume(const char *dir, int epochs, train_progress_fn fn, void *ctx, train_summary *out, mskx_err *e);
+ * configured number of epochs (to extend a finished run). With d, every
+ * process reads dir (a shared filesystem). */
+int train_resume(const char *dir, int epochs, struct dist *d, train_progress_fn fn, void *ctx, train_summary *out,
+                 mskx_err *e);
 
 #endif

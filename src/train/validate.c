@@ -1,6 +1,8 @@
 /* Validation after each epoch: every valid image through the network in
  * inference mode, image probabilities averaged per study (the MURA paper's
- * rule), then loss, kappa, AUROC and accuracy overall and per part. */
+ * rule), then loss, kappa, AUROC and accuracy overall and per part. In a
+ * data-parallel run each process takes its shard and the per-study sums are
+ * added over processes, so every process computes the same metrics. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +12,41 @@
 
 static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 
+/* Adds the per-study sums, the loss and the image count over processes. */
+static int gather(run_ctx *r, double *psum, int *pcount, double *loss, long long *imgs, mskx_err *e) {
+  size_t n = (size_t)r->data->valid.n_studies;
+  double *v = malloc((2 * n + 2) * sizeof *v);
+  int rc = dist_agree(r->dist, v ? MSKX_OK : err_set(e, MSKX_ENOMEM, "out of memory"), e);
+  if (rc) {
+    free(v);
+    return rc;
+  }
+  for (size_t s = 0; s < n; s++) {
+    v[s] = psum[s];
+    v[n + s] = pcount[s];
+  }
+  v[2 * n] = *loss;
+  v[2 * n + 1] = (double)*imgs;
+  rc = dist_sum(r->dist, v, 2 * n + 2, e);
+  for (size_t s = 0; !rc && s < n; s++) {
+    psum[s] = v[s];
+    pcount[s] = (int)v[n + s];
+  }
+  *loss = v[2 * n];
+  *imgs = (long long)v[2 * n + 1];
+  free(v);
+  return rc;
+}
+
 int run_validation(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) {
   const train_config *c = &r->cfg;
   const ds_split *vs = &r->data->valid;
-  int rc = net_plan(r->net, c->batch, c->size, c->size, 0, c->prec, e);
+  int rc = net_plan(r->net, r->local_batch, c->size, c->size, 0, c->prec, e);
   if (!rc) rc = loader_start_epoch(r->lvalid, epoch, e);
-  if (rc) return rc;
   size_t per = (size_t)c->size * c->size * 3;
-  if (!r->xpad && !(r->xpad = calloc(per * (size_t)c->batch, sizeof(float))))
-    return err_set(e, MSKX_ENOMEM, "out of memory");
+  if (!rc && !r->xpad && !(r->xpad = calloc(per * (size_t)r->local_batch, sizeof(float))))
+    rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  if ((rc = dist_agree(r->dist, rc, e))) return rc;
   double *psum = calloc((size_t)vs->n_studies, sizeof *psum);
   int *pcount = calloc((size_t)vs->n_studies, sizeof *pcount);
   if (!psum || !pcount) rc = err_set(e, MSKX_ENOMEM, "out of memory");
@@ -31,9 +59,9 @@ int run_validation(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) {
     if (got < 0) rc = -got;
     if (got <= 0) break;
     const float *x = bt->images;
-    if (bt->count < c->batch) {  /* pad the last batch: samples are independent in inference */
+    if (bt->count < r->local_batch) {  /* pad the last batch: samples are independent in inference */
       memcpy(r->xpad, bt->images, per * (size_t)bt->count * sizeof(float));
-      memset(r->xpad + per * (size_t)bt->count, 0, per * (size_t)(c->batch - bt->count) * sizeof(float));
+      memset(r->xpad + per * (size_t)bt->count, 0, per * (size_t)(r->local_batch - bt->count) * sizeof(float));
       x = r->xpad;
     }
     rc = net_forward(r->net, x, r->logits, e);
@@ -51,6 +79,8 @@ int run_validation(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) {
       r->fn(r->ctx, &p);
     }
   }
+  rc = dist_agree(r->dist, rc, e);
+  if (!rc && r->dist) rc = gather(r, psum, pcount, &loss, &imgs, e);
   study_pred *sp = rc ? NULL : calloc((size_t)vs->n_studies + 1, sizeof *sp);
   if (!rc && !sp) rc = err_set(e, MSKX_ENOMEM, "out of memory");
   int n = 0;
