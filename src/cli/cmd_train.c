@@ -358,6 +358,7 @@ int cmd_train(int argc, char **argv) {
   while ((o = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     if (o == O_HELP) {
       fputs(usage, stdout);
+      puts(dist_built_with_mpi() ? "  (this mskx is built with MPI)" : "  (this mskx is built without MPI: one process only)");
       return 0;
     }
     if (o == '?') return cli_usage_error("train");

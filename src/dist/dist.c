@@ -93,15 +93,17 @@ static int lowest_failing(dist *d, int failed, int *k, mskx_err *e) {
   return mpi_check(rc, "Allreduce", e);
 }
 
+/* After an agreed failure every process is unwinding on the same path, so
+ * later agreement points keep the first failure instead of talking again. */
 int dist_agree(dist *d, int rc, mskx_err *e) {
-  if (!d || d->size == 1 || d->broken) return rc;
+  if (!d || d->size == 1 || d->broken || d->failed_rank >= 0) return rc;
   int k, mrc = lowest_failing(d, rc != 0, &k, e);
   if (mrc) return mrc;
   return k == d->size ? MSKX_OK : share_failure(d, k, rc, e);
 }
 
 int dist_step(dist *d, int rc, int ended, int count, int *any_ended, int *total, mskx_err *e) {
-  if (!d || d->size == 1 || d->broken) {
+  if (!d || d->size == 1 || d->broken || d->failed_rank >= 0) {
     *any_ended = ended;
     *total = count;
     return rc;

@@ -487,10 +487,9 @@ static int check_config(const train_config *c, dist *dd, mskx_err *e) {
 /* Opening the dataset on every process, then rank 0 alone writes. */
 static int prepare(const train_config *c, dist *dd, int force, int write_config, dataset **d, mskx_err *e) {
   int rc = dist_agree(dd, preflight(c, d, e), e);
-  if (!rc && write_config && dist_rank(dd) == 0)
-    rc = force >= 0 ? run_dir_prepare(c, force, e) : run_dir_write_config(c, e);
-  if (write_config) rc = dist_agree(dd, rc, e);
-  return rc;
+  if (rc || !write_config) return rc;
+  if (dist_rank(dd) == 0) rc = force >= 0 ? run_dir_prepare(c, force, e) : run_dir_write_config(c, e);
+  return dist_agree(dd, rc, e);
 }
 
 int train_run(const train_config *c, int force, dist *dd, train_progress_fn fn, void *ctx, train_summary *out,
