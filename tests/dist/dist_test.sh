@@ -6,10 +6,12 @@
 # process all end the job with a clear message and leave the last checkpoint
 # intact. Skipped only when mskx is built without MPI.
 source "$MSKX_ROOT/tests/lib.sh"
-if ! "$MSKX_BIN" train --help | grep -q "built with MPI"; then
+help=$("$MSKX_BIN" train --help) || { fail train_help "mskx train --help failed"; exit 0; }
+if grep -q "built without MPI" <<<"$help"; then
   echo "# skipped: built without MPI"
   exit 0
 fi
+grep -q "built with MPI" <<<"$help" || { fail train_help "--help does not say whether MPI is built in"; exit 0; }
 if ! command -v mpirun >/dev/null; then
   fail mpirun_present "mskx is built with MPI but mpirun is not on PATH (install openmpi-bin)"
   exit 0
