@@ -36,7 +36,7 @@ const browser = await chromium.launch({
          "--disable-sync", "--no-first-run", "--disable-quic"],
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, deviceScaleFactor: 1 });
+  const page = await browser.newPage({ viewport: { width: 1440, height: 860 }, deviceScaleFactor: 1 });
   const problems = [], outside = [];
   page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
   page.on("pageerror", (e) => problems.push(String(e)));
@@ -81,6 +81,8 @@ try {
   check("browser_fade", (await styles()).every(([v, o]) => v === "visible" && Math.abs(Number(o) - 0.8) < 1e-6) &&
         (await page.textContent("#opacity-out")) === "80%", JSON.stringify(await styles()));
   for (let i = 0; i < 4; i++) await page.keyboard.press("ArrowLeft");
+  await page.evaluate(() => document.activeElement.blur());   // no focus ring in the picture
+  await page.waitForTimeout(200);
   await page.screenshot({ path: shot });
   if (copyTo) copyFileSync(shot, copyTo);
   check("browser_screenshot", readFileSync(shot).length > 10000);
