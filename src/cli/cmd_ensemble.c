@@ -191,8 +191,11 @@ static cJSON *scores_json(const scores *s) {
   return o;
 }
 
+/* Long member paths keep their distinctive tail. */
 static void print_row(const char *name, const scores *s) {
-  printf("%-44.44s %7.4f %9.4f %7.4f\n", name, s->auc, s->log_loss, s->kappa);
+  size_t l = strlen(name);
+  printf("%s%-*s %7.4f %9.4f %7.4f\n", l > 44 ? "..." : "", l > 44 ? 41 : 44, l > 44 ? name + l - 41 : name, s->auc,
+         s->log_loss, s->kappa);
 }
 
 /* Fits the method on the data, prints the comparison, fills weights/coef and the "fit" record. */

@@ -246,6 +246,7 @@ int cmd_eval(int argc, char **argv) {
   }
   if (!rc) rc = write_outputs(&a, p, run, res, &e);
   if (rc) cli_error("eval", &e);
+  plot_release_fonts();
   eval_results_free(res);
   eval_run_free(run);
   predictor_free(p);

@@ -137,7 +137,7 @@ static int write_overlays(const eval_config *c, const ds_split *s, const eval_st
   char a[200], b[200], name[420], path[4096];
   eval_flatten_name(st->ds->path, strlen(st->ds->path), a, sizeof a);
   for (int k = 0; k < d->n; k++) {
-    const char *img = s->images[d->img_idx[k]].path, *base = strrchr(img, '/');
+    const char *img = s->images[st->image_idx[k]].path, *base = strrchr(img, '/');
     base = base ? base + 1 : img;
     const char *dot = strrchr(base, '.');
     eval_flatten_name(base, dot ? (size_t)(dot - base) : strlen(base), b, sizeof b);

@@ -2,6 +2,7 @@
  * one frame: title, ticks on "nice" 1-2-5 steps, light grid, axis labels. */
 #include "eval/plots.h"
 #include <cairo.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -447,6 +448,14 @@ int plot_thumbnail(const uint8_t *px, int w, int h, int max_side, png_buf *out, 
   cairo_paint(cr);
   cairo_surface_destroy(src);
   return finish(dst, cr, tw, th, out, e);
+}
+
+void plot_release_fonts(void) {
+  cairo_debug_reset_static_data();
+  /* fontconfig is cairo's dependency, not ours to link: look FcFini up. */
+  void (*fc_fini)(void) = NULL;
+  *(void **)(&fc_fini) = dlsym(RTLD_DEFAULT, "FcFini");
+  if (fc_fini) fc_fini();
 }
 
 char *base64_encode(const unsigned char *data, size_t len) {

@@ -66,6 +66,11 @@ int plot_kappa(const plot_spec *s, const plot_kappa_row *rows, int n, const char
  * cairo's good filter, as PNG. css_w/css_h receive the thumbnail's size. */
 int plot_thumbnail(const uint8_t *rgb, int w, int h, int max_side, png_buf *out, mskx_err *e);
 
+/* Frees cairo's and fontconfig's process-wide font caches so that leak
+ * checkers see a clean exit. Call only while nothing is being drawn (e.g.
+ * when a command ends); drawing afterwards re-initialises them. */
+void plot_release_fonts(void);
+
 /* Standard base64 (RFC 4648, padded) of data; malloc'd and NUL-terminated,
  * NULL when out of memory. */
 char *base64_encode(const unsigned char *data, size_t len);

@@ -16,6 +16,9 @@
 
 /* ---- fixtures ---- */
 
+/* Font caches are process-wide; release them before the leak check runs. */
+__attribute__((constructor)) static void release_fonts_at_exit(void) { atexit(plot_release_fonts); }
+
 static const char *repo_root(void) {
   static char root[4096];
   const char *env = getenv("MSKX_ROOT");
