@@ -11,33 +11,7 @@
 #include "core/rng.h"
 #include "core/util.h"
 #include "models/net.h"
-
-/* torch.optim.Adam's defaults, so both sides of the comparison do the same update. */
-#define ADAM_LR 1e-3f
-#define ADAM_BETA1 0.9f
-#define ADAM_BETA2 0.999f
-#define ADAM_EPS 1e-8f
-
-typedef struct adam_state {
-  float *m, *v;
-  long step;
-} adam_state;
-
-/* PyTorch Adam (weight_decay 0, amsgrad off):
- * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
-static void adam_update(adam_state *s, float *p, const float *g, size_t n) {
-  s->step++;
-  float bc1 = 1.0f - powf(ADAM_BETA1, (float)s->step);
-  float bc2 = 1.0f - powf(ADAM_BETA2, (float)s->step);
-  float step_size = ADAM_LR / bc1, rbc2 = 1.0f / sqrtf(bc2);
-  float *m = s->m, *v = s->v;
-#pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < n; i++) {
-    m[i] = ADAM_BETA1 * m[i] + (1.0f - ADAM_BETA1) * g[i];
-    v[i] = ADAM_BETA2 * v[i] + (1.0f - ADAM_BETA2) * g[i] * g[i];
-    p[i] -= step_size * m[i] / (sqrtf(v[i]) * rbc2 + ADAM_EPS);
-  }
-}
+#include "train/optim.h"
 
 double bench_peak_rss_mb(void) {
   struct rusage ru;
@@ -57,7 +31,7 @@ static double median(double *v, int n) {
 
 typedef struct bench_bufs {
   float *x, *t, *logits, *dz;
-  adam_state adam;
+  optimizer *opt;   /* torch.optim.Adam's defaults, as bench/torch_bench.py */
 } bench_bufs;
 
 static int alloc_bufs(const bench_config *c, const net *m, bench_bufs *b, mskx_err *e) {
@@ -66,12 +40,14 @@ static int alloc_bufs(const bench_config *c, const net *m, bench_bufs *b, mskx_e
   b->t = malloc((size_t)c->batch * sizeof(float));
   b->logits = malloc((size_t)c->batch * sizeof(float));
   b->dz = malloc((size_t)c->batch * sizeof(float));
-  if (c->train) {
-    b->adam.m = calloc(m->ps.n_params, sizeof(float));
-    b->adam.v = calloc(m->ps.n_params, sizeof(float));
-  }
-  if (!b->x || !b->t || !b->logits || !b->dz || (c->train && (!b->adam.m || !b->adam.v)))
+  if (!b->x || !b->t || !b->logits || !b->dz)
     return err_set(e, MSKX_ENOMEM, "bench: out of memory for a batch of %d at %dx%d", c->batch, c->size, c->size);
+  if (c->train) {
+    optim_config oc;
+    int rc = optim_config_defaults("adam", &oc, e);
+    if (!rc) rc = optim_create(&oc, m->ps.n_params, &b->opt, e);
+    if (rc) return rc;
+  }
   /* Inputs look like normalised images (zero mean, unit variance); targets are 0/1. */
   rng r = rng_for(c->seed, 1, 0);
   for (size_t i = 0; i < nx; i++) b->x[i] = (float)rng_normal(&r);
@@ -84,8 +60,7 @@ static void free_bufs(bench_bufs *b) {
   free(b->t);
   free(b->logits);
   free(b->dz);
-  free(b->adam.m);
-  free(b->adam.v);
+  optim_destroy(b->opt);
 }
 
 /* One inference batch or one training step; *loss receives the step's loss. */
@@ -94,7 +69,7 @@ static int step(net *m, const bench_config *c, bench_bufs *b, double *loss, mskx
   if (rc || !c->train) return rc;
   *loss = m->cx.eng->ops->bce_logits(b->logits, b->t, NULL, c->batch, b->dz);
   if ((rc = net_backward(m, b->dz, e))) return rc;
-  adam_update(&b->adam, m->ps.params, m->ps.grads, m->ps.n_params);
+  optim_step(b->opt, m->ps.params, m->ps.grads, optim_get_config(b->opt)->lr);
   net_params_changed(m);
   return MSKX_OK;
 }

@@ -63,7 +63,7 @@ check_fails stray_arg "unexpected argument 'extra'" "$MSKX_BIN" bench "${TINY[@]
 
 # bench/compare end to end: both sides run, the table has a row per config
 # with numbers in every column, and the header names the command.
-if "$MSKX_ROOT/bench/compare" --quick --mskx "$MSKX_BIN" --json-out "$T/raw.json" >"$T/table.md" 2>"$T/cmp.err"; then
+if "$MSKX_ROOT/bench/compare" --quick --rounds 2 --mskx "$MSKX_BIN" --json-out "$T/raw.json" >"$T/table.md" 2>"$T/cmp.err"; then
   pass compare_runs
 else
   fail compare_runs "$(tail -c 400 "$T/cmp.err")"
