@@ -9,8 +9,8 @@
 #include <string.h>
 #include "core/error.h"
 
-/* Okabe-Ito's colour-blind-safe set, yellow replaced by a darker gold. */
-const uint32_t plot_palette[8] = {0x0072b2, 0xe69f00, 0x009e73, 0xd55e00, 0xcc79a7, 0x56b4e9, 0xb8860b, 0x7f7f7f};
+/* Okabe-Ito's colour-blind-safe set, its yellow (unreadable on white) replaced by a dark violet. */
+const uint32_t plot_palette[8] = {0x0072b2, 0xe69f00, 0x009e73, 0xd55e00, 0xcc79a7, 0x56b4e9, 0x5e3c99, 0x7f7f7f};
 
 #define FONT "DejaVu Sans"
 #define GRID_RGB 0xe6e8ecu
@@ -131,10 +131,11 @@ static double nice_step(double range, int target, int integer) {
   return integer && step < 1 ? 1 : step;
 }
 
+/* Decimals from the step; negative values with a true minus sign (U+2212). */
 static void tick_label(char *buf, size_t n, double v, double step) {
   int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
   if (fabs(v) < step * 1e-9) v = 0;
-  snprintf(buf, n, "%.*f", dec, v);
+  snprintf(buf, n, "%s%.*f", v < 0 ? "\xe2\x88\x92" : "", dec, fabs(v));
 }
 
 static void draw_frame(cairo_t *cr, const frame *f, const plot_spec *s, int xticks, int yticks) {
@@ -234,11 +235,52 @@ static void draw_marker(cairo_t *cr, int kind, double x, double y, double r, uin
   }
 }
 
-static void draw_legend(cairo_t *cr, const frame *f, const legend_entry *le, int n, int top) {
-  double wmax = 0, row = 16, pad = 8;
+#define LEGEND_ROW 16.0
+#define LEGEND_PAD 8.0
+
+static void legend_size(cairo_t *cr, const legend_entry *le, int n, double *w, double *h) {
+  double wmax = 0;
   for (int i = 0; i < n; i++) wmax = fmax(wmax, text_width(cr, le[i].label, 10.5));
-  double bw = wmax + 34 + pad, bh = n * row + pad;
-  double x = f->x + f->w - bw - 8, y = top ? f->y + 8 : f->y + f->h - bh - 8;
+  *w = wmax + 34 + LEGEND_PAD;
+  *h = n * LEGEND_ROW + LEGEND_PAD;
+}
+
+/* Samples of the series (points and points along segments) inside a box. */
+static int covered(const frame *f, const plot_series *s, int n, double x, double y, double w, double h) {
+  int hits = 0;
+  for (int k = 0; k < n; k++)
+    for (int i = 0; i < s[k].n; i++) {
+      int steps = i + 1 < s[k].n ? 12 : 1;
+      for (int t = 0; t < steps; t++) {
+        double a = (double)t / steps, px = s[k].x[i], py = s[k].y[i];
+        if (t) px += a * (s[k].x[i + 1] - px), py += a * (s[k].y[i + 1] - py);
+        double X = fx(f, px), Y = fy(f, py);
+        hits += isfinite(X) && isfinite(Y) && X >= x - 4 && X <= x + w + 4 && Y >= y - 4 && Y <= y + h + 4;
+      }
+    }
+  return hits;
+}
+
+/* The frame corner where the legend hides the fewest data; ties go to the
+ * preferred corner (top right with top, else bottom right). */
+static void legend_place(cairo_t *cr, const frame *f, const legend_entry *le, int nl, const plot_series *s, int n,
+                         int top, double *x, double *y) {
+  double w, h;
+  legend_size(cr, le, nl, &w, &h);
+  double xs[4] = {f->x + f->w - w - 8, f->x + f->w - w - 8, f->x + 8, f->x + 8};
+  double ys[4] = {f->y + 8, f->y + f->h - h - 8, f->y + 8, f->y + f->h - h - 8};
+  int order[4] = {top ? 0 : 1, top ? 1 : 0, top ? 2 : 3, top ? 3 : 2}, best = order[0], bh = -1;
+  for (int k = 0; k < 4; k++) {
+    int c = covered(f, s, n, xs[order[k]], ys[order[k]], w, h);
+    if (bh < 0 || c < bh) bh = c, best = order[k];
+  }
+  *x = xs[best];
+  *y = ys[best];
+}
+
+static void draw_legend(cairo_t *cr, const legend_entry *le, int n, double x, double y) {
+  double bw, bh, row = LEGEND_ROW, pad = LEGEND_PAD;
+  legend_size(cr, le, n, &bw, &bh);
   rgb(cr, 0xffffff, 0.88);
   cairo_rectangle(cr, x, y, bw, bh);
   cairo_fill_preserve(cr);
@@ -289,7 +331,11 @@ int plot_lines(const plot_spec *s, const plot_series *series, int n, png_buf *ou
     if (series[i].label && nl < 16)
       le[nl++] = (legend_entry){series[i].label, series[i].rgb, series[i].dashed, 0, series[i].width};
   }
-  if (nl) draw_legend(cr, &f, le, nl, s->legend_top);
+  if (nl) {
+    double lx, ly;
+    legend_place(cr, &f, le, nl, series, n, s->legend_top, &lx, &ly);
+    draw_legend(cr, le, nl, lx, ly);
+  }
   return finish(sf, cr, s->width, s->height, out, e);
 }
 
@@ -318,10 +364,13 @@ int plot_reliability(const plot_spec *s, const double *mean_pred, const double *
     cmax = count[b] > cmax ? count[b] : cmax;
     if (count[b] > 0) xs[k] = mean_pred[b], ys[k++] = frac_pos[b];
   }
-  plot_series curve = {xs, ys, k, "observed", plot_palette[0], 2, 0, 1};
-  if (xs && ys) stroke_series(cr, &f, &curve);
+  plot_series curve = {xs, ys, xs && ys ? k : 0, "observed", plot_palette[0], 2, 0, 1};
+  stroke_series(cr, &f, &curve);
   legend_entry le[2] = {{"observed", plot_palette[0], 0, 0, 2}, {"perfect calibration", AXIS_RGB, 1, 0, 1}};
-  draw_legend(cr, &f, le, 2, 1);
+  plot_series both[2] = {curve, diag};
+  double lx, ly;
+  legend_place(cr, &f, le, 2, both, 2, 0, &lx, &ly);
+  draw_legend(cr, le, 2, lx, ly);
   free(xs);
   free(ys);
   /* Counts below, on the same x scale. */

@@ -38,7 +38,8 @@ typedef struct plot_spec {
   double xmin, xmax, ymin, ymax;
   int diagonal;                   /* the chance line y = x */
   int integer_x;                  /* x ticks on whole numbers only (epochs) */
-  int legend_top;                 /* legend at the top right instead of the bottom right */
+  int legend_top;                 /* prefer the top right corner for the legend (default: bottom
+                                     right); the corner hiding the fewest data points wins */
 } plot_spec;
 
 /* A line chart. NaN points break a line. */

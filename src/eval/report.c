@@ -506,8 +506,9 @@ static int roc_plot(const report_input *in, double *s, int *y, png_buf *out, msk
   }
   double ox = 1 - res->overall.value[METRIC_SPECIFICITY], oy = res->overall.value[METRIC_SENSITIVITY];
   if (!rc) ser[ns++] = (plot_series){&ox, &oy, 1, NULL, 0xd55e00, 2.5, 0, 1};
+  /* A little room beyond [0, 1] keeps curves that run along an edge visible. */
   plot_spec sp = {520, 470, "ROC curves (legend: AUROC)", "false positive rate (1 - specificity)",
-                  "true positive rate (sensitivity)", 0, 1, 0, 1, 1, 0, 0};
+                  "true positive rate (sensitivity)", -0.015, 1.015, -0.015, 1.015, 1, 0, 0};
   if (!rc) rc = plot_lines(&sp, ser, ns, out, e);
   for (int g = 0; pts && g < ng; g++) roc_curve_free(&pts[g]);
   free(pts);
@@ -599,7 +600,7 @@ static int training_plots(const train_logs *L, png_buf *loss, png_buf *kap, mskx
     ks[nk++] = (plot_series){g->epoch, g->val_kappa, g->n, multi ? lab : "validation kappa", c, 2, 0, 1};
     if (!multi) ks[nk++] = (plot_series){g->epoch, g->val_auc, g->n, "validation AUROC", plot_palette[2], 2, 1, 1};
   }
-  if (emax <= emin) emin -= 1, emax += 1;
+  emin -= 0.4, emax += 0.4; /* the first and last epochs clear of the axes */
   plot_spec a = {520, 330, multi ? "Validation loss per part" : "Loss", "epoch", "loss", emin, emax, 0,
                  lmax > 0 ? lmax * 1.1 : 1, 0, 1, 1};
   plot_spec b = {520, 330, multi ? "Validation kappa per part" : "Validation kappa and AUROC", "epoch", NULL, emin,

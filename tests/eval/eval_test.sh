@@ -61,6 +61,20 @@ for s in pred:
     assert abs(float(r["probability"]) - sum(imgs) / len(imgs)) < 1e-6, (key, r, imgs)
 EOF
 
+# --agg max and --tta flip reach the predictor as `mskx predict` passes them.
+check eval_max_flip "$MSKX_BIN" eval --model "$M" --data "$D" --out "$T/mf" --agg max --tta flip --bootstrap 0 --no-report --threads 1
+"$MSKX_BIN" predict --model "$M" --json --threads 1 --agg max --tta flip $(cut -d, -f1 "$TRUTH" | sed "s|^|$D/|") >"$T/pmf.json" 2>"$T/err"
+check max_flip_match_predict $PY - "$T/mf/probabilities.csv" "$T/pmf.json" "$D/" "$T/mf/metrics.json" <<'EOF'
+import csv, json, sys
+prob = {r["study"]: float(r["probability"]) for r in csv.DictReader(open(sys.argv[1]))}
+for s in json.load(open(sys.argv[2])):
+    key = s["study"][len(sys.argv[3]):].rstrip("/") + "/"
+    assert abs(prob[key] - max(i["probability"] for i in s["images"])) < 1e-6, key
+    assert abs(prob[key] - s["probability"]) < 1e-6, key
+run = json.load(open(sys.argv[4]))["run"]
+assert run["agg"] == "max" and run["tta"] == "flip", run
+EOF
+
 # metrics.json vs scikit-learn on probabilities.csv; its shape.
 check metrics_match_sklearn $PY - "$O/metrics.json" "$O/probabilities.csv" <<'EOF'
 import csv, json, sys, warnings
