@@ -2,7 +2,10 @@
  * bn_backward_dx) of both engines against each other, the layer's sync path
  * with one process against the fused ops (bit-exact on the CPU engine), and
  * two simulated processes (threads adding their sums through a barrier, as
- * MPI_Allreduce would) against the whole batch in one process. */
+ * MPI_Allreduce would) against the whole batch in one process. The threads
+ * are an OpenMP team, whose threads outlive the test (the CPU kernels keep
+ * per-thread scratch buffers). */
+#include <omp.h>
 #include <pthread.h>
 #include "engine/ops_testutil.h"
 #include "graph/layers.h"
@@ -82,17 +85,9 @@ static view images(view v, int i0, int n) {
   return s;
 }
 
-typedef struct sim_job {
-  sim_rank *r;
-  int relu;
-} sim_job;
-
-static void *sim_step(void *arg) {
-  sim_job *j = arg;
-  sim_rank *r = j->r;
-  bn_layer_forward(&r->p->cx, &r->p->l, r->x, r->y, j->relu);
-  bn_layer_backward(&r->p->cx, &r->p->l, r->x, r->dy, r->dx, j->relu);
-  return NULL;
+static void sim_step(sim_rank *r, int relu) {
+  bn_layer_forward(&r->p->cx, &r->p->l, r->x, r->y, relu);
+  bn_layer_backward(&r->p->cx, &r->p->l, r->x, r->dy, r->dx, relu);
 }
 
 static double rel_maxdiff(const float *a, const float *b, size_t n) {
@@ -129,8 +124,7 @@ static int sim_case(engine *eng, bncase s, int nproc, int sync, uint64_t seed, c
   sim sm = {.nproc = nproc};
   pthread_barrier_init(&sm.bar, NULL, (unsigned)nproc);
   sim_rank ranks[2];
-  sim_job jobs[2];
-  pthread_t th[2];
+  int team = 0;
   int per = s.n / nproc;
   for (int k = 0; k < nproc; k++) {
     REQUIRE(!proc_init(&parts[k], eng, c, gamma, beta), "setup failed");
@@ -140,11 +134,15 @@ static int sim_case(engine *eng, bncase s, int nproc, int sync, uint64_t seed, c
       parts[k].cx.bn_sum = nproc > 1 ? sim_sum : one_proc_sum;
       parts[k].cx.bn_sum_ctx = &ranks[k];
     }
-    jobs[k] = (sim_job){&ranks[k], s.relu};
   }
-  for (int k = 0; k < nproc; k++) pthread_create(&th[k], NULL, sim_step, &jobs[k]);
-  for (int k = 0; k < nproc; k++) pthread_join(th[k], NULL);
+#pragma omp parallel num_threads(nproc)
+  {
+    /* A smaller team than asked would wait at the barrier forever. */
+    if (omp_get_num_threads() == nproc) sim_step(&ranks[omp_get_thread_num()], s.relu);
+    if (omp_get_thread_num() == 0) team = omp_get_num_threads();
+  }
   pthread_barrier_destroy(&sm.bar);
+  REQUIRE(team == nproc, "OpenMP gave %d threads, %d needed", team, nproc);
 
   const param_store *p1 = &one.ps;
   float dg[MAXC], db[MAXC];
