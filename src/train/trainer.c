@@ -230,6 +230,14 @@ static int run_epoch(run_ctx *r, int epoch, int *stop, mskx_err *e) {
   double t0 = now_seconds();
   int rc = run_train_epoch(r, epoch, &st, e);
   if (!rc) rc = run_validation(r, epoch, &st, e);
+  if (!rc && r->dist) {
+    /* Every process computed these from the same sums; rank 0's bits make
+     * the schedule and stopping decisions (hence the epoch count) certain to agree. */
+    double v[2] = {st.val_loss, st.val_kappa};
+    rc = dist_bcast_bytes(r->dist, v, sizeof v, e);
+    st.val_loss = v[0];
+    st.val_kappa = v[1];
+  }
   if (rc) return rc;
   st.seconds = now_seconds() - t0;
   double monitored = strcmp(r->cfg.sched.monitor, "val_kappa") ? st.val_loss : st.val_kappa;
