@@ -20,7 +20,7 @@ fi
 # copies that containers forbid; OpenMPI's own allocations are not ours to leak-check.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-MPIRUN=(timeout 120 mpirun --oversubscribe --bind-to none)
+MPIRUN=(timeout 120 mpirun --oversubscribe --bind-to none --stdin none)  # mpirun would read our stdin
 ARCH="densenet:growth=4,blocks=1-1,init=8,bn_size=2"
 COMMON=(--arch "$ARCH" --size 32 --batch 8 --threads 1 --loader-threads 1 --seed 5 --lr 1e-3)
 "$MSKX_BIN" synth --out "$T/syn" --studies 40 --seed 3 --min-size 40 --max-size 56 --threads 2 >/dev/null 2>&1 ||
