@@ -393,6 +393,8 @@ int cmd_train(int argc, char **argv) {
   if (sum.best_epoch >= 0) fprintf(stderr, " (epoch %d)", sum.best_epoch + 1);
   fputc('\n', stderr);
   if (sum.skipped_images) fprintf(stderr, "warning: %lld unreadable images were skipped\n", sum.skipped_images);
-  printf("%s/%s\n", dir, t.c.per_part ? "bundle.json" : "best.safetensors");
+  char bundle[2048];
+  snprintf(bundle, sizeof bundle, "%s/bundle.json", dir);
+  printf("%s\n", path_exists(bundle) ? bundle : (snprintf(bundle, sizeof bundle, "%s/best.safetensors", dir), bundle));
   return 0;
 }

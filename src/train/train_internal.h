@@ -47,6 +47,7 @@ typedef struct run_ctx {
   optimizer *opt;
   schedule *sched;
   loader *ltrain, *lvalid;
+  cache *ctrain, *cvalid;   /* --cache */
   float *logits, *dz, *sw, *xpad;
   char *log_text;
   run_state st;

@@ -90,11 +90,26 @@ static int make_loaders(run_ctx *r, mskx_err *e) {
    * of global batch k together are the one-process batch k. */
   lc.shard_rank = r->rank;
   lc.shard_count = r->ranks;
-  int rc = loader_create(r->data, &r->data->train, &lc, &r->ltrain, e);
+  int rc = MSKX_OK;
+  if (c->cache) {
+    /* Decoded, resized 8-bit images of each split in the run folder (shared by
+     * per-part models), built once and memory-mapped afterwards. */
+    cache_config cc = {.size = c->size, .keep_aspect = c->keep_aspect, .threads = c->loader_threads};
+    char path[2048];
+    int rebuilt;
+    rc = cache_default_path(path, sizeof path, c->out, "train", c->size, c->keep_aspect, e);
+    if (!rc) rc = cache_open(path, &r->data->train, &cc, &r->ctrain, &rebuilt, e);
+    if (!rc) rc = cache_default_path(path, sizeof path, c->out, "valid", c->size, c->keep_aspect, e);
+    if (!rc) rc = cache_open(path, &r->data->valid, &cc, &r->cvalid, &rebuilt, e);
+    if (rc) return rc;
+  }
+  lc.cache = r->ctrain;
+  rc = loader_create(r->data, &r->data->train, &lc, &r->ltrain, e);
   if (rc) return rc;
   lc.shuffle = 0;
   lc.drop_last = 0;
   lc.augment = 0;
+  lc.cache = r->cvalid;
   return loader_create(r->data, &r->data->valid, &lc, &r->lvalid, e);
 }
 
@@ -323,6 +338,8 @@ static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
 static void run_free(run_ctx *r) {
   loader_destroy(r->ltrain);
   loader_destroy(r->lvalid);
+  cache_close(r->ctrain);
+  cache_close(r->cvalid);
   net_destroy(r->net);
   engine_destroy(r->eng);
   optim_destroy(r->opt);

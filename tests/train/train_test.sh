@@ -91,3 +91,13 @@ check_fails resume_without_run "no training run" "$MSKX_BIN" train --resume "$T/
   grep negative "$DATA/valid_image_paths.csv" | head -5 | sed 's|^MURA-v1.1/||; s|$|,0,valid|'
   grep positive "$DATA/valid_image_paths.csv" | head -5 | sed 's|^MURA-v1.1/||; s|$|,1,valid|'; } > "$DATA/oneclass.csv"
 check_fails one_class_split "only normal images" "$MSKX_BIN" train --data "$DATA/oneclass.csv" --out "$T/x1" "${COMMON[@]}"
+
+# 6. The preprocessing cache: built once in the run folder, reused by a later run.
+check cache_run "$MSKX_BIN" train --data "$DATA" --out "$T/c" "${COMMON[@]}" --epochs 1 --cache
+n=$(ls "$T/c"/*.mskxcache 2>/dev/null | wc -l)
+[ "$n" = 2 ] && pass cache_files_written || fail cache_files_written "expected train and valid caches, found $n"
+before=$(stat -c %Y "$T/c/train_32.mskxcache" 2>/dev/null)
+sleep 1
+check cache_reused "$MSKX_BIN" train --resume "$T/c" --epochs 2
+after=$(stat -c %Y "$T/c/train_32.mskxcache" 2>/dev/null)
+[ -n "$before" ] && [ "$before" = "$after" ] && pass cache_not_rebuilt || fail cache_not_rebuilt "cache rewritten ($before -> $after)"
