@@ -111,17 +111,19 @@ typedef struct bn_ctx {
   int relu;
 } bn_ctx;
 
-static void acc_sum(const void *vc, size_t r, double *acc) {
+static void acc_sum(const void *vc, size_t r, double *restrict acc) {
   const bn_ctx *k = vc;
-  const float *xr = k->x.p + r * (size_t)k->x.ld;
-  for (int ch = 0; ch < k->x.c; ch++) acc[ch] += xr[ch];
+  const float *restrict xr = k->x.p + r * (size_t)k->x.ld;
+  int c = k->x.c;
+  for (int ch = 0; ch < c; ch++) acc[ch] += xr[ch];
 }
 
-static void acc_sqdev(const void *vc, size_t r, double *acc) {
+static void acc_sqdev(const void *vc, size_t r, double *restrict acc) {
   const bn_ctx *k = vc;
-  const float *xr = k->x.p + r * (size_t)k->x.ld;
-  for (int ch = 0; ch < k->x.c; ch++) {
-    double d = (double)xr[ch] - k->mean[ch];
+  const float *restrict xr = k->x.p + r * (size_t)k->x.ld, *restrict mean = k->mean;
+  int c = k->x.c;
+  for (int ch = 0; ch < c; ch++) {
+    double d = (double)xr[ch] - mean[ch];
     acc[ch] += d * d;
   }
 }
@@ -184,16 +186,30 @@ void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const f
  * acc[c..2c), where g is dy masked by the ReLU recomputed exactly as the
  * forward computed it. */
 static void acc_bn_grad(const void *vc, size_t r, double *acc) {
+  /* restrict, unconditional loads and -fno-trapping-math (CMakeLists.txt) let
+   * GCC vectorise this loop, the hottest of a training step (perf: 44% of
+   * samples while it ran scalar). */
   const bn_ctx *k = vc;
-  const float *xr = k->x.p + r * (size_t)k->x.ld, *gr = k->dy.p + r * (size_t)k->dy.ld;
-  const float *invstd = k->mean + k->x.c;
   int c = k->x.c;
-  for (int ch = 0; ch < c; ch++) {
-    float g = gr[ch];
-    if (k->relu && xr[ch] * k->scale[ch] + k->shift[ch] <= 0.f) g = 0.f;
-    float xhat = (xr[ch] - k->mean[ch]) * invstd[ch];
-    acc[ch] += g;
-    acc[c + ch] += (double)g * xhat;
+  const float *restrict xr = k->x.p + r * (size_t)k->x.ld, *restrict gr = k->dy.p + r * (size_t)k->dy.ld;
+  const float *restrict mean = k->mean, *restrict invstd = k->mean + c;
+  const float *restrict scale = k->scale, *restrict shift = k->shift;
+  double *restrict sg = acc, *restrict sgx = acc + c;
+  if (k->relu) {
+    for (int ch = 0; ch < c; ch++) {
+      float gv = gr[ch], y = xr[ch] * scale[ch] + shift[ch];
+      float g = y <= 0.f ? 0.f : gv;
+      float xhat = (xr[ch] - mean[ch]) * invstd[ch];
+      sg[ch] += g;
+      sgx[ch] += (double)g * xhat;
+    }
+  } else {
+    for (int ch = 0; ch < c; ch++) {
+      float g = gr[ch];
+      float xhat = (xr[ch] - mean[ch]) * invstd[ch];
+      sg[ch] += g;
+      sgx[ch] += (double)g * xhat;
+    }
   }
 }
 
@@ -230,11 +246,11 @@ void cpu_bn_backward_dx(view x, view dy, const float *gamma, const float *beta, 
   /* dx += gamma*invstd * (g - mean(g) - xhat * mean(g*xhat)) */
 #pragma omp parallel for schedule(static)
   for (size_t r = 0; r < m; r++) {
-    const float *xr = x.p + r * (size_t)x.ld, *gr = dy.p + r * (size_t)dy.ld;
-    float *dr = dx.p + r * (size_t)dx.ld;
+    const float *restrict xr = x.p + r * (size_t)x.ld, *restrict gr = dy.p + r * (size_t)dy.ld;
+    float *restrict dr = dx.p + r * (size_t)dx.ld;
     for (int ch = 0; ch < c; ch++) {
-      float g = gr[ch];
-      if (relu && xr[ch] * scale[ch] + shift[ch] <= 0.f) g = 0.f;
+      float gv = gr[ch], y = xr[ch] * scale[ch] + shift[ch];
+      float g = relu && y <= 0.f ? 0.f : gv;
       float xhat = (xr[ch] - mean[ch]) * invstd[ch];
       dr[ch] += scale[ch] * (g - bcoef[ch] - xhat * ccoef[ch]);
     }
