@@ -9,45 +9,8 @@
 #include "io/safetensors.h"
 #include "test.h"
 
-static char g_dir[2048];
-
-static const char *dir(void) {
-  if (!g_dir[0]) {
-    const char *t = getenv("MSKX_TMP");
-    snprintf(g_dir, sizeof g_dir, "%s/io_st.%ld", t && *t ? t : "/tmp", (long)getpid());
-    mkdir_p(g_dir, NULL);
-  }
-  return g_dir;
-}
-
-static int run_tool(const char *mode) {
-  const char *root = getenv("MSKX_ROOT");
-  char cmd[4096];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/tools/make_io_fixtures.py' %s '%s'", root && *root ? root : ".",
-           mode, dir());
-  return system(cmd);
-}
-
-static int fixtures(void) {
-  static int done = -1;
-  if (done < 0) done = run_tool("gen") == 0;
-  return done;
-}
-
-static const char *fx(const char *name) {
-  static char p[4][2200];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(p[k], sizeof p[k], "%s/%s", dir(), name);
-  return p[k];
-}
-
-static int write_bytes(const char *path, const void *b, size_t n) {
-  FILE *f = fopen(path, "wb");
-  if (!f) return 0;
-  int ok = fwrite(b, 1, n, f) == n;
-  return fclose(f) == 0 && ok;
-}
+#define IO_FIXTURE_TAG "io_st"
+#include "io/io_fixtures.h"
 
 /* A file with header length hlen_field, the given header text and n zero data bytes. */
 static const char *st_raw_len(const char *name, uint64_t hlen_field, const char *hdr, size_t n) {
