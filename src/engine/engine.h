@@ -48,6 +48,8 @@ typedef struct conv_desc {
   int has_bias;
   precision prec;       /* PREC_BF16: bf16 compute with f32 inputs/outputs */
   int need_backward;    /* plan backward-data/-weights too (training) */
+  int src_bf16;         /* with PREC_BF16: x is already bf16 (uint16 NHWC), written by
+                           bn_forward_affine_bf16, so no conversion pass is needed */
 } conv_desc;
 
 static inline int conv_out_h(const conv_desc *d) { return (d->h + 2 * d->ph - d->kh) / d->sh + 1; }
@@ -73,14 +75,14 @@ typedef struct engine_ops {
 
   int (*conv_create)(engine *eng, const conv_desc *d, conv_op **out, mskx_err *e);
   void (*conv_destroy)(conv_op *op);
-  /* x: dense (n,h,w,cin); y: dense (n,oh,ow,cout) overwritten. */
-  int (*conv_forward)(conv_op *op, const float *x, const float *w, uint64_t wver, const float *b,
+  /* x: dense (n,h,w,cin) float, or bf16 when d->src_bf16; y: dense (n,oh,ow,cout) overwritten. */
+  int (*conv_forward)(conv_op *op, const void *x, const float *w, uint64_t wver, const float *b,
                       float *y, mskx_err *e);
   /* dx overwritten. */
   int (*conv_backward_data)(conv_op *op, const float *dy, const float *w, uint64_t wver, float *dx,
                             mskx_err *e);
   /* dw (OIHW) and db (if bias) overwritten. */
-  int (*conv_backward_weights)(conv_op *op, const float *x, const float *dy, float *dw, float *db,
+  int (*conv_backward_weights)(conv_op *op, const void *x, const float *dy, float *dw, float *db,
                                mskx_err *e);
 
   int (*linear_create)(engine *eng, int n, int in, int out, linear_op **op, mskx_err *e);
@@ -103,6 +105,9 @@ typedef struct engine_ops {
    * output bit-exactly, since bn_forward_train normalises through
    * scale = gamma * invstd, shift = beta - mean * scale (float arithmetic). */
   void (*bn_forward_affine)(view x, const float *scale, const float *shift, int relu, view y);
+  /* The same, rounded to bf16 (round to nearest even, as oneDNN's reorder)
+   * into a dense (n,h,w,c) buffer: a bf16 convolution's input. */
+  void (*bn_forward_affine_bf16)(view x, const float *scale, const float *shift, int relu, uint16_t *y);
   /* Backward of the training-mode forward. With relu, the mask is recomputed
    * from x (nothing but x and the saved statistics is stored). dx ACCUMULATED;
    * dgamma, dbeta overwritten. */

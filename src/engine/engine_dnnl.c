@@ -234,6 +234,8 @@ static int conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_err 
   if (d->n <= 0 || d->h <= 0 || d->w <= 0 || d->cin <= 0 || d->cout <= 0 || d->kh <= 0 || d->kw <= 0 ||
       d->sh <= 0 || d->sw <= 0 || d->ph < 0 || d->pw < 0)
     return err_set(e, MSKX_EINVAL, "convolution: invalid shape");
+  if (d->src_bf16 && d->prec != PREC_BF16)
+    return err_set(e, MSKX_EINVAL, "convolution: bf16 input needs bf16 precision");
   if (d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
     return err_set(e, MSKX_ESHAPE, "convolution: %dx%d input (padding %d,%d) is smaller than the %dx%d kernel", d->h,
                    d->w, d->ph, d->pw, d->kh, d->kw);
@@ -252,9 +254,10 @@ static int conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_err 
   return MSKX_OK;
 }
 
-/* src in the compute type: the caller's f32 buffer, or its bf16 copy. */
-static int compute_src(conv_op *op, const float *x, const void **out, mskx_err *e) {
-  if (op->d.prec != PREC_BF16) {
+/* src in the compute type: the caller's buffer as it is (f32, or bf16 already
+ * when src_bf16), or a bf16 copy. */
+static int compute_src(conv_op *op, const void *x, const void **out, mskx_err *e) {
+  if (op->d.prec != PREC_BF16 || op->d.src_bf16) {
     *out = x;
     return MSKX_OK;
   }
@@ -273,7 +276,7 @@ static int compute_dst(conv_op *op, const float *dy, const void **out, mskx_err 
   return reorder_run(op->eng, op->dst_to_bf16, &op->dst_user_md, dy, &op->dst_md, s->conv_b, e);
 }
 
-static int conv_forward(conv_op *op, const float *x, const float *w, uint64_t wver, const float *b, float *y,
+static int conv_forward(conv_op *op, const void *x, const float *w, uint64_t wver, const float *b, float *y,
                         mskx_err *e) {
   const void *src, *wei;
   int rc = compute_src(op, x, &src, e);
@@ -309,7 +312,7 @@ static int conv_backward_data(conv_op *op, const float *dy, const float *w, uint
   return run(op->eng, op->bwd_data.prim, bind, 4, e);
 }
 
-static int conv_backward_weights(conv_op *op, const float *x, const float *dy, float *dw, float *db,
+static int conv_backward_weights(conv_op *op, const void *x, const float *dy, float *dw, float *db,
                                  mskx_err *e) {
   if (!op->d.need_backward) return err_set(e, MSKX_EINTERNAL, "convolution planned without backward");
   const void *src, *ddst;
@@ -359,6 +362,7 @@ static const engine_ops dnnl_ops = {
     .bn_forward_train = cpu_bn_forward_train,
     .bn_forward_infer = cpu_bn_forward_infer,
     .bn_forward_affine = cpu_bn_forward_affine,
+    .bn_forward_affine_bf16 = cpu_bn_forward_affine_bf16,
     .bn_backward = cpu_bn_backward,
     .bn_stats = cpu_bn_stats,
     .bn_backward_stats = cpu_bn_backward_stats,

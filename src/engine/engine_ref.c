@@ -15,6 +15,7 @@
  * - ReLU is `v < 0 ? 0 : v`, so NaN propagates like torch.relu. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "core/error.h"
 #include "engine/engine.h"
 
@@ -37,6 +38,7 @@ static int ref_conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_
   if (d->n < 1 || d->h < 1 || d->w < 1 || d->cin < 1 || d->cout < 1 || d->kh < 1 || d->kw < 1 ||
       d->sh < 1 || d->sw < 1 || d->ph < 0 || d->pw < 0)
     return err_set(e, MSKX_EINVAL, "engine_ref.c: conv_create: invalid descriptor");
+  if (d->src_bf16) return err_set(e, MSKX_EUNSUPPORTED, "engine_ref.c: conv_create: bf16 input is not supported");
   if (d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
     return err_set(e, MSKX_ESHAPE, "engine_ref.c: conv_create: kernel %dx%d larger than padded input %dx%d",
                    d->kh, d->kw, d->h + 2 * d->ph, d->w + 2 * d->pw);
@@ -53,9 +55,10 @@ static size_t widx(const conv_desc *d, int co, int ci, int ky, int kx) {
   return (((size_t)co * d->cin + ci) * d->kh + ky) * d->kw + kx;
 }
 
-static int ref_conv_forward(conv_op *op, const float *x, const float *w, uint64_t wver, const float *b,
+static int ref_conv_forward(conv_op *op, const void *xv, const float *w, uint64_t wver, const float *b,
                             float *y, mskx_err *e) {
   (void)wver, (void)e;
+  const float *x = xv;
   const conv_desc *d = &op->d;
   int oh = conv_out_h(d), ow = conv_out_w(d);
   for (int n = 0; n < d->n; n++)
@@ -126,9 +129,10 @@ static double conv_dw_one(const conv_desc *d, const float *x, const float *dy, i
   return acc;
 }
 
-static int ref_conv_backward_weights(conv_op *op, const float *x, const float *dy, float *dw, float *db,
+static int ref_conv_backward_weights(conv_op *op, const void *xv, const float *dy, float *dw, float *db,
                                      mskx_err *e) {
   (void)e;
+  const float *x = xv;
   const conv_desc *d = &op->d;
   for (int co = 0; co < d->cout; co++)
     for (int ci = 0; ci < d->cin; ci++)
@@ -217,6 +221,28 @@ static void ref_bn_forward_affine(view x, const float *scale, const float *shift
         for (int ch = 0; ch < x.c; ch++) {
           float v = bn_pre(*at(x, n, i, j, ch), scale[ch], shift[ch]);
           *at(y, n, i, j, ch) = relu && v < 0 ? 0.0f : v;
+        }
+}
+
+/* bf16 by round to nearest even (NaN kept a quiet NaN), the rule of
+ * oneDNN's f32 -> bf16 reorder, computed the obvious way. */
+static uint16_t ref_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if (f != f) return (uint16_t)((u >> 16) | 0x40u);
+  uint32_t hi = u >> 16, lo = u & 0xffffu;
+  if (lo > 0x8000u || (lo == 0x8000u && (hi & 1u))) hi++;
+  return (uint16_t)hi;
+}
+
+static void ref_bn_forward_affine_bf16(view x, const float *scale, const float *shift, int relu, uint16_t *y) {
+  size_t k = 0;
+  for (int n = 0; n < x.n; n++)
+    for (int i = 0; i < x.h; i++)
+      for (int j = 0; j < x.w; j++)
+        for (int ch = 0; ch < x.c; ch++) {
+          float v = bn_pre(*at(x, n, i, j, ch), scale[ch], shift[ch]);
+          y[k++] = ref_bf16(relu && v < 0 ? 0.0f : v);
         }
 }
 
@@ -542,6 +568,7 @@ static const engine_ops ref_ops = {
     .bn_forward_train = ref_bn_forward_train,
     .bn_forward_infer = ref_bn_forward_infer,
     .bn_forward_affine = ref_bn_forward_affine,
+    .bn_forward_affine_bf16 = ref_bn_forward_affine_bf16,
     .bn_backward = ref_bn_backward,
     .bn_stats = ref_bn_stats,
     .bn_backward_stats = ref_bn_backward_stats,

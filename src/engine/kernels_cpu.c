@@ -171,6 +171,28 @@ void cpu_bn_forward_affine(view x, const float *scale, const float *shift, int r
   affine_rows(x, y, scale, shift, relu);
 }
 
+/* Round to nearest even, as oneDNN's f32 -> bf16 reorder; NaN stays NaN. */
+static inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
+}
+
+void cpu_bn_forward_affine_bf16(view x, const float *scale, const float *shift, int relu, uint16_t *y) {
+  size_t rows = rows_of(x);
+  int c = x.c;
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++) {
+    const float *restrict xr = x.p + r * (size_t)x.ld;
+    uint16_t *restrict yr = y + r * (size_t)c;
+    for (int ch = 0; ch < c; ch++) {
+      float v = xr[ch] * scale[ch] + shift[ch];
+      yr[ch] = to_bf16(relu && v <= 0.f ? 0.f : v);
+    }
+  }
+}
+
 void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const float *rmean, const float *rvar,
                           float eps, int relu, view y) {
   int c = x.c;

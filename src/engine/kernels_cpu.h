@@ -18,6 +18,7 @@ void cpu_bn_forward_train(view x, const float *gamma, const float *beta, float e
 void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const float *rmean, const float *rvar,
                           float eps, int relu, view y);
 void cpu_bn_forward_affine(view x, const float *scale, const float *shift, int relu, view y);
+void cpu_bn_forward_affine_bf16(view x, const float *scale, const float *shift, int relu, uint16_t *y);
 void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
                      int relu, view dx, float *dgamma, float *dbeta);
 void cpu_bn_stats(view x, const float *mean, double *out);

@@ -36,7 +36,8 @@ int bn_layer_declare(param_store *ps, bn_layer *l, const char *prefix, int c, ms
 int conv_layer_plan(const layer_ctx *cx, conv_layer *l, int n, int h, int w, int *oh, int *ow, mskx_err *e) {
   conv_desc d = {.n = n, .h = h, .w = w, .cin = l->cin, .cout = l->cout, .kh = l->k, .kw = l->k,
                  .sh = l->stride, .sw = l->stride, .ph = l->pad, .pw = l->pad, .has_bias = l->b >= 0,
-                 .prec = cx->prec, .need_backward = cx->train};
+                 .prec = cx->prec, .need_backward = cx->train,
+                 .src_bf16 = l->src_bf16 && cx->prec == PREC_BF16};
   int rc = cx->eng->ops->conv_create(cx->eng, &d, &l->op, e);
   if (rc) return rc;
   if (oh) *oh = conv_out_h(&d);
@@ -62,7 +63,7 @@ void bn_layer_unplan(bn_layer *l) {
   l->mean = l->invstd = l->varu = NULL;
 }
 
-int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const float *x, float *y, mskx_err *e) {
+int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const void *x, float *y, mskx_err *e) {
   const param_store *ps = cx->ps;
   return cx->eng->ops->conv_forward(l->op, x, ps_data(ps, l->w), ps->version, l->b >= 0 ? ps_data(ps, l->b) : NULL,
                                     y, e);
@@ -72,7 +73,7 @@ void layer_grads_written(const layer_ctx *cx, int idx) {
   if (cx->grad_ready) cx->grad_ready(cx->grad_ready_ctx, cx->ps->entries[idx].offset, cx->ps->entries[idx].numel);
 }
 
-int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const float *x, const float *dy, float *dx, mskx_err *e) {
+int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const float *dy, float *dx, mskx_err *e) {
   const param_store *ps = cx->ps;
   int rc = cx->eng->ops->conv_backward_weights(l->op, x, dy, ps_grad(ps, l->w), l->b >= 0 ? ps_grad(ps, l->b) : NULL,
                                                e);
@@ -84,22 +85,22 @@ int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const float *x, cons
   return rc;
 }
 
-/* Training-mode statistics of the global batch: bn_forward_train's two
- * passes with the per-channel sums added over processes in between, then its
- * arithmetic, so one process gives bn_forward_train's results exactly. */
-static void bn_forward_sync(const layer_ctx *cx, bn_layer *l, view x, view y, int relu) {
+/* Training-mode statistics in two passes (sum, then squared deviations),
+ * with the per-channel sums added over processes in between when
+ * synchronising, then bn_forward_train's arithmetic, so one process gives its
+ * results exactly. Also returns the output's scale/shift. */
+static void bn_train_stats(const layer_ctx *cx, bn_layer *l, view x, float *scale, float *shift) {
   const param_store *ps = cx->ps;
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
   int c = l->c;
   double s[c + 1];
-  float scale[c], shift[c];
   cx->eng->ops->bn_stats(x, NULL, s);
   s[c] = (double)x.n * x.h * x.w;
-  cx->bn_sum(cx->bn_sum_ctx, s, c + 1);
+  if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c + 1);
   double m = s[c];
   for (int ch = 0; ch < c; ch++) l->mean[ch] = (float)(s[ch] / m);
   cx->eng->ops->bn_stats(x, l->mean, s);
-  cx->bn_sum(cx->bn_sum_ctx, s, c);
+  if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c);
   for (int ch = 0; ch < c; ch++) {
     double var = s[ch] / m;
     l->invstd[ch] = (float)(1.0 / sqrt(var + BN_EPS));
@@ -107,37 +108,81 @@ static void bn_forward_sync(const layer_ctx *cx, bn_layer *l, view x, view y, in
     scale[ch] = g[ch] * l->invstd[ch];
     shift[ch] = b[ch] - l->mean[ch] * scale[ch];
   }
-  cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
 }
 
-void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu) {
-  const param_store *ps = cx->ps;
-  const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
-  float *rm = ps_data(ps, l->rmean), *rv = ps_data(ps, l->rvar);
-  if (!cx->train) {
-    cx->eng->ops->bn_forward_infer(x, g, b, rm, rv, BN_EPS, relu, y);
-    return;
-  }
-  if (cx->bn_sum)
-    bn_forward_sync(cx, l, x, y, relu);
-  else
-    cx->eng->ops->bn_forward_train(x, g, b, BN_EPS, relu, y, l->mean, l->invstd, l->varu);
+static void bn_update_running(const layer_ctx *cx, const bn_layer *l) {
+  float *rm = ps_data(cx->ps, l->rmean), *rv = ps_data(cx->ps, l->rvar);
   for (int c = 0; c < l->c; c++) {
     rm[c] = (1.0f - BN_MOMENTUM) * rm[c] + BN_MOMENTUM * l->mean[c];
     rv[c] = (1.0f - BN_MOMENTUM) * rv[c] + BN_MOMENTUM * l->varu[c];
   }
 }
 
-void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, int relu) {
+/* Inference scale/shift from the running statistics, as bn_forward_infer. */
+static void bn_infer_affine(const layer_ctx *cx, const bn_layer *l, float *scale, float *shift) {
   const param_store *ps = cx->ps;
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
-  int c = l->c;
-  float scale[c], shift[c];
-  for (int i = 0; i < c; i++) {
+  const float *rm = ps_data(ps, l->rmean), *rv = ps_data(ps, l->rvar);
+  for (int c = 0; c < l->c; c++) {
+    scale[c] = (float)(g[c] / sqrt((double)rv[c] + BN_EPS));
+    shift[c] = b[c] - rm[c] * scale[c];
+  }
+}
+
+void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu) {
+  const param_store *ps = cx->ps;
+  const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
+  if (!cx->train) {
+    cx->eng->ops->bn_forward_infer(x, g, b, ps_data(ps, l->rmean), ps_data(ps, l->rvar), BN_EPS, relu, y);
+    return;
+  }
+  if (cx->bn_sum) {
+    float scale[l->c], shift[l->c];
+    bn_train_stats(cx, l, x, scale, shift);
+    cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
+  } else {
+    cx->eng->ops->bn_forward_train(x, g, b, BN_EPS, relu, y, l->mean, l->invstd, l->varu);
+  }
+  bn_update_running(cx, l);
+}
+
+void bn_layer_forward_conv(const layer_ctx *cx, bn_layer *l, view x, float *y, int relu) {
+  if (cx->prec != PREC_BF16) {
+    bn_layer_forward(cx, l, x, view_make(y, x.n, x.h, x.w, x.c), relu);
+    return;
+  }
+  float scale[l->c], shift[l->c];
+  if (cx->train)
+    bn_train_stats(cx, l, x, scale, shift);
+  else
+    bn_infer_affine(cx, l, scale, shift);
+  cx->eng->ops->bn_forward_affine_bf16(x, scale, shift, relu, (uint16_t *)y);
+  if (cx->train) bn_update_running(cx, l);
+}
+
+static void bn_saved_affine(const layer_ctx *cx, const bn_layer *l, float *scale, float *shift) {
+  const param_store *ps = cx->ps;
+  const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
+  for (int i = 0; i < l->c; i++) {
     scale[i] = g[i] * l->invstd[i];
     shift[i] = b[i] - l->mean[i] * scale[i];
   }
+}
+
+void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, int relu) {
+  float scale[l->c], shift[l->c];
+  bn_saved_affine(cx, l, scale, shift);
   cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
+}
+
+void bn_layer_recompute_conv(const layer_ctx *cx, const bn_layer *l, view x, float *y, int relu) {
+  if (cx->prec != PREC_BF16) {
+    bn_layer_recompute(cx, l, x, view_make(y, x.n, x.h, x.w, x.c), relu);
+    return;
+  }
+  float scale[l->c], shift[l->c];
+  bn_saved_affine(cx, l, scale, shift);
+  cx->eng->ops->bn_forward_affine_bf16(x, scale, shift, relu, (uint16_t *)y);
 }
 
 /* The parameter gradients are this process's share (the gradient all-reduce

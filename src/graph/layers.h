@@ -31,6 +31,7 @@ typedef struct layer_ctx {
 typedef struct conv_layer {
   int w, b;           /* store indices; b = -1 without bias */
   int cin, cout, k, stride, pad;
+  int src_bf16;       /* its input comes from bn_layer_forward_conv (bf16 in bf16 plans) */
   conv_op *op;        /* planned per shape */
 } conv_layer;
 
@@ -51,12 +52,18 @@ void conv_layer_unplan(const layer_ctx *cx, conv_layer *l);
 int bn_layer_plan(bn_layer *l, mskx_err *e);
 void bn_layer_unplan(bn_layer *l);
 
-int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const float *x, float *y, mskx_err *e);
+int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const void *x, float *y, mskx_err *e);
 /* Writes the weight (and bias) gradients; dx (may be NULL) overwritten. */
-int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const float *x, const float *dy, float *dx, mskx_err *e);
+int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const float *dy, float *dx, mskx_err *e);
 
 /* Train: batch statistics, saved, running statistics updated. Eval: running. */
 void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu);
+/* Batch norm (+ReLU) whose output feeds a convolution with src_bf16 set:
+ * y is a dense (n,h,w,c) buffer of floats, or, in bf16 plans, of bf16 values
+ * (half the bytes), so the convolution needs no conversion pass. The values
+ * are those of bn_layer_forward rounded as oneDNN rounds. */
+void bn_layer_forward_conv(const layer_ctx *cx, bn_layer *l, view x, float *y, int relu);
+void bn_layer_recompute_conv(const layer_ctx *cx, const bn_layer *l, view x, float *y, int relu);
 /* Recomputes the training-mode output from x and the saved statistics (the
  * memory-efficient path: outputs are not stored between forward and backward). */
 void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, int relu);

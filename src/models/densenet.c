@@ -76,10 +76,12 @@ static int declare(net *m, densenet *d, mskx_err *e) {
       rc = bn_layer_declare(ps, &L->norm1, p, L->c_in, e);
       snprintf(p, sizeof p, "features.denseblock%d.denselayer%d.conv1", b + 1, l + 1);
       if (!rc) rc = conv_layer_declare(ps, &L->conv1, p, L->c_in, inter, 1, 1, 0, 0, e);
+      L->conv1.src_bf16 = 1;  /* fed by norm1 (bn_layer_forward_conv) */
       snprintf(p, sizeof p, "features.denseblock%d.denselayer%d.norm2", b + 1, l + 1);
       if (!rc) rc = bn_layer_declare(ps, &L->norm2, p, inter, e);
       snprintf(p, sizeof p, "features.denseblock%d.denselayer%d.conv2", b + 1, l + 1);
       if (!rc) rc = conv_layer_declare(ps, &L->conv2, p, inter, a->growth, 3, 1, 1, 0, e);
+      L->conv2.src_bf16 = 1;
     }
     c += blk->n_layers * a->growth;
     blk->c_total = c;
@@ -89,6 +91,7 @@ static int declare(net *m, densenet *d, mskx_err *e) {
       rc = bn_layer_declare(ps, &blk->tnorm, p, c, e);
       snprintf(p, sizeof p, "features.transition%d.conv", b + 1);
       if (!rc) rc = conv_layer_declare(ps, &blk->tconv, p, c, c / 2, 1, 1, 0, 0, e);
+      blk->tconv.src_bf16 = 1;
       c /= 2;
     }
   }
@@ -266,10 +269,10 @@ static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) 
   int n = m->n, inter = m->arch.bn_size * m->arch.growth;
   view B = block_view(blk, blk->buf, n);
   view t1 = view_make(d->s1, n, blk->h, blk->w, L->c_in);
-  bn_layer_forward(cx, &L->norm1, view_channels(B, 0, L->c_in), t1, 1);
+  bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), t1.p, 1);
   int rc = conv_layer_forward(cx, &L->conv1, d->s1, L->z, e);
   if (rc) return rc;
-  bn_layer_forward(cx, &L->norm2, view_make(L->z, n, blk->h, blk->w, inter), view_make(d->s1, n, blk->h, blk->w, inter),
+  bn_layer_forward_conv(cx, &L->norm2, view_make(L->z, n, blk->h, blk->w, inter), d->s1,
                    1);
   rc = conv_layer_forward(cx, &L->conv2, d->s1, d->s2, e);
   if (rc) return rc;
@@ -296,7 +299,7 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
     if (!blk->has_trans) continue;
     view B = block_view(blk, blk->buf, n);
     int ct = blk->c_total / 2;
-    bn_layer_forward(cx, &blk->tnorm, B, view_make(d->s1, n, blk->h, blk->w, blk->c_total), 1);
+    bn_layer_forward_conv(cx, &blk->tnorm, B, d->s1, 1);
     if ((rc = conv_layer_forward(cx, &blk->tconv, d->s1, d->s3, e))) return rc;
     dense_block *next = &d->blocks[b + 1];
     cx->eng->ops->avgpool_forward(&blk->tpool, view_make(d->s3, n, blk->h, blk->w, ct),
@@ -320,14 +323,14 @@ static int layer_backward(net *m, dense_block *blk, dense_layer *L, mskx_err *e)
   view B = block_view(blk, blk->buf, n), dB = block_view(blk, blk->grad, n);
   view zv = view_make(L->z, n, blk->h, blk->w, inter);
   cx->eng->ops->copy(view_channels(dB, L->c_in, g), view_make(d->ds2, n, blk->h, blk->w, g));
-  bn_layer_recompute(cx, &L->norm2, zv, view_make(d->s1, n, blk->h, blk->w, inter), 1);
+  bn_layer_recompute_conv(cx, &L->norm2, zv, d->s1, 1);
   int rc = conv_layer_backward(cx, &L->conv2, d->s1, d->ds2, d->ds1, e);
   if (rc) return rc;
   view dzv = view_make(d->dz, n, blk->h, blk->w, inter);
   memset(d->dz, 0, view_numel(dzv) * sizeof(float));
   bn_layer_backward(cx, &L->norm2, zv, view_make(d->ds1, n, blk->h, blk->w, inter), dzv, 1);
   view prefix = view_channels(B, 0, L->c_in);
-  bn_layer_recompute(cx, &L->norm1, prefix, view_make(d->s1, n, blk->h, blk->w, L->c_in), 1);
+  bn_layer_recompute_conv(cx, &L->norm1, prefix, d->s1, 1);
   if ((rc = conv_layer_backward(cx, &L->conv1, d->s1, d->dz, d->ds1, e))) return rc;
   bn_layer_backward(cx, &L->norm1, prefix, view_make(d->ds1, n, blk->h, blk->w, L->c_in),
                     view_channels(dB, 0, L->c_in), 1);
@@ -342,7 +345,7 @@ static int transition_backward(net *m, dense_block *blk, dense_block *next, mskx
   memset(d->ds3, 0, view_numel(ds3) * sizeof(float));
   cx->eng->ops->avgpool_backward(&blk->tpool, view_channels(block_view(next, next->grad, n), 0, ct), ds3);
   view B = block_view(blk, blk->buf, n);
-  bn_layer_recompute(cx, &blk->tnorm, B, view_make(d->s1, n, blk->h, blk->w, blk->c_total), 1);
+  bn_layer_recompute_conv(cx, &blk->tnorm, B, d->s1, 1);
   int rc = conv_layer_backward(cx, &blk->tconv, d->s1, d->ds3, d->ds1, e);
   if (rc) return rc;
   bn_layer_backward(cx, &blk->tnorm, B, view_make(d->ds1, n, blk->h, blk->w, blk->c_total),

@@ -1,0 +1,80 @@
+/* The bf16 convolution-input path: bn_forward_affine_bf16 rounds exactly as
+ * the reference (round to nearest even) and as oneDNN's own f32 -> bf16
+ * conversion, so a convolution fed bf16 directly (src_bf16) gives the same
+ * bits as one fed the f32 values. */
+#include <string.h>
+#include "core/rng.h"
+#include "engine/engine.h"
+#include "test.h"
+
+#define N 2
+#define H 7
+#define W 5
+#define C 19
+#define CO 8
+
+static void fill(float *p, size_t n, uint64_t seed) {
+  rng r = rng_for(seed, 0, 0);
+  for (size_t i = 0; i < n; i++) p[i] = (float)rng_normal(&r);
+}
+
+TEST(affine_bf16_matches_reference_rounding) {
+  mskx_err e = {0};
+  engine *d = NULL, *r = NULL;
+  CHECK_OK(engine_dnnl_create(2, &d, &e), &e);
+  CHECK_OK(engine_ref_create(&r, &e), &e);
+  static float x[N * H * W * (C + 3)], sc[C], sh[C];
+  fill(x, sizeof x / sizeof x[0], 1);
+  fill(sc, C, 2);
+  fill(sh, C, 3);
+  x[5] = 1.0f + 0x1p-8f;  /* exactly halfway between two bf16 values: ties to even */
+  view v = {x, N, H, W, C, C + 3};  /* a strided channel range */
+  static uint16_t yd[N * H * W * C], yr[N * H * W * C];
+  for (int relu = 0; relu < 2; relu++) {
+    d->ops->bn_forward_affine_bf16(v, sc, sh, relu, yd);
+    r->ops->bn_forward_affine_bf16(v, sc, sh, relu, yr);
+    CHECKF(!memcmp(yd, yr, sizeof yd), "relu=%d: oneDNN-engine and reference bf16 outputs differ", relu);
+  }
+  engine_destroy(d);
+  engine_destroy(r);
+}
+
+TEST(conv_on_bf16_input_equals_conv_on_f32_input) {
+  mskx_err e = {0};
+  engine *d = NULL;
+  CHECK_OK(engine_dnnl_create(2, &d, &e), &e);
+  if (!engine_dnnl_has_bf16()) {
+    engine_destroy(d);
+    return;
+  }
+  static float x[N * H * W * C], y32[N * H * W * C], w[CO * C * 9], out_a[N * H * W * CO], out_b[N * H * W * CO],
+      one[C], zero[C];
+  static uint16_t y16[N * H * W * C];
+  fill(x, sizeof x / sizeof x[0], 4);
+  fill(w, sizeof w / sizeof w[0], 5);
+  for (int c = 0; c < C; c++) one[c] = 1.0f, zero[c] = 0.0f;
+  view v = view_make(x, N, H, W, C);
+  d->ops->bn_forward_affine(v, one, zero, 1, view_make(y32, N, H, W, C));
+  d->ops->bn_forward_affine_bf16(v, one, zero, 1, y16);
+  conv_desc cd = {.n = N, .h = H, .w = W, .cin = C, .cout = CO, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1,
+                  .prec = PREC_BF16, .need_backward = 1};
+  conv_op *a = NULL, *b = NULL;
+  CHECK_OK(d->ops->conv_create(d, &cd, &a, &e), &e);
+  cd.src_bf16 = 1;
+  CHECK_OK(d->ops->conv_create(d, &cd, &b, &e), &e);
+  CHECK_OK(d->ops->conv_forward(a, y32, w, 1, NULL, out_a, &e), &e);
+  CHECK_OK(d->ops->conv_forward(b, y16, w, 1, NULL, out_b, &e), &e);
+  CHECKF(!memcmp(out_a, out_b, sizeof out_a), "forward differs between f32 and bf16 inputs");
+  static float dy[N * H * W * CO], dwa[CO * C * 9], dwb[CO * C * 9];
+  fill(dy, sizeof dy / sizeof dy[0], 6);
+  CHECK_OK(d->ops->conv_backward_weights(a, y32, dy, dwa, NULL, &e), &e);
+  CHECK_OK(d->ops->conv_backward_weights(b, y16, dy, dwb, NULL, &e), &e);
+  CHECKF(!memcmp(dwa, dwb, sizeof dwa), "weight gradients differ between f32 and bf16 inputs");
+  d->ops->conv_destroy(a);
+  d->ops->conv_destroy(b);
+  cd.prec = PREC_FP32;
+  CHECK(d->ops->conv_create(d, &cd, &a, &e) == MSKX_EINVAL);  /* bf16 input needs bf16 precision */
+  engine_destroy(d);
+}
+
+TEST_MAIN()
