@@ -268,12 +268,10 @@ static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) 
   layer_ctx *cx = &m->cx;
   int n = m->n, inter = m->arch.bn_size * m->arch.growth;
   view B = block_view(blk, blk->buf, n);
-  view t1 = view_make(d->s1, n, blk->h, blk->w, L->c_in);
-  bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), t1.p, 1);
+  bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), d->s1, 1);
   int rc = conv_layer_forward(cx, &L->conv1, d->s1, L->z, e);
   if (rc) return rc;
-  bn_layer_forward_conv(cx, &L->norm2, view_make(L->z, n, blk->h, blk->w, inter), d->s1,
-                   1);
+  bn_layer_forward_conv(cx, &L->norm2, view_make(L->z, n, blk->h, blk->w, inter), d->s1, 1);
   rc = conv_layer_forward(cx, &L->conv2, d->s1, d->s2, e);
   if (rc) return rc;
   cx->eng->ops->copy(view_make(d->s2, n, blk->h, blk->w, m->arch.growth),
