@@ -101,3 +101,12 @@ sleep 1
 check cache_reused "$MSKX_BIN" train --resume "$T/c" --epochs 2
 after=$(stat -c %Y "$T/c/train_32.mskxcache" 2>/dev/null)
 [ -n "$before" ] && [ "$before" = "$after" ] && pass cache_not_rebuilt || fail cache_not_rebuilt "cache rewritten ($before -> $after)"
+
+# 7. Mixed precision (bf16 convolutions, fp32 master weights) trains end to end.
+if grep -q avx512_bf16 /proc/cpuinfo; then
+  check bf16_run "$MSKX_BIN" train --data "$DATA" --out "$T/bf" "${COMMON[@]}" --epochs 2 --precision bf16
+  n=$(wc -l < "$T/bf/log.jsonl" 2>/dev/null || echo 0)
+  [ "$n" = 2 ] && pass bf16_log || fail bf16_log "expected 2 epochs logged, found $n"
+else
+  echo "# skipped bf16 training: this CPU has no native bf16"
+fi
