@@ -9,34 +9,12 @@
 #include "test.h"
 #include "train/class_weights.h"
 
-static char g_dir[2048];
-
-static const char *dir(void) {
-  if (!g_dir[0]) {
-    const char *t = getenv("MSKX_TMP");
-    snprintf(g_dir, sizeof g_dir, "%s/train_cw.%ld", t && *t ? t : "/tmp", (long)getpid());
-    mkdir_p(g_dir, NULL);
-  }
-  return g_dir;
-}
-
-static const char *fx(const char *stem, const char *suffix) {
-  static char p[4][2300];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(p[k], sizeof p[k], "%s/%s%s", dir(), stem, suffix);
-  return p[k];
-}
+#define SCRATCH_TAG "train_cw"
+#include "scratch.h"
 
 static int reference(void) {
   static int done = -1;
-  if (done < 0) {
-    const char *root = getenv("MSKX_ROOT");
-    char cmd[4600];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/tools/optim_ref.py' cw '%s'", root && *root ? root : ".",
-             dir());
-    done = system(cmd) == 0;
-  }
+  if (done < 0) done = run_tool_script("optim_ref.py", "cw") == 0;
   return done;
 }
 
@@ -49,9 +27,9 @@ TEST(mura_and_balanced_match_paper_and_sklearn) {
   mskx_err e = {0};
   for (int k = 0; k < 2; k++) {
     htensor counts = {0}, paper = {0}, bal = {0};
-    CHECK_OK(npy_read_f32(fx(sets[k], ".counts.npy"), &counts, &e), &e);
-    CHECK_OK(npy_read_f32(fx(sets[k], ".paper.npy"), &paper, &e), &e);
-    CHECK_OK(npy_read_f32(fx(sets[k], ".balanced.npy"), &bal, &e), &e);
+    CHECK_OK(npy_read_f32(fx("%s.counts.npy", sets[k]), &counts, &e), &e);
+    CHECK_OK(npy_read_f32(fx("%s.paper.npy", sets[k]), &paper, &e), &e);
+    CHECK_OK(npy_read_f32(fx("%s.balanced.npy", sets[k]), &bal, &e), &e);
     int np_ = (int)counts.shape[0];
     CHECK(np_ <= 16 && counts.shape[1] == 2 && bal.shape[0] == 2);
     int64_t c[16][2];

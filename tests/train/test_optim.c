@@ -17,24 +17,8 @@
  * 1e-3 of the tensor's largest magnitude (state entries can cancel to ~0). */
 #define REL_TOL 1e-6
 
-static char g_dir[2048];
-
-static const char *dir(void) {
-  if (!g_dir[0]) {
-    const char *t = getenv("MSKX_TMP");
-    snprintf(g_dir, sizeof g_dir, "%s/train_optim.%ld", t && *t ? t : "/tmp", (long)getpid());
-    mkdir_p(g_dir, NULL);
-  }
-  return g_dir;
-}
-
-static const char *fx(const char *name) {
-  static char p[4][2300];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(p[k], sizeof p[k], "%s/%s", dir(), name);
-  return p[k];
-}
+#define SCRATCH_TAG "train_optim"
+#include "scratch.h"
 
 typedef struct ref_case {
   const char *name;
@@ -85,11 +69,7 @@ static int reference(void) {
             c.centered, CASES[i].split, CASES[i].freeze);
   }
   fclose(f);
-  const char *root = getenv("MSKX_ROOT");
-  char cmd[4600];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/tools/optim_ref.py' optim '%s'", root && *root ? root : ".",
-           dir());
-  return done = system(cmd) == 0;
+  return done = run_tool_script("optim_ref.py", "optim") == 0;
 }
 
 /* Max relative error of a against b (floor as in REL_TOL's comment). */

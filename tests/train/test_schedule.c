@@ -13,34 +13,12 @@
 /* References are stored as float32. */
 #define F32_REL 1e-6
 
-static char g_dir[2048];
-
-static const char *dir(void) {
-  if (!g_dir[0]) {
-    const char *t = getenv("MSKX_TMP");
-    snprintf(g_dir, sizeof g_dir, "%s/train_schedule.%ld", t && *t ? t : "/tmp", (long)getpid());
-    mkdir_p(g_dir, NULL);
-  }
-  return g_dir;
-}
-
-static const char *fx(const char *name) {
-  static char p[4][2300];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(p[k], sizeof p[k], "%s/%s", dir(), name);
-  return p[k];
-}
+#define SCRATCH_TAG "train_schedule"
+#include "scratch.h"
 
 static int reference(void) {
   static int done = -1;
-  if (done < 0) {
-    const char *root = getenv("MSKX_ROOT");
-    char cmd[4600];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/tools/optim_ref.py' sched '%s'", root && *root ? root : ".",
-             dir());
-    done = system(cmd) == 0;
-  }
+  if (done < 0) done = run_tool_script("optim_ref.py", "sched") == 0;
   return done;
 }
 
