@@ -4,7 +4,6 @@
  * including. */
 #ifndef MSKX_TESTS_SCRATCH_H
 #define MSKX_TESTS_SCRATCH_H
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -20,17 +19,12 @@ static inline const char *dir(void) {
   return d;
 }
 
-/* DIR/<printf(fmt, ...)>, in four rotating buffers so a few can be live at once. */
-static inline const char *fx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static inline const char *fx(const char *fmt, ...) {
+/* DIR/name, in four rotating buffers so a few can be live at once. */
+static inline const char *fx(const char *name) {
   static char p[4][2400];
   static int k;
   k = (k + 1) % 4;
-  int o = snprintf(p[k], sizeof p[k], "%s/", dir());
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(p[k] + o, sizeof p[k] - (size_t)o, fmt, ap);
-  va_end(ap);
+  snprintf(p[k], sizeof p[k], "%s/%s", dir(), name);
   return p[k];
 }
 

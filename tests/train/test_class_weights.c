@@ -12,6 +12,13 @@
 #define SCRATCH_TAG "train_cw"
 #include "scratch.h"
 
+/* DIR/<set><suffix>: the reference files of one count set. */
+static const char *ref_file(const char *set, const char *suffix) {
+  char name[256];
+  snprintf(name, sizeof name, "%s%s", set, suffix);
+  return fx(name);
+}
+
 static int reference(void) {
   static int done = -1;
   if (done < 0) done = run_tool_script("optim_ref.py", "cw") == 0;
@@ -27,9 +34,9 @@ TEST(mura_and_balanced_match_paper_and_sklearn) {
   mskx_err e = {0};
   for (int k = 0; k < 2; k++) {
     htensor counts = {0}, paper = {0}, bal = {0};
-    CHECK_OK(npy_read_f32(fx("%s.counts.npy", sets[k]), &counts, &e), &e);
-    CHECK_OK(npy_read_f32(fx("%s.paper.npy", sets[k]), &paper, &e), &e);
-    CHECK_OK(npy_read_f32(fx("%s.balanced.npy", sets[k]), &bal, &e), &e);
+    CHECK_OK(npy_read_f32(ref_file(sets[k], ".counts.npy"), &counts, &e), &e);
+    CHECK_OK(npy_read_f32(ref_file(sets[k], ".paper.npy"), &paper, &e), &e);
+    CHECK_OK(npy_read_f32(ref_file(sets[k], ".balanced.npy"), &bal, &e), &e);
     int np_ = (int)counts.shape[0];
     CHECK(np_ <= 16 && counts.shape[1] == 2 && bal.shape[0] == 2);
     int64_t c[16][2];
