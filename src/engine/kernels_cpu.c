@@ -152,11 +152,9 @@ void cpu_bn_forward_train(view x, const float *gamma, const float *beta, float e
   size_t m = rows_of(x);
   double sum[c], sq[c];
   float scale[c], shift[c];
-  bn_ctx k = {.x = x};
-  if (!reduce_rows(m, c, acc_sum, &k, sum)) memset(sum, 0, sizeof sum);
+  cpu_bn_stats(x, NULL, sum);
   for (int ch = 0; ch < c; ch++) mean[ch] = (float)(sum[ch] / (double)m);
-  k.mean = mean;
-  if (!reduce_rows(m, c, acc_sqdev, &k, sq)) memset(sq, 0, sizeof sq);
+  cpu_bn_stats(x, mean, sq);
   for (int ch = 0; ch < c; ch++) {
     double var = sq[ch] / (double)m;
     invstd[ch] = (float)(1.0 / sqrt(var + eps));
