@@ -40,6 +40,13 @@ static int parts_mask(const dataset *d, const char *parts, uint64_t *mask, mskx_
 
 static int in_mask(uint64_t mask, int part) { return mask == 0 || (part < 64 && (mask >> part) & 1); }
 
+/* Per-part runs train one model for each selected part that has training images. */
+static int trains_part(const dataset *d, uint64_t mask, int part) {
+  if (!in_mask(mask, part)) return 0;
+  ds_counts k = dataset_count(&d->train, part);
+  return k.images[0] + k.images[1] > 0;
+}
+
 /* Class weights per part from the selected training images. */
 static int setup_class_weights(run_ctx *r, mskx_err *e) {
   const dataset *d = r->data;
@@ -412,7 +419,7 @@ static int train_per_part(const train_config *c, const dataset *d, int resuming,
   double kappa_sum = 0;
   int n = 0;
   for (int p = 0; p < d->n_parts && !rc; p++) {
-    if (!in_mask(mask, p) || dataset_count(&d->train, p).images[0] + dataset_count(&d->train, p).images[1] == 0) continue;
+    if (!trains_part(d, mask, p)) continue;
     train_config pc = *c;
     pc.per_part = 0;
     snprintf(pc.parts, sizeof pc.parts, "%s", d->parts[p]);
@@ -459,9 +466,7 @@ static int preflight(const train_config *c, dataset **d, mskx_err *e) {
   if (!rc && !c->per_part) rc = setup_class_weights(&r, e);
   uint64_t all = r.mask;
   for (int p = 0; !rc && c->per_part && p < (*d)->n_parts; p++) {
-    if (!in_mask(all, p)) continue;
-    ds_counts k = dataset_count(&(*d)->train, p);
-    if (k.images[0] + k.images[1] == 0) continue;
+    if (!trains_part(*d, all, p)) continue;
     free(r.cw);
     r.cw = NULL;
     r.mask = 1ULL << p;
