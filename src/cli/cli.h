@@ -26,6 +26,10 @@ int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(prin
  * failure prints "mskx CMD: --OPT: ..." and returns nonzero. */
 int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
+/* An option with one of two values (b may be NULL for one): *out = 0 for a,
+ * 1 for b; otherwise prints "mskx CMD: --OPT: expected A or B, got 'V'" and
+ * returns nonzero. */
+int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char *a, const char *b, int *out);
 /* Standard message for an unknown option or a missing argument (getopt's '?'). */
 int cli_usage_error(const char *cmd);
 

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cli_error(const char *cmd, const mskx_err *e) {
   fprintf(stderr, "mskx %s: %s\n", cmd, e->msg[0] ? e->msg : mskx_status_name(e->code));
@@ -38,6 +39,16 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo,
   if (errno || end == s || *end || !isfinite(v)) return cli_errorf(cmd, "--%s: '%s' is not a number", opt, s);
   if (v < lo || v > hi) return cli_errorf(cmd, "--%s: %g is out of range [%g, %g]", opt, v, lo, hi);
   *out = v;
+  return 0;
+}
+
+int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char *a, const char *b, int *out) {
+  if (!strcmp(v, a))
+    *out = 0;
+  else if (b && !strcmp(v, b))
+    *out = 1;
+  else
+    return cli_errorf(cmd, "--%s: expected %s%s%s, got '%s'", opt, a, b ? " or " : "", b ? b : "", v);
   return 0;
 }
 

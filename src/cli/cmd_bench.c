@@ -34,13 +34,6 @@ static const char *const usage =
 
 #define CMD "bench"
 
-static int parse_choice(const char *opt, const char *v, const char *a, const char *b, int *out) {
-  if (!strcmp(v, a)) *out = 0;
-  else if (!strcmp(v, b)) *out = 1;
-  else return cli_errorf(CMD, "--%s: expected %s or %s, got '%s'", opt, a, b, v);
-  return 0;
-}
-
 static int parse(int argc, char **argv, bench_config *c) {
   static const struct option longs[] = {
       {"arch", 1, 0, 'a'},  {"size", 1, 0, 's'},    {"batch", 1, 0, 'b'}, {"precision", 1, 0, 'p'},
@@ -60,11 +53,11 @@ static int parse(int argc, char **argv, bench_config *c) {
       case 'T': if (cli_parse_int(CMD, "threads", optarg, 1, 1024, &v)) return 1; c->threads = (int)v; break;
       case 'S': if (cli_parse_int(CMD, "seed", optarg, 0, 0x7fffffffL, &v)) return 1; c->seed = (uint64_t)v; break;
       case 'p':
-        if (parse_choice("precision", optarg, "fp32", "bf16", &choice)) return 1;
+        if (cli_parse_choice(CMD, "precision", optarg, "fp32", "bf16", &choice)) return 1;
         c->prec = choice ? PREC_BF16 : PREC_FP32;
         break;
       case 'm':
-        if (parse_choice("mode", optarg, "infer", "train", &choice)) return 1;
+        if (cli_parse_choice(CMD, "mode", optarg, "infer", "train", &choice)) return 1;
         c->train = choice;
         break;
       case 'j': break;

@@ -109,9 +109,7 @@ static int parse_args(int argc, char **argv, ens_args *a) {
         a->threads = (int)v;
         break;
       case 'P':
-        if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
-          return cli_errorf("ensemble", "--precision: expected fp32 or bf16, got '%s'", optarg) + 1;
-        a->bf16 = !strcmp(optarg, "bf16");
+        if (cli_parse_choice("ensemble", "precision", optarg, "fp32", "bf16", &a->bf16)) return 2;
         break;
       case 'h': fputs(usage, stdout); return 0;
       default: return cli_usage_error("ensemble");

@@ -53,11 +53,8 @@ typedef struct eval_args {
   char out_buf[64];
 } eval_args;
 
-static int parse_choice(const char *opt, const char *v, const char *a, const char *b, int *out) {
-  if (!strcmp(v, a)) *out = 0;
-  else if (b && !strcmp(v, b)) *out = 1;
-  else return cli_errorf("eval", "--%s: expected %s%s%s, got '%s'", opt, a, b ? " or " : "", b ? b : "", v) + 1;
-  return 0;
+static int eval_choice(const char *opt, const char *v, const char *a, const char *b, int *out) {
+  return cli_parse_choice("eval", opt, v, a, b, out) ? 2 : 0;
 }
 
 static int parse_args(int argc, char **argv, eval_args *a) {
@@ -89,18 +86,18 @@ static int parse_args(int argc, char **argv, eval_args *a) {
       case 'n': a->no_report = 1; break;
       case 'j': a->json = 1; break;
       case 'S':
-        if ((rc = parse_choice("split", optarg, "valid", "train", &x))) return rc;
+        if ((rc = eval_choice("split", optarg, "valid", "train", &x))) return rc;
         a->split = x ? DS_TRAIN : DS_VALID;
         break;
       case 'a':
-        if ((rc = parse_choice("agg", optarg, "mean", "max", &a->agg))) return rc;
+        if ((rc = eval_choice("agg", optarg, "mean", "max", &a->agg))) return rc;
         break;
       case 't':
-        if ((rc = parse_choice("tta", optarg, "flip", NULL, &x))) return rc;
+        if ((rc = eval_choice("tta", optarg, "flip", NULL, &x))) return rc;
         a->tta = 1;
         break;
       case 'P':
-        if ((rc = parse_choice("precision", optarg, "fp32", "bf16", &a->bf16))) return rc;
+        if ((rc = eval_choice("precision", optarg, "fp32", "bf16", &a->bf16))) return rc;
         break;
       case 'b':
         if (cli_parse_int("eval", "bootstrap", optarg, 0, EVAL_MAX_BOOT, &v)) return 2;

@@ -42,6 +42,7 @@ static int parse(int argc, char **argv, fwd_opts *o) {
   memset(o, 0, sizeof *o);
   int c;
   long v;
+  int bf16;
   optind = 1;
   while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     switch (c) {
@@ -52,14 +53,11 @@ static int parse(int argc, char **argv, fwd_opts *o) {
       case 't': o->target = optarg; break;
       case 'g': o->grads = optarg; break;
       case 'm':
-        if (strcmp(optarg, "eval") && strcmp(optarg, "train"))
-          return cli_errorf("forward", "--mode: expected eval or train, got '%s'", optarg);
-        o->train = !strcmp(optarg, "train");
+        if (cli_parse_choice("forward", "mode", optarg, "eval", "train", &o->train)) return 1;
         break;
       case 'p':
-        if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
-          return cli_errorf("forward", "--precision: expected fp32 or bf16, got '%s'", optarg);
-        o->prec = strcmp(optarg, "bf16") ? PREC_FP32 : PREC_BF16;
+        if (cli_parse_choice("forward", "precision", optarg, "fp32", "bf16", &bf16)) return 1;
+        o->prec = bf16 ? PREC_BF16 : PREC_FP32;
         break;
       case 'T':
         if (cli_parse_int("forward", "threads", optarg, 1, 1024, &v)) return 1;

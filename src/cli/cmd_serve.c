@@ -67,9 +67,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       case 'p': bad = cli_parse_int("serve", "port", optarg, 0, 65535, &v); a->cfg.port = (int)v; break;
       case 'T': bad = cli_parse_int("serve", "threads", optarg, 1, 1024, &v); a->threads = (int)v; break;
       case 'P':
-        if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
-          return cli_errorf("serve", "--precision: expected fp32 or bf16, got '%s'", optarg) + 1;
-        a->bf16 = !strcmp(optarg, "bf16");
+        if (cli_parse_choice("serve", "precision", optarg, "fp32", "bf16", &a->bf16)) return 2;
         break;
       case 'B': bad = cli_parse_int("serve", "max-body", optarg, 1, 1L << 34, &v); a->cfg.max_body = (size_t)v; break;
       case 'I': bad = cli_parse_int("serve", "max-images", optarg, 1, 4096, &v); a->cfg.max_images = (int)v; break;

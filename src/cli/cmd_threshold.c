@@ -84,9 +84,7 @@ static int parse_args(int argc, char **argv, thr_args *a) {
         a->tta = 1;
         break;
       case 'P':
-        if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
-          return cli_errorf("threshold", "--precision: expected fp32 or bf16, got '%s'", optarg) + 1;
-        a->bf16 = !strcmp(optarg, "bf16");
+        if (cli_parse_choice("threshold", "precision", optarg, "fp32", "bf16", &a->bf16)) return 2;
         break;
       case 'T':
         if (cli_parse_int("threshold", "threads", optarg, 1, 1024, &v)) return 2;

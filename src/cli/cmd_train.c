@@ -112,6 +112,7 @@ static int num(const char *opt, double lo, double hi, double *out) {
 static int parse_one(train_cli *t, int o, char *monitor) {
   train_config *c = &t->c;
   long v;
+  int bf16;
   double d;
   switch (o) {
     case O_DATA: return copy_str(c->data, sizeof c->data, "data", optarg);
@@ -134,9 +135,8 @@ static int parse_one(train_cli *t, int o, char *monitor) {
       c->loader_threads = (int)v;
       return 0;
     case O_PREC:
-      if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
-        return cli_errorf("train", "--precision: expected fp32 or bf16, got '%s'", optarg);
-      c->prec = strcmp(optarg, "bf16") ? PREC_FP32 : PREC_BF16;
+      if (cli_parse_choice("train", "precision", optarg, "fp32", "bf16", &bf16)) return 1;
+      c->prec = bf16 ? PREC_BF16 : PREC_FP32;
       return 0;
     case O_PRE: return copy_str(c->pretrained, sizeof c->pretrained, "pretrained", optarg);
     case O_FREEZE:
