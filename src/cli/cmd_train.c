@@ -393,8 +393,10 @@ int cmd_train(int argc, char **argv) {
   if (sum.best_epoch >= 0) fprintf(stderr, " (epoch %d)", sum.best_epoch + 1);
   fputc('\n', stderr);
   if (sum.skipped_images) fprintf(stderr, "warning: %lld unreadable images were skipped\n", sum.skipped_images);
-  char bundle[2048];
-  snprintf(bundle, sizeof bundle, "%s/bundle.json", dir);
-  printf("%s\n", path_exists(bundle) ? bundle : (snprintf(bundle, sizeof bundle, "%s/best.safetensors", dir), bundle));
+  /* The model to use next: a per-part run's bundle, else the best checkpoint. */
+  char model[2048];
+  snprintf(model, sizeof model, "%s/bundle.json", dir);
+  if (!path_exists(model)) snprintf(model, sizeof model, "%s/best.safetensors", dir);
+  printf("%s\n", model);
   return 0;
 }
