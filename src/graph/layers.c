@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -88,26 +89,49 @@ int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const
 /* Training-mode statistics in two passes (sum, then squared deviations),
  * with the per-channel sums added over processes in between when
  * synchronising, then bn_forward_train's arithmetic, so one process gives its
- * results exactly. Also returns the output's scale/shift. */
-static void bn_train_stats(const layer_ctx *cx, bn_layer *l, view x, float *scale, float *shift) {
-  const param_store *ps = cx->ps;
-  const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
-  int c = l->c;
+ * results exactly. Each channel's sums depend only on its own column, so the
+ * statistics of a channel range equal those of the same channels in a wider view. */
+void bn_batch_stats(const layer_ctx *cx, view x, float *mean, float *invstd, float *varu) {
+  int c = x.c;
   double s[c + 1];
   cx->eng->ops->bn_stats(x, NULL, s);
   s[c] = (double)x.n * x.h * x.w;
   if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c + 1);
   double m = s[c];
-  for (int ch = 0; ch < c; ch++) l->mean[ch] = (float)(s[ch] / m);
-  cx->eng->ops->bn_stats(x, l->mean, s);
+  for (int ch = 0; ch < c; ch++) mean[ch] = (float)(s[ch] / m);
+  cx->eng->ops->bn_stats(x, mean, s);
   if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c);
   for (int ch = 0; ch < c; ch++) {
     double var = s[ch] / m;
-    l->invstd[ch] = (float)(1.0 / sqrt(var + BN_EPS));
-    l->varu[ch] = (float)(m > 1 ? var * m / (m - 1) : var);
-    scale[ch] = g[ch] * l->invstd[ch];
-    shift[ch] = b[ch] - l->mean[ch] * scale[ch];
+    invstd[ch] = (float)(1.0 / sqrt(var + BN_EPS));
+    varu[ch] = (float)(m > 1 ? var * m / (m - 1) : var);
   }
+}
+
+/* scale/shift of the training-mode output from the saved statistics. */
+static void bn_saved_affine(const layer_ctx *cx, const bn_layer *l, float *scale, float *shift) {
+  const param_store *ps = cx->ps;
+  const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
+  for (int i = 0; i < l->c; i++) {
+    scale[i] = g[i] * l->invstd[i];
+    shift[i] = b[i] - l->mean[i] * scale[i];
+  }
+}
+
+static int bn_has_shared(const bn_layer *l) { return l->shared && l->shared->mean; }
+
+/* The layer's batch statistics (computed, or taken from l->shared) and its
+ * output's scale/shift. */
+static void bn_train_stats(const layer_ctx *cx, bn_layer *l, view x, float *scale, float *shift) {
+  size_t c = (size_t)l->c;
+  if (bn_has_shared(l)) {
+    memcpy(l->mean, l->shared->mean, c * sizeof(float));
+    memcpy(l->invstd, l->shared->invstd, c * sizeof(float));
+    memcpy(l->varu, l->shared->varu, c * sizeof(float));
+  } else {
+    bn_batch_stats(cx, x, l->mean, l->invstd, l->varu);
+  }
+  bn_saved_affine(cx, l, scale, shift);
 }
 
 static void bn_update_running(const layer_ctx *cx, const bn_layer *l) {
@@ -136,7 +160,7 @@ void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu
     cx->eng->ops->bn_forward_infer(x, g, b, ps_data(ps, l->rmean), ps_data(ps, l->rvar), BN_EPS, relu, y);
     return;
   }
-  if (cx->bn_sum) {
+  if (cx->bn_sum || bn_has_shared(l)) {
     float scale[l->c], shift[l->c];
     bn_train_stats(cx, l, x, scale, shift);
     cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
@@ -158,15 +182,6 @@ void bn_layer_forward_conv(const layer_ctx *cx, bn_layer *l, view x, float *y, i
     bn_infer_affine(cx, l, scale, shift);
   cx->eng->ops->bn_forward_affine_bf16(x, scale, shift, relu, (uint16_t *)y);
   if (cx->train) bn_update_running(cx, l);
-}
-
-static void bn_saved_affine(const layer_ctx *cx, const bn_layer *l, float *scale, float *shift) {
-  const param_store *ps = cx->ps;
-  const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
-  for (int i = 0; i < l->c; i++) {
-    scale[i] = g[i] * l->invstd[i];
-    shift[i] = b[i] - l->mean[i] * scale[i];
-  }
 }
 
 void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, int relu) {

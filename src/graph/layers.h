@@ -35,10 +35,22 @@ typedef struct conv_layer {
   conv_op *op;        /* planned per shape */
 } conv_layer;
 
+/* Per-channel batch statistics of a buffer (training mode). */
+typedef struct bn_channel_stats {
+  float *mean, *invstd, *varu;
+} bn_channel_stats;
+
 typedef struct bn_layer {
   int weight, bias, rmean, rvar;
   int c;
   float *mean, *invstd, *varu;   /* saved batch statistics (train plans) */
+  /* If set (and its arrays allocated), training mode takes the statistics of
+   * its c channels from channels [0, c) of *shared instead of computing them:
+   * DenseNet's norm1 layers, transition norm and norm5 all normalise channel
+   * prefixes of one block buffer, whose per-channel batch statistics do not
+   * change from layer to layer. The owner keeps *shared current (see
+   * bn_batch_stats); the values are those the layer would compute. */
+  const bn_channel_stats *shared;
 } bn_layer;
 
 /* Declarations ("prefix.weight", ...). */
@@ -55,6 +67,11 @@ void bn_layer_unplan(bn_layer *l);
 int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const void *x, float *y, mskx_err *e);
 /* Writes the weight (and bias) gradients; dx (may be NULL) overwritten. */
 int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const float *dy, float *dx, mskx_err *e);
+
+/* The per-channel batch statistics bn_layer_forward computes in training
+ * mode (bit-identical, synchronised over processes when cx->bn_sum is set):
+ * mean, 1/sqrt(biased var + eps) and unbiased var, each x.c floats. */
+void bn_batch_stats(const layer_ctx *cx, view x, float *mean, float *invstd, float *varu);
 
 /* Train: batch statistics, saved, running statistics updated. Eval: running. */
 void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu);

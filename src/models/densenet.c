@@ -32,6 +32,9 @@ typedef struct dense_block {
   pool_desc tpool;
   int h, w;             /* planned spatial size */
   float *buf, *grad;    /* (n, h, w, c_total) */
+  /* Training: the batch statistics of every channel of buf, computed once
+   * when the channel is written and shared by the batch norms reading it. */
+  bn_channel_stats stats;
 } dense_block;
 
 typedef struct densenet {
@@ -167,7 +170,9 @@ static void densenet_unplan(net *m) {
     }
     free(blk->buf);
     free(blk->grad);
+    free(blk->stats.mean);
     blk->buf = blk->grad = NULL;
+    blk->stats = (bn_channel_stats){0};
   }
   if (d->head) cx->eng->ops->linear_destroy(d->head);
   d->head = NULL;
@@ -210,6 +215,13 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
     s1 = zmax(s1, px * (size_t)blk->c_total);
     if (!rc && !(blk->buf = falloc(px * (size_t)blk->c_total, e))) rc = e->code;
     if (!rc && train && !(blk->grad = falloc(px * (size_t)blk->c_total, e))) rc = e->code;
+    if (!rc && train && !(blk->stats.mean = falloc(3 * (size_t)blk->c_total, e))) rc = e->code;
+    if (!rc && train) {
+      blk->stats.invstd = blk->stats.mean + blk->c_total;
+      blk->stats.varu = blk->stats.invstd + blk->c_total;
+      for (int l = 0; l < blk->n_layers; l++) blk->layers[l].norm1.shared = &blk->stats;
+      blk->tnorm.shared = &blk->stats;
+    }
     if (blk->has_trans && !rc) {
       rc = conv_layer_plan(cx, &blk->tconv, n, bh, bw, NULL, NULL, e);
       if (!rc) rc = bn_layer_plan(&blk->tnorm, e);
@@ -221,6 +233,7 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
   }
   if (rc) return rc;
   rc = bn_layer_plan(&d->norm5, e);
+  d->norm5.shared = &d->blocks[d->n_blocks - 1].stats;
   if (!rc) rc = cx->eng->ops->linear_create(cx->eng, n, d->c_final, 1, &d->head, e);
   if (rc) return rc;
   /* Bottleneck outputs: one per layer when training (kept for backward), one shared otherwise. */
@@ -263,6 +276,13 @@ static view block_view(const dense_block *blk, float *p, int n) {
   return v;
 }
 
+/* Training: records the batch statistics of channels [c0, c0 + v.c) of the
+ * block buffer, which v holds (the channels themselves or a dense copy). */
+static void block_stats(net *m, dense_block *blk, view v, int c0) {
+  if (m->cx.train && blk->stats.mean)
+    bn_batch_stats(&m->cx, v, blk->stats.mean + c0, blk->stats.invstd + c0, blk->stats.varu + c0);
+}
+
 static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) {
   densenet *d = dn(m);
   layer_ctx *cx = &m->cx;
@@ -274,8 +294,9 @@ static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) 
   bn_layer_forward_conv(cx, &L->norm2, view_make(L->z, n, blk->h, blk->w, inter), d->s1, 1);
   rc = conv_layer_forward(cx, &L->conv2, d->s1, d->s2, e);
   if (rc) return rc;
-  cx->eng->ops->copy(view_make(d->s2, n, blk->h, blk->w, m->arch.growth),
-                     view_channels(B, L->c_in, m->arch.growth));
+  view out = view_make(d->s2, n, blk->h, blk->w, m->arch.growth);
+  cx->eng->ops->copy(out, view_channels(B, L->c_in, m->arch.growth));
+  block_stats(m, blk, out, L->c_in);
   return MSKX_OK;
 }
 
@@ -288,8 +309,9 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
   if (rc) return rc;
   view stem = view_make(d->s1, n, d->h0, d->w0, c0);
   bn_layer_forward(cx, &d->norm0, view_make(d->c0out, n, d->h0, d->w0, c0), stem, 1);
-  cx->eng->ops->maxpool_forward(&d->pool0, stem, view_channels(block_view(&d->blocks[0], d->blocks[0].buf, n), 0, c0),
-                                d->argmax0);
+  view b0 = view_channels(block_view(&d->blocks[0], d->blocks[0].buf, n), 0, c0);
+  cx->eng->ops->maxpool_forward(&d->pool0, stem, b0, d->argmax0);
+  block_stats(m, &d->blocks[0], b0, 0);
   for (int b = 0; b < d->n_blocks; b++) {
     dense_block *blk = &d->blocks[b];
     for (int l = 0; l < blk->n_layers; l++)
@@ -300,8 +322,9 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
     bn_layer_forward_conv(cx, &blk->tnorm, B, d->s1, 1);
     if ((rc = conv_layer_forward(cx, &blk->tconv, d->s1, d->s3, e))) return rc;
     dense_block *next = &d->blocks[b + 1];
-    cx->eng->ops->avgpool_forward(&blk->tpool, view_make(d->s3, n, blk->h, blk->w, ct),
-                                  view_channels(block_view(next, next->buf, n), 0, ct));
+    view nb = view_channels(block_view(next, next->buf, n), 0, ct);
+    cx->eng->ops->avgpool_forward(&blk->tpool, view_make(d->s3, n, blk->h, blk->w, ct), nb);
+    block_stats(m, next, nb, 0);
   }
   dense_block *last = &d->blocks[d->n_blocks - 1];
   view F = view_make(d->s1, n, last->h, last->w, d->c_final);

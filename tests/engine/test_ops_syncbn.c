@@ -2,7 +2,9 @@
  * bn_backward_dx) of both engines against each other, the layer's sync path
  * with one process against the fused ops (bit-exact on the CPU engine), and
  * two simulated processes (threads adding their sums through a barrier, as
- * MPI_Allreduce would) against the whole batch in one process. The threads
+ * MPI_Allreduce would) against the whole batch in one process, and batch
+ * norms reading statistics shared through bn_layer.shared (DenseNet's block
+ * buffers) against the same layers computing their own. The threads
  * are an OpenMP team, whose threads outlive the test (the CPU kernels keep
  * per-thread scratch buffers). */
 #include <omp.h>
@@ -238,6 +240,70 @@ out:
   return ok;
 }
 
+/* A block buffer of `width` channels whose statistics are recorded in pieces
+ * as a dense block writes its channels (bn_batch_stats per written range);
+ * layers normalising a prefix of it with .shared set must give what they
+ * give computing their own statistics: outputs, saved and running statistics
+ * and gradients, bit for bit (fp32 views and the bf16 convolution input). */
+static int shared_case(engine *eng, int prefix, uint64_t seed, char *why) {
+  enum { N = 3, H = 5, W = 4, WIDTH = 16 };
+  static const int pieces[] = {0, 5, 6, 9, 13, WIDTH};
+  int ok = -1;
+  vbuf x, ya, yb, dy, dxa, dxb;
+  proc own, sh;
+  memset(&own, 0, sizeof own), memset(&sh, 0, sizeof sh);
+  memset(&x, 0, sizeof x), memset(&ya, 0, sizeof ya), memset(&yb, 0, sizeof yb);
+  memset(&dy, 0, sizeof dy), memset(&dxa, 0, sizeof dxa), memset(&dxb, 0, sizeof dxb);
+  float mean[WIDTH], invstd[WIDTH], varu[WIDTH], gamma[WIDTH], beta[WIDTH];
+  uint16_t ca[N * H * W * WIDTH], cb[N * H * W * WIDTH];
+  rng r;
+  rng_seed(&r, seed);
+  fill_uniform(gamma, WIDTH, &r, 0.5, 1.5);
+  fill_uniform(beta, WIDTH, &r, -0.3, 0.3);
+  REQUIRE(!vbuf_dense(&x, N, H, W, WIDTH, seed) && !vbuf_dense(&ya, N, H, W, prefix, seed + 1) &&
+              !vbuf_dense(&yb, N, H, W, prefix, seed + 1) && !vbuf_dense(&dy, N, H, W, prefix, seed + 2) &&
+              !vbuf_alloc(&dxa, N, H, W, prefix, WIDTH, 0, seed + 3) &&
+              !vbuf_alloc(&dxb, N, H, W, prefix, WIDTH, 0, seed + 3),
+          "out of memory");
+  view_fill_normal(x.v, &r, 0.4, 1.7);
+  REQUIRE(!proc_init(&own, eng, prefix, gamma, beta) && !proc_init(&sh, eng, prefix, gamma, beta), "setup failed");
+  for (size_t k = 0; k + 1 < sizeof pieces / sizeof *pieces; k++) {
+    int c0 = pieces[k];
+    bn_batch_stats(&sh.cx, view_channels(x.v, c0, pieces[k + 1] - c0), mean + c0, invstd + c0, varu + c0);
+  }
+  bn_channel_stats stats = {mean, invstd, varu};
+  sh.l.shared = &stats;
+  view in = view_channels(x.v, 0, prefix);
+  bn_layer_forward(&own.cx, &own.l, in, ya.v, 1);
+  bn_layer_forward(&sh.cx, &sh.l, in, yb.v, 1);
+  bn_layer_backward(&own.cx, &own.l, in, dy.v, dxa.v, 1);
+  bn_layer_backward(&sh.cx, &sh.l, in, dy.v, dxb.v, 1);
+  size_t cb_bytes = (size_t)prefix * sizeof(float);
+  REQUIRE(!memcmp(own.l.mean, sh.l.mean, cb_bytes) && !memcmp(own.l.invstd, sh.l.invstd, cb_bytes) &&
+              !memcmp(own.l.varu, sh.l.varu, cb_bytes),
+          "shared statistics differ from the layer's own (prefix %d)", prefix);
+  REQUIRE(!memcmp(ps_data(&own.ps, own.l.rmean), ps_data(&sh.ps, sh.l.rmean), cb_bytes) &&
+              !memcmp(ps_data(&own.ps, own.l.rvar), ps_data(&sh.ps, sh.l.rvar), cb_bytes),
+          "running statistics differ (prefix %d)", prefix);
+  REQUIRE(!memcmp(ya.base, yb.base, ya.len * sizeof(float)), "outputs differ (prefix %d)", prefix);
+  REQUIRE(!memcmp(dxa.base, dxb.base, dxa.len * sizeof(float)), "input gradients differ (prefix %d)", prefix);
+  REQUIRE(!memcmp(ps_grad(&own.ps, own.l.weight), ps_grad(&sh.ps, sh.l.weight), cb_bytes) &&
+              !memcmp(ps_grad(&own.ps, own.l.bias), ps_grad(&sh.ps, sh.l.bias), cb_bytes),
+          "parameter gradients differ (prefix %d)", prefix);
+  if (!strcmp(eng->ops->name, "onednn")) {
+    own.cx.prec = sh.cx.prec = PREC_BF16;
+    bn_layer_forward_conv(&own.cx, &own.l, in, (float *)ca, 1);
+    bn_layer_forward_conv(&sh.cx, &sh.l, in, (float *)cb, 1);
+    REQUIRE(!memcmp(ca, cb, (size_t)N * H * W * prefix * sizeof(uint16_t)), "bf16 outputs differ (prefix %d)", prefix);
+  }
+  ok = 0;
+out:
+  proc_free(&own);
+  proc_free(&sh);
+  vbuf_free(&x), vbuf_free(&ya), vbuf_free(&yb), vbuf_free(&dy), vbuf_free(&dxa), vbuf_free(&dxb);
+  return ok;
+}
+
 static engine *eng_cpu, *eng_ref;
 
 static int engines(void) {
@@ -260,5 +326,15 @@ TEST(sync_one_process_is_fused_ref) { RUN(sim_case(eng_ref, cases[i], 1, 1, 300 
 TEST(sync_two_processes_cpu) { RUN(sim_case(eng_cpu, cases[i], 2, 1, 400 + i, why)); }
 TEST(sync_two_processes_ref) { RUN(sim_case(eng_ref, cases[i], 2, 1, 500 + i, why)); }
 TEST(per_process_stats_differ) { RUN(sim_case(eng_cpu, cases[i], 2, 0, 600 + i, why)); }
+
+TEST(shared_stats_equal_own) {
+  char why[WHY] = "";
+  CHECKF(!engines(), "engine creation failed");
+  static const int prefixes[] = {5, 6, 11, 16};
+  for (size_t i = 0; i < 4; i++) {
+    CHECKF(!shared_case(eng_cpu, prefixes[i], 700 + i, why), "%s", why);
+    CHECKF(!shared_case(eng_ref, prefixes[i], 800 + i, why), "%s", why);
+  }
+}
 
 TEST_MAIN()
