@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -153,4 +154,14 @@ int size_mul(size_t a, size_t b, size_t *out) {
   if (a && b > SIZE_MAX / a) return 0;
   *out = a * b;
   return 1;
+}
+
+void *big_alloc(size_t bytes) {
+  const size_t huge = (size_t)2 << 20;
+  if (bytes == 0) return NULL;
+  if (bytes < huge) return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+  size_t len = (bytes + huge - 1) & ~(huge - 1);
+  void *p = aligned_alloc(huge, len);
+  if (p) (void)madvise(p, len, MADV_HUGEPAGE); /* advice only: without THP it still works */
+  return p;
 }

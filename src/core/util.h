@@ -39,4 +39,10 @@ char *str_dup(const char *s);
 /* Overflow-checked size multiplication; returns 0 on overflow. */
 int size_mul(size_t a, size_t b, size_t *out);
 
+/* Memory for large numeric buffers (activations, parameters, gradients):
+ * 64-byte aligned; from 2 MiB on, 2 MiB aligned and advised for transparent
+ * huge pages (fewer TLB misses in the memory-bound kernels). NULL on failure
+ * (or size 0); release with free(). */
+void *big_alloc(size_t bytes);
+
 #endif

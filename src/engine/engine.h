@@ -50,6 +50,9 @@ typedef struct conv_desc {
   int need_backward;    /* plan backward-data/-weights too (training) */
   int src_bf16;         /* with PREC_BF16: x is already bf16 (uint16 NHWC), written by
                            bn_forward_affine_bf16, so no conversion pass is needed */
+  int ddst_bf16;        /* with PREC_BF16: the output gradient dy of both backward
+                           passes is already bf16 (uint16 NHWC), as written by
+                           bn_backward_dx_dense, so no conversion pass is needed */
 } conv_desc;
 
 static inline int conv_out_h(const conv_desc *d) { return (d->h + 2 * d->ph - d->kh) / d->sh + 1; }
@@ -78,11 +81,11 @@ typedef struct engine_ops {
   /* x: dense (n,h,w,cin) float, or bf16 when d->src_bf16; y: dense (n,oh,ow,cout) overwritten. */
   int (*conv_forward)(conv_op *op, const void *x, const float *w, uint64_t wver, const float *b,
                       float *y, mskx_err *e);
-  /* dx overwritten. */
-  int (*conv_backward_data)(conv_op *op, const float *dy, const float *w, uint64_t wver, float *dx,
+  /* dy: dense (n,oh,ow,cout) float, or bf16 when d->ddst_bf16. dx overwritten. */
+  int (*conv_backward_data)(conv_op *op, const void *dy, const float *w, uint64_t wver, float *dx,
                             mskx_err *e);
   /* dw (OIHW) and db (if bias) overwritten. */
-  int (*conv_backward_weights)(conv_op *op, const void *x, const float *dy, float *dw, float *db,
+  int (*conv_backward_weights)(conv_op *op, const void *x, const void *dy, float *dw, float *db,
                                mskx_err *e);
 
   int (*linear_create)(engine *eng, int n, int in, int out, linear_op **op, mskx_err *e);
@@ -120,7 +123,11 @@ typedef struct engine_ops {
    *   bn_backward_stats: sums[ch] = sum g, sums[c+ch] = sum g*xhat, with g
    *     as in bn_backward (these are dbeta and dgamma of the rows);
    *   bn_backward_dx: dx += gamma*invstd * (g - sums[ch]/count -
-   *     xhat*sums[c+ch]/count), sums and count (rows) of the whole batch.
+   *     xhat*sums[c+ch]/count), sums and count (rows) of the whole batch;
+   *   bn_backward_dx_dense: the same values written to a dense (n,h,w,c)
+   *     buffer (OVERWRITTEN, no accumulation), as floats, or with bf16 set
+   *     rounded to bf16 (as bn_forward_affine_bf16 rounds) for a bf16
+   *     convolution's output gradient (ddst_bf16).
    * With one process's sums and count = n*h*w, the results equal
    * bn_forward_train's (through bn_forward_affine) and bn_backward's. */
   void (*bn_stats)(view x, const float *mean, double *out);
@@ -128,6 +135,9 @@ typedef struct engine_ops {
                             const float *invstd, int relu, double *sums);
   void (*bn_backward_dx)(view x, view dy, const float *gamma, const float *beta, const float *mean,
                          const float *invstd, int relu, const double *sums, double count, view dx);
+  void (*bn_backward_dx_dense)(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                               const float *invstd, int relu, const double *sums, double count, void *dx,
+                               int bf16);
 
   /* y = relu(a + b) (residual join); b may equal y. */
   void (*add_relu_forward)(view a, view b, view y);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/util.h"
 #include "engine/engine.h"
 #include "engine/kernels_cpu.h"
 
@@ -56,7 +57,7 @@ static dnnl_state *state_of(engine *eng) { return (dnnl_state *)eng->impl; }
 static int grow(void **buf, size_t *cap, size_t need, mskx_err *e) {
   if (need <= *cap) return MSKX_OK;
   free(*buf);
-  *buf = aligned_alloc(64, (need + 63) & ~(size_t)63);
+  *buf = big_alloc(need);
   *cap = *buf ? need : 0;
   if (!*buf) return err_set(e, MSKX_ENOMEM, "cannot allocate %zu bytes of engine scratch", need);
   return MSKX_OK;
@@ -133,7 +134,7 @@ static int pass_init(engine *eng, conv_op *op, conv_pass *p, const void *desc, d
     rc = to_user ? reorder_create(eng, &p->wei_md, &op->wei_user_md, &p->wei_reorder, e)
                  : reorder_create(eng, &op->wei_user_md, &p->wei_md, &p->wei_reorder, e);
     if (!rc) {
-      p->wei_buf = aligned_alloc(64, (dnnl_memory_desc_get_size(&p->wei_md) + 63) & ~(size_t)63);
+      p->wei_buf = big_alloc(dnnl_memory_desc_get_size(&p->wei_md));
       if (!p->wei_buf) rc = err_set(e, MSKX_ENOMEM, "cannot allocate convolution weights");
     }
   }
@@ -234,8 +235,9 @@ static int conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_err 
   if (d->n <= 0 || d->h <= 0 || d->w <= 0 || d->cin <= 0 || d->cout <= 0 || d->kh <= 0 || d->kw <= 0 ||
       d->sh <= 0 || d->sw <= 0 || d->ph < 0 || d->pw < 0)
     return err_set(e, MSKX_EINVAL, "convolution: invalid shape");
-  if (d->src_bf16 && d->prec != PREC_BF16)
-    return err_set(e, MSKX_EINVAL, "convolution: bf16 input needs bf16 precision");
+  if ((d->src_bf16 || d->ddst_bf16) && d->prec != PREC_BF16)
+    return err_set(e, MSKX_EINVAL, "convolution: bf16 %s needs bf16 precision",
+                   d->src_bf16 ? "input" : "output gradient");
   if (d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
     return err_set(e, MSKX_ESHAPE, "convolution: %dx%d input (padding %d,%d) is smaller than the %dx%d kernel", d->h,
                    d->w, d->ph, d->pw, d->kh, d->kw);
@@ -266,8 +268,8 @@ static int compute_src(conv_op *op, const void *x, const void **out, mskx_err *e
   return reorder_run(op->eng, op->src_to_bf16, &op->src_user_md, x, &op->src_md, s->conv_a, e);
 }
 
-static int compute_dst(conv_op *op, const float *dy, const void **out, mskx_err *e) {
-  if (op->d.prec != PREC_BF16) {
+static int compute_dst(conv_op *op, const void *dy, const void **out, mskx_err *e) {
+  if (op->d.prec != PREC_BF16 || op->d.ddst_bf16) {
     *out = dy;
     return MSKX_OK;
   }
@@ -294,7 +296,7 @@ static int conv_forward(conv_op *op, const void *x, const float *w, uint64_t wve
   return run(op->eng, op->fwd.prim, bind, op->d.has_bias ? 5 : 4, e);
 }
 
-static int conv_backward_data(conv_op *op, const float *dy, const float *w, uint64_t wver, float *dx,
+static int conv_backward_data(conv_op *op, const void *dy, const float *w, uint64_t wver, float *dx,
                               mskx_err *e) {
   if (!op->d.need_backward) return err_set(e, MSKX_EINTERNAL, "convolution planned without backward");
   const void *ddst, *wei;
@@ -312,7 +314,7 @@ static int conv_backward_data(conv_op *op, const float *dy, const float *w, uint
   return run(op->eng, op->bwd_data.prim, bind, 4, e);
 }
 
-static int conv_backward_weights(conv_op *op, const void *x, const float *dy, float *dw, float *db,
+static int conv_backward_weights(conv_op *op, const void *x, const void *dy, float *dw, float *db,
                                  mskx_err *e) {
   if (!op->d.need_backward) return err_set(e, MSKX_EINTERNAL, "convolution planned without backward");
   const void *src, *ddst;
@@ -367,6 +369,7 @@ static const engine_ops dnnl_ops = {
     .bn_stats = cpu_bn_stats,
     .bn_backward_stats = cpu_bn_backward_stats,
     .bn_backward_dx = cpu_bn_backward_dx,
+    .bn_backward_dx_dense = cpu_bn_backward_dx_dense,
     .add_relu_forward = cpu_add_relu_forward,
     .add_relu_backward = cpu_add_relu_backward,
     .relu_forward = cpu_relu_forward,

@@ -38,7 +38,8 @@ static int ref_conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_
   if (d->n < 1 || d->h < 1 || d->w < 1 || d->cin < 1 || d->cout < 1 || d->kh < 1 || d->kw < 1 ||
       d->sh < 1 || d->sw < 1 || d->ph < 0 || d->pw < 0)
     return err_set(e, MSKX_EINVAL, "engine_ref.c: conv_create: invalid descriptor");
-  if (d->src_bf16) return err_set(e, MSKX_EUNSUPPORTED, "engine_ref.c: conv_create: bf16 input is not supported");
+  if (d->src_bf16 || d->ddst_bf16)
+    return err_set(e, MSKX_EUNSUPPORTED, "engine_ref.c: conv_create: bf16 operands are not supported");
   if (d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
     return err_set(e, MSKX_ESHAPE, "engine_ref.c: conv_create: kernel %dx%d larger than padded input %dx%d",
                    d->kh, d->kw, d->h + 2 * d->ph, d->w + 2 * d->pw);
@@ -82,9 +83,10 @@ static int ref_conv_forward(conv_op *op, const void *xv, const float *w, uint64_
 }
 
 /* Gather form: each dx element sums the outputs whose window covers it. */
-static int ref_conv_backward_data(conv_op *op, const float *dy, const float *w, uint64_t wver, float *dx,
+static int ref_conv_backward_data(conv_op *op, const void *dyv, const float *w, uint64_t wver, float *dx,
                                   mskx_err *e) {
   (void)wver, (void)e;
+  const float *dy = dyv;
   const conv_desc *d = &op->d;
   int oh = conv_out_h(d), ow = conv_out_w(d);
   for (int n = 0; n < d->n; n++)
@@ -129,10 +131,10 @@ static double conv_dw_one(const conv_desc *d, const float *x, const float *dy, i
   return acc;
 }
 
-static int ref_conv_backward_weights(conv_op *op, const void *xv, const float *dy, float *dw, float *db,
+static int ref_conv_backward_weights(conv_op *op, const void *xv, const void *dyv, float *dw, float *db,
                                      mskx_err *e) {
   (void)e;
-  const float *x = xv;
+  const float *x = xv, *dy = dyv;
   const conv_desc *d = &op->d;
   for (int co = 0; co < d->cout; co++)
     for (int ci = 0; ci < d->cin; ci++)
@@ -361,6 +363,15 @@ static void ref_bn_backward_stats(view x, view dy, const float *gamma, const flo
   }
 }
 
+/* The dx term of element (n, i, j, ch), from the whole batch's sums and count. */
+static double ref_bn_dx(view x, view dy, int n, int i, int j, int ch, const float *gamma, const float *mean,
+                        const float *invstd, const float *scale, const float *shift, int relu, const double *sums,
+                        double count) {
+  double g = bn_masked_grad(x, dy, n, i, j, ch, scale, shift, relu);
+  double xhat = ((double)*at(x, n, i, j, ch) - mean[ch]) * invstd[ch];
+  return (double)gamma[ch] * invstd[ch] / count * (count * g - sums[ch] - xhat * sums[x.c + ch]);
+}
+
 static void ref_bn_backward_dx(view x, view dy, const float *gamma, const float *beta, const float *mean,
                                const float *invstd, int relu, const double *sums, double count, view dx) {
   float scale[x.c], shift[x.c];
@@ -369,11 +380,27 @@ static void ref_bn_backward_dx(view x, view dy, const float *gamma, const float 
     for (int n = 0; n < x.n; n++)
       for (int i = 0; i < x.h; i++)
         for (int j = 0; j < x.w; j++) {
-          double g = bn_masked_grad(x, dy, n, i, j, ch, scale, shift, relu);
-          double xhat = ((double)*at(x, n, i, j, ch) - mean[ch]) * invstd[ch];
           float *o = at(dx, n, i, j, ch);
-          double dv = (double)gamma[ch] * invstd[ch] / count * (count * g - sums[ch] - xhat * sums[x.c + ch]);
-          *o = (float)((double)*o + dv);
+          *o = (float)((double)*o + ref_bn_dx(x, dy, n, i, j, ch, gamma, mean, invstd, scale, shift, relu, sums, count));
+        }
+}
+
+/* The same values stored, not added, into a dense buffer: floats or bf16. */
+static void ref_bn_backward_dx_dense(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                                     const float *invstd, int relu, const double *sums, double count, void *dx,
+                                     int bf16) {
+  float scale[x.c], shift[x.c];
+  bn_scale_shift(gamma, beta, mean, invstd, x.c, scale, shift);
+  size_t k = 0;
+  for (int n = 0; n < x.n; n++)
+    for (int i = 0; i < x.h; i++)
+      for (int j = 0; j < x.w; j++)
+        for (int ch = 0; ch < x.c; ch++, k++) {
+          float v = (float)ref_bn_dx(x, dy, n, i, j, ch, gamma, mean, invstd, scale, shift, relu, sums, count);
+          if (bf16)
+            ((uint16_t *)dx)[k] = ref_bf16(v);
+          else
+            ((float *)dx)[k] = v;
         }
 }
 
@@ -573,6 +600,7 @@ static const engine_ops ref_ops = {
     .bn_stats = ref_bn_stats,
     .bn_backward_stats = ref_bn_backward_stats,
     .bn_backward_dx = ref_bn_backward_dx,
+    .bn_backward_dx_dense = ref_bn_backward_dx_dense,
     .add_relu_forward = ref_add_relu_forward,
     .add_relu_backward = ref_add_relu_backward,
     .relu_forward = ref_relu_forward,

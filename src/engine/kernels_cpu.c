@@ -252,8 +252,14 @@ void cpu_bn_backward_stats(view x, view dy, const float *gamma, const float *bet
   if (!reduce_rows(rows_of(x), 2 * c, acc_bn_grad, &k, sums)) memset(sums, 0, 2 * (size_t)c * sizeof *sums);
 }
 
-void cpu_bn_backward_dx(view x, view dy, const float *gamma, const float *beta, const float *mean,
-                        const float *invstd, int relu, const double *sums, double count, view dx) {
+/* dx (+)= gamma*invstd * (g - mean(g) - xhat * mean(g*xhat)) into a view
+ * (accumulated) or a dense buffer (overwritten, f32 or bf16). The three
+ * stores are separate loops so that GCC vectorises each. */
+typedef enum { DX_ACCUMULATE, DX_DENSE_F32, DX_DENSE_BF16 } dx_mode;
+
+static void bn_backward_dx_rows(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                                const float *invstd, int relu, const double *sums, double count, dx_mode mode,
+                                float *dxp, size_t ld) {
   int c = x.c;
   size_t m = rows_of(x);
   float scale[c], shift[c], bcoef[c], ccoef[c];
@@ -263,18 +269,46 @@ void cpu_bn_backward_dx(view x, view dy, const float *gamma, const float *beta, 
     bcoef[ch] = (float)(sums[ch] / count);
     ccoef[ch] = (float)(sums[c + ch] / count);
   }
-  /* dx += gamma*invstd * (g - mean(g) - xhat * mean(g*xhat)) */
 #pragma omp parallel for schedule(static)
   for (size_t r = 0; r < m; r++) {
     const float *restrict xr = x.p + r * (size_t)x.ld, *restrict gr = dy.p + r * (size_t)dy.ld;
-    float *restrict dr = dx.p + r * (size_t)dx.ld;
-    for (int ch = 0; ch < c; ch++) {
-      float gv = gr[ch], y = xr[ch] * scale[ch] + shift[ch];
-      float g = relu && y <= 0.f ? 0.f : gv;
-      float xhat = (xr[ch] - mean[ch]) * invstd[ch];
-      dr[ch] += scale[ch] * (g - bcoef[ch] - xhat * ccoef[ch]);
+    /* The select on an unconditional load keeps each loop vectorised. */
+#define BN_DX(ch)                                                                              \
+  float gv = gr[ch], y = xr[ch] * scale[ch] + shift[ch];                                      \
+  float g = relu && y <= 0.f ? 0.f : gv;                                                      \
+  float dv = scale[ch] * (g - bcoef[ch] - (xr[ch] - mean[ch]) * invstd[ch] * ccoef[ch])
+    if (mode == DX_ACCUMULATE) {
+      float *restrict dr = dxp + r * ld;
+      for (int ch = 0; ch < c; ch++) {
+        BN_DX(ch);
+        dr[ch] += dv;
+      }
+    } else if (mode == DX_DENSE_F32) {
+      float *restrict dr = dxp + r * (size_t)c;
+      for (int ch = 0; ch < c; ch++) {
+        BN_DX(ch);
+        dr[ch] = dv;
+      }
+    } else {
+      uint16_t *restrict dr = (uint16_t *)dxp + r * (size_t)c;
+      for (int ch = 0; ch < c; ch++) {
+        BN_DX(ch);
+        dr[ch] = to_bf16(dv);
+      }
     }
+#undef BN_DX
   }
+}
+
+void cpu_bn_backward_dx(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                        const float *invstd, int relu, const double *sums, double count, view dx) {
+  bn_backward_dx_rows(x, dy, gamma, beta, mean, invstd, relu, sums, count, DX_ACCUMULATE, dx.p, (size_t)dx.ld);
+}
+
+void cpu_bn_backward_dx_dense(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                              const float *invstd, int relu, const double *sums, double count, void *dx, int bf16) {
+  bn_backward_dx_rows(x, dy, gamma, beta, mean, invstd, relu, sums, count, bf16 ? DX_DENSE_BF16 : DX_DENSE_F32,
+                      dx, 0);
 }
 
 void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,

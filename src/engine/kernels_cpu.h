@@ -26,6 +26,8 @@ void cpu_bn_backward_stats(view x, view dy, const float *gamma, const float *bet
                            const float *invstd, int relu, double *sums);
 void cpu_bn_backward_dx(view x, view dy, const float *gamma, const float *beta, const float *mean,
                         const float *invstd, int relu, const double *sums, double count, view dx);
+void cpu_bn_backward_dx_dense(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                              const float *invstd, int relu, const double *sums, double count, void *dx, int bf16);
 
 void cpu_add_relu_forward(view a, view b, view y);
 void cpu_add_relu_backward(view y, view dy, view da, view db);

@@ -38,7 +38,8 @@ int conv_layer_plan(const layer_ctx *cx, conv_layer *l, int n, int h, int w, int
   conv_desc d = {.n = n, .h = h, .w = w, .cin = l->cin, .cout = l->cout, .kh = l->k, .kw = l->k,
                  .sh = l->stride, .sw = l->stride, .ph = l->pad, .pw = l->pad, .has_bias = l->b >= 0,
                  .prec = cx->prec, .need_backward = cx->train,
-                 .src_bf16 = l->src_bf16 && cx->prec == PREC_BF16};
+                 .src_bf16 = l->src_bf16 && cx->prec == PREC_BF16,
+                 .ddst_bf16 = l->ddst_bf16 && cx->prec == PREC_BF16 && cx->train};
   int rc = cx->eng->ops->conv_create(cx->eng, &d, &l->op, e);
   if (rc) return rc;
   if (oh) *oh = conv_out_h(&d);
@@ -74,7 +75,7 @@ void layer_grads_written(const layer_ctx *cx, int idx) {
   if (cx->grad_ready) cx->grad_ready(cx->grad_ready_ctx, cx->ps->entries[idx].offset, cx->ps->entries[idx].numel);
 }
 
-int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const float *dy, float *dx, mskx_err *e) {
+int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const void *dy, float *dx, mskx_err *e) {
   const param_store *ps = cx->ps;
   int rc = cx->eng->ops->conv_backward_weights(l->op, x, dy, ps_grad(ps, l->w), l->b >= 0 ? ps_grad(ps, l->b) : NULL,
                                                e);
@@ -200,35 +201,55 @@ void bn_layer_recompute_conv(const layer_ctx *cx, const bn_layer *l, view x, flo
   cx->eng->ops->bn_forward_affine_bf16(x, scale, shift, relu, (uint16_t *)y);
 }
 
-/* The parameter gradients are this process's share (the gradient all-reduce
- * adds them up); dx needs the sums of the global batch. */
-static void bn_backward_sync(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu) {
+void layer_grad_for_conv(const layer_ctx *cx, view src, float *dst) {
+  if (cx->prec != PREC_BF16) {
+    cx->eng->ops->copy(src, view_make(dst, src.n, src.h, src.w, src.c));
+    return;
+  }
+  float one[src.c], zero[src.c];
+  for (int ch = 0; ch < src.c; ch++) one[ch] = 1.0f, zero[ch] = 0.0f;
+  /* x * 1 + 0 is x exactly (a -0 becomes +0), then rounded as oneDNN rounds. */
+  cx->eng->ops->bn_forward_affine_bf16(src, one, zero, 0, (uint16_t *)dst);
+}
+
+/* Backward in two steps, per-channel sums then dx. The parameter gradients
+ * are this process's share (the gradient all-reduce adds them up); when
+ * synchronising, dx needs the sums of the global batch, added over processes
+ * in between. Without sums to add, dense_out NULL is the fused op. */
+static void bn_backward_split(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, void *dense_out, int relu) {
   const param_store *ps = cx->ps;
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
   float *dg = ps_grad(ps, l->weight), *db = ps_grad(ps, l->bias);
-  int c = l->c;
-  double s[2 * c + 1];
-  cx->eng->ops->bn_backward_stats(x, dy, g, b, l->mean, l->invstd, relu, s);
-  for (int ch = 0; ch < c; ch++) {
-    db[ch] = (float)s[ch];
-    dg[ch] = (float)s[c + ch];
+  int c = l->c, sync = cx->bn_sum && cx->train;
+  if (!sync && !dense_out) {
+    cx->eng->ops->bn_backward(x, dy, g, b, l->mean, l->invstd, relu, dx, dg, db);
+  } else {
+    double s[2 * c + 1];
+    cx->eng->ops->bn_backward_stats(x, dy, g, b, l->mean, l->invstd, relu, s);
+    for (int ch = 0; ch < c; ch++) {
+      db[ch] = (float)s[ch];
+      dg[ch] = (float)s[c + ch];
+    }
+    s[2 * c] = (double)x.n * x.h * x.w;
+    if (sync) cx->bn_sum(cx->bn_sum_ctx, s, 2 * c + 1);
+    if (dense_out)
+      cx->eng->ops->bn_backward_dx_dense(x, dy, g, b, l->mean, l->invstd, relu, s, s[2 * c], dense_out,
+                                         cx->prec == PREC_BF16);
+    else
+      cx->eng->ops->bn_backward_dx(x, dy, g, b, l->mean, l->invstd, relu, s, s[2 * c], dx);
   }
-  s[2 * c] = (double)x.n * x.h * x.w;
-  cx->bn_sum(cx->bn_sum_ctx, s, 2 * c + 1);
-  cx->eng->ops->bn_backward_dx(x, dy, g, b, l->mean, l->invstd, relu, s, s[2 * c], dx);
-}
-
-void bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu) {
-  const param_store *ps = cx->ps;
-  if (cx->bn_sum && cx->train)
-    bn_backward_sync(cx, l, x, dy, dx, relu);
-  else
-    cx->eng->ops->bn_backward(x, dy, ps_data(ps, l->weight), ps_data(ps, l->bias), l->mean, l->invstd, relu, dx,
-                              ps_grad(ps, l->weight), ps_grad(ps, l->bias));
   if (cx->grad_ready) {
     layer_grads_written(cx, l->weight);
     layer_grads_written(cx, l->bias);
   }
+}
+
+void bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu) {
+  bn_backward_split(cx, l, x, dy, dx, NULL, relu);
+}
+
+void bn_layer_backward_conv(const layer_ctx *cx, bn_layer *l, view x, view dy, float *dx, int relu) {
+  bn_backward_split(cx, l, x, dy, (view){0}, dx, relu);
 }
 
 void init_kaiming_normal(float *w, size_t n, double fan, uint64_t seed, uint64_t stream) {

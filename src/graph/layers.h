@@ -32,6 +32,8 @@ typedef struct conv_layer {
   int w, b;           /* store indices; b = -1 without bias */
   int cin, cout, k, stride, pad;
   int src_bf16;       /* its input comes from bn_layer_forward_conv (bf16 in bf16 plans) */
+  int ddst_bf16;      /* its output gradient comes from bn_layer_backward_conv or
+                         layer_grad_for_conv (bf16 in bf16 plans) */
   conv_op *op;        /* planned per shape */
 } conv_layer;
 
@@ -66,7 +68,11 @@ void bn_layer_unplan(bn_layer *l);
 
 int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const void *x, float *y, mskx_err *e);
 /* Writes the weight (and bias) gradients; dx (may be NULL) overwritten. */
-int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const float *dy, float *dx, mskx_err *e);
+int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const void *dy, float *dx, mskx_err *e);
+/* A convolution's output gradient from a view: src copied to the dense
+ * (n,h,w,c) buffer dst, as floats, or in bf16 plans rounded to bf16 (for a
+ * conv_layer with ddst_bf16). */
+void layer_grad_for_conv(const layer_ctx *cx, view src, float *dst);
 
 /* The per-channel batch statistics bn_layer_forward computes in training
  * mode (bit-identical, synchronised over processes when cx->bn_sum is set):
@@ -86,6 +92,10 @@ void bn_layer_recompute_conv(const layer_ctx *cx, const bn_layer *l, view x, flo
 void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, int relu);
 /* dx accumulated; parameter gradients written. */
 void bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu);
+/* The same for a batch norm whose input is a convolution's output: dx is a
+ * dense (n,h,w,c) buffer, OVERWRITTEN, of floats, or in bf16 plans of bf16
+ * values (that convolution's output gradient, with ddst_bf16 set). */
+void bn_layer_backward_conv(const layer_ctx *cx, bn_layer *l, view x, view dy, float *dx, int relu);
 
 /* Tells cx->grad_ready (if any) that entry idx's gradient is final. */
 void layer_grads_written(const layer_ctx *cx, int idx);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/util.h"
 
 int ps_declare(param_store *ps, const char *name, param_kind kind, int ndim, const int64_t *shape, mskx_err *e) {
   if (ps->params || ps->buffers) {
@@ -42,9 +43,9 @@ int ps_declare(param_store *ps, const char *name, param_kind kind, int ndim, con
 
 int ps_alloc(param_store *ps, mskx_err *e) {
   size_t np = ps->n_params ? ps->n_params : 16, nb = ps->n_buffers ? ps->n_buffers : 16;
-  ps->params = aligned_alloc(64, np * sizeof(float));
-  ps->grads = aligned_alloc(64, np * sizeof(float));
-  ps->buffers = aligned_alloc(64, nb * sizeof(float));
+  ps->params = big_alloc(np * sizeof(float));
+  ps->grads = big_alloc(np * sizeof(float));
+  ps->buffers = big_alloc(nb * sizeof(float));
   if (!ps->params || !ps->grads || !ps->buffers) return err_set(e, MSKX_ENOMEM, "cannot allocate parameters");
   memset(ps->params, 0, np * sizeof(float));
   memset(ps->grads, 0, np * sizeof(float));

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/util.h"
 #include "models/net.h"
 
 typedef struct dense_layer {
@@ -80,11 +81,13 @@ static int declare(net *m, densenet *d, mskx_err *e) {
       snprintf(p, sizeof p, "features.denseblock%d.denselayer%d.conv1", b + 1, l + 1);
       if (!rc) rc = conv_layer_declare(ps, &L->conv1, p, L->c_in, inter, 1, 1, 0, 0, e);
       L->conv1.src_bf16 = 1;  /* fed by norm1 (bn_layer_forward_conv) */
+      L->conv1.ddst_bf16 = 1; /* its output gradient from norm2 (bn_layer_backward_conv) */
       snprintf(p, sizeof p, "features.denseblock%d.denselayer%d.norm2", b + 1, l + 1);
       if (!rc) rc = bn_layer_declare(ps, &L->norm2, p, inter, e);
       snprintf(p, sizeof p, "features.denseblock%d.denselayer%d.conv2", b + 1, l + 1);
       if (!rc) rc = conv_layer_declare(ps, &L->conv2, p, inter, a->growth, 3, 1, 1, 0, e);
       L->conv2.src_bf16 = 1;
+      L->conv2.ddst_bf16 = 1; /* from the block gradient (layer_grad_for_conv) */
     }
     c += blk->n_layers * a->growth;
     blk->c_total = c;
@@ -141,7 +144,7 @@ static void densenet_init(net *m, uint64_t seed) {
 /* ---- planning ---- */
 
 static float *falloc(size_t n, mskx_err *e) {
-  float *p = aligned_alloc(64, ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63);
+  float *p = big_alloc((n ? n : 1) * sizeof(float));
   if (!p) err_set(e, MSKX_ENOMEM, "cannot allocate %zu MB of activations", n * sizeof(float) >> 20);
   return p;
 }
@@ -343,13 +346,11 @@ static int layer_backward(net *m, dense_block *blk, dense_layer *L, mskx_err *e)
   int n = m->n, inter = m->arch.bn_size * m->arch.growth, g = m->arch.growth;
   view B = block_view(blk, blk->buf, n), dB = block_view(blk, blk->grad, n);
   view zv = view_make(L->z, n, blk->h, blk->w, inter);
-  cx->eng->ops->copy(view_channels(dB, L->c_in, g), view_make(d->ds2, n, blk->h, blk->w, g));
+  layer_grad_for_conv(cx, view_channels(dB, L->c_in, g), d->ds2);
   bn_layer_recompute_conv(cx, &L->norm2, zv, d->s1, 1);
   int rc = conv_layer_backward(cx, &L->conv2, d->s1, d->ds2, d->ds1, e);
   if (rc) return rc;
-  view dzv = view_make(d->dz, n, blk->h, blk->w, inter);
-  memset(d->dz, 0, view_numel(dzv) * sizeof(float));
-  bn_layer_backward(cx, &L->norm2, zv, view_make(d->ds1, n, blk->h, blk->w, inter), dzv, 1);
+  bn_layer_backward_conv(cx, &L->norm2, zv, view_make(d->ds1, n, blk->h, blk->w, inter), d->dz, 1);
   view prefix = view_channels(B, 0, L->c_in);
   bn_layer_recompute_conv(cx, &L->norm1, prefix, d->s1, 1);
   if ((rc = conv_layer_backward(cx, &L->conv1, d->s1, d->dz, d->ds1, e))) return rc;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/util.h"
 #include "models/net.h"
 
 typedef struct bottleneck {
@@ -182,7 +183,7 @@ static int resnet_plan(net *m, int n, int h, int w, mskx_err *e) {
   /* Training keeps every block's tensors; inference shares one block's worth
    * plus two ping-pong outputs. */
   size_t total = z0 + x1 + 2 * feat + 2 * S + (train ? K + 5 * S : Z + 2 * S);
-  r->arena = aligned_alloc(64, (total * sizeof(float) + 63) & ~(size_t)63);
+  r->arena = big_alloc(total * sizeof(float));
   r->argmax = malloc(x1 * sizeof(int32_t));
   if (!r->arena || !r->argmax) return err_set(e, MSKX_ENOMEM, "cannot allocate %zu MB of activations", total >> 18);
   float *p = r->arena;

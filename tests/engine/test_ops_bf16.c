@@ -1,7 +1,7 @@
 /* The bf16 convolution-input path: bn_forward_affine_bf16 rounds exactly as
  * the reference (round to nearest even) and as oneDNN's own f32 -> bf16
- * conversion, so a convolution fed bf16 directly (src_bf16) gives the same
- * bits as one fed the f32 values. */
+ * conversion, so a convolution fed bf16 directly (src_bf16, ddst_bf16) gives
+ * the same bits as one fed the f32 values. */
 #include <string.h>
 #include "core/rng.h"
 #include "engine/engine.h"
@@ -70,10 +70,29 @@ TEST(conv_on_bf16_input_equals_conv_on_f32_input) {
   CHECK_OK(d->ops->conv_backward_weights(a, y32, dy, dwa, NULL, &e), &e);
   CHECK_OK(d->ops->conv_backward_weights(b, y16, dy, dwb, NULL, &e), &e);
   CHECKF(!memcmp(dwa, dwb, sizeof dwa), "weight gradients differ between f32 and bf16 inputs");
+  /* An output gradient given in bf16 (ddst_bf16) is what oneDNN computes from
+   * the f32 gradient it would round itself: same weight and input gradients. */
+  static uint16_t dy16[N * H * W * CO];
+  static float ones[CO], zeros[CO], dxa[N * H * W * C], dxb[N * H * W * C];
+  for (int c = 0; c < CO; c++) ones[c] = 1.0f, zeros[c] = 0.0f;
+  d->ops->bn_forward_affine_bf16(view_make(dy, N, H, W, CO), ones, zeros, 0, dy16);
+  conv_op *g = NULL;
+  cd.ddst_bf16 = 1;
+  CHECK_OK(d->ops->conv_create(d, &cd, &g, &e), &e);
+  CHECK_OK(d->ops->conv_backward_weights(g, y16, dy16, dwa, NULL, &e), &e);
+  CHECKF(!memcmp(dwa, dwb, sizeof dwa), "weight gradients differ between f32 and bf16 output gradients");
+  CHECK_OK(d->ops->conv_backward_data(b, dy, w, 1, dxa, &e), &e);
+  CHECK_OK(d->ops->conv_backward_data(g, dy16, w, 1, dxb, &e), &e);
+  CHECKF(!memcmp(dxa, dxb, sizeof dxa), "input gradients differ between f32 and bf16 output gradients");
+  d->ops->conv_destroy(g);
+  cd.ddst_bf16 = 0;
   d->ops->conv_destroy(a);
   d->ops->conv_destroy(b);
   cd.prec = PREC_FP32;
   CHECK(d->ops->conv_create(d, &cd, &a, &e) == MSKX_EINVAL);  /* bf16 input needs bf16 precision */
+  cd.src_bf16 = 0;
+  cd.ddst_bf16 = 1;
+  CHECK(d->ops->conv_create(d, &cd, &a, &e) == MSKX_EINVAL);  /* so does a bf16 output gradient */
   engine_destroy(d);
 }
 

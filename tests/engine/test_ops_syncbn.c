@@ -234,6 +234,40 @@ static int ops_case(engine *ref, engine *cpu, bncase s, uint64_t seed, char *why
          refmax);
   REQUIRE(d <= 1e-5 * fmax(1, refmax), "bn_backward_dx differs by %.2e", d);
   REQUIRE(vbuf_outside_ok(&dxc), "bn_backward_dx wrote outside its view");
+  /* The dense forms: the same values stored instead of added (bit for bit
+   * what accumulating into zeros gives), or rounded to bf16 as the engine's
+   * bf16 conversion rounds them; the reference engine within tolerance. */
+  size_t cnt = (size_t)s.n * s.h * s.w * c;
+  float *zc = calloc(cnt, sizeof *zc), *dc = malloc(cnt * sizeof *dc), *dr = malloc(cnt * sizeof *dr);
+  float *one = malloc((size_t)c * sizeof *one), *zero = calloc((size_t)c, sizeof *zero);
+  uint16_t *bc = malloc(cnt * sizeof *bc), *bz = malloc(cnt * sizeof *bz), *br = malloc(cnt * sizeof *br);
+  int dense_ok = zc && dc && dr && one && zero && bc && bz && br;
+  if (dense_ok) {
+    for (int ch = 0; ch < c; ch++) one[ch] = 1.0f;
+    view zv = view_make(zc, s.n, s.h, s.w, c);
+    cpu->ops->bn_backward_dx(x.v, dy.v, gamma, beta, mean, invstd, s.relu, sr, 3 * m, zv);
+    cpu->ops->bn_backward_dx_dense(x.v, dy.v, gamma, beta, mean, invstd, s.relu, sr, 3 * m, dc, 0);
+    ref->ops->bn_backward_dx_dense(x.v, dy.v, gamma, beta, mean, invstd, s.relu, sr, 3 * m, dr, 0);
+    cpu->ops->bn_backward_dx_dense(x.v, dy.v, gamma, beta, mean, invstd, s.relu, sr, 3 * m, bc, 1);
+    cpu->ops->bn_forward_affine_bf16(zv, one, zero, 0, bz);
+    ref->ops->bn_backward_dx_dense(x.v, dy.v, gamma, beta, mean, invstd, s.relu, sr, 3 * m, br, 1);
+    dense_ok = !memcmp(zc, dc, cnt * sizeof *zc) ? 1 : -1;
+    if (dense_ok == 1) dense_ok = !memcmp(bc, bz, cnt * sizeof *bc) ? 1 : -2;
+    d = arr_maxdiff(dc, dr, cnt, &refmax);
+    if (dense_ok == 1 && d > 1e-5 * fmax(1, refmax)) dense_ok = -3;
+    for (size_t k = 0; k < cnt && dense_ok == 1; k++) {
+      uint32_t u = (uint32_t)br[k] << 16, v = (uint32_t)bc[k] << 16;
+      float fr, fc;
+      memcpy(&fr, &u, 4), memcpy(&fc, &v, 4);
+      if (fabsf(fr - fc) > 1e-2f * fmaxf(1.0f, fabsf(fr))) dense_ok = -4;
+    }
+  }
+  free(zc), free(dc), free(dr), free(one), free(zero), free(bc), free(bz), free(br);
+  REQUIRE(dense_ok != 0, "out of memory");
+  REQUIRE(dense_ok != -1, "bn_backward_dx_dense (f32) differs from bn_backward_dx into zeros");
+  REQUIRE(dense_ok != -2, "bn_backward_dx_dense (bf16) is not the bf16 rounding of the f32 values");
+  REQUIRE(dense_ok != -3, "bn_backward_dx_dense differs from the reference by %.2e", d);
+  REQUIRE(dense_ok != -4, "bn_backward_dx_dense (bf16) differs from the reference's beyond bf16 rounding");
   ok = 0;
 out:
   vbuf_free(&x), vbuf_free(&dy), vbuf_free(&dxr), vbuf_free(&dxc);
