@@ -273,6 +273,26 @@ static double wt_loss(const wt_prob *q, const double *w, double *gw, double *ga)
   return L / q->n;
 }
 
+static int cmp_desc(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Euclidean projection of v onto the probability simplex (sort-based, after
+ * Held, Wolfe and Crowder 1974; Duchi et al. 2008). */
+static void simplex_project(const double *v, int m, double *out) {
+  double u[m];
+  memcpy(u, v, (size_t)m * sizeof *u);
+  qsort(u, (size_t)m, sizeof *u, cmp_desc);
+  double cum = 0, theta = 0;
+  for (int j = 0; j < m; j++) {
+    cum += u[j];
+    double t = (cum - 1) / (j + 1);
+    if (u[j] - t > 0) theta = t;
+  }
+  for (int j = 0; j < m; j++) out[j] = v[j] - theta > 0 ? v[j] - theta : 0;
+}
+
 int ens_fit_weights(const double *p, const int *y, int n, int m, double *w, int *iters, mskx_err *e) {
   if (n < 1 || m < 1) return err_set(e, MSKX_EINVAL, "weights: no studies or members");
   double *a = calloc(m, sizeof *a), *ta = malloc(m * sizeof *ta), *tw = malloc(m * sizeof *tw);
@@ -302,6 +322,31 @@ int ens_fit_weights(const double *p, const int *y, int n, int m, double *w, int 
     double drop = L - Ln;
     L = wt_loss(&q, w, gw, ga);
     eta *= 2; /* let the step grow back after a cautious stretch */
+    if (drop < WEIGHTS_LOSS_TOL) break;
+  }
+  /* The softmax parametrisation only approaches a weight of exactly 0 (an
+   * optimum on the simplex's boundary, e.g. a useless member) slowly; polish
+   * with projected gradient steps, which reach the boundary exactly. */
+  if (!rc) L = wt_loss(&q, w, gw, NULL);
+  eta = 1;
+  for (int k = 0; !rc && k < WEIGHTS_MAX_STEPS; k++, steps++) {
+    int accepted = 0;
+    double Ln = L;
+    for (int tries = 0; tries < 60 && !accepted; tries++) {
+      for (int j = 0; j < m; j++) ta[j] = w[j] - eta * gw[j];
+      simplex_project(ta, m, tw);
+      double dec = 0; /* gradient . (w - tw): the first-order decrease */
+      for (int j = 0; j < m; j++) dec += gw[j] * (w[j] - tw[j]);
+      if (dec <= 0) break; /* stationary: the projected step does not move */
+      Ln = wt_loss(&q, tw, NULL, NULL);
+      if (Ln <= L - ARMIJO * dec) accepted = 1;
+      else eta *= 0.5;
+    }
+    if (!accepted) break;
+    memcpy(w, tw, m * sizeof *w);
+    double drop = L - Ln;
+    L = wt_loss(&q, w, gw, NULL);
+    eta *= 2;
     if (drop < WEIGHTS_LOSS_TOL) break;
   }
   if (iters) *iters = steps;

@@ -466,6 +466,28 @@ TEST(weights_minimise_log_loss) {
   }
 }
 
+/* A member that only hurts (it predicts the opposite class): the optimum
+ * lies on the simplex's boundary, weight exactly 0, which the fit must reach
+ * (the softmax parametrisation alone only approaches it). */
+TEST(weights_reach_the_boundary) {
+  rng r;
+  rng_seed(&r, 5);
+  int n = 200, y[200];
+  double p[600], w[3];
+  mskx_err e;
+  random_members(&r, n, 3, p, y);
+  for (int i = 0; i < n; i++) p[i * 3 + 1] = 1 - p[i * 3 + 2];  /* member 1: the mirror of member 2 */
+  CHECK_OK(ens_fit_weights(p, y, n, 3, w, NULL, &e), &e);
+  CHECKF(w[1] == 0, "the harmful member keeps weight %g", w[1]);
+  double best = INFINITY;
+  for (int k = 0; k <= 100000; k++) {
+    double v[3] = {k / 100000.0, 0, 1 - k / 100000.0};
+    best = fmin(best, wloss(p, y, n, 3, v));
+  }
+  double mine = wloss(p, y, n, 3, w);
+  CHECKF(mine <= best + 1e-9, "fit %.12g, best on the boundary %.12g", mine, best);
+}
+
 TEST(stack_cross_validation) {
   rng r;
   rng_seed(&r, 4);
