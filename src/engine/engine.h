@@ -53,6 +53,11 @@ typedef struct conv_desc {
   int ddst_bf16;        /* with PREC_BF16: the output gradient dy of both backward
                            passes is already bf16 (uint16 NHWC), as written by
                            bn_backward_dx_dense, so no conversion pass is needed */
+  /* Forward-only fusions (need_backward 0; inference with batch norm folded
+   * into the weights and bias, see conv_bn_fold in graph/layers.h): */
+  int relu_post;        /* y = max(conv + bias, 0) in the same pass */
+  int dst_bf16;         /* with PREC_BF16: y written as bf16 (uint16 NHWC), ready
+                           to be the input of a convolution with src_bf16 */
 } conv_desc;
 
 static inline int conv_out_h(const conv_desc *d) { return (d->h + 2 * d->ph - d->kh) / d->sh + 1; }
@@ -78,9 +83,10 @@ typedef struct engine_ops {
 
   int (*conv_create)(engine *eng, const conv_desc *d, conv_op **out, mskx_err *e);
   void (*conv_destroy)(conv_op *op);
-  /* x: dense (n,h,w,cin) float, or bf16 when d->src_bf16; y: dense (n,oh,ow,cout) overwritten. */
+  /* x: dense (n,h,w,cin) float, or bf16 when d->src_bf16; y: dense (n,oh,ow,cout)
+   * overwritten, float, or bf16 when d->dst_bf16. */
   int (*conv_forward)(conv_op *op, const void *x, const float *w, uint64_t wver, const float *b,
-                      float *y, mskx_err *e);
+                      void *y, mskx_err *e);
   /* dy: dense (n,oh,ow,cout) float, or bf16 when d->ddst_bf16. dx overwritten. */
   int (*conv_backward_data)(conv_op *op, const void *dy, const float *w, uint64_t wver, float *dx,
                             mskx_err *e);

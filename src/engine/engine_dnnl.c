@@ -38,6 +38,7 @@ struct conv_op {
   conv_desc d;
   int oh, ow;
   dnnl_memory_desc_t src_md, dst_md, src_user_md, dst_user_md, wei_user_md, bias_md;
+  dnnl_memory_desc_t dst_fwd_md;   /* forward output: dst_user_md, or bf16 with dst_bf16 */
   dnnl_primitive_t src_to_bf16, dst_to_bf16;   /* bf16 only */
   conv_pass fwd, bwd_data, bwd_wei;
 };
@@ -114,14 +115,22 @@ static int reorder_run(engine *eng, dnnl_primitive_t r, const dnnl_memory_desc_t
 /* Finishes a pass from its op descriptor: creates the primitive with a user
  * scratchpad, records oneDNN's weights layout and prepares the reorder. */
 static int pass_init(engine *eng, conv_op *op, conv_pass *p, const void *desc, dnnl_query_t wei_query,
-                     int to_user, const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd_out,
+                     int to_user, int relu_post, const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd_out,
                      mskx_err *e) {
   dnnl_state *s = state_of(eng);
   dnnl_primitive_attr_t attr;
   DN(dnnl_primitive_attr_create(&attr), "attr_create");
   dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  dnnl_status_t st = dnnl_success;
+  if (relu_post) {
+    dnnl_post_ops_t po = NULL;
+    st = dnnl_post_ops_create(&po);
+    if (st == dnnl_success) st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
+    if (po) dnnl_post_ops_destroy(po);
+  }
   dnnl_primitive_desc_t pd;
-  dnnl_status_t st = dnnl_primitive_desc_create(&pd, desc, attr, s->eng, hint);
+  if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, desc, attr, s->eng, hint);
   dnnl_primitive_attr_destroy(attr);
   if (st != dnnl_success)
     return err_set(e, MSKX_EBACKEND, "oneDNN: no convolution implementation for %dx%d %d->%d (status %d)",
@@ -185,6 +194,7 @@ static int conv_plan(engine *eng, conv_op *op, mskx_err *e) {
   md_nhwc(&op->dst_user_md, d->n, d->cout, op->oh, op->ow, dnnl_f32);
   md_nhwc(&op->src_md, d->n, d->cin, d->h, d->w, cdt);
   md_nhwc(&op->dst_md, d->n, d->cout, op->oh, op->ow, cdt);
+  op->dst_fwd_md = d->dst_bf16 ? op->dst_md : op->dst_user_md;
   dnnl_dims_t wdims = {d->cout, d->cin, d->kh, d->kw}, bdims = {d->cout};
   dnnl_memory_desc_init_by_tag(&op->wei_user_md, 4, wdims, dnnl_f32, dnnl_oihw);
   dnnl_memory_desc_init_by_tag(&op->bias_md, 1, bdims, dnnl_f32, dnnl_x);
@@ -200,10 +210,10 @@ static int conv_plan(engine *eng, conv_op *op, mskx_err *e) {
   dnnl_convolution_desc_t fd;
   dnnl_prop_kind_t prop = d->need_backward ? dnnl_forward_training : dnnl_forward_inference;
   DN(dnnl_convolution_forward_desc_init(&fd, prop, dnnl_convolution_direct, &op->src_md, &wany,
-                                        bias, &op->dst_user_md, strides, pad, pad_r),
+                                        bias, &op->dst_fwd_md, strides, pad, pad_r),
      "conv forward desc");
   dnnl_primitive_desc_t fwd_pd;
-  int rc = pass_init(eng, op, &op->fwd, &fd, dnnl_query_weights_md, 0, NULL, &fwd_pd, e);
+  int rc = pass_init(eng, op, &op->fwd, &fd, dnnl_query_weights_md, 0, d->relu_post, NULL, &fwd_pd, e);
   if (rc) return rc;
 
   dnnl_convolution_desc_t bd, wd;
@@ -211,12 +221,12 @@ static int conv_plan(engine *eng, conv_op *op, mskx_err *e) {
   rc = dnnl_check(dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &op->src_user_md, &wany,
                                                            &op->dst_md, strides, pad, pad_r),
                   "conv backward data desc", e);
-  if (!rc) rc = pass_init(eng, op, &op->bwd_data, &bd, dnnl_query_weights_md, 0, fwd_pd, NULL, e);
+  if (!rc) rc = pass_init(eng, op, &op->bwd_data, &bd, dnnl_query_weights_md, 0, 0, fwd_pd, NULL, e);
   if (!rc)
     rc = dnnl_check(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &op->src_md, &wany_f32,
                                                                 bias, &op->dst_md, strides, pad, pad_r),
                     "conv backward weights desc", e);
-  if (!rc) rc = pass_init(eng, op, &op->bwd_wei, &wd, dnnl_query_diff_weights_md, 1, fwd_pd, NULL, e);
+  if (!rc) rc = pass_init(eng, op, &op->bwd_wei, &wd, dnnl_query_diff_weights_md, 1, 0, fwd_pd, NULL, e);
 planned:
   dnnl_primitive_desc_destroy(fwd_pd);
   if (rc) return rc;
@@ -238,6 +248,10 @@ static int conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_err 
   if ((d->src_bf16 || d->ddst_bf16) && d->prec != PREC_BF16)
     return err_set(e, MSKX_EINVAL, "convolution: bf16 %s needs bf16 precision",
                    d->src_bf16 ? "input" : "output gradient");
+  if ((d->relu_post || d->dst_bf16) && d->need_backward)
+    return err_set(e, MSKX_EINVAL, "convolution: fused ReLU and bf16 output are forward-only");
+  if (d->dst_bf16 && d->prec != PREC_BF16)
+    return err_set(e, MSKX_EINVAL, "convolution: bf16 output needs bf16 precision");
   if (d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
     return err_set(e, MSKX_ESHAPE, "convolution: %dx%d input (padding %d,%d) is smaller than the %dx%d kernel", d->h,
                    d->w, d->ph, d->pw, d->kh, d->kw);
@@ -278,7 +292,7 @@ static int compute_dst(conv_op *op, const void *dy, const void **out, mskx_err *
   return reorder_run(op->eng, op->dst_to_bf16, &op->dst_user_md, dy, &op->dst_md, s->conv_b, e);
 }
 
-static int conv_forward(conv_op *op, const void *x, const float *w, uint64_t wver, const float *b, float *y,
+static int conv_forward(conv_op *op, const void *x, const float *w, uint64_t wver, const float *b, void *y,
                         mskx_err *e) {
   const void *src, *wei;
   int rc = compute_src(op, x, &src, e);
@@ -290,7 +304,7 @@ static int conv_forward(conv_op *op, const void *x, const float *w, uint64_t wve
   dnnl_memory_desc_init_by_tag(&scratch_md, 1, sd, dnnl_u8, dnnl_x);
   binding bind[5] = {{DNNL_ARG_SRC, &op->src_md, (void *)src},
                      {DNNL_ARG_WEIGHTS, &op->fwd.wei_md, (void *)wei},
-                     {DNNL_ARG_DST, &op->dst_user_md, y},
+                     {DNNL_ARG_DST, &op->dst_fwd_md, y},
                      {DNNL_ARG_SCRATCHPAD, &scratch_md, s->scratch},
                      {DNNL_ARG_BIAS, &op->bias_md, (void *)b}};
   return run(op->eng, op->fwd.prim, bind, op->d.has_bias ? 5 : 4, e);

@@ -38,8 +38,8 @@ static int ref_conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_
   if (d->n < 1 || d->h < 1 || d->w < 1 || d->cin < 1 || d->cout < 1 || d->kh < 1 || d->kw < 1 ||
       d->sh < 1 || d->sw < 1 || d->ph < 0 || d->pw < 0)
     return err_set(e, MSKX_EINVAL, "engine_ref.c: conv_create: invalid descriptor");
-  if (d->src_bf16 || d->ddst_bf16)
-    return err_set(e, MSKX_EUNSUPPORTED, "engine_ref.c: conv_create: bf16 operands are not supported");
+  if (d->src_bf16 || d->ddst_bf16 || d->dst_bf16 || d->relu_post)
+    return err_set(e, MSKX_EUNSUPPORTED, "engine_ref.c: conv_create: bf16 operands and fusions are not supported");
   if (d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
     return err_set(e, MSKX_ESHAPE, "engine_ref.c: conv_create: kernel %dx%d larger than padded input %dx%d",
                    d->kh, d->kw, d->h + 2 * d->ph, d->w + 2 * d->pw);
@@ -57,9 +57,10 @@ static size_t widx(const conv_desc *d, int co, int ci, int ky, int kx) {
 }
 
 static int ref_conv_forward(conv_op *op, const void *xv, const float *w, uint64_t wver, const float *b,
-                            float *y, mskx_err *e) {
+                            void *yv, mskx_err *e) {
   (void)wver, (void)e;
   const float *x = xv;
+  float *y = yv;
   const conv_desc *d = &op->d;
   int oh = conv_out_h(d), ow = conv_out_w(d);
   for (int n = 0; n < d->n; n++)

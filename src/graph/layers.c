@@ -6,6 +6,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/util.h"
 
 int conv_layer_declare(param_store *ps, conv_layer *l, const char *prefix, int cin, int cout, int k, int stride,
                        int pad, int bias, mskx_err *e) {
@@ -69,6 +70,54 @@ int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const void *x, float 
   const param_store *ps = cx->ps;
   return cx->eng->ops->conv_forward(l->op, x, ps_data(ps, l->w), ps->version, l->b >= 0 ? ps_data(ps, l->b) : NULL,
                                     y, e);
+}
+
+static void bn_infer_affine(const layer_ctx *cx, const bn_layer *l, float *scale, float *shift);
+
+int conv_bn_fold_plan(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *conv, int relu, int out_bf16, int n,
+                      int h, int w, mskx_err *e) {
+  *f = (conv_bn_fold){0};
+  if (cx->train) return err_set(e, MSKX_EINTERNAL, "batch norm folding is for inference plans only");
+  int bf16 = cx->prec == PREC_BF16;
+  conv_desc d = {.n = n, .h = h, .w = w, .cin = conv->cin, .cout = conv->cout, .kh = conv->k, .kw = conv->k,
+                 .sh = conv->stride, .sw = conv->stride, .ph = conv->pad, .pw = conv->pad, .has_bias = 1,
+                 .prec = cx->prec, .src_bf16 = conv->src_bf16 && bf16, .relu_post = relu,
+                 .dst_bf16 = out_bf16 && bf16};
+  size_t nw = (size_t)conv->cout * conv->cin * conv->k * conv->k;
+  f->w = big_alloc(nw * sizeof(float));
+  f->b = malloc((size_t)conv->cout * sizeof(float));
+  if (!f->w || !f->b) {
+    conv_bn_fold_unplan(cx, f);
+    return err_set(e, MSKX_ENOMEM, "out of memory (folded convolution weights)");
+  }
+  int rc = cx->eng->ops->conv_create(cx->eng, &d, &f->op, e);
+  if (rc) conv_bn_fold_unplan(cx, f);
+  return rc;
+}
+
+void conv_bn_fold_unplan(const layer_ctx *cx, conv_bn_fold *f) {
+  if (f->op) cx->eng->ops->conv_destroy(f->op);
+  free(f->w);
+  free(f->b);
+  *f = (conv_bn_fold){0};
+}
+
+int conv_bn_fold_forward(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *conv, const bn_layer *bn,
+                         const void *x, void *y, mskx_err *e) {
+  const param_store *ps = cx->ps;
+  if (f->ver != ps->version) {
+    int co = conv->cout;
+    float scale[co], shift[co];
+    bn_infer_affine(cx, bn, scale, shift);
+    const float *w = ps_data(ps, conv->w), *cb = conv->b >= 0 ? ps_data(ps, conv->b) : NULL;
+    size_t per = (size_t)conv->cin * conv->k * conv->k;
+    for (int o = 0; o < co; o++) {
+      for (size_t i = 0; i < per; i++) f->w[(size_t)o * per + i] = w[(size_t)o * per + i] * scale[o];
+      f->b[o] = shift[o] + (cb ? cb[o] * scale[o] : 0.0f);
+    }
+    f->ver = ps->version;
+  }
+  return cx->eng->ops->conv_forward(f->op, x, f->w, ps->version, f->b, y, e);
 }
 
 void layer_grads_written(const layer_ctx *cx, int idx) {

@@ -97,6 +97,27 @@ void bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view d
  * values (that convolution's output gradient, with ddst_bf16 set). */
 void bn_layer_backward_conv(const layer_ctx *cx, bn_layer *l, view x, view dy, float *dx, int relu);
 
+/* Inference: a convolution followed by batch norm (running statistics) and
+ * an optional ReLU, folded into one oneDNN convolution: weights scaled per
+ * output channel by gamma / sqrt(running_var + eps), bias beta -
+ * running_mean * scale (plus the convolution's own bias, scaled), the ReLU a
+ * post-op, and the output written in the next convolution's input type
+ * (bf16 with out_bf16 in bf16 plans). One pass instead of a convolution, a
+ * batch-norm pass and a conversion. Refolded whenever the parameters change
+ * (ps->version). */
+typedef struct conv_bn_fold {
+  conv_op *op;
+  float *w, *b;       /* folded weights (the convolution's OIHW shape) and bias */
+  uint64_t ver;       /* ps->version folded (0: none yet) */
+} conv_bn_fold;
+
+int conv_bn_fold_plan(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *conv, int relu, int out_bf16, int n,
+                      int h, int w, mskx_err *e);
+void conv_bn_fold_unplan(const layer_ctx *cx, conv_bn_fold *f);
+/* y: dense (n,oh,ow,cout), float or (out_bf16 in bf16 plans) bf16. */
+int conv_bn_fold_forward(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *conv, const bn_layer *bn,
+                         const void *x, void *y, mskx_err *e);
+
 /* Tells cx->grad_ready (if any) that entry idx's gradient is final. */
 void layer_grads_written(const layer_ctx *cx, int idx);
 

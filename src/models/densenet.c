@@ -22,6 +22,7 @@ typedef struct dense_layer {
   conv_layer conv1, conv2;
   int c_in;
   float *z;             /* bottleneck conv output (per layer when training) */
+  conv_bn_fold fold1;   /* inference: conv1 + norm2 + ReLU in one convolution */
 } dense_layer;
 
 typedef struct dense_block {
@@ -162,6 +163,7 @@ static void densenet_unplan(net *m) {
     for (int l = 0; l < blk->n_layers; l++) {
       dense_layer *L = &blk->layers[l];
       conv_layer_unplan(cx, &L->conv1);
+      conv_bn_fold_unplan(cx, &L->fold1);
       conv_layer_unplan(cx, &L->conv2);
       bn_layer_unplan(&L->norm1);
       bn_layer_unplan(&L->norm2);
@@ -206,7 +208,8 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
     size_t px = (size_t)n * bh * bw;
     for (int l = 0; l < blk->n_layers && !rc; l++) {
       dense_layer *L = &blk->layers[l];
-      rc = conv_layer_plan(cx, &L->conv1, n, bh, bw, NULL, NULL, e);
+      rc = train ? conv_layer_plan(cx, &L->conv1, n, bh, bw, NULL, NULL, e)
+                 : conv_bn_fold_plan(cx, &L->fold1, &L->conv1, 1, L->conv2.src_bf16, n, bh, bw, e);
       if (!rc) rc = conv_layer_plan(cx, &L->conv2, n, bh, bw, NULL, NULL, e);
       if (!rc) rc = bn_layer_plan(&L->norm1, e);
       if (!rc) rc = bn_layer_plan(&L->norm2, e);
@@ -292,11 +295,20 @@ static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) 
   int n = m->n, inter = m->arch.bn_size * m->arch.growth;
   view B = block_view(blk, blk->buf, n);
   bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), d->s1, 1);
-  int rc = conv_layer_forward(cx, &L->conv1, d->s1, L->z, e);
-  if (rc) return rc;
-  bn_layer_forward_conv(cx, &L->norm2, view_make(L->z, n, blk->h, blk->w, inter), d->s1, 1);
-  rc = conv_layer_forward(cx, &L->conv2, d->s1, d->s2, e);
-  if (rc) return rc;
+  int rc;
+  if (!cx->train) {
+    /* norm2 (running statistics) and its ReLU are folded into conv1, whose
+     * output is then conv2's input as it is (bf16 in bf16 plans). */
+    rc = conv_bn_fold_forward(cx, &L->fold1, &L->conv1, &L->norm2, d->s1, L->z, e);
+    if (!rc) rc = conv_layer_forward(cx, &L->conv2, L->z, d->s2, e);
+    if (rc) return rc;
+  } else {
+    rc = conv_layer_forward(cx, &L->conv1, d->s1, L->z, e);
+    if (rc) return rc;
+    bn_layer_forward_conv(cx, &L->norm2, view_make(L->z, n, blk->h, blk->w, inter), d->s1, 1);
+    rc = conv_layer_forward(cx, &L->conv2, d->s1, d->s2, e);
+    if (rc) return rc;
+  }
   view out = view_make(d->s2, n, blk->h, blk->w, m->arch.growth);
   cx->eng->ops->copy(out, view_channels(B, L->c_in, m->arch.growth));
   block_stats(m, blk, out, L->c_in);
