@@ -30,6 +30,10 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo,
  * 1 for b; otherwise prints "mskx CMD: --OPT: expected A or B, got 'V'" and
  * returns nonzero. */
 int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char *a, const char *b, int *out);
+/* Pins the compute threads (threads <= 0: OpenMP's default count) one per
+ * CPU, offset by the MPI local rank; see core/affinity.h (MSKX_PIN=0 turns it
+ * off). Returns the number of threads pinned. */
+int cli_pin_threads(int threads);
 /* Standard message for an unknown option or a missing argument (getopt's '?'). */
 int cli_usage_error(const char *cmd);
 

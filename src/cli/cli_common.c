@@ -1,5 +1,7 @@
 /* Shared option parsing and error printing for subcommands. */
 #include "cli/cli.h"
+#include <omp.h>
+#include "core/affinity.h"
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -55,4 +57,9 @@ int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char
 int cli_usage_error(const char *cmd) {
   fprintf(stderr, "mskx %s: see 'mskx %s --help'\n", cmd, cmd);
   return 2;
+}
+
+int cli_pin_threads(int threads) {
+  int team = threads > 0 ? threads : omp_get_max_threads();
+  return omp_pin_threads(team, local_rank_from_env() * team, NULL, 0);
 }

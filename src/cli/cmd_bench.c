@@ -73,7 +73,7 @@ static int parse(int argc, char **argv, bench_config *c) {
 
 static double round3(double x) { return round(x * 1000.0) / 1000.0; }
 
-static int print_json(const bench_config *c, const bench_result *r) {
+static int print_json(const bench_config *c, const bench_result *r, int pinned) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return cli_errorf(CMD, "out of memory");
   cJSON_AddStringToObject(o, "arch", c->arch);
@@ -82,6 +82,7 @@ static int print_json(const bench_config *c, const bench_result *r) {
   cJSON_AddStringToObject(o, "precision", c->prec == PREC_BF16 ? "bf16" : "fp32");
   cJSON_AddStringToObject(o, "mode", c->train ? "train" : "infer");
   cJSON_AddNumberToObject(o, "threads", r->threads);
+  cJSON_AddBoolToObject(o, "pinned", pinned > 0);
   cJSON_AddNumberToObject(o, "iters", c->iters);
   cJSON_AddNumberToObject(o, "images_per_s", round3(r->images_per_s));
   cJSON_AddNumberToObject(o, "ms_per_batch_median", round3(r->ms_median));
@@ -113,6 +114,7 @@ int cmd_bench(int argc, char **argv) {
     fprintf(stderr, "mskx bench: note: this CPU has no native bf16; oneDNN emulates it (slow)\n");
   bench_result r;
   mskx_err e = {0};
+  int pinned = cli_pin_threads(c.threads);
   if (bench_run(&c, &r, &e)) return cli_error(CMD, &e);
-  return print_json(&c, &r);
+  return print_json(&c, &r, pinned);
 }

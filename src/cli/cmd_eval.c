@@ -224,6 +224,7 @@ int cmd_eval(int argc, char **argv) {
   eval_run *run = NULL;
   eval_results *res = NULL;
   predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0, {0}};
+  cli_pin_threads(a.threads);
   int tty = isatty(STDERR_FILENO);
   eval_config cfg;
   eval_config_default(&cfg);

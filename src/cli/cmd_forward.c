@@ -145,6 +145,7 @@ int cmd_forward(int argc, char **argv) {
   int rc = parse(argc, argv, &o);
   if (rc) return rc < 0 ? 0 : rc;
   mskx_err e = {0};
+  cli_pin_threads(o.threads);
   if (run_forward(&o, &e)) return cli_error("forward", &e);
   return 0;
 }

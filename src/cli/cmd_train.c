@@ -372,6 +372,7 @@ int cmd_train(int argc, char **argv) {
   if (!t.resume && apply_named(&t, monitor)) return 1;
   dist *d = NULL;
   if (job_start(&d)) return 1;
+  cli_pin_threads(t.c.threads);
   /* Rank 0 alone reports progress. */
   int root = dist_rank(d) == 0;
   progress_ctx pc = {isatty(2), 0};

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/affinity.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/util.h"
@@ -150,6 +151,7 @@ static slot *claimable(loader *l) {
 }
 
 static void *worker_main(void *arg) {
+  thread_unpin(); /* decode anywhere, not on the compute thread's CPU it was started from */
   worker *w = arg;
   loader *l = w->l;
   pthread_mutex_lock(&l->mu);

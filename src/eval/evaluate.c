@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/affinity.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "eval/table.h"
@@ -83,6 +84,7 @@ static void decode_study(pipeline *pl, int i, decoded *d) {
 }
 
 static void *decode_worker(void *arg) {
+  thread_unpin(); /* decode anywhere, not on the compute thread's CPU it was started from */
   pipeline *pl = arg;
   for (;;) {
     pthread_mutex_lock(&pl->mu);
