@@ -75,7 +75,7 @@ int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const void *x, float 
 static void bn_infer_affine(const layer_ctx *cx, const bn_layer *l, float *scale, float *shift);
 
 int conv_bn_fold_plan(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *conv, int relu, int out_bf16, int n,
-                      int h, int w, mskx_err *e) {
+                      int h, int w, int *oh, int *ow, mskx_err *e) {
   *f = (conv_bn_fold){0};
   if (cx->train) return err_set(e, MSKX_EINTERNAL, "batch norm folding is for inference plans only");
   int bf16 = cx->prec == PREC_BF16;
@@ -91,8 +91,13 @@ int conv_bn_fold_plan(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *co
     return err_set(e, MSKX_ENOMEM, "out of memory (folded convolution weights)");
   }
   int rc = cx->eng->ops->conv_create(cx->eng, &d, &f->op, e);
-  if (rc) conv_bn_fold_unplan(cx, f);
-  return rc;
+  if (rc) {
+    conv_bn_fold_unplan(cx, f);
+    return rc;
+  }
+  if (oh) *oh = conv_out_h(&d);
+  if (ow) *ow = conv_out_w(&d);
+  return MSKX_OK;
 }
 
 void conv_bn_fold_unplan(const layer_ctx *cx, conv_bn_fold *f) {

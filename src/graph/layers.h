@@ -112,7 +112,7 @@ typedef struct conv_bn_fold {
 } conv_bn_fold;
 
 int conv_bn_fold_plan(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *conv, int relu, int out_bf16, int n,
-                      int h, int w, mskx_err *e);
+                      int h, int w, int *oh, int *ow, mskx_err *e);
 void conv_bn_fold_unplan(const layer_ctx *cx, conv_bn_fold *f);
 /* y: dense (n,oh,ow,cout), float or (out_bf16 in bf16 plans) bf16. */
 int conv_bn_fold_forward(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *conv, const bn_layer *bn,

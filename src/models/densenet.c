@@ -209,7 +209,7 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
     for (int l = 0; l < blk->n_layers && !rc; l++) {
       dense_layer *L = &blk->layers[l];
       rc = train ? conv_layer_plan(cx, &L->conv1, n, bh, bw, NULL, NULL, e)
-                 : conv_bn_fold_plan(cx, &L->fold1, &L->conv1, 1, L->conv2.src_bf16, n, bh, bw, e);
+                 : conv_bn_fold_plan(cx, &L->fold1, &L->conv1, 1, L->conv2.src_bf16, n, bh, bw, NULL, NULL, e);
       if (!rc) rc = conv_layer_plan(cx, &L->conv2, n, bh, bw, NULL, NULL, e);
       if (!rc) rc = bn_layer_plan(&L->norm1, e);
       if (!rc) rc = bn_layer_plan(&L->norm2, e);

@@ -13,6 +13,7 @@
 typedef struct bottleneck {
   conv_layer conv1, conv2, conv3, convd;
   bn_layer bn1, bn2, bn3, bnd;
+  conv_bn_fold f1, f2, f3, fd;      /* inference: each convolution with its batch norm */
   int has_down, cin, width, cout, stride;
   int h, w, oh, ow;                 /* planned */
   float *z1, *z2, *z3, *zd, *y;     /* kept for backward when training */
@@ -21,6 +22,7 @@ typedef struct bottleneck {
 typedef struct resnet {
   conv_layer conv1;
   bn_layer bn1;
+  conv_bn_fold f0;                  /* inference: conv1 + bn1 + ReLU */
   pool_desc pool;
   bottleneck *blocks;
   int n_blocks, c_final;
@@ -116,13 +118,16 @@ static void resnet_unplan(net *m) {
   layer_ctx *cx = &m->cx;
   conv_layer_unplan(cx, &r->conv1);
   bn_layer_unplan(&r->bn1);
+  conv_bn_fold_unplan(cx, &r->f0);
   for (int k = 0; k < r->n_blocks; k++) {
     bottleneck *b = &r->blocks[k];
     conv_layer *cs[4] = {&b->conv1, &b->conv2, &b->conv3, &b->convd};
     bn_layer *bs[4] = {&b->bn1, &b->bn2, &b->bn3, &b->bnd};
+    conv_bn_fold *fs[4] = {&b->f1, &b->f2, &b->f3, &b->fd};
     for (int j = 0; j < 4; j++) {
       conv_layer_unplan(cx, cs[j]);
       bn_layer_unplan(bs[j]);
+      conv_bn_fold_unplan(cx, fs[j]);
     }
   }
   if (r->head) cx->eng->ops->linear_destroy(r->head);
@@ -137,7 +142,12 @@ static void resnet_unplan(net *m) {
 static int plan_layers(net *m, int n, int h, int w, size_t *scratch, size_t *kept, size_t *shared, mskx_err *e) {
   resnet *r = rn(m);
   const layer_ctx *cx = &m->cx;
-  int rc = conv_layer_plan(cx, &r->conv1, n, h, w, &r->h0, &r->w0, e);
+  /* Inference folds every batch norm into the convolution before it. */
+  int train = cx->train;
+#define PLAN(conv, fold, relu, n, h, w, oh, ow)                      \
+  (train ? conv_layer_plan(cx, conv, n, h, w, oh, ow, e) \
+         : conv_bn_fold_plan(cx, fold, conv, relu, 0, n, h, w, oh, ow, e))
+  int rc = PLAN(&r->conv1, &r->f0, 1, n, h, w, &r->h0, &r->w0);
   if (!rc) rc = bn_layer_plan(&r->bn1, e);
   r->pool = (pool_desc){.n = n, .h = r->h0, .w = r->w0, .c = 64, .k = 3, .s = 2, .p = 1};
   r->hp = pool_out(r->h0, 3, 2, 1);
@@ -148,10 +158,10 @@ static int plan_layers(net *m, int n, int h, int w, size_t *scratch, size_t *kep
     bottleneck *b = &r->blocks[k];
     b->h = ch;
     b->w = cw;
-    rc = conv_layer_plan(cx, &b->conv1, n, ch, cw, NULL, NULL, e);
-    if (!rc) rc = conv_layer_plan(cx, &b->conv2, n, ch, cw, &b->oh, &b->ow, e);
-    if (!rc) rc = conv_layer_plan(cx, &b->conv3, n, b->oh, b->ow, NULL, NULL, e);
-    if (!rc && b->has_down) rc = conv_layer_plan(cx, &b->convd, n, ch, cw, NULL, NULL, e);
+    rc = PLAN(&b->conv1, &b->f1, 1, n, ch, cw, NULL, NULL);
+    if (!rc) rc = PLAN(&b->conv2, &b->f2, 1, n, ch, cw, &b->oh, &b->ow);
+    if (!rc) rc = PLAN(&b->conv3, &b->f3, 0, n, b->oh, b->ow, NULL, NULL);
+    if (!rc && b->has_down) rc = PLAN(&b->convd, &b->fd, 0, n, ch, cw, NULL, NULL);
     bn_layer *bs[4] = {&b->bn1, &b->bn2, &b->bn3, &b->bnd};
     for (int j = 0; j < (b->has_down ? 4 : 3) && !rc; j++) rc = bn_layer_plan(bs[j], e);
     size_t in = (size_t)n * ch * cw, out = (size_t)n * b->oh * b->ow;
@@ -164,6 +174,7 @@ static int plan_layers(net *m, int n, int h, int w, size_t *scratch, size_t *kep
     ch = b->oh;
     cw = b->ow;
   }
+#undef PLAN
   *scratch = S;
   *kept = K;
   *shared = Z;
@@ -223,10 +234,26 @@ static int resnet_plan(net *m, int n, int h, int w, mskx_err *e) {
   return MSKX_OK;
 }
 
+/* Inference: each convolution with its batch norm (and ReLU) folded in. */
+static int block_forward_folded(net *m, bottleneck *b, const float *X, mskx_err *e) {
+  layer_ctx *cx = &m->cx;
+  int n = m->n;
+  int rc = conv_bn_fold_forward(cx, &b->f1, &b->conv1, &b->bn1, X, b->z1, e);
+  if (!rc) rc = conv_bn_fold_forward(cx, &b->f2, &b->conv2, &b->bn2, b->z1, b->z2, e);
+  if (!rc) rc = conv_bn_fold_forward(cx, &b->f3, &b->conv3, &b->bn3, b->z2, b->y, e);
+  if (!rc && b->has_down) rc = conv_bn_fold_forward(cx, &b->fd, &b->convd, &b->bnd, X, b->zd, e);
+  if (rc) return rc;
+  view y = view_make(b->y, n, b->oh, b->ow, b->cout);
+  view id = b->has_down ? view_make(b->zd, n, b->oh, b->ow, b->cout) : view_make((float *)X, n, b->h, b->w, b->cin);
+  cx->eng->ops->add_relu_forward(y, id, y);
+  return MSKX_OK;
+}
+
 static int block_forward(net *m, bottleneck *b, const float *X, mskx_err *e) {
   resnet *r = rn(m);
   layer_ctx *cx = &m->cx;
   int n = m->n;
+  if (!cx->train) return block_forward_folded(m, b, X, e);
   int rc = conv_layer_forward(cx, &b->conv1, X, b->z1, e);
   if (rc) return rc;
   bn_layer_forward(cx, &b->bn1, view_make(b->z1, n, b->h, b->w, b->width), view_make(r->s, n, b->h, b->w, b->width),
@@ -252,10 +279,14 @@ static int resnet_forward(net *m, const float *x, float *logits, mskx_err *e) {
   layer_ctx *cx = &m->cx;
   int n = m->n;
   r->x = x;
-  int rc = conv_layer_forward(cx, &r->conv1, x, r->z0, e);
-  if (rc) return rc;
   view a0 = view_make(r->s, n, r->h0, r->w0, 64);
-  bn_layer_forward(cx, &r->bn1, view_make(r->z0, n, r->h0, r->w0, 64), a0, 1);
+  int rc;
+  if (cx->train) {
+    if ((rc = conv_layer_forward(cx, &r->conv1, x, r->z0, e))) return rc;
+    bn_layer_forward(cx, &r->bn1, view_make(r->z0, n, r->h0, r->w0, 64), a0, 1);
+  } else if ((rc = conv_bn_fold_forward(cx, &r->f0, &r->conv1, &r->bn1, x, r->s, e))) {
+    return rc;
+  }
   cx->eng->ops->maxpool_forward(&r->pool, a0, view_make(r->x1, n, r->hp, r->wp, 64), r->argmax);
   const float *X = r->x1;
   for (int k = 0; k < r->n_blocks; k++) {

@@ -62,7 +62,7 @@ static int compare(fixture *f, const float *x, const uint16_t *x16, double *rel,
   int oh = 0, ow = 0;
   REQUIRE(!conv_layer_plan(&f->cx, &f->conv, N, H, W, &oh, &ow, &e), "conv plan: %s", e.msg);
   REQUIRE(oh == H && ow == W, "unexpected output size");
-  REQUIRE(!conv_bn_fold_plan(&f->cx, &fold, &f->conv, 1, 1, N, H, W, &e), "fold plan: %s", e.msg);
+  REQUIRE(!conv_bn_fold_plan(&f->cx, &fold, &f->conv, 1, 1, N, H, W, NULL, NULL, &e), "fold plan: %s", e.msg);
   REQUIRE(!conv_layer_forward(&f->cx, &f->conv, bf16 ? (const void *)x16 : x, z, &e), "conv: %s", e.msg);
   bn_layer_forward(&f->cx, &f->bn, view_make(z, N, H, W, CO), view_make(y, N, H, W, CO), 1);
   REQUIRE(!conv_bn_fold_forward(&f->cx, &fold, &f->conv, &f->bn, bf16 ? (const void *)x16 : x, yf, &e), "fold: %s",
@@ -134,7 +134,7 @@ TEST(fold_follows_parameter_changes) {
   fixture f;
   CHECKF(!fixture_init(&f, eng, PREC_FP32, 3, 0, 20), "setup failed");
   conv_bn_fold fold;
-  CHECK_OK(conv_bn_fold_plan(&f.cx, &fold, &f.conv, 1, 0, N, H, W, &e), &e);
+  CHECK_OK(conv_bn_fold_plan(&f.cx, &fold, &f.conv, 1, 0, N, H, W, NULL, NULL, &e), &e);
   CHECK_OK(conv_bn_fold_forward(&f.cx, &fold, &f.conv, &f.bn, x, y1, &e), &e);
   /* New parameters (as an optimizer step or a weight load makes them), then
    * the version bump: channel 0's batch-norm bias and channel 1's weights. */

@@ -86,3 +86,20 @@ if "$MSKX_ROOT/bench/compare" --quick --profile --mskx "$MSKX_BIN" "$ARCH/32/2/t
 else
   fail profile "$(tail -c 400 "$T/prof.err")"
 fi
+
+# bench/loader end to end at tiny size: both sources train and the table
+# reports their mean throughputs and ratio; the pinned field is in the JSON.
+if "$MSKX_ROOT/bench/loader" --mskx "$MSKX_BIN" --arch "$ARCH" --size 32 --batch 2 --batches 2 --rounds 1 \
+    --studies 14 --precision fp32 >"$T/loader.md" 2>"$T/loader.err"; then
+  grep -q "^| PNG files (decode + resize + augment) | [0-9.]* | " "$T/loader.md" &&
+    grep -q "^| decoded cache (augment only) | [0-9.]* | " "$T/loader.md" &&
+    grep -q "^PNG / cache throughput: [0-9.]* (" "$T/loader.md" && pass loader_check ||
+    fail loader_check "$(head -c 600 "$T/loader.md")"
+else
+  fail loader_check "$(tail -c 400 "$T/loader.err")"
+fi
+check_fails loader_bad_option "unknown option '--frob'" "$MSKX_ROOT/bench/loader" --frob
+"$MSKX_BIN" bench "${TINY[@]}" >"$T/pin.json" 2>&1 && grep -q '"pinned":\(true\|false\)' "$T/pin.json" &&
+  pass bench_reports_pinning || fail bench_reports_pinning "$(head -c 300 "$T/pin.json")"
+MSKX_PIN=0 "$MSKX_BIN" bench "${TINY[@]}" >"$T/pin0.json" 2>&1 && grep -q '"pinned":false' "$T/pin0.json" &&
+  pass bench_pin_off || fail bench_pin_off "$(head -c 300 "$T/pin0.json")"
