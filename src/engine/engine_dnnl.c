@@ -27,6 +27,7 @@ typedef struct dnnl_state {
 typedef struct conv_pass {
   dnnl_primitive_t prim;
   dnnl_memory_desc_t wei_md;     /* oneDNN's chosen (diff_)weights layout */
+  dnnl_memory_desc_t user_md;    /* the caller's weights as this primitive sees them */
   dnnl_primitive_t wei_reorder;  /* user OIHW f32 <-> wei_md */
   void *wei_buf;                 /* weights in wei_md (NULL if wei_md is plain OIHW f32) */
   uint64_t wei_ver;              /* version cached in wei_buf (0 = none) */
@@ -41,6 +42,12 @@ struct conv_op {
   dnnl_memory_desc_t dst_fwd_md;   /* forward output: dst_user_md, or bf16 with dst_bf16 */
   dnnl_primitive_t src_to_bf16, dst_to_bf16;   /* bf16 only */
   conv_pass fwd, bwd_data, bwd_wei;
+  /* fp32 1x1 convolutions (stride 1, no padding, no bias): both backward
+   * passes as oneDNN matmuls over the (pixels x channels) matrices, whose
+   * brgemm kernels beat oneDNN 2.6's direct jit backward kernels here
+   * (docs/benchmarks.md): dx = dy W, dW = dy^T x. */
+  int mm;
+  dnnl_memory_desc_t mm_dy, mm_dyt, mm_x;     /* (P,O), its transpose (O,P), (P,C) */
 };
 
 static int dnnl_check(dnnl_status_t st, const char *what, mskx_err *e) {
@@ -115,8 +122,8 @@ static int reorder_run(engine *eng, dnnl_primitive_t r, const dnnl_memory_desc_t
 /* Finishes a pass from its op descriptor: creates the primitive with a user
  * scratchpad, records oneDNN's weights layout and prepares the reorder. */
 static int pass_init(engine *eng, conv_op *op, conv_pass *p, const void *desc, dnnl_query_t wei_query,
-                     int to_user, int relu_post, const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd_out,
-                     mskx_err *e) {
+                     const dnnl_memory_desc_t *user_md, int to_user, int relu_post,
+                     const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd_out, mskx_err *e) {
   dnnl_state *s = state_of(eng);
   dnnl_primitive_attr_t attr;
   DN(dnnl_primitive_attr_create(&attr), "attr_create");
@@ -136,12 +143,13 @@ static int pass_init(engine *eng, conv_op *op, conv_pass *p, const void *desc, d
     return err_set(e, MSKX_EBACKEND, "oneDNN: no convolution implementation for %dx%d %d->%d (status %d)",
                    op->d.kh, op->d.kw, op->d.cin, op->d.cout, (int)st);
   p->wei_md = *dnnl_primitive_desc_query_md(pd, wei_query, 0);
+  p->user_md = *user_md;
   p->scratch_size = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
   int rc = dnnl_check(dnnl_primitive_create(&p->prim, pd), "conv primitive", e);
   if (!rc) rc = grow(&s->scratch, &s->scratch_size, p->scratch_size, e);
-  if (!rc && !dnnl_memory_desc_equal(&p->wei_md, &op->wei_user_md)) {
-    rc = to_user ? reorder_create(eng, &p->wei_md, &op->wei_user_md, &p->wei_reorder, e)
-                 : reorder_create(eng, &op->wei_user_md, &p->wei_md, &p->wei_reorder, e);
+  if (!rc && !dnnl_memory_desc_equal(&p->wei_md, &p->user_md)) {
+    rc = to_user ? reorder_create(eng, &p->wei_md, &p->user_md, &p->wei_reorder, e)
+                 : reorder_create(eng, &p->user_md, &p->wei_md, &p->wei_reorder, e);
     if (!rc) {
       p->wei_buf = big_alloc(dnnl_memory_desc_get_size(&p->wei_md));
       if (!p->wei_buf) rc = err_set(e, MSKX_ENOMEM, "cannot allocate convolution weights");
@@ -169,7 +177,7 @@ static int pass_weights(conv_op *op, conv_pass *p, const float *w, uint64_t wver
     return MSKX_OK;
   }
   if (wver == 0 || wver != p->wei_ver) {
-    int rc = reorder_run(op->eng, p->wei_reorder, &op->wei_user_md, w, &p->wei_md, p->wei_buf, e);
+    int rc = reorder_run(op->eng, p->wei_reorder, &p->user_md, w, &p->wei_md, p->wei_buf, e);
     if (rc) return rc;
     p->wei_ver = wver;
   }
@@ -185,6 +193,28 @@ static void conv_destroy(conv_op *op) {
   if (op->src_to_bf16) dnnl_primitive_destroy(op->src_to_bf16);
   if (op->dst_to_bf16) dnnl_primitive_destroy(op->dst_to_bf16);
   free(op);
+}
+
+/* The matmul form of a 1x1 convolution's backward passes (see conv_op.mm). */
+static int mm_plan(engine *eng, conv_op *op, mskx_err *e) {
+  const conv_desc *d = &op->d;
+  dnnl_dim_t P = (dnnl_dim_t)d->n * op->oh * op->ow, C = d->cin, O = d->cout;
+  dnnl_dims_t dy_d = {P, O}, dyt_d = {O, P}, dyt_s = {1, O}, x_d = {P, C}, w_d = {O, C};
+  dnnl_memory_desc_t w_user, w_any;
+  dnnl_memory_desc_init_by_tag(&op->mm_dy, 2, dy_d, dnnl_f32, dnnl_ab);
+  dnnl_memory_desc_init_by_strides(&op->mm_dyt, 2, dyt_d, dnnl_f32, dyt_s);
+  dnnl_memory_desc_init_by_tag(&op->mm_x, 2, x_d, dnnl_f32, dnnl_ab);
+  dnnl_memory_desc_init_by_tag(&w_user, 2, w_d, dnnl_f32, dnnl_ab);  /* OIHW with 1x1 is (O, C) row-major */
+  dnnl_memory_desc_init_by_tag(&w_any, 2, w_d, dnnl_f32, dnnl_format_tag_any);
+  dnnl_matmul_desc_t bd, wd;
+  DN(dnnl_matmul_desc_init(&bd, &op->mm_dy, &w_any, NULL, &op->mm_x), "matmul backward data desc");
+  int rc = pass_init(eng, op, &op->bwd_data, &bd, dnnl_query_weights_md, &w_user, 0, 0, NULL, NULL, e);
+  if (rc) return rc;
+  /* dW = dy^T x lands in the caller's (O, C) layout: no reorder. */
+  DN(dnnl_matmul_desc_init(&wd, &op->mm_dyt, &op->mm_x, NULL, &w_user), "matmul backward weights desc");
+  rc = pass_init(eng, op, &op->bwd_wei, &wd, dnnl_query_dst_md, &w_user, 1, 0, NULL, NULL, e);
+  if (!rc) op->mm = 1;
+  return rc;
 }
 
 static int conv_plan(engine *eng, conv_op *op, mskx_err *e) {
@@ -213,20 +243,27 @@ static int conv_plan(engine *eng, conv_op *op, mskx_err *e) {
                                         bias, &op->dst_fwd_md, strides, pad, pad_r),
      "conv forward desc");
   dnnl_primitive_desc_t fwd_pd;
-  int rc = pass_init(eng, op, &op->fwd, &fd, dnnl_query_weights_md, 0, d->relu_post, NULL, &fwd_pd, e);
+  int rc = pass_init(eng, op, &op->fwd, &fd, dnnl_query_weights_md, &op->wei_user_md, 0, d->relu_post, NULL,
+                     &fwd_pd, e);
   if (rc) return rc;
 
   dnnl_convolution_desc_t bd, wd;
   if (!d->need_backward) goto planned;
+  if (d->prec == PREC_FP32 && d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0 &&
+      !d->has_bias) {
+    rc = mm_plan(eng, op, e);
+    goto planned;
+  }
   rc = dnnl_check(dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &op->src_user_md, &wany,
                                                            &op->dst_md, strides, pad, pad_r),
                   "conv backward data desc", e);
-  if (!rc) rc = pass_init(eng, op, &op->bwd_data, &bd, dnnl_query_weights_md, 0, 0, fwd_pd, NULL, e);
+  if (!rc) rc = pass_init(eng, op, &op->bwd_data, &bd, dnnl_query_weights_md, &op->wei_user_md, 0, 0, fwd_pd, NULL, e);
   if (!rc)
     rc = dnnl_check(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &op->src_md, &wany_f32,
                                                                 bias, &op->dst_md, strides, pad, pad_r),
                     "conv backward weights desc", e);
-  if (!rc) rc = pass_init(eng, op, &op->bwd_wei, &wd, dnnl_query_diff_weights_md, 1, 0, fwd_pd, NULL, e);
+  if (!rc)
+    rc = pass_init(eng, op, &op->bwd_wei, &wd, dnnl_query_diff_weights_md, &op->wei_user_md, 1, 0, fwd_pd, NULL, e);
 planned:
   dnnl_primitive_desc_destroy(fwd_pd);
   if (rc) return rc;
@@ -321,6 +358,13 @@ static int conv_backward_data(conv_op *op, const void *dy, const float *w, uint6
   dnnl_memory_desc_t scratch_md;
   dnnl_dims_t sd = {(dnnl_dim_t)op->bwd_data.scratch_size};
   dnnl_memory_desc_init_by_tag(&scratch_md, 1, sd, dnnl_u8, dnnl_x);
+  if (op->mm) {
+    binding mb[4] = {{DNNL_ARG_SRC, &op->mm_dy, (void *)ddst},
+                     {DNNL_ARG_WEIGHTS, &op->bwd_data.wei_md, (void *)wei},
+                     {DNNL_ARG_DST, &op->mm_x, dx},
+                     {DNNL_ARG_SCRATCHPAD, &scratch_md, s->scratch}};
+    return run(op->eng, op->bwd_data.prim, mb, 4, e);
+  }
   binding bind[4] = {{DNNL_ARG_DIFF_DST, &op->dst_md, (void *)ddst},
                      {DNNL_ARG_WEIGHTS, &op->bwd_data.wei_md, (void *)wei},
                      {DNNL_ARG_DIFF_SRC, &op->src_user_md, dx},
@@ -340,13 +384,20 @@ static int conv_backward_weights(conv_op *op, const void *x, const void *dy, flo
   dnnl_memory_desc_t scratch_md;
   dnnl_dims_t sd = {(dnnl_dim_t)p->scratch_size};
   dnnl_memory_desc_init_by_tag(&scratch_md, 1, sd, dnnl_u8, dnnl_x);
+  if (op->mm) {
+    binding mb[4] = {{DNNL_ARG_SRC, &op->mm_dyt, (void *)ddst},
+                     {DNNL_ARG_WEIGHTS, &op->mm_x, (void *)src},
+                     {DNNL_ARG_DST, &p->user_md, dw},
+                     {DNNL_ARG_SCRATCHPAD, &scratch_md, s->scratch}};
+    return run(op->eng, p->prim, mb, 4, e);
+  }
   binding bind[5] = {{DNNL_ARG_SRC, &op->src_md, (void *)src},
                      {DNNL_ARG_DIFF_DST, &op->dst_md, (void *)ddst},
                      {DNNL_ARG_DIFF_WEIGHTS, &p->wei_md, p->wei_buf ? p->wei_buf : dw},
                      {DNNL_ARG_SCRATCHPAD, &scratch_md, s->scratch},
                      {DNNL_ARG_DIFF_BIAS, &op->bias_md, db}};
   rc = run(op->eng, p->prim, bind, op->d.has_bias ? 5 : 4, e);
-  if (!rc && p->wei_buf) rc = reorder_run(op->eng, p->wei_reorder, &p->wei_md, p->wei_buf, &op->wei_user_md, dw, e);
+  if (!rc && p->wei_buf) rc = reorder_run(op->eng, p->wei_reorder, &p->wei_md, p->wei_buf, &p->user_md, dw, e);
   return rc;
 }
 

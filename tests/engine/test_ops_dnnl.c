@@ -77,7 +77,7 @@ typedef struct cshape {
 static const cshape conv_cases[] = {
     {1, 20, 20, 3, 16, 7, 2, 3, 0},  /* stem 7x7 s2 p3 */
     {3, 18, 14, 3, 8, 7, 2, 3, 0},   /* stem, batch 3, non-square */
-    {3, 6, 6, 40, 48, 1, 1, 0, 0},   /* dense layer 1x1 bottleneck (4 x growth 12) */
+    {3, 6, 6, 40, 48, 1, 1, 0, 0},   /* dense layer 1x1 bottleneck (4 x growth 12); fp32 backward as matmuls */
     {3, 6, 6, 48, 12, 3, 1, 1, 0},   /* dense layer 3x3 pad 1 to growth 12 */
     {1, 5, 5, 30, 15, 1, 1, 0, 0},   /* transition 1x1, halving channels */
     {2, 4, 4, 64, 128, 1, 1, 0, 0},  /* DenseNet-121 bottleneck widths */
