@@ -149,6 +149,32 @@ static char *base64(const unsigned char *p, size_t n) {
 }
 
 /* HTTP status for a library error: the client's fault unless it is ours. */
+/* Error messages go to remote clients without the server's file system:
+ * every absolute path in msg (a token starting with '/') is cut to its last
+ * component ("/srv/models/bundle.json: ..." -> "bundle.json: ..."). */
+static void strip_paths(const char *msg, char *out, size_t n) {
+  size_t o = 0;
+  for (size_t i = 0; msg[i] && o + 1 < n;) {
+    int token_start = i == 0 || msg[i - 1] == ' ' || msg[i - 1] == '\'' || msg[i - 1] == '"' || msg[i - 1] == '(';
+    if (msg[i] == '/' && token_start) {
+      size_t end = i, last = i;
+      while (msg[end] && msg[end] != ' ' && msg[end] != '\'' && msg[end] != '"' && msg[end] != ')' &&
+             !(msg[end] == ':' && (msg[end + 1] == ' ' || !msg[end + 1])))
+        if (msg[end++] == '/') last = end;
+      i = last; /* keep what follows the last '/' */
+      continue;
+    }
+    out[o++] = msg[i++];
+  }
+  out[o] = '\0';
+}
+
+static void reply_library_error(reply *r, int status, const mskx_err *e) {
+  char msg[sizeof e->msg];
+  strip_paths(e->msg, msg, sizeof msg);
+  reply_error(r, status, "%s", msg);
+}
+
 static int status_of(int code) {
   switch (code) {
     case MSKX_EINVAL: case MSKX_EFORMAT: case MSKX_ESHAPE: return 400;
@@ -320,7 +346,7 @@ void handle_predict(server *s, struct MHD_Connection *c, request *rq, reply *r) 
     /* OpenMP's thread count is per calling thread, and each connection has its own. */
     if (s->cfg.compute_threads > 0) omp_set_num_threads(s->cfg.compute_threads);
     if (mskx_predict_encoded(s->model, st->imgs, st->n, st->part[0] ? st->part : NULL, &po, &res, &e)) {
-      reply_error(r, status_of(e.code), "%s", e.msg);
+      reply_library_error(r, status_of(e.code), &e);
     } else {
       cJSON *o = result_json(s, res, rq->t0);
       if (o) {

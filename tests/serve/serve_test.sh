@@ -133,3 +133,18 @@ if start_server C --timeout 60 --grace 1; then
   check grace_deadline_bounded $py -c 'import sys, time; d = time.time() - float(sys.argv[1]); assert 0.8 < d < 4, d' "$t0"
   check grace_deadline_logged grep -q '1 request(s) were still running at the deadline' "$T/C.log"
 fi
+
+# Server D: a per-part bundle; a study of a part it has no model for gets a
+# 400 that names the problem without the server's paths.
+printf '{"format": "mskx-bundle-1", "models": {"XR_WRIST": "tiny.safetensors"}}' > "$fx/bundle.json"
+if start_server D --model "$fx/bundle.json"; then
+  D=$pid
+  code=$(curl -s -o "$T/d.json" -w '%{http_code}' -F "images=@$fx/study/image1.png" "$url/v1/predict?part=elbow")
+  [ "$code" = 400 ] && grep -q 'bundle.json: no model for part XR_ELBOW' "$T/d.json" && pass bundle_part_error ||
+    fail bundle_part_error "HTTP $code: $(head -c 300 "$T/d.json")"
+  grep -q "$fx" "$T/d.json" && fail error_hides_server_paths "$(head -c 300 "$T/d.json")" || pass error_hides_server_paths
+  code=$(curl -s -o "$T/d2.json" -w '%{http_code}' -F "images=@$fx/study/image1.png" "$url/v1/predict?part=wrist")
+  [ "$code" = 200 ] && pass bundle_part_routes || fail bundle_part_routes "HTTP $code: $(head -c 300 "$T/d2.json")"
+  kill -TERM "$D"
+  stopped_ok bundle_server_stops "$D" 10
+fi
