@@ -140,7 +140,7 @@ static int pass_init(engine *eng, conv_op *op, conv_pass *p, const void *desc, d
   if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, desc, attr, s->eng, hint);
   dnnl_primitive_attr_destroy(attr);
   if (st != dnnl_success)
-    return err_set(e, MSKX_EBACKEND, "oneDNN: no convolution implementation for %dx%d %d->%d (status %d)",
+    return err_set(e, MSKX_EBACKEND, "oneDNN: no implementation for a pass of the %dx%d %d->%d convolution (status %d)",
                    op->d.kh, op->d.kw, op->d.cin, op->d.cout, (int)st);
   p->wei_md = *dnnl_primitive_desc_query_md(pd, wei_query, 0);
   p->user_md = *user_md;

@@ -35,17 +35,29 @@ int bn_layer_declare(param_store *ps, bn_layer *l, const char *prefix, int c, ms
   return MSKX_OK;
 }
 
-int conv_layer_plan(const layer_ctx *cx, conv_layer *l, int n, int h, int w, int *oh, int *ow, mskx_err *e) {
+/* The layer's convolution for an n x h x w input in this context's
+ * precision (forward only; the callers add training and fusions). */
+static conv_desc layer_conv_desc(const layer_ctx *cx, const conv_layer *l, int n, int h, int w) {
   conv_desc d = {.n = n, .h = h, .w = w, .cin = l->cin, .cout = l->cout, .kh = l->k, .kw = l->k,
                  .sh = l->stride, .sw = l->stride, .ph = l->pad, .pw = l->pad, .has_bias = l->b >= 0,
-                 .prec = cx->prec, .need_backward = cx->train,
-                 .src_bf16 = l->src_bf16 && cx->prec == PREC_BF16,
-                 .ddst_bf16 = l->ddst_bf16 && cx->prec == PREC_BF16 && cx->train};
-  int rc = cx->eng->ops->conv_create(cx->eng, &d, &l->op, e);
+                 .prec = cx->prec, .src_bf16 = l->src_bf16 && cx->prec == PREC_BF16};
+  return d;
+}
+
+/* Plans d into *op and reports its output size (oh, ow may be NULL). */
+static int create_conv(const layer_ctx *cx, const conv_desc *d, conv_op **op, int *oh, int *ow, mskx_err *e) {
+  int rc = cx->eng->ops->conv_create(cx->eng, d, op, e);
   if (rc) return rc;
-  if (oh) *oh = conv_out_h(&d);
-  if (ow) *ow = conv_out_w(&d);
+  if (oh) *oh = conv_out_h(d);
+  if (ow) *ow = conv_out_w(d);
   return MSKX_OK;
+}
+
+int conv_layer_plan(const layer_ctx *cx, conv_layer *l, int n, int h, int w, int *oh, int *ow, mskx_err *e) {
+  conv_desc d = layer_conv_desc(cx, l, n, h, w);
+  d.need_backward = cx->train;
+  d.ddst_bf16 = l->ddst_bf16 && cx->prec == PREC_BF16 && cx->train;
+  return create_conv(cx, &d, &l->op, oh, ow, e);
 }
 
 void conv_layer_unplan(const layer_ctx *cx, conv_layer *l) {
@@ -78,11 +90,10 @@ int conv_bn_fold_plan(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *co
                       int h, int w, int *oh, int *ow, mskx_err *e) {
   *f = (conv_bn_fold){0};
   if (cx->train) return err_set(e, MSKX_EINTERNAL, "batch norm folding is for inference plans only");
-  int bf16 = cx->prec == PREC_BF16;
-  conv_desc d = {.n = n, .h = h, .w = w, .cin = conv->cin, .cout = conv->cout, .kh = conv->k, .kw = conv->k,
-                 .sh = conv->stride, .sw = conv->stride, .ph = conv->pad, .pw = conv->pad, .has_bias = 1,
-                 .prec = cx->prec, .src_bf16 = conv->src_bf16 && bf16, .relu_post = relu,
-                 .dst_bf16 = out_bf16 && bf16};
+  conv_desc d = layer_conv_desc(cx, conv, n, h, w);
+  d.has_bias = 1; /* the folded shift */
+  d.relu_post = relu;
+  d.dst_bf16 = out_bf16 && cx->prec == PREC_BF16;
   size_t nw = (size_t)conv->cout * conv->cin * conv->k * conv->k;
   f->w = big_alloc(nw * sizeof(float));
   f->b = malloc((size_t)conv->cout * sizeof(float));
@@ -90,14 +101,9 @@ int conv_bn_fold_plan(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *co
     conv_bn_fold_unplan(cx, f);
     return err_set(e, MSKX_ENOMEM, "out of memory (folded convolution weights)");
   }
-  int rc = cx->eng->ops->conv_create(cx->eng, &d, &f->op, e);
-  if (rc) {
-    conv_bn_fold_unplan(cx, f);
-    return rc;
-  }
-  if (oh) *oh = conv_out_h(&d);
-  if (ow) *ow = conv_out_w(&d);
-  return MSKX_OK;
+  int rc = create_conv(cx, &d, &f->op, oh, ow, e);
+  if (rc) conv_bn_fold_unplan(cx, f);
+  return rc;
 }
 
 void conv_bn_fold_unplan(const layer_ctx *cx, conv_bn_fold *f) {

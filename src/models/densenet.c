@@ -221,8 +221,8 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
     s1 = zmax(s1, px * (size_t)blk->c_total);
     if (!rc && !(blk->buf = falloc(px * (size_t)blk->c_total, e))) rc = e->code;
     if (!rc && train && !(blk->grad = falloc(px * (size_t)blk->c_total, e))) rc = e->code;
-    if (!rc && train && !(blk->stats.mean = falloc(3 * (size_t)blk->c_total, e))) rc = e->code;
     if (!rc && train) {
+      if (!(blk->stats.mean = falloc(3 * (size_t)blk->c_total, e))) return e->code;
       blk->stats.invstd = blk->stats.mean + blk->c_total;
       blk->stats.varu = blk->stats.invstd + blk->c_total;
       for (int l = 0; l < blk->n_layers; l++) blk->layers[l].norm1.shared = &blk->stats;
