@@ -329,6 +329,14 @@ static int compute_dst(conv_op *op, const void *dy, const void **out, mskx_err *
   return reorder_run(op->eng, op->dst_to_bf16, &op->dst_user_md, dy, &op->dst_md, s->conv_b, e);
 }
 
+/* The engine's shared scratchpad as the memory of a pass's scratch_size bytes. */
+static dnnl_memory_desc_t scratch_md_of(const conv_pass *p) {
+  dnnl_memory_desc_t md;
+  dnnl_dims_t sd = {(dnnl_dim_t)p->scratch_size};
+  dnnl_memory_desc_init_by_tag(&md, 1, sd, dnnl_u8, dnnl_x);
+  return md;
+}
+
 static int conv_forward(conv_op *op, const void *x, const float *w, uint64_t wver, const float *b, void *y,
                         mskx_err *e) {
   const void *src, *wei;
@@ -336,9 +344,7 @@ static int conv_forward(conv_op *op, const void *x, const float *w, uint64_t wve
   if (!rc) rc = pass_weights(op, &op->fwd, w, wver, &wei, e);
   if (rc) return rc;
   dnnl_state *s = state_of(op->eng);
-  dnnl_memory_desc_t scratch_md;
-  dnnl_dims_t sd = {(dnnl_dim_t)op->fwd.scratch_size};
-  dnnl_memory_desc_init_by_tag(&scratch_md, 1, sd, dnnl_u8, dnnl_x);
+  dnnl_memory_desc_t scratch_md = scratch_md_of(&op->fwd);
   binding bind[5] = {{DNNL_ARG_SRC, &op->src_md, (void *)src},
                      {DNNL_ARG_WEIGHTS, &op->fwd.wei_md, (void *)wei},
                      {DNNL_ARG_DST, &op->dst_fwd_md, y},
@@ -355,9 +361,7 @@ static int conv_backward_data(conv_op *op, const void *dy, const float *w, uint6
   if (!rc) rc = pass_weights(op, &op->bwd_data, w, wver, &wei, e);
   if (rc) return rc;
   dnnl_state *s = state_of(op->eng);
-  dnnl_memory_desc_t scratch_md;
-  dnnl_dims_t sd = {(dnnl_dim_t)op->bwd_data.scratch_size};
-  dnnl_memory_desc_init_by_tag(&scratch_md, 1, sd, dnnl_u8, dnnl_x);
+  dnnl_memory_desc_t scratch_md = scratch_md_of(&op->bwd_data);
   if (op->mm) {
     binding mb[4] = {{DNNL_ARG_SRC, &op->mm_dy, (void *)ddst},
                      {DNNL_ARG_WEIGHTS, &op->bwd_data.wei_md, (void *)wei},
@@ -381,9 +385,7 @@ static int conv_backward_weights(conv_op *op, const void *x, const void *dy, flo
   if (rc) return rc;
   dnnl_state *s = state_of(op->eng);
   conv_pass *p = &op->bwd_wei;
-  dnnl_memory_desc_t scratch_md;
-  dnnl_dims_t sd = {(dnnl_dim_t)p->scratch_size};
-  dnnl_memory_desc_init_by_tag(&scratch_md, 1, sd, dnnl_u8, dnnl_x);
+  dnnl_memory_desc_t scratch_md = scratch_md_of(p);
   if (op->mm) {
     binding mb[4] = {{DNNL_ARG_SRC, &op->mm_dyt, (void *)ddst},
                      {DNNL_ARG_WEIGHTS, &op->mm_x, (void *)src},
