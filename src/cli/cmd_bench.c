@@ -17,8 +17,9 @@ static const char *const usage =
     "JSON object: arch, size, batch, precision, mode, threads, iters, images_per_s\n"
     "(batch / median time), ms_per_batch_median, ms_per_batch_min, peak_rss_mb (MiB),\n"
     "engine; also warmup, ms_per_batch_mean, ms_total (every repetition, warmup\n"
-    "included), bf16_native and, for train, loss_first/loss_last. bench/compare runs\n"
-    "it side by side with PyTorch.\n"
+    "included), bf16_native, pinned (compute threads pinned to CPUs; MSKX_PIN=0 turns\n"
+    "pinning off) and, for train, loss_first/loss_last. bench/compare runs it side by\n"
+    "side with PyTorch.\n"
     "\n"
     "  --arch ARCH           densenet121|densenet169|densenet201|resnet50|\n"
     "                        densenet:growth=G,blocks=A-B-C,init=F,bn_size=S (default densenet169)\n"
@@ -28,7 +29,7 @@ static const char *const usage =
     "  --mode infer|train    what one timed repetition is (default infer)\n"
     "  --iters N             timed repetitions (default 10)\n"
     "  --warmup W            untimed repetitions first (default 2)\n"
-    "  --threads T           compute threads (default: all cores)\n"
+    "  --threads T           compute threads (default: all cores), pinned one per CPU\n"
     "  --seed N              weights and data seed (default 0)\n"
     "  --json                JSON output (the only format; accepted for scripts)\n";
 

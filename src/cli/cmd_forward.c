@@ -26,7 +26,8 @@ static const char *const usage =
     "  --target Y.npy       float32 (N,1) of 0/1: prints 'loss <value>' (mean BCE with logits)\n"
     "  --grads FILE         with --target: gradients of the loss by parameter name (safetensors);\n"
     "                       needs --mode train\n"
-    "  --threads N          compute threads (default: all cores)\n";
+    "  --threads N          compute threads (default: all cores), pinned one per CPU\n"
+    "                       (MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)\n";
 
 typedef struct fwd_opts {
   const char *arch, *weights, *input, *output, *target, *grads;
