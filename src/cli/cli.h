@@ -2,6 +2,7 @@
  * layer that parses options with getopt_long, calls the library and prints. */
 #ifndef MSKX_CLI_H
 #define MSKX_CLI_H
+#include "io/dicom_options.h"
 #include "mskx.h"
 
 /* Subcommands: argv[0] is the subcommand name. Return the process exit code. */
@@ -18,6 +19,7 @@ int cmd_predict(int argc, char **argv) __attribute__((weak));
 int cmd_serve(int argc, char **argv) __attribute__((weak));
 int cmd_threshold(int argc, char **argv) __attribute__((weak));
 int cmd_ensemble(int argc, char **argv) __attribute__((weak));
+int cmd_dicom(int argc, char **argv) __attribute__((weak));
 
 /* Prints "mskx CMD: message" to stderr and returns 1 (exit code). */
 int cli_error(const char *cmd, const mskx_err *e);
@@ -36,5 +38,20 @@ int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char
 int cli_pin_threads(int threads);
 /* Standard message for an unknown option or a missing argument (getopt's '?'). */
 int cli_usage_error(const char *cmd);
+
+/* --dicom-window and --dicom-frames, shared by every command that reads images. */
+#define CLI_DICOM_OPT_WINDOW 0x101
+#define CLI_DICOM_OPT_FRAMES 0x102
+#define CLI_DICOM_OPTIONS                                              \
+  {"dicom-window", required_argument, 0, CLI_DICOM_OPT_WINDOW},       \
+  {"dicom-frames", required_argument, 0, CLI_DICOM_OPT_FRAMES}
+#define CLI_DICOM_HELP                                                                       \
+  "  --dicom-window auto|minmax|C,W  DICOM files without a VOI window: percentile window\n" \
+  "                         (auto, default) or full range (minmax); C,W overrides every\n"  \
+  "                         file's window (docs/dicom.md)\n"                                 \
+  "  --dicom-frames all|first  multi-frame DICOM: every frame an image (default) or\n"     \
+  "                         only the first\n"
+/* Handles CLI_DICOM_OPT_WINDOW/FRAMES: 0 on success, else prints and returns 2. */
+int cli_dicom_option(const char *cmd, int c, const char *arg, dicom_options *o);
 
 #endif

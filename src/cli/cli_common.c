@@ -63,3 +63,13 @@ int cli_pin_threads(int threads) {
   int team = threads > 0 ? threads : omp_get_max_threads();
   return omp_pin_threads(team, local_rank_from_env() * team, NULL, 0);
 }
+
+int cli_dicom_option(const char *cmd, int c, const char *arg, dicom_options *o) {
+  mskx_err e = {0, ""};
+  int rc = c == CLI_DICOM_OPT_WINDOW ? dicom_options_parse_window(arg, o, &e) : dicom_options_parse_frames(arg, o, &e);
+  if (rc) {
+    cli_error(cmd, &e);
+    return 2;
+  }
+  return 0;
+}

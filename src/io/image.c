@@ -4,6 +4,7 @@
 #include "io/image.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "io/dicom.h"
 #include <jpeglib.h>
 #include <jerror.h>
 #include <setjmp.h>
@@ -326,7 +327,8 @@ int image_decode(const uint8_t *buf, size_t len, const char *name, const image_l
   uint64_t max = effective_max_pixels(lim);
   if (is_png(buf, len)) return png_decode(buf, len, name, max, out, e);
   if (is_jpeg(buf, len)) return jpeg_decode_or_probe(buf, len, name, max, out, NULL, NULL, e);
-  return err_set(e, MSKX_EFORMAT, "%s: not a PNG or JPEG image", name);
+  if (dicom_is_dicom(buf, len)) return dicom_decode_gray(buf, len, name, lim, out, e);
+  return err_set(e, MSKX_EFORMAT, "%s: not a PNG, JPEG or DICOM image", name);
 }
 
 int image_probe(const uint8_t *buf, size_t len, const char *name, int *w, int *h, mskx_err *e) {
@@ -335,7 +337,13 @@ int image_probe(const uint8_t *buf, size_t len, const char *name, int *w, int *h
   if (len == 0) return err_set(e, MSKX_EFORMAT, "%s: empty file", name);
   if (is_png(buf, len)) return png_probe(buf, len, name, w, h, e);
   if (is_jpeg(buf, len)) return jpeg_decode_or_probe(buf, len, name, 0, NULL, w, h, e);
-  return err_set(e, MSKX_EFORMAT, "%s: not a PNG or JPEG image", name);
+  if (dicom_is_dicom(buf, len)) {
+    dicom_meta m;
+    int rc = dicom_scan_meta(buf, len, name, &m, e);
+    if (!rc) *w = m.cols, *h = m.rows;
+    return rc;
+  }
+  return err_set(e, MSKX_EFORMAT, "%s: not a PNG, JPEG or DICOM image", name);
 }
 
 int image_load(const char *path, const image_limits *lim, gray_image *out, mskx_err *e) {

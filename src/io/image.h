@@ -6,6 +6,7 @@
 #define MSKX_IO_IMAGE_H
 #include <stddef.h>
 #include <stdint.h>
+#include "io/dicom_options.h"
 #include "mskx.h"
 
 /* Default pixel cap: 16384 x 16384. */
@@ -18,9 +19,10 @@ typedef struct gray_image {
 
 typedef struct image_limits {
   uint64_t max_pixels;   /* 0 means IMAGE_DEFAULT_MAX_PIXELS */
+  dicom_options dicom;   /* rendering of DICOM files; zero = defaults */
 } image_limits;
 
-/* Detects the format from the leading bytes (PNG or JPEG). `name` is used in
+/* Detects the format from the leading bytes (PNG, JPEG or DICOM, see io/dicom.h). `name` is used in
  * messages only. On error *out is left empty (px == NULL). */
 int image_decode(const uint8_t *buf, size_t len, const char *name, const image_limits *lim,
                  gray_image *out, mskx_err *e);

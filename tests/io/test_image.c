@@ -389,7 +389,7 @@ TEST(load_from_files) {
   snprintf(path, sizeof path, "%s/notes.txt", dir);
   CHECK_OK(file_write_atomic(path, "Patient 1: elbow, normal\n", 25, &e), &e);
   CHECK_EQ_INT(image_load(path, NULL, &img, &e), MSKX_EFORMAT);
-  CHECKF(strstr(e.msg, path) && strstr(e.msg, "not a PNG or JPEG"), "message: %s", e.msg);
+  CHECKF(strstr(e.msg, path) && strstr(e.msg, "not a PNG, JPEG or DICOM"), "message: %s", e.msg);
   unlink(path);
   snprintf(path, sizeof path, "%s/missing.png", dir);
   CHECK_EQ_INT(image_load(path, NULL, &img, &e), MSKX_EIO);
@@ -511,7 +511,7 @@ TEST(declared_size_above_limit) {
   uint8_t *png;
   size_t len;
   grey8_png(64, 48, 1, &png, &len);
-  image_limits lim = {1000};
+  image_limits lim = {.max_pixels = 1000};
   CHECK_EQ_INT(image_decode(png, len, "small.png", &lim, &img, &e), MSKX_ELIMIT);
   CHECKF(strstr(e.msg, "small.png: declares 64x48 pixels, above the limit of 1000"), "message: %s", e.msg);
   lim.max_pixels = 64 * 48;

@@ -238,7 +238,7 @@ def check_bad(url, fx, study):
         ("bad_truncated_png", 400, "POST", "/v1/predict", *mp([("images", "cut.png", "image/png", good[:200])]), "cut.png"),
         ("bad_zero_bytes", 400, "POST", "/v1/predict", *mp([("images", "empty.png", "image/png", b"")]), "empty"),
         ("bad_raw_empty", 400, "POST", "/v1/predict", b"", "image/png", "empty"),
-        ("bad_raw_text_body", 400, "POST", "/v1/predict", text, "image/png", "not a PNG or JPEG"),
+        ("bad_raw_text_body", 400, "POST", "/v1/predict", text, "image/png", "not a PNG, JPEG or DICOM"),
         ("bad_content_type", 415, "POST", "/v1/predict", good, "text/plain", "Content-Type"),
         ("bad_no_content_type", 415, "POST", "/v1/predict", good, None, "Content-Type"),
         ("bad_part_content_type", 415, "POST", "/v1/predict", *mp([("images", "a.txt", "text/plain", good)]), "text/plain"),

@@ -1,0 +1,75 @@
+/* DICOM Part 10 input: a header scanner written here in C (iterative, every
+ * length checked against the buffer, nesting bounded), the display pipeline
+ * that turns stored values into the 8-bit grey image the networks see
+ * (docs/dicom.md), and pixel decoding: native syntaxes here, compressed ones
+ * through GDCM behind src/io/dicom_codec.h (the only C++ in the tree).
+ * Patient identifiers read here are for copying into Structured Reports
+ * only; no message built here ever contains them. */
+#ifndef MSKX_IO_DICOM_H
+#define MSKX_IO_DICOM_H
+#include <stddef.h>
+#include <stdint.h>
+#include "io/dicom_options.h"
+#include "io/image.h"
+#include "mskx.h"
+
+/* Attribute strings are copied with their DICOM maximum lengths (PS3.5 6.2);
+ * a longer value is cut there. */
+#define DICOM_UI_MAX 64
+#define DICOM_LO_MAX 64
+#define DICOM_PN_MAX 324 /* 5 components x 64 x 3 groups + separators, PS3.5 6.2 */
+/* Frames in one file: far above any radiograph series, small enough to refuse absurd headers. */
+#define DICOM_MAX_FRAMES 4096
+/* Sequence nesting: real radiograph headers nest 3-4 deep; hostile files nest thousands. */
+#define DICOM_MAX_DEPTH 32
+
+/* What the header says; filled by dicom_scan without decoding pixels. */
+typedef struct dicom_meta {
+  char transfer_syntax[DICOM_UI_MAX + 1];
+  char sop_class_uid[DICOM_UI_MAX + 1], sop_instance_uid[DICOM_UI_MAX + 1];
+  char study_uid[DICOM_UI_MAX + 1], series_uid[DICOM_UI_MAX + 1];
+  char modality[17], photometric[17];
+  char body_part[DICOM_LO_MAX + 1], study_desc[DICOM_LO_MAX + 1], series_desc[DICOM_LO_MAX + 1];
+  char laterality[17];
+  /* Patient and study modules, copied into SR documents; never logged. */
+  char patient_name[DICOM_PN_MAX + 1], patient_id[DICOM_LO_MAX + 1], patient_birth_date[17], patient_sex[17];
+  char study_date[17], study_time[17], study_id[17], accession[17], referring_physician[DICOM_PN_MAX + 1];
+  int rows, cols, frames, samples, bits_allocated, bits_stored, high_bit, pixel_rep, planar;
+} dicom_meta;
+
+/* 1 if buf looks like DICOM: "DICM" at offset 128, or no preamble but a
+ * first element in group 0002 or 0008 with a plausible explicit or implicit header. */
+int dicom_is_dicom(const uint8_t *buf, size_t len);
+
+/* Header only: attributes and sizes, lengths checked against the buffer, the
+ * transfer syntax checked against the supported list. name is for messages. */
+int dicom_scan_meta(const uint8_t *buf, size_t len, const char *name, dicom_meta *out, mskx_err *e);
+
+/* A decoded file: one 8-bit grey image per frame (only the first with
+ * DICOM_FRAMES_FIRST), and its header. */
+typedef struct dicom_image {
+  int n_frames;
+  gray_image *frames;
+  dicom_meta meta;
+} dicom_image;
+
+/* Decodes and renders every frame through the display pipeline. The pixel
+ * limit applies per frame; frames x pixels is bounded by DICOM_MAX_FRAMES
+ * and the file length is checked against the declared sizes before any
+ * pixel buffer is allocated. opt may be NULL (defaults). */
+int dicom_decode(const uint8_t *buf, size_t len, const char *name, const image_limits *lim, dicom_image *out,
+                 mskx_err *e);
+void dicom_image_free(dicom_image *img);
+
+/* One image for callers that take exactly one (image_decode): the file's
+ * only frame, or its first with DICOM_FRAMES_FIRST; a multi-frame file is
+ * otherwise refused with a message saying so. */
+int dicom_decode_gray(const uint8_t *buf, size_t len, const char *name, const image_limits *lim, gray_image *out,
+                      mskx_err *e);
+
+/* MURA part ("XR_WRIST", ...) from BodyPartExamined, then StudyDescription,
+ * then SeriesDescription (table in docs/dicom.md). Returns 1 and fills out,
+ * or 0 when nothing maps (out = ""). */
+int dicom_mura_part(const dicom_meta *m, char *out, size_t n);
+
+#endif

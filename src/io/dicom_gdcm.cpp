@@ -1,0 +1,186 @@
+// The only C++ in mskx (see dicom_codec.h): GDCM decodes encapsulated pixel
+// data that src/io/dicom_scan.c has already located and size-checked. GDCM
+// never sees the rest of the file, never prints (its trace output is off)
+// and never throws past this file.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <jpeglib.h>
+#include <gdcmDataElement.h>
+#include <gdcmFragment.h>
+#include <gdcmImage.h>
+#include <gdcmJPEGCodec.h>
+#include <gdcmPhotometricInterpretation.h>
+#include <gdcmPixelFormat.h>
+#include <gdcmSequenceOfFragments.h>
+#include <gdcmSmartPointer.h>
+#include <gdcmTrace.h>
+#include <gdcmTransferSyntax.h>
+#include "io/dicom_codec.h"
+extern "C" {
+#include "core/error.h"
+}
+
+// GDCM's bundled libjpeg builds (8, 12 and 16 bits) report through libjpeg's
+// standard error manager, whose output_message writes to stderr, and decode
+// corrupt data with only a warning. GDCM obtains that manager from these
+// three exported functions; defining them here (the executable's symbols
+// come first in dynamic lookup) gives it one that never prints and that
+// records warnings, so corrupt JPEG data becomes an error instead of a
+// silently grey image. The struct is the classic libjpeg 6b one, the same
+// in every build.
+namespace {
+thread_local bool jpeg_warned;
+void jpeg_quiet_output(j_common_ptr) {}
+void jpeg_quiet_emit(j_common_ptr c, int level) {
+  if (level < 0) {
+    jpeg_warned = true;
+    c->err->num_warnings++;
+  }
+}
+void jpeg_quiet_format(j_common_ptr c, char *buf) { std::snprintf(buf, JMSG_LENGTH_MAX, "JPEG error %d", c->err->msg_code); }
+void jpeg_quiet_reset(j_common_ptr c) {
+  c->err->num_warnings = 0;
+  c->err->msg_code = 0;
+}
+// Used only until GDCM installs its own error_exit (it always does, before
+// any call that can fail); returning would be undefined, so it cannot be
+// reached through GDCM.
+void jpeg_quiet_exit(j_common_ptr c) { jpeg_quiet_emit(c, -1); }
+struct jpeg_error_mgr *quiet_std_error(struct jpeg_error_mgr *err) {
+  std::memset(err, 0, sizeof *err);
+  err->error_exit = jpeg_quiet_exit;
+  err->emit_message = jpeg_quiet_emit;
+  err->output_message = jpeg_quiet_output;
+  err->format_message = jpeg_quiet_format;
+  err->reset_error_mgr = jpeg_quiet_reset;
+  return err;
+}
+}  // namespace
+extern "C" struct jpeg_error_mgr *gdcmjpeg8_jpeg_std_error(struct jpeg_error_mgr *err) { return quiet_std_error(err); }
+extern "C" struct jpeg_error_mgr *gdcmjpeg12_jpeg_std_error(struct jpeg_error_mgr *err) { return quiet_std_error(err); }
+extern "C" struct jpeg_error_mgr *gdcmjpeg16_jpeg_std_error(struct jpeg_error_mgr *err) { return quiet_std_error(err); }
+
+namespace {
+
+// GDCM picks its 8-, 12- or 16-bit JPEG decoder from Bits Allocated and,
+// when the stream's precision differs (12-bit JPEG in 16 bits allocated,
+// the usual case), first fails with a libjpeg message printed to stderr and
+// then retries. Choosing the decoder from the frame header's precision,
+// which dicom.c has read, avoids both.
+struct jpeg_codec : gdcm::JPEGCodec {
+  void set_precision(int bits) { SetBitSample(bits); }
+};
+
+// What Bitmap::GetBuffer does for JPEG (gdcmBitmap.cxx TryJPEGCodec), with
+// the decoder chosen as above.
+bool decode_jpeg(const gdcm::Image &img, const gdcm::DataElement &pixel, int precision, char *buf, unsigned long need) {
+  jpeg_codec codec;
+  codec.SetNumberOfDimensions(img.GetNumberOfDimensions());
+  codec.SetDimensions(img.GetDimensions());
+  codec.SetPlanarConfiguration(img.GetPlanarConfiguration());
+  codec.SetPhotometricInterpretation(img.GetPhotometricInterpretation());
+  codec.SetPixelFormat(img.GetPixelFormat());
+  if (precision > 0 && precision <= 16) codec.set_precision(precision);
+  codec.SetNeedOverlayCleanup(false);  // dicom.c masks to Bits Stored itself
+  gdcm::DataElement out;
+  if (!codec.Decode(pixel, out)) return false;
+  const gdcm::ByteValue *bv = out.GetByteValue();
+  if (!bv || bv->GetLength() < need) return false;
+  std::memcpy(buf, bv->GetPointer(), need);
+  return true;
+}
+
+// GDCM's trace flags are process-wide; switching them off once is enough
+// and changes nothing visible outside GDCM.
+void quiet() {
+  gdcm::Trace::SetDebug(false);
+  gdcm::Trace::SetWarning(false);
+  gdcm::Trace::SetError(false);
+}
+
+int decode(const dicom_codec_in *in, const char *name, dicom_codec_out *out, mskx_err *e) {
+  gdcm::TransferSyntax ts = gdcm::TransferSyntax::GetTSType(in->ts_uid);
+  if (ts == gdcm::TransferSyntax::TS_END)
+    return err_set(e, MSKX_EUNSUPPORTED, "%s: transfer syntax %s is not supported", name, in->ts_uid);
+  gdcm::PhotometricInterpretation pi = gdcm::PhotometricInterpretation::GetPIType(in->photometric);
+  if (pi == gdcm::PhotometricInterpretation::UNKNOWN || pi == gdcm::PhotometricInterpretation::PI_END)
+    return err_set(e, MSKX_EUNSUPPORTED, "%s: photometric interpretation %s is not supported", name, in->photometric);
+
+  gdcm::SmartPointer<gdcm::SequenceOfFragments> sq = new gdcm::SequenceOfFragments;
+  if (in->bot_len) sq->GetTable().SetByteValue(reinterpret_cast<const char *>(in->bot), (uint32_t)in->bot_len);
+  for (int i = 0; i < in->n_frags; i++) {
+    gdcm::Fragment frag;
+    frag.SetByteValue(reinterpret_cast<const char *>(in->frag[i]), (uint32_t)in->frag_len[i]);
+    sq->AddFragment(frag);
+  }
+  gdcm::DataElement pixel(gdcm::Tag(0x7fe0, 0x0010));
+  pixel.SetVR(gdcm::VR::OB);
+  pixel.SetValue(*sq);
+
+  gdcm::Image img;
+  img.SetNumberOfDimensions(in->frames > 1 ? 3 : 2);
+  img.SetDimension(0, (unsigned)in->cols);
+  img.SetDimension(1, (unsigned)in->rows);
+  if (in->frames > 1) img.SetDimension(2, (unsigned)in->frames);
+  gdcm::PixelFormat pf((unsigned short)in->samples, (unsigned short)in->bits_allocated,
+                       (unsigned short)in->bits_stored, (unsigned short)in->high_bit,
+                       (unsigned short)in->pixel_rep);
+  img.SetPixelFormat(pf);
+  img.SetPhotometricInterpretation(pi);
+  if (in->samples == 3) img.SetPlanarConfiguration((unsigned)in->planar);
+  img.SetTransferSyntax(ts);
+  img.SetDataElement(pixel);
+
+  unsigned long need = img.GetBufferLength();
+  if (need == 0 || need > in->max_out)
+    return err_set(e, MSKX_ELIMIT, "%s: decoded pixel data would take %lu bytes (limit %zu)", name, need, in->max_out);
+  char *buf = static_cast<char *>(std::malloc(need));
+  if (!buf) return err_set(e, MSKX_ENOMEM, "%s: cannot allocate %lu bytes for the decoded pixels", name, need);
+  jpeg_warned = false;
+  bool ok = gdcm::JPEGCodec().CanDecode(ts) ? decode_jpeg(img, pixel, in->jpeg_precision, buf, need) : img.GetBuffer(buf);
+  if (!ok || jpeg_warned) {
+    std::free(buf);
+    return err_set(e, MSKX_EFORMAT, "%s: %s pixel data could not be decoded (corrupt or truncated)", name,
+                   ts.GetString());
+  }
+  // The codec may have changed the description (e.g. YBR_FULL_422 to RGB, or
+  // bits allocated for a JPEG whose precision differs from the header).
+  const gdcm::PixelFormat &opf = img.GetPixelFormat();
+  out->buf = reinterpret_cast<uint8_t *>(buf);
+  out->len = need;
+  out->bits_allocated = opf.GetBitsAllocated();
+  out->samples = opf.GetSamplesPerPixel();
+  out->planar = out->samples == 3 ? (int)img.GetPlanarConfiguration() : 0;
+  const char *ps = gdcm::PhotometricInterpretation::GetPIString(img.GetPhotometricInterpretation());
+  std::snprintf(out->photometric, sizeof out->photometric, "%s", ps ? ps : in->photometric);
+  // GDCM pads some strings with a trailing space.
+  size_t k = std::strlen(out->photometric);
+  while (k && out->photometric[k - 1] == ' ') out->photometric[--k] = 0;
+  if (out->len != need || (out->bits_allocated != 8 && out->bits_allocated != 16)) {
+    std::free(buf);
+    out->buf = nullptr;
+    return err_set(e, MSKX_EUNSUPPORTED, "%s: decoder produced %d-bit samples", name, out->bits_allocated);
+  }
+  return MSKX_OK;
+}
+
+}  // namespace
+
+extern "C" int dicom_codec_decode(const dicom_codec_in *in, const char *name, dicom_codec_out *out, mskx_err *e) {
+  std::memset(out, 0, sizeof *out);
+  try {
+    quiet();
+    return decode(in, name, out, e);
+  } catch (const std::bad_alloc &) {
+    std::free(out->buf);
+    out->buf = nullptr;
+    return err_set(e, MSKX_ENOMEM, "%s: out of memory decoding the pixel data", name);
+  } catch (...) {
+    std::free(out->buf);
+    out->buf = nullptr;
+    return err_set(e, MSKX_EFORMAT, "%s: the pixel data could not be decoded", name);
+  }
+}

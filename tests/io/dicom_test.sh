@@ -1,0 +1,108 @@
+# DICOM input end to end: fixtures from synthetic phantoms (pydicom for the
+# uncompressed variants, DCMTK and GDCM's tools for every other transfer
+# syntax), mskx's 8-bit rendering against pydicom's (GDCM handler,
+# apply_modality_lut/apply_voi_lut) within 1 grey level, predict on a DICOM
+# equal to predict on the same image as PNG, hostile files refused with
+# clear errors, and no patient identifier in any message.
+source "$MSKX_ROOT/tests/lib.sh"
+py=/usr/bin/python3
+fx="$MSKX_ROOT/tests/io/dicom_fixtures.py"
+for tool in dcmconv dcmcjpeg dcmcjpls dcmcrle gdcmconv; do
+  command -v $tool >/dev/null || { fail dicom_tools "$tool missing (scripts/setup --test installs dcmtk and libgdcm-tools)"; exit 0; }
+done
+S="$T/src" C="$T/c" H="$T/h"
+mkdir -p "$C"
+"$MSKX_BIN" synth --out "$T/syn" -n 14 --min-size 96 --max-size 128 -j 1 >/dev/null 2>&1 &&
+phantom=$(find "$T/syn" -name 'image1.png' | sort | head -1) &&
+$py "$fx" make "$S" "$phantom" || { fail dicom_fixtures "could not write fixtures with pydicom"; exit 0; }
+
+# Every supported transfer syntax, from the 12-bit windowed phantom unless noted.
+conv() { "$@" >/dev/null 2>&1 || echo "conversion failed: $*" >&2; }
+conv dcmconv +tb "$S/u12_window.dcm" "$C/explicit_big_endian.dcm"
+conv dcmconv +td "$S/u12_window.dcm" "$C/deflated.dcm"
+conv dcmcjpeg +eb "$S/u8_auto.dcm" "$C/jpeg_baseline.dcm"
+conv dcmcjpeg +eb "$S/rgb.dcm" "$C/jpeg_baseline_ybr422.dcm"
+conv dcmcjpeg +ee "$S/u12_window.dcm" "$C/jpeg_extended_12bit.dcm"
+conv dcmcjpeg +el "$S/u12_window.dcm" "$C/jpeg_lossless_p14.dcm"
+conv dcmcjpeg +e1 "$S/u12_window.dcm" "$C/jpeg_lossless_sv1.dcm"
+conv dcmcjpls "$S/u12_window.dcm" "$C/jpegls_lossless.dcm"
+conv dcmcjpls "$S/mono1_rescale_implicit.dcm" "$C/jpegls_mono1.dcm"
+conv dcmcjpls +en +md 3 "$S/u12_window.dcm" "$C/jpegls_near_lossless.dcm"
+conv gdcmconv --jpegls "$S/multiframe.dcm" "$C/jpegls_multiframe.dcm"
+conv gdcmconv --j2k "$S/u12_window.dcm" "$C/j2k_lossless.dcm"
+conv gdcmconv --j2k --lossy --irreversible "$S/u12_window.dcm" "$C/j2k_lossy.dcm"
+conv gdcmconv --j2k --lossy -r 10 "$S/u12_window.dcm" "$C/j2k_lossy_overshoot.dcm"
+conv gdcmconv --j2k "$S/multiframe.dcm" "$C/j2k_multiframe.dcm"
+conv gdcmconv --j2k "$S/rgb.dcm" "$C/j2k_rgb.dcm"
+conv dcmcrle "$S/u12_window.dcm" "$C/rle.dcm"
+conv dcmcrle "$S/signed_linear_exact.dcm" "$C/rle_signed.dcm"
+conv dcmcrle "$S/rgb.dcm" "$C/rle_rgb.dcm"
+n_c=$(ls "$C"/*.dcm | wc -l)
+[ "$n_c" = 19 ] && pass dicom_conversions || fail dicom_conversions "$n_c of 19 compressed fixtures written"
+
+# Reference pixels and mskx's rendering, compared fixture by fixture.
+$py -W ignore "$fx" ref "$S" "$C" 2>"$T/ref.err" || fail dicom_reference "$(tail -3 "$T/ref.err")"
+check dicom_render "$MSKX_BIN" dicom render "$S"/*.dcm "$C"/*.dcm --out "$T/png"
+[ -s "$T/err" ] && fail dicom_render_silent "stderr: $(head -c 300 "$T/err")" || pass dicom_render_silent
+$py "$fx" compare "$S" "$T/png" | tee "$T/cmp"
+$py "$fx" compare "$C" "$T/png" | tee -a "$T/cmp"
+
+# The transfer syntax each fixture really has.
+for f in "$C"/*.dcm; do
+  "$MSKX_BIN" dicom info "$f" | $py -c 'import json,sys; d=json.load(sys.stdin); print(d["file"].rsplit("/",1)[1], d["transfer_syntax"])'
+done > "$T/syntaxes"
+want="1.2.840.10008.1.2.2 1.2.840.10008.1.2.1.99 1.2.840.10008.1.2.4.50 1.2.840.10008.1.2.4.51 1.2.840.10008.1.2.4.57 1.2.840.10008.1.2.4.70 1.2.840.10008.1.2.4.80 1.2.840.10008.1.2.4.81 1.2.840.10008.1.2.4.90 1.2.840.10008.1.2.4.91 1.2.840.10008.1.2.5"
+missing=""
+for u in $want; do grep -q " $u\$" "$T/syntaxes" || missing="$missing $u"; done
+[ -z "$missing" ] && pass dicom_all_syntaxes_covered || fail dicom_all_syntaxes_covered "no fixture for$missing"
+
+# Header summary: part from BodyPartExamined / StudyDescription, no patient identifiers.
+check dicom_info "$MSKX_BIN" dicom info "$S/u12_window.dcm" "$S/u8_auto.dcm" "$S/u16_auto.dcm"
+grep -q '"mura_part":"XR_WRIST"' "$T/out" && grep -q '"mura_part":"XR_ELBOW"' "$T/out" && grep -q '"mura_part":"XR_HAND"' "$T/out" &&
+  pass dicom_info_parts || fail dicom_info_parts "$(head -c 300 "$T/out")"
+
+# Window options: a fixed window overrides the file's; minmax for a file without one.
+check dicom_window_fixed "$MSKX_BIN" dicom render "$S/u12_window.dcm" --dicom-window 1000,500 --out "$T/fixed"
+$py - "$S/u12_window.dcm" "$T/fixed/u12_window.png" <<'EOF' && pass dicom_window_fixed_values || fail dicom_window_fixed_values "fixed window differs"
+import sys, numpy as np, pydicom
+from PIL import Image
+from pydicom.pixel_data_handlers.util import apply_voi_lut
+ds = pydicom.dcmread(sys.argv[1]); ds.WindowCenter, ds.WindowWidth = 1000, 500
+y = apply_voi_lut(ds.pixel_array, ds) / 4095.0 * 255
+ref = np.clip(np.floor(y + 0.5), 0, 255)
+got = np.asarray(Image.open(sys.argv[2]))
+sys.exit(0 if np.abs(got - ref).max() <= 1 else 1)
+EOF
+check dicom_window_minmax "$MSKX_BIN" dicom render "$S/u16_auto.dcm" --dicom-window minmax --out "$T/minmax"
+$py - "$S/u16_auto.dcm" "$T/minmax/u16_auto.png" "$fx" <<'EOF' && pass dicom_window_minmax_values || fail dicom_window_minmax_values "minmax window differs"
+import sys, numpy as np, pydicom, importlib.util
+from PIL import Image
+spec = importlib.util.spec_from_file_location('fx', sys.argv[3]); fx = importlib.util.module_from_spec(spec); spec.loader.exec_module(fx)
+ref = fx.reference(pydicom.dcmread(sys.argv[1]), minmax=True)[0]
+sys.exit(0 if np.abs(np.asarray(Image.open(sys.argv[2])).astype(int) - ref).max() <= 1 else 1)
+EOF
+check_fails dicom_window_bad "dicom-window: expected auto, minmax or CENTER,WIDTH" "$MSKX_BIN" dicom render "$S/u12_window.dcm" --dicom-window 10,0 --out "$T/x"
+check_fails dicom_frames_bad "dicom-frames: expected all or first" "$MSKX_BIN" dicom render "$S/u12_window.dcm" --dicom-frames 2 --out "$T/x"
+check dicom_frames_first "$MSKX_BIN" dicom render "$S/multiframe.dcm" --dicom-frames first --out "$T/first"
+[ "$(ls "$T/first")" = "multiframe.png" ] && pass dicom_frames_first_one_image || fail dicom_frames_first_one_image "$(ls "$T/first")"
+
+# Hostile files: clear errors, no crash, no patient identifiers.
+$py "$fx" hostile "$S" "$H" || fail dicom_hostile_fixtures "could not write hostile files"
+declare -A expect=(
+  [truncated_header]="truncated element header" [truncated_pixels]="runs past the end of the file"
+  [truncated_meta]="no Transfer Syntax UID" [lying_length]="element \\(0028,0010\\) of 65520 bytes runs past the end of the file"
+  [lying_pixel_length]="runs past the end of the file" [huge_dimensions]="65535x65535 pixels, above the limit"
+  [short_pixel_data]="pixel data holds [0-9]+ bytes, the header declares" [bad_vr]="has an invalid VR"
+  [wrong_vr_length]="Rows has length 4, expected 2" [nested_10000]="nested deeper than 32 levels"
+  [unsupported_syntax]="transfer syntax 1.2.840.10008.1.2.4.100 is not supported"
+  [j2k_lying_size]="JPEG 2000 codestream declares 60000x60000" [jpeg_lying_size]="JPEG codestream declares [0-9]+x30000"
+  [jpeg_corrupt]="could not be decoded" [jpegls_corrupt]="could not be decoded"
+  [rle_bad_header]="RLE header has 9 segments" [not_an_image]="no pixel data")
+for k in "${!expect[@]}"; do
+  check_fails "dicom_hostile_$k" "/$k.dcm: .*${expect[$k]}" "$MSKX_BIN" dicom render "$H/$k.dcm" --out "$T/hp"
+done
+# A corrupt JPEG 2000 stream has no checksums to fail: it must decode to something or fail, never crash.
+"$MSKX_BIN" dicom render "$H/j2k_corrupt.dcm" --out "$T/hp" >/dev/null 2>&1
+[ $? -lt 128 ] && pass dicom_hostile_j2k_corrupt || fail dicom_hostile_j2k_corrupt "crashed"
+"$MSKX_BIN" dicom render "$H"/*.dcm "$S"/*.dcm --out "$T/hp" > "$T/all.out" 2>&1
+if grep -Eq "Secretname|PID-SECRET" "$T/all.out" "$T/out"; then fail dicom_no_patient_ids "a message names the patient"; else pass dicom_no_patient_ids; fi
