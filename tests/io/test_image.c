@@ -361,7 +361,7 @@ TEST(empty_random_and_text_inputs) {
   for (int i = 0; i < 1000; i++) junk[i] = (uint8_t)rng_u64(&r);
   junk[0] = 0x12;
   CHECK_EQ_INT(image_decode(junk, sizeof junk, "junk.bin", NULL, &img, &e), MSKX_EFORMAT);
-  CHECKF(strstr(e.msg, "junk.bin: not a PNG or JPEG image"), "message: %s", e.msg);
+  CHECKF(strstr(e.msg, "junk.bin: not a PNG, JPEG or DICOM image"), "message: %s", e.msg);
   CHECK(img.px == NULL);
   /* The right magic followed by noise. */
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
