@@ -7,7 +7,8 @@ RUNS=${MSKX_FUZZ_RUNS:-3000}
 cc=$(command -v clang-14 || command -v clang || true)
 if [ -z "$cc" ]; then fail fuzz_build "clang is not installed (scripts/setup --test installs clang-14)"; exit 0; fi
 mapfile -t targets < <(scripts/fuzz --list)
-if CC="$cc" cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMSKX_FUZZ=ON -DMSKX_NATIVE=OFF > "$T/cfg.log" 2>&1 &&
+cxx=$(command -v clang++-14 || command -v clang++ || true)
+if CC="$cc" CXX="$cxx" cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMSKX_FUZZ=ON -DMSKX_NATIVE=OFF > "$T/cfg.log" 2>&1 &&
    cmake --build build-fuzz -j "$(nproc)" --target "${targets[@]/#/fuzz_}" > "$T/build.log" 2>&1; then
   pass fuzz_build
 else

@@ -53,4 +53,16 @@ open(C + "/multipart/part_field.txt", "wb").write(mp([(b'Content-Disposition: fo
 open(C + "/multipart/quoted_boundary.txt", "wb").write(mp([(b'Content-Disposition: form-data; name="x"', b"1")],
     ct=b'multipart/form-data; boundary="XyZzy42"'))
 PY
+# dicom: small phantoms through pydicom, DCMTK and GDCM (tests/io/dicom_fixtures.py).
+mkdir -p $C/dicom
+dpng=$(find "$S/syn/MURA-v1.1" -name '*.png' | sort | head -1)
+/usr/bin/python3 tests/io/dicom_fixtures.py make "$S/dcm" "$dpng"
+for f in u12_window mono1_rescale_implicit voi_lut_seq modality_lut_seq rgb mono1_padding_auto; do cp "$S/dcm/$f.dcm" $C/dicom/; done
+dcmconv +tb "$S/dcm/u12_window.dcm" $C/dicom/big_endian.dcm
+dcmconv +td "$S/dcm/u12_window.dcm" $C/dicom/deflated.dcm
+dcmcjpeg +e1 "$S/dcm/u12_window.dcm" $C/dicom/jpeg_lossless.dcm
+dcmcjpeg +eb "$S/dcm/rgb.dcm" $C/dicom/jpeg_ybr.dcm
+dcmcjpls "$S/dcm/u12_window.dcm" $C/dicom/jpegls.dcm
+gdcmconv --j2k "$S/dcm/u12_window.dcm" $C/dicom/j2k.dcm
+dcmcrle "$S/dcm/u12_window.dcm" $C/dicom/rle.dcm
 echo "seed corpora written to $C"
