@@ -70,6 +70,11 @@ typedef struct mskx_load_options {
                            copy of the networks and their activation memory);
                            0 = max(1, cores / threads); further calls wait */
   unsigned long long max_pixels;  /* per decoded image; 0 = 16384 x 16384 */
+  const char *dicom_window;  /* DICOM files without a VOI window: "auto" (NULL: the
+                                default percentile window), "minmax", or "C,W" to
+                                override every file's window (docs/dicom.md) */
+  int dicom_first_frame;     /* 1: only the first frame of a multi-frame DICOM file;
+                                0: every frame is an image of the study */
 } mskx_load_options;
 
 /* Fills *o with the defaults (all zero). */
@@ -159,11 +164,17 @@ typedef struct mskx_result {
   mskx_image_result *images;
   int n_members;            /* ensembles: per-member study probabilities; else 0 */
   double *member_probabilities;
+  char study_uid[65];       /* DICOM input: the first image's StudyInstanceUID, else "" */
+  int part_from_dicom;      /* 1 when part came from the DICOM body-part attributes */
 } mskx_result;
 
-/* Predicts one study from encoded images. part ("XR_WRIST", may be NULL)
- * routes bundles; for others it is only reported. opt may be NULL. n must be
- * >= 1. A bad image fails the whole call with an error naming it. */
+/* Predicts one study from encoded images (PNG, JPEG or DICOM). part
+ * ("XR_WRIST", may be NULL) routes bundles; for others it is only reported;
+ * when NULL, DICOM images' BodyPartExamined/StudyDescription/SeriesDescription
+ * supply it where they name a MURA part (docs/dicom.md). Every frame of a
+ * multi-frame DICOM file is an image of the study (named "NAME#K"), unless
+ * dicom_first_frame was set at load. opt may be NULL. n must be >= 1. A bad
+ * image fails the whole call with an error naming it. */
 int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
                          const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
 
@@ -172,7 +183,7 @@ int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, cons
                         const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
 
 /* The same from image files; when part is NULL it is parsed from an XR_*
- * component of the first path. */
+ * component of the first path, else taken from DICOM attributes as above. */
 int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const char *part,
                        const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
 

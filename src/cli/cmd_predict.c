@@ -12,17 +12,21 @@
 #include "core/error.h"
 #include "core/util.h"
 #include "data/dataset.h"
+#include "io/dicom.h"
 
 static const char *const usage =
     "usage: mskx predict --model M PATH... [options]\n"
     "\n"
-    "Predicts one study per PATH: an image file (.png, .jpg, .jpeg), or a folder whose\n"
-    "images (hidden files ignored, natural order) form one study. Prints each study's\n"
-    "probability of abnormality, decision, threshold, body part and per-image probabilities.\n"
+    "Predicts one study per PATH: an image file (.png, .jpg, .jpeg, .dcm or a DICOM file\n"
+    "without extension), or a folder whose images (hidden files ignored, natural order)\n"
+    "form one study; DICOM files in a folder are split into studies by StudyInstanceUID,\n"
+    "and every frame of a multi-frame file is an image. Prints each study's probability\n"
+    "of abnormality, decision, threshold, body part and per-image probabilities.\n"
     "\n"
     "  --model FILE           model (.safetensors), per-part bundle or ensemble (.json)\n"
     "  --part XR_NAME         body part of every study (default: the XR_* component of\n"
-    "                         each path); bundles route studies by part\n"
+    "                         each path, else DICOM BodyPartExamined/StudyDescription/\n"
+    "                         SeriesDescription, docs/dicom.md); bundles route by part\n"
     "  --agg mean|max         study probability from image probabilities (default mean,\n"
     "                         the MURA paper's rule)\n"
     "  --tta flip             average each image with its horizontal mirror\n"
@@ -33,7 +37,7 @@ static const char *const usage =
     "  --threads N            compute threads (default: all cores), pinned one per CPU\n"
     "                         (MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)\n"
     "  --precision fp32|bf16  compute precision (default fp32)\n"
-    "  --max-batch N          images per forward pass (default 16)\n"
+    "  --max-batch N          images per forward pass (default 16)\n" CLI_DICOM_HELP
     "  -h, --help             this help\n"
     "\n"
     "A study that cannot be predicted (unreadable image, no images, unknown part) is\n"
@@ -42,7 +46,8 @@ static const char *const usage =
     "model could not be loaded, 2 usage error.\n";
 
 typedef struct predict_args {
-  const char *model, *part, *cam_dir;
+  const char *model, *part, *cam_dir, *dicom_window;
+  dicom_options dicom;
   int json, csv, tta, agg, threads, max_batch, bf16;
   char **paths;
   int n_paths;
@@ -56,7 +61,7 @@ static int parse_args(int argc, char **argv, predict_args *a) {
       {"cam", required_argument, 0, 'c'},      {"json", no_argument, 0, 'j'},
       {"csv", no_argument, 0, 'v'},            {"threads", required_argument, 0, 'T'},
       {"precision", required_argument, 0, 'P'}, {"max-batch", required_argument, 0, 'b'},
-      {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+      {"help", no_argument, 0, 'h'},           CLI_DICOM_OPTIONS, {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   long v;
   int c;
@@ -89,6 +94,10 @@ static int parse_args(int argc, char **argv, predict_args *a) {
         a->max_batch = (int)v;
         break;
       case 'h': fputs(usage, stdout); return 0;
+      case CLI_DICOM_OPT_WINDOW: case CLI_DICOM_OPT_FRAMES:
+        if (cli_dicom_option("predict", c, optarg, &a->dicom)) return 2;
+        if (c == CLI_DICOM_OPT_WINDOW) a->dicom_window = optarg;
+        break;
       default: return cli_usage_error("predict");
     }
   }
@@ -125,7 +134,7 @@ static int study_images(const char *path, char ***out, int *n, mskx_err *e) {
   struct dirent *de;
   while (!rc && (de = readdir(d))) {
     char full[4096];
-    if (!ds_is_image_name(de->d_name)) continue;
+    if (!ds_is_image_file(path, de->d_name)) continue;
     if ((rc = path_join(full, sizeof full, path, de->d_name, e))) break;
     if (path_is_dir(full)) continue;
     if (*n == cap) {
@@ -141,7 +150,7 @@ static int study_images(const char *path, char ***out, int *n, mskx_err *e) {
     else (*n)++;
   }
   closedir(d);
-  if (!rc && *n == 0) rc = err_set(e, MSKX_EINVAL, "%s: no .png/.jpg/.jpeg images in the folder", path);
+  if (!rc && *n == 0) rc = err_set(e, MSKX_EINVAL, "%s: no .png/.jpg/.jpeg/.dcm images in the folder", path);
   if (rc) {
     free_list(*out, *n);
     *out = NULL;
@@ -188,8 +197,10 @@ static int write_overlay(const char *dir, const char *study, int is_dir, const m
 static cJSON *study_json(const char *study, const mskx_result *r, char (*cams)[4096]) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "study", study);
+  if (r->study_uid[0]) cJSON_AddStringToObject(o, "study_uid", r->study_uid);
   if (r->part[0]) cJSON_AddStringToObject(o, "part", r->part);
   else cJSON_AddNullToObject(o, "part");
+  if (r->part[0]) cJSON_AddStringToObject(o, "part_source", r->part_from_dicom ? "dicom" : "path or --part");
   cJSON_AddNumberToObject(o, "n_images", r->n_images);
   cJSON_AddNumberToObject(o, "probability", r->probability);
   cJSON_AddBoolToObject(o, "abnormal", r->abnormal);
@@ -217,40 +228,78 @@ static void print_table_row(const char *study, int width, const mskx_result *r) 
   }
 }
 
-/* One study: predict, write overlays, print. Returns 0 or 1 (failed). */
-static int run_study(const predict_args *a, mskx_model *m, const char *study, int width, cJSON *arr) {
+/* One study: predict, write overlays, print. Returns 0 or 1 (failed).
+ * label names the study in output (the path, with @StudyInstanceUID when a
+ * folder holds several DICOM studies). */
+static int run_study(const predict_args *a, mskx_model *m, const char *study, const char *label, char **imgs, int n,
+                     int width, cJSON *arr) {
   mskx_err e = {0, ""};
-  char **imgs = NULL;
-  int n = 0;
   mskx_result *r = NULL;
   char (*cams)[4096] = NULL;
   mskx_predict_options po = {a->agg, a->tta, 0, a->cam_dir != NULL, 0};
   char xr[64] = "";
   const char *part = a->part ? a->part : ds_xr_part(study, xr, sizeof xr) ? xr : NULL;
-  int rc = study_images(study, &imgs, &n, &e);
-  if (!rc) rc = mskx_predict_files(m, (const char *const *)imgs, n, part, &po, &r, &e);
-  if (!rc && a->cam_dir && !(cams = calloc((size_t)n, sizeof *cams))) rc = err_set(&e, MSKX_ENOMEM, "out of memory");
-  for (int i = 0; !rc && a->cam_dir && i < n; i++)
+  int rc = mskx_predict_files(m, (const char *const *)imgs, n, part, &po, &r, &e);
+  if (!rc && a->cam_dir && !(cams = calloc((size_t)r->n_images, sizeof *cams))) rc = err_set(&e, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; !rc && a->cam_dir && i < r->n_images; i++)
     rc = write_overlay(a->cam_dir, study, path_is_dir(study), &r->images[i], cams[i], sizeof cams[i], &e);
   if (rc) {
     cli_error("predict", &e);
     if (arr) {
       cJSON *o = cJSON_CreateObject();
-      cJSON_AddStringToObject(o, "study", study);
+      cJSON_AddStringToObject(o, "study", label);
       cJSON_AddStringToObject(o, "error", e.msg);
       cJSON_AddItemToArray(arr, o);
     }
   } else if (arr) {
-    cJSON_AddItemToArray(arr, study_json(study, r, cams));
+    cJSON_AddItemToArray(arr, study_json(label, r, cams));
   } else if (a->csv) {
-    printf("%s,%s,%d,%.9g,%d\n", study, r->part, r->n_images, r->probability, r->abnormal);
+    printf("%s,%s,%d,%.9g,%d\n", label, r->part, r->n_images, r->probability, r->abnormal);
   } else {
-    print_table_row(study, width, r);
+    print_table_row(label, width, r);
   }
   free(cams);
   mskx_result_free(r);
-  free_list(imgs, n);
   return rc != 0;
+}
+
+/* A PATH: its images, split by StudyInstanceUID when they are DICOM files
+ * of several studies. Returns the number of failed studies. */
+static int run_path(const predict_args *a, mskx_model *m, const char *path, int width, cJSON *arr) {
+  mskx_err e = {0, ""};
+  char **imgs = NULL, **sub = NULL;
+  int n = 0, n_groups = 0, failed = 0;
+  int *group = NULL;
+  char (*uids)[DICOM_UI_MAX + 1] = NULL;
+  int rc = study_images(path, &imgs, &n, &e);
+  if (!rc && (!(group = malloc((size_t)n * sizeof *group)) || !(uids = malloc((size_t)n * sizeof *uids)) ||
+              !(sub = malloc((size_t)n * sizeof *sub))))
+    rc = err_set(&e, MSKX_ENOMEM, "out of memory");
+  if (!rc) rc = dicom_group_by_study((const char *const *)imgs, n, group, &n_groups, uids, &e);
+  if (rc) {
+    cli_error("predict", &e);
+    if (arr) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "study", path);
+      cJSON_AddStringToObject(o, "error", e.msg);
+      cJSON_AddItemToArray(arr, o);
+    }
+    failed = 1;
+  }
+  for (int g = 0; !rc && g < n_groups; g++) {
+    int k = 0;
+    for (int i = 0; i < n; i++)
+      if (group[i] == g) sub[k++] = imgs[i];
+    char label[4200];
+    if (n_groups > 1) snprintf(label, sizeof label, "%s@%s", path, uids[g][0] ? uids[g] : "no-StudyInstanceUID");
+    else snprintf(label, sizeof label, "%s", path);
+    failed += run_study(a, m, path, label, sub, k, width, arr);
+  }
+  free(group);
+  free(uids);
+  free(sub);
+  free_list(imgs, n);
+  return failed;
 }
 
 int cmd_predict(int argc, char **argv) {
@@ -259,7 +308,8 @@ int cmd_predict(int argc, char **argv) {
   if (rc >= 0) return rc;
   mskx_err e = {0, ""};
   if (a.cam_dir && mkdir_p(a.cam_dir, &e)) return cli_error("predict", &e);
-  mskx_load_options lo = {a.threads, a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32, a.max_batch, 1, 0};
+  mskx_load_options lo = {a.threads, a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32, a.max_batch, 1, 0,
+                          a.dicom_window, a.dicom.frames == DICOM_FRAMES_FIRST};
   cli_pin_threads(a.threads);
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("predict", &e);
@@ -274,7 +324,7 @@ int cmd_predict(int argc, char **argv) {
   int progress = a.n_paths > 3 && isatty(STDERR_FILENO), failed = 0;
   for (int i = 0; i < a.n_paths; i++) {
     if (progress) fprintf(stderr, "\r[%d/%d] %.60s\033[K", i + 1, a.n_paths, a.paths[i]);
-    failed += run_study(&a, m, a.paths[i], width, arr);
+    failed += run_path(&a, m, a.paths[i], width, arr);
     fflush(stdout);
   }
   if (progress) fprintf(stderr, "\r\033[K");

@@ -616,7 +616,23 @@ int ds_is_image_name(const char *name) {
   if (base[0] == '.' || !base[0]) return 0;
   const char *dot = strrchr(base, '.');
   if (!dot || dot == base) return 0;
-  return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg");
+  return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") ||
+         !strcasecmp(dot, ".dcm") || !strcasecmp(dot, ".dicom");
+}
+
+int ds_is_image_file(const char *dir, const char *name) {
+  if (ds_is_image_name(name)) return 1;
+  const char *base = strrchr(name, '/');
+  base = base ? base + 1 : name;
+  if (base[0] == '.' || !base[0] || strchr(base, '.')) return 0;
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  unsigned char head[132];
+  size_t n = fread(head, 1, sizeof head, f);
+  fclose(f);
+  return n == sizeof head && !memcmp(head + 128, "DICM", 4);
 }
 
 int ds_suffix_label(const char *study_dir) {

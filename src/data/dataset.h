@@ -114,7 +114,10 @@ int ds_build_add_image(ds_build *b, int split, const char *rel, const char *path
 int ds_build_options_generic_split(const ds_build *b);
 
 /* Path helpers shared by the readers. */
-int ds_is_image_name(const char *name);     /* .png/.jpg/.jpeg, case-insensitive, not hidden */
+int ds_is_image_name(const char *name);     /* .png/.jpg/.jpeg/.dcm/.dicom, case-insensitive, not hidden */
+/* An image by name, or a file without an extension that starts like DICOM
+ * (the "DICM" preamble: PACS exports often have no extension). */
+int ds_is_image_file(const char *dir, const char *name);
 int ds_suffix_label(const char *study_dir); /* _positive -> 1, _negative -> 0, else -1 */
 int ds_natural_cmp(const char *a, const char *b);
 /* The "XR_<NAME>" component of a path, copied into out; 0 if there is none. */

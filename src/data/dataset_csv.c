@@ -210,7 +210,7 @@ static void read_mura_images(ds_build *b, int split, const mura_root *r, const c
       continue;
     }
     const char *why = bad_rel(line);
-    if (!why && !ds_is_image_name(line)) why = "not a .png/.jpg/.jpeg image";
+    if (!why && !ds_is_image_name(line)) why = "not a .png/.jpg/.jpeg/.dcm image";
     const char *slash = strrchr(line, '/');
     if (!why && !slash) why = "image is not inside a study folder";
     if (!why && (size_t)(slash - line) + 2 > sizeof key) why = "path too long";

@@ -86,7 +86,7 @@ static int walk_study(walk_ctx *c, const char *dir, const char *rel, const char 
   char key[DS_PATH_MAX], ip[DS_PATH_MAX], ir[DS_PATH_MAX];
   snprintf(key, sizeof key, "%s/", rel);
   int label = ds_suffix_label(key), n_img = 0;
-  for (int i = 0; i < l.n; i++) n_img += l.is_dir[i] == 0 && ds_is_image_name(l.names[i]);
+  for (int i = 0; i < l.n; i++) n_img += l.is_dir[i] == 0 && ds_is_image_file(dir, l.names[i]);
   if (label < 0) {
     ds_build_error(c->b, MSKX_EFORMAT, "%s: study folder name must end in _positive or _negative", dir);
   } else if (n_img == 0) {
@@ -94,7 +94,7 @@ static int walk_study(walk_ctx *c, const char *dir, const char *rel, const char 
   } else {
     int study = ds_build_add_study(c->b, c->split, key, label, part, dir, 0);
     for (int i = 0; study >= 0 && i < l.n; i++) {
-      if (l.is_dir[i] != 0 || !ds_is_image_name(l.names[i])) continue;
+      if (l.is_dir[i] != 0 || !ds_is_image_file(dir, l.names[i])) continue;
       if (join2(ip, dir, l.names[i]) || join2(ir, rel, l.names[i])) {
         ds_build_error(c->b, MSKX_EINVAL, "%s/%s: path too long", dir, l.names[i]);
         continue;
@@ -103,8 +103,8 @@ static int walk_study(walk_ctx *c, const char *dir, const char *rel, const char 
     }
   }
   for (int i = 0; i < l.n; i++)
-    if (l.is_dir[i] != 0 || !ds_is_image_name(l.names[i]))
-      ds_build_warn(c->b, "%s/%s: ignored (not a .png/.jpg/.jpeg image)", dir, l.names[i]);
+    if (l.is_dir[i] != 0 || !ds_is_image_file(dir, l.names[i]))
+      ds_build_warn(c->b, "%s/%s: ignored (not a .png/.jpg/.jpeg/.dcm image)", dir, l.names[i]);
   name_list_free(&l);
   return MSKX_OK;
 }

@@ -12,6 +12,7 @@
 #include "data/dataset.h"
 #include "infer/cam.h"
 #include "infer/predictor.h"
+#include "io/dicom.h"
 #include "io/image.h"
 
 #define API_MAX_CONTEXTS 64
@@ -62,6 +63,11 @@ int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model *
   if (!m) return err_set(err, MSKX_ENOMEM, "out of memory");
   m->max_ctx = o.max_contexts ? o.max_contexts : default_contexts(o.threads);
   m->lim.max_pixels = o.max_pixels;
+  if (o.dicom_window && dicom_options_parse_window(o.dicom_window, &m->lim.dicom, err)) {
+    free(m);
+    return err->code;
+  }
+  m->lim.dicom.frames = o.dicom_first_frame ? DICOM_FRAMES_FIRST : DICOM_FRAMES_ALL;
   m->path = str_dup(path);
   m->ctx = calloc((size_t)m->max_ctx, sizeof *m->ctx);
   m->busy = calloc((size_t)m->max_ctx, 1);
@@ -225,14 +231,20 @@ static int predict_gray(mskx_model *m, const gray_image *imgs, char **names, int
   return rc;
 }
 
+/* A study being decoded: images grow as files are added (a multi-frame
+ * DICOM file adds one per frame); DICOM metadata of the first DICOM image. */
 typedef struct study_in {
   gray_image *imgs;
   char **names;
-  int n;
+  int n, cap;
+  int have_dicom;
+  char study_uid[65];
+  char dicom_part[PART_NAME_MAX];
 } study_in;
 
 static int study_in_alloc(study_in *s, int n, mskx_err *e) {
-  s->n = n;
+  memset(s, 0, sizeof *s);
+  s->cap = n;
   s->imgs = calloc((size_t)n, sizeof *s->imgs);
   s->names = calloc((size_t)n, sizeof *s->names);
   return s->imgs && s->names ? MSKX_OK : err_set(e, MSKX_ENOMEM, "out of memory");
@@ -247,11 +259,64 @@ static void study_in_free(study_in *s) {
   free(s->names);
 }
 
-static int set_name(study_in *s, int i, const char *name, mskx_err *e) {
-  char fallback[32];
-  snprintf(fallback, sizeof fallback, "image %d", i + 1);
-  s->names[i] = str_dup(name ? name : fallback);
-  return s->names[i] ? MSKX_OK : err_set(e, MSKX_ENOMEM, "out of memory");
+/* Appends a decoded image and its name (copied); takes the pixels. */
+static int study_in_push(study_in *s, gray_image *g, const char *name, mskx_err *e) {
+  if (s->n == s->cap) {
+    int cap = s->cap ? 2 * s->cap : 4;
+    gray_image *gi = realloc(s->imgs, (size_t)cap * sizeof *gi);
+    if (gi) s->imgs = gi;
+    char **nm = gi ? realloc(s->names, (size_t)cap * sizeof *nm) : NULL;
+    if (nm) s->names = nm;
+    if (!gi || !nm) return err_set(e, MSKX_ENOMEM, "out of memory");
+    s->cap = cap;
+  }
+  char *copy = str_dup(name);
+  if (!copy) return err_set(e, MSKX_ENOMEM, "out of memory");
+  s->imgs[s->n] = *g;
+  s->names[s->n++] = copy;
+  g->px = NULL;
+  return MSKX_OK;
+}
+
+/* Decodes one encoded image (every frame of a DICOM file) into the study. */
+static int study_in_add(study_in *s, const uint8_t *buf, size_t len, const char *name, const image_limits *lim,
+                        mskx_err *e) {
+  if (!dicom_is_dicom(buf, len)) {
+    gray_image g;
+    int rc = image_decode(buf, len, name, lim, &g, e);
+    if (!rc) rc = study_in_push(s, &g, name, e);
+    gray_image_free(&g);
+    return rc;
+  }
+  dicom_image d;
+  int rc = dicom_decode(buf, len, name, lim, &d, e);
+  if (rc) return rc;
+  if (!s->have_dicom) {
+    s->have_dicom = 1;
+    snprintf(s->study_uid, sizeof s->study_uid, "%s", d.meta.study_uid);
+  }
+  if (!s->dicom_part[0]) dicom_mura_part(&d.meta, s->dicom_part, sizeof s->dicom_part);
+  for (int k = 0; !rc && k < d.n_frames; k++) {
+    char fname[4200];
+    if (d.n_frames > 1) snprintf(fname, sizeof fname, "%s#%d", name, k + 1);
+    else snprintf(fname, sizeof fname, "%s", name);
+    rc = study_in_push(s, &d.frames[k], fname, e);
+  }
+  dicom_image_free(&d);
+  return rc;
+}
+
+/* Predicts a decoded study; the part falls back to the DICOM attributes. */
+static int predict_study(mskx_model *m, study_in *s, const char *part, const mskx_predict_options *opt,
+                         mskx_result **out, mskx_err *e) {
+  int from_dicom = 0;
+  if ((!part || !part[0]) && s->dicom_part[0]) part = s->dicom_part, from_dicom = 1;
+  int rc = predict_gray(m, s->imgs, s->names, s->n, part, opt, out, e);
+  if (!rc) {
+    snprintf((*out)->study_uid, sizeof (*out)->study_uid, "%s", s->study_uid);
+    (*out)->part_from_dicom = from_dicom;
+  }
+  return rc;
 }
 
 static int check_call(mskx_model *m, const void *imgs, int n, mskx_result **out, mskx_err *e) {
@@ -269,11 +334,13 @@ int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, c
   study_in s;
   rc = study_in_alloc(&s, n, err);
   for (int i = 0; !rc && i < n; i++) {
-    rc = set_name(&s, i, imgs[i].name, err);
-    if (!rc && (!imgs[i].bytes || !imgs[i].len)) rc = err_set(err, MSKX_EFORMAT, "%s: empty image data", s.names[i]);
-    if (!rc) rc = image_decode(imgs[i].bytes, imgs[i].len, s.names[i], &m->lim, &s.imgs[i], err);
+    char fallback[32];
+    snprintf(fallback, sizeof fallback, "image %d", i + 1);
+    const char *name = imgs[i].name ? imgs[i].name : fallback;
+    if (!imgs[i].bytes || !imgs[i].len) rc = err_set(err, MSKX_EFORMAT, "%s: empty image data", name);
+    if (!rc) rc = study_in_add(&s, imgs[i].bytes, imgs[i].len, name, &m->lim, err);
   }
-  if (!rc) rc = predict_gray(m, s.imgs, s.names, n, part, opt, out, err);
+  if (!rc) rc = predict_study(m, &s, part, opt, out, err);
   study_in_free(&s);
   return rc;
 }
@@ -308,10 +375,15 @@ int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, cons
   study_in s;
   rc = study_in_alloc(&s, n, err);
   for (int i = 0; !rc && i < n; i++) {
-    rc = set_name(&s, i, imgs[i].name, err);
-    if (!rc) rc = pixels_to_gray(&imgs[i], s.names[i], &m->lim, &s.imgs[i], err);
+    char fallback[32];
+    snprintf(fallback, sizeof fallback, "image %d", i + 1);
+    const char *name = imgs[i].name ? imgs[i].name : fallback;
+    gray_image g = {0, 0, NULL};
+    rc = pixels_to_gray(&imgs[i], name, &m->lim, &g, err);
+    if (!rc) rc = study_in_push(&s, &g, name, err);
+    gray_image_free(&g);
   }
-  if (!rc) rc = predict_gray(m, s.imgs, s.names, n, part, opt, out, err);
+  if (!rc) rc = predict_gray(m, s.imgs, s.names, s.n, part, opt, out, err);
   study_in_free(&s);
   return rc;
 }
@@ -325,11 +397,19 @@ int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const cha
   study_in s;
   rc = study_in_alloc(&s, n, err);
   for (int i = 0; !rc && i < n; i++) {
-    if (!paths[i]) rc = err_set(err, MSKX_EINVAL, "path %d is NULL", i + 1);
-    if (!rc) rc = set_name(&s, i, paths[i], err);
-    if (!rc) rc = image_load(paths[i], &m->lim, &s.imgs[i], err);
+    if (!paths[i]) {
+      rc = err_set(err, MSKX_EINVAL, "path %d is NULL", i + 1);
+      break;
+    }
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    rc = file_read_all(paths[i], IMAGE_MAX_FILE_BYTES, &buf, &len, err);
+    if (!rc) {
+      rc = len ? study_in_add(&s, buf, len, paths[i], &m->lim, err) : err_set(err, MSKX_EFORMAT, "%s: empty file", paths[i]);
+      free(buf);
+    }
   }
-  if (!rc) rc = predict_gray(m, s.imgs, s.names, n, part, opt, out, err);
+  if (!rc) rc = predict_study(m, &s, part, opt, out, err);
   study_in_free(&s);
   return rc;
 }

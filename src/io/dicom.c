@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/util.h"
 #include "io/dicom_codec.h"
 #include "io/dicom_internal.h"
 
@@ -335,6 +336,10 @@ static int decode_encapsulated(const dicom_scan *s, const char *name, int frames
   for (int i = 0; !rc && i < n; i++) {
     frag[i] = s->data + s->frag_off[i];
     rc = dicom_check_fragment(s->ts->kind, frag[i], s->frag_len[i], m, &precision, name, e);
+    /* GDCM's multi-frame JPEG-LS path asserts (aborts) on a fragment with no
+     * 0xD9 byte (gdcmJPEGLSCodec.cxx); a frame without its EOI is corrupt anyway. */
+    if (!rc && s->ts->kind == TS_JPEG_LS && frames > 1 && !memchr(frag[i], 0xD9, s->frag_len[i]))
+      rc = err_set(e, MSKX_EFORMAT, "%s: JPEG-LS frame %d has no end-of-image marker", name, i + 1);
   }
   dicom_codec_in in = {s->ts->uid, m->photometric, m->rows, m->cols, frames, m->samples, m->bits_allocated,
                        m->bits_stored, m->high_bit, m->pixel_rep, m->planar,
@@ -495,4 +500,30 @@ int dicom_mura_part(const dicom_meta *m, char *out, size_t n) {
     }
   }
   return 0;
+}
+
+/* ---------------------------------------------------------------- studies */
+
+int dicom_group_by_study(const char *const *paths, int n, int *group, int *n_groups, char (*uids)[DICOM_UI_MAX + 1],
+                         mskx_err *e) {
+  *n_groups = 0;
+  for (int i = 0; i < n; i++) {
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char uid[DICOM_UI_MAX + 1] = "";
+    int rc = file_read_all(paths[i], IMAGE_MAX_FILE_BYTES, &buf, &len, e);
+    if (rc) return rc;
+    if (dicom_is_dicom(buf, len)) {
+      dicom_meta m;
+      rc = dicom_scan_meta(buf, len, paths[i], &m, e);
+      if (!rc) snprintf(uid, sizeof uid, "%s", m.study_uid);
+    }
+    free(buf);
+    if (rc) return rc;
+    int g = 0;
+    while (g < *n_groups && strcmp(uids[g], uid)) g++;
+    if (g == *n_groups) snprintf(uids[(*n_groups)++], sizeof uids[0], "%s", uid);
+    group[i] = g;
+  }
+  return MSKX_OK;
 }

@@ -72,4 +72,11 @@ int dicom_decode_gray(const uint8_t *buf, size_t len, const char *name, const im
  * or 0 when nothing maps (out = ""). */
 int dicom_mura_part(const dicom_meta *m, char *out, size_t n);
 
+/* Groups image files by StudyInstanceUID (a folder exported from a PACS may
+ * hold several studies): group[i] is path i's study, numbered in order of
+ * first appearance; files that are not DICOM or lack the UID share one group
+ * with uid "". uids (n entries) receives each group's UID. */
+int dicom_group_by_study(const char *const *paths, int n, int *group, int *n_groups, char (*uids)[DICOM_UI_MAX + 1],
+                         mskx_err *e);
+
 #endif

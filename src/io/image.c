@@ -14,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Larger than any radiograph we expect, small enough to refuse absurd inputs. */
-#define IMAGE_MAX_FILE_BYTES ((size_t)512 << 20)
 /* Ancillary PNG chunks (text, ICC profiles) are cached in memory by spng;
  * these caps bound that memory. Pixel data (IDAT) is not affected. */
 #define PNG_MAX_CHUNK_BYTES ((size_t)16 << 20)

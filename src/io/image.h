@@ -9,6 +9,8 @@
 #include "io/dicom_options.h"
 #include "mskx.h"
 
+/* Image files: larger than any radiograph we expect, small enough to refuse absurd inputs. */
+#define IMAGE_MAX_FILE_BYTES ((size_t)512 << 20)
 /* Default pixel cap: 16384 x 16384. */
 #define IMAGE_DEFAULT_MAX_PIXELS (16384ULL * 16384ULL)
 

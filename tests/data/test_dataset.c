@@ -342,7 +342,7 @@ TEST(nul_byte_and_hostile_lines) {
                      "valid_image_paths.csv:1: expected one image path per line", NULL);
   CHECKF(!why, "comma: %s", why);
   why = expect_error(mura_with("valid_image_paths.csv", S_WRIST "image1.txt\n"), NULL,
-                     "valid_image_paths.csv:1: not a .png/.jpg/.jpeg image", NULL);
+                     "valid_image_paths.csv:1: not a .png/.jpg/.jpeg/.dcm image", NULL);
   CHECKF(!why, "ext: %s", why);
 }
 

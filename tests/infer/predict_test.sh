@@ -114,7 +114,7 @@ assert any("study1_positive__image10" in p for p in paths)' "$T/cam.json" "$T/ca
 check_fails missing_model "nope.safetensors" "$MSKX_BIN" predict --model "$T/nope.safetensors" "$W"
 check_fails not_a_model "not an mskx model, bundle or ensemble" "$MSKX_BIN" predict --model "$W/notes.txt" "$W"
 check_fails missing_study "does-not-exist" "$MSKX_BIN" predict --model "$T/a.safetensors" "$T/does-not-exist"
-check_fails empty_study "no .png/.jpg/.jpeg images" "$MSKX_BIN" predict --model "$T/a.safetensors" "$T/empty"
+check_fails empty_study "no .png/.jpg/.jpeg/.dcm images" "$MSKX_BIN" predict --model "$T/a.safetensors" "$T/empty"
 check_fails corrupt_image "corrupt.png" "$MSKX_BIN" predict --model "$T/a.safetensors" "$T/badstudy/XR_ELBOW" "$W"
 cp "$T/out" "$T/corrupt.out"
 check corrupt_study_does_not_stop_others grep -q "study1_positive" "$T/corrupt.out"

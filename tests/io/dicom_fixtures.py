@@ -111,6 +111,9 @@ def make(out, phantom):
     fx['rgb'] = base_ds(rgb, ex, SamplesPerPixel=3, PhotometricInterpretation='RGB')
     frames = np.stack([b12, 4095 - b12, b12 // 2]).astype(np.uint16)
     fx['multiframe'] = base_ds(frames, ex, BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=4096)
+    other = base_ds(b12, ex, BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=3000, BodyPartExamined='FOOT')
+    other.StudyInstanceUID = generate_uid()
+    fx['other_study_foot'] = other
     for name, ds in fx.items():
         ds.save_as(os.path.join(out, name + '.dcm'), write_like_original=False)
     # A phantom of the same pixels as PNG, windowed like u12_window, for the predict comparison.

@@ -106,3 +106,39 @@ done
 [ $? -lt 128 ] && pass dicom_hostile_j2k_corrupt || fail dicom_hostile_j2k_corrupt "crashed"
 "$MSKX_BIN" dicom render "$H"/*.dcm "$S"/*.dcm --out "$T/hp" > "$T/all.out" 2>&1
 if grep -Eq "Secretname|PID-SECRET" "$T/all.out" "$T/out"; then fail dicom_no_patient_ids "a message names the patient"; else pass dicom_no_patient_ids; fi
+
+# predict: a DICOM file gives exactly the probability of the same image as PNG
+# after the same windowing; folders split by StudyInstanceUID; multi-frame files
+# give one image per frame; the part comes from BodyPartExamined for bundles.
+tool="$MSKX_ROOT/tests/tools/infer_model.py"
+$py "$tool" make "$T/a.safetensors" "densenet:growth=4,blocks=1-1,init=8,bn_size=2" --seed 3 --size 64 --threshold 0.5 &&
+$py "$tool" make "$T/b.safetensors" "densenet:growth=4,blocks=1-1,init=8,bn_size=2" --seed 4 --size 64 --threshold 0.5 ||
+  { fail dicom_predict_models "could not write models"; exit 0; }
+printf '{"format": "mskx-bundle-1", "models": {"XR_WRIST": "a.safetensors", "XR_HAND": "b.safetensors"}}' > "$T/bundle.json"
+check dicom_predict_png_equal "$MSKX_BIN" predict --model "$T/a.safetensors" "$S/u12_window.dcm" "$S/u12_window_ref.png" --json
+$py - "$T/out" <<'PY' && pass dicom_predict_png_equal_values || fail dicom_predict_png_equal_values "$(head -c 400 "$T/out")"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s[0]["probability"] == s[1]["probability"], (s[0]["probability"], s[1]["probability"])
+assert s[0]["study_uid"].startswith("1.2.826.0.1.3680043.10.1234."), s[0]
+assert "study_uid" not in s[1]
+PY
+mkdir -p "$T/pacs"
+cp "$S/u12_window.dcm" "$T/pacs/IM0001"; cp "$S/multiframe.dcm" "$T/pacs/IM0002.dcm"; cp "$S/other_study_foot.dcm" "$T/pacs/IM0003"
+"$MSKX_BIN" predict --model "$T/bundle.json" "$T/pacs" --json > "$T/pacs.json" 2> "$T/err"
+[ $? = 1 ] && pass dicom_predict_folder_exit_1 || fail dicom_predict_folder_exit_1 "one of two studies must fail (unknown part)"
+$py - "$T/pacs.json" <<'PY' && pass dicom_predict_folder_studies || fail dicom_predict_folder_studies "$(head -c 600 "$T/pacs.json")"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert len(s) == 2, s
+a, b = s
+assert "@" in a["study"] and "@" in b["study"], s
+assert a["n_images"] == 4 and a["part"] == "XR_WRIST" and a["part_source"] == "dicom", a  # 1 + 3 frames
+assert [i["path"].rsplit("/", 1)[1] for i in a["images"]] == ["IM0001", "IM0002.dcm#1", "IM0002.dcm#2", "IM0002.dcm#3"], a
+assert "error" in b and "FOOT" not in b["study"], b   # unknown part: reported, not guessed
+PY
+grep -q "body part is unknown" "$T/err" && pass dicom_predict_unknown_part_reported || fail dicom_predict_unknown_part_reported "$(head -c 300 "$T/err")"
+check dicom_predict_first_frame "$MSKX_BIN" predict --model "$T/a.safetensors" "$S/multiframe.dcm" --dicom-frames first --json
+grep -q '"n_images":[[:space:]]*1' "$T/out" && pass dicom_predict_first_frame_one || fail dicom_predict_first_frame_one "$(head -c 300 "$T/out")"
+check dicom_predict_window "$MSKX_BIN" predict --model "$T/a.safetensors" "$S/u16_auto.dcm" --dicom-window minmax --csv
+if grep -Eq "Secretname|PID-SECRET" "$T/pacs.json" "$T/out" "$T/err"; then fail dicom_predict_no_patient_ids "output names the patient"; else pass dicom_predict_no_patient_ids; fi
