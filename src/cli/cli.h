@@ -40,8 +40,8 @@ int cli_pin_threads(int threads);
 int cli_usage_error(const char *cmd);
 
 /* --dicom-window and --dicom-frames, shared by every command that reads images. */
-#define CLI_DICOM_OPT_WINDOW 0x101
-#define CLI_DICOM_OPT_FRAMES 0x102
+#define CLI_DICOM_OPT_WINDOW 0x4001 /* above every command's own option codes */
+#define CLI_DICOM_OPT_FRAMES 0x4002
 #define CLI_DICOM_OPTIONS                                              \
   {"dicom-window", required_argument, 0, CLI_DICOM_OPT_WINDOW},       \
   {"dicom-frames", required_argument, 0, CLI_DICOM_OPT_FRAMES}

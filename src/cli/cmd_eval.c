@@ -45,6 +45,7 @@ static const char *const usage =
     "  --strict               an unreadable image is an error (default: skipped, counted)\n"
     "  --no-report            do not write report.html\n"
     "  --json                 print metrics.json instead of the table\n"
+    CLI_DICOM_HELP
     "  -h, --help             this help\n";
 
 typedef struct eval_args {
@@ -52,6 +53,7 @@ typedef struct eval_args {
   int split, agg, tta, bf16, threads, n_boot, json, strict, no_report;
   uint64_t seed;
   char out_buf[64];
+  dicom_options dicom;
 } eval_args;
 
 static int eval_choice(const char *opt, const char *v, const char *a, const char *b, int *out) {
@@ -68,7 +70,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
       {"precision", required_argument, 0, 'P'}, {"run", required_argument, 0, 'r'},
       {"strict", no_argument, 0, 'x'},      {"no-report", no_argument, 0, 'n'},
       {"json", no_argument, 0, 'j'},        {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+      CLI_DICOM_OPTIONS,                    {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   a->split = DS_VALID;
   a->n_boot = EVAL_DEFAULT_BOOT;
@@ -116,6 +118,9 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         a->threads = (int)v;
         break;
       case 'h': fputs(usage, stdout); return 0;
+      case CLI_DICOM_OPT_WINDOW: case CLI_DICOM_OPT_FRAMES:
+        if (cli_dicom_option("eval", c, optarg, &a->dicom)) return 2;
+        break;
       default: return cli_usage_error("eval");
     }
   }
@@ -224,7 +229,7 @@ int cmd_eval(int argc, char **argv) {
   predictor *p = NULL;
   eval_run *run = NULL;
   eval_results *res = NULL;
-  predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0, {0}};
+  predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0, {.max_pixels = 0, .dicom = a.dicom}};
   cli_pin_threads(a.threads);
   int tty = isatty(STDERR_FILENO);
   eval_config cfg;

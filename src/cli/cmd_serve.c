@@ -31,7 +31,7 @@ static const char *const usage =
     "  --max-connections N    open connections, one thread each (default 256)\n"
     "  --timeout S            seconds a connection may stay idle (default 30)\n"
     "  --grace S              seconds shutdown waits for requests in progress (default 30)\n"
-    "  --quiet                no access log\n"
+    "  --quiet                no access log\n" CLI_DICOM_HELP
     "  -h, --help             this help\n";
 
 typedef struct serve_args {
@@ -39,6 +39,8 @@ typedef struct serve_args {
   int threads, bf16, quiet;
   long grace;
   unsigned long long max_pixels;
+  const char *dicom_window;
+  dicom_options dicom;
   serve_config cfg;
 } serve_args;
 
@@ -52,7 +54,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       {"max-concurrent", required_argument, 0, 'C'}, {"max-connections", required_argument, 0, 'N'},
       {"timeout", required_argument, 0, 't'},        {"grace", required_argument, 0, 'g'},
       {"quiet", no_argument, 0, 'q'},                {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+      CLI_DICOM_OPTIONS,                             {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   serve_config_default(&a->cfg);
   a->grace = SERVE_DEFAULT_GRACE;
@@ -78,6 +80,10 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       case 'g': bad = cli_parse_int("serve", "grace", optarg, 0, 86400, &v); a->grace = v; break;
       case 'q': a->quiet = 1; break;
       case 'h': fputs(usage, stdout); return 0;
+      case CLI_DICOM_OPT_WINDOW: case CLI_DICOM_OPT_FRAMES:
+        if (cli_dicom_option("serve", c, optarg, &a->dicom)) return 2;
+        if (c == CLI_DICOM_OPT_WINDOW) a->dicom_window = optarg;
+        break;
       default: return cli_usage_error("serve");
     }
     if (bad) return 2;
@@ -125,6 +131,8 @@ int cmd_serve(int argc, char **argv) {
   lo.threads = a.threads;
   lo.precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32;
   lo.max_pixels = a.max_pixels;
+  lo.dicom_window = a.dicom_window;
+  lo.dicom_first_frame = a.dicom.frames == DICOM_FRAMES_FIRST;
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("serve", &e);
   struct mskx_model_info info;

@@ -59,7 +59,8 @@ static const char *const usage =
     "  runs P processes, each on its share of every batch (--batch is the global\n"
     "  batch and must divide by P); rank 0 writes the run folder.\n"
     "  --sync-bn               batch-norm statistics over all processes (default: per process)\n"
-    "  --bucket-kb K           gradient all-reduce bucket size (default 4096)\n";
+    "  --bucket-kb K           gradient all-reduce bucket size (default 4096)\n"
+    "DICOM images (.dcm files in the dataset, docs/dicom.md):\n" CLI_DICOM_HELP;
 
 enum {
   O_DATA = 256, O_OUT, O_ARCH, O_PARTS, O_PERPART, O_SIZE, O_KEEP, O_BATCH, O_EPOCHS, O_SEED, O_THREADS, O_LTHREADS,
@@ -84,7 +85,8 @@ static const struct option longs[] = {
     {"shift", 1, 0, O_SHIFT}, {"zoom", 1, 0, O_ZOOM}, {"brightness", 1, 0, O_BRIGHT},
     {"contrast", 1, 0, O_CONTRAST}, {"no-augment", 0, 0, O_NOAUG}, {"strict", 0, 0, O_STRICT},
     {"cache", 0, 0, O_CACHE}, {"max-batches", 1, 0, O_MAXB}, {"force", 0, 0, O_FORCE}, {"resume", 1, 0, O_RESUME},
-    {"sync-bn", 0, 0, O_SYNCBN}, {"bucket-kb", 1, 0, O_BUCKET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    {"sync-bn", 0, 0, O_SYNCBN}, {"bucket-kb", 1, 0, O_BUCKET}, {"help", 0, 0, O_HELP}, CLI_DICOM_OPTIONS,
+    {0, 0, 0, 0}};
 
 typedef struct train_cli {
   train_config c;
@@ -148,6 +150,16 @@ static int parse_one(train_cli *t, int o, char *monitor) {
     case O_SCHED: return copy_str(c->sched.name, sizeof c->sched.name, "schedule", optarg);
     case O_CW: return copy_str(c->class_weights, sizeof c->class_weights, "class-weights", optarg);
     case O_SELECT: return copy_str(c->select, sizeof c->select, "select", optarg);
+    case CLI_DICOM_OPT_WINDOW: {
+      dicom_options d;
+      if (cli_dicom_option("train", CLI_DICOM_OPT_WINDOW, optarg, &d)) return 1;
+      return copy_str(c->dicom_window, sizeof c->dicom_window, "dicom-window", optarg);
+    }
+    case CLI_DICOM_OPT_FRAMES: {
+      dicom_options d;
+      if (cli_dicom_option("train", CLI_DICOM_OPT_FRAMES, optarg, &d)) return 1;
+      return copy_str(c->dicom_frames, sizeof c->dicom_frames, "dicom-frames", optarg);
+    }
     case O_MON:
       if (strcmp(optarg, "val_loss") && strcmp(optarg, "val_kappa"))
         return cli_errorf("train", "--monitor: expected val_loss or val_kappa, got '%s'", optarg);

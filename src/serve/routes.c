@@ -186,7 +186,8 @@ static int status_of(int code) {
 }
 
 static int acceptable_image_type(const char *t) {
-  return !t[0] || !strcmp(t, "image/png") || !strcmp(t, "image/jpeg") || !strcmp(t, "application/octet-stream");
+  return !t[0] || !strcmp(t, "image/png") || !strcmp(t, "image/jpeg") || !strcmp(t, "application/dicom") ||
+         !strcmp(t, "application/octet-stream");
 }
 
 /* A part name: letters and '_' only (the library maps "wrist" to XR_WRIST). */
@@ -236,10 +237,11 @@ static int study_from_multipart(server *s, const char *ct, request *rq, study *s
   }
   for (int i = 0; i < n; i++) {
     mp_part *p = &st->parts[i];
-    if (p->has_filename || !strncmp(p->content_type, "image/", 6)) {
+    if (p->has_filename || !strncmp(p->content_type, "image/", 6) || !strcmp(p->content_type, "application/dicom")) {
       const char *name = p->filename[0] ? p->filename : p->name;
       if (!acceptable_image_type(p->content_type)) {
-        reply_error(r, 415, "%s: content type %s is not image/png or image/jpeg", name, p->content_type);
+        reply_error(r, 415, "%s: content type %s is not image/png, image/jpeg or application/dicom", name,
+                    p->content_type);
         return -1;
       }
       if (add_image(st, s->cfg.max_images, p->data, p->len, name, r)) return -1;
@@ -257,11 +259,12 @@ static int read_study(server *s, struct MHD_Connection *c, request *rq, study *s
   media_type(ct, type, sizeof type);
   if (!strcmp(type, "multipart/form-data")) {
     if (study_from_multipart(s, ct, rq, st, r)) return -1;
-  } else if (!strcmp(type, "image/png") || !strcmp(type, "image/jpeg")) {
+  } else if (!strcmp(type, "image/png") || !strcmp(type, "image/jpeg") || !strcmp(type, "application/dicom")) {
     const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name");
     if (add_image(st, s->cfg.max_images, rq->body, rq->len, name && name[0] ? name : "image", r)) return -1;
   } else {
-    reply_error(r, 415, "Content-Type %s is not multipart/form-data, image/png or image/jpeg", type[0] ? type : "(none)");
+    reply_error(r, 415, "Content-Type %s is not multipart/form-data, image/png, image/jpeg or application/dicom",
+                type[0] ? type : "(none)");
     return -1;
   }
   if (st->n == 0) {
@@ -303,6 +306,7 @@ static cJSON *result_json(server *s, const mskx_result *res, double t0) {
   cJSON_AddNumberToObject(o, "threshold", res->threshold);
   if (res->part[0]) cJSON_AddStringToObject(o, "part", res->part);
   else cJSON_AddNullToObject(o, "part");
+  if (res->study_uid[0]) cJSON_AddStringToObject(o, "study_uid", res->study_uid);
   cJSON *imgs = cJSON_AddArrayToObject(o, "images");
   for (int i = 0; i < res->n_images; i++) {
     const mskx_image_result *ir = &res->images[i];

@@ -38,6 +38,15 @@ void train_config_default(train_config *c) {
   c->prec = PREC_FP32;
   strcpy(c->select, "kappa");
   c->aug = aug_mura_default();
+  strcpy(c->dicom_window, "auto");
+  strcpy(c->dicom_frames, "all");
+}
+
+int train_config_dicom(const train_config *c, dicom_options *o, mskx_err *e) {
+  memset(o, 0, sizeof *o);
+  int rc = dicom_options_parse_window(c->dicom_window, o, e);
+  if (!rc) rc = dicom_options_parse_frames(c->dicom_frames, o, e);
+  return rc;
 }
 
 int train_config_validate(const train_config *c, mskx_err *e) {
@@ -61,6 +70,8 @@ int train_config_validate(const train_config *c, mskx_err *e) {
   if (c->early_stop < 0) return err_set(e, MSKX_EINVAL, "--early-stop must be >= 0");
   if (c->freeze_backbone_epochs < 0) return err_set(e, MSKX_EINVAL, "--freeze-backbone-epochs must be >= 0");
   if (c->max_batches < 0) return err_set(e, MSKX_EINVAL, "--max-batches must be >= 0");
+  dicom_options dopt;
+  if ((rc = train_config_dicom(c, &dopt, e))) return rc;
   const aug_config *g = &c->aug;
   if (!(g->p_hflip >= 0 && g->p_hflip <= 1 && g->p_vflip >= 0 && g->p_vflip <= 1))
     return err_set(e, MSKX_EINVAL, "flip probabilities must be in [0, 1]");
@@ -132,6 +143,8 @@ static const field fields[] = {
     FF("aug_brightness", aug.brightness),
     FF("aug_contrast", aug.contrast),
     FI("keep_aspect", keep_aspect),
+    FS("dicom_window", dicom_window),
+    FS("dicom_frames", dicom_frames),
     FI("strict", strict),
     FI("cache", cache),
     FI("max_batches", max_batches),

@@ -93,15 +93,17 @@ static int make_loaders(run_ctx *r, mskx_err *e) {
   lc.seed = c->seed;
   lc.norm = norm_imagenet();
   lc.part_mask = r->mask;
+  int rc = train_config_dicom(c, &lc.limits.dicom, e);
+  if (rc) return rc;
   /* Both orders are cut into interleaved shards: with drop_last, the shards
    * of global batch k together are the one-process batch k. */
   lc.shard_rank = r->rank;
   lc.shard_count = r->ranks;
-  int rc = MSKX_OK;
   if (c->cache) {
     /* Decoded, resized 8-bit images of each split in the run folder (shared by
      * per-part models), built once and memory-mapped afterwards. */
-    cache_config cc = {.size = c->size, .keep_aspect = c->keep_aspect, .threads = c->loader_threads};
+    cache_config cc = {.size = c->size, .keep_aspect = c->keep_aspect, .threads = c->loader_threads,
+                       .limits = lc.limits};
     char path[2048];
     int rebuilt;
     rc = cache_default_path(path, sizeof path, c->out, "train", c->size, c->keep_aspect, e);

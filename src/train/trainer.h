@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "data/preprocess.h"
 #include "engine/engine.h"
+#include "io/dicom_options.h"
 #include "mskx.h"
 #include "train/optim.h"
 #include "train/schedule.h"
@@ -34,6 +35,8 @@ typedef struct train_config {
   char select[16];           /* "kappa" (higher is better) or "loss" */
   aug_config aug;
   int keep_aspect;
+  char dicom_window[48];     /* DICOM rendering: "auto" | "minmax" | "C,W" (docs/dicom.md) */
+  char dicom_frames[8];      /* "all" (multi-frame files refused: one image per file) | "first" */
   int strict;                /* unreadable images are errors instead of skipped */
   int cache;                 /* preprocessing cache under the run folder */
   int max_batches;           /* per epoch, 0 = all (quick experiments and tests) */
@@ -48,6 +51,8 @@ void train_config_default(train_config *c);
 int train_config_validate(const train_config *c, mskx_err *e);
 /* Full JSON round trip (config.json). */
 char *train_config_to_json(const train_config *c);
+/* The DICOM rendering options of a configuration (validated). */
+int train_config_dicom(const train_config *c, dicom_options *o, mskx_err *e);
 int train_config_from_json(const char *text, const char *path, train_config *c, mskx_err *e);
 
 enum train_phase { TRAIN_PHASE_TRAIN = 0, TRAIN_PHASE_VALID = 1, TRAIN_PHASE_EPOCH = 2, TRAIN_PHASE_INFO = 3 };

@@ -142,3 +142,29 @@ check dicom_predict_first_frame "$MSKX_BIN" predict --model "$T/a.safetensors" "
 grep -q '"n_images":[[:space:]]*1' "$T/out" && pass dicom_predict_first_frame_one || fail dicom_predict_first_frame_one "$(head -c 300 "$T/out")"
 check dicom_predict_window "$MSKX_BIN" predict --model "$T/a.safetensors" "$S/u16_auto.dcm" --dicom-window minmax --csv
 if grep -Eq "Secretname|PID-SECRET" "$T/pacs.json" "$T/out" "$T/err"; then fail dicom_predict_no_patient_ids "output names the patient"; else pass dicom_predict_no_patient_ids; fi
+
+# serve: a DICOM body (application/dicom) and a multipart part of that type.
+"$MSKX_BIN" serve --model "$T/bundle.json" --port 0 --quiet 2> "$T/serve.log" &
+spid=$!
+url=""
+for _ in $(seq 300); do
+  url=$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$T/serve.log" | sed 's/listening on //')
+  [ -n "$url" ] && break
+  kill -0 "$spid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -n "$url" ]; then
+  curl -s -H 'Content-Type: application/dicom' --data-binary @"$S/u12_window.dcm" "$url/v1/predict" > "$T/serve1.json"
+  curl -s -F "images=@$S/multiframe.dcm;type=application/dicom" "$url/v1/predict?part=XR_HAND" > "$T/serve2.json"
+  curl -s -H 'Content-Type: application/dicom' --data-binary @"$H/nested_10000.dcm" "$url/v1/predict" > "$T/serve3.json"
+  $py - "$T/serve1.json" "$T/serve2.json" "$T/serve3.json" <<'PY' && pass dicom_serve || fail dicom_serve "$(head -c 300 "$T/serve1.json" "$T/serve2.json" "$T/serve3.json")"
+import json, sys
+a, b, c = (json.load(open(p)) for p in sys.argv[1:])
+assert a["part"] == "XR_WRIST" and a["study_uid"].startswith("1.2.826.0.1.3680043.10.1234."), a
+assert b["part"] == "XR_HAND" and len(b["images"]) == 3, b
+assert "nested deeper" in c["error"], c
+PY
+  kill "$spid"; wait "$spid" 2>/dev/null
+else
+  fail dicom_serve "server did not start: $(head -c 300 "$T/serve.log")"
+fi
