@@ -10,6 +10,7 @@
 #include "core/rng.h"
 #include "core/util.h"
 #include "data/synth_draw.h"
+#include "io/dicom.h"
 #include "io/image.h"
 
 #define TWO_PI 6.2831853071795864f
@@ -320,9 +321,19 @@ static int write_study(const synth_config *c, plan *p, int index, mskx_err *e) {
     rc = synth_render_scaled(c->seed, (uint64_t)index, v, st->part, f, c->min_size, c->max_size,
                              (float)c->finding_scale, &img, e);
     if (rc) break;
-    snprintf(name, sizeof name, "image%d.png", v);
+    snprintf(name, sizeof name, "image%d.%s", v, c->dicom ? "dcm" : "png");
     rc = path_join(path, sizeof path, dir, name, e);
-    if (!rc) rc = image_write_png(path, img.px, img.w, img.h, img.channels, e);
+    if (!rc && c->dicom) {
+      char pid[32], body[32];
+      snprintf(pid, sizeof pid, "patient%05d", st->patient);
+      snprintf(body, sizeof body, "%s", part_names[st->part] + 3); /* XR_WRIST -> WRIST */
+      dicom_synth_info di = {body, pid, "20260101", c->seed * 1000003u + (uint64_t)index,
+                             (c->seed * 1000003u + (uint64_t)index) * 16u + (uint64_t)v, 1, v,
+                             st->first_image + v - 1};
+      rc = dicom_write_synthetic(path, img.px, img.w, img.h, img.channels, &di, e);
+    } else if (!rc) {
+      rc = image_write_png(path, img.px, img.w, img.h, img.channels, e);
+    }
     plan_image *pi = &p->images[st->first_image + v - 1];
     pi->channels = img.channels;
     memcpy(pi->box, img.box, sizeof pi->box);
@@ -349,7 +360,7 @@ static int check_out(const synth_config *c, const char *root, mskx_err *e) {
 
 enum csv_kind { CSV_IMAGES, CSV_STUDIES, CSV_FINDINGS };
 
-static int write_csv(const plan *p, const char *path, int kind, int split, mskx_err *e) {
+static int write_csv(const plan *p, const char *path, int kind, int split, const char *ext, mskx_err *e) {
   atomic_file af;
   int rc = atomic_file_open(&af, path, e);
   if (rc) return rc;
@@ -365,12 +376,12 @@ static int write_csv(const plan *p, const char *path, int kind, int split, mskx_
     }
     for (int v = 1; v <= st->n_views; v++) {
       if (kind == CSV_IMAGES) {
-        fprintf(af.f, "%simage%d.png\n", rel, v);
+        fprintf(af.f, "%simage%d.%s\n", rel, v, ext);
         continue;
       }
       const int *b = p->images[st->first_image + v - 1].box;
       int shown = st->label && st->visible[v - 1];
-      fprintf(af.f, "%simage%d.png,%d,%s,%d,%d,%d,%d,%d\n", rel, v, st->label, finding_names[st->finding], shown,
+      fprintf(af.f, "%simage%d.%s,%d,%s,%d,%d,%d,%d,%d\n", rel, v, ext, st->label, finding_names[st->finding], shown,
               shown ? b[0] : 0, shown ? b[1] : 0, shown ? b[2] : 0, shown ? b[3] : 0);
     }
   }
@@ -383,13 +394,13 @@ static int write_csvs(const synth_config *c, const plan *p, const char *root, ms
   for (int s = 0; s < 2 && !rc; s++) {
     snprintf(name, sizeof name, "%s_image_paths.csv", split_names[s]);
     rc = path_join(path, sizeof path, root, name, e);
-    if (!rc) rc = write_csv(p, path, CSV_IMAGES, s, e);
+    if (!rc) rc = write_csv(p, path, CSV_IMAGES, s, c->dicom ? "dcm" : "png", e);
     snprintf(name, sizeof name, "%s_labeled_studies.csv", split_names[s]);
     if (!rc) rc = path_join(path, sizeof path, root, name, e);
-    if (!rc) rc = write_csv(p, path, CSV_STUDIES, s, e);
+    if (!rc) rc = write_csv(p, path, CSV_STUDIES, s, c->dicom ? "dcm" : "png", e);
   }
   if (!rc) rc = path_join(path, sizeof path, c->out_dir, "synth_findings.csv", e);
-  if (!rc) rc = write_csv(p, path, CSV_FINDINGS, 0, e);
+  if (!rc) rc = write_csv(p, path, CSV_FINDINGS, 0, c->dicom ? "dcm" : "png", e);
   return rc;
 }
 

@@ -48,6 +48,8 @@ typedef struct synth_config {
   int force;                /* write into a non-empty out_dir/MURA-v1.1 */
   double finding_scale;     /* findings' size and contrast multiplier, 1..4 (1: the default
                                difficulty; larger is easier to learn, as in the demo) */
+  int dicom;                /* write imageN.dcm (a mix of transfer syntaxes, bit depths,
+                               MONOCHROME1/2, windows and rescales; io/dicom.h) instead of PNG */
 } synth_config;
 
 typedef struct synth_summary {

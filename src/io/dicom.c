@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/rng.h"
 #include "core/util.h"
 #include "io/dicom_codec.h"
 #include "io/dicom_internal.h"
@@ -526,4 +527,92 @@ int dicom_group_by_study(const char *const *paths, int n, int *group, int *n_gro
     group[i] = g;
   }
   return MSKX_OK;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+void dicom_make_uid(uint64_t a, uint64_t b, char *out) {
+  /* Two 18-digit halves of a mixed 128-bit value: a decimal integer below 10^36 < 2^128. */
+  rng r = rng_for(0x6d736b782d756964ull, a, b); /* "mskx-uid" */
+  uint64_t hi = rng_u64(&r) % 900000000000000000ull + 100000000000000000ull;
+  uint64_t lo = rng_u64(&r) % 1000000000000000000ull;
+  snprintf(out, DICOM_UI_MAX + 1, "2.25.%llu%018llu", (unsigned long long)hi, (unsigned long long)lo);
+}
+
+/* The synthetic variants. Windows are exact inverses of the stored mapping:
+ * a LINEAR window of width 4081 centred 2040.5 above the value of grey 0
+ * maps 16 units per grey level back to 0..255. */
+typedef struct synth_variant {
+  const char *ts, *photometric, *function;
+  int bits_allocated, bits_stored;
+  int mul, add;              /* stored = grey * mul + add (MONOCHROME1: (255 - grey)) */
+  double slope, intercept;
+  const char *center, *width; /* NULL: no window (auto) */
+} synth_variant;
+
+static const synth_variant synth_variants[] = {
+    {"1.2.840.10008.1.2.1", "MONOCHROME2", NULL, 16, 12, 16, 8, 1, 0, "2048.5", "4081"},
+    {"1.2.840.10008.1.2.4.70", "MONOCHROME1", "LINEAR_EXACT", 16, 16, 257, 0, 1, 0, "32767.5", "65535"},
+    {"1.2.840.10008.1.2.4.80", "MONOCHROME2", NULL, 16, 12, 8, 100, 2, -1024, "1216.5", "4081"},
+    {"1.2.840.10008.1.2.4.90", "MONOCHROME2", NULL, 16, 12, 16, 8, 1, 0, "2048.5", "4081"},
+    {"1.2.840.10008.1.2.5", "MONOCHROME1", NULL, 16, 12, 16, 8, 1, 0, "2048.5", "4081"},
+    {"1.2.840.10008.1.2", "MONOCHROME2", NULL, 8, 8, 1, 0, 1, 0, NULL, NULL},
+};
+#define N_SYNTH_VARIANTS ((int)(sizeof synth_variants / sizeof synth_variants[0]))
+
+int dicom_write_synthetic(const char *path, const uint8_t *px, int w, int h, int channels,
+                          const dicom_synth_info *info, mskx_err *e) {
+  const synth_variant *v = &synth_variants[info->variant % N_SYNTH_VARIANTS];
+  size_t n = (size_t)w * (size_t)h;
+  int rgb = channels == 3;
+  int bytes = rgb ? 1 : v->bits_allocated / 8;
+  uint8_t *buf = malloc(n * (size_t)(rgb ? 3 : bytes));
+  if (!buf) return err_set(e, MSKX_ENOMEM, "out of memory");
+  int mono1 = !rgb && !strcmp(v->photometric, "MONOCHROME1");
+  if (rgb) memcpy(buf, px, n * 3);
+  for (size_t i = 0; !rgb && i < n; i++) {
+    unsigned g = mono1 ? 255u - px[i] : px[i];
+    unsigned sv = g * (unsigned)v->mul + (unsigned)v->add;
+    if (bytes == 1) buf[i] = (uint8_t)sv;
+    else buf[2 * i] = (uint8_t)(sv & 0xFF), buf[2 * i + 1] = (uint8_t)(sv >> 8);
+  }
+  char study[DICOM_UI_MAX + 1], series[DICOM_UI_MAX + 1], sop[DICOM_UI_MAX + 1], sn[16], in[16];
+  dicom_make_uid(info->study_key, 1, study);
+  dicom_make_uid(info->study_key, 1000 + (uint64_t)info->series_number, series);
+  dicom_make_uid(info->image_key, 2, sop);
+  snprintf(sn, sizeof sn, "%d", info->series_number);
+  snprintf(in, sizeof in, "%d", info->instance_number);
+  dicom_attr attrs[24];
+  int k = 0;
+#define ATTR(g, el, vr, val) attrs[k++] = (dicom_attr){g, el, vr, val}
+  ATTR(0x0008, 0x0016, "UI", "1.2.840.10008.5.1.4.1.1.1"); /* Computed Radiography Image Storage */
+  ATTR(0x0008, 0x0018, "UI", sop);
+  ATTR(0x0008, 0x0020, "DA", info->study_date);
+  ATTR(0x0008, 0x0030, "TM", "120000");
+  ATTR(0x0008, 0x0060, "CS", "CR");
+  ATTR(0x0008, 0x0070, "LO", "mskx synth (synthetic phantom, no clinical meaning)");
+  ATTR(0x0008, 0x1030, "LO", "SYNTHETIC PHANTOM");
+  ATTR(0x0010, 0x0010, "PN", "Synthetic^Phantom");
+  ATTR(0x0010, 0x0020, "LO", info->patient_id);
+  ATTR(0x0018, 0x0015, "CS", info->body_part);
+  ATTR(0x0020, 0x000D, "UI", study);
+  ATTR(0x0020, 0x000E, "UI", series);
+  ATTR(0x0020, 0x0011, "IS", sn);
+  ATTR(0x0020, 0x0013, "IS", in);
+  if (!rgb && v->center) {
+    ATTR(0x0028, 0x1050, "DS", v->center);
+    ATTR(0x0028, 0x1051, "DS", v->width);
+    if (v->function) ATTR(0x0028, 0x1056, "CS", v->function);
+  }
+#undef ATTR
+  dicom_write_in wi = {v->ts, rgb ? "RGB" : v->photometric, h, w, rgb ? 3 : 1, rgb ? 8 : v->bits_allocated,
+                       rgb ? 8 : v->bits_stored, 0, rgb ? 1 : v->slope, rgb ? 0 : v->intercept, buf, k, attrs};
+  uint8_t *file = NULL;
+  size_t len = 0;
+  int rc = dicom_codec_write_image(&wi, &file, &len, e);
+  free(buf);
+  if (!rc) rc = file_write_atomic(path, file, len, e);
+  free(file);
+  if (rc) err_prefix(e, "%s", path);
+  return rc;
 }

@@ -72,6 +72,23 @@ int dicom_decode_gray(const uint8_t *buf, size_t len, const char *name, const im
  * or 0 when nothing maps (out = ""). */
 int dicom_mura_part(const dicom_meta *m, char *out, size_t n);
 
+/* A UID under the 2.25 root (an integer derived from a and b, PS3.5 B.2):
+ * the same inputs give the same UID. out holds DICOM_UI_MAX + 1 bytes. */
+void dicom_make_uid(uint64_t a, uint64_t b, char *out);
+
+/* Writes a synthetic radiograph (8-bit grey or RGB pixels) as DICOM: the
+ * variant (0..) picks the transfer syntax, bit depth, photometric
+ * interpretation, rescale and window (docs/dicom.md), chosen so that the
+ * display pipeline gives back exactly the given 8-bit pixels, except the
+ * variants without a window, which go through the auto window. Atomic. */
+typedef struct dicom_synth_info {
+  const char *body_part, *patient_id, *study_date;
+  uint64_t study_key, image_key;  /* UIDs derive from these */
+  int series_number, instance_number, variant;
+} dicom_synth_info;
+int dicom_write_synthetic(const char *path, const uint8_t *px, int w, int h, int channels,
+                          const dicom_synth_info *info, mskx_err *e);
+
 /* Groups image files by StudyInstanceUID (a folder exported from a PACS may
  * hold several studies): group[i] is path i's study, numbered in order of
  * first appearance; files that are not DICOM or lack the UID share one group

@@ -35,6 +35,26 @@ typedef struct dicom_codec_out {
 
 int dicom_codec_decode(const dicom_codec_in *in, const char *name, dicom_codec_out *out, mskx_err *e);
 
+/* One attribute to write: value as DICOM text (numbers for US/SS/FD,
+ * backslash-separated for several values). */
+typedef struct dicom_attr {
+  uint16_t group, element;
+  char vr[3];
+  const char *value;
+} dicom_attr;
+
+/* An image file: native little-endian pixels in, transcoded by GDCM to
+ * ts_uid (a lossless syntax), a Part 10 file out (malloc'd). */
+typedef struct dicom_write_in {
+  const char *ts_uid, *photometric;
+  int rows, cols, samples, bits_allocated, bits_stored, pixel_rep;
+  double slope, intercept;   /* Modality LUT; 1 and 0 for none */
+  const uint8_t *pixels;
+  int n_attrs;
+  const dicom_attr *attrs;
+} dicom_write_in;
+int dicom_codec_write_image(const dicom_write_in *in, uint8_t **out, size_t *len, mskx_err *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,10 @@
 #include <gdcmDataElement.h>
 #include <gdcmFragment.h>
 #include <gdcmImage.h>
+#include <gdcmImageChangeTransferSyntax.h>
+#include <gdcmImageWriter.h>
+#include <sstream>
+#include <string>
 #include <gdcmJPEGCodec.h>
 #include <gdcmPhotometricInterpretation.h>
 #include <gdcmPixelFormat.h>
@@ -167,7 +171,77 @@ int decode(const dicom_codec_in *in, const char *name, dicom_codec_out *out, msk
   return MSKX_OK;
 }
 
+// A text value as GDCM stores it: binary for US/SS/FD, else padded to even
+// length (UI with NUL, others with a space, PS3.5 6.2).
+gdcm::DataElement make_element(const dicom_attr &a) {
+  gdcm::DataElement de(gdcm::Tag(a.group, a.element));
+  gdcm::VR vr = gdcm::VR::GetVRType(a.vr);
+  de.SetVR(vr);
+  std::string v = a.value ? a.value : "";
+  if (vr == gdcm::VR::US || vr == gdcm::VR::SS) {
+    uint16_t x = (uint16_t)std::strtol(v.c_str(), nullptr, 10);
+    de.SetByteValue(reinterpret_cast<const char *>(&x), 2);
+    return de;
+  }
+  if (v.size() % 2) v += vr == gdcm::VR::UI ? '\0' : ' ';
+  de.SetByteValue(v.data(), (uint32_t)v.size());
+  return de;
+}
+
+int write_image(const dicom_write_in *in, uint8_t **out, size_t *len, mskx_err *e) {
+  gdcm::ImageWriter w;
+  gdcm::Image &img = w.GetImage();
+  img.SetNumberOfDimensions(2);
+  img.SetDimension(0, (unsigned)in->cols);
+  img.SetDimension(1, (unsigned)in->rows);
+  img.SetPixelFormat(gdcm::PixelFormat((unsigned short)in->samples, (unsigned short)in->bits_allocated,
+                                       (unsigned short)in->bits_stored, (unsigned short)(in->bits_stored - 1),
+                                       (unsigned short)in->pixel_rep));
+  img.SetPhotometricInterpretation(gdcm::PhotometricInterpretation::GetPIType(in->photometric));
+  if (in->samples == 3) img.SetPlanarConfiguration(0);
+  img.SetSlope(in->slope);
+  img.SetIntercept(in->intercept);
+  img.SetTransferSyntax(gdcm::TransferSyntax::ExplicitVRLittleEndian);
+  size_t n = (size_t)in->rows * (size_t)in->cols * (size_t)in->samples * (size_t)(in->bits_allocated / 8);
+  gdcm::DataElement pixel(gdcm::Tag(0x7fe0, 0x0010));
+  pixel.SetVR(in->bits_allocated == 8 ? gdcm::VR::OB : gdcm::VR::OW);
+  pixel.SetByteValue(reinterpret_cast<const char *>(in->pixels), (uint32_t)n);
+  img.SetDataElement(pixel);
+  gdcm::DataSet &ds = w.GetFile().GetDataSet();
+  for (int i = 0; i < in->n_attrs; i++) ds.Replace(make_element(in->attrs[i]));
+  gdcm::TransferSyntax ts = gdcm::TransferSyntax::GetTSType(in->ts_uid);
+  if (ts != gdcm::TransferSyntax::ExplicitVRLittleEndian) {
+    gdcm::ImageChangeTransferSyntax change;
+    change.SetTransferSyntax(ts);
+    change.SetInput(img);
+    if (!change.Change()) return err_set(e, MSKX_EINTERNAL, "cannot encode the image as %s", in->ts_uid);
+    w.SetImage(change.GetOutput());
+  }
+  std::ostringstream os;
+  w.SetStream(os);
+  if (!w.Write()) return err_set(e, MSKX_EINTERNAL, "GDCM could not write the DICOM file");
+  std::string bytes = os.str();
+  *out = static_cast<uint8_t *>(std::malloc(bytes.size()));
+  if (!*out) return err_set(e, MSKX_ENOMEM, "out of memory");
+  std::memcpy(*out, bytes.data(), bytes.size());
+  *len = bytes.size();
+  return MSKX_OK;
+}
+
 }  // namespace
+
+extern "C" int dicom_codec_write_image(const dicom_write_in *in, uint8_t **out, size_t *len, mskx_err *e) {
+  *out = nullptr;
+  *len = 0;
+  try {
+    quiet();
+    return write_image(in, out, len, e);
+  } catch (const std::bad_alloc &) {
+    return err_set(e, MSKX_ENOMEM, "out of memory writing a DICOM file");
+  } catch (...) {
+    return err_set(e, MSKX_EINTERNAL, "GDCM failed writing a DICOM file");
+  }
+}
 
 extern "C" int dicom_codec_decode(const dicom_codec_in *in, const char *name, dicom_codec_out *out, mskx_err *e) {
   std::memset(out, 0, sizeof *out);
