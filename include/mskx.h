@@ -178,6 +178,14 @@ typedef struct mskx_result {
 int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
                          const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
 
+/* A DICOM Structured Report (Comprehensive SR) of a result predicted from
+ * imgs, the same encoded images: probability, decision, threshold, part,
+ * model and version, references to the source instances; the study and
+ * patient modules copied from the first DICOM image (docs/dicom.md). At least
+ * one image must be DICOM. *sr is malloc'd: release it with free(). */
+int mskx_structured_report(const mskx_model *m, const mskx_result *r, const mskx_encoded_image *imgs, int n,
+                           unsigned char **sr, size_t *len, mskx_err *err);
+
 /* The same from decoded pixels. */
 int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, const char *part,
                         const mskx_predict_options *opt, mskx_result **out, mskx_err *err);

@@ -32,6 +32,9 @@ static const char *const usage =
     "  --tta flip             average each image with its horizontal mirror\n"
     "  --cam DIR              write a class-activation overlay PNG per image into DIR\n"
     "                         (named <study>__<image>.png, '/' in paths becoming '_')\n"
+    "  --sr DIR               write a DICOM Structured Report per DICOM study into DIR\n"
+    "                         (SR_<StudyInstanceUID>.dcm: probability, decision, threshold,\n"
+    "                         part, model, source image references; docs/dicom.md)\n"
     "  --json                 print one JSON array of studies\n"
     "  --csv                  print CSV: study,part,n_images,probability,decision (0/1)\n"
     "  --threads N            compute threads (default: all cores), pinned one per CPU\n"
@@ -46,7 +49,7 @@ static const char *const usage =
     "model could not be loaded, 2 usage error.\n";
 
 typedef struct predict_args {
-  const char *model, *part, *cam_dir, *dicom_window;
+  const char *model, *part, *cam_dir, *dicom_window, *sr_dir;
   dicom_options dicom;
   int json, csv, tta, agg, threads, max_batch, bf16;
   char **paths;
@@ -61,7 +64,8 @@ static int parse_args(int argc, char **argv, predict_args *a) {
       {"cam", required_argument, 0, 'c'},      {"json", no_argument, 0, 'j'},
       {"csv", no_argument, 0, 'v'},            {"threads", required_argument, 0, 'T'},
       {"precision", required_argument, 0, 'P'}, {"max-batch", required_argument, 0, 'b'},
-      {"help", no_argument, 0, 'h'},           CLI_DICOM_OPTIONS, {0, 0, 0, 0}};
+      {"help", no_argument, 0, 'h'},           {"sr", required_argument, 0, 'S'},
+      CLI_DICOM_OPTIONS,                       {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   long v;
   int c;
@@ -71,6 +75,7 @@ static int parse_args(int argc, char **argv, predict_args *a) {
       case 'm': a->model = optarg; break;
       case 'p': a->part = optarg; break;
       case 'c': a->cam_dir = optarg; break;
+      case 'S': a->sr_dir = optarg; break;
       case 'j': a->json = 1; break;
       case 'v': a->csv = 1; break;
       case 'a':
@@ -194,7 +199,7 @@ static int write_overlay(const char *dir, const char *study, int is_dir, const m
   return rc;
 }
 
-static cJSON *study_json(const char *study, const mskx_result *r, char (*cams)[4096]) {
+static cJSON *study_json(const char *study, const mskx_result *r, char (*cams)[4096], const char *sr) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "study", study);
   if (r->study_uid[0]) cJSON_AddStringToObject(o, "study_uid", r->study_uid);
@@ -207,6 +212,7 @@ static cJSON *study_json(const char *study, const mskx_result *r, char (*cams)[4
   cJSON_AddStringToObject(o, "decision", r->abnormal ? "abnormal" : "normal");
   cJSON_AddNumberToObject(o, "threshold", r->threshold);
   cJSON_AddStringToObject(o, "model", r->model_used);
+  if (sr) cJSON_AddStringToObject(o, "sr", sr);
   if (r->n_members) cJSON_AddItemToObject(o, "member_probabilities", cJSON_CreateDoubleArray(r->member_probabilities, r->n_members));
   cJSON *imgs = cJSON_AddArrayToObject(o, "images");
   for (int i = 0; imgs && i < r->n_images; i++) {
@@ -243,6 +249,12 @@ static int run_study(const predict_args *a, mskx_model *m, const char *study, co
   if (!rc && a->cam_dir && !(cams = calloc((size_t)r->n_images, sizeof *cams))) rc = err_set(&e, MSKX_ENOMEM, "out of memory");
   for (int i = 0; !rc && a->cam_dir && i < r->n_images; i++)
     rc = write_overlay(a->cam_dir, study, path_is_dir(study), &r->images[i], cams[i], sizeof cams[i], &e);
+  char sr[4200] = "";
+  if (!rc && a->sr_dir && r->study_uid[0]) {
+    const char *model = strrchr(a->model, '/');
+    dicom_sr_in in = {NULL, 0, r->probability, r->threshold, r->abnormal, r->part, model ? model + 1 : a->model, NULL, NULL, NULL};
+    rc = dicom_sr_write_files(a->sr_dir, (const char *const *)imgs, n, &in, sr, sizeof sr, &e);
+  }
   if (rc) {
     cli_error("predict", &e);
     if (arr) {
@@ -252,7 +264,7 @@ static int run_study(const predict_args *a, mskx_model *m, const char *study, co
       cJSON_AddItemToArray(arr, o);
     }
   } else if (arr) {
-    cJSON_AddItemToArray(arr, study_json(label, r, cams));
+    cJSON_AddItemToArray(arr, study_json(label, r, cams, sr[0] ? sr : NULL));
   } else if (a->csv) {
     printf("%s,%s,%d,%.9g,%d\n", label, r->part, r->n_images, r->probability, r->abnormal);
   } else {
@@ -308,6 +320,7 @@ int cmd_predict(int argc, char **argv) {
   if (rc >= 0) return rc;
   mskx_err e = {0, ""};
   if (a.cam_dir && mkdir_p(a.cam_dir, &e)) return cli_error("predict", &e);
+  if (a.sr_dir && mkdir_p(a.sr_dir, &e)) return cli_error("predict", &e);
   mskx_load_options lo = {a.threads, a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32, a.max_batch, 1, 0,
                           a.dicom_window, a.dicom.frames == DICOM_FRAMES_FIRST};
   cli_pin_threads(a.threads);

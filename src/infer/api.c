@@ -413,3 +413,21 @@ int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const cha
   study_in_free(&s);
   return rc;
 }
+
+int mskx_structured_report(const mskx_model *m, const mskx_result *r, const mskx_encoded_image *imgs, int n,
+                           unsigned char **sr, size_t *len, mskx_err *err) {
+  err_clear(err);
+  if (sr) *sr = NULL;
+  if (len) *len = 0;
+  if (!m || !r || !imgs || n < 1 || !sr || !len) return err_set(err, MSKX_EINVAL, "mskx_structured_report: NULL argument");
+  const uint8_t **bufs = calloc((size_t)n, sizeof *bufs);
+  size_t *lens = calloc((size_t)n, sizeof *lens);
+  int rc = bufs && lens ? MSKX_OK : err_set(err, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; !rc && i < n; i++) bufs[i] = imgs[i].bytes, lens[i] = imgs[i].len;
+  const char *model = strrchr(m->path, '/');
+  dicom_sr_in in = {NULL, 0, r->probability, r->threshold, r->abnormal, r->part, model ? model + 1 : m->path, NULL, NULL, NULL};
+  if (!rc) rc = dicom_sr_from_encoded(bufs, lens, n, &in, sr, len, err);
+  free(bufs);
+  free(lens);
+  return rc;
+}

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
@@ -614,5 +615,73 @@ int dicom_write_synthetic(const char *path, const uint8_t *px, int w, int h, int
   if (!rc) rc = file_write_atomic(path, file, len, e);
   free(file);
   if (rc) err_prefix(e, "%s", path);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- SR */
+
+static void utc_now(char out[15]) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, 15, "%Y%m%d%H%M%S", &tm);
+}
+
+/* The SR of the DICOM images among bufs; its SOP Instance UID goes to uid.
+ * The report's UIDs derive from the source instances and the result, so the
+ * same prediction written twice is the same document. */
+static int sr_build(const uint8_t *const *bufs, const size_t *lens, int n, const dicom_sr_in *result, uint8_t **out,
+                    size_t *len, char *uid, mskx_err *e) {
+  dicom_meta *src = calloc((size_t)(n > 0 ? n : 1), sizeof *src);
+  if (!src) return err_set(e, MSKX_ENOMEM, "out of memory");
+  int k = 0, rc = MSKX_OK;
+  for (int i = 0; !rc && i < n; i++)
+    if (dicom_is_dicom(bufs[i], lens[i]) && !(rc = dicom_scan_meta(bufs[i], lens[i], "image", &src[k], e))) k++;
+  if (!rc && k == 0) rc = err_set(e, MSKX_EINVAL, "a Structured Report needs DICOM images (the study has none)");
+  if (!rc) {
+    char now[15];
+    utc_now(now);
+    dicom_sr_in in = *result;
+    in.src = src;
+    in.n_src = k;
+    if (!in.datetime) in.datetime = now;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the sources and the result */
+    for (int i = 0; i < k; i++)
+      for (const char *p = src[i].sop_instance_uid; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    uint64_t r = (uint64_t)llround(in.probability * 1e9) ^ (uint64_t)llround(in.threshold * 1e9) << 1;
+    char series[DICOM_UI_MAX + 1], sop[DICOM_UI_MAX + 1];
+    dicom_make_uid(h, r ^ 0x53455249ull, series);
+    dicom_make_uid(h, r ^ 0x534f5049ull, sop);
+    in.series_uid = series;
+    in.sop_uid = sop;
+    if (uid) snprintf(uid, DICOM_UI_MAX + 1, "%s", sop);
+    rc = dicom_sr_encode(&in, out, len, e);
+  }
+  free(src);
+  return rc;
+}
+
+int dicom_sr_from_encoded(const uint8_t *const *bufs, const size_t *lens, int n, const dicom_sr_in *result,
+                          uint8_t **out, size_t *len, mskx_err *e) {
+  return sr_build(bufs, lens, n, result, out, len, NULL, e);
+}
+
+int dicom_sr_write_files(const char *dir, const char *const *paths, int n, const dicom_sr_in *result, char *out_path,
+                         size_t out_n, mskx_err *e) {
+  uint8_t **bufs = calloc((size_t)n, sizeof *bufs);
+  size_t *lens = calloc((size_t)n, sizeof *lens);
+  int rc = bufs && lens ? MSKX_OK : err_set(e, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; !rc && i < n; i++) rc = file_read_all(paths[i], IMAGE_MAX_FILE_BYTES, &bufs[i], &lens[i], e);
+  uint8_t *sr = NULL;
+  size_t len = 0;
+  char uid[DICOM_UI_MAX + 1] = "", name[DICOM_UI_MAX + 16];
+  if (!rc) rc = sr_build((const uint8_t *const *)bufs, lens, n, result, &sr, &len, uid, e);
+  for (int i = 0; bufs && i < n; i++) free(bufs[i]);
+  free(bufs);
+  free(lens);
+  snprintf(name, sizeof name, "SR_%s.dcm", uid[0] ? uid : "unknown");
+  if (!rc) rc = path_join(out_path, out_n, dir, name, e);
+  if (!rc) rc = file_write_atomic(out_path, sr, len, e);
+  free(sr);
   return rc;
 }

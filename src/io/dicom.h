@@ -34,6 +34,7 @@ typedef struct dicom_meta {
   /* Patient and study modules, copied into SR documents; never logged. */
   char patient_name[DICOM_PN_MAX + 1], patient_id[DICOM_LO_MAX + 1], patient_birth_date[17], patient_sex[17];
   char study_date[17], study_time[17], study_id[17], accession[17], referring_physician[DICOM_PN_MAX + 1];
+  char charset[DICOM_LO_MAX + 1]; /* Specific Character Set, for copying names faithfully */
   int rows, cols, frames, samples, bits_allocated, bits_stored, high_bit, pixel_rep, planar;
 } dicom_meta;
 
@@ -88,6 +89,34 @@ typedef struct dicom_synth_info {
 } dicom_synth_info;
 int dicom_write_synthetic(const char *path, const uint8_t *px, int w, int h, int channels,
                           const dicom_synth_info *info, mskx_err *e);
+
+/* A Structured Report for one study's result (Comprehensive SR, one
+ * container; content in docs/dicom.md): the probability, decision and
+ * threshold, the body part, the model and mskx version, references to the
+ * source images; Study Instance UID and the patient and study modules copied
+ * from src[0]; the report's Series and SOP Instance UIDs from in. Returns a
+ * malloc'd Part 10 file. */
+typedef struct dicom_sr_in {
+  const dicom_meta *src;   /* n_src source images (n_src >= 1) */
+  int n_src;
+  double probability, threshold;
+  int abnormal;
+  const char *part;        /* "XR_WRIST" or "" */
+  const char *model;       /* model file name (no folders) */
+  const char *datetime;    /* "YYYYMMDDHHMMSS" content date and time */
+  const char *series_uid, *sop_uid;  /* the report's own UIDs */
+} dicom_sr_in;
+int dicom_sr_encode(const dicom_sr_in *in, uint8_t **out, size_t *len, mskx_err *e);
+/* The SR of a study given as files: reads the DICOM files' headers (other
+ * files are skipped; none DICOM is an error), fills in->src, the current
+ * UTC date-time and the report's UIDs (derived from the sources and the
+ * result), writes DIR/SR_<SOPInstanceUID>.dcm atomically and returns its
+ * path in out_path. */
+int dicom_sr_write_files(const char *dir, const char *const *paths, int n, const dicom_sr_in *result, char *out_path,
+                         size_t out_n, mskx_err *e);
+/* The same from encoded images (serve): the SR bytes. */
+int dicom_sr_from_encoded(const uint8_t *const *bufs, const size_t *lens, int n, const dicom_sr_in *result,
+                          uint8_t **out, size_t *len, mskx_err *e);
 
 /* Groups image files by StudyInstanceUID (a folder exported from a PACS may
  * hold several studies): group[i] is path i's study, numbered in order of

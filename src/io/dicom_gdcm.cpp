@@ -22,9 +22,13 @@
 #include <gdcmSmartPointer.h>
 #include <gdcmTrace.h>
 #include <gdcmTransferSyntax.h>
+#include <gdcmItem.h>
+#include <gdcmSequenceOfItems.h>
+#include <gdcmWriter.h>
 #include "io/dicom_codec.h"
 extern "C" {
 #include "core/error.h"
+#include "io/dicom.h"
 }
 
 // GDCM's bundled libjpeg builds (8, 12 and 16 bits) report through libjpeg's
@@ -228,7 +232,188 @@ int write_image(const dicom_write_in *in, uint8_t **out, size_t *len, mskx_err *
   return MSKX_OK;
 }
 
+// ---------------------------------------------------------------- SR
+
+gdcm::DataElement text_element(uint16_t g, uint16_t el, const char *vr, const std::string &v) {
+  dicom_attr a = {g, el, {vr[0], vr[1], 0}, v.c_str()};
+  return make_element(a);
+}
+
+void put(gdcm::DataSet &ds, uint16_t g, uint16_t el, const char *vr, const std::string &v) {
+  ds.Replace(text_element(g, el, vr, v));
+}
+
+gdcm::SmartPointer<gdcm::SequenceOfItems> new_sequence() {
+  gdcm::SmartPointer<gdcm::SequenceOfItems> sq = new gdcm::SequenceOfItems;
+  sq->SetLengthToUndefined();
+  return sq;
+}
+
+void put_sequence(gdcm::DataSet &ds, uint16_t g, uint16_t el, gdcm::SmartPointer<gdcm::SequenceOfItems> sq) {
+  gdcm::DataElement de(gdcm::Tag(g, el));
+  de.SetVR(gdcm::VR::SQ);
+  de.SetValue(*sq);
+  de.SetVLToUndefined();
+  ds.Replace(de);
+}
+
+gdcm::Item new_item() {
+  gdcm::Item it;
+  it.SetVLToUndefined();
+  return it;
+}
+
+// A code sequence item: (scheme, value, meaning).
+void put_code(gdcm::DataSet &ds, uint16_t g, uint16_t el, const char *scheme, const char *value, const char *meaning) {
+  gdcm::Item it = new_item();
+  gdcm::DataSet &c = it.GetNestedDataSet();
+  put(c, 0x0008, 0x0100, "SH", value);
+  put(c, 0x0008, 0x0102, "SH", scheme);
+  put(c, 0x0008, 0x0104, "LO", meaning);
+  gdcm::SmartPointer<gdcm::SequenceOfItems> sq = new_sequence();
+  sq->AddItem(it);
+  put_sequence(ds, g, el, sq);
+}
+
+// Codes of our own (PS3.16 8.2: a local scheme starts with "99").
+const char *const OWN = "99MSKX";
+
+gdcm::Item content_item(const char *rel, const char *type, const char *scheme, const char *value, const char *meaning) {
+  gdcm::Item it = new_item();
+  gdcm::DataSet &c = it.GetNestedDataSet();
+  put(c, 0x0040, 0xA010, "CS", rel);
+  put(c, 0x0040, 0xA040, "CS", type);
+  put_code(c, 0x0040, 0xA043, scheme, value, meaning);
+  return it;
+}
+
+gdcm::Item text_item(const char *scheme, const char *value, const char *meaning, const std::string &text) {
+  gdcm::Item it = content_item("CONTAINS", "TEXT", scheme, value, meaning);
+  put(it.GetNestedDataSet(), 0x0040, 0xA160, "UT", text);
+  return it;
+}
+
+gdcm::Item num_item(const char *value, const char *meaning, double x) {
+  gdcm::Item it = content_item("CONTAINS", "NUM", OWN, value, meaning);
+  gdcm::Item mv = new_item();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6f", x);
+  put(mv.GetNestedDataSet(), 0x0040, 0xA30A, "DS", buf);
+  put_code(mv.GetNestedDataSet(), 0x0040, 0x08EA, "UCUM", "1", "no units");
+  gdcm::SmartPointer<gdcm::SequenceOfItems> sq = new_sequence();
+  sq->AddItem(mv);
+  put_sequence(it.GetNestedDataSet(), 0x0040, 0xA300, sq);
+  return it;
+}
+
+int write_sr(const dicom_sr_in *in, uint8_t **out, size_t *len, mskx_err *e) {
+  const dicom_meta &s0 = in->src[0];
+  const char *series = in->series_uid, *sop = in->sop_uid;
+  std::string date(in->datetime, 8), time(in->datetime + 8);
+
+  gdcm::Writer w;
+  gdcm::DataSet &ds = w.GetFile().GetDataSet();
+  if (s0.charset[0]) put(ds, 0x0008, 0x0005, "CS", s0.charset);
+  put(ds, 0x0008, 0x0016, "UI", "1.2.840.10008.5.1.4.1.1.88.33");  // Comprehensive SR Storage
+  put(ds, 0x0008, 0x0018, "UI", sop);
+  put(ds, 0x0008, 0x0020, "DA", s0.study_date);
+  put(ds, 0x0008, 0x0023, "DA", date);
+  put(ds, 0x0008, 0x0030, "TM", s0.study_time);
+  put(ds, 0x0008, 0x0033, "TM", time);
+  put(ds, 0x0008, 0x0050, "SH", s0.accession);
+  put(ds, 0x0008, 0x0060, "CS", "SR");
+  put(ds, 0x0008, 0x0070, "LO", "mskx");
+  put(ds, 0x0008, 0x0090, "PN", s0.referring_physician);
+  put(ds, 0x0010, 0x0010, "PN", s0.patient_name);
+  put(ds, 0x0010, 0x0020, "LO", s0.patient_id);
+  put(ds, 0x0010, 0x0030, "DA", s0.patient_birth_date);
+  put(ds, 0x0010, 0x0040, "CS", s0.patient_sex);
+  put(ds, 0x0018, 0x1020, "LO", MSKX_VERSION);
+  put(ds, 0x0020, 0x000D, "UI", s0.study_uid);
+  put(ds, 0x0020, 0x000E, "UI", series);
+  put(ds, 0x0020, 0x0010, "SH", s0.study_id);
+  put(ds, 0x0020, 0x0011, "IS", "9001");
+  put(ds, 0x0020, 0x0013, "IS", "1");
+  put_sequence(ds, 0x0008, 0x1111, new_sequence());  // Referenced Performed Procedure Step (type 2, empty)
+  put_sequence(ds, 0x0040, 0xA372, new_sequence());  // Performed Procedure Code (type 2, empty)
+  put(ds, 0x0040, 0xA491, "CS", "COMPLETE");    // Completion Flag
+  put(ds, 0x0040, 0xA493, "CS", "UNVERIFIED");  // Verification Flag
+  put(ds, 0x0040, 0xA040, "CS", "CONTAINER");
+  put(ds, 0x0040, 0xA050, "CS", "SEPARATE");
+  put_code(ds, 0x0040, 0xA043, "LN", "18748-4", "Diagnostic imaging report");
+  gdcm::SmartPointer<gdcm::SequenceOfItems> content = new_sequence();
+  content->AddItem(num_item("P-ABNORMAL", "Probability of abnormality", in->probability));
+  content->AddItem(text_item(OWN, "DECISION", "Abnormality decision", in->abnormal ? "abnormal" : "normal"));
+  content->AddItem(num_item("THRESHOLD", "Decision threshold", in->threshold));
+  content->AddItem(text_item(OWN, "MURA-PART", "MURA body part", in->part && in->part[0] ? in->part : "unknown"));
+  content->AddItem(text_item("DCM", "111001", "Algorithm Name", std::string("mskx ") + (in->model ? in->model : "")));
+  content->AddItem(text_item("DCM", "111003", "Algorithm Version", MSKX_VERSION));
+  for (int i = 0; i < in->n_src; i++) {
+    gdcm::Item it = content_item("CONTAINS", "IMAGE", "DCM", "121112", "Source of Measurement");
+    gdcm::Item ref = new_item();
+    put(ref.GetNestedDataSet(), 0x0008, 0x1150, "UI", in->src[i].sop_class_uid);
+    put(ref.GetNestedDataSet(), 0x0008, 0x1155, "UI", in->src[i].sop_instance_uid);
+    gdcm::SmartPointer<gdcm::SequenceOfItems> rs = new_sequence();
+    rs->AddItem(ref);
+    put_sequence(it.GetNestedDataSet(), 0x0008, 0x1199, rs);
+    content->AddItem(it);
+  }
+  put_sequence(ds, 0x0040, 0xA730, content);
+  // Current Requested Procedure Evidence: study -> series -> instances.
+  gdcm::SmartPointer<gdcm::SequenceOfItems> series_sq = new_sequence();
+  for (int i = 0; i < in->n_src; i++) {
+    int first = 1;
+    for (int j = 0; j < i; j++)
+      if (!std::strcmp(in->src[j].series_uid, in->src[i].series_uid)) first = 0;
+    if (!first) continue;
+    gdcm::Item si = new_item();
+    gdcm::SmartPointer<gdcm::SequenceOfItems> inst = new_sequence();
+    for (int j = i; j < in->n_src; j++) {
+      if (std::strcmp(in->src[j].series_uid, in->src[i].series_uid)) continue;
+      gdcm::Item ri = new_item();
+      put(ri.GetNestedDataSet(), 0x0008, 0x1150, "UI", in->src[j].sop_class_uid);
+      put(ri.GetNestedDataSet(), 0x0008, 0x1155, "UI", in->src[j].sop_instance_uid);
+      inst->AddItem(ri);
+    }
+    put_sequence(si.GetNestedDataSet(), 0x0008, 0x1199, inst);
+    put(si.GetNestedDataSet(), 0x0020, 0x000E, "UI", in->src[i].series_uid);
+    series_sq->AddItem(si);
+  }
+  gdcm::Item study_item = new_item();
+  put_sequence(study_item.GetNestedDataSet(), 0x0008, 0x1115, series_sq);
+  put(study_item.GetNestedDataSet(), 0x0020, 0x000D, "UI", s0.study_uid);
+  gdcm::SmartPointer<gdcm::SequenceOfItems> evidence = new_sequence();
+  evidence->AddItem(study_item);
+  put_sequence(ds, 0x0040, 0xA375, evidence);
+
+  w.GetFile().GetHeader().SetDataSetTransferSyntax(gdcm::TransferSyntax::ExplicitVRLittleEndian);
+  std::ostringstream os;
+  w.SetStream(os);
+  if (!w.Write()) return err_set(e, MSKX_EINTERNAL, "GDCM could not write the Structured Report");
+  std::string bytes = os.str();
+  *out = static_cast<uint8_t *>(std::malloc(bytes.size()));
+  if (!*out) return err_set(e, MSKX_ENOMEM, "out of memory");
+  std::memcpy(*out, bytes.data(), bytes.size());
+  *len = bytes.size();
+  return MSKX_OK;
+}
+
 }  // namespace
+
+extern "C" int dicom_sr_encode(const dicom_sr_in *in, uint8_t **out, size_t *len, mskx_err *e) {
+  *out = nullptr;
+  *len = 0;
+  if (!in || in->n_src < 1 || !in->datetime || std::strlen(in->datetime) != 14 || !in->series_uid || !in->sop_uid)
+    return err_set(e, MSKX_EINVAL, "dicom_sr_encode: needs at least one source image and a 14-digit date-time");
+  try {
+    quiet();
+    return write_sr(in, out, len, e);
+  } catch (const std::bad_alloc &) {
+    return err_set(e, MSKX_ENOMEM, "out of memory writing a Structured Report");
+  } catch (...) {
+    return err_set(e, MSKX_EINTERNAL, "GDCM failed writing a Structured Report");
+  }
+}
 
 extern "C" int dicom_codec_write_image(const dicom_write_in *in, uint8_t **out, size_t *len, mskx_err *e) {
   *out = nullptr;

@@ -104,6 +104,7 @@ typedef struct str_attr {
 
 #define STR(g, e, field) {TAG(g, e), offsetof(dicom_meta, field), sizeof(((dicom_meta *)0)->field)}
 static const str_attr str_attrs[] = {
+    STR(0x0008, 0x0005, charset),
     STR(0x0008, 0x0016, sop_class_uid),     STR(0x0008, 0x0018, sop_instance_uid),
     STR(0x0008, 0x0020, study_date),        STR(0x0008, 0x0030, study_time),
     STR(0x0008, 0x0050, accession),         STR(0x0008, 0x0060, modality),

@@ -349,8 +349,28 @@ void handle_predict(server *s, struct MHD_Connection *c, request *rq, reply *r) 
     mskx_err e = {0, ""};
     /* OpenMP's thread count is per calling thread, and each connection has its own. */
     if (s->cfg.compute_threads > 0) omp_set_num_threads(s->cfg.compute_threads);
-    if (mskx_predict_encoded(s->model, st->imgs, st->n, st->part[0] ? st->part : NULL, &po, &res, &e)) {
+    const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
+    int want_sr = fmt && !strcmp(fmt, "sr");
+    if (fmt && fmt[0] && !want_sr && strcmp(fmt, "json")) {
+      reply_error(r, 400, "format: expected json or sr");
+    } else if (mskx_predict_encoded(s->model, st->imgs, st->n, st->part[0] ? st->part : NULL, &po, &res, &e)) {
       reply_library_error(r, status_of(e.code), &e);
+    } else if (want_sr) {
+      /* A DICOM Structured Report of the study instead of JSON (docs/dicom.md). */
+      unsigned char *sr = NULL;
+      size_t len = 0;
+      if (mskx_structured_report(s->model, res, st->imgs, st->n, &sr, &len, &e)) {
+        reply_library_error(r, status_of(e.code), &e);
+      } else {
+        reply_free(r);
+        r->status = 200;
+        r->body = (char *)sr;
+        r->len = len;
+        r->is_static = 0;
+        r->content_type = "application/dicom";
+        r->n_images = res->n_images;
+        metrics_prediction(&s->metrics, now_seconds() - rq->t0, res->n_images);
+      }
     } else {
       cJSON *o = result_json(s, res, rq->t0);
       if (o) {

@@ -138,6 +138,34 @@ assert [i["path"].rsplit("/", 1)[1] for i in a["images"]] == ["IM0001", "IM0002.
 assert "error" in b and "FOOT" not in b["study"], b   # unknown part: reported, not guessed
 PY
 grep -q "body part is unknown" "$T/err" && pass dicom_predict_unknown_part_reported || fail dicom_predict_unknown_part_reported "$(head -c 300 "$T/err")"
+# Structured Reports: one per DICOM study, read back by DCMTK (dsrdump, dcmdump) and pydicom.
+check dicom_predict_sr "$MSKX_BIN" predict --model "$T/a.safetensors" "$S/u12_window.dcm" "$S/multiframe.dcm" "$S/other_study_foot.dcm" --sr "$T/sr" --json
+cp "$T/out" "$T/sr.json"
+[ "$(ls "$T/sr" | wc -l)" = 3 ] && pass dicom_sr_one_per_study || fail dicom_sr_one_per_study "$(ls "$T/sr")"
+for f in "$T"/sr/*.dcm; do dsrdump "$f" > "$f.txt" 2>&1 || echo "dsrdump failed on $f"; done > "$T/dsr.log"
+[ -s "$T/dsr.log" ] || ! grep -q '^[EW]:' "$T"/sr/*.txt && pass dicom_sr_dsrdump_clean || fail dicom_sr_dsrdump_clean "$(cat "$T/dsr.log"; grep -h '^[EW]:' "$T"/sr/*.txt | head -3)"
+dcmdump "$T"/sr/*.dcm > /dev/null 2>&1 && pass dicom_sr_dcmdump || fail dicom_sr_dcmdump "dcmdump failed"
+$py - "$T/sr.json" "$S" <<'PY' && pass dicom_sr_values || fail dicom_sr_values "see log"
+import json, sys, pydicom
+res, S = json.load(open(sys.argv[1])), sys.argv[2]
+for r in res:
+    sr = pydicom.dcmread(r["sr"])
+    src = pydicom.dcmread(r["images"][0]["path"].split("#")[0])
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33" and sr.Modality == "SR"
+    assert sr.StudyInstanceUID == src.StudyInstanceUID == r["study_uid"]
+    assert sr.SeriesInstanceUID != src.SeriesInstanceUID and sr.SOPInstanceUID != src.SOPInstanceUID
+    assert sr.PatientName == src.PatientName and sr.PatientID == src.PatientID and sr.PatientBirthDate == src.PatientBirthDate
+    items = {i.ConceptNameCodeSequence[0].CodeMeaning: i for i in sr.ContentSequence if i.ValueType != "IMAGE"}
+    assert abs(float(items["Probability of abnormality"].MeasuredValueSequence[0].NumericValue) - r["probability"]) < 1e-6
+    assert abs(float(items["Decision threshold"].MeasuredValueSequence[0].NumericValue) - r["threshold"]) < 1e-6
+    assert items["Abnormality decision"].TextValue == r["decision"]
+    assert "a.safetensors" in items["Algorithm Name"].TextValue
+    refs = [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in sr.ContentSequence if i.ValueType == "IMAGE"]
+    assert refs == [src.SOPInstanceUID], refs
+    ev = sr.CurrentRequestedProcedureEvidenceSequence[0]
+    assert ev.StudyInstanceUID == src.StudyInstanceUID
+    assert ev.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+PY
 check dicom_predict_first_frame "$MSKX_BIN" predict --model "$T/a.safetensors" "$S/multiframe.dcm" --dicom-frames first --json
 grep -q '"n_images":[[:space:]]*1' "$T/out" && pass dicom_predict_first_frame_one || fail dicom_predict_first_frame_one "$(head -c 300 "$T/out")"
 check dicom_predict_window "$MSKX_BIN" predict --model "$T/a.safetensors" "$S/u16_auto.dcm" --dicom-window minmax --csv
@@ -157,6 +185,13 @@ if [ -n "$url" ]; then
   curl -s -H 'Content-Type: application/dicom' --data-binary @"$S/u12_window.dcm" "$url/v1/predict" > "$T/serve1.json"
   curl -s -F "images=@$S/multiframe.dcm;type=application/dicom" "$url/v1/predict?part=XR_HAND" > "$T/serve2.json"
   curl -s -H 'Content-Type: application/dicom' --data-binary @"$H/nested_10000.dcm" "$url/v1/predict" > "$T/serve3.json"
+  curl -s -o "$T/serve_sr.dcm" -w '%{content_type}' -H 'Content-Type: application/dicom' --data-binary @"$S/u12_window.dcm" \
+    "$url/v1/predict?format=sr" > "$T/serve_sr.type"
+  grep -q application/dicom "$T/serve_sr.type" && dsrdump "$T/serve_sr.dcm" 2>&1 | grep -q 'Probability of abnormality")="' &&
+    $py -c 'import sys, json, pydicom; d = pydicom.dcmread(sys.argv[1]); p = json.load(open(sys.argv[2]))["probability"]; assert abs(float(d.ContentSequence[0].MeasuredValueSequence[0].NumericValue) - p) < 1e-6, p' \
+      "$T/serve_sr.dcm" "$T/serve1.json" && pass dicom_serve_sr || fail dicom_serve_sr "$(cat "$T/serve_sr.type"; head -c 200 "$T/serve_sr.dcm")"
+  curl -s -H 'Content-Type: image/png' --data-binary @"$S/u12_window_ref.png" "$url/v1/predict?format=sr&part=XR_WRIST" > "$T/serve_sr_png.json"
+  grep -q "needs DICOM images" "$T/serve_sr_png.json" && pass dicom_serve_sr_needs_dicom || fail dicom_serve_sr_needs_dicom "$(head -c 200 "$T/serve_sr_png.json")"
   $py - "$T/serve1.json" "$T/serve2.json" "$T/serve3.json" <<'PY' && pass dicom_serve || fail dicom_serve "$(head -c 300 "$T/serve1.json" "$T/serve2.json" "$T/serve3.json")"
 import json, sys
 a, b, c = (json.load(open(p)) for p in sys.argv[1:])
