@@ -238,30 +238,45 @@ static int size_mismatch(const char *name, const char *what, uint32_t w, uint32_
                  what, w, h, c, m->cols, m->rows, m->samples);
 }
 
-/* JPEG and JPEG-LS: markers up to the first SOF (or SOF55 for JPEG-LS). */
+/* JPEG and JPEG-LS: every marker segment from SOI to the first SOS. GDCM
+ * (Debian builds keep assertions) aborts the process when libjpeg warns
+ * while reading the header (gdcmJPEGBITSCodec.hxx, DecodeByStreams), so the
+ * header is refused here for what makes libjpeg warn there: bytes between
+ * markers, a header cut short, a JFIF major version other than 1, an Adobe
+ * transform other than 0..2; and a frame size other than the data set's. */
 static int check_jpeg(const uint8_t *p, size_t n, const dicom_meta *m, int *precision, const char *name, mskx_err *e) {
   size_t pos = 2;
-  while (pos + 4 <= n) {
-    if (p[pos] != 0xFF) return err_set(e, MSKX_EFORMAT, "%s: JPEG codestream has a bad marker", name);
+  int have_sof = 0;
+  while (pos + 2 <= n) {
+    if (p[pos] != 0xFF) return err_set(e, MSKX_EFORMAT, "%s: JPEG header has stray bytes between markers", name);
     unsigned mk = p[pos + 1];
     if (mk == 0xFF) { pos++; continue; }
     if (mk == 0x01 || (mk >= 0xD0 && mk <= 0xD7)) { pos += 2; continue; }
+    if (mk == 0xD8 || mk == 0xD9 || mk == 0x00) break;
+    if (pos + 4 > n) break;
     size_t L = be16(p + pos + 2);
     if (L < 2 || L > n - pos - 2) break;
+    const uint8_t *q = p + pos + 4;
+    size_t ql = L - 2;
     int sof = (mk >= 0xC0 && mk <= 0xCF && mk != 0xC4 && mk != 0xC8 && mk != 0xCC) || mk == 0xF7;
     if (sof) {
-      if (L < 8) break;
-      const uint8_t *q = p + pos + 4;
+      if (ql < 6) break;
       unsigned h = be16(q + 1), w = be16(q + 3), c = q[5];
       if ((int)h != m->rows || (int)w != m->cols || (int)c != m->samples)
         return size_mismatch(name, mk == 0xF7 ? "JPEG-LS" : "JPEG", w, h, c, m, e);
       if (precision && !*precision) *precision = q[0];
-      return MSKX_OK;
+      have_sof = 1;
+    } else if (mk == 0xE0 && ql >= 6 && !memcmp(q, "JFIF\0", 5) && q[5] != 1) {
+      return err_set(e, MSKX_EFORMAT, "%s: JPEG has an unknown JFIF version", name);
+    } else if (mk == 0xEE && ql >= 12 && !memcmp(q, "Adobe", 5) && q[11] > 2) {
+      return err_set(e, MSKX_EFORMAT, "%s: JPEG has an unknown Adobe colour transform", name);
+    } else if (mk == 0xDA) {
+      if (have_sof) return MSKX_OK;
+      break;
     }
-    if (mk == 0xDA) break;
     pos += 2 + L;
   }
-  return err_set(e, MSKX_EFORMAT, "%s: JPEG codestream has no frame header before its data", name);
+  return err_set(e, MSKX_EFORMAT, "%s: JPEG header is incomplete or has no frame header before its data", name);
 }
 
 static int check_j2k_siz(const uint8_t *p, size_t n, const dicom_meta *m, const char *name, mskx_err *e) {
