@@ -264,6 +264,11 @@ static int check_jpeg(const uint8_t *p, size_t n, const dicom_meta *m, int *prec
       unsigned h = be16(q + 1), w = be16(q + 3), c = q[5];
       if ((int)h != m->rows || (int)w != m->cols || (int)c != m->samples)
         return size_mismatch(name, mk == 0xF7 ? "JPEG-LS" : "JPEG", w, h, c, m, e);
+      /* Precisions the processes allow (ITU T.81 B.2.2, T.87): others make
+       * GDCM retry with a decoder it cannot create and crash. */
+      int lossless = mk == 0xC3 || mk == 0xC7 || mk == 0xCB || mk == 0xCF || mk == 0xF7;
+      int ok = mk == 0xC0 ? q[0] == 8 : lossless ? q[0] >= 2 && q[0] <= 16 : q[0] == 8 || q[0] == 12;
+      if (!ok) return err_set(e, MSKX_EFORMAT, "%s: JPEG frame header declares an invalid precision of %u bits", name, q[0]);
       if (precision && !*precision) *precision = q[0];
       have_sof = 1;
     } else if (mk == 0xE0 && ql >= 6 && !memcmp(q, "JFIF\0", 5) && q[5] != 1) {

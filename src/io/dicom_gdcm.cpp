@@ -84,10 +84,14 @@ struct jpeg_codec : gdcm::JPEGCodec {
 
 // What Bitmap::GetBuffer does for JPEG (gdcmBitmap.cxx TryJPEGCodec), with
 // the decoder chosen as above.
-bool decode_jpeg(const gdcm::Image &img, const gdcm::DataElement &pixel, int precision, char *buf, unsigned long need) {
+bool decode_jpeg(const gdcm::Image &img, const gdcm::DataElement &pixel, int precision, int frames, char *buf,
+                 unsigned long need) {
   jpeg_codec codec;
+  // Three dimensions always: ImageCodec reads dims[2] (the frame count) even
+  // for a 2-D image, and Bitmap's 2-D dimension list has only two entries.
+  const unsigned int dims[3] = {img.GetDimension(0), img.GetDimension(1), (unsigned)frames};
   codec.SetNumberOfDimensions(img.GetNumberOfDimensions());
-  codec.SetDimensions(img.GetDimensions());
+  codec.SetDimensions(dims);
   codec.SetPlanarConfiguration(img.GetPlanarConfiguration());
   codec.SetPhotometricInterpretation(img.GetPhotometricInterpretation());
   codec.SetPixelFormat(img.GetPixelFormat());
@@ -148,7 +152,7 @@ int decode(const dicom_codec_in *in, const char *name, dicom_codec_out *out, msk
   char *buf = static_cast<char *>(std::malloc(need));
   if (!buf) return err_set(e, MSKX_ENOMEM, "%s: cannot allocate %lu bytes for the decoded pixels", name, need);
   jpeg_warned = false;
-  bool ok = gdcm::JPEGCodec().CanDecode(ts) ? decode_jpeg(img, pixel, in->jpeg_precision, buf, need) : img.GetBuffer(buf);
+  bool ok = gdcm::JPEGCodec().CanDecode(ts) ? decode_jpeg(img, pixel, in->jpeg_precision, in->frames, buf, need) : img.GetBuffer(buf);
   if (!ok || jpeg_warned) {
     std::free(buf);
     return err_set(e, MSKX_EFORMAT, "%s: %s pixel data could not be decoded (corrupt or truncated)", name,
