@@ -121,6 +121,9 @@ typedef struct mskx_predict_options {
   int want_overlay;     /* 1: per-image PNG overlays of the map on the radiograph
                            (images[i].overlay_png; .cam only with want_cam) */
   float overlay_alpha;  /* opacity of the colour map in the overlay; 0 = 0.45 */
+  int want_image;       /* 1: per-image PNG of the decoded 8-bit grey input, as the
+                           network sees it before resizing (images[i].image_png):
+                           how a DICOM file was rendered */
 } mskx_predict_options;
 
 /* Fills *o with the defaults (all zero: mean, no TTA, no maps). */
@@ -150,6 +153,8 @@ typedef struct mskx_image_result {
   float *cam;                     /* width*height map in [0,1], row-major, or NULL */
   unsigned char *overlay_png;     /* PNG (RGB, width x height) or NULL */
   size_t overlay_png_len;
+  unsigned char *image_png;       /* with want_image: PNG (grey, width x height), else NULL */
+  size_t image_png_len;
 } mskx_image_result;
 
 /* Study result; free with mskx_result_free. */

@@ -242,7 +242,7 @@ static int run_study(const predict_args *a, mskx_model *m, const char *study, co
   mskx_err e = {0, ""};
   mskx_result *r = NULL;
   char (*cams)[4096] = NULL;
-  mskx_predict_options po = {a->agg, a->tta, 0, a->cam_dir != NULL, 0};
+  mskx_predict_options po = {a->agg, a->tta, 0, a->cam_dir != NULL, 0, 0};
   char xr[64] = "";
   const char *part = a->part ? a->part : ds_xr_part(study, xr, sizeof xr) ? xr : NULL;
   int rc = mskx_predict_files(m, (const char *const *)imgs, n, part, &po, &r, &e);

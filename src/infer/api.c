@@ -162,6 +162,7 @@ void mskx_result_free(mskx_result *r) {
     free(r->images[i].name);
     free(r->images[i].cam);
     free(r->images[i].overlay_png);
+    free(r->images[i].image_png);
   }
   free(r->images);
   free(r->member_probabilities);
@@ -197,6 +198,8 @@ static int to_result(const study_result *sr, const gray_image *imgs, char **name
     names[i] = NULL;
     if (o->want_overlay)
       rc = cam_overlay_png(&imgs[i], sr->cam[i], alpha, &ir->overlay_png, &ir->overlay_png_len, e);
+    if (!rc && o->want_image)
+      rc = image_encode_png(imgs[i].px, imgs[i].w, imgs[i].h, 1, &ir->image_png, &ir->image_png_len, e);
     if (!rc && o->want_cam) {
       ir->cam = sr->cam[i];
       sr->cam[i] = NULL;

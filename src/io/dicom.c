@@ -626,7 +626,9 @@ int dicom_write_synthetic(const char *path, const uint8_t *px, int w, int h, int
     if (v->function) ATTR(0x0028, 0x1056, "CS", v->function);
   }
 #undef ATTR
-  dicom_write_in wi = {v->ts, rgb ? "RGB" : v->photometric, h, w, rgb ? 3 : 1, rgb ? 8 : v->bits_allocated,
+  /* RGB stays uncompressed: GDCM's RLE encoder asserts (aborts) on an odd
+   * number of 8-bit samples, which odd-sized RGB phantoms have. */
+  dicom_write_in wi = {rgb ? "1.2.840.10008.1.2.1" : v->ts, rgb ? "RGB" : v->photometric, h, w, rgb ? 3 : 1, rgb ? 8 : v->bits_allocated,
                        rgb ? 8 : v->bits_stored, 0, rgb ? 1 : v->slope, rgb ? 0 : v->intercept, buf, k, attrs};
   uint8_t *file = NULL;
   size_t len = 0;

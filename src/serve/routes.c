@@ -285,6 +285,12 @@ static int read_options(struct MHD_Connection *c, mskx_predict_options *po, repl
     reply_error(r, 400, "cam: expected 1, true, 0 or false");
     return -1;
   }
+  const char *img = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "image");
+  if (img && (!strcmp(img, "1") || !strcmp(img, "true"))) po->want_image = 1;
+  else if (img && img[0] && strcmp(img, "0") && strcmp(img, "false")) {
+    reply_error(r, 400, "image: expected 1, true, 0 or false");
+    return -1;
+  }
   const char *a = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "alpha");
   if (a && a[0]) {
     char *end;
@@ -323,6 +329,16 @@ static cJSON *result_json(server *s, const mskx_result *res, double t0) {
         return NULL;
       }
       cJSON_AddStringToObject(im, "overlay", b64);
+      free(b64);
+    }
+    if (ir->image_png) {
+      char *b64 = base64(ir->image_png, ir->image_png_len);
+      if (!b64) {
+        cJSON_Delete(im);
+        cJSON_Delete(o);
+        return NULL;
+      }
+      cJSON_AddStringToObject(im, "image", b64);
       free(b64);
     }
     cJSON_AddItemToArray(imgs, im);

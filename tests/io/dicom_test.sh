@@ -199,6 +199,13 @@ assert a["part"] == "XR_WRIST" and a["study_uid"].startswith("1.2.826.0.1.368004
 assert b["part"] == "XR_HAND" and len(b["images"]) == 3, b
 assert "nested deeper" in c["error"], c
 PY
+  # The viewer in chromium with a MONOCHROME1 file and a multi-frame file (4 images).
+  bdir="$MSKX_ROOT/tests/serve/browser"
+  if [ -x /usr/bin/chromium ] && command -v node >/dev/null && [ -d "$bdir/node_modules/playwright-core" ]; then
+    (cd "$bdir" && timeout 120 node viewer_dicom.mjs "$url" "$T/viewer_dicom.png" "$S/mono1_rescale_implicit.dcm" "$S/multiframe.dcm")
+  else
+    fail dicom_viewer_browser "needs chromium, node and tests/serve/browser/node_modules (serve_test.sh installs them)"
+  fi
   kill "$spid"; wait "$spid" 2>/dev/null
 else
   fail dicom_serve "server did not start: $(head -c 300 "$T/serve.log")"
