@@ -3,7 +3,8 @@
  * files given on the command line.
  *
  *   cc -I<mskx>/include predict_study.c <build>/libmskx.a \
- *      $(pkg-config --libs spng libjpeg libcjson cairo libmicrohttpd) -ldnnl -fopenmp -lpthread -lm
+ *      $(pkg-config --libs spng libjpeg libcjson cairo libmicrohttpd zlib) \
+ *      -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lstdc++ -ldnnl -fopenmp -lpthread -lm
  *   ./predict_study model.safetensors [--part XR_WRIST] image1.png image2.png ... */
 #include <stdio.h>
 #include <string.h>

@@ -132,7 +132,7 @@ check_fails json_and_csv "exclusive" "$MSKX_BIN" predict --model "$T/a.safetenso
 
 # The example program, compiled against the installed header and libmskx.a only.
 build="${MSKX_BUILD:-$MSKX_ROOT/build}"
-libs="$(pkg-config --libs spng libjpeg libcjson cairo libmicrohttpd) -ldnnl -fopenmp -lpthread -lm"
+libs="$(pkg-config --libs spng libjpeg libcjson cairo libmicrohttpd zlib) -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lstdc++ -ldnnl -fopenmp -lpthread -lm"
 # A sanitizer build of the library needs the sanitizer runtimes at link time.
 grep -q '^MSKX_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null && libs="$libs -fsanitize=address,undefined"
 check example_compiles cc -std=c11 -Wall -Wextra -Werror -I"$MSKX_ROOT/include" "$MSKX_ROOT/examples/predict_study.c" \
