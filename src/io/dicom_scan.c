@@ -483,6 +483,9 @@ static int finish(dicom_scan *s, const scan_state *st, const char *name, mskx_er
                    m->bits_stored, m->bits_allocated);
   if (m->pixel_rep != 0 && m->pixel_rep != 1)
     return err_set(e, MSKX_EFORMAT, "%s: Pixel Representation %d is neither 0 nor 1", name, m->pixel_rep);
+  if (m->samples == 1) m->planar = 0; /* meaningless for one sample; GDCM asserts on values other than 0 and 1 */
+  else if (m->planar != 0 && m->planar != 1)
+    return err_set(e, MSKX_EFORMAT, "%s: Planar Configuration %d is neither 0 nor 1", name, m->planar);
   if (!m->photometric[0]) strcpy(m->photometric, m->samples == 1 ? "MONOCHROME2" : "RGB");
   int mono = !strcmp(m->photometric, "MONOCHROME1") || !strcmp(m->photometric, "MONOCHROME2");
   if (mono != (m->samples == 1))
