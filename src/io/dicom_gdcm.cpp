@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <new>
 #include <jpeglib.h>
 #include <gdcmDataElement.h>
@@ -105,12 +106,15 @@ bool decode_jpeg(const gdcm::Image &img, const gdcm::DataElement &pixel, int pre
   return true;
 }
 
-// GDCM's trace flags are process-wide; switching them off once is enough
-// and changes nothing visible outside GDCM.
+// GDCM's trace flags are process-wide: switched off once (call_once, as
+// decoders run on several threads), which changes nothing outside GDCM.
+std::once_flag quiet_once;
 void quiet() {
-  gdcm::Trace::SetDebug(false);
-  gdcm::Trace::SetWarning(false);
-  gdcm::Trace::SetError(false);
+  std::call_once(quiet_once, [] {
+    gdcm::Trace::SetDebug(false);
+    gdcm::Trace::SetWarning(false);
+    gdcm::Trace::SetError(false);
+  });
 }
 
 int decode(const dicom_codec_in *in, const char *name, dicom_codec_out *out, mskx_err *e) {
