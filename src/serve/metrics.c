@@ -76,7 +76,7 @@ static void put(text *t, const char *fmt, ...) {
   }
 }
 
-char *metrics_render(serve_metrics *m, long in_flight, size_t *len) {
+char *metrics_render(serve_metrics *m, long in_flight, size_t buffered, size_t *len) {
   text t = {malloc(4096), 0, 4096, 0};
   if (!t.s) return NULL;
   pthread_mutex_lock(&m->mu);
@@ -90,6 +90,8 @@ char *metrics_render(serve_metrics *m, long in_flight, size_t *len) {
           "# TYPE mskx_http_requests_aborted_total counter\nmskx_http_requests_aborted_total %llu\n", c.aborted);
   put(&t, "# HELP mskx_http_requests_in_flight Requests being received, computed or answered now.\n"
           "# TYPE mskx_http_requests_in_flight gauge\nmskx_http_requests_in_flight %ld\n", in_flight);
+  put(&t, "# HELP mskx_http_request_body_bytes Bytes of request bodies held in memory now.\n"
+          "# TYPE mskx_http_request_body_bytes gauge\nmskx_http_request_body_bytes %zu\n", buffered);
   put(&t, "# HELP mskx_http_connections_cut_total Connections closed for slow request headers or bodies.\n"
           "# TYPE mskx_http_connections_cut_total counter\n"
           "mskx_http_connections_cut_total{reason=\"headers\"} %llu\n"

@@ -33,7 +33,8 @@ void metrics_busy(serve_metrics *m);
 /* Connections the watchdog closed, by reason. */
 void metrics_cut(serve_metrics *m, int headers, int bodies);
 /* The exposition text, malloc'd (NULL when out of memory); in_flight is
- * the server's count of requests in progress. */
-char *metrics_render(serve_metrics *m, long in_flight, size_t *len);
+ * the server's count of requests in progress, buffered the bytes of request
+ * bodies it holds. */
+char *metrics_render(serve_metrics *m, long in_flight, size_t buffered, size_t *len);
 
 #endif

@@ -136,8 +136,9 @@ void handle_get(server *s, int route, reply *r) {
     size_t len = 0;
     pthread_mutex_lock(&s->mu);
     long in_flight = s->in_flight;
+    size_t buffered = s->buffered;
     pthread_mutex_unlock(&s->mu);
-    char *text = metrics_render(&s->metrics, in_flight, &len);
+    char *text = metrics_render(&s->metrics, in_flight, buffered, &len);
     if (!text) {
       reply_error(r, 500, "out of memory");
       return;

@@ -6,6 +6,7 @@
   http_client.py slowloris URL PID FIXDIR slow clients; the server runs with
                                           --max-per-ip 8 --header-timeout 2 --min-rate 1000
   http_client.py framing URL PID FIXDIR   ambiguous body framing is refused
+  http_client.py body_budget URL PID FIXDIR  --max-body 200000 --max-buffered 300000
 
 FIXDIR holds the fixtures serve_test.sh writes (study/, ref.json, ...). The
 server under `suite` runs with --max-body 2000000 --max-images 4
@@ -585,6 +586,32 @@ def slowloris(url, pid, fx):
           vals.get('mskx_http_connections_cut_total{reason="body"}', 0) >= 1, vals)
 
 
+def body_budget(url, pid, fx):
+    """The server runs with --max-body 200000 --max-buffered 300000: while
+    one upload holds 250000 bytes of body, a second gets 503 + Retry-After
+    as soon as its body would pass the budget; both get answers, and the
+    budget is all given back."""
+    head = "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
+    first = raw_connect(url)
+    first.sendall((head % 190000).encode() + b"x" * 150000)
+    time.sleep(0.3)
+    _, _, mid = metrics(url)
+    second = raw_connect(url)
+    second.sendall((head % 150000).encode() + b"y" * 150000)
+    s2, h2, b2 = read_response(second)
+    second.close()
+    check("body_budget_503", s2 == 503 and h2.get("retry-after") == "1" and
+          "request bodies in memory" in (as_json(b2) or {}).get("error", ""), (s2, b2[:200]))
+    first.sendall(b"x" * 40000)
+    s1, _, b1 = read_response(first)
+    first.close()
+    check("body_budget_first_answered", s1 == 400 and "not a PNG" in (as_json(b1) or {}).get("error", ""), (s1, b1[:200]))
+    time.sleep(0.3)
+    _, _, after = metrics(url)
+    check("body_budget_counted_and_released", mid.get("mskx_http_request_body_bytes", 0) >= 150000 and
+          after.get("mskx_http_request_body_bytes") == 0, (mid.get("mskx_http_request_body_bytes"), after.get("mskx_http_request_body_bytes")))
+
+
 def framing(url, pid, fx):
     """Requests whose body length a proxy could read differently get 400 and
     the connection is closed: a request smuggled behind them is never run."""
@@ -619,7 +646,8 @@ def main():
     if cmd == "wait":
         return wait(sys.argv[2], sys.argv[3])
     url, pid, fx = sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    {"suite": suite, "sigterm": sigterm, "slowloris": slowloris, "framing": framing}[cmd](url, pid, fx)
+    {"suite": suite, "sigterm": sigterm, "slowloris": slowloris, "framing": framing,
+     "body_budget": body_budget}[cmd](url, pid, fx)
     return 1 if FAILED else 0
 
 

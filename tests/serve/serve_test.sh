@@ -202,6 +202,14 @@ assert m["members"][1]["models"]["XR_WRIST"]["file"] == "tiny.safetensors", m' "
   stopped_ok ensemble_server_stops "$F" 10
 fi
 
+# Server G: request bodies held in memory are bounded over all requests.
+if start_server G --max-body 200000 --max-buffered 300000; then
+  G=$pid
+  run_py body_budget body_budget "$url" "$G" "$fx"
+  kill -TERM "$G"
+  stopped_ok body_budget_server_stops "$G" 10
+fi
+
 # Server E: slow clients (slowloris headers, slow bodies, many connections
 # from one address) and ambiguous body framing.
 if start_server E --max-per-ip 8 --header-timeout 2 --min-rate 1000 --timeout 30 --max-connections 64; then
