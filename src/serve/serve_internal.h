@@ -16,6 +16,15 @@ enum route {
   ROUTE_PREDICT
 };
 
+#define SERVE_LOG_SEEN 4        /* distinct daemon log lines whose repeats are counted */
+#define SERVE_LOG_REPEAT_S 1.0  /* each is printed at most once per this many seconds */
+
+typedef struct log_seen {
+  char text[1024];
+  double since;              /* when it was last printed */
+  long repeats;              /* since then, not printed */
+} log_seen;
+
 struct server {
   struct MHD_Daemon *daemon;
   mskx_model *model;
@@ -31,6 +40,8 @@ struct server {
   int n_paths;               /*   never shown to clients (see client_message) */
   int stopping;
   int port;
+  pthread_mutex_t log_mu;
+  log_seen seen[SERVE_LOG_SEEN];
 };
 
 /* An answer being prepared. body is malloc'd unless is_static. */

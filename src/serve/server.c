@@ -360,13 +360,43 @@ static void on_cut(void *user, int headers, int bodies) {
   }
 }
 
+/* libmicrohttpd logs a line per refused or broken connection, so a flood
+ * of connections would flood the log: each distinct line is printed once
+ * per SERVE_LOG_REPEAT_S seconds, and then how often it came meanwhile. */
+static void log_repeats(server *s, const log_seen *l) {
+  char msg[sizeof l->text + 64];
+  snprintf(msg, sizeof msg, "(%ld more: %s)", l->repeats, l->text);
+  s->cfg.on_log(s->cfg.log_user, msg);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   server *s = cls;
-  char msg[1024];
+  char msg[sizeof s->seen[0].text];
   vsnprintf(msg, sizeof msg, fmt, ap);
   size_t n = strlen(msg);
   while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
-  if (s->cfg.on_log) s->cfg.on_log(s->cfg.log_user, msg);
+  if (!s->cfg.on_log) return;
+  double now = now_seconds();
+  log_seen before = {0}, *l = NULL, *oldest = &s->seen[0];
+  pthread_mutex_lock(&s->log_mu);
+  for (int i = 0; i < SERVE_LOG_SEEN && !l; i++) {
+    if (!strcmp(s->seen[i].text, msg)) l = &s->seen[i];
+    else if (s->seen[i].since < oldest->since) oldest = &s->seen[i];
+  }
+  int print = 1;
+  if (l && now - l->since < SERVE_LOG_REPEAT_S) {
+    l->repeats++;
+    print = 0;
+  } else {
+    if (!l) l = oldest;
+    before = *l;
+    snprintf(l->text, sizeof l->text, "%s", msg);
+    l->since = now;
+    l->repeats = 0;
+  }
+  pthread_mutex_unlock(&s->log_mu);
+  if (before.repeats) log_repeats(s, &before);
+  if (print) s->cfg.on_log(s->cfg.log_user, msg);
 }
 
 static int check_config(const serve_config *c, mskx_err *e) {
@@ -417,6 +447,7 @@ int server_start(mskx_model *m, const serve_config *cfg, server **out, mskx_err 
   metrics_init(&s->metrics);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->idle, NULL);
+  pthread_mutex_init(&s->log_mu, NULL);
   if ((rc = client_names_init(s, e)) ||
       (rc = watchdog_start(cfg->header_timeout_s, cfg->min_rate, on_cut, s, &s->wd, e))) {
     server_stop(s, 0);
@@ -478,8 +509,12 @@ int server_stop(server *s, double grace_s) {
   }
   watchdog_stop(s->wd);   /* after the daemon: every connection is closed */
   client_names_free(s);
+  if (s->cfg.on_log)
+    for (int i = 0; i < SERVE_LOG_SEEN; i++)
+      if (s->seen[i].repeats) log_repeats(s, &s->seen[i]);
   pthread_cond_destroy(&s->idle);
   pthread_mutex_destroy(&s->mu);
+  pthread_mutex_destroy(&s->log_mu);
   metrics_destroy(&s->metrics);
   free(s);
   return (int)left;

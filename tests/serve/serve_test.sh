@@ -220,4 +220,7 @@ if start_server E --max-per-ip 8 --header-timeout 2 --min-rate 1000 --timeout 30
   check slow_body_logged grep -Eq 'POST /v1/predict - [0-9.]+ ms - request body slower than the minimum rate' "$T/E.log"
   kill -TERM "$E"
   stopped_ok slowloris_server_stops "$E" 10
+  # Twelve refused connections within a second: one line and a count, not twelve lines.
+  check refused_connections_logged_once sh -c '[ "$(grep -c "reached connection limit" "$1")" -le 3 ] &&
+    grep -Eq "^mskx serve: \([0-9]+ more: Server reached connection limit" "$1"' _ "$T/E.log"
 fi
