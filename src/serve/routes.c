@@ -41,10 +41,21 @@ static void reply_json(reply *r, int status, cJSON *o) {
   r->content_type = "application/json";
 }
 
+/* A message cut at its buffer's end may end inside a UTF-8 sequence (a
+ * client's file name); JSON needs whole characters, so the piece goes. */
+static void trim_partial_utf8(char *s) {
+  size_t n = strlen(s), k = n;
+  while (k > 0 && n - k < 3 && ((unsigned char)s[k - 1] & 0xC0) == 0x80) k--;
+  if (k == 0 || (unsigned char)s[k - 1] < 0xC0) return;
+  unsigned char lead = (unsigned char)s[k - 1];
+  size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+  if (n - (k - 1) < want) s[k - 1] = 0;
+}
+
 void reply_error(reply *r, int status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(r->error, sizeof r->error, fmt, ap);
+  if ((size_t)vsnprintf(r->error, sizeof r->error, fmt, ap) >= sizeof r->error) trim_partial_utf8(r->error);
   va_end(ap);
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "error", r->error);

@@ -290,6 +290,8 @@ def check_bad(url, fx, study):
         ("bad_alpha_value", 400, "POST", "/v1/predict?cam=1&alpha=2", body_ok, ct_ok, "alpha"),
         ("bad_part_value", 400, "POST", "/v1/predict?part=XR_%27;drop", body_ok, ct_ok, "part"),
         ("unknown_path_404", 404, "GET", "/v2/nothing", None, None, "/v2/nothing"),
+        # An error cut at its size limit inside a UTF-8 character stays valid JSON (UTF-8).
+        ("long_utf8_path_404", 404, "GET", "/x" + "%C3%A9" * 300, None, None, "no such endpoint: /x\u00e9"),
         ("wrong_method_get_predict_405", 405, "GET", "/v1/predict", None, None, "GET"),
         ("wrong_method_post_health_405", 405, "POST", "/v1/health", b"{}", "application/json", "POST"),
         ("wrong_method_delete_model_405", 405, "DELETE", "/v1/model", None, None, "DELETE"),
