@@ -39,6 +39,10 @@ check_fails cli_missing_model_file "nope.safetensors" "$MSKX_BIN" serve --model 
 check_fails cli_bad_port "--port" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --port 70000
 check_fails cli_bad_limit "--max-images" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --max-images 0
 check_fails cli_unknown_option "mskx serve --help" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --bogus
+check_fails cli_bad_header_timeout "--header-timeout" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --header-timeout 0
+check_fails cli_bad_min_rate "--min-rate" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --min-rate -1
+check_fails cli_buffered_below_body "max_buffered .* is less than max_body" "$MSKX_BIN" serve \
+  --model "$fx/tiny.safetensors" --port 0 --max-body 2000 --max-buffered 1000
 
 # start_server NAME ARGS...: starts on a free port; sets pid and url.
 start_server() {
