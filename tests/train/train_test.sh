@@ -110,3 +110,25 @@ if grep -q avx512_bf16 /proc/cpuinfo; then
 else
   echo "# skipped bf16 training: this CPU has no native bf16"
 fi
+
+# 8. A full disk: the checkpoint's temporary is a link to /dev/full (the same
+# pid after exec), so writing last.safetensors fails with ENOSPC. The error
+# says why, and nothing partial is left in the run folder.
+if [ -w /dev/full ]; then
+  mkdir -p "$T/full"
+  bash -c 'ln -s /dev/full "$1/last.safetensors.tmp.$$"; shift; exec "$@"' _ "$T/full" \
+    "$MSKX_BIN" train --data "$DATA" --out "$T/full" "${COMMON[@]}" --epochs 1 >"$T/out" 2>"$T/err"
+  rc=$?
+  if [ "$rc" = 1 ] && grep -q "last.safetensors: write failed: No space left on device" "$T/err"; then
+    pass full_disk_says_why
+  else
+    fail full_disk_says_why "exit $rc: $(head -c 300 "$T/err")"
+  fi
+  left=$(ls -A "$T/full" | grep -c '\.tmp\.')
+  [ "$left" = 0 ] && [ ! -e "$T/full/last.safetensors" ] && pass full_disk_leaves_nothing_partial ||
+    fail full_disk_leaves_nothing_partial "$(ls -A "$T/full" | tr '\n' ' ')"
+  # Output to a full stdout is an error too, not a silent exit 0.
+  check_fails full_stdout_says_why "No space left on device" bash -c '"$0" train --help >/dev/full' "$MSKX_BIN"
+else
+  echo "# skipped full-disk checks: no /dev/full"
+fi
