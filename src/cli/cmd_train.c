@@ -51,6 +51,9 @@ static const char *const usage =
     "  --no-augment\n"
     "Other:\n"
     "  --strict                unreadable images are errors (default: skipped and counted)\n"
+    "  --max-skipped F         fraction of an epoch's training images that may be skipped as\n"
+    "                          unreadable (default 0.01); beyond it, or when none can be read,\n"
+    "                          training stops with an error\n"
     "  --cache                 keep decoded, resized images in a memory-mapped cache\n"
     "  --max-batches N         at most N training batches per epoch (quick experiments)\n"
     "  --force                 overwrite an existing run in RUN_DIR\n"
@@ -65,8 +68,8 @@ enum {
   O_DATA = 256, O_OUT, O_ARCH, O_PARTS, O_PERPART, O_SIZE, O_KEEP, O_BATCH, O_EPOCHS, O_SEED, O_THREADS, O_LTHREADS,
   O_PREC, O_PRE, O_FREEZE, O_OPT, O_LR, O_B1, O_B2, O_EPS, O_WD, O_MOM, O_NEST, O_RHO, O_SCHED, O_DROP, O_EDROP,
   O_MON, O_FACTOR, O_PAT, O_MIND, O_COOL, O_MINLR, O_WARM, O_CW, O_EARLY, O_SELECT, O_HFLIP, O_VFLIP, O_ROT,
-  O_SHIFT, O_ZOOM, O_BRIGHT, O_CONTRAST, O_NOAUG, O_STRICT, O_CACHE, O_MAXB, O_FORCE, O_RESUME, O_SYNCBN, O_BUCKET,
-  O_HELP
+  O_SHIFT, O_ZOOM, O_BRIGHT, O_CONTRAST, O_NOAUG, O_STRICT, O_MAXSKIP, O_CACHE, O_MAXB, O_FORCE, O_RESUME,
+  O_SYNCBN, O_BUCKET, O_HELP
 };
 
 static const struct option longs[] = {
@@ -83,6 +86,7 @@ static const struct option longs[] = {
     {"select", 1, 0, O_SELECT}, {"hflip", 1, 0, O_HFLIP}, {"vflip", 1, 0, O_VFLIP}, {"rotate", 1, 0, O_ROT},
     {"shift", 1, 0, O_SHIFT}, {"zoom", 1, 0, O_ZOOM}, {"brightness", 1, 0, O_BRIGHT},
     {"contrast", 1, 0, O_CONTRAST}, {"no-augment", 0, 0, O_NOAUG}, {"strict", 0, 0, O_STRICT},
+    {"max-skipped", 1, 0, O_MAXSKIP},
     {"cache", 0, 0, O_CACHE}, {"max-batches", 1, 0, O_MAXB}, {"force", 0, 0, O_FORCE}, {"resume", 1, 0, O_RESUME},
     {"sync-bn", 0, 0, O_SYNCBN}, {"bucket-kb", 1, 0, O_BUCKET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
 
@@ -159,6 +163,7 @@ static int parse_one(train_cli *t, int o, char *monitor) {
     case O_NEST: t->opt_set[OV_NEST] = 1; return 0;
     case O_NOAUG: memset(&c->aug, 0, sizeof c->aug); return 0;
     case O_STRICT: c->strict = 1; return 0;
+    case O_MAXSKIP: if (num("max-skipped", 0, 1, &d)) return 1; c->max_skipped = d; return 0;
     case O_CACHE: c->cache = 1; return 0;
     case O_SYNCBN: c->sync_bn = 1; return 0;
     case O_BUCKET:

@@ -196,6 +196,24 @@ static int share_weights(run_ctx *r, mskx_err *e) {
   return rc;
 }
 
+/* Unreadable training images are skipped, up to --max-skipped of an epoch's
+ * images; an epoch that read none is an error whatever the limit. */
+static int check_skipped(const run_ctx *r, int epoch, long long read, long long skipped, const loader_stats *ls,
+                         mskx_err *e) {
+  const char *last = ls->n_skip_msgs ? ls->skip_msgs[ls->n_skip_msgs - 1] : "";
+  const char *sep = ls->n_skip_msgs ? "; the last: " : "";
+  if (read == 0)
+    return err_set(e, MSKX_EIO, "epoch %d: no training image could be read (%lld unreadable)%s%s", epoch + 1,
+                   skipped, sep, last);
+  double share = (double)skipped / (double)(read + skipped);
+  if (share > r->cfg.max_skipped)
+    return err_set(e, MSKX_EIO,
+                   "epoch %d: %lld of %lld training images (%.1f%%) were unreadable, more than --max-skipped %g "
+                   "allows%s%s",
+                   epoch + 1, skipped, read + skipped, 100 * share, r->cfg.max_skipped, sep, last);
+  return MSKX_OK;
+}
+
 static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) {
   const train_config *c = &r->cfg;
   int rc = net_plan(r->net, r->local_batch, c->size, c->size, 1, c->prec, e);
@@ -206,6 +224,8 @@ static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) 
   if (!rc && nb == 0) rc = err_set(e, MSKX_EINVAL, "the training split has fewer images than one batch (%d)", c->batch);
   if ((rc = dist_agree(r->dist, rc, e))) return rc;
   int frozen = epoch < c->freeze_backbone_epochs;
+  /* The epoch's rate even when no step runs (schedules are pure functions of the position). */
+  st->lr = schedule_lr(r->sched, epoch, 0, nb);
   double t0 = now_seconds(), sum = 0, comm0 = dist_comm_seconds(r->dist);
   long long imgs = 0;
   for (int b = 0; b < nb; b++) {
@@ -243,7 +263,8 @@ static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) 
   st->images_per_s = imgs / (st->train_seconds > 0 ? st->train_seconds : 1e-9);
   if (ls.skipped && ls.n_skip_msgs)
     notify(r, TRAIN_PHASE_INFO, epoch, 0, 0, 0, 0, 0, 0, ls.skip_msgs[ls.n_skip_msgs - 1]);
-  return MSKX_OK;
+  /* Every process has the same global counts, hence the same verdict. */
+  return dist_agree(r->dist, check_skipped(r, epoch, imgs, st->skipped, &ls, e), e);
 }
 
 /* One epoch plus its bookkeeping; sets *stop when training should end. */

@@ -35,6 +35,7 @@ typedef struct train_config {
   aug_config aug;
   int keep_aspect;
   int strict;                /* unreadable images are errors instead of skipped */
+  double max_skipped;        /* fraction of an epoch's training images that may be skipped as unreadable */
   int cache;                 /* preprocessing cache under the run folder */
   int max_batches;           /* per epoch, 0 = all (quick experiments and tests) */
   int sync_bn;               /* data-parallel: batch-norm statistics over all processes */

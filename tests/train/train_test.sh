@@ -132,3 +132,32 @@ if [ -w /dev/full ]; then
 else
   echo "# skipped full-disk checks: no /dev/full"
 fi
+
+# 9. Unreadable training images: a few are skipped and counted, more than
+# --max-skipped (default 0.01) is an error, an epoch with none readable too.
+cp -r "$T/syn" "$T/bad"
+BAD="$T/bad/MURA-v1.1"
+corrupt() { while read -r rel; do printf 'not an image' > "$T/bad/$rel"; done; }
+sed -n '1~10p' "$BAD/train_image_paths.csv" | corrupt   # 9 of 89
+# (drop_last: an epoch reads 88 of the 89 images, in a seeded order)
+check_fails skipped_over_limit "epoch 1: [89] of 88 training images \([0-9.]+%\) were unreadable, more than --max-skipped 0\.01" \
+  "$MSKX_BIN" train --data "$BAD" --out "$T/sk0" "${COMMON[@]}" --epochs 1
+check skipped_under_limit "$MSKX_BIN" train --data "$BAD" --out "$T/sk1" "${COMMON[@]}" --epochs 1 --max-skipped 0.2
+if py "$T/sk1" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+cfg = json.load(open(os.path.join(d, "config.json")))
+assert cfg["max_skipped"] == 0.2, cfg.get("max_skipped")
+l = json.loads(open(os.path.join(d, "log.jsonl")).readline())
+assert l["skipped_images"] in (8, 9) and abs(l["lr"] - 1e-3) < 1e-12 and l["train_loss"] is not None, l
+PY
+then pass skipped_logged_with_lr; else fail skipped_logged_with_lr "config.json or log.jsonl check failed"; fi
+# --resume takes the limit from config.json: with the default it would stop.
+check resume_keeps_max_skipped "$MSKX_BIN" train --resume "$T/sk1" --epochs 2
+sed -n '1~2p' "$BAD/train_image_paths.csv" | corrupt   # 45 of 89
+check_fails resume_checks_max_skipped "more than --max-skipped 0\.2 allows" "$MSKX_BIN" train --resume "$T/sk1" --epochs 3
+corrupt < "$BAD/train_image_paths.csv"
+check_fails no_readable_training_image "epoch 1: no training image could be read \(88 unreadable\)" \
+  "$MSKX_BIN" train --data "$BAD" --out "$T/sk2" "${COMMON[@]}" --epochs 1 --max-skipped 1
+[ ! -e "$T/sk2/log.jsonl" ] && pass no_readable_epoch_not_logged || fail no_readable_epoch_not_logged "$(cat "$T/sk2/log.jsonl")"
+check_fails max_skipped_range "max-skipped.*out of range" "$MSKX_BIN" train --data "$DATA" --out "$T/x" --max-skipped 1.5
