@@ -2,6 +2,7 @@
  * mpirun (or srun) it also starts MPI and ends the job if a process fails. */
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,6 +286,35 @@ static void on_progress(void *vctx, const train_progress *p) {
           pc->tty ? "" : "\n");
 }
 
+/* ---- SIGTERM and SIGINT ---- */
+
+/* The signal that asked the run to stop (0: none); the trainer polls it as
+ * its cancel flag, so checkpoints are finished and no temporary is left. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+  if (stop_signal) {  /* asked twice: stop at once (--resume removes what is left) */
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  stop_signal = sig;
+  static const char msg[] = "\nmskx train: stopping at the next step, after any checkpoint being written "
+                            "(signal again to stop at once)\n";
+  ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)w;
+}
+
+static void catch_stop_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+}
+
 /* ---- processes of an mpirun/srun launch ---- */
 
 /* Set by mpirun (OpenMPI), Slurm's srun (PMI/PMIx) or by hand; without them
@@ -355,6 +385,18 @@ static int job_fail(dist *d, const mskx_err *e) { return (void)d, cli_error("tra
 static void job_end(dist *d) { (void)d; }
 #endif
 
+/* A run stopped by SIGTERM or SIGINT (on any process of a job: the stop is
+ * agreed): what is saved, how to go on, and the shell's code for the signal. */
+static int stopped(dist *d, const mskx_err *e, const char *dir) {
+  int sig = stop_signal ? stop_signal : SIGTERM;
+  if (dist_rank(d) == 0) {
+    fprintf(stderr, "mskx train: interrupted by %s: %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM", e->msg);
+    fprintf(stderr, "mskx train: continue with: mskx train --resume %s\n", dir);
+  }
+  job_end(d);
+  return 128 + sig;
+}
+
 int cmd_train(int argc, char **argv) {
   train_cli t;
   memset(&t, 0, sizeof t);
@@ -382,19 +424,21 @@ int cmd_train(int argc, char **argv) {
   /* Rank 0 alone reports progress. */
   int root = dist_rank(d) == 0;
   progress_ctx pc = {isatty(2), 0};
-  train_progress_fn fn = root ? on_progress : NULL;
+  train_hooks hooks = {root ? on_progress : NULL, &pc, &stop_signal};
   train_summary sum = {0};
   mskx_err e = {0};
   double t0 = now_seconds();
+  const char *dir = t.resume ? t.resume : t.c.out;
+  catch_stop_signals();
   int rc;
   if (t.resume)
-    rc = train_resume(t.resume, t.epochs_set ? t.c.epochs : 0, d, fn, &pc, &sum, &e);
+    rc = train_resume(t.resume, t.epochs_set ? t.c.epochs : 0, d, &hooks, &sum, &e);
   else
-    rc = train_run(&t.c, t.force, d, fn, &pc, &sum, &e);
+    rc = train_run(&t.c, t.force, d, &hooks, &sum, &e);
+  if (rc == MSKX_ECANCELED && (dist_size(d) == 1 || dist_failed_rank(d) >= 0)) return stopped(d, &e, dir);
   if (rc) return dist_size(d) > 1 ? job_fail(d, &e) : (job_end(d), cli_error("train", &e));
   job_end(d);
   if (!root) return 0;
-  const char *dir = t.resume ? t.resume : t.c.out;
   fprintf(stderr, "done in %.0f s: %d epochs, best validation kappa %.4f", now_seconds() - t0, sum.epochs_run,
           sum.best_kappa);
   if (sum.best_epoch >= 0) fprintf(stderr, " (epoch %d)", sum.best_epoch + 1);
