@@ -49,9 +49,13 @@ static int run(int argc, char **argv) {
       {"forward", cmd_forward, "run a network on an .npy batch (parity and debugging)"},
   };
   int n = (int)(sizeof cmds / sizeof cmds[0]);
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+  if (argc < 2) {  /* a usage error: the usage goes where errors go */
+    usage(stderr, cmds, n);
+    return CLI_EXIT_USAGE;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(stdout, cmds, n);
-    return argc < 2 ? 2 : 0;
+    return 0;
   }
   if (!strcmp(argv[1], "--version")) {
     printf("mskx %s\n", MSKX_VERSION);
@@ -61,7 +65,7 @@ static int run(int argc, char **argv) {
     if (cmds[i].fn && !strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "mskx: unknown command '%s'\n", argv[1]);
   usage(stderr, cmds, n);
-  return 2;
+  return CLI_EXIT_USAGE;
 }
 
 int main(int argc, char **argv) { return end_output(run(argc, argv)); }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "models/net.h"
+#include "train/class_weights.h"
 #include "train/trainer.h"
 
 /* MURA paper (Rajpurkar et al. 2017, section 3): batch 8, Adam lr 1e-4,
@@ -57,6 +58,8 @@ int train_config_validate(const train_config *c, mskx_err *e) {
   if (c->threads < 0 || c->loader_threads < 1) return err_set(e, MSKX_EINVAL, "thread counts must be positive");
   if ((rc = optim_config_validate(&c->optim, e))) return rc;
   if ((rc = schedule_config_validate(&c->sched, e))) return rc;
+  cw_spec cw;
+  if ((rc = cw_parse(c->class_weights, &cw, e))) return err_prefix(e, "--class-weights");
   if (strcmp(c->select, "kappa") && strcmp(c->select, "loss"))
     return err_set(e, MSKX_EINVAL, "--select %s: expected kappa or loss", c->select);
   if (c->early_stop < 0) return err_set(e, MSKX_EINVAL, "--early-stop must be >= 0");
