@@ -64,7 +64,9 @@ int run_dir_prepare(const train_config *c, int force, mskx_err *e) {
     static const char *const old[] = {"last.safetensors", "best.safetensors", "log.jsonl", "bundle.json"};
     for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) {
       char p[2048];
-      if (!path_join(p, sizeof p, c->out, old[i], NULL)) remove(p);
+      if ((rc = path_join(p, sizeof p, c->out, old[i], e))) return rc;
+      if (remove(p) != 0 && errno != ENOENT)
+        return err_set(e, MSKX_EIO, "%s: cannot remove the old run's file (--force): %s", p, strerror(errno));
     }
   }
   return run_dir_write_config(c, e);
