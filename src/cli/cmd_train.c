@@ -446,6 +446,9 @@ int cmd_train(int argc, char **argv) {
   if (rc) return dist_size(d) > 1 ? job_fail(d, &e) : (job_end(d), cli_error("train", &e));
   job_end(d);
   if (!root) return 0;
+  if (stop_signal)  /* it came during the last checkpoint: the run is complete, nothing to resume */
+    fprintf(stderr, "mskx train: %s came as the last epoch was saved; the run is complete\n",
+            stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
   fprintf(stderr, "done in %.0f s: %d epochs, best validation kappa %.4f", now_seconds() - t0, sum.epochs_run,
           sum.best_kappa);
   if (sum.best_epoch >= 0) fprintf(stderr, " (epoch %d)", sum.best_epoch + 1);
