@@ -22,7 +22,9 @@ enum mskx_status {
   MSKX_EUNSUPPORTED = 6,/* valid but not supported (dtype, layout, arch) */
   MSKX_ELIMIT = 7,      /* a configured limit was exceeded (pixels, sizes) */
   MSKX_EBACKEND = 8,    /* the compute backend (oneDNN) reported a failure */
-  MSKX_EINTERNAL = 9
+  MSKX_EINTERNAL = 9,
+  MSKX_EBUSY = 10       /* a shared resource (the decode memory budget) stayed
+                           spent for the wait limit; retrying later can succeed */
 };
 
 typedef struct mskx_err {
