@@ -511,7 +511,7 @@ TEST(declared_size_above_limit) {
   uint8_t *png;
   size_t len;
   grey8_png(64, 48, 1, &png, &len);
-  image_limits lim = {1000};
+  image_limits lim = {1000, NULL};
   CHECK_EQ_INT(image_decode(png, len, "small.png", &lim, &img, &e), MSKX_ELIMIT);
   CHECKF(strstr(e.msg, "small.png: declares 64x48 pixels, above the limit of 1000"), "message: %s", e.msg);
   lim.max_pixels = 64 * 48;
