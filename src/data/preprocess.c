@@ -275,6 +275,11 @@ int resize_gray(const gray_image *src, int s, int keep_aspect, float *dst, mskx_
   return MSKX_OK;
 }
 
+/* The 8-bit cache's rounding of a float resize result. */
+static void round_u8(const float *f, size_t n, uint8_t *dst) {
+  for (size_t i = 0; i < n; i++) dst[i] = (uint8_t)(f[i] * 255.0f + 0.5f);
+}
+
 int resize_gray_u8(const gray_image *src, int s, int keep_aspect, uint8_t *dst, mskx_err *e) {
   if (s <= 0 || s > RESIZE_MAX_SIDE || !dst)
     return err_set(e, MSKX_EINVAL, "resize: bad output size %d (1..%d)", s, RESIZE_MAX_SIDE);
@@ -282,8 +287,50 @@ int resize_gray_u8(const gray_image *src, int s, int keep_aspect, uint8_t *dst, 
   float *f = malloc(n * sizeof(float));
   if (!f) return err_set(e, MSKX_ENOMEM, "resize: cannot allocate %dx%d floats", s, s);
   int rc = resize_gray(src, s, keep_aspect, f, e);
-  if (!rc)
-    for (size_t i = 0; i < n; i++) dst[i] = (uint8_t)(f[i] * 255.0f + 0.5f);
+  if (!rc) round_u8(f, n, dst);
+  free(f);
+  return rc;
+}
+
+/* The sink of resize_file: one stream with one output. */
+typedef struct file_sink {
+  resize_out out;
+  resize_stream *rs;
+} file_sink;
+
+static uint64_t file_sink_cost(void *ctx, int w, int h) {
+  file_sink *fs = ctx;
+  return resize_stream_bytes(w, h, &fs->out, 1);
+}
+
+static int file_sink_begin(void *ctx, int w, int h, mskx_err *e) {
+  file_sink *fs = ctx;
+  return resize_stream_create(w, h, &fs->out, 1, &fs->rs, e);
+}
+
+static void file_sink_row(void *ctx, const uint8_t *row) {
+  file_sink *fs = ctx;
+  resize_stream_row(fs->rs, row);
+}
+
+int resize_file(const char *path, const image_limits *lim, int s, int keep_aspect, float *dst, mskx_err *e) {
+  if (s <= 0 || s > RESIZE_MAX_SIDE || !dst)
+    return err_set(e, MSKX_EINVAL, "resize: bad output size %d (1..%d)", s, RESIZE_MAX_SIDE);
+  file_sink fs = {.out = {.s = s, .keep_aspect = keep_aspect, .dst = dst}};
+  image_sink sink = {file_sink_cost, file_sink_begin, file_sink_row, &fs};
+  int rc = image_stream_file(path, lim, &sink, e);
+  resize_stream_destroy(fs.rs);
+  return rc;
+}
+
+int resize_file_u8(const char *path, const image_limits *lim, int s, int keep_aspect, uint8_t *dst, mskx_err *e) {
+  if (s <= 0 || s > RESIZE_MAX_SIDE || !dst)
+    return err_set(e, MSKX_EINVAL, "resize: bad output size %d (1..%d)", s, RESIZE_MAX_SIDE);
+  size_t n = (size_t)s * (size_t)s;
+  float *f = malloc(n * sizeof(float));
+  if (!f) return err_set(e, MSKX_ENOMEM, "resize: cannot allocate %dx%d floats", s, s);
+  int rc = resize_file(path, lim, s, keep_aspect, f, e);
+  if (!rc) round_u8(f, n, dst);
   free(f);
   return rc;
 }

@@ -37,6 +37,11 @@ int resize_gray(const gray_image *src, int s, int keep_aspect, float *dst, mskx_
 /* 8-bit variant used by the preprocessing cache: rounds the float result. */
 int resize_gray_u8(const gray_image *src, int s, int keep_aspect, uint8_t *dst, mskx_err *e);
 
+/* resize_gray and resize_gray_u8 of image_load(path), decoded straight into
+ * the resize: no whole image is held (see image_stream). */
+int resize_file(const char *path, const image_limits *lim, int s, int keep_aspect, float *dst, mskx_err *e);
+int resize_file_u8(const char *path, const image_limits *lim, int s, int keep_aspect, uint8_t *dst, mskx_err *e);
+
 /* Streaming resize: the rows of one w x h 8-bit image go in top to bottom,
  * once, and feed several outputs; each output gets exactly the floats that
  * resize_gray makes of the whole image (same tables, same order of float
