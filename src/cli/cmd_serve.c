@@ -8,6 +8,9 @@
 #include "cli/cli.h"
 #include "serve/serve.h"
 
+/* How long a prediction waits for decode budget before its 503. */
+#define SERVE_DECODE_WAIT_MS 2000
+
 static const char *const usage =
     "usage: mskx serve --model M [options]\n"
     "\n"
@@ -28,6 +31,10 @@ static const char *const usage =
     "                         (default 268435456 = 16384 x 16384)\n"
     "  --max-concurrent N     predictions admitted at once; more get 503 with\n"
     "                         Retry-After (default 8)\n"
+    "  --decode-budget BYTES  memory that image decoding may hold at once across\n"
+    "                         all predictions; a request that finds it spent for\n"
+    "                         2 s gets 503 with Retry-After, an image that alone\n"
+    "                         needs more gets 413 (default: a quarter of RAM)\n"
     "  --max-connections N    open connections, one thread each (default 256)\n"
     "  --timeout S            seconds a connection may stay idle (default 30)\n"
     "  --grace S              seconds shutdown waits for requests in progress (default 30)\n"
@@ -38,7 +45,7 @@ typedef struct serve_args {
   const char *model;
   int threads, bf16, quiet;
   long grace;
-  unsigned long long max_pixels;
+  unsigned long long max_pixels, decode_budget;
   serve_config cfg;
 } serve_args;
 
@@ -52,6 +59,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       {"max-concurrent", required_argument, 0, 'C'}, {"max-connections", required_argument, 0, 'N'},
       {"timeout", required_argument, 0, 't'},        {"grace", required_argument, 0, 'g'},
       {"quiet", no_argument, 0, 'q'},                {"help", no_argument, 0, 'h'},
+      {"decode-budget", required_argument, 0, 'D'},
       {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   serve_config_default(&a->cfg);
@@ -76,6 +84,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       case 'N': bad = cli_parse_int("serve", "max-connections", optarg, 1, 65536, &v); a->cfg.max_connections = (int)v; break;
       case 't': bad = cli_parse_int("serve", "timeout", optarg, 1, 86400, &v); a->cfg.timeout_s = (int)v; break;
       case 'g': bad = cli_parse_int("serve", "grace", optarg, 0, 86400, &v); a->grace = v; break;
+      case 'D': bad = cli_parse_int("serve", "decode-budget", optarg, 1, 1L << 50, &v); a->decode_budget = (unsigned long long)v; break;
       case 'q': a->quiet = 1; break;
       case 'h': fputs(usage, stdout); return 0;
       default: return cli_usage_error("serve");
@@ -125,6 +134,8 @@ int cmd_serve(int argc, char **argv) {
   lo.threads = a.threads;
   lo.precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32;
   lo.max_pixels = a.max_pixels;
+  lo.max_decode_bytes = a.decode_budget;
+  lo.decode_wait_ms = SERVE_DECODE_WAIT_MS;
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("serve", &e);
   struct mskx_model_info info;
