@@ -10,6 +10,7 @@ standard library only; prints PASS/FAIL lines.
   bomb_client.py too_big URL PNG               one image above the whole budget: 413
 Test tooling only.
 """
+import base64
 import os
 import struct
 import sys
@@ -81,6 +82,9 @@ def rss(url, pid, png, n, limit_mb):
     if ok:
         im = j["images"][0]
         check("bomb_reports_original_size", (im.get("width"), im.get("height")) == png_dims(png), str(im)[:300])
+        ov = base64.b64decode(im.get("overlay", ""))
+        dims = struct.unpack(">II", ov[16:24]) if len(ov) >= 24 else None
+        check("bomb_overlay_at_display_size", dims == (1024, 1024), "overlay %s" % (dims,))
     check("bomb_peak_rss_under_%d_mb" % limit_mb, after < limit_mb * 1024,
           "VmHWM %d kB, limit %d MB" % (after, limit_mb))
 
