@@ -33,8 +33,11 @@ static const char *const usage =
     "                         Retry-After (default 8)\n"
     "  --decode-budget BYTES  memory that image decoding may hold at once across\n"
     "                         all predictions; a request that finds it spent for\n"
-    "                         2 s gets 503 with Retry-After, an image that alone\n"
-    "                         needs more gets 413 (default: a quarter of RAM)\n"
+    "                         --decode-wait gets 503 with Retry-After, an image\n"
+    "                         that alone needs more gets 413 (default: a quarter\n"
+    "                         of RAM)\n"
+    "  --decode-wait MS       how long a prediction waits for decode budget\n"
+    "                         (default 2000; 0 = answer 503 at once)\n"
     "  --max-connections N    open connections, one thread each (default 256)\n"
     "  --timeout S            seconds a connection may stay idle (default 30)\n"
     "  --grace S              seconds shutdown waits for requests in progress (default 30)\n"
@@ -46,6 +49,7 @@ typedef struct serve_args {
   int threads, bf16, quiet;
   long grace;
   unsigned long long max_pixels, decode_budget;
+  long decode_wait;
   serve_config cfg;
 } serve_args;
 
@@ -59,11 +63,12 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       {"max-concurrent", required_argument, 0, 'C'}, {"max-connections", required_argument, 0, 'N'},
       {"timeout", required_argument, 0, 't'},        {"grace", required_argument, 0, 'g'},
       {"quiet", no_argument, 0, 'q'},                {"help", no_argument, 0, 'h'},
-      {"decode-budget", required_argument, 0, 'D'},
+      {"decode-budget", required_argument, 0, 'D'},  {"decode-wait", required_argument, 0, 'W'},
       {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   serve_config_default(&a->cfg);
   a->grace = SERVE_DEFAULT_GRACE;
+  a->decode_wait = SERVE_DECODE_WAIT_MS;
   long v;
   int c;
   optind = 1;
@@ -85,6 +90,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       case 't': bad = cli_parse_int("serve", "timeout", optarg, 1, 86400, &v); a->cfg.timeout_s = (int)v; break;
       case 'g': bad = cli_parse_int("serve", "grace", optarg, 0, 86400, &v); a->grace = v; break;
       case 'D': bad = cli_parse_int("serve", "decode-budget", optarg, 1, 1L << 50, &v); a->decode_budget = (unsigned long long)v; break;
+      case 'W': bad = cli_parse_int("serve", "decode-wait", optarg, 0, 3600000, &a->decode_wait); break;
       case 'q': a->quiet = 1; break;
       case 'h': fputs(usage, stdout); return 0;
       default: return cli_usage_error("serve");
@@ -135,7 +141,7 @@ int cmd_serve(int argc, char **argv) {
   lo.precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32;
   lo.max_pixels = a.max_pixels;
   lo.max_decode_bytes = a.decode_budget;
-  lo.decode_wait_ms = SERVE_DECODE_WAIT_MS;
+  lo.decode_wait_ms = a.decode_wait ? (int)a.decode_wait : -1;   /* the library's 0 means its default */
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("serve", &e);
   struct mskx_model_info info;

@@ -6,7 +6,8 @@ standard library only; prints PASS/FAIL lines.
                                                the server's peak RSS (VmHWM) must
                                                stay under LIMIT_MB
   bomb_client.py busy URL PNG N                a study of N copies, and meanwhile one
-                                               more: 503 with Retry-After (budget spent)
+                                               more: 503 with Retry-After (budget spent;
+                                               the server runs --decode-wait 0)
   bomb_client.py too_big URL PNG               one image above the whole budget: 413
 Test tooling only.
 """
@@ -97,7 +98,7 @@ def png_dims(path):
 def busy(url, png, n):
     """A study of n interlaced images keeps one image's worth of the budget
     in use for its whole run; a second study posted meanwhile finds the
-    budget spent, waits the server's 2 s, and gets 503 + Retry-After."""
+    budget spent and gets 503 + Retry-After (the server runs --decode-wait 0)."""
     first = {}
     t = threading.Thread(target=lambda: first.update(r=post_copies(url, png, n)))
     t.start()

@@ -46,9 +46,11 @@ if start bomb; then
 fi
 
 # A budget that holds one interlaced 16384 x 16384 image (1 byte per pixel
-# while its passes are collected) but not two.
-if start budget --decode-budget 400000000; then
-  timeout 600 $py "$client" busy "$url" "$fx/zero_il.png" 3
+# while its passes are collected) but not two; no wait, so that the second
+# study's 503 does not depend on how fast the first one's images decode (it
+# could only slip into the microseconds between two of them).
+if start budget --decode-budget 400000000 --decode-wait 0; then
+  timeout 600 $py "$client" busy "$url" "$fx/zero_il.png" 4
   kill "$pid"
 fi
 if start small_budget --decode-budget 100000000; then
@@ -56,3 +58,4 @@ if start small_budget --decode-budget 100000000; then
   kill "$pid"
 fi
 check_fails cli_bad_decode_budget "--decode-budget" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --decode-budget 0
+check_fails cli_bad_decode_wait "--decode-wait" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --decode-wait -1
