@@ -8,6 +8,9 @@
 #include "cli/cli.h"
 #include "serve/serve.h"
 
+/* How long a prediction waits for decode budget before its 503. */
+#define SERVE_DECODE_WAIT_MS 2000
+
 static const char *const usage =
     "usage: mskx serve --model M [options]\n"
     "\n"
@@ -30,6 +33,15 @@ static const char *const usage =
     "                         is complete; more get 503 with Retry-After (default 8)\n"
     "  --max-buffered BYTES   request bodies held in memory, all requests together;\n"
     "                         a body that would pass it gets 503 (default 536870912)\n"
+    "  --max-concurrent N     predictions admitted at once; more get 503 with\n"
+    "                         Retry-After (default 8)\n"
+    "  --decode-budget BYTES  memory that image decoding may hold at once across\n"
+    "                         all predictions; a request that finds it spent for\n"
+    "                         --decode-wait gets 503 with Retry-After, an image\n"
+    "                         that alone needs more gets 413 (default: a quarter\n"
+    "                         of RAM)\n"
+    "  --decode-wait MS       how long a prediction waits for decode budget\n"
+    "                         (default 2000; 0 = answer 503 at once)\n"
     "  --max-connections N    open connections, one thread each (default 256)\n"
     "  --max-per-ip N         open connections from one client address; more are\n"
     "                         closed at once (default 32; 0 = no limit)\n"
@@ -46,7 +58,8 @@ typedef struct serve_args {
   const char *model;
   int threads, bf16, quiet;
   long grace;
-  unsigned long long max_pixels;
+  unsigned long long max_pixels, decode_budget;
+  long decode_wait;
   serve_config cfg;
 } serve_args;
 
@@ -62,10 +75,12 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       {"max-buffered", required_argument, 0, 'M'},   {"max-per-ip", required_argument, 0, 'i'},
       {"header-timeout", required_argument, 0, 'D'}, {"min-rate", required_argument, 0, 'R'},
       {"quiet", no_argument, 0, 'q'},                {"help", no_argument, 0, 'h'},
+      {"decode-budget", required_argument, 0, 'U'},  {"decode-wait", required_argument, 0, 'W'},
       {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   serve_config_default(&a->cfg);
   a->grace = SERVE_DEFAULT_GRACE;
+  a->decode_wait = SERVE_DECODE_WAIT_MS;
   long v;
   int c;
   optind = 1;
@@ -90,6 +105,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       case 'i': bad = cli_parse_int("serve", "max-per-ip", optarg, 0, 65536, &v); a->cfg.max_per_ip = (int)v; break;
       case 'D': bad = cli_parse_int("serve", "header-timeout", optarg, 1, 86400, &v); a->cfg.header_timeout_s = (int)v; break;
       case 'R': bad = cli_parse_int("serve", "min-rate", optarg, 0, 1L << 40, &v); a->cfg.min_rate = (double)v; break;
+      case 'U': bad = cli_parse_int("serve", "decode-budget", optarg, 1, 1L << 50, &v); a->decode_budget = (unsigned long long)v; break;
+      case 'W': bad = cli_parse_int("serve", "decode-wait", optarg, 0, 3600000, &a->decode_wait); break;
       case 'q': a->quiet = 1; break;
       case 'h': fputs(usage, stdout); return 0;
       default: return cli_usage_error("serve");
@@ -156,6 +173,8 @@ int cmd_serve(int argc, char **argv) {
   lo.threads = a.threads;
   lo.precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32;
   lo.max_pixels = a.max_pixels;
+  lo.max_decode_bytes = a.decode_budget;
+  lo.decode_wait_ms = a.decode_wait ? (int)a.decode_wait : -1;   /* the library's 0 means its default */
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("serve", &e);
   struct mskx_model_info info;

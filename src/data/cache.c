@@ -117,11 +117,8 @@ static void build_chunk(const ds_split *s, const cache_config *cfg, int i0, int 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int j = 0; j < n; j++) {
     const ds_image *im = &s->images[i0 + j];
-    gray_image g = {0};
     mskx_err ie = {0};
-    int rc = image_load(im->path, &cfg->limits, &g, &ie);
-    if (!rc) rc = resize_gray_u8(&g, cfg->size, cfg->keep_aspect, buf + (size_t)j * px, &ie);
-    gray_image_free(&g);
+    int rc = resize_file_u8(im->path, &cfg->limits, cfg->size, cfg->keep_aspect, buf + (size_t)j * px, &ie);
     status[i0 + j] = rc == MSKX_OK;
     if (rc) {
       memset(buf + (size_t)j * px, 0, px);

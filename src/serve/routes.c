@@ -259,7 +259,7 @@ static int status_of(int code) {
     case MSKX_EINVAL: case MSKX_EFORMAT: case MSKX_ESHAPE: return 400;
     case MSKX_ELIMIT: return 413;
     case MSKX_EUNSUPPORTED: return 415;
-    case MSKX_ENOMEM: return 503;
+    case MSKX_ENOMEM: case MSKX_EBUSY: return 503;
     default: return 500;
   }
 }
@@ -430,6 +430,7 @@ void handle_predict(server *s, struct MHD_Connection *c, request *rq, reply *r) 
     if (s->cfg.compute_threads > 0) omp_set_num_threads(s->cfg.compute_threads);
     if (mskx_predict_encoded(s->model, st->imgs, st->n, st->part[0] ? st->part : NULL, &po, &res, &e)) {
       reply_library_error(s, r, status_of(e.code), &e);
+      if (e.code == MSKX_EBUSY) r->retry_after = SERVE_RETRY_AFTER;   /* decode budget spent */
     } else {
       cJSON *o = result_json(s, res, rq->t0);
       if (o) {
