@@ -3,6 +3,7 @@
  * planned networks each); a call takes a free context, creating one by
  * cloning the first while fewer than max_contexts exist, else waits. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,22 +282,31 @@ int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, c
 static int pixels_to_gray(const mskx_pixel_image *p, const char *name, const image_limits *lim, gray_image *g,
                           mskx_err *e) {
   unsigned long long cap = lim->max_pixels ? lim->max_pixels : IMAGE_DEFAULT_MAX_PIXELS;
+  int bits = p->bits_per_sample ? p->bits_per_sample : 8;
   if (!p->pixels || p->width <= 0 || p->height <= 0 || (p->channels != 1 && p->channels != 3))
     return err_set(e, MSKX_EINVAL, "%s: needs pixels, a positive size and 1 or 3 channels", name);
+  if (bits != 8 && bits != 16) return err_set(e, MSKX_EINVAL, "%s: bits_per_sample must be 8 or 16, got %d", name, bits);
   if ((unsigned long long)p->width * (unsigned long long)p->height > cap)
     return err_set(e, MSKX_ELIMIT, "%s: %dx%d exceeds the pixel limit %llu", name, p->width, p->height, cap);
-  size_t row = (size_t)p->width * p->channels, stride = p->stride ? (size_t)p->stride : row;
-  if (p->stride < 0 || stride < row) return err_set(e, MSKX_EINVAL, "%s: stride %d is below width*channels", name, p->stride);
+  size_t row = (size_t)p->width * p->channels * (size_t)(bits / 8), stride = p->stride ? (size_t)p->stride : row;
+  if (p->stride < 0 || stride < row)
+    return err_set(e, MSKX_EINVAL, "%s: stride %d is below width*channels*bytes per sample (%zu)", name, p->stride, row);
+  if (bits == 16 && ((uintptr_t)p->pixels % 2 || stride % 2))
+    return err_set(e, MSKX_EINVAL, "%s: 16-bit pixels and stride must be 2-byte aligned", name);
   g->w = p->width;
   g->h = p->height;
   if (!(g->px = malloc((size_t)p->width * p->height))) return err_set(e, MSKX_ENOMEM, "out of memory");
   for (int y = 0; y < p->height; y++) {
     const unsigned char *r = p->pixels + stride * y;
+    const uint16_t *r16 = (const uint16_t *)(const void *)r;
     uint8_t *o = g->px + (size_t)y * p->width;
-    if (p->channels == 1) memcpy(o, r, row);
-    else /* BT.601 luma, rounded, as image decoding does */
-      for (int x = 0; x < p->width; x++)
-        o[x] = (uint8_t)((299u * r[3 * x] + 587u * r[3 * x + 1] + 114u * r[3 * x + 2] + 500u) / 1000u);
+    if (bits == 8 && p->channels == 1) memcpy(o, r, row);
+    else if (bits == 8)
+      for (int x = 0; x < p->width; x++) o[x] = image_luma8(r[3 * x], r[3 * x + 1], r[3 * x + 2]);
+    else if (p->channels == 1)
+      for (int x = 0; x < p->width; x++) o[x] = image_grey16(r16[x]);
+    else
+      for (int x = 0; x < p->width; x++) o[x] = image_luma16(r16[3 * x], r16[3 * x + 1], r16[3 * x + 2]);
   }
   return MSKX_OK;
 }

@@ -45,17 +45,6 @@ static int check_pixels(const char *name, uint64_t w, uint64_t h, uint64_t max, 
   return MSKX_OK;
 }
 
-/* BT.601 luma, rounded to nearest; 16-bit samples scale by 255/65535 in the
- * same rounding step so no precision is lost to an intermediate 8-bit value. */
-static inline uint8_t luma8(uint32_t r, uint32_t g, uint32_t b) {
-  return (uint8_t)((299u * r + 587u * g + 114u * b + 500u) / 1000u);
-}
-static inline uint8_t luma16(uint32_t r, uint32_t g, uint32_t b) {
-  uint64_t n = 299ull * r + 587ull * g + 114ull * b;
-  return (uint8_t)((n * 255u + 32767500u) / 65535000u);
-}
-static inline uint8_t grey16(uint32_t v) { return (uint8_t)((v * 255u + 32767u) / 65535u); }
-
 /* ---------------------------------------------------------------- PNG */
 
 /* How a PNG is decoded: spng output format, samples per pixel and bits per
@@ -103,11 +92,11 @@ static void png_row_to_grey(const png_plan *p, const uint8_t *row, int w, uint8_
   } else if (p->bits == 8) {
     if (c == 1) memcpy(out, row, (size_t)w);
     else if (c == 2) for (int x = 0; x < w; x++) out[x] = row[2 * x];
-    else for (int x = 0; x < w; x++) out[x] = luma8(row[c * x], row[c * x + 1], row[c * x + 2]);
+    else for (int x = 0; x < w; x++) out[x] = image_luma8(row[c * x], row[c * x + 1], row[c * x + 2]);
   } else {
     const uint16_t *r16 = (const uint16_t *)(const void *)row;
-    if (c <= 2) for (int x = 0; x < w; x++) out[x] = grey16(r16[c * x]);
-    else for (int x = 0; x < w; x++) out[x] = luma16(r16[c * x], r16[c * x + 1], r16[c * x + 2]);
+    if (c <= 2) for (int x = 0; x < w; x++) out[x] = image_grey16(r16[c * x]);
+    else for (int x = 0; x < w; x++) out[x] = image_luma16(r16[c * x], r16[c * x + 1], r16[c * x + 2]);
   }
 }
 

@@ -20,6 +20,19 @@ typedef struct image_limits {
   uint64_t max_pixels;   /* 0 means IMAGE_DEFAULT_MAX_PIXELS */
 } image_limits;
 
+/* Sample reductions to 8-bit luminance, shared by the decoders and the API's
+ * pixel input so both give the same bytes. BT.601 luma, rounded to nearest;
+ * 16-bit samples scale by 255/65535 in the same rounding step so no
+ * precision is lost to an intermediate 8-bit value. */
+static inline uint8_t image_luma8(uint32_t r, uint32_t g, uint32_t b) {
+  return (uint8_t)((299u * r + 587u * g + 114u * b + 500u) / 1000u);
+}
+static inline uint8_t image_luma16(uint32_t r, uint32_t g, uint32_t b) {
+  uint64_t n = 299ull * r + 587ull * g + 114ull * b;
+  return (uint8_t)((n * 255u + 32767500u) / 65535000u);
+}
+static inline uint8_t image_grey16(uint32_t v) { return (uint8_t)((v * 255u + 32767u) / 65535u); }
+
 /* Detects the format from the leading bytes (PNG or JPEG). `name` is used in
  * messages only. On error *out is left empty (px == NULL). */
 int image_decode(const uint8_t *buf, size_t len, const char *name, const image_limits *lim,

@@ -82,12 +82,12 @@ TEST(encoded_pixels_rgb_and_files_agree) {
   for (int i = 0; i < 2; i++) {
     CHECK_OK(image_encode_png(g[i].px, g[i].w, g[i].h, 1, &png[i], &len[i], &e), &e);
     enc[i] = (mskx_encoded_image){png[i], len[i], NULL};
-    pg[i] = (mskx_pixel_image){g[i].px, g[i].w, g[i].h, 1, 0, "grey"};
+    pg[i] = (mskx_pixel_image){g[i].px, g[i].w, g[i].h, 1, 0, "grey", 8};
     int stride = g[i].w * 3 + 5;
     rgb[i] = calloc((size_t)stride * g[i].h, 1);
     for (int y = 0; y < g[i].h; y++)
       for (int x = 0; x < g[i].w; x++) memset(rgb[i] + (size_t)y * stride + 3 * x, g[i].px[y * g[i].w + x], 3);
-    prgb[i] = (mskx_pixel_image){rgb[i], g[i].w, g[i].h, 3, stride, NULL};
+    prgb[i] = (mskx_pixel_image){rgb[i], g[i].w, g[i].h, 3, stride, NULL, 0};
     snprintf(path[i], sizeof path[i], "%s/img%d.png", fx_tmp(), i);
     CHECK_OK(image_write_png(path[i], g[i].px, g[i].w, g[i].h, 1, &e), &e);
     paths[i] = path[i];
@@ -123,7 +123,7 @@ TEST(encoded_pixels_rgb_and_files_agree) {
     for (int c = 0; c < 3; c++) col[3 * q + c] = (uint8_t)rng_below(&rr, 256);
     luma[q] = (uint8_t)lround(0.299 * col[3 * q] + 0.587 * col[3 * q + 1] + 0.114 * col[3 * q + 2]);
   }
-  mskx_pixel_image pc = {col, 6, 5, 3, 0, "colour"}, pl = {luma, 6, 5, 1, 0, "luma"};
+  mskx_pixel_image pc = {col, 6, 5, 3, 0, "colour", 0}, pl = {luma, 6, 5, 1, 0, "luma", 0};
   mskx_result *a = NULL, *b = NULL;
   CHECK_OK(mskx_predict_pixels(m, &pc, 1, NULL, &po, &a, &e), &e);
   CHECK_OK(mskx_predict_pixels(m, &pl, 1, NULL, &po, &b, &e), &e);
@@ -210,7 +210,7 @@ TEST(concurrent_predictions_equal_sequential_bit_for_bit) {
   for (int s = 0; s < N_THREADS * N_STUDIES; s++)
     for (int i = 0; i < n_in_study(s); i++) {
       study_gray[s][i] = fx_image(30 + 7 * i + s, 50 - 3 * i, (uint64_t)(1000 + 10 * s + i));
-      study_img[s][i] = (mskx_pixel_image){study_gray[s][i].px, study_gray[s][i].w, study_gray[s][i].h, 1, 0, NULL};
+      study_img[s][i] = (mskx_pixel_image){study_gray[s][i].px, study_gray[s][i].w, study_gray[s][i].h, 1, 0, NULL, 0};
     }
   mskx_load_options lo;
   mskx_load_options_default(&lo);
@@ -288,7 +288,7 @@ TEST(bad_input_gives_codes_and_messages) {
   po.agg = MSKX_AGG_MAX;
   po.overlay_alpha = 2;
   CHECK(mskx_predict_encoded(m, enc, 1, NULL, &po, &r, &e) == MSKX_EINVAL && strstr(e.msg, "overlay_alpha"));
-  mskx_pixel_image px = {g.px, g.w, g.h, 2, 0, "two.raw"};
+  mskx_pixel_image px = {g.px, g.w, g.h, 2, 0, "two.raw", 0};
   CHECK(mskx_predict_pixels(m, &px, 1, NULL, NULL, &r, &e) == MSKX_EINVAL && strstr(e.msg, "two.raw"));
   px.channels = 3;
   px.stride = 10;
