@@ -1,7 +1,7 @@
 """Tiny model files and a PyTorch reference for the `mskx predict` tests.
 
   infer_model.py make OUT.safetensors ARCH --seed S --size N [--threshold T]
-      a random torchvision DenseNet (one logit, randomised batch-norm statistics)
+      a random torchvision DenseNet or ResNet (one logit, randomised batch-norm statistics)
       saved as an mskx model file (metadata format mskx-model-1)
   infer_model.py prob MODEL.safetensors IMG.png...
       prints P(abnormal) per image: torchvision model with the file's weights,
@@ -34,7 +34,8 @@ def make(out, arch, seed, size, threshold):
             if isinstance(mod, torch.nn.BatchNorm2d):
                 mod.running_mean.copy_(0.2 * torch.randn(mod.running_mean.shape, generator=g))
                 mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
-        m.classifier.weight.copy_(0.5 * torch.randn(m.classifier.weight.shape, generator=g))
+        head = m.fc if hasattr(m, "fc") else m.classifier  # resnet / densenet
+        head.weight.copy_(0.5 * torch.randn(head.weight.shape, generator=g))
     state = {k: v.detach().numpy().copy() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
     meta = {"format": "mskx-model-1", "arch": arch, "size": size, "keep_aspect": 0,
             "mean": ",".join(str(v) for v in MEAN), "std": ",".join(str(v) for v in STD),
