@@ -38,3 +38,16 @@ check finds_library_by_system_loader env -u MSKX_LIBRARY LD_LIBRARY_PATH="$build
 grep -qx "libmskx.so.0.1" "$T/out" && pass system_loader_uses_soname || fail system_loader_uses_soname "$(cat "$T/out")"
 check_fails missing_library_is_import_error "cannot load libmskx.*MSKX_LIBRARY" \
   env MSKX_LIBRARY="$T/nope.so" PYTHONPATH="$MSKX_ROOT/python" $py -c 'import mskx'
+
+# The example program, with numpy and without it (python -S: no site packages).
+ex=(env MSKX_LIBRARY="$lib" PYTHONPATH="$MSKX_ROOT/python" $py)
+check example_runs "${ex[@]}" "$MSKX_ROOT/examples/predict_study.py" "$T/a.safetensors" "$W/image1.png" "$W/image2.png"
+cp "$T/out" "$T/ex_numpy.out"
+check example_runs_without_numpy env MSKX_LIBRARY="$lib" $py -S -c '
+import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[2:]
+try:
+    import numpy; raise SystemExit("numpy is importable under -S")
+except ImportError: pass
+exec(open(sys.argv[0]).read())' "$MSKX_ROOT/python" "$MSKX_ROOT/examples/predict_study.py" "$T/a.safetensors" "$W/image1.png" "$W/image2.png"
+cp "$T/out" "$T/ex_plain.out"
+check example_same_without_numpy cmp "$T/ex_plain.out" "$T/ex_numpy.out"
