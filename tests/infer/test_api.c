@@ -65,6 +65,50 @@ TEST(load_and_info) {
   CHECK(mskx_model_info(NULL, &in) == MSKX_EINVAL);
 }
 
+/* 16-bit pixels (bits_per_sample 16) predict as their 8-bit reduction,
+ * written out here with the rounding the PNG decoder uses: grey
+ * round(v * 255 / 65535), RGB the BT.601 luma of the 16-bit samples scaled
+ * in one rounding step. Strides in bytes; bad sample sizes are refused. */
+TEST(pixels_16bit_reduce_like_png_decoding) {
+  CHECK(setup() == 0);
+  mskx_err e;
+  mskx_model *m = NULL;
+  CHECK_OK(mskx_model_load(mA, NULL, &m, &e), &e);
+  enum { W = 64, H = 64, PAD = 3 };
+  static uint16_t g16[H][W + PAD], c16[H * W * 3];
+  static uint8_t g8[H * W], l8[H * W];
+  rng r;
+  rng_seed(&r, 11);
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++) {
+      uint32_t v = (uint32_t)rng_below(&r, 65536);
+      g16[y][x] = (uint16_t)v;
+      g8[y * W + x] = (uint8_t)floor(v * 255.0 / 65535.0 + 0.5);
+      uint64_t rgb[3];
+      for (int c = 0; c < 3; c++) c16[(y * W + x) * 3 + c] = (uint16_t)(rgb[c] = rng_below(&r, 65536));
+      l8[y * W + x] = (uint8_t)floor((299.0 * rgb[0] + 587.0 * rgb[1] + 114.0 * rgb[2]) / 1000.0 * 255.0 / 65535.0 + 0.5);
+    }
+  mskx_pixel_image p[4] = {{(const unsigned char *)g16, W, H, 1, (W + PAD) * 2, "g16", 16},
+                           {g8, W, H, 1, 0, "g8", 8},
+                           {(const unsigned char *)c16, W, H, 3, 0, "c16", 16},
+                           {l8, W, H, 1, 0, "l8", 0}};
+  mskx_result *res[4] = {0};
+  for (int k = 0; k < 4; k++) CHECK_OK(mskx_predict_pixels(m, &p[k], 1, NULL, NULL, &res[k], &e), &e);
+  CHECK(res[0]->probability == res[1]->probability);
+  CHECK(res[2]->probability == res[3]->probability);
+  CHECK(res[0]->probability != res[2]->probability);
+  for (int k = 0; k < 4; k++) mskx_result_free(res[k]);
+  mskx_result *bad = NULL;
+  mskx_pixel_image b = {g8, W, H, 1, 0, "twelve", 12};
+  CHECK(mskx_predict_pixels(m, &b, 1, NULL, NULL, &bad, &e) == MSKX_EINVAL && strstr(e.msg, "bits_per_sample") && !bad);
+  b = (mskx_pixel_image){(const unsigned char *)g16, W, H, 1, W, "short stride", 16};
+  CHECK(mskx_predict_pixels(m, &b, 1, NULL, NULL, &bad, &e) == MSKX_EINVAL && strstr(e.msg, "stride"));
+  b = (mskx_pixel_image){(const unsigned char *)g16 + 1, W, H, 1, 0, "odd", 16};
+  CHECK(mskx_predict_pixels(m, &b, 1, NULL, NULL, &bad, &e) == MSKX_EINVAL && strstr(e.msg, "aligned"));
+  CHECK(!strcmp(mskx_version(), MSKX_VERSION));
+  mskx_model_free(m);
+}
+
 /* PNG bytes, grey pixels, RGB pixels (grey replicated, padded rows) and
  * files of the same images give the same result. */
 TEST(encoded_pixels_rgb_and_files_agree) {
