@@ -39,18 +39,14 @@ __all__ = ["Model", "Error", "library_version", "ABI_VERSION"]
 # accepts exactly the major.minor it was written for.
 ABI_VERSION = "0.1"
 
-_STATUS = {0: "ok", 1: "invalid argument", 2: "i/o error", 3: "bad format", 4: "out of memory",
-           5: "shape mismatch", 6: "unsupported", 7: "limit exceeded", 8: "backend failure", 9: "internal error"}
-
-
 class Error(Exception):
     """An error reported by libmskx: .code (MSKX_E* value), .status (its name), .message."""
 
-    def __init__(self, code, message, status=None):
+    def __init__(self, code, message, status):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.status = status or _STATUS.get(code, "error %d" % code)
+        self.status = status
 
     def __str__(self):
         return "%s (%s)" % (self.message, self.status)
@@ -148,8 +144,8 @@ def library_version():
 
 
 def _raise(rc, err):
-    raise Error(rc, err.msg.decode("utf-8", "replace") or _STATUS.get(rc, "error"),
-                _lib.mskx_status_name(rc).decode())
+    status = _lib.mskx_status_name(rc).decode()  # the library's name for the code
+    raise Error(rc, err.msg.decode("utf-8", "replace") or status, status)
 
 
 def _enc(s):
