@@ -2,6 +2,7 @@
  * (file, per-part bundle or ensemble) and predicts one study from the image
  * files given on the command line.
  *
+ *   cc predict_study.c $(pkg-config --cflags --libs mskx)        # libmskx.so, after cmake --install
  *   cc -I<mskx>/include predict_study.c <build>/libmskx.a \
  *      $(pkg-config --libs spng libjpeg libcjson cairo libmicrohttpd) -ldnnl -fopenmp -lpthread -lm
  *   ./predict_study model.safetensors [--part XR_WRIST] image1.png image2.png ... */

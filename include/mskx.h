@@ -12,6 +12,14 @@ extern "C" {
 
 #define MSKX_VERSION "0.1.0"
 
+/* Marks the functions libmskx.so exports; the library is built with hidden
+ * visibility, so nothing else in it is part of the ABI. */
+#if defined(__GNUC__)
+#define MSKX_API __attribute__((visibility("default")))
+#else
+#define MSKX_API
+#endif
+
 enum mskx_status {
   MSKX_OK = 0,
   MSKX_EINVAL = 1,      /* invalid argument or option value */
@@ -34,7 +42,11 @@ typedef struct mskx_err {
 } mskx_err;
 
 /* A short English name for a status code. */
-const char *mskx_status_name(int code);
+MSKX_API const char *mskx_status_name(int code);
+
+/* The library's version (MSKX_VERSION of the build it came from): lets a
+ * program loading libmskx.so at run time check what it got. */
+MSKX_API const char *mskx_version(void);
 
 
 /* ======================================================================
@@ -93,16 +105,16 @@ typedef struct mskx_load_options {
 unsigned long long mskx_default_decode_bytes(void);
 
 /* Fills *o with the defaults (all zero). */
-void mskx_load_options_default(mskx_load_options *o);
+MSKX_API void mskx_load_options_default(mskx_load_options *o);
 
 /* Loads a model file, a bundle or an ensemble (detected from the content;
  * every member is loaded and validated now). opt may be NULL. On failure
  * *out is NULL and err says which file and field is wrong. Free with
  * mskx_model_free. */
-int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model **out, mskx_err *err);
+MSKX_API int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model **out, mskx_err *err);
 
 /* Frees a model and every context it created; NULL is allowed. */
-void mskx_model_free(mskx_model *m);
+MSKX_API void mskx_model_free(mskx_model *m);
 
 /* Description of a loaded model. Strings are owned by the model and stay
  * valid until mskx_model_free. The type is used as `struct mskx_model_info`
@@ -126,7 +138,7 @@ struct mskx_model_info {
 };
 
 /* Fills *out; returns MSKX_EINVAL for NULL arguments. */
-int mskx_model_info(const mskx_model *m, struct mskx_model_info *out);
+MSKX_API int mskx_model_info(const mskx_model *m, struct mskx_model_info *out);
 
 typedef struct mskx_predict_options {
   int agg;              /* enum mskx_agg; default MSKX_AGG_MEAN */
@@ -139,7 +151,7 @@ typedef struct mskx_predict_options {
 } mskx_predict_options;
 
 /* Fills *o with the defaults (all zero: mean, no TTA, no maps). */
-void mskx_predict_options_default(mskx_predict_options *o);
+MSKX_API void mskx_predict_options_default(mskx_predict_options *o);
 
 /* An encoded image (PNG or JPEG bytes). name is for messages and results
  * (may be NULL: "image <i>" is used). */
@@ -149,12 +161,18 @@ typedef struct mskx_encoded_image {
   const char *name;
 } mskx_encoded_image;
 
-/* A decoded 8-bit image: channels 1 (grey) or 3 (RGB, converted to grey with
- * BT.601 luma as decoding does); stride = bytes per row (0 = width*channels). */
+/* A decoded image: channels 1 (grey) or 3 (RGB, converted to grey with BT.601
+ * luma as decoding does); stride = bytes per row (0 = width*channels*bytes per
+ * sample). bits_per_sample 8 (0 means 8) or 16: 16-bit samples are uint16_t in
+ * host byte order (pixels then points to them, 2-byte aligned) and are reduced
+ * to 8 bits exactly as the PNG decoder reduces 16-bit PNGs (grey rounded by
+ * 255/65535; RGB through the luma in one rounding step), so a 16-bit array and
+ * its 16-bit PNG file predict the same. */
 typedef struct mskx_pixel_image {
   const unsigned char *pixels;
   int width, height, channels, stride;
   const char *name;
+  int bits_per_sample;
 } mskx_pixel_image;
 
 /* Per-image result. */
@@ -188,20 +206,20 @@ typedef struct mskx_result {
 /* Predicts one study from encoded images. part ("XR_WRIST", may be NULL)
  * routes bundles; for others it is only reported. opt may be NULL. n must be
  * >= 1. A bad image fails the whole call with an error naming it. */
-int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
+MSKX_API int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
                          const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
 
 /* The same from decoded pixels. */
-int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, const char *part,
+MSKX_API int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, const char *part,
                         const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
 
 /* The same from image files; when part is NULL it is parsed from an XR_*
  * component of the first path. */
-int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const char *part,
+MSKX_API int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const char *part,
                        const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
 
 /* Frees a result; NULL is allowed. */
-void mskx_result_free(mskx_result *r);
+MSKX_API void mskx_result_free(mskx_result *r);
 
 #ifdef __cplusplus
 }

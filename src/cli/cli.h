@@ -18,6 +18,7 @@ int cmd_predict(int argc, char **argv) __attribute__((weak));
 int cmd_serve(int argc, char **argv) __attribute__((weak));
 int cmd_threshold(int argc, char **argv) __attribute__((weak));
 int cmd_ensemble(int argc, char **argv) __attribute__((weak));
+int cmd_export(int argc, char **argv);
 
 /* Exit statuses, the same for every command (README, "Exit status"): 0 done,
  * CLI_EXIT_FAILURE when the work failed (unreadable data, I/O, a bad model),
@@ -44,6 +45,12 @@ int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char
  * CPU, offset by the MPI local rank; see core/affinity.h (MSKX_PIN=0 turns it
  * off). Returns the number of threads pinned. */
 int cli_pin_threads(int threads);
+/* Adds a number to a JSON object printed with the fewest digits that read
+ * back as exactly v (cJSON's own printing can drop the last bit), so JSON
+ * output equals the library's doubles bit for bit. Non-finite v: null. */
+struct cJSON;
+struct cJSON *cli_json_add_exact(struct cJSON *obj, const char *key, double v);
+struct cJSON *cli_json_exact(double v);
 /* Standard message for an unknown option or a missing argument (getopt's
  * '?'); returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd);

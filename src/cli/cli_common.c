@@ -1,6 +1,7 @@
 /* Shared option parsing and error printing for subcommands. */
 #include "cli/cli.h"
 #include <omp.h>
+#include <cjson/cJSON.h>
 #include "core/affinity.h"
 #include <errno.h>
 #include <math.h>
@@ -73,4 +74,23 @@ int cli_usage_error(const char *cmd) {
 int cli_pin_threads(int threads) {
   int team = threads > 0 ? threads : omp_get_max_threads();
   return omp_pin_threads(team, local_rank_from_env() * team, NULL, 0);
+}
+
+cJSON *cli_json_exact(double v) {
+  if (!isfinite(v)) return cJSON_CreateNull();
+  char buf[40];
+  for (int digits = 15; digits <= 17; digits++) {
+    snprintf(buf, sizeof buf, "%.*g", digits, v);
+    if (strtod(buf, NULL) == v) break;
+  }
+  return cJSON_CreateRaw(buf);
+}
+
+cJSON *cli_json_add_exact(cJSON *obj, const char *key, double v) {
+  cJSON *n = cli_json_exact(v);
+  if (n && !cJSON_AddItemToObject(obj, key, n)) {
+    cJSON_Delete(n);
+    return NULL;
+  }
+  return n;
 }

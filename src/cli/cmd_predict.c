@@ -191,17 +191,20 @@ static cJSON *study_json(const char *study, const mskx_result *r, char (*cams)[4
   if (r->part[0]) cJSON_AddStringToObject(o, "part", r->part);
   else cJSON_AddNullToObject(o, "part");
   cJSON_AddNumberToObject(o, "n_images", r->n_images);
-  cJSON_AddNumberToObject(o, "probability", r->probability);
+  cli_json_add_exact(o, "probability", r->probability);
   cJSON_AddBoolToObject(o, "abnormal", r->abnormal);
   cJSON_AddStringToObject(o, "decision", r->abnormal ? "abnormal" : "normal");
-  cJSON_AddNumberToObject(o, "threshold", r->threshold);
+  cli_json_add_exact(o, "threshold", r->threshold);
   cJSON_AddStringToObject(o, "model", r->model_used);
-  if (r->n_members) cJSON_AddItemToObject(o, "member_probabilities", cJSON_CreateDoubleArray(r->member_probabilities, r->n_members));
+  if (r->n_members) {
+    cJSON *mp = cJSON_AddArrayToObject(o, "member_probabilities");
+    for (int i = 0; mp && i < r->n_members; i++) cJSON_AddItemToArray(mp, cli_json_exact(r->member_probabilities[i]));
+  }
   cJSON *imgs = cJSON_AddArrayToObject(o, "images");
   for (int i = 0; imgs && i < r->n_images; i++) {
     cJSON *im = cJSON_CreateObject();
     cJSON_AddStringToObject(im, "path", r->images[i].name);
-    cJSON_AddNumberToObject(im, "probability", r->images[i].probability);
+    cli_json_add_exact(im, "probability", r->images[i].probability);
     if (cams) cJSON_AddStringToObject(im, "cam", cams[i]);
     cJSON_AddItemToArray(imgs, im);
   }

@@ -46,6 +46,7 @@ static int run(int argc, char **argv) {
       {"predict", cmd_predict, "predict studies (images or study folders)"},
       {"serve", cmd_serve, "HTTP service with a web viewer"},
       {"bench", cmd_bench, "time inference or training steps"},
+      {"export", cmd_export, "write a model, bundle or ensemble as ONNX"},
       {"forward", cmd_forward, "run a network on an .npy batch (parity and debugging)"},
   };
   int n = (int)(sizeof cmds / sizeof cmds[0]);

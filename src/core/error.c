@@ -34,6 +34,8 @@ void err_clear(mskx_err *e) {
   }
 }
 
+const char *mskx_version(void) { return MSKX_VERSION; }
+
 const char *mskx_status_name(int code) {
   switch (code) {
     case MSKX_OK: return "ok";

@@ -322,7 +322,7 @@ int eval_run_arrays(const eval_run *r, double **prob, int **label, int **idx, in
 }
 
 static study_pred *study_preds(const eval_run *r, int decisions, int *n) {
-  study_pred *sp = malloc((size_t)(r->n_ok ? r->n_ok : 1) * sizeof *sp);
+  study_pred *sp = calloc((size_t)(r->n_ok ? r->n_ok : 1), sizeof *sp); /* zeroed: GCC cannot see that k reaches n_ok */
   int k = 0;
   for (int i = 0; sp && i < r->n_studies; i++) {
     const eval_study *st = &r->studies[i];

@@ -3,6 +3,7 @@
  * planned networks each); a call takes a free context, creating one by
  * cloning the first while fewer than max_contexts exist, else waits. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,6 +329,7 @@ int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, cons
     s.src[i].w = p->width;
     s.src[i].h = p->height;
     s.src[i].channels = p->channels;
+    s.src[i].bits = p->bits_per_sample ? p->bits_per_sample : 8;
     s.src[i].stride = p->stride > 0 ? (size_t)p->stride : 0;
   }
   if (!rc) rc = predict_sources(m, s.src, s.names, n, part, opt, out, err);

@@ -137,7 +137,7 @@ static void prep_row(void *ctx, const uint8_t *row) {
 static int stream_source(const image_source *s, const image_limits *lim, const image_sink *sink, mskx_err *e) {
   if (s->bytes) return image_stream(s->bytes, s->len, s->name, lim, sink, e);
   if (s->path) return image_stream_file(s->path, lim, sink, e);
-  return image_stream_pixels(s->pixels, s->w, s->h, s->channels, s->stride, s->name, lim, sink, e);
+  return image_stream_pixels(s->pixels, s->w, s->h, s->channels, s->bits ? s->bits : 8, s->stride, s->name, lim, sink, e);
 }
 
 static int prepare_one(study_inputs *in, int i, const image_source *src, const image_limits *lim, mskx_err *e) {

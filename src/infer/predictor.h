@@ -49,7 +49,7 @@ typedef struct image_source {
   size_t len;
   const char *path;
   const uint8_t *pixels;
-  int w, h, channels;
+  int w, h, channels, bits;   /* bits per sample: 8 or 16 */
   size_t stride;
 } image_source;
 

@@ -60,17 +60,6 @@ static int check_pixels(const char *name, uint64_t w, uint64_t h, uint64_t max, 
   return MSKX_OK;
 }
 
-/* BT.601 luma, rounded to nearest; 16-bit samples scale by 255/65535 in the
- * same rounding step so no precision is lost to an intermediate 8-bit value. */
-static inline uint8_t luma8(uint32_t r, uint32_t g, uint32_t b) {
-  return (uint8_t)((299u * r + 587u * g + 114u * b + 500u) / 1000u);
-}
-static inline uint8_t luma16(uint32_t r, uint32_t g, uint32_t b) {
-  uint64_t n = 299ull * r + 587ull * g + 114ull * b;
-  return (uint8_t)((n * 255u + 32767500u) / 65535000u);
-}
-static inline uint8_t grey16(uint32_t v) { return (uint8_t)((v * 255u + 32767u) / 65535u); }
-
 /* ---------------------------------------------------------------- PNG */
 
 /* How a PNG is decoded: spng output format, samples per pixel and bits per
@@ -118,11 +107,11 @@ static void png_row_to_grey(const png_plan *p, const uint8_t *row, int w, uint8_
   } else if (p->bits == 8) {
     if (c == 1) memcpy(out, row, (size_t)w);
     else if (c == 2) for (int x = 0; x < w; x++) out[x] = row[2 * x];
-    else for (int x = 0; x < w; x++) out[x] = luma8(row[c * x], row[c * x + 1], row[c * x + 2]);
+    else for (int x = 0; x < w; x++) out[x] = image_luma8(row[c * x], row[c * x + 1], row[c * x + 2]);
   } else {
     const uint16_t *r16 = (const uint16_t *)(const void *)row;
-    if (c <= 2) for (int x = 0; x < w; x++) out[x] = grey16(r16[c * x]);
-    else for (int x = 0; x < w; x++) out[x] = luma16(r16[c * x], r16[c * x + 1], r16[c * x + 2]);
+    if (c <= 2) for (int x = 0; x < w; x++) out[x] = image_grey16(r16[c * x]);
+    else for (int x = 0; x < w; x++) out[x] = image_luma16(r16[c * x], r16[c * x + 1], r16[c * x + 2]);
   }
 }
 
@@ -432,29 +421,37 @@ int image_stream_file(const char *path, const image_limits *lim, const image_sin
   return rc;
 }
 
-int image_stream_pixels(const uint8_t *px, int w, int h, int channels, size_t stride, const char *name,
+int image_stream_pixels(const uint8_t *px, int w, int h, int channels, int bits, size_t stride, const char *name,
                         const image_limits *lim, const image_sink *sink, mskx_err *e) {
   if (!name) name = "image";
   if (!px || w <= 0 || h <= 0 || (channels != 1 && channels != 3))
     return err_set(e, MSKX_EINVAL, "%s: needs pixels, a positive size and 1 or 3 channels", name);
+  if (bits != 8 && bits != 16) return err_set(e, MSKX_EINVAL, "%s: bits_per_sample must be 8 or 16, got %d", name, bits);
   uint64_t cap = effective_max_pixels(lim);
   if ((uint64_t)w * (uint64_t)h > cap)
     return err_set(e, MSKX_ELIMIT, "%s: %dx%d exceeds the pixel limit %llu", name, w, h, (unsigned long long)cap);
-  size_t row = (size_t)w * (size_t)channels;
+  size_t row = (size_t)w * (size_t)channels * (size_t)(bits / 8);
   if (!stride) stride = row;
-  if (stride < row) return err_set(e, MSKX_EINVAL, "%s: stride %zu is below width*channels", name, stride);
+  if (stride < row)
+    return err_set(e, MSKX_EINVAL, "%s: stride %zu is below width*channels*bytes per sample (%zu)", name, stride, row);
+  if (bits == 16 && ((uintptr_t)px % 2 || stride % 2))
+    return err_set(e, MSKX_EINVAL, "%s: 16-bit pixels and stride must be 2-byte aligned", name);
+  int convert = channels == 3 || bits == 16;
   uint64_t cost = (uint64_t)w + sink_cost(sink, w, h);
   int rc = budget_take(lim, cost, name, e);
   if (rc) return rc;
-  uint8_t *grey = channels == 3 ? malloc((size_t)w) : NULL;
-  rc = channels == 3 && !grey ? err_set(e, MSKX_ENOMEM, "%s: out of memory", name) : sink->begin(sink->ctx, w, h, e);
+  uint8_t *grey = convert ? malloc((size_t)w) : NULL;
+  rc = convert && !grey ? err_set(e, MSKX_ENOMEM, "%s: out of memory", name) : sink->begin(sink->ctx, w, h, e);
   for (int y = 0; !rc && y < h; y++) {
     const uint8_t *r = px + stride * (size_t)y;
-    if (channels == 3) {
-      for (int x = 0; x < w; x++) grey[x] = luma8(r[3 * x], r[3 * x + 1], r[3 * x + 2]);
-      r = grey;
-    }
-    sink->row(sink->ctx, r);
+    const uint16_t *r16 = (const uint16_t *)(const void *)r;
+    if (bits == 8 && channels == 3)
+      for (int x = 0; x < w; x++) grey[x] = image_luma8(r[3 * x], r[3 * x + 1], r[3 * x + 2]);
+    else if (bits == 16 && channels == 1)
+      for (int x = 0; x < w; x++) grey[x] = image_grey16(r16[x]);
+    else if (bits == 16)
+      for (int x = 0; x < w; x++) grey[x] = image_luma16(r16[3 * x], r16[3 * x + 1], r16[3 * x + 2]);
+    sink->row(sink->ctx, convert ? grey : r);
   }
   free(grey);
   budget_give(lim, cost);

@@ -23,6 +23,19 @@ typedef struct image_limits {
                             (codec state, rows, the sink's cost) while it runs */
 } image_limits;
 
+/* Sample reductions to 8-bit luminance, shared by the decoders and the API's
+ * pixel input so both give the same bytes. BT.601 luma, rounded to nearest;
+ * 16-bit samples scale by 255/65535 in the same rounding step so no
+ * precision is lost to an intermediate 8-bit value. */
+static inline uint8_t image_luma8(uint32_t r, uint32_t g, uint32_t b) {
+  return (uint8_t)((299u * r + 587u * g + 114u * b + 500u) / 1000u);
+}
+static inline uint8_t image_luma16(uint32_t r, uint32_t g, uint32_t b) {
+  uint64_t n = 299ull * r + 587ull * g + 114ull * b;
+  return (uint8_t)((n * 255u + 32767500u) / 65535000u);
+}
+static inline uint8_t image_grey16(uint32_t v) { return (uint8_t)((v * 255u + 32767u) / 65535u); }
+
 /* Where decoded rows go: 8-bit grey rows, top to bottom, each exactly once.
  * cost (may be NULL) is what the sink will hold for a w x h image, charged
  * to the budget with the codec's own bytes before begin; begin sets the sink
@@ -45,9 +58,10 @@ int image_stream(const uint8_t *buf, size_t len, const char *name, const image_l
                  mskx_err *e);
 /* The same from a file (read whole; its size is charged too). */
 int image_stream_file(const char *path, const image_limits *lim, const image_sink *sink, mskx_err *e);
-/* The same from 8-bit pixels in memory: channels 1, or 3 (RGB to BT.601
- * luma as decoding does); stride = bytes per row, 0 = w * channels. */
-int image_stream_pixels(const uint8_t *px, int w, int h, int channels, size_t stride, const char *name,
+/* The same from pixels in memory: bits 8 or 16 (host-endian, 2-byte aligned)
+ * per sample, channels 1, or 3 (RGB to BT.601 luma as decoding does);
+ * stride = bytes per row, 0 = w * channels * bits / 8. */
+int image_stream_pixels(const uint8_t *px, int w, int h, int channels, int bits, size_t stride, const char *name,
                         const image_limits *lim, const image_sink *sink, mskx_err *e);
 
 /* Whole images, for callers that need every pixel at once (an eval report's
