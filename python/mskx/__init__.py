@@ -58,7 +58,7 @@ class _Err(C.Structure):
 
 class _LoadOptions(C.Structure):
     _fields_ = [("threads", C.c_int), ("precision", C.c_int), ("max_batch", C.c_int), ("max_contexts", C.c_int),
-                ("max_pixels", C.c_ulonglong)]
+                ("max_pixels", C.c_ulonglong), ("max_decode_bytes", C.c_ulonglong), ("decode_wait_ms", C.c_int)]
 
 
 class _Info(C.Structure):
@@ -83,7 +83,7 @@ class _Pixels(C.Structure):
 
 class _ImageResult(C.Structure):
     _fields_ = [("name", C.c_char_p), ("width", C.c_int), ("height", C.c_int), ("probability", C.c_double),
-                ("cam", C.POINTER(C.c_float)), ("overlay_png", C.POINTER(C.c_ubyte)), ("overlay_png_len", C.c_size_t)]
+                ("cam_width", C.c_int), ("cam_height", C.c_int), ("cam", C.POINTER(C.c_float)), ("overlay_png", C.POINTER(C.c_ubyte)), ("overlay_png_len", C.c_size_t)]
 
 
 class _Result(C.Structure):
@@ -209,13 +209,19 @@ class Model:
     threads: compute threads per prediction context (0 = all cores);
     precision: "fp32" or "bf16"; max_batch: images per forward pass (0 = 16);
     max_contexts: predictions computed in parallel when the model is shared by
-    threads (0 = cores / threads); max_pixels: per image (0 = 16384^2)."""
+    threads (0 = cores / threads); max_pixels: per image (0 = 16384^2);
+    max_decode_bytes: memory image decoding may hold at once across all
+    calls (0 = a quarter of RAM); decode_wait_ms: how long a call waits for
+    that budget before raising an Error with status "busy" (0 = 30000,
+    negative = at once)."""
 
-    def __init__(self, path, threads=0, precision="fp32", max_batch=0, max_contexts=0, max_pixels=0):
+    def __init__(self, path, threads=0, precision="fp32", max_batch=0, max_contexts=0, max_pixels=0,
+                 max_decode_bytes=0, decode_wait_ms=0):
         if precision not in _PRECISIONS:
             raise ValueError("precision must be 'fp32' or 'bf16', got %r" % (precision,))
         self._h = None
-        opt = _LoadOptions(int(threads), _PRECISIONS[precision], int(max_batch), int(max_contexts), int(max_pixels))
+        opt = _LoadOptions(int(threads), _PRECISIONS[precision], int(max_batch), int(max_contexts), int(max_pixels),
+                           int(max_decode_bytes), int(decode_wait_ms))
         h, err = C.c_void_p(), _Err()
         rc = _lib.mskx_model_load(_enc(os.fspath(path)), C.byref(opt), C.byref(h), C.byref(err))
         if rc:
@@ -312,11 +318,12 @@ def _to_dict(r):
         im = r.images[i]
         d = {"name": im.name.decode("utf-8", "replace"), "width": im.width, "height": im.height,
              "probability": im.probability}
-        npx = im.width * im.height
+        if im.cam or im.overlay_png:
+            d["cam_width"], d["cam_height"] = im.cam_width, im.cam_height   # display size, longest side <= 1024
         if im.cam:
-            raw = C.string_at(im.cam, npx * 4)
+            raw = C.string_at(im.cam, im.cam_width * im.cam_height * 4)
             if _np is not None:
-                d["cam"] = _np.frombuffer(raw, dtype=_np.float32).reshape(im.height, im.width).copy()
+                d["cam"] = _np.frombuffer(raw, dtype=_np.float32).reshape(im.cam_height, im.cam_width).copy()
             else:
                 d["cam"] = array.array("f", raw)
         if im.overlay_png:

@@ -51,3 +51,35 @@ except ImportError: pass
 exec(open(sys.argv[0]).read())' "$MSKX_ROOT/python" "$MSKX_ROOT/examples/predict_study.py" "$T/a.safetensors" "$W/image1.png" "$W/image2.png"
 cp "$T/out" "$T/ex_plain.out"
 check example_same_without_numpy cmp "$T/ex_plain.out" "$T/ex_numpy.out"
+
+# The ctypes structures match include/mskx.h field by field (offsets and sizes
+# from the C compiler), so a field added to the header cannot silently shift
+# what Python reads.
+abi_c="$T/abi.c"
+$py - "$MSKX_ROOT/python" > "$abi_c" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import ctypes
+src = open(sys.argv[1] + "/mskx/__init__.py").read()
+# Only the structure definitions are needed: no library is loaded here.
+ns = {"C": ctypes}
+start = src.index("class _Err(")
+end = src.index("def _candidates(")
+exec(src[start:end], ns)
+pairs = {"_Err": "mskx_err", "_LoadOptions": "mskx_load_options", "_Info": "struct mskx_model_info",
+         "_PredictOptions": "mskx_predict_options", "_Encoded": "mskx_encoded_image", "_Pixels": "mskx_pixel_image",
+         "_ImageResult": "mskx_image_result", "_Result": "mskx_result"}
+print('#include <stddef.h>\n#include <stdio.h>\n#include "mskx.h"\nint main(void) {')
+for py_name, c_name in pairs.items():
+    cls = ns[py_name]
+    print('  printf("%s size %%zu %%zu\\n", sizeof(%s), (size_t)%d);' % (py_name, c_name, ctypes.sizeof(cls)))
+    for f in cls._fields_:
+        print('  printf("%s.%s %%zu %%zu\\n", offsetof(%s, %s), (size_t)%d);' % (py_name, f[0], c_name, f[0], getattr(cls, f[0]).offset))
+print("  return 0;\n}")
+PY
+if cc -I"$MSKX_ROOT/include" "$abi_c" -o "$T/abi" 2>"$T/abi.err" && "$T/abi" > "$T/abi.out"; then
+  bad=$(awk '$(NF-1) != $NF' "$T/abi.out")
+  [ -z "$bad" ] && pass ctypes_layout_matches_header || fail ctypes_layout_matches_header "$bad"
+else
+  fail ctypes_layout_matches_header "$(head -c 400 "$T/abi.err")"
+fi

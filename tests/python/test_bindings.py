@@ -152,6 +152,13 @@ class Bindings(unittest.TestCase):
             self.assertTrue(np.array_equal(a["cam"], b["cam"]))
             self.assertEqual(a["overlay_png"][:8], b"\x89PNG\r\n\x1a\n")
         self.assertNotIn("cam", self.m.predict(paths)["images"][0])
+        # A large image: maps and overlay at display size (longest side 1024), its own size reported.
+        big = np.zeros((900, 1500), dtype=np.uint8)
+        big[300:600, 500:1000] = 200
+        im = self.m.predict([big], cam=True)["images"][0]
+        self.assertEqual((im["width"], im["height"]), (1500, 900))
+        self.assertEqual((im["cam_width"], im["cam_height"]), (1024, 614))
+        self.assertEqual(im["cam"].shape, (614, 1024))
 
     def test_errors_are_exceptions(self):
         with self.assertRaises(mskx.Error) as cm:
