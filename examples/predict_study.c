@@ -2,6 +2,7 @@
  * (file, per-part bundle or ensemble) and predicts one study from the image
  * files given on the command line.
  *
+ *   cc predict_study.c $(pkg-config --cflags --libs mskx)        # libmskx.so, after cmake --install
  *   cc -I<mskx>/include predict_study.c <build>/libmskx.a \
  *      $(pkg-config --libs spng libjpeg libcjson cairo libmicrohttpd zlib) \
  *      -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lstdc++ -ldnnl -fopenmp -lpthread -lm

@@ -12,6 +12,14 @@ extern "C" {
 
 #define MSKX_VERSION "0.1.0"
 
+/* Marks the functions libmskx.so exports; the library is built with hidden
+ * visibility, so nothing else in it is part of the ABI. */
+#if defined(__GNUC__)
+#define MSKX_API __attribute__((visibility("default")))
+#else
+#define MSKX_API
+#endif
+
 enum mskx_status {
   MSKX_OK = 0,
   MSKX_EINVAL = 1,      /* invalid argument or option value */
@@ -22,7 +30,10 @@ enum mskx_status {
   MSKX_EUNSUPPORTED = 6,/* valid but not supported (dtype, layout, arch) */
   MSKX_ELIMIT = 7,      /* a configured limit was exceeded (pixels, sizes) */
   MSKX_EBACKEND = 8,    /* the compute backend (oneDNN) reported a failure */
-  MSKX_EINTERNAL = 9
+  MSKX_EINTERNAL = 9,
+  MSKX_ECANCELED = 10, /* stopped at the caller's request (a cancel flag it set) */
+  MSKX_EBUSY = 11       /* a shared resource (the decode memory budget) stayed
+                           spent for the wait limit; retrying later can succeed */
 };
 
 typedef struct mskx_err {
@@ -31,7 +42,11 @@ typedef struct mskx_err {
 } mskx_err;
 
 /* A short English name for a status code. */
-const char *mskx_status_name(int code);
+MSKX_API const char *mskx_status_name(int code);
+
+/* The library's version (MSKX_VERSION of the build it came from): lets a
+ * program loading libmskx.so at run time check what it got. */
+MSKX_API const char *mskx_version(void);
 
 
 /* ======================================================================
@@ -57,6 +72,10 @@ enum mskx_model_kind {
 
 enum mskx_precision { MSKX_PRECISION_FP32 = 0, MSKX_PRECISION_BF16 = 1 };
 
+/* CAM maps and overlays are rendered at display size: an image's own size
+ * when its longest side is at most this, else scaled down to it. */
+#define MSKX_DISPLAY_MAX_SIDE 1024
+
 /* Study aggregation of image probabilities. */
 enum mskx_agg { MSKX_AGG_MEAN = 0 /* the MURA paper */, MSKX_AGG_MAX = 1 };
 
@@ -70,6 +89,16 @@ typedef struct mskx_load_options {
                            copy of the networks and their activation memory);
                            0 = max(1, cores / threads); further calls wait */
   unsigned long long max_pixels;  /* per decoded image; 0 = 16384 x 16384 */
+  unsigned long long max_decode_bytes;
+                        /* memory that decoding may hold at once across all calls
+                           on this model (codec state, rows in flight, and the
+                           whole image for interlaced PNGs (1 byte per pixel) and
+                           progressive JPEGs (about 2 bytes per pixel and
+                           component)); 0 = a quarter of physical memory
+                           (mskx_default_decode_bytes). An image that alone needs
+                           more fails with MSKX_ELIMIT; a call that finds the
+                           budget spent waits, then fails with MSKX_EBUSY */
+  int decode_wait_ms;   /* that wait: 0 = 30000; < 0 = fail at once */
   const char *dicom_window;  /* DICOM files without a VOI window: "auto" (NULL: the
                                 default percentile window), "minmax", or "C,W" to
                                 override every file's window (docs/dicom.md) */
@@ -77,17 +106,20 @@ typedef struct mskx_load_options {
                                 0: every frame is an image of the study */
 } mskx_load_options;
 
+/* The default of max_decode_bytes on this machine. */
+unsigned long long mskx_default_decode_bytes(void);
+
 /* Fills *o with the defaults (all zero). */
-void mskx_load_options_default(mskx_load_options *o);
+MSKX_API void mskx_load_options_default(mskx_load_options *o);
 
 /* Loads a model file, a bundle or an ensemble (detected from the content;
  * every member is loaded and validated now). opt may be NULL. On failure
  * *out is NULL and err says which file and field is wrong. Free with
  * mskx_model_free. */
-int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model **out, mskx_err *err);
+MSKX_API int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model **out, mskx_err *err);
 
 /* Frees a model and every context it created; NULL is allowed. */
-void mskx_model_free(mskx_model *m);
+MSKX_API void mskx_model_free(mskx_model *m);
 
 /* Description of a loaded model. Strings are owned by the model and stay
  * valid until mskx_model_free. The type is used as `struct mskx_model_info`
@@ -111,7 +143,7 @@ struct mskx_model_info {
 };
 
 /* Fills *out; returns MSKX_EINVAL for NULL arguments. */
-int mskx_model_info(const mskx_model *m, struct mskx_model_info *out);
+MSKX_API int mskx_model_info(const mskx_model *m, struct mskx_model_info *out);
 
 typedef struct mskx_predict_options {
   int agg;              /* enum mskx_agg; default MSKX_AGG_MEAN */
@@ -122,12 +154,12 @@ typedef struct mskx_predict_options {
                            (images[i].overlay_png; .cam only with want_cam) */
   float overlay_alpha;  /* opacity of the colour map in the overlay; 0 = 0.45 */
   int want_image;       /* 1: per-image PNG of the decoded 8-bit grey input, as the
-                           network sees it before resizing (images[i].image_png):
-                           how a DICOM file was rendered */
+                           network sees it before resizing, at display size
+                           (images[i].image_png): how a DICOM file was rendered */
 } mskx_predict_options;
 
 /* Fills *o with the defaults (all zero: mean, no TTA, no maps). */
-void mskx_predict_options_default(mskx_predict_options *o);
+MSKX_API void mskx_predict_options_default(mskx_predict_options *o);
 
 /* An encoded image (PNG or JPEG bytes). name is for messages and results
  * (may be NULL: "image <i>" is used). */
@@ -137,12 +169,18 @@ typedef struct mskx_encoded_image {
   const char *name;
 } mskx_encoded_image;
 
-/* A decoded 8-bit image: channels 1 (grey) or 3 (RGB, converted to grey with
- * BT.601 luma as decoding does); stride = bytes per row (0 = width*channels). */
+/* A decoded image: channels 1 (grey) or 3 (RGB, converted to grey with BT.601
+ * luma as decoding does); stride = bytes per row (0 = width*channels*bytes per
+ * sample). bits_per_sample 8 (0 means 8) or 16: 16-bit samples are uint16_t in
+ * host byte order (pixels then points to them, 2-byte aligned) and are reduced
+ * to 8 bits exactly as the PNG decoder reduces 16-bit PNGs (grey rounded by
+ * 255/65535; RGB through the luma in one rounding step), so a 16-bit array and
+ * its 16-bit PNG file predict the same. */
 typedef struct mskx_pixel_image {
   const unsigned char *pixels;
   int width, height, channels, stride;
   const char *name;
+  int bits_per_sample;
 } mskx_pixel_image;
 
 /* Per-image result. */
@@ -150,10 +188,14 @@ typedef struct mskx_image_result {
   char *name;                     /* the input's name */
   int width, height;              /* the image's own size */
   double probability;             /* P(abnormal) of this image */
-  float *cam;                     /* width*height map in [0,1], row-major, or NULL */
-  unsigned char *overlay_png;     /* PNG (RGB, width x height) or NULL */
+  int cam_width, cam_height;      /* display size of cam and overlay: width x height
+                                     when the longer side is at most
+                                     MSKX_DISPLAY_MAX_SIDE, else scaled down to it
+                                     (0 when none of cam, overlay, image was asked for) */
+  float *cam;                     /* cam_width*cam_height map in [0,1], row-major, or NULL */
+  unsigned char *overlay_png;     /* PNG (RGB, cam_width x cam_height) or NULL */
   size_t overlay_png_len;
-  unsigned char *image_png;       /* with want_image: PNG (grey, width x height), else NULL */
+  unsigned char *image_png;       /* with want_image: PNG (grey, cam_width x cam_height), else NULL */
   size_t image_png_len;
 } mskx_image_result;
 
@@ -180,7 +222,7 @@ typedef struct mskx_result {
  * multi-frame DICOM file is an image of the study (named "NAME#K"), unless
  * dicom_first_frame was set at load. opt may be NULL. n must be >= 1. A bad
  * image fails the whole call with an error naming it. */
-int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
+MSKX_API int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
                          const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
 
 /* A DICOM Structured Report (Comprehensive SR) of a result predicted from
@@ -188,20 +230,20 @@ int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, c
  * model and version, references to the source instances; the study and
  * patient modules copied from the first DICOM image (docs/dicom.md). At least
  * one image must be DICOM. *sr is malloc'd: release it with free(). */
-int mskx_structured_report(const mskx_model *m, const mskx_result *r, const mskx_encoded_image *imgs, int n,
+MSKX_API int mskx_structured_report(const mskx_model *m, const mskx_result *r, const mskx_encoded_image *imgs, int n,
                            unsigned char **sr, size_t *len, mskx_err *err);
 
 /* The same from decoded pixels. */
-int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, const char *part,
+MSKX_API int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, const char *part,
                         const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
 
 /* The same from image files; when part is NULL it is parsed from an XR_*
  * component of the first path, else taken from DICOM attributes as above. */
-int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const char *part,
+MSKX_API int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const char *part,
                        const mskx_predict_options *opt, mskx_result **out, mskx_err *err);
 
 /* Frees a result; NULL is allowed. */
-void mskx_result_free(mskx_result *r);
+MSKX_API void mskx_result_free(mskx_result *r);
 
 #ifdef __cplusplus
 }

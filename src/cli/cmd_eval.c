@@ -175,7 +175,7 @@ static int write_report(const eval_args *a, predictor *p, const eval_run *run, c
   report_gallery gal;
   train_logs logs;
   memset(&logs, 0, sizeof logs);
-  predict_options po = {a->agg ? AGG_MAX : AGG_MEAN, a->tta, 0};
+  predict_options po = {a->agg ? AGG_MAX : AGG_MEAN, a->tta, 0, 0};
   if (!rc) rc = report_gallery_build(p, run, &po, REPORT_GALLERY_MAX, &gal, e);
   if (rc) return rc;
   find_logs(a, predictor_get_info(p), &logs, note, sizeof note);

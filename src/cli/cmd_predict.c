@@ -207,18 +207,21 @@ static cJSON *study_json(const char *study, const mskx_result *r, char (*cams)[4
   else cJSON_AddNullToObject(o, "part");
   if (r->part[0]) cJSON_AddStringToObject(o, "part_source", r->part_from_dicom ? "dicom" : "path or --part");
   cJSON_AddNumberToObject(o, "n_images", r->n_images);
-  cJSON_AddNumberToObject(o, "probability", r->probability);
+  cli_json_add_exact(o, "probability", r->probability);
   cJSON_AddBoolToObject(o, "abnormal", r->abnormal);
   cJSON_AddStringToObject(o, "decision", r->abnormal ? "abnormal" : "normal");
-  cJSON_AddNumberToObject(o, "threshold", r->threshold);
+  cli_json_add_exact(o, "threshold", r->threshold);
   cJSON_AddStringToObject(o, "model", r->model_used);
   if (sr) cJSON_AddStringToObject(o, "sr", sr);
-  if (r->n_members) cJSON_AddItemToObject(o, "member_probabilities", cJSON_CreateDoubleArray(r->member_probabilities, r->n_members));
+  if (r->n_members) {
+    cJSON *mp = cJSON_AddArrayToObject(o, "member_probabilities");
+    for (int i = 0; mp && i < r->n_members; i++) cJSON_AddItemToArray(mp, cli_json_exact(r->member_probabilities[i]));
+  }
   cJSON *imgs = cJSON_AddArrayToObject(o, "images");
   for (int i = 0; imgs && i < r->n_images; i++) {
     cJSON *im = cJSON_CreateObject();
     cJSON_AddStringToObject(im, "path", r->images[i].name);
-    cJSON_AddNumberToObject(im, "probability", r->images[i].probability);
+    cli_json_add_exact(im, "probability", r->images[i].probability);
     if (cams) cJSON_AddStringToObject(im, "cam", cams[i]);
     cJSON_AddItemToArray(imgs, im);
   }
@@ -321,8 +324,9 @@ int cmd_predict(int argc, char **argv) {
   mskx_err e = {0, ""};
   if (a.cam_dir && mkdir_p(a.cam_dir, &e)) return cli_error("predict", &e);
   if (a.sr_dir && mkdir_p(a.sr_dir, &e)) return cli_error("predict", &e);
-  mskx_load_options lo = {a.threads, a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32, a.max_batch, 1, 0,
-                          a.dicom_window, a.dicom.frames == DICOM_FRAMES_FIRST};
+  mskx_load_options lo = {.threads = a.threads, .precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32,
+                          .max_batch = a.max_batch, .max_contexts = 1, .dicom_window = a.dicom_window,
+                          .dicom_first_frame = a.dicom.frames == DICOM_FRAMES_FIRST};
   cli_pin_threads(a.threads);
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("predict", &e);

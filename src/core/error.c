@@ -34,6 +34,8 @@ void err_clear(mskx_err *e) {
   }
 }
 
+const char *mskx_version(void) { return MSKX_VERSION; }
+
 const char *mskx_status_name(int code) {
   switch (code) {
     case MSKX_OK: return "ok";
@@ -46,6 +48,8 @@ const char *mskx_status_name(int code) {
     case MSKX_ELIMIT: return "limit exceeded";
     case MSKX_EBACKEND: return "compute backend error";
     case MSKX_EINTERNAL: return "internal error";
+    case MSKX_ECANCELED: return "canceled";
+    case MSKX_EBUSY: return "busy";
     default: return "unknown error";
   }
 }

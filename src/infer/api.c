@@ -3,6 +3,7 @@
  * planned networks each); a call takes a free context, creating one by
  * cloning the first while fewer than max_contexts exist, else waits. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,18 @@
 #include "io/image.h"
 
 #define API_MAX_CONTEXTS 64
+/* Without max_decode_bytes, decoding may hold this fraction of physical
+ * memory across all calls on a model (docs/serve.md has the arithmetic). */
+#define API_DECODE_RAM_DIVISOR 4
+/* Floor of that default, for machines that report little memory. */
+#define API_DECODE_MIN_BYTES ((unsigned long long)256 << 20)
+/* How long a call waits for decode budget when decode_wait_ms is 0. */
+#define API_DECODE_WAIT_MS 30000
 
 struct mskx_model {
   char *path;
-  image_limits lim;
+  image_limits lim;     /* with the budget below */
+  mem_budget *budget;   /* decoded bytes in flight across calls */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   predictor **ctx;      /* max_ctx slots: ctx[0] is the loaded one, others clones or NULL */
@@ -37,6 +46,15 @@ void mskx_load_options_default(mskx_load_options *o) {
 void mskx_predict_options_default(mskx_predict_options *o) {
   if (o) memset(o, 0, sizeof *o);
 }
+
+static unsigned long long default_decode_bytes(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  unsigned long long ram = pages > 0 && page > 0 ? (unsigned long long)pages * (unsigned long long)page : 0;
+  unsigned long long b = ram / API_DECODE_RAM_DIVISOR;
+  return b < API_DECODE_MIN_BYTES ? API_DECODE_MIN_BYTES : b;
+}
+
+unsigned long long mskx_default_decode_bytes(void) { return default_decode_bytes(); }
 
 static int default_contexts(int threads) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -59,11 +77,19 @@ int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model *
   if (o.max_batch < 0 || o.max_batch > 4096) return err_set(err, MSKX_EINVAL, "max_batch must be in 0..4096");
   if (o.max_contexts < 0 || o.max_contexts > API_MAX_CONTEXTS)
     return err_set(err, MSKX_EINVAL, "max_contexts must be in 0..%d", API_MAX_CONTEXTS);
+  if (o.decode_wait_ms > 3600000) return err_set(err, MSKX_EINVAL, "decode_wait_ms must be at most 3600000 (an hour)");
   mskx_model *m = calloc(1, sizeof *m);
   if (!m) return err_set(err, MSKX_ENOMEM, "out of memory");
   m->max_ctx = o.max_contexts ? o.max_contexts : default_contexts(o.threads);
   m->lim.max_pixels = o.max_pixels;
+  int wait = o.decode_wait_ms < 0 ? 0 : o.decode_wait_ms ? o.decode_wait_ms : API_DECODE_WAIT_MS;
+  if (mem_budget_create(o.max_decode_bytes ? o.max_decode_bytes : default_decode_bytes(), wait, &m->budget, err)) {
+    free(m);
+    return err->code;
+  }
+  m->lim.budget = m->budget;
   if (o.dicom_window && dicom_options_parse_window(o.dicom_window, &m->lim.dicom, err)) {
+    mem_budget_destroy(m->budget);
     free(m);
     return err->code;
   }
@@ -103,6 +129,7 @@ void mskx_model_free(mskx_model *m) {
   free(m->ctx);
   free(m->busy);
   free(m->path);
+  mem_budget_destroy(m->budget);
   free(m);
 }
 
@@ -170,9 +197,9 @@ void mskx_result_free(mskx_result *r) {
   free(r);
 }
 
-/* Moves a predictor result into a public one, adding overlays. */
-static int to_result(const study_result *sr, const gray_image *imgs, char **names, const mskx_predict_options *o,
-                     mskx_result **out, mskx_err *e) {
+/* Moves a predictor result into a public one, adding overlays (rendered at
+ * the display size the maps have). */
+static int to_result(study_result *sr, char **names, const mskx_predict_options *o, mskx_result **out, mskx_err *e) {
   mskx_result *r = calloc(1, sizeof *r);
   if (!r) return err_set(e, MSKX_ENOMEM, "out of memory");
   r->probability = sr->probability;
@@ -191,15 +218,20 @@ static int to_result(const study_result *sr, const gray_image *imgs, char **name
   float alpha = o->overlay_alpha > 0 ? o->overlay_alpha : CAM_DEFAULT_ALPHA;
   for (int i = 0; !rc && i < sr->n_images; i++) {
     mskx_image_result *ir = &r->images[i];
-    ir->width = imgs[i].w;
-    ir->height = imgs[i].h;
+    ir->width = sr->width[i];
+    ir->height = sr->height[i];
     ir->probability = sr->image_prob[i];
     ir->name = names[i];
     names[i] = NULL;
+    if (sr->display) {
+      ir->cam_width = sr->display[i].w;
+      ir->cam_height = sr->display[i].h;
+    }
     if (o->want_overlay)
-      rc = cam_overlay_png(&imgs[i], sr->cam[i], alpha, &ir->overlay_png, &ir->overlay_png_len, e);
+      rc = cam_overlay_png(&sr->display[i], sr->cam[i], alpha, &ir->overlay_png, &ir->overlay_png_len, e);
     if (!rc && o->want_image)
-      rc = image_encode_png(imgs[i].px, imgs[i].w, imgs[i].h, 1, &ir->image_png, &ir->image_png_len, e);
+      rc = image_encode_png(sr->display[i].px, sr->display[i].w, sr->display[i].h, 1, &ir->image_png,
+                            &ir->image_png_len, e);
     if (!rc && o->want_cam) {
       ir->cam = sr->cam[i];
       sr->cam[i] = NULL;
@@ -213,31 +245,39 @@ static int to_result(const study_result *sr, const gray_image *imgs, char **name
   return MSKX_OK;
 }
 
-/* Runs a decoded study through a pooled context. Takes ownership of nothing. */
-static int predict_gray(mskx_model *m, const gray_image *imgs, char **names, int n, const char *part,
-                        const mskx_predict_options *opt, mskx_result **out, mskx_err *e) {
+/* Runs a study: decodes it without a context (reading only ctx[0]'s tree,
+ * which predictions never write), then computes on a pooled context. */
+static int predict_sources(mskx_model *m, const image_source *srcs, char **names, int n, const char *part,
+                           const mskx_predict_options *opt, mskx_result **out, mskx_err *e) {
   mskx_predict_options o;
   mskx_predict_options_default(&o);
   if (opt) o = *opt;
   if (o.agg != MSKX_AGG_MEAN && o.agg != MSKX_AGG_MAX)
     return err_set(e, MSKX_EINVAL, "agg must be MSKX_AGG_MEAN or MSKX_AGG_MAX");
   if (!(o.overlay_alpha >= 0 && o.overlay_alpha <= 1)) return err_set(e, MSKX_EINVAL, "overlay_alpha must be in [0, 1]");
-  predict_options po = {o.agg == MSKX_AGG_MAX ? AGG_MAX : AGG_MEAN, o.tta_flip != 0, o.want_cam || o.want_overlay};
-  int slot;
-  int rc = ctx_acquire(m, &slot, e);
+  predict_options po = {o.agg == MSKX_AGG_MAX ? AGG_MAX : AGG_MEAN, o.tta_flip != 0, o.want_cam || o.want_overlay,
+                        o.want_image != 0};
+  study_inputs *in;
+  int rc = predictor_prepare(m->ctx[0], srcs, n, part, &po, &in, e);
   if (rc) return rc;
+  int slot;
+  rc = ctx_acquire(m, &slot, e);
   study_result sr;
-  rc = predictor_predict_study(m->ctx[slot], imgs, n, part, &po, &sr, e);
-  ctx_release(m, slot);
-  if (!rc) rc = to_result(&sr, imgs, names, &o, out, e);
+  memset(&sr, 0, sizeof sr);
+  if (!rc) {
+    rc = predictor_predict_inputs(m->ctx[slot], in, part, &po, &sr, e);
+    ctx_release(m, slot);
+  }
+  study_inputs_free(in);
+  if (!rc) rc = to_result(&sr, names, &o, out, e);
   study_result_free(&sr);
   return rc;
 }
 
-/* A study being decoded: images grow as files are added (a multi-frame
- * DICOM file adds one per frame); DICOM metadata of the first DICOM image. */
+/* A study's sources: a multi-frame DICOM file adds one source per frame
+ * (named NAME#K); DICOM metadata comes from the first DICOM image. */
 typedef struct study_in {
-  gray_image *imgs;
+  image_source *src;
   char **names;
   int n, cap;
   int have_dicom;
@@ -248,73 +288,100 @@ typedef struct study_in {
 static int study_in_alloc(study_in *s, int n, mskx_err *e) {
   memset(s, 0, sizeof *s);
   s->cap = n;
-  s->imgs = calloc((size_t)n, sizeof *s->imgs);
+  s->src = calloc((size_t)n, sizeof *s->src);
   s->names = calloc((size_t)n, sizeof *s->names);
-  return s->imgs && s->names ? MSKX_OK : err_set(e, MSKX_ENOMEM, "out of memory");
+  return s->src && s->names ? MSKX_OK : err_set(e, MSKX_ENOMEM, "out of memory");
 }
 
 static void study_in_free(study_in *s) {
-  for (int i = 0; i < s->n; i++) {
-    if (s->imgs) gray_image_free(&s->imgs[i]);
-    if (s->names) free(s->names[i]);
-  }
-  free(s->imgs);
+  for (int i = 0; s->names && i < s->n; i++) free(s->names[i]);
+  free(s->src);
   free(s->names);
 }
 
-/* Appends a decoded image and its name (copied); takes the pixels. */
-static int study_in_push(study_in *s, gray_image *g, const char *name, mskx_err *e) {
+/* Appends a source named name (copied; NULL: "image I" for input i). */
+static int study_in_push(study_in *s, const image_source *src, const char *name, int i, mskx_err *e) {
   if (s->n == s->cap) {
     int cap = s->cap ? 2 * s->cap : 4;
-    gray_image *gi = realloc(s->imgs, (size_t)cap * sizeof *gi);
-    if (gi) s->imgs = gi;
-    char **nm = gi ? realloc(s->names, (size_t)cap * sizeof *nm) : NULL;
+    image_source *si = realloc(s->src, (size_t)cap * sizeof *si);
+    if (si) s->src = si;
+    char **nm = si ? realloc(s->names, (size_t)cap * sizeof *nm) : NULL;
     if (nm) s->names = nm;
-    if (!gi || !nm) return err_set(e, MSKX_ENOMEM, "out of memory");
+    if (!si || !nm) return err_set(e, MSKX_ENOMEM, "out of memory");
     s->cap = cap;
   }
-  char *copy = str_dup(name);
+  char fallback[32];
+  snprintf(fallback, sizeof fallback, "image %d", i + 1);
+  char *copy = str_dup(name ? name : fallback);
   if (!copy) return err_set(e, MSKX_ENOMEM, "out of memory");
-  s->imgs[s->n] = *g;
+  s->src[s->n] = *src;
+  s->src[s->n].name = copy;
   s->names[s->n++] = copy;
-  g->px = NULL;
   return MSKX_OK;
 }
 
-/* Decodes one encoded image (every frame of a DICOM file) into the study. */
-static int study_in_add(study_in *s, const uint8_t *buf, size_t len, const char *name, const image_limits *lim,
-                        mskx_err *e) {
-  if (!dicom_is_dicom(buf, len)) {
-    gray_image g;
-    int rc = image_decode(buf, len, name, lim, &g, e);
-    if (!rc) rc = study_in_push(s, &g, name, e);
-    gray_image_free(&g);
-    return rc;
-  }
-  dicom_image d;
-  int rc = dicom_decode(buf, len, name, lim, &d, e);
+/* Adds an encoded image: a DICOM file's header gives the study's UID and
+ * part and its frame count (one source per frame, unless the model reads
+ * first frames only); other images are one source each. */
+static int study_in_add(study_in *s, const image_limits *lim, const image_source *src, const uint8_t *buf, size_t len,
+                        const char *name, mskx_err *e) {
+  if (!dicom_is_dicom(buf, len)) return study_in_push(s, src, name, s->n, e);
+  dicom_meta meta;
+  int rc = dicom_scan_meta(buf, len, name, &meta, e);
   if (rc) return rc;
   if (!s->have_dicom) {
     s->have_dicom = 1;
-    snprintf(s->study_uid, sizeof s->study_uid, "%s", d.meta.study_uid);
+    snprintf(s->study_uid, sizeof s->study_uid, "%s", meta.study_uid);
   }
-  if (!s->dicom_part[0]) dicom_mura_part(&d.meta, s->dicom_part, sizeof s->dicom_part);
-  for (int k = 0; !rc && k < d.n_frames; k++) {
+  if (!s->dicom_part[0]) dicom_mura_part(&meta, s->dicom_part, sizeof s->dicom_part);
+  int frames = lim->dicom.frames == DICOM_FRAMES_FIRST ? 1 : meta.frames;
+  for (int k = 0; !rc && k < frames; k++) {
     char fname[4200];
-    if (d.n_frames > 1) snprintf(fname, sizeof fname, "%s#%d", name, k + 1);
+    image_source f = *src;
+    /* Frame 1 of a file read for its first frame only is the file's one image. */
+    f.frame = meta.frames > 1 && frames > 1 ? k + 1 : 0;
+    if (frames > 1) snprintf(fname, sizeof fname, "%s#%d", name, k + 1);
     else snprintf(fname, sizeof fname, "%s", name);
-    rc = study_in_push(s, &d.frames[k], fname, e);
+    rc = study_in_push(s, &f, fname, s->n, e);
   }
-  dicom_image_free(&d);
   return rc;
 }
 
-/* Predicts a decoded study; the part falls back to the DICOM attributes. */
+/* A file's header, read to learn whether it is DICOM (and its frames): PNG
+ * and JPEG files are recognised from their first bytes; anything else is
+ * read whole (charged to the decode budget while held) and added as above. */
+#define SNIFF_BYTES 8
+static int study_in_add_file(study_in *s, const image_limits *lim, const char *path, mskx_err *e) {
+  image_source src = {.path = path};
+  uint8_t head[SNIFF_BYTES];
+  size_t got = 0;
+  FILE *f = fopen(path, "rb");
+  if (f) {
+    got = fread(head, 1, sizeof head, f);
+    fclose(f);
+  }
+  static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (!f || (got == sizeof head && (!memcmp(head, png, 8) || (head[0] == 0xFF && head[1] == 0xD8))))
+    return study_in_push(s, &src, path, s->n, e);  /* decoding reports what is wrong with it */
+  unsigned char *buf = NULL;
+  size_t len = 0;
+  int rc = file_read_all(path, IMAGE_MAX_FILE_BYTES, &buf, &len, e);
+  if (rc) return rc;
+  rc = lim->budget ? mem_budget_take(lim->budget, len, path, e) : MSKX_OK;
+  if (!rc) {
+    rc = study_in_add(s, lim, &src, buf, len, path, e);
+    if (lim->budget) mem_budget_give(lim->budget, len);
+  }
+  free(buf);
+  return rc;
+}
+
+/* Runs a study; the part falls back to the DICOM attributes. */
 static int predict_study(mskx_model *m, study_in *s, const char *part, const mskx_predict_options *opt,
                          mskx_result **out, mskx_err *e) {
   int from_dicom = 0;
   if ((!part || !part[0]) && s->dicom_part[0]) part = s->dicom_part, from_dicom = 1;
-  int rc = predict_gray(m, s->imgs, s->names, s->n, part, opt, out, e);
+  int rc = predict_sources(m, s->src, s->names, s->n, part, opt, out, e);
   if (!rc) {
     snprintf((*out)->study_uid, sizeof (*out)->study_uid, "%s", s->study_uid);
     (*out)->part_from_dicom = from_dicom;
@@ -340,35 +407,13 @@ int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, c
     char fallback[32];
     snprintf(fallback, sizeof fallback, "image %d", i + 1);
     const char *name = imgs[i].name ? imgs[i].name : fallback;
+    image_source src = {.bytes = imgs[i].bytes, .len = imgs[i].len};
     if (!imgs[i].bytes || !imgs[i].len) rc = err_set(err, MSKX_EFORMAT, "%s: empty image data", name);
-    if (!rc) rc = study_in_add(&s, imgs[i].bytes, imgs[i].len, name, &m->lim, err);
+    if (!rc) rc = study_in_add(&s, &m->lim, &src, imgs[i].bytes, imgs[i].len, name, err);
   }
   if (!rc) rc = predict_study(m, &s, part, opt, out, err);
   study_in_free(&s);
   return rc;
-}
-
-static int pixels_to_gray(const mskx_pixel_image *p, const char *name, const image_limits *lim, gray_image *g,
-                          mskx_err *e) {
-  unsigned long long cap = lim->max_pixels ? lim->max_pixels : IMAGE_DEFAULT_MAX_PIXELS;
-  if (!p->pixels || p->width <= 0 || p->height <= 0 || (p->channels != 1 && p->channels != 3))
-    return err_set(e, MSKX_EINVAL, "%s: needs pixels, a positive size and 1 or 3 channels", name);
-  if ((unsigned long long)p->width * (unsigned long long)p->height > cap)
-    return err_set(e, MSKX_ELIMIT, "%s: %dx%d exceeds the pixel limit %llu", name, p->width, p->height, cap);
-  size_t row = (size_t)p->width * p->channels, stride = p->stride ? (size_t)p->stride : row;
-  if (p->stride < 0 || stride < row) return err_set(e, MSKX_EINVAL, "%s: stride %d is below width*channels", name, p->stride);
-  g->w = p->width;
-  g->h = p->height;
-  if (!(g->px = malloc((size_t)p->width * p->height))) return err_set(e, MSKX_ENOMEM, "out of memory");
-  for (int y = 0; y < p->height; y++) {
-    const unsigned char *r = p->pixels + stride * y;
-    uint8_t *o = g->px + (size_t)y * p->width;
-    if (p->channels == 1) memcpy(o, r, row);
-    else /* BT.601 luma, rounded, as image decoding does */
-      for (int x = 0; x < p->width; x++)
-        o[x] = (uint8_t)((299u * r[3 * x] + 587u * r[3 * x + 1] + 114u * r[3 * x + 2] + 500u) / 1000u);
-  }
-  return MSKX_OK;
 }
 
 int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, const char *part,
@@ -378,15 +423,21 @@ int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, cons
   study_in s;
   rc = study_in_alloc(&s, n, err);
   for (int i = 0; !rc && i < n; i++) {
+    const mskx_pixel_image *p = &imgs[i];
     char fallback[32];
     snprintf(fallback, sizeof fallback, "image %d", i + 1);
-    const char *name = imgs[i].name ? imgs[i].name : fallback;
-    gray_image g = {0, 0, NULL};
-    rc = pixels_to_gray(&imgs[i], name, &m->lim, &g, err);
-    if (!rc) rc = study_in_push(&s, &g, name, err);
-    gray_image_free(&g);
+    const char *name = p->name ? p->name : fallback;
+    if (p->stride < 0) rc = err_set(err, MSKX_EINVAL, "%s: stride %d is below width*channels", name, p->stride);
+    if (!rc && !p->pixels) rc = err_set(err, MSKX_EINVAL, "%s: needs pixels, a positive size and 1 or 3 channels", name);
+    image_source src = {.pixels = p->pixels,
+                        .w = p->width,
+                        .h = p->height,
+                        .channels = p->channels,
+                        .bits = p->bits_per_sample ? p->bits_per_sample : 8,
+                        .stride = p->stride > 0 ? (size_t)p->stride : 0};
+    if (!rc) rc = study_in_push(&s, &src, name, i, err);
   }
-  if (!rc) rc = predict_gray(m, s.imgs, s.names, s.n, part, opt, out, err);
+  if (!rc) rc = predict_sources(m, s.src, s.names, s.n, part, opt, out, err);
   study_in_free(&s);
   return rc;
 }
@@ -400,17 +451,8 @@ int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const cha
   study_in s;
   rc = study_in_alloc(&s, n, err);
   for (int i = 0; !rc && i < n; i++) {
-    if (!paths[i]) {
-      rc = err_set(err, MSKX_EINVAL, "path %d is NULL", i + 1);
-      break;
-    }
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    rc = file_read_all(paths[i], IMAGE_MAX_FILE_BYTES, &buf, &len, err);
-    if (!rc) {
-      rc = len ? study_in_add(&s, buf, len, paths[i], &m->lim, err) : err_set(err, MSKX_EFORMAT, "%s: empty file", paths[i]);
-      free(buf);
-    }
+    if (!paths[i]) rc = err_set(err, MSKX_EINVAL, "path %d is NULL", i + 1);
+    if (!rc) rc = study_in_add_file(&s, &m->lim, paths[i], err);
   }
   if (!rc) rc = predict_study(m, &s, part, opt, out, err);
   study_in_free(&s);

@@ -342,37 +342,69 @@ int dicom_check_fragment(int kind, const uint8_t *p, size_t n, const dicom_meta 
 
 /* ---------------------------------------------------------------- decoding */
 
-static int decode_encapsulated(const dicom_scan *s, const char *name, int frames, dicom_codec_out *co, mskx_err *e) {
+/* Decodes `count` frames from frame *first. With one fragment per frame only
+ * those frames' fragments reach the codec (*first becomes 0: the output
+ * starts there); otherwise every frame is decoded and *first is kept. */
+static int decode_encapsulated(const dicom_scan *s, const char *name, int *first, int count, dicom_codec_out *co,
+                               mskx_err *e) {
   const dicom_meta *m = &s->meta;
-  int n = s->n_frags;
-  /* One fragment per frame: the first frame alone needs only the first fragment. */
-  if (frames < m->frames && n == m->frames) n = frames;
-  else frames = m->frames;
+  int f0 = 0, n = s->n_frags, frames = m->frames;
+  if (s->n_frags == m->frames && count < m->frames) {
+    f0 = *first, n = count, frames = count;
+    *first = 0;
+  }
   if (s->ts->kind == TS_RLE && s->n_frags != m->frames)
     return err_set(e, MSKX_EFORMAT, "%s: RLE needs one fragment per frame (%d fragments, %d frames)", name, s->n_frags, m->frames);
   const uint8_t **frag = malloc((size_t)n * sizeof *frag);
   if (!frag) return err_set(e, MSKX_ENOMEM, "out of memory");
   int rc = MSKX_OK, precision = 0;
   for (int i = 0; !rc && i < n; i++) {
-    frag[i] = s->data + s->frag_off[i];
-    rc = dicom_check_fragment(s->ts->kind, frag[i], s->frag_len[i], m, &precision, name, e);
+    frag[i] = s->data + s->frag_off[f0 + i];
+    rc = dicom_check_fragment(s->ts->kind, frag[i], s->frag_len[f0 + i], m, &precision, name, e);
     /* GDCM's multi-frame JPEG-LS path asserts (aborts) on a fragment with no
      * 0xD9 byte (gdcmJPEGLSCodec.cxx); a frame without its EOI is corrupt anyway. */
-    if (!rc && s->ts->kind == TS_JPEG_LS && frames > 1 && !memchr(frag[i], 0xD9, s->frag_len[i]))
-      rc = err_set(e, MSKX_EFORMAT, "%s: JPEG-LS frame %d has no end-of-image marker", name, i + 1);
+    if (!rc && s->ts->kind == TS_JPEG_LS && frames > 1 && !memchr(frag[i], 0xD9, s->frag_len[f0 + i]))
+      rc = err_set(e, MSKX_EFORMAT, "%s: JPEG-LS frame %d has no end-of-image marker", name, f0 + i + 1);
   }
   dicom_codec_in in = {s->ts->uid, m->photometric, m->rows, m->cols, frames, m->samples, m->bits_allocated,
                        m->bits_stored, m->high_bit, m->pixel_rep, m->planar,
-                       s->data + s->bot_off, frames == m->frames ? s->bot_len : 0, n, frag, s->frag_len,
+                       s->data + s->bot_off, frames == m->frames ? s->bot_len : 0, n, frag, s->frag_len + f0,
                        DICOM_MAX_DECODED_BYTES, precision};
   if (!rc) rc = dicom_codec_decode(&in, name, co, e);
   free(frag);
   return rc;
 }
 
-int dicom_decode(const uint8_t *buf, size_t len, const char *name, const image_limits *lim, dicom_image *out,
-                 mskx_err *e) {
-  memset(out, 0, sizeof *out);
+/* What decoding frames [first, first + count) holds besides the file and the
+ * 8-bit output: the inflated data set, and for encapsulated data GDCM's copy
+ * of the fragments it is given, its decoded samples and the codec's own
+ * output stream (a second copy of them); for monochrome frames the
+ * renderer's stored values (an int per pixel), LUT and histogram. */
+static uint64_t decode_bytes(const dicom_scan *s, int count, uint64_t frame_bytes) {
+  const dicom_meta *m = &s->meta;
+  uint64_t c = s->inflated ? (uint64_t)s->data_len : 0;
+  if (s->encapsulated) {
+    int one_each = s->n_frags == m->frames && count < m->frames;
+    for (int i = 0; i < s->n_frags; i++) c += s->frag_len[i];
+    c += 2 * frame_bytes * (uint64_t)(one_each ? count : m->frames);
+  }
+  if (m->samples == 1) {
+    uint64_t values = (uint64_t)1 << (m->bits_stored > 16 ? 16 : m->bits_stored);
+    c += (uint64_t)m->rows * (uint64_t)m->cols * sizeof(int) + values * (1 + sizeof(uint64_t));
+  }
+  return c;
+}
+
+static int budget_take(const image_limits *lim, uint64_t bytes, const char *name, mskx_err *e) {
+  return lim && lim->budget ? mem_budget_take(lim->budget, bytes, name, e) : MSKX_OK;
+}
+
+/* The core of dicom_decode and dicom_stream. With sink: frame (0-based; -1:
+ * the file's one image, see dicom_stream) is rendered and its rows go to the
+ * sink. Else every frame (the first with DICOM_FRAMES_FIRST) lands in out. extra (bytes the caller holds for this file)
+ * is charged to lim->budget with everything decoding holds. */
+static int decode_run(const uint8_t *buf, size_t len, const char *name, const image_limits *lim, uint64_t extra,
+                      int frame, const image_sink *sink, dicom_image *out, mskx_err *e) {
   if (!name) name = "DICOM file";
   dicom_options opt = {0};
   if (lim) opt = lim->dicom;
@@ -382,7 +414,8 @@ int dicom_decode(const uint8_t *buf, size_t len, const char *name, const image_l
   if (rc) return rc;
   dicom_meta *m = &s.meta;
   uint64_t px = (uint64_t)m->rows * (uint64_t)m->cols;
-  int frames = opt.frames == DICOM_FRAMES_FIRST ? 1 : m->frames;
+  int first = 0, count = opt.frames == DICOM_FRAMES_FIRST ? 1 : m->frames;
+  if (sink) first = frame < 0 ? 0 : frame, count = 1;
   uint64_t bytes_per_sample = (uint64_t)m->bits_allocated / 8;
   int packed422 = !s.encapsulated && !strcmp(m->photometric, "YBR_FULL_422");
   uint64_t frame_bytes = px * (packed422 ? 2 : (uint64_t)m->samples) * bytes_per_sample;
@@ -395,10 +428,24 @@ int dicom_decode(const uint8_t *buf, size_t len, const char *name, const image_l
   else if (!s.encapsulated && s.pixel_len < frame_bytes * (uint64_t)m->frames)
     rc = err_set(e, MSKX_EFORMAT, "%s: pixel data holds %zu bytes, the header declares %llu", name, s.pixel_len,
                  (unsigned long long)(frame_bytes * (uint64_t)m->frames));
+  else if (sink && frame < 0 && m->frames > 1 && opt.frames != DICOM_FRAMES_FIRST)
+    rc = err_set(e, MSKX_EUNSUPPORTED,
+                 "%s: multi-frame DICOM (%d frames) where one image is expected; use --dicom-frames first", name,
+                 m->frames);
+  else if (first >= m->frames)
+    rc = err_set(e, MSKX_EINVAL, "%s: has %d frame%s, no frame %d", name, m->frames, m->frames == 1 ? "" : "s", first + 1);
+  uint64_t cost = 0;
+  if (!rc) {
+    cost = extra + decode_bytes(&s, count, frame_bytes) + px * (uint64_t)(sink ? 1 : count) +
+           (sink && sink->cost ? sink->cost(sink->ctx, m->cols, m->rows) : 0);
+    rc = budget_take(lim, cost, name, e);
+    if (rc) cost = 0;
+  }
   dicom_codec_out co = {0};
   dicom_frame f = {NULL, m->rows, m->cols, packed422 ? 2 : m->samples, m->bits_allocated, m->planar, 0, 0, m->photometric};
+  int at = first;  /* index of frame `first` in f.samples */
   if (!rc && s.encapsulated) {
-    rc = decode_encapsulated(&s, name, frames, &co, e);
+    rc = decode_encapsulated(&s, name, &at, count, &co, e);
     if (!rc) {
       f.samples = co.buf;
       f.bits_allocated = co.bits_allocated;
@@ -407,8 +454,8 @@ int dicom_decode(const uint8_t *buf, size_t len, const char *name, const image_l
       f.photometric = co.photometric;
       f.decoded = 1;
       frame_bytes = px * (uint64_t)co.samples * (uint64_t)(co.bits_allocated / 8);
-      if (co.len < frame_bytes * (uint64_t)frames)
-        rc = err_set(e, MSKX_EFORMAT, "%s: decoder returned %zu bytes for %d frames of %llu", name, co.len, frames,
+      if (co.len < frame_bytes * (uint64_t)(at + count))
+        rc = err_set(e, MSKX_EFORMAT, "%s: decoder returned %zu bytes for %d frames of %llu", name, co.len, at + count,
                      (unsigned long long)frame_bytes);
     }
   } else if (!rc) {
@@ -417,25 +464,43 @@ int dicom_decode(const uint8_t *buf, size_t len, const char *name, const image_l
     int host_le = *(uint8_t *)&one == 1;
     f.swap16 = s.rp.big_endian == host_le;
   }
-  if (!rc && !(out->frames = calloc((size_t)frames, sizeof *out->frames))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
-  for (int i = 0; !rc && i < frames; i++) {
-    gray_image *g = &out->frames[i];
-    if (!(g->px = malloc((size_t)px))) {
+  if (!rc && out && !(out->frames = calloc((size_t)count, sizeof *out->frames))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; !rc && i < count; i++) {
+    gray_image g = {m->cols, m->rows, malloc((size_t)px)};
+    if (!g.px) {
       rc = err_set(e, MSKX_ENOMEM, "%s: cannot allocate a %dx%d image", name, m->cols, m->rows);
       break;
     }
-    g->w = m->cols;
-    g->h = m->rows;
-    out->n_frames = i + 1;
     dicom_frame fi = f;
-    fi.samples = f.samples + (size_t)frame_bytes * (size_t)i;
-    rc = dicom_render_frame(&fi, m, &s.rp, &opt, g->px, name, e);
+    fi.samples = f.samples + (size_t)frame_bytes * (size_t)(at + i);
+    rc = dicom_render_frame(&fi, m, &s.rp, &opt, g.px, name, e);
+    if (!rc && sink) {
+      /* The samples are released before the rows go out: the sink's work
+       * (resizing) then runs with only the 8-bit frame held. */
+      free(co.buf);
+      co.buf = NULL;
+      rc = sink->begin(sink->ctx, g.w, g.h, e);
+      for (int y = 0; !rc && y < g.h; y++) sink->row(sink->ctx, g.px + (size_t)y * g.w);
+    }
+    if (out) {
+      out->frames[i] = g;
+      out->n_frames = i + 1;
+    } else {
+      gray_image_free(&g);
+    }
   }
   free(co.buf);
-  out->meta = s.meta;
+  if (out) out->meta = s.meta;
   dicom_scan_free(&s);
-  if (rc) dicom_image_free(out);
+  if (cost && lim && lim->budget) mem_budget_give(lim->budget, cost);
+  if (rc && out) dicom_image_free(out);
   return rc;
+}
+
+int dicom_decode(const uint8_t *buf, size_t len, const char *name, const image_limits *lim, dicom_image *out,
+                 mskx_err *e) {
+  memset(out, 0, sizeof *out);
+  return decode_run(buf, len, name, lim, 0, 0, NULL, out, e);
 }
 
 void dicom_image_free(dicom_image *img) {
@@ -446,26 +511,9 @@ void dicom_image_free(dicom_image *img) {
   img->n_frames = 0;
 }
 
-int dicom_decode_gray(const uint8_t *buf, size_t len, const char *name, const image_limits *lim, gray_image *out,
-                      mskx_err *e) {
-  out->w = out->h = 0;
-  out->px = NULL;
-  dicom_meta m;
-  int rc = dicom_scan_meta(buf, len, name, &m, e);
-  if (rc) return rc;
-  image_limits l = {.max_pixels = 0};
-  if (lim) l = *lim;
-  if (m.frames > 1 && l.dicom.frames != DICOM_FRAMES_FIRST)
-    return err_set(e, MSKX_EUNSUPPORTED,
-                   "%s: multi-frame DICOM (%d frames) where one image is expected; use --dicom-frames first", name,
-                   m.frames);
-  l.dicom.frames = DICOM_FRAMES_FIRST;
-  dicom_image img;
-  if ((rc = dicom_decode(buf, len, name, &l, &img, e))) return rc;
-  *out = img.frames[0];
-  img.frames[0].px = NULL;
-  dicom_image_free(&img);
-  return MSKX_OK;
+int dicom_stream(const uint8_t *buf, size_t len, const char *name, const image_limits *lim, uint64_t extra, int frame,
+                 const image_sink *sink, mskx_err *e) {
+  return decode_run(buf, len, name, lim, extra, frame - 1, sink, NULL, e);
 }
 
 /* ---------------------------------------------------------------- body parts */

@@ -62,11 +62,16 @@ int dicom_decode(const uint8_t *buf, size_t len, const char *name, const image_l
                  mskx_err *e);
 void dicom_image_free(dicom_image *img);
 
-/* One image for callers that take exactly one (image_decode): the file's
- * only frame, or its first with DICOM_FRAMES_FIRST; a multi-frame file is
- * otherwise refused with a message saying so. */
-int dicom_decode_gray(const uint8_t *buf, size_t len, const char *name, const image_limits *lim, gray_image *out,
-                      mskx_err *e);
+/* Streams one frame into sink (image.h) with bounded memory: frame k >= 1
+ * is frame k of the file (1-based); frame 0 is the file's one image, its only
+ * frame or its first with DICOM_FRAMES_FIRST, a multi-frame file being
+ * otherwise refused with a message saying so. Only that frame's fragments
+ * are decoded when the file has one fragment per frame. What decoding holds
+ * (the inflated data set, GDCM's fragments and decoded samples, the
+ * renderer's tables, the 8-bit frame, the sink's cost) plus extra (what the
+ * caller holds for this file, e.g. its bytes) is charged to lim->budget. */
+int dicom_stream(const uint8_t *buf, size_t len, const char *name, const image_limits *lim, uint64_t extra, int frame,
+                 const image_sink *sink, mskx_err *e);
 
 /* MURA part ("XR_WRIST", ...) from BodyPartExamined, then StudyDescription,
  * then SeriesDescription (table in docs/dicom.md). Returns 1 and fills out,

@@ -68,9 +68,12 @@ struct jpeg_error_mgr *quiet_std_error(struct jpeg_error_mgr *err) {
   return err;
 }
 }  // namespace
-extern "C" struct jpeg_error_mgr *gdcmjpeg8_jpeg_std_error(struct jpeg_error_mgr *err) { return quiet_std_error(err); }
-extern "C" struct jpeg_error_mgr *gdcmjpeg12_jpeg_std_error(struct jpeg_error_mgr *err) { return quiet_std_error(err); }
-extern "C" struct jpeg_error_mgr *gdcmjpeg16_jpeg_std_error(struct jpeg_error_mgr *err) { return quiet_std_error(err); }
+// These replace GDCM's own by symbol interposition, so they must be visible
+// in the dynamic symbol table (libmskx.so exports them: scripts/libmskx.map).
+#define MSKX_INTERPOSE extern "C" __attribute__((visibility("default")))
+MSKX_INTERPOSE struct jpeg_error_mgr *gdcmjpeg8_jpeg_std_error(struct jpeg_error_mgr *err) { return quiet_std_error(err); }
+MSKX_INTERPOSE struct jpeg_error_mgr *gdcmjpeg12_jpeg_std_error(struct jpeg_error_mgr *err) { return quiet_std_error(err); }
+MSKX_INTERPOSE struct jpeg_error_mgr *gdcmjpeg16_jpeg_std_error(struct jpeg_error_mgr *err) { return quiet_std_error(err); }
 
 namespace {
 

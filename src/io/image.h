@@ -6,6 +6,7 @@
 #define MSKX_IO_IMAGE_H
 #include <stddef.h>
 #include <stdint.h>
+#include "core/budget.h"
 #include "io/dicom_options.h"
 #include "mskx.h"
 
@@ -21,11 +22,64 @@ typedef struct gray_image {
 
 typedef struct image_limits {
   uint64_t max_pixels;   /* 0 means IMAGE_DEFAULT_MAX_PIXELS */
+  mem_budget *budget;    /* NULL, or charged with what decoding one image holds
+                            (codec state, rows, the sink's cost) while it runs */
   dicom_options dicom;   /* rendering of DICOM files; zero = defaults */
 } image_limits;
 
-/* Detects the format from the leading bytes (PNG, JPEG or DICOM, see io/dicom.h). `name` is used in
- * messages only. On error *out is left empty (px == NULL). */
+/* Sample reductions to 8-bit luminance, shared by the decoders and the API's
+ * pixel input so both give the same bytes. BT.601 luma, rounded to nearest;
+ * 16-bit samples scale by 255/65535 in the same rounding step so no
+ * precision is lost to an intermediate 8-bit value. */
+static inline uint8_t image_luma8(uint32_t r, uint32_t g, uint32_t b) {
+  return (uint8_t)((299u * r + 587u * g + 114u * b + 500u) / 1000u);
+}
+static inline uint8_t image_luma16(uint32_t r, uint32_t g, uint32_t b) {
+  uint64_t n = 299ull * r + 587ull * g + 114ull * b;
+  return (uint8_t)((n * 255u + 32767500u) / 65535000u);
+}
+static inline uint8_t image_grey16(uint32_t v) { return (uint8_t)((v * 255u + 32767u) / 65535u); }
+
+/* Where decoded rows go: 8-bit grey rows, top to bottom, each exactly once.
+ * cost (may be NULL) is what the sink will hold for a w x h image, charged
+ * to the budget with the codec's own bytes before begin; begin sets the sink
+ * up (it may fail: decoding stops); row receives row y (w bytes, valid only
+ * during the call). */
+typedef struct image_sink {
+  uint64_t (*cost)(void *ctx, int w, int h);
+  int (*begin)(void *ctx, int w, int h, mskx_err *e);
+  void (*row)(void *ctx, const uint8_t *row);
+  void *ctx;
+} image_sink;
+
+/* Streams a PNG, JPEG or DICOM image into sink with bounded memory: one
+ * decoded row at a time for sequential images; interlaced PNGs collect one
+ * 8-bit grey image (w*h bytes) and progressive or multi-scan JPEGs need
+ * libjpeg's coefficient buffer (about 2 bytes per pixel per component), both
+ * charged to the budget (a JPEG whose buffer would exceed its charge fails
+ * with MSKX_ELIMIT); a DICOM frame is decoded and rendered whole, charged
+ * likewise (dicom_stream in io/dicom.h). A multi-frame DICOM file is refused
+ * unless lim->dicom.frames is DICOM_FRAMES_FIRST (its first frame then).
+ * Rows are what image_decode returns, bit for bit. */
+int image_stream(const uint8_t *buf, size_t len, const char *name, const image_limits *lim, const image_sink *sink,
+                 mskx_err *e);
+/* The same for frame k (1-based) of a multi-frame DICOM file; frame 0 is
+ * image_stream, and a non-DICOM image has only frame 0. */
+int image_stream_frame(const uint8_t *buf, size_t len, const char *name, int frame, const image_limits *lim,
+                       const image_sink *sink, mskx_err *e);
+/* The same from a file (read whole; its size is charged too). */
+int image_stream_file(const char *path, const image_limits *lim, const image_sink *sink, mskx_err *e);
+int image_stream_file_frame(const char *path, int frame, const image_limits *lim, const image_sink *sink, mskx_err *e);
+/* The same from pixels in memory: bits 8 or 16 (host-endian, 2-byte aligned)
+ * per sample, channels 1, or 3 (RGB to BT.601 luma as decoding does);
+ * stride = bytes per row, 0 = w * channels * bits / 8. */
+int image_stream_pixels(const uint8_t *px, int w, int h, int channels, int bits, size_t stride, const char *name,
+                        const image_limits *lim, const image_sink *sink, mskx_err *e);
+
+/* Whole images, for callers that need every pixel at once (an eval report's
+ * overlays, tests): image_stream into one w*h buffer. Detects the format from
+ * the leading bytes (PNG, JPEG or DICOM). `name` is used in messages only. On error
+ * *out is left empty (px == NULL). */
 int image_decode(const uint8_t *buf, size_t len, const char *name, const image_limits *lim,
                  gray_image *out, mskx_err *e);
 int image_load(const char *path, const image_limits *lim, gray_image *out, mskx_err *e);

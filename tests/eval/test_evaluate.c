@@ -618,7 +618,7 @@ TEST(report_is_self_contained) {
   eval_results *res = NULL;
   report_gallery gal;
   CHECK_OK(eval_run_metrics(r, 1000, 1, &res, &e), &e);
-  predict_options po = {AGG_MEAN, 0, 0};
+  predict_options po = {AGG_MEAN, 0, 0, 0};
   CHECK_OK(report_gallery_build(p, r, &po, 4, &gal, &e), &e);
   int shown = gal.n[GALLERY_TP] + gal.n[GALLERY_FP] + gal.n[GALLERY_FN];
   const char *log = "{\"epoch\": 1, \"train_loss\": 0.7, \"val\": {\"loss\": 0.6, \"kappa\": 0.2}}\n";

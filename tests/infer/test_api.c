@@ -29,7 +29,7 @@ static int same_result(const mskx_result *a, const mskx_result *b, int cams) {
   if (a->probability != b->probability || a->abnormal != b->abnormal || a->n_images != b->n_images) return 0;
   for (int i = 0; i < a->n_images; i++) {
     if (a->images[i].probability != b->images[i].probability) return 0;
-    size_t n = (size_t)a->images[i].width * a->images[i].height;
+    size_t n = (size_t)a->images[i].cam_width * a->images[i].cam_height;
     if (cams && memcmp(a->images[i].cam, b->images[i].cam, n * sizeof(float))) return 0;
   }
   return 1;
@@ -65,6 +65,50 @@ TEST(load_and_info) {
   CHECK(mskx_model_info(NULL, &in) == MSKX_EINVAL);
 }
 
+/* 16-bit pixels (bits_per_sample 16) predict as their 8-bit reduction,
+ * written out here with the rounding the PNG decoder uses: grey
+ * round(v * 255 / 65535), RGB the BT.601 luma of the 16-bit samples scaled
+ * in one rounding step. Strides in bytes; bad sample sizes are refused. */
+TEST(pixels_16bit_reduce_like_png_decoding) {
+  CHECK(setup() == 0);
+  mskx_err e;
+  mskx_model *m = NULL;
+  CHECK_OK(mskx_model_load(mA, NULL, &m, &e), &e);
+  enum { W = 64, H = 64, PAD = 3 };
+  static uint16_t g16[H][W + PAD], c16[H * W * 3];
+  static uint8_t g8[H * W], l8[H * W];
+  rng r;
+  rng_seed(&r, 11);
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++) {
+      uint32_t v = (uint32_t)rng_below(&r, 65536);
+      g16[y][x] = (uint16_t)v;
+      g8[y * W + x] = (uint8_t)floor(v * 255.0 / 65535.0 + 0.5);
+      uint64_t rgb[3];
+      for (int c = 0; c < 3; c++) c16[(y * W + x) * 3 + c] = (uint16_t)(rgb[c] = rng_below(&r, 65536));
+      l8[y * W + x] = (uint8_t)floor((299.0 * rgb[0] + 587.0 * rgb[1] + 114.0 * rgb[2]) / 1000.0 * 255.0 / 65535.0 + 0.5);
+    }
+  mskx_pixel_image p[4] = {{(const unsigned char *)g16, W, H, 1, (W + PAD) * 2, "g16", 16},
+                           {g8, W, H, 1, 0, "g8", 8},
+                           {(const unsigned char *)c16, W, H, 3, 0, "c16", 16},
+                           {l8, W, H, 1, 0, "l8", 0}};
+  mskx_result *res[4] = {0};
+  for (int k = 0; k < 4; k++) CHECK_OK(mskx_predict_pixels(m, &p[k], 1, NULL, NULL, &res[k], &e), &e);
+  CHECK(res[0]->probability == res[1]->probability);
+  CHECK(res[2]->probability == res[3]->probability);
+  CHECK(res[0]->probability != res[2]->probability);
+  for (int k = 0; k < 4; k++) mskx_result_free(res[k]);
+  mskx_result *bad = NULL;
+  mskx_pixel_image b = {g8, W, H, 1, 0, "twelve", 12};
+  CHECK(mskx_predict_pixels(m, &b, 1, NULL, NULL, &bad, &e) == MSKX_EINVAL && strstr(e.msg, "bits_per_sample") && !bad);
+  b = (mskx_pixel_image){(const unsigned char *)g16, W, H, 1, W, "short stride", 16};
+  CHECK(mskx_predict_pixels(m, &b, 1, NULL, NULL, &bad, &e) == MSKX_EINVAL && strstr(e.msg, "stride"));
+  b = (mskx_pixel_image){(const unsigned char *)g16 + 1, W, H, 1, 0, "odd", 16};
+  CHECK(mskx_predict_pixels(m, &b, 1, NULL, NULL, &bad, &e) == MSKX_EINVAL && strstr(e.msg, "aligned"));
+  CHECK(!strcmp(mskx_version(), MSKX_VERSION));
+  mskx_model_free(m);
+}
+
 /* PNG bytes, grey pixels, RGB pixels (grey replicated, padded rows) and
  * files of the same images give the same result. */
 TEST(encoded_pixels_rgb_and_files_agree) {
@@ -82,12 +126,12 @@ TEST(encoded_pixels_rgb_and_files_agree) {
   for (int i = 0; i < 2; i++) {
     CHECK_OK(image_encode_png(g[i].px, g[i].w, g[i].h, 1, &png[i], &len[i], &e), &e);
     enc[i] = (mskx_encoded_image){png[i], len[i], NULL};
-    pg[i] = (mskx_pixel_image){g[i].px, g[i].w, g[i].h, 1, 0, "grey"};
+    pg[i] = (mskx_pixel_image){g[i].px, g[i].w, g[i].h, 1, 0, "grey", 8};
     int stride = g[i].w * 3 + 5;
     rgb[i] = calloc((size_t)stride * g[i].h, 1);
     for (int y = 0; y < g[i].h; y++)
       for (int x = 0; x < g[i].w; x++) memset(rgb[i] + (size_t)y * stride + 3 * x, g[i].px[y * g[i].w + x], 3);
-    prgb[i] = (mskx_pixel_image){rgb[i], g[i].w, g[i].h, 3, stride, NULL};
+    prgb[i] = (mskx_pixel_image){rgb[i], g[i].w, g[i].h, 3, stride, NULL, 0};
     snprintf(path[i], sizeof path[i], "%s/img%d.png", fx_tmp(), i);
     CHECK_OK(image_write_png(path[i], g[i].px, g[i].w, g[i].h, 1, &e), &e);
     paths[i] = path[i];
@@ -123,7 +167,7 @@ TEST(encoded_pixels_rgb_and_files_agree) {
     for (int c = 0; c < 3; c++) col[3 * q + c] = (uint8_t)rng_below(&rr, 256);
     luma[q] = (uint8_t)lround(0.299 * col[3 * q] + 0.587 * col[3 * q + 1] + 0.114 * col[3 * q + 2]);
   }
-  mskx_pixel_image pc = {col, 6, 5, 3, 0, "colour"}, pl = {luma, 6, 5, 1, 0, "luma"};
+  mskx_pixel_image pc = {col, 6, 5, 3, 0, "colour", 0}, pl = {luma, 6, 5, 1, 0, "luma", 0};
   mskx_result *a = NULL, *b = NULL;
   CHECK_OK(mskx_predict_pixels(m, &pc, 1, NULL, &po, &a, &e), &e);
   CHECK_OK(mskx_predict_pixels(m, &pl, 1, NULL, &po, &b, &e), &e);
@@ -137,6 +181,58 @@ TEST(encoded_pixels_rgb_and_files_agree) {
     gray_image_free(&g[i]);
   }
   mskx_model_free(m);
+}
+
+/* An image above the display size: the network sees the same input as a
+ * whole-image resize (TTA included), the result reports the image's own
+ * size, and maps and overlays come at display size (longest side 1024). */
+TEST(large_image_maps_at_display_size) {
+  CHECK(setup() == 0);
+  mskx_err e;
+  mskx_model *m = NULL;
+  CHECK_OK(mskx_model_load(mA, NULL, &m, &e), &e);
+  gray_image g = fx_image(1500, 900, 77), gm = fx_mirror(&g);
+  uint8_t *png;
+  size_t len;
+  CHECK_OK(image_encode_png(g.px, g.w, g.h, 1, &png, &len, &e), &e);
+  mskx_encoded_image enc = {png, len, "big.png"};
+  mskx_predict_options po;
+  mskx_predict_options_default(&po);
+  po.want_cam = po.want_overlay = po.tta_flip = 1;
+  mskx_result *r = NULL;
+  CHECK_OK(mskx_predict_encoded(m, &enc, 1, NULL, &po, &r, &e), &e);
+  const mskx_image_result *ir = &r->images[0];
+  CHECK(ir->width == 1500 && ir->height == 900);
+  CHECKF(ir->cam_width == 1024 && ir->cam_height == 614, "display %dx%d", ir->cam_width, ir->cam_height);
+  int w = 0, h = 0;
+  CHECK_OK(image_probe(ir->overlay_png, ir->overlay_png_len, "overlay", &w, &h, &e), &e);
+  CHECK(w == 1024 && h == 614);
+  float mx = 0;
+  for (int q = 0; q < w * h; q++) mx = ir->cam[q] > mx ? ir->cam[q] : mx;
+  CHECK(mx == 0 || fabsf(mx - 1) < 1e-6f);
+  fx_ref ref;
+  double p0, p1;
+  CHECK_OK(fx_ref_open(&ref, mA, &e), &e);
+  CHECK_OK(fx_ref_prob(&ref, &g, &p0, &e), &e);
+  CHECK_OK(fx_ref_prob(&ref, &gm, &p1, &e), &e);
+  fx_ref_close(&ref);
+  CHECK_NEAR(ir->probability, 0.5 * (p0 + p1), 1e-6);
+  mskx_result_free(r);
+  mskx_model_free(m);
+  /* A budget below what one image needs to decode: refused, naming it. */
+  mskx_load_options lo;
+  mskx_load_options_default(&lo);
+  lo.max_decode_bytes = 100000;
+  CHECK_OK(mskx_model_load(mA, &lo, &m, &e), &e);
+  CHECK_EQ_INT(mskx_predict_encoded(m, &enc, 1, NULL, NULL, &r, &e), MSKX_ELIMIT);
+  CHECKF(strstr(e.msg, "big.png") && strstr(e.msg, "budget"), "%s", e.msg);
+  mskx_model_free(m);
+  lo.max_decode_bytes = 0;
+  lo.decode_wait_ms = 4000000;
+  CHECK_EQ_INT(mskx_model_load(mA, &lo, &m, &e), MSKX_EINVAL);
+  free(png);
+  gray_image_free(&g);
+  gray_image_free(&gm);
 }
 
 TEST(files_route_by_xr_component) {
@@ -210,7 +306,7 @@ TEST(concurrent_predictions_equal_sequential_bit_for_bit) {
   for (int s = 0; s < N_THREADS * N_STUDIES; s++)
     for (int i = 0; i < n_in_study(s); i++) {
       study_gray[s][i] = fx_image(30 + 7 * i + s, 50 - 3 * i, (uint64_t)(1000 + 10 * s + i));
-      study_img[s][i] = (mskx_pixel_image){study_gray[s][i].px, study_gray[s][i].w, study_gray[s][i].h, 1, 0, NULL};
+      study_img[s][i] = (mskx_pixel_image){study_gray[s][i].px, study_gray[s][i].w, study_gray[s][i].h, 1, 0, NULL, 0};
     }
   mskx_load_options lo;
   mskx_load_options_default(&lo);
@@ -288,7 +384,7 @@ TEST(bad_input_gives_codes_and_messages) {
   po.agg = MSKX_AGG_MAX;
   po.overlay_alpha = 2;
   CHECK(mskx_predict_encoded(m, enc, 1, NULL, &po, &r, &e) == MSKX_EINVAL && strstr(e.msg, "overlay_alpha"));
-  mskx_pixel_image px = {g.px, g.w, g.h, 2, 0, "two.raw"};
+  mskx_pixel_image px = {g.px, g.w, g.h, 2, 0, "two.raw", 0};
   CHECK(mskx_predict_pixels(m, &px, 1, NULL, NULL, &r, &e) == MSKX_EINVAL && strstr(e.msg, "two.raw"));
   px.channels = 3;
   px.stride = 10;

@@ -53,7 +53,7 @@ TEST(probability_is_sigmoid_of_forward_and_mean_aggregates) {
     gray_image g[4];
     make_study(g, 4, 100);
     study_result r;
-    predict_options po = {AGG_MEAN, 0, 0};
+    predict_options po = {AGG_MEAN, 0, 0, 0};
     CHECK_OK(predict_file(files[f], g, 4, NULL, &po, 16, &r, &e), &e);
     fx_ref ref;
     CHECK_OK(fx_ref_open(&ref, files[f], &e), &e);
@@ -82,7 +82,7 @@ TEST(max_aggregation_and_batching_agree) {
   gray_image g[5];
   make_study(g, 5, 200);
   study_result a, b;
-  predict_options mx = {AGG_MAX, 0, 0};
+  predict_options mx = {AGG_MAX, 0, 0, 0};
   CHECK_OK(predict_file(mB, g, 5, NULL, &mx, 2, &a, &e), &e);   /* chunks of 2 with padding */
   CHECK_OK(predict_file(mB, g, 5, NULL, &mx, 16, &b, &e), &e);  /* one batch of 5 */
   double m = 0;
@@ -106,7 +106,7 @@ TEST(tta_flip_averages_image_and_mirror) {
     gray_image g[3];
     make_study(g, 3, 300);
     study_result r;
-    predict_options po = {AGG_MEAN, 1, 0};
+    predict_options po = {AGG_MEAN, 1, 0, 0};
     CHECK_OK(predict_file(files[f], g, 3, NULL, &po, 4, &r, &e), &e);
     fx_ref ref;
     CHECK_OK(fx_ref_open(&ref, files[f], &e), &e);
@@ -261,7 +261,7 @@ TEST(cam_is_relu_of_classifier_weighted_features) {
   /* 8x8 has the feature map's own size; 50x40 needs resampling. */
   gray_image g[2] = {fx_image(8, 8, 600), fx_image(50, 40, 601)};
   study_result r;
-  predict_options po = {AGG_MEAN, 0, 1};
+  predict_options po = {AGG_MEAN, 0, 1, 0};
   CHECK_OK(predict_file(mA, g, 2, NULL, &po, 16, &r, &e), &e);
   CHECK(r.cam != NULL);
   fx_ref ref;
@@ -313,7 +313,7 @@ TEST(cam_with_keep_aspect_tta_and_ensemble_is_normalized) {
   int nonzero = 0;
   for (int f = 0; f < 3; f++) {
     study_result r;
-    predict_options po = {AGG_MEAN, 1, 1};
+    predict_options po = {AGG_MEAN, 1, 1, 0};
     CHECK_OK(predict_file(files[f], g, 2, NULL, &po, 16, &r, &e), &e);
     for (int i = 0; i < 2; i++) {
       double mx = 0, mn = 1;
@@ -360,7 +360,7 @@ TEST(clone_gives_identical_results) {
   gray_image g[3];
   make_study(g, 3, 800);
   study_result a, b;
-  predict_options po = {AGG_MEAN, 1, 1};
+  predict_options po = {AGG_MEAN, 1, 1, 0};
   CHECK_OK(predictor_predict_study(p, g, 3, NULL, &po, &a, &e), &e);
   CHECK_OK(predictor_predict_study(q, g, 3, NULL, &po, &b, &e), &e);
   CHECK(a.probability == b.probability);

@@ -2,12 +2,15 @@
  * table, the display pipeline on hand-made frames (windows by their PS3.3
  * formulas, MONOCHROME1, padding, LUTs, auto/minmax), codestream checks and
  * the header scanner on minimal hand-built files. Reference pixels from
- * pydicom are compared in tests/io/dicom_test.sh. */
+ * pydicom are compared in tests/io/dicom_test.sh. Streaming: frames one at
+ * a time into an image sink, charged to a decode budget. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include "core/error.h"
 #include "io/dicom.h"
 #include "io/dicom_internal.h"
+#include "io/image.h"
 #include "test.h"
 
 TEST(options_parse) {
@@ -249,6 +252,98 @@ TEST(uids_deterministic_and_valid) {
   dicom_make_uid(1, 3, b);
   CHECK(strcmp(a, b));
   for (const char *p = a; *p; p++) CHECK((*p >= '0' && *p <= '9') || *p == '.');
+}
+
+/* A 3-frame 12-bit file of 4x2 pixels: frame f holds 1000 * f + pixel index. */
+static size_t three_frames(uint8_t *b) {
+  memset(b, 0, 132);
+  memcpy(b + 128, "DICM", 4);
+  size_t k = 132;
+  k += put_el(b + k, 0x0002, 0x0010, "UI", "1.2.840.10008.1.2.1", 20);
+  uint16_t two = 2, four = 4, sixteen = 16, twelve = 12, eleven = 11, zero = 0, one = 1;
+  k += put_el(b + k, 0x0028, 0x0002, "US", &one, 2);
+  k += put_el(b + k, 0x0028, 0x0004, "CS", "MONOCHROME2 ", 12);
+  k += put_el(b + k, 0x0028, 0x0008, "IS", "3 ", 2);
+  k += put_el(b + k, 0x0028, 0x0010, "US", &two, 2);
+  k += put_el(b + k, 0x0028, 0x0011, "US", &four, 2);
+  k += put_el(b + k, 0x0028, 0x0100, "US", &sixteen, 2);
+  k += put_el(b + k, 0x0028, 0x0101, "US", &twelve, 2);
+  k += put_el(b + k, 0x0028, 0x0102, "US", &eleven, 2);
+  k += put_el(b + k, 0x0028, 0x0103, "US", &zero, 2);
+  k += put_el(b + k, 0x0028, 0x1050, "DS", "2048", 4);
+  k += put_el(b + k, 0x0028, 0x1051, "DS", "4096", 4);
+  uint16_t px[24];
+  for (int i = 0; i < 24; i++) px[i] = (uint16_t)(1000 * (i / 8) + i % 8);
+  k += put_el(b + k, 0x7FE0, 0x0010, "OW", px, sizeof px);
+  return k;
+}
+
+/* Collects one image, and records what the budget held when it began. */
+typedef struct grab {
+  uint8_t px[64];
+  int w, h, y;
+  mem_budget *b;
+  uint64_t used_at_begin;
+} grab;
+static uint64_t grab_cost(void *ctx, int w, int h) {
+  (void)ctx;
+  return (uint64_t)w * (uint64_t)h;
+}
+static int grab_begin(void *ctx, int w, int h, mskx_err *e) {
+  grab *g = ctx;
+  if (w * h > 64) return err_set(e, MSKX_EINTERNAL, "too big");
+  g->w = w, g->h = h, g->y = 0;
+  g->used_at_begin = g->b ? mem_budget_used(g->b) : 0;
+  return MSKX_OK;
+}
+static void grab_row(void *ctx, const uint8_t *row) {
+  grab *g = ctx;
+  memcpy(g->px + (size_t)g->y++ * g->w, row, (size_t)g->w);
+}
+
+TEST(stream_frames_under_budget) {
+  uint8_t b[1024];
+  size_t n = three_frames(b);
+  mskx_err e = {0, ""};
+  dicom_image all;
+  CHECK_OK(dicom_decode(b, n, "mf.dcm", NULL, &all, &e), &e);
+  CHECK(all.n_frames == 3 && all.frames[0].w == 4 && all.frames[0].h == 2);
+  mem_budget *bud;
+  CHECK_OK(mem_budget_create(1 << 20, 0, &bud, &e), &e);
+  image_limits lim = {.budget = bud};
+  grab g = {.b = bud};
+  image_sink sink = {grab_cost, grab_begin, grab_row, &g};
+  /* Frame k (1-based) streams exactly what decoding every frame gives. */
+  for (int k = 1; k <= 3; k++) {
+    CHECK_OK(image_stream_frame(b, n, "mf.dcm", k, &lim, &sink, &e), &e);
+    CHECK(g.w == 4 && g.h == 2 && g.y == 2 && !memcmp(g.px, all.frames[k - 1].px, 8));
+    /* Charged while it ran: the 8-bit frame, the sink's image and the
+     * renderer's tables (an int per pixel, 4096 LUT and histogram entries). */
+    CHECKF(g.used_at_begin >= 8 + 8 + 8 * sizeof(int) + 4096 * 9, "charged %llu", (unsigned long long)g.used_at_begin);
+    CHECK(mem_budget_used(bud) == 0);
+  }
+  CHECK(image_stream_frame(b, n, "mf.dcm", 4, &lim, &sink, &e) == MSKX_EINVAL && strstr(e.msg, "3 frames"));
+  /* The file's one image: refused for a multi-frame file unless first frames are asked for. */
+  CHECK(image_stream(b, n, "mf.dcm", &lim, &sink, &e) == MSKX_EUNSUPPORTED && strstr(e.msg, "multi-frame"));
+  lim.dicom.frames = DICOM_FRAMES_FIRST;
+  CHECK_OK(image_stream(b, n, "mf.dcm", &lim, &sink, &e), &e);
+  CHECK(!memcmp(g.px, all.frames[0].px, 8));
+  gray_image one;
+  CHECK_OK(image_decode(b, n, "mf.dcm", &lim, &one, &e), &e);
+  CHECK(one.w == 4 && !memcmp(one.px, all.frames[0].px, 8));
+  gray_image_free(&one);
+  mem_budget_destroy(bud);
+  /* A budget below what the frame needs: refused before decoding. */
+  CHECK_OK(mem_budget_create(1000, 0, &bud, &e), &e);
+  lim.budget = bud;
+  g.y = -1;
+  CHECKF(image_stream_frame(b, n, "mf.dcm", 2, &lim, &sink, &e) == MSKX_ELIMIT, "%s", e.msg);
+  CHECK(g.y == -1 && mem_budget_used(bud) == 0);
+  mem_budget_destroy(bud);
+  /* A frame of a PNG or JPEG does not exist. */
+  static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  CHECK(image_stream_frame(png, sizeof png, "x.png", 2, NULL, &sink, &e) == MSKX_EINVAL);
+  dicom_image_free(&all);
 }
 
 TEST_MAIN()

@@ -1,8 +1,9 @@
 """Tiny model files and a PyTorch reference for the `mskx predict` tests.
 
-  infer_model.py make OUT.safetensors ARCH --seed S --size N [--threshold T]
-      a random torchvision DenseNet (one logit, randomised batch-norm statistics)
-      saved as an mskx model file (metadata format mskx-model-1)
+  infer_model.py make OUT.safetensors ARCH --seed S --size N [--threshold T] [--calibrate]
+      a random torchvision DenseNet or ResNet (one logit, randomised batch-norm statistics)
+      saved as an mskx model file (metadata format mskx-model-1); --calibrate
+      scales the head so that logits stay small (deep random nets saturate)
   infer_model.py prob MODEL.safetensors IMG.png...
       prints P(abnormal) per image: torchvision model with the file's weights,
       ImageNet normalisation of the grey image replicated to 3 channels. The
@@ -23,7 +24,7 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-def make(out, arch, seed, size, threshold):
+def make(out, arch, seed, size, threshold, calibrate=False):
     import torch
     from torch_parity import build
     torch.manual_seed(seed)
@@ -34,7 +35,20 @@ def make(out, arch, seed, size, threshold):
             if isinstance(mod, torch.nn.BatchNorm2d):
                 mod.running_mean.copy_(0.2 * torch.randn(mod.running_mean.shape, generator=g))
                 mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
-        m.classifier.weight.copy_(0.5 * torch.randn(m.classifier.weight.shape, generator=g))
+        head = m.fc if hasattr(m, "fc") else m.classifier  # resnet / densenet
+        head.weight.copy_(0.5 * torch.randn(head.weight.shape, generator=g))
+        if calibrate:
+            # Deep random networks (ResNet-50's residual sums) reach logits in
+            # the thousands, where every probability is 0 or 1 and comparisons
+            # see nothing: scale the head so logits of image-like inputs stay
+            # within about +-2.
+            m.eval()
+            x = torch.randn(4, 3, size, size, generator=g)
+            head.bias.zero_()
+            z = m(x)
+            k = 2.0 / max(float(z.abs().max()), 1e-6)
+            head.weight.mul_(k)
+            head.bias.copy_(0.3 * torch.randn(head.bias.shape, generator=g))
     state = {k: v.detach().numpy().copy() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
     meta = {"format": "mskx-model-1", "arch": arch, "size": size, "keep_aspect": 0,
             "mean": ",".join(str(v) for v in MEAN), "std": ",".join(str(v) for v in STD),
@@ -68,8 +82,10 @@ def png(out, w, h, seed):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "make":
-        kv = dict(zip(args[2::2], args[3::2]))
-        make(args[0], args[1], int(kv.get("--seed", 0)), int(kv.get("--size", 64)), float(kv.get("--threshold", 0.5)))
+        rest = [a for a in args[2:] if a != "--calibrate"]
+        kv = dict(zip(rest[::2], rest[1::2]))
+        make(args[0], args[1], int(kv.get("--seed", 0)), int(kv.get("--size", 64)), float(kv.get("--threshold", 0.5)),
+             "--calibrate" in args)
     elif cmd == "prob":
         prob(args[0], args[1:])
     elif cmd == "png":

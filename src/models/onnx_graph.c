@@ -1,0 +1,239 @@
+/* Networks as ONNX graphs (see onnx_graph.h). The wiring follows the
+ * torchvision modules that densenet.c and resnet.c reproduce:
+ *   DenseNet-BC: conv0-norm0-relu-maxpool, dense layers (norm1-relu-conv1-
+ *     norm2-relu-conv2, output concatenated to the block), transitions
+ *     (norm-relu-conv-avgpool), norm5-relu-global average pool-classifier;
+ *   ResNet-50: conv1-bn1-relu-maxpool, bottlenecks (conv1-bn1-relu-conv2
+ *     (stride)-bn2-relu-conv3-bn3, plus the identity or downsample, relu),
+ *     global average pool-fc. */
+#include "models/onnx_graph.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+
+#define VNAME 160
+
+typedef struct ctx {
+  const net *m;
+  onnx_graph *g;
+  int fold;
+  mskx_err *e;
+  int rc;
+} ctx;
+
+/* The parameter called name (with its shape), or NULL after setting rc. */
+static const param_entry *param(ctx *c, const char *name, const float **data) {
+  *data = NULL;
+  int idx = ps_find(&c->m->ps, name);
+  if (idx < 0) {
+    if (!c->rc) c->rc = err_set(c->e, MSKX_EINTERNAL, "onnx export: %s has no tensor '%s'", c->m->arch.name, name);
+    return NULL;
+  }
+  *data = ps_data(&c->m->ps, idx);
+  return &c->m->ps.entries[idx];
+}
+
+/* Emits the parameter prefix.suffix as an initializer; its name goes to out. */
+static void init_param(ctx *c, const char *prefix, const char *suffix, char *out) {
+  snprintf(out, VNAME, "%s.%s", prefix, suffix);
+  const float *d;
+  const param_entry *en = param(c, out, &d);
+  if (en) onnx_initializer(c->g, out, en->shape, en->ndim, d);
+}
+
+static void op1(ctx *c, const char *op, const char *x, const char *y, const onnx_attr *a, int na) {
+  const char *in[1] = {x};
+  onnx_node(c->g, op, in, 1, y, a, na);
+}
+
+static void relu(ctx *c, const char *x, const char *y) { op1(c, "Relu", x, y, NULL, 0); }
+
+static void pool(ctx *c, const char *op, const char *x, const char *y, int k, int s, int p) {
+  int64_t ks[2] = {k, k}, st[2] = {s, s}, pd[4] = {p, p, p, p};
+  onnx_attr a[3] = {{"kernel_shape", ONNX_ATTR_INTS, 0, ks, 2, 0},
+                    {"strides", ONNX_ATTR_INTS, 0, st, 2, 0},
+                    {"pads", ONNX_ATTR_INTS, 0, pd, 4, 0}};
+  op1(c, op, x, y, a, 3);
+}
+
+static void batchnorm(ctx *c, const char *prefix, const char *x, const char *y) {
+  char w[VNAME], b[VNAME], mu[VNAME], var[VNAME];
+  init_param(c, prefix, "weight", w);
+  init_param(c, prefix, "bias", b);
+  init_param(c, prefix, "running_mean", mu);
+  init_param(c, prefix, "running_var", var);
+  const char *in[5] = {x, w, b, mu, var};
+  onnx_attr a[1] = {{"epsilon", ONNX_ATTR_FLOAT, 0, NULL, 0, BN_EPS}};
+  onnx_node(c->g, "BatchNormalization", in, 5, y, a, 1);
+}
+
+/* Folds bn into conv's weights: scale = gamma / sqrt(var + eps) rounded to
+ * float, w' = w * scale, b' = beta - mean * scale (the arithmetic of
+ * conv_bn_fold in graph/layers.c). */
+static void fold_weights(ctx *c, const char *conv, const char *bn, char *wname, char *bname) {
+  char n[VNAME];
+  const float *w = NULL, *g = NULL, *beta = NULL, *mu = NULL, *var = NULL;
+  snprintf(n, sizeof n, "%s.weight", conv);
+  const param_entry *we = param(c, n, &w);
+  snprintf(n, sizeof n, "%s.weight", bn);
+  const param_entry *ge = param(c, n, &g);
+  snprintf(n, sizeof n, "%s.bias", bn);
+  param(c, n, &beta);
+  snprintf(n, sizeof n, "%s.running_mean", bn);
+  param(c, n, &mu);
+  snprintf(n, sizeof n, "%s.running_var", bn);
+  param(c, n, &var);
+  if (c->rc || !w || !g || !beta || !mu || !var) return;
+  int64_t cout = we->shape[0];
+  size_t per = we->numel / (size_t)cout;
+  float *fw = malloc(we->numel * sizeof *fw), *fb = malloc((size_t)cout * sizeof *fb);
+  if (!fw || !fb || ge->numel != (size_t)cout) {
+    c->rc = err_set(c->e, fw && fb ? MSKX_EINTERNAL : MSKX_ENOMEM, "onnx export: cannot fold %s into %s", bn, conv);
+  } else {
+    for (int64_t o = 0; o < cout; o++) {
+      float s = (float)(g[o] / sqrt((double)var[o] + BN_EPS));
+      for (size_t k = 0; k < per; k++) fw[o * per + k] = w[o * per + k] * s;
+      fb[o] = beta[o] - mu[o] * s;
+    }
+    snprintf(wname, VNAME, "%s.weight+%s", conv, bn);
+    snprintf(bname, VNAME, "%s.bias+%s", conv, bn);
+    onnx_initializer(c->g, wname, we->shape, we->ndim, fw);
+    onnx_initializer(c->g, bname, &cout, 1, fb);
+  }
+  free(fw);
+  free(fb);
+}
+
+/* Convolution `conv` (square kernel from its weight, given stride and
+ * padding), followed by batch norm `bn` when not NULL (folded with --fold-bn). */
+static void conv_bn(ctx *c, const char *conv, const char *bn, const char *x, const char *y, int stride, int pad) {
+  char w[VNAME], b[VNAME], z[VNAME];
+  const float *d;
+  snprintf(w, sizeof w, "%s.weight", conv);
+  const param_entry *we = param(c, w, &d);
+  if (!we) return;
+  int64_t ks[2] = {we->shape[2], we->shape[3]}, st[2] = {stride, stride}, pd[4] = {pad, pad, pad, pad};
+  onnx_attr a[3] = {{"kernel_shape", ONNX_ATTR_INTS, 0, ks, 2, 0},
+                    {"strides", ONNX_ATTR_INTS, 0, st, 2, 0},
+                    {"pads", ONNX_ATTR_INTS, 0, pd, 4, 0}};
+  if (bn && c->fold) {
+    fold_weights(c, conv, bn, w, b);
+    const char *in[3] = {x, w, b};
+    onnx_node(c->g, "Conv", in, 3, y, a, 3);
+    return;
+  }
+  onnx_initializer(c->g, w, we->shape, we->ndim, d);
+  const char *in[2] = {x, w};
+  snprintf(z, sizeof z, "%s.out", conv);
+  onnx_node(c->g, "Conv", in, 2, bn ? z : y, a, 3);
+  if (bn) batchnorm(c, bn, z, y);
+}
+
+/* Global average pool, flatten and the one-logit linear head. */
+static void head(ctx *c, const char *x, const char *name, const char *logit) {
+  char w[VNAME], b[VNAME];
+  op1(c, "GlobalAveragePool", x, "pooled", NULL, 0);
+  onnx_attr fa[1] = {{"axis", ONNX_ATTR_INT, 1, NULL, 0, 0}};
+  op1(c, "Flatten", "pooled", "features", fa, 1);
+  init_param(c, name, "weight", w);
+  init_param(c, name, "bias", b);
+  const char *in[3] = {"features", w, b};
+  onnx_attr ga[1] = {{"transB", ONNX_ATTR_INT, 1, NULL, 0, 0}};
+  onnx_node(c->g, "Gemm", in, 3, logit, ga, 1);
+}
+
+static void densenet_graph(ctx *c, const char *input, const char *logit) {
+  const arch_spec *a = &c->m->arch;
+  char x[VNAME], p[VNAME], q[VNAME], t1[VNAME], t2[VNAME], t3[VNAME], cat[VNAME];
+  conv_bn(c, "features.conv0", "features.norm0", input, "features.norm0", 2, 3);
+  relu(c, "features.norm0", "features.relu0");
+  pool(c, "MaxPool", "features.relu0", "features.pool0", 3, 2, 1);
+  snprintf(x, sizeof x, "features.pool0");
+  for (int b = 0; b < a->n_blocks && !c->rc; b++) {
+    for (int l = 0; l < a->blocks[b]; l++) {
+      snprintf(p, sizeof p, "features.denseblock%d.denselayer%d", b + 1, l + 1);
+      snprintf(q, sizeof q, "%s.norm1", p);
+      batchnorm(c, q, x, q);
+      snprintf(t2, sizeof t2, "%s.relu1", p);
+      relu(c, q, t2);
+      snprintf(q, sizeof q, "%s.conv1", p);
+      snprintf(t1, sizeof t1, "%s.norm2", p);
+      conv_bn(c, q, t1, t2, t1, 1, 0);
+      snprintf(t3, sizeof t3, "%s.relu2", p);
+      relu(c, t1, t3);
+      snprintf(q, sizeof q, "%s.conv2", p);
+      snprintf(t2, sizeof t2, "%s.new", p);
+      conv_bn(c, q, NULL, t3, t2, 1, 1);
+      /* torchvision concatenates [input, new features of every layer]; one
+       * Concat of the running block with the newest features is the same. */
+      snprintf(cat, sizeof cat, "%s.concat", p);
+      const char *in[2] = {x, t2};
+      onnx_attr ca[1] = {{"axis", ONNX_ATTR_INT, 1, NULL, 0, 0}};
+      onnx_node(c->g, "Concat", in, 2, cat, ca, 1);
+      snprintf(x, sizeof x, "%s", cat);
+    }
+    if (b + 1 < a->n_blocks) {
+      snprintf(p, sizeof p, "features.transition%d", b + 1);
+      snprintf(q, sizeof q, "%s.norm", p);
+      snprintf(t1, sizeof t1, "%s.norm", p);
+      batchnorm(c, q, x, t1);
+      snprintf(t2, sizeof t2, "%s.relu", p);
+      relu(c, t1, t2);
+      snprintf(q, sizeof q, "%s.conv", p);
+      conv_bn(c, q, NULL, t2, q, 1, 0);
+      snprintf(x, sizeof x, "%s.pool", p);
+      pool(c, "AveragePool", q, x, 2, 2, 0);
+    }
+  }
+  batchnorm(c, "features.norm5", x, "features.norm5");
+  relu(c, "features.norm5", "features.relu5");
+  head(c, "features.relu5", "classifier", logit);
+}
+
+static void resnet_graph(ctx *c, const char *input, const char *logit) {
+  char x[VNAME], p[VNAME], q[VNAME], r[VNAME], t1[VNAME], t2[VNAME], id[VNAME], sum[VNAME];
+  conv_bn(c, "conv1", "bn1", input, "bn1", 2, 3);
+  relu(c, "bn1", "relu");
+  pool(c, "MaxPool", "relu", "maxpool", 3, 2, 1);
+  snprintf(x, sizeof x, "maxpool");
+  for (int s = 0; s < 4 && !c->rc; s++)
+    for (int i = 0; i < c->m->arch.blocks[s]; i++) {
+      int stride = s > 0 && i == 0 ? 2 : 1;
+      snprintf(p, sizeof p, "layer%d.%d", s + 1, i);
+      snprintf(q, sizeof q, "%s.conv1", p);
+      snprintf(r, sizeof r, "%s.bn1", p);
+      conv_bn(c, q, r, x, r, 1, 0);
+      snprintf(t1, sizeof t1, "%s.relu1", p);
+      relu(c, r, t1);
+      snprintf(q, sizeof q, "%s.conv2", p);
+      snprintf(r, sizeof r, "%s.bn2", p);
+      conv_bn(c, q, r, t1, r, stride, 1);
+      snprintf(t2, sizeof t2, "%s.relu2", p);
+      relu(c, r, t2);
+      snprintf(q, sizeof q, "%s.conv3", p);
+      snprintf(r, sizeof r, "%s.bn3", p);
+      conv_bn(c, q, r, t2, r, 1, 0);
+      if (i == 0) {
+        snprintf(q, sizeof q, "%s.downsample.0", p);
+        snprintf(id, sizeof id, "%s.downsample.1", p);
+        conv_bn(c, q, id, x, id, stride, 0);
+      } else {
+        snprintf(id, sizeof id, "%s", x);
+      }
+      snprintf(sum, sizeof sum, "%s.add", p);
+      const char *in[2] = {r, id};
+      onnx_node(c->g, "Add", in, 2, sum, NULL, 0);
+      snprintf(x, sizeof x, "%s.relu", p);
+      relu(c, sum, x);
+    }
+  head(c, x, "fc", logit);
+}
+
+int net_onnx_graph(const net *m, onnx_graph *g, const char *input, const char *logit, int fold_bn, mskx_err *e) {
+  ctx c = {m, g, fold_bn, e, MSKX_OK};
+  if (m->arch.family == ARCH_DENSENET) densenet_graph(&c, input, logit);
+  else resnet_graph(&c, input, logit);
+  return c.rc;
+}
