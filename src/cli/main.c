@@ -25,6 +25,7 @@ int main(int argc, char **argv) {
       {"train", cmd_train, "train a network (the MURA paper's recipe and more)"},
       {"eval", cmd_eval, "evaluate a model on a split: kappa, AUROC, report"},
       {"score", cmd_score, "score a predictions CSV against labelled studies"},
+      {"lr-find", cmd_lr_find, "sweep learning rates and suggest one (fastai-style finder)"},
       {"threshold", cmd_threshold, "choose a decision threshold on the validation split"},
       {"ensemble", cmd_ensemble, "combine models (mean, vote, weighted, stacking)"},
       {"predict", cmd_predict, "predict studies (images or study folders)"},

@@ -135,6 +135,9 @@ static const field fields[] = {
     FI("strict", strict),
     FI("cache", cache),
     FI("max_batches", max_batches),
+    FI("lr_auto", lr_auto),
+    FD("lr_found_steepest", lr_found_steepest),
+    FD("lr_found_min_tenth", lr_found_min_tenth),
 };
 
 char *train_config_to_json(const train_config *c) {

@@ -39,6 +39,11 @@ typedef struct train_config {
   int max_batches;           /* per epoch, 0 = all (quick experiments and tests) */
   int sync_bn;               /* data-parallel: batch-norm statistics over all processes */
   int bucket_kb;             /* data-parallel: gradient all-reduce bucket in KiB (0: default); not saved */
+  /* --lr auto: train_run sweeps with the learning-rate finder (lr_find.h)
+   * first and trains with its choice, which then is optim.lr and sched.lr0;
+   * the two suggestions are kept for the record (0 until the sweep ran). */
+  int lr_auto;
+  double lr_found_steepest, lr_found_min_tenth;
 } train_config;
 
 /* The MURA paper's recipe: densenet169, 320 px, batch 8, Adam 1e-4, plateau
@@ -50,7 +55,11 @@ int train_config_validate(const train_config *c, mskx_err *e);
 char *train_config_to_json(const train_config *c);
 int train_config_from_json(const char *text, const char *path, train_config *c, mskx_err *e);
 
-enum train_phase { TRAIN_PHASE_TRAIN = 0, TRAIN_PHASE_VALID = 1, TRAIN_PHASE_EPOCH = 2, TRAIN_PHASE_INFO = 3 };
+/* TRAIN_PHASE_LR_FIND: a step of the learning-rate finder's sweep (train
+ * --lr auto, lr_find.h): batch/batches the step, loss the smoothed loss. */
+enum train_phase {
+  TRAIN_PHASE_TRAIN = 0, TRAIN_PHASE_VALID = 1, TRAIN_PHASE_EPOCH = 2, TRAIN_PHASE_INFO = 3, TRAIN_PHASE_LR_FIND = 4
+};
 
 typedef struct train_progress {
   int phase;
