@@ -122,6 +122,11 @@ int lr_find_run(const train_config *c, const dataset *d, const lr_find_options *
     d = own;
   }
   train_config k = *c;
+  /* An arch map sweeps its default architecture. */
+  if ((rc = train_arch_for(c->arch, NULL, k.arch, sizeof k.arch, e))) {
+    dataset_free(own);
+    return rc;
+  }
   k.per_part = 0;
   k.cache = 0;  /* the cache lives in the run folder, which a sweep must not touch */
   run_ctx r;

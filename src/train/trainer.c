@@ -434,6 +434,8 @@ static int train_per_part(const train_config *c, const dataset *d, int resuming,
     train_config pc = *c;
     pc.per_part = 0;
     snprintf(pc.parts, sizeof pc.parts, "%s", d->parts[p]);
+    /* An arch map's entry for this part (the same string when not a map). */
+    if ((rc = train_arch_for(c->arch, d->parts[p], pc.arch, sizeof pc.arch, e))) break;
     char dir[2048], rel[256];
     snprintf(dir, sizeof dir, "%s/%s", c->out, d->parts[p]);
     snprintf(rel, sizeof rel, "%s/best.safetensors", d->parts[p]);
@@ -482,6 +484,8 @@ static int preflight(const train_config *c, dataset **d, mskx_err *e) {
     r.cw = NULL;
     r.mask = 1ULL << p;
     if ((rc = setup_class_weights(&r, e))) err_prefix(e, "%s", (*d)->parts[p]);
+    char arch[TRAIN_ARCH_MAX];
+    if (!rc) rc = train_arch_for(c->arch, (*d)->parts[p], arch, sizeof arch, e);
   }
   free(r.cw);
   if (!rc && c->pretrained[0] && !path_exists(c->pretrained))

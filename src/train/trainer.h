@@ -9,6 +9,7 @@
  * study to its part's best model. Every file is written atomically. */
 #ifndef MSKX_TRAIN_TRAINER_H
 #define MSKX_TRAIN_TRAINER_H
+#include <stddef.h>
 #include <stdint.h>
 #include "data/preprocess.h"
 #include "engine/engine.h"
@@ -16,9 +17,15 @@
 #include "train/optim.h"
 #include "train/schedule.h"
 
+/* An arch map holds several architecture strings. */
+#define TRAIN_ARCH_MAX 1024
+#define TRAIN_ARCH_MAP_MAX 64
+
 typedef struct train_config {
   char data[1024];
-  char arch[128];
+  /* One architecture, or with per_part an arch map: "XR_FINGER=densenet121,
+   * XR_HAND=densenet121,densenet169" (the unnamed entry is the default). */
+  char arch[TRAIN_ARCH_MAX];
   char out[1024];
   char parts[1024];          /* "all" or "XR_WRIST,XR_HAND" */
   int per_part;
@@ -51,6 +58,16 @@ typedef struct train_config {
 void train_config_default(train_config *c);
 /* Checks every value; errors name the option. */
 int train_config_validate(const train_config *c, mskx_err *e);
+/* The architecture for part (NULL: the default entry) of c->arch, which is
+ * one architecture (the answer for every part) or an arch map. A map
+ * entry "NAME=ARCH" starts at a token whose NAME is upper case ([A-Z0-9_],
+ * "XR_" optional); a token with ':' or without '=' starts the default entry;
+ * other "key=value" tokens continue the entry before (custom architectures'
+ * options, "densenet:growth=4,blocks=1-1"). Errors when part has no entry and
+ * there is no default. */
+int train_arch_for(const char *arch, const char *part, char *out, size_t n, mskx_err *e);
+/* 1 when arch names parts (an arch map). */
+int train_arch_is_map(const char *arch);
 /* Full JSON round trip (config.json). */
 char *train_config_to_json(const train_config *c);
 int train_config_from_json(const char *text, const char *path, train_config *c, mskx_err *e);
