@@ -19,6 +19,7 @@ int cmd_serve(int argc, char **argv) __attribute__((weak));
 int cmd_threshold(int argc, char **argv) __attribute__((weak));
 int cmd_ensemble(int argc, char **argv) __attribute__((weak));
 int cmd_lr_find(int argc, char **argv) __attribute__((weak));
+int cmd_bundle(int argc, char **argv) __attribute__((weak));
 
 /* Prints "mskx CMD: message" to stderr and returns 1 (exit code). */
 int cli_error(const char *cmd, const mskx_err *e);

@@ -28,6 +28,7 @@ int main(int argc, char **argv) {
       {"lr-find", cmd_lr_find, "sweep learning rates and suggest one (fastai-style finder)"},
       {"threshold", cmd_threshold, "choose a decision threshold on the validation split"},
       {"ensemble", cmd_ensemble, "combine models (mean, vote, weighted, stacking)"},
+      {"bundle", cmd_bundle, "per-part bundle of the best candidate for each part (--select)"},
       {"predict", cmd_predict, "predict studies (images or study folders)"},
       {"serve", cmd_serve, "HTTP service with a web viewer"},
       {"bench", cmd_bench, "time inference or training steps"},
