@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "core/util.h"
 #include "dist/dist.h"
+#include "eval/plots.h"
 #include "train/trainer.h"
 #ifdef MSKX_HAVE_MPI
 #include <mpi.h>
@@ -399,6 +400,7 @@ int cmd_train(int argc, char **argv) {
     rc = train_resume(t.resume, t.epochs_set ? t.c.epochs : 0, d, fn, &pc, &sum, &e);
   else
     rc = train_run(&t.c, t.force, d, fn, &pc, &sum, &e);
+  plot_release_fonts();  /* --lr auto drew its sweep: leak checkers see a clean exit */
   if (rc) return dist_size(d) > 1 ? job_fail(d, &e) : (job_end(d), cli_error("train", &e));
   job_end(d);
   if (!root) return 0;
