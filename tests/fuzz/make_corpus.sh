@@ -18,6 +18,11 @@ mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config,bundl
 cp "$S/run/best.safetensors" $C/safetensors/model.safetensors
 cp "$S/run/best.safetensors" $C/model_json/model.safetensors
 cp "$S/ens.json" $C/model_json/ensemble.json
+# stack-features: members that will not resolve, so only the parsing up to them runs.
+printf '%s\n' '{"format": "mskx-ensemble-1", "method": "stack-features", "threshold": 0.5,' \
+  ' "members": [{"path": "a.safetensors", "weight": 1}, {"path": "b.safetensors", "weight": 1}],' \
+  ' "stacker": {"dims": [2, 1], "mean": [0.1, 0.2, 0.3], "scale": [1, 0.5, 2], "coef": [0.4, -0.2, 1.5], "intercept": -0.1, "C": 0.1}}' \
+  > $C/model_json/stack_features.json
 cp "$S/pp/bundle.json" $C/model_json/bundle.json
 cp "$S/run/config.json" $C/train_config/config.json
 cp "$S/pp/config.json" $C/train_config/per_part.json

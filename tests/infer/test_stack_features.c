@@ -93,6 +93,19 @@ TEST(ensemble_file_predicts_the_stacker) {
   CHECKF(fabs(r.probability - want) < 1e-9, "%.12f vs %.12f", r.probability, want);
   CHECK(r.probability == rc2.probability && r.threshold == 0.4 && r.n_members == 2);
   CHECK(r.abnormal == (r.probability > 0.4));
+  /* The public API (what serve uses) gives the same study probability, with CAMs. */
+  mskx_model *api = NULL;
+  CHECK_OK(mskx_model_load(ens, NULL, &api, &e), &e);
+  mskx_pixel_image pix[2];
+  for (int i = 0; i < 2; i++) pix[i] = (mskx_pixel_image){g[i].px, g[i].w, g[i].h, 1, g[i].w, "img"};
+  mskx_predict_options po;
+  mskx_predict_options_default(&po);
+  po.want_cam = 1;
+  mskx_result *res = NULL;
+  CHECK_OK(mskx_predict_pixels(api, pix, 2, "XR_HAND", &po, &res, &e), &e);
+  CHECK(res && res->probability == r.probability && res->n_members == 2 && res->images[0].cam);
+  mskx_result_free(res);
+  mskx_model_free(api);
   study_result_free(&r);
   study_result_free(&rc2);
   /* Widths that do not match a member's classifier, and a bundle member. */
