@@ -65,9 +65,12 @@ static int sweep(run_ctx *r, const lr_find_options *o, lr_find_result *out, mskx
   /* The sweep models the first epoch: a frozen backbone stays frozen. */
   int frozen = c->freeze_backbone_epochs > 0;
   double avg = 0, best = INFINITY, ratio = log(o->end / o->start);
-  int epoch = 0, nb = 0, b = 0;
+  int epoch = 0, nb = 0, b = 0, taken = 1;
   for (int i = 0; i < o->steps; i++) {
     if (b == nb) {
+      /* Every image unreadable (without --strict): no pass would ever yield a batch. */
+      if (!taken) return err_set(e, MSKX_EIO, "no training batch could be read (are the images readable?)");
+      taken = 0;
       /* The next pass over the data, in the order training's epochs use. */
       if ((rc = loader_start_epoch(r->ltrain, epoch++, e))) return rc;
       nb = loader_epoch_batches(r->ltrain);
@@ -83,6 +86,7 @@ static int sweep(run_ctx *r, const lr_find_options *o, lr_find_result *out, mskx
       continue;
     }
     b++;
+    taken = 1;
     double lr = o->start * exp(ratio * i / (o->steps - 1)), loss;
     rc = train_step(r, bt, bt->count, lr, frozen, &loss, e);
     loader_release(r->ltrain, bt);
