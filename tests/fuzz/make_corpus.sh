@@ -9,7 +9,7 @@ B=${1:-build/mskx}
 S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
 C=tests/fuzz/corpus
 ARCH="densenet:growth=4,blocks=1-1,init=8,bn_size=2"
-mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config,image}
+mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config,image,bundle_selection}
 "$B" synth --out "$S/syn" --studies 40 --seed 3 --min-size 40 --max-size 56 --threads 2 >/dev/null 2>&1
 "$B" train --data "$S/syn/MURA-v1.1" --out "$S/run" --arch "$ARCH" --size 32 --batch 8 --threads 2 --epochs 1 --seed 1 >/dev/null 2>&1
 "$B" train --data "$S/syn/MURA-v1.1" --out "$S/pp" --arch "$ARCH" --size 32 --batch 8 --threads 2 --epochs 1 \
@@ -18,9 +18,21 @@ mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config,image
 cp "$S/run/best.safetensors" $C/safetensors/model.safetensors
 cp "$S/run/best.safetensors" $C/model_json/model.safetensors
 cp "$S/ens.json" $C/model_json/ensemble.json
+# stack-features: members that will not resolve, so only the parsing up to them runs.
+printf '%s\n' '{"format": "mskx-ensemble-1", "method": "stack-features", "threshold": 0.5,' \
+  ' "members": [{"path": "a.safetensors", "weight": 1}, {"path": "b.safetensors", "weight": 1}],' \
+  ' "stacker": {"dims": [2, 1], "mean": [0.1, 0.2, 0.3], "scale": [1, 0.5, 2], "coef": [0.4, -0.2, 1.5], "intercept": -0.1, "C": 0.1}}' \
+  > $C/model_json/stack_features.json
 cp "$S/pp/bundle.json" $C/model_json/bundle.json
 cp "$S/run/config.json" $C/train_config/config.json
 cp "$S/pp/config.json" $C/train_config/per_part.json
+# An arch map in config.json, and a bundle chosen per part with its "selection" record.
+"$B" train --data "$S/syn/MURA-v1.1" --out "$S/map" --arch "XR_HAND=$ARCH,densenet:growth=6,blocks=2-1,init=8,bn_size=2" \
+  --size 32 --batch 8 --threads 2 --epochs 1 --per-part --parts XR_HAND,XR_WRIST --class-weights balanced --seed 1 \
+  >/dev/null 2>&1
+cp "$S/map/config.json" $C/train_config/arch_map.json
+"$B" bundle --out "$S/sel.json" --select kappa --data "$S/syn/MURA-v1.1" "$S/pp" "$S/map" >/dev/null 2>&1
+cp "$S/sel.json" $C/bundle_selection/selection.json
 # dataset_csv: the first byte picks the file (0..3: MURA's four CSVs, 4: a generic CSV).
 { printf '\x00'; head -20 "$S/syn/MURA-v1.1/train_image_paths.csv"; } > $C/dataset_csv/train_paths.csv
 { printf '\x02'; head -10 "$S/syn/MURA-v1.1/train_labeled_studies.csv"; } > $C/dataset_csv/train_labels.csv
