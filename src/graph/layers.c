@@ -152,6 +152,8 @@ int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const
  * synchronising, then bn_forward_train's arithmetic, so one process gives its
  * results exactly. Each channel's sums depend only on its own column, so the
  * statistics of a channel range equal those of the same channels in a wider view. */
+float layer_bn_eps(const layer_ctx *cx) { return cx->bn_eps > 0 ? cx->bn_eps : BN_EPS; }
+
 void bn_batch_stats(const layer_ctx *cx, view x, float *mean, float *invstd, float *varu) {
   int c = x.c;
   double s[c + 1];
@@ -164,7 +166,7 @@ void bn_batch_stats(const layer_ctx *cx, view x, float *mean, float *invstd, flo
   if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c);
   for (int ch = 0; ch < c; ch++) {
     double var = s[ch] / m;
-    invstd[ch] = (float)(1.0 / sqrt(var + BN_EPS));
+    invstd[ch] = (float)(1.0 / sqrt(var + layer_bn_eps(cx)));
     varu[ch] = (float)(m > 1 ? var * m / (m - 1) : var);
   }
 }
@@ -209,7 +211,7 @@ static void bn_infer_affine(const layer_ctx *cx, const bn_layer *l, float *scale
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
   const float *rm = ps_data(ps, l->rmean), *rv = ps_data(ps, l->rvar);
   for (int c = 0; c < l->c; c++) {
-    scale[c] = (float)(g[c] / sqrt((double)rv[c] + BN_EPS));
+    scale[c] = (float)(g[c] / sqrt((double)rv[c] + layer_bn_eps(cx)));
     shift[c] = b[c] - rm[c] * scale[c];
   }
 }
@@ -218,7 +220,7 @@ void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu
   const param_store *ps = cx->ps;
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
   if (!cx->train) {
-    cx->eng->ops->bn_forward_infer(x, g, b, ps_data(ps, l->rmean), ps_data(ps, l->rvar), BN_EPS, relu, y);
+    cx->eng->ops->bn_forward_infer(x, g, b, ps_data(ps, l->rmean), ps_data(ps, l->rvar), layer_bn_eps(cx), relu, y);
     return;
   }
   if (cx->bn_sum || bn_has_shared(l)) {
@@ -226,7 +228,7 @@ void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu
     bn_train_stats(cx, l, x, scale, shift);
     cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
   } else {
-    cx->eng->ops->bn_forward_train(x, g, b, BN_EPS, relu, y, l->mean, l->invstd, l->varu);
+    cx->eng->ops->bn_forward_train(x, g, b, layer_bn_eps(cx), relu, y, l->mean, l->invstd, l->varu);
   }
   bn_update_running(cx, l);
 }

@@ -129,6 +129,7 @@ static void fill_meta(const run_ctx *r, model_meta *m, int epoch, const char *me
   snprintf(m->parts, sizeof m->parts, "%s", r->cfg.parts);
   m->epoch = epoch;
   snprintf(m->metrics, sizeof m->metrics, "%s", metrics ? metrics : "{}");
+  m->bn_eps = layer_bn_eps(&r->net->cx);
 }
 
 #define DIVERGED_MSG "training diverged: the loss is %g (lower the learning rate)"
