@@ -18,6 +18,7 @@ int cmd_predict(int argc, char **argv) __attribute__((weak));
 int cmd_serve(int argc, char **argv) __attribute__((weak));
 int cmd_threshold(int argc, char **argv) __attribute__((weak));
 int cmd_ensemble(int argc, char **argv) __attribute__((weak));
+int cmd_import(int argc, char **argv) __attribute__((weak));
 
 /* Prints "mskx CMD: message" to stderr and returns 1 (exit code). */
 int cli_error(const char *cmd, const mskx_err *e);

@@ -30,6 +30,7 @@ int main(int argc, char **argv) {
       {"predict", cmd_predict, "predict studies (images or study folders)"},
       {"serve", cmd_serve, "HTTP service with a web viewer"},
       {"bench", cmd_bench, "time inference or training steps"},
+      {"import", cmd_import, "import PyTorch (.pth) or Keras (.h5) weights as an mskx model"},
       {"forward", cmd_forward, "run a network on an .npy batch (parity and debugging)"},
   };
   int n = (int)(sizeof cmds / sizeof cmds[0]);

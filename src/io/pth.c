@@ -188,23 +188,6 @@ static int load_tensor(pth_ctx *c, const char *name, const pkl_obj *t, htensor *
   return MSKX_OK;
 }
 
-static int cmp_names(const void *a, const void *b) {
-  return strcmp((*(const htensor *const *)a)->name, (*(const htensor *const *)b)->name);
-}
-
-static int check_duplicates(const st_file *f, const char *what, mskx_err *e) {
-  const htensor **p = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *p);
-  if (!p) return err_set(e, MSKX_ENOMEM, "out of memory");
-  for (int i = 0; i < f->n_tensors; i++) p[i] = &f->tensors[i];
-  qsort(p, (size_t)f->n_tensors, sizeof *p, cmp_names);
-  int rc = MSKX_OK;
-  for (int i = 1; i < f->n_tensors && !rc; i++)
-    if (!strcmp(p[i - 1]->name, p[i]->name))
-      rc = err_set(e, MSKX_EFORMAT, "%s: tensor '%.200s' appears twice", what, p[i]->name);
-  free(p);
-  return rc;
-}
-
 static int read_state_dict(pth_ctx *c, const pkl_obj *sd, st_file *f, mskx_err *e) {
   if (sd->len > PTH_MAX_TENSORS)
     return err_set(e, MSKX_ELIMIT, "%s: %zu entries (limit %d)", c->what, sd->len, PTH_MAX_TENSORS);
@@ -221,7 +204,7 @@ static int read_state_dict(pth_ctx *c, const pkl_obj *sd, st_file *f, mskx_err *
     f->n_tensors++;
   }
   if (!f->n_tensors) return err_set(e, MSKX_EFORMAT, "%s: the state dict is empty", c->what);
-  return check_duplicates(f, c->what, e);
+  return st_check_unique(f, c->what, e);
 }
 
 int pth_read_mem(const unsigned char *buf, size_t len, const char *what, st_file **out, mskx_err *e) {

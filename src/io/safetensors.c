@@ -441,3 +441,20 @@ int st_write(const char *path, const htensor *tensors, int n_tensors, const st_m
   free(bytes);
   return rc;
 }
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp((*(const htensor *const *)a)->name, (*(const htensor *const *)b)->name);
+}
+
+int st_check_unique(const st_file *f, const char *what, mskx_err *e) {
+  const htensor **p = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *p);
+  if (!p) return err_set(e, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; i < f->n_tensors; i++) p[i] = &f->tensors[i];
+  qsort(p, (size_t)f->n_tensors, sizeof *p, cmp_names);
+  int rc = MSKX_OK;
+  for (int i = 1; i < f->n_tensors && !rc; i++)
+    if (!strcmp(p[i - 1]->name, p[i]->name))
+      rc = err_set(e, MSKX_EFORMAT, "%s: tensor '%.200s' appears twice", what, p[i]->name);
+  free(p);
+  return rc;
+}
