@@ -219,7 +219,10 @@ def hostile(out):
     raw = open(good, "rb").read()
     zf = zipfile.ZipFile(good)
     info = zf.getinfo("small/data/0")
-    off = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    # the data start from the local header (torch pads its extra field for alignment)
+    nlen, xlen = int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    off = info.header_offset + 30 + nlen + xlen
     bad = bytearray(raw)
     bad[off + 5] ^= 0xFF
     open(os.path.join(out, "bad_crc.pth"), "wb").write(bytes(bad))
@@ -233,7 +236,8 @@ def hostile(out):
     sd = {"w": Rebuild(FakeStorage("0", 4), (8,), (1,))}
     zip_with(os.path.join(out, "beyond_storage.pth"),
              [("x/data.pkl", pickled(sd)), ("x/data/0", b"\0" * 16), ("x/version", b"3\n")])
-    zip_with(os.path.join(out, "bad_memo.pth"), [("x/data.pkl", b"\x80\x02j\xff\xff\xff\xff.")])
+    zip_with(os.path.join(out, "bad_memo.pth"), [("x/data.pkl", b"\x80\x02)r\xff\xff\xff\xff.")])
+    zip_with(os.path.join(out, "unset_memo.pth"), [("x/data.pkl", b"\x80\x02j\xff\xff\xff\xff.")])
     zip_with(os.path.join(out, "deep.pth"), [("x/data.pkl", b"\x80\x02" + b"(" * 1000 + b".")])
     zip_with(os.path.join(out, "not_torch.zip"), [("readme.txt", b"hello")])
     # Keras ResNet50 names (ResNet v1): refused, never approximated.
@@ -314,6 +318,13 @@ def main():
     case("k121_softmax2", "densenet121", "k121_softmax2.h5", reference(m, sd, x, eps=KERAS_EPS))
     # the same weights claiming two sigmoid outputs: refused
     write_keras(os.path.join(a.out, "k121_sigmoid2.h5"), layers, True, keras_config(layers, KERAS_EPS, "sigmoid"))
+    # a tiny DenseNet for train --pretrained: .pth and Keras .h5 (ImageNet-style 1000-way heads)
+    torch.manual_seed(10)
+    tiny = torchvision.models.DenseNet(growth_rate=4, block_config=(1, 1), num_init_features=8, bn_size=2,
+                                       num_classes=1000)
+    sd = tiny.state_dict()
+    torch.save(sd, os.path.join(a.out, "tiny.pth"))
+    write_keras(os.path.join(a.out, "tiny_keras.h5"), keras_weights(sd, keras_densenet_names(sd, "keras2")), True)
     hostile(a.out)
     with open(os.path.join(a.out, "cases.txt"), "w") as f:
         f.write("\n".join(cases) + "\n")
