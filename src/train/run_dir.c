@@ -1,6 +1,7 @@
 /* The files of a run folder: config.json, log.jsonl, last/best checkpoints
  * (see trainer.h). Everything is written atomically. */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,7 +216,10 @@ int checkpoint_save(run_ctx *r, const model_meta *meta, mskx_err *e) {
 
 static int json_int(const cJSON *o, const char *k, int *out) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-  if (!cJSON_IsNumber(v)) return 0;
+  /* A cast of a double outside int's range is undefined behaviour. */
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < INT_MIN ||
+      v->valuedouble > INT_MAX)
+    return 0;
   *out = (int)v->valuedouble;
   return 1;
 }

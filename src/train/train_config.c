@@ -1,6 +1,9 @@
 /* Training configuration: defaults (the MURA paper's recipe), validation and
  * the config.json round trip. */
 #include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,12 +187,24 @@ int train_config_from_json(const char *text, const char *path, train_config *c, 
         else
           strcpy((char *)p, v->valuestring);
       } else {
-        *(uint64_t *)p = strtoull(v->valuestring, NULL, 10);
+        const char *s = v->valuestring;
+        char *end = NULL;
+        errno = 0;
+        unsigned long long u = strtoull(s, &end, 10);
+        if (!isdigit((unsigned char)s[0]) || *end || errno == ERANGE)
+          rc = err_set(e, MSKX_EFORMAT, "%s: '%s' must be an unsigned decimal integer", path, fields[i].key);
+        else
+          *(uint64_t *)p = (uint64_t)u;
       }
     } else if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
       rc = err_set(e, MSKX_EFORMAT, "%s: '%s' must be a number", path, fields[i].key);
     } else if (fields[i].t == F_INT) {
-      *(int *)p = (int)v->valuedouble;
+      /* A cast of a double outside int's range is undefined behaviour. */
+      double d = v->valuedouble;
+      if (d != floor(d) || d < INT_MIN || d > INT_MAX)
+        rc = err_set(e, MSKX_EFORMAT, "%s: '%s' must be an integer in int's range", path, fields[i].key);
+      else
+        *(int *)p = (int)d;
     } else if (fields[i].t == F_DBL) {
       *(double *)p = v->valuedouble;
     } else {

@@ -1,0 +1,17 @@
+/* libFuzzer: a run folder's config.json, read by `mskx train --resume`. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "train/trainer.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  char *text = malloc(size + 1);
+  if (!text) return 0;
+  memcpy(text, data, size);
+  text[size] = 0;
+  train_config c;
+  mskx_err e = {0, ""};
+  train_config_from_json(text, "config.json", &c, &e);
+  free(text);
+  return 0;
+}

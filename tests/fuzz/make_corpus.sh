@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Regenerates the seed corpora in tests/fuzz/corpus/ with mskx itself (a tiny
+# trained model, its config.json, a per-part bundle, an ensemble, MURA CSVs)
+# and a few hand-shaped npy files and multipart bodies.
+# Usage: tests/fuzz/make_corpus.sh [MSKX_BINARY]   (default build/mskx)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+B=${1:-build/mskx}
+S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
+C=tests/fuzz/corpus
+ARCH="densenet:growth=4,blocks=1-1,init=8,bn_size=2"
+mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config}
+"$B" synth --out "$S/syn" --studies 40 --seed 3 --min-size 40 --max-size 56 --threads 2 >/dev/null 2>&1
+"$B" train --data "$S/syn/MURA-v1.1" --out "$S/run" --arch "$ARCH" --size 32 --batch 8 --threads 2 --epochs 1 --seed 1 >/dev/null 2>&1
+"$B" train --data "$S/syn/MURA-v1.1" --out "$S/pp" --arch "$ARCH" --size 32 --batch 8 --threads 2 --epochs 1 \
+  --per-part --parts XR_HAND,XR_WRIST --class-weights balanced --seed 1 >/dev/null 2>&1
+"$B" ensemble --out "$S/ens.json" --method mean "$S/run/best.safetensors" "$S/run/last.safetensors" >/dev/null 2>&1
+cp "$S/run/best.safetensors" $C/safetensors/model.safetensors
+cp "$S/run/best.safetensors" $C/model_json/model.safetensors
+cp "$S/ens.json" $C/model_json/ensemble.json
+cp "$S/pp/bundle.json" $C/model_json/bundle.json
+cp "$S/run/config.json" $C/train_config/config.json
+cp "$S/pp/config.json" $C/train_config/per_part.json
+# dataset_csv: the first byte picks the file (0..3: MURA's four CSVs, 4: a generic CSV).
+{ printf '\x00'; head -20 "$S/syn/MURA-v1.1/train_image_paths.csv"; } > $C/dataset_csv/train_paths.csv
+{ printf '\x02'; head -10 "$S/syn/MURA-v1.1/train_labeled_studies.csv"; } > $C/dataset_csv/train_labels.csv
+{ printf '\x04'; echo "image_path,label,study_id,part,split"; echo "a/b.png,1,s1,XR_HAND,train";
+  echo "a/c.png,0,s2,XR_WRIST,valid"; echo '"q,uoted.png",1,s3,XR_HAND,valid'; } > $C/dataset_csv/generic.csv
+{ printf '\x04'; echo "image_path,label"; echo "x.png,1"; echo "y.jpg,0"; } > $C/dataset_csv/generic_min.csv
+png=$(find "$S/syn/MURA-v1.1/train" -name '*.png' | sort | head -1)
+python3 - "$C" "$png" <<'PY'
+import struct, sys
+C, png_path = sys.argv[1], sys.argv[2]
+def npy(shape, vals, ver=1):
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % (
+        ", ".join(map(str, shape)) + ("," if len(shape) == 1 else ""))
+    pre = 10 if ver == 1 else 12
+    hdr += " " * (64 - (pre + len(hdr) + 1) % 64) + "\n"
+    size = struct.pack("<H", len(hdr)) if ver == 1 else struct.pack("<I", len(hdr))
+    return b"\x93NUMPY" + bytes([ver, 0]) + size + hdr.encode() + struct.pack("<%df" % len(vals), *vals)
+open(C + "/npy/batch.npy", "wb").write(npy((1, 3, 4, 4), [i / 10 for i in range(48)]))
+open(C + "/npy/target.npy", "wb").write(npy((2,), [0.0, 1.0]))
+open(C + "/npy/v2.npy", "wb").write(npy((2, 2), [1, 2, 3, 4], ver=2))
+png = open(png_path, "rb").read()
+B = b"XyZzy42"
+def mp(parts, ct=b"multipart/form-data; boundary=XyZzy42"):   # first line: the Content-Type header
+    body = b"".join(b"--" + B + b"\r\n" + h + b"\r\n\r\n" + d + b"\r\n" for h, d in parts)
+    return ct + b"\n" + body + b"--" + B + b"--\r\n"
+img = b'Content-Disposition: form-data; name="images"; filename="a.png"\r\nContent-Type: image/png'
+open(C + "/multipart/one_image.txt", "wb").write(mp([(img, png)]))
+open(C + "/multipart/part_field.txt", "wb").write(mp([(b'Content-Disposition: form-data; name="part"', b"XR_WRIST"),
+    (b'Content-Disposition: form-data; name="images"; filename="b.png"\r\nContent-Type: image/png; charset="x"', b"\x89PNG")]))
+open(C + "/multipart/quoted_boundary.txt", "wb").write(mp([(b'Content-Disposition: form-data; name="x"', b"1")],
+    ct=b'multipart/form-data; boundary="XyZzy42"'))
+PY
+echo "seed corpora written to $C"
