@@ -5,7 +5,8 @@ with h5py from the same torchvision weights (Keras's layer names, HWIO
 kernels, (in, out) dense kernels), hostile checkpoints, and torchvision's
 logits (float64) for each importable case.
 
-usage: /usr/bin/python3 make_import_fixtures.py OUTDIR [--size S] [--only NAME,...]
+usage: /usr/bin/python3 make_import_fixtures.py OUTDIR [--size S] [--small]
+--small: only the tiny and hostile files (the fuzz seeds, tests/fuzz/make_corpus.sh).
 Writes OUTDIR/cases.txt: one line per parity case "name arch file ref.npy".
 """
 import argparse
@@ -245,16 +246,31 @@ def hostile(out):
         f.attrs["layer_names"] = np.array([b"conv2_block1_0_conv"])
         g = f.create_group("conv2_block1_0_conv")
         g.attrs["weight_names"] = np.array([b"conv2_block1_0_conv/kernel:0"])
-        g.create_dataset("conv2_block1_0_conv/kernel:0", data=np.zeros((1, 1, 64, 256), np.float32))
+        g.create_dataset("conv2_block1_0_conv/kernel:0", data=np.zeros((1, 1, 4, 8), np.float32))
+
+
+def tiny_files(out, classes=1000):
+    """A tiny DenseNet for train --pretrained: .pth and Keras .h5 (ImageNet-style 1000-way heads)."""
+    torch.manual_seed(10)
+    tiny = torchvision.models.DenseNet(growth_rate=4, block_config=(1, 1), num_init_features=8, bn_size=2,
+                                       num_classes=classes)
+    sd = tiny.state_dict()
+    torch.save(sd, os.path.join(out, "tiny.pth"))
+    write_keras(os.path.join(out, "tiny_keras.h5"), keras_weights(sd, keras_densenet_names(sd, "keras2")), True)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--small", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(2)
     os.makedirs(a.out, exist_ok=True)
+    if a.small:
+        tiny_files(a.out, classes=2)  # small enough for seeds (< 64 KiB)
+        hostile(a.out)
+        return
     x = torch.randn(2, 3, a.size, a.size, generator=torch.Generator().manual_seed(7))
     np.save(os.path.join(a.out, "x.npy"), x.numpy())
     cases = []
@@ -318,13 +334,7 @@ def main():
     case("k121_softmax2", "densenet121", "k121_softmax2.h5", reference(m, sd, x, eps=KERAS_EPS))
     # the same weights claiming two sigmoid outputs: refused
     write_keras(os.path.join(a.out, "k121_sigmoid2.h5"), layers, True, keras_config(layers, KERAS_EPS, "sigmoid"))
-    # a tiny DenseNet for train --pretrained: .pth and Keras .h5 (ImageNet-style 1000-way heads)
-    torch.manual_seed(10)
-    tiny = torchvision.models.DenseNet(growth_rate=4, block_config=(1, 1), num_init_features=8, bn_size=2,
-                                       num_classes=1000)
-    sd = tiny.state_dict()
-    torch.save(sd, os.path.join(a.out, "tiny.pth"))
-    write_keras(os.path.join(a.out, "tiny_keras.h5"), keras_weights(sd, keras_densenet_names(sd, "keras2")), True)
+    tiny_files(a.out)
     hostile(a.out)
     with open(os.path.join(a.out, "cases.txt"), "w") as f:
         f.write("\n".join(cases) + "\n")

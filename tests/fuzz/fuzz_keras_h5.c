@@ -1,0 +1,22 @@
+/* libFuzzer: Keras HDF5 weight files from memory (libhdf5's core driver on
+ * a file image, then the string attributes and datasets Keras writes) and
+ * the Keras-to-torchvision name mapping. */
+#include <stdint.h>
+#include "io/keras_h5.h"
+#include "models/import.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  st_file *f = NULL;
+  mskx_err e = {0, ""};
+  if (kh5_read_mem(data, size, "fuzz.h5", &f, &e) == MSKX_OK) {
+    arch_spec a;
+    import_info info = {0};
+    st_file *out = NULL;
+    /* import_map_keras consumes f, whatever it returns. */
+    if (arch_parse(size % 2 ? "densenet121" : "densenet:growth=4,blocks=1-1,init=8,bn_size=2", &a, &e) != MSKX_OK)
+      st_free(f);
+    else if (import_map_keras(f, &a, "fuzz.h5", &out, &info, &e) == MSKX_OK)
+      st_free(out);
+  }
+  return 0;
+}
