@@ -49,13 +49,12 @@ static int read_str_attr(hid_t obj, const char *name, const char *what, strs *ou
   int rc = MSKX_OK;
   hssize_t n = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
   /* Keras writes a layer without weights as an empty float array. */
-  if (n == 0) {
-  } else if (t < 0 || H5Tget_class(t) != H5T_STRING)
+  int empty = n == 0;
+  if (!empty && (t < 0 || H5Tget_class(t) != H5T_STRING))
     rc = err_set(e, MSKX_EFORMAT, "%s: attribute '%s' is not a string attribute", what, name);
   else if (n < 0 || n > max)
     rc = err_set(e, MSKX_ELIMIT, "%s: attribute '%s' holds %lld strings (limit %d)", what, name, (long long)n, max);
-  if (!rc && n == 0) {
-  } else if (!rc && H5Tis_variable_str(t) > 0) {
+  if (!rc && !empty && H5Tis_variable_str(t) > 0) {
     char **buf = calloc((size_t)(n ? n : 1), sizeof *buf);
     mt = H5Tcopy(H5T_C_S1);
     if (!buf) rc = err_set(e, MSKX_ENOMEM, "out of memory");
@@ -68,7 +67,7 @@ static int read_str_attr(hid_t obj, const char *name, const char *what, strs *ou
     }
     if (buf && mt >= 0) H5Dvlen_reclaim(mt, s, H5P_DEFAULT, buf);
     free(buf);
-  } else if (!rc) {
+  } else if (!rc && !empty) {
     size_t sz = H5Tget_size(t);
     size_t total;
     if (sz == 0 || sz > max_len || !size_mul(sz, (size_t)(n ? n : 1), &total))

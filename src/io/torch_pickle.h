@@ -15,7 +15,7 @@
 #include "core/tensor.h"
 #include "mskx.h"
 
-#define PKL_MAX_OBJECTS (1 << 22)   /* values built by one pickle */
+#define PKL_MAX_OBJECTS (1 << 20)   /* values built by one pickle (a DenseNet-201 state dict: ~15,000) */
 #define PKL_MAX_STACK (1 << 20)     /* entries on the stack at once */
 #define PKL_MAX_MARKS 256           /* nested MARKs (container depth) */
 #define PKL_MAX_MEMO (1 << 22)      /* memo slots */
