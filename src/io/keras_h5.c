@@ -269,13 +269,26 @@ static int open_and_read(hid_t file, const char *what, st_file **out, mskx_err *
   return rc;
 }
 
+/* File access with H5F_CLOSE_STRONG: closing the file also closes whatever
+ * a failed read left open (libhdf5 can keep objects of a corrupt file). */
+static hid_t strong_fapl(void) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl >= 0 && H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+    H5Pclose(fapl);
+    return -1;
+  }
+  return fapl;
+}
+
 int kh5_read(const char *path, st_file **out, mskx_err *e) {
   *out = NULL;
   FILE *fp = fopen(path, "rb");
   if (!fp) return err_set(e, MSKX_EIO, "%s: cannot open", path);
   fclose(fp);
   h5_quiet q = quiet_begin();
-  int rc = open_and_read(H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), path, out, e);
+  hid_t fapl = strong_fapl(), file = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : -1;
+  if (fapl >= 0) H5Pclose(fapl);
+  int rc = open_and_read(file, path, out, e);
   quiet_end(q);
   return rc;
 }
@@ -285,7 +298,7 @@ int kh5_read_mem(const unsigned char *buf, size_t len, const char *what, st_file
   if (!kh5_sniff(buf, len)) return err_set(e, MSKX_EFORMAT, "%s: not an HDF5 file", what);
   h5_quiet q = quiet_begin();
   /* The core driver opens a copy of the image in memory; nothing touches disk. */
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), file = -1;
+  hid_t fapl = strong_fapl(), file = -1;
   if (fapl >= 0 && H5Pset_fapl_core(fapl, 1 << 20, 0) >= 0 && H5Pset_file_image(fapl, (void *)buf, len) >= 0)
     file = H5Fopen(what, H5F_ACC_RDONLY, fapl);
   if (fapl >= 0) H5Pclose(fapl);
