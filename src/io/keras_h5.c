@@ -132,7 +132,8 @@ static int read_weight(hid_t g, const char *layer, const char *wname, const char
     if (dims[i] > (hsize_t)KH5_MAX_NUMEL || (dims[i] && numel > KH5_MAX_NUMEL / (int64_t)dims[i]))
       rc = err_set(e, MSKX_ELIMIT, "%s: weight '%.200s' has more than %lld elements", what, wname,
                    (long long)KH5_MAX_NUMEL);
-    numel *= (int64_t)dims[i];
+    else
+      numel *= (int64_t)dims[i];
   }
   if (!rc && (*total += numel) > KH5_MAX_TOTAL)
     rc = err_set(e, MSKX_ELIMIT, "%s: more than %lld weight elements in all", what, (long long)KH5_MAX_TOTAL);
