@@ -22,7 +22,8 @@ enum mskx_status {
   MSKX_EUNSUPPORTED = 6,/* valid but not supported (dtype, layout, arch) */
   MSKX_ELIMIT = 7,      /* a configured limit was exceeded (pixels, sizes) */
   MSKX_EBACKEND = 8,    /* the compute backend (oneDNN) reported a failure */
-  MSKX_EINTERNAL = 9
+  MSKX_EINTERNAL = 9,
+  MSKX_ECANCELED = 10   /* stopped at the caller's request (a cancel flag it set) */
 };
 
 typedef struct mskx_err {

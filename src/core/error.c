@@ -46,6 +46,7 @@ const char *mskx_status_name(int code) {
     case MSKX_ELIMIT: return "limit exceeded";
     case MSKX_EBACKEND: return "compute backend error";
     case MSKX_EINTERNAL: return "internal error";
+    case MSKX_ECANCELED: return "canceled";
     default: return "unknown error";
   }
 }
