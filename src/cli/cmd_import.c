@@ -47,20 +47,20 @@ int cmd_import(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
       case OPT_FROM:
-        if (import_format_parse(optarg, &o.fmt, &e)) return cli_error(cmd, &e);
+        if (import_format_parse(optarg, &o.fmt, &e)) return cli_usage_errorf(cmd, "--from: %s", e.msg);
         break;
       case OPT_ARCH: o.arch = optarg; break;
       case OPT_OUT: o.out = optarg; break;
       case OPT_SIZE:
-        if (cli_parse_int(cmd, "size", optarg, 16, 8192, &v)) return 1;
+        if (cli_parse_int(cmd, "size", optarg, 16, 8192, &v)) return CLI_EXIT_USAGE;
         o.size = (int)v;
         break;
       case OPT_SEED:
-        if (cli_parse_int(cmd, "seed", optarg, 0, 2147483647L, &v)) return 1;
+        if (cli_parse_int(cmd, "seed", optarg, 0, 2147483647L, &v)) return CLI_EXIT_USAGE;
         o.seed = (uint64_t)v;
         break;
       case OPT_EPS:
-        if (cli_parse_double(cmd, "bn-eps", optarg, 1e-12, 1, &d)) return 1;
+        if (cli_parse_double(cmd, "bn-eps", optarg, 1e-12, 1, &d)) return CLI_EXIT_USAGE;
         o.bn_eps = (float)d;
         break;
       case 'h': fputs(usage, stdout); return 0;
@@ -68,8 +68,8 @@ int cmd_import(int argc, char **argv) {
     }
   }
   if (optind < argc) o.in = argv[optind++];
-  if (optind < argc) return cli_errorf(cmd, "unexpected argument '%s'", argv[optind]);
-  if (!o.in || !o.arch || !o.out) return cli_errorf(cmd, "IN, --arch and --out are required (see mskx import --help)");
+  if (optind < argc) return cli_usage_errorf(cmd, "unexpected argument '%s'", argv[optind]);
+  if (!o.in || !o.arch || !o.out) return cli_usage_errorf(cmd, "IN, --arch and --out are required (see mskx import --help)");
   import_info info;
   if (import_model(&o, &info, &e)) return cli_error(cmd, &e);
   printf("Imported %s (%s, %d tensors) as %s -> %s\n  batch-norm epsilon %g; classifier: %s\n  preprocessing: %s\n",
