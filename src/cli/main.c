@@ -49,6 +49,7 @@ static int run(int argc, char **argv) {
       {"serve", cmd_serve, "HTTP service with a web viewer"},
       {"bench", cmd_bench, "time inference or training steps"},
       {"export", cmd_export, "write a model, bundle or ensemble as ONNX"},
+      {"import", cmd_import, "import PyTorch (.pth) or Keras (.h5) weights as an mskx model"},
       {"forward", cmd_forward, "run a network on an .npy batch (parity and debugging)"},
   };
   int n = (int)(sizeof cmds / sizeof cmds[0]);

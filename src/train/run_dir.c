@@ -365,6 +365,8 @@ int checkpoint_load(run_ctx *r, mskx_err *e) {
     view.n_tensors = nm;
     rc = net_load_tensors(r->net, &view, r->last_path, 0, e);
   }
+  /* A run started from Keras weights keeps their batch-norm epsilon. */
+  if (!rc) rc = model_bn_eps_read(f, r->last_path, &r->net->cx.bn_eps, e);
   if (!rc) rc = optim_state_load(r->opt, opt, no, e);
   if (!rc) rc = restore_state(r, state, e);
   if (!rc) rc = log_restore(r, r->st.epochs_done, e);

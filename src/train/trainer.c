@@ -11,6 +11,7 @@
 #include "core/util.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "models/import.h"
 #include "models/model_file.h"
 #include "train/class_weights.h"
 #include "train/lr_find.h"
@@ -140,6 +141,7 @@ static void fill_meta(const run_ctx *r, model_meta *m, int epoch, const char *me
   snprintf(m->parts, sizeof m->parts, "%s", r->cfg.parts);
   m->epoch = epoch;
   snprintf(m->metrics, sizeof m->metrics, "%s", metrics ? metrics : "{}");
+  m->bn_eps = layer_bn_eps(&r->net->cx);
 }
 
 #define DIVERGED_MSG "training diverged: the loss is %g (lower the learning rate)"
@@ -359,10 +361,11 @@ static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
   int rc = engine_dnnl_create(c->threads, &r->eng, e);
   if (!rc) rc = net_create(c->arch, r->eng, c->seed, &r->net, e);
   if (!rc && !resuming && c->pretrained[0]) {
-    st_file *f = NULL;
-    rc = st_read(c->pretrained, &f, e);
-    if (!rc) rc = net_load_tensors(r->net, f, c->pretrained, 1, e);
-    st_free(f);
+    /* safetensors, PyTorch .pth or Keras .h5, by content; the epsilon of
+     * Keras weights stays with the network (and its checkpoints). */
+    import_info info;
+    rc = import_load_net(r->net, c->pretrained, IMPORT_AUTO, 0, &info, e);
+    if (rc) err_prefix(e, "--pretrained");
   }
   if (!rc) rc = optim_create(&c->optim, r->net->ps.n_params, &r->opt, e);
   if (!rc) rc = schedule_create(&c->sched, &r->sched, e);

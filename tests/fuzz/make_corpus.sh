@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the seed corpora in tests/fuzz/corpus/ with mskx itself (a tiny
 # trained model, its config.json, a per-part bundle, an ensemble, MURA CSVs)
-# and a few hand-shaped npy files and multipart bodies.
+# and a few hand-shaped npy files and multipart bodies; the weight-import seeds
+# come from tests/tools/make_import_fixtures.py --small (Debian's torch and h5py).
 # Usage: tests/fuzz/make_corpus.sh [MSKX_BINARY]   (default build/mskx)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -89,4 +90,14 @@ PY
 import sys; sys.path.insert(0, 'tests/serve'); import bomb_client as b
 b.write_png(sys.argv[1], 37, 23, interlaced=True)" "$S/il.png"
 { printf '\x0c'; cat "$S/il.png"; } > $C/image/interlaced.png
+# Weight import: checkpoints written by Debian's torch, Keras-layout HDF5 from h5py, hostile files.
+mkdir -p $C/{pth,torch_pickle,keras_h5}
+/usr/bin/python3 tests/tools/make_import_fixtures.py "$S/imp" --small
+for f in tiny small evil_system short_storage beyond_storage absurd_size deep bad_memo; do cp "$S/imp/$f.pth" $C/pth/; done
+for f in tiny small evil_system absurd_size; do
+  /usr/bin/python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]);
+n = [i for i in z.namelist() if i.endswith('/data.pkl')][0]; open(sys.argv[2], 'wb').write(z.read(n))" \
+    "$S/imp/$f.pth" "$C/torch_pickle/$f.pkl"
+done
+cp "$S/imp/tiny_keras.h5" "$S/imp/keras_resnet.h5" $C/keras_h5/
 echo "seed corpora written to $C"
