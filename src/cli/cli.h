@@ -21,6 +21,9 @@ int cmd_threshold(int argc, char **argv) __attribute__((weak));
 int cmd_ensemble(int argc, char **argv) __attribute__((weak));
 int cmd_dicom(int argc, char **argv) __attribute__((weak));
 int cmd_export(int argc, char **argv);
+int cmd_lr_find(int argc, char **argv) __attribute__((weak));
+int cmd_bundle(int argc, char **argv) __attribute__((weak));
+int cmd_import(int argc, char **argv) __attribute__((weak));
 
 /* Exit statuses, the same for every command (README, "Exit status"): 0 done,
  * CLI_EXIT_FAILURE when the work failed (unreadable data, I/O, a bad model),

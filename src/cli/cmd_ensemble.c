@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/util.h"
 #include "eval/ensemble_fit.h"
+#include "eval/stack_features.h"
 #include "eval/threshold.h"
 
 static const char *const usage =
@@ -27,10 +28,17 @@ static const char *const usage =
     "                         weighted  weighted mean; weights fit on --data (log-loss)\n"
     "                         stack     logistic regression over the members' logits,\n"
     "                                   fit on --data with k-fold cross-validation\n"
+    "                         stack-features  L2 logistic regression over the members'\n"
+    "                                   standardised pooled penultimate features (model\n"
+    "                                   files only), C by cross-validation stratified by\n"
+    "                                   part and class; members must not have been trained\n"
+    "                                   on the fit split\n"
     "  --data DIR             dataset whose split fits weighted/stack (required for them);\n"
     "                         with mean/vote the members and the ensemble are scored on it\n"
-    "  --split valid|train    split to fit on (default valid)\n"
-    "  --folds K              cross-validation folds for stack (default 5)\n"
+    "  --split, --fit-split valid|train   split to fit on (default valid)\n"
+    "  --folds K              cross-validation folds for stack and stack-features (default 5)\n"
+    "  --features-csv FILE    stack-features: also write the study features it fit on\n"
+    "                         (study,part,label,f1..fD; for checks with other tools)\n"
     "  --seed S               fold assignment seed (default 1)\n"
     "  --threshold T          the ensemble's decision threshold (default 0.5)\n"
     "  --agg mean|max         study probability from image probabilities (default mean)\n"
@@ -40,7 +48,7 @@ static const char *const usage =
     "  -h, --help             this help\n";
 
 typedef struct ens_args {
-  const char *out, *data;
+  const char *out, *data, *features_csv;
   int method, has_method, split, folds, agg, tta, threads, bf16;
   uint64_t seed;
   double threshold;
@@ -48,12 +56,13 @@ typedef struct ens_args {
   int m;
 } ens_args;
 
-static const char *const method_names[] = {"mean", "vote", "weighted", "stack"};
+#define method_names ens_method_names
 
 static int parse_args(int argc, char **argv, ens_args *a) {
   static const struct option opts[] = {
       {"out", required_argument, 0, 'o'},   {"method", required_argument, 0, 'M'},
       {"data", required_argument, 0, 'd'},  {"split", required_argument, 0, 'S'},
+      {"fit-split", required_argument, 0, 'S'}, {"features-csv", required_argument, 0, 'F'},
       {"folds", required_argument, 0, 'k'}, {"seed", required_argument, 0, 's'},
       {"threshold", required_argument, 0, 'r'}, {"agg", required_argument, 0, 'a'},
       {"tta", required_argument, 0, 't'},   {"threads", required_argument, 0, 'T'},
@@ -71,12 +80,14 @@ static int parse_args(int argc, char **argv, ens_args *a) {
     switch (c) {
       case 'o': a->out = optarg; break;
       case 'd': a->data = optarg; break;
+      case 'F': a->features_csv = optarg; break;
       case 'M':
         a->method = -1;
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < ENS_METHODS; i++)
           if (!strcmp(optarg, method_names[i])) a->method = i;
         if (a->method < 0)
-          return cli_errorf("ensemble", "--method: expected mean, vote, weighted or stack, got '%s'", optarg) + 1;
+          return cli_errorf("ensemble", "--method: expected mean, vote, weighted, stack or stack-features, got '%s'",
+                            optarg) + 1;
         a->has_method = 1;
         break;
       case 'S':
@@ -120,7 +131,7 @@ static int parse_args(int argc, char **argv, ens_args *a) {
   a->m = argc - optind;
   if (a->m < 2)
     return cli_errorf("ensemble", "an ensemble needs at least 2 member models (got %d)", a->m) + 1;
-  if ((a->method == ENS_WEIGHTED || a->method == ENS_STACK) && !a->data)
+  if (a->method != ENS_MEAN && a->method != ENS_VOTE && !a->data)
     return cli_errorf("ensemble", "--method %s is fit on labelled studies: give --data DIR", method_names[a->method]) + 1;
   return -1;
 }
@@ -248,12 +259,112 @@ done:
   return rc;
 }
 
+/* "kappa 0.61 [0.52, 0.70]" style figures of one group, into the record. */
+static cJSON *group_json(const eval_group *g) {
+  cJSON *o = cJSON_CreateObject();
+  const int ids[2] = {METRIC_KAPPA, METRIC_AUC};
+  for (int k = 0; k < 2; k++) {
+    cJSON *v = cJSON_AddObjectToObject(o, metric_names[ids[k]]);
+    double x[3] = {g->value[ids[k]], g->ci_lo[ids[k]], g->ci_hi[ids[k]]};
+    const char *n[3] = {"value", "ci_lo", "ci_hi"};
+    for (int i = 0; i < 3; i++) cJSON_AddItemToObject(v, n[i], isfinite(x[i]) ? cJSON_CreateNumber(x[i]) : cJSON_CreateNull());
+  }
+  return o;
+}
+
+/* mskx ensemble --method stack-features: collect, fit, report out of fold, write. */
+static int stack_features(const ens_args *a, const predictor_options *po, mskx_err *e) {
+  dataset *ds = NULL;
+  sf_data d;
+  sf_fit f;
+  memset(&d, 0, sizeof d);
+  memset(&f, 0, sizeof f);
+  eval_results *res = NULL;
+  study_pred *sp = NULL;
+  predict_options pr = {a->agg ? AGG_MAX : AGG_MEAN, a->tta, 0, 0};
+  int tty = isatty(STDERR_FILENO);
+  fprintf(stderr, "mskx ensemble: stack-features fits on the %s split: its members must not have been trained on "
+          "it (the out-of-fold figures below are the honest ones; in-sample figures are not accuracy)\n",
+          a->split == DS_TRAIN ? "train" : "valid");
+  int rc = dataset_open(a->data, NULL, &ds, e);
+  if (!rc) rc = sf_collect((const char *const *)a->members, a->m, ds, a->split, po, &pr, progress, &tty, &d, e);
+  if (!rc && a->features_csv) rc = sf_write_features_csv(&d, a->features_csv, e);
+  if (!rc) rc = sf_fit_run(&d, a->folds, a->seed, &f, e);
+  if (!rc && !(sp = calloc((size_t)d.n, sizeof *sp))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; !rc && i < d.n; i++)
+    sp[i] = (study_pred){d.split->studies[d.study[i]].path, ds->parts[d.part[i]], f.oof[i], d.y[i]};
+  eval_options eo;
+  eval_options_default(&eo);
+  eo.threshold = a->threshold;
+  eo.seed = a->seed;
+  if (!rc) rc = metrics_evaluate(sp, d.n, &eo, &res, e);
+  cJSON *info = rc ? NULL : cJSON_CreateObject();
+  if (!rc) {
+    const char *split = d.split->name;
+    printf("fit split: %s, %d studies, %d features from %d members; C = %g by %d-fold cross-validation "
+           "(stratified by part and class)\n", split, d.n, d.d, d.m, f.C, f.folds);
+    printf("%-44s %7s %9s %7s\n", "", "AUROC", "log-loss", "kappa");
+    cJSON_AddStringToObject(info, "data", ds->root);
+    cJSON_AddStringToObject(info, "split", split);
+    cJSON_AddNumberToObject(info, "n_studies", d.n);
+    cJSON_AddNumberToObject(info, "skipped_images", (double)d.skipped_images);
+    cJSON_AddStringToObject(info, "warning", "the members must not have been trained on the fit split");
+    cJSON *mem = cJSON_AddArrayToObject(info, "members");
+    double *col = malloc((size_t)d.n * sizeof *col);
+    for (int j = 0; col && j < d.m; j++) {
+      for (int i = 0; i < d.n; i++) col[i] = d.member_p[(size_t)i * d.m + j];
+      scores s = score(col, NULL, d.member_thr[j], d.y, d.n);
+      cJSON_AddItemToArray(mem, scores_json(&s));
+      print_row(a->members[j], &s);
+    }
+    free(col);
+    scores cv = score(f.oof, NULL, a->threshold, d.y, d.n);
+    char name[80];
+    snprintf(name, sizeof name, "stack-features, %d-fold out-of-fold", f.folds);
+    print_row(name, &cv);
+    const eval_group *g = &res->overall;
+    printf("out-of-fold kappa %.4f [%.4f, %.4f], AUROC %.4f [%.4f, %.4f] (95%% bootstrap, %d resamples by part)\n",
+           g->value[METRIC_KAPPA], g->ci_lo[METRIC_KAPPA], g->ci_hi[METRIC_KAPPA], g->value[METRIC_AUC],
+           g->ci_lo[METRIC_AUC], g->ci_hi[METRIC_AUC], eo.n_boot);
+    cJSON *o = scores_json(&cv);
+    cJSON_AddNumberToObject(o, "folds", f.folds);
+    cJSON_AddNumberToObject(o, "seed", (double)a->seed);
+    cJSON_AddItemToObject(o, "bootstrap", group_json(g));
+    cJSON_AddItemToObject(info, "cv", o);
+    cJSON *grid = cJSON_AddArrayToObject(info, "C_grid");
+    for (int c = 0; c < SF_N_C; c++) {
+      cJSON *x = cJSON_CreateObject();
+      cJSON_AddNumberToObject(x, "C", f.Cs[c]);
+      cJSON_AddNumberToObject(x, "cv_log_loss", f.cv_loss[c]);
+      cJSON_AddItemToArray(grid, x);
+    }
+    cJSON_AddStringToObject(info, "objective", "StandardScaler, then L2 logistic regression (scikit-learn's "
+                            "objective) on the members' pooled penultimate features; C by out-of-fold log-loss");
+    rc = sf_write_json(a->out, (const char *const *)a->members, a->m, d.dims, &f, d.d, a->threshold, info, e);
+  }
+  predictor *check = NULL;
+  if (!rc && (rc = predictor_load(a->out, po, &check, e))) err_prefix(e, "the written ensemble does not load");
+  predictor_free(check);
+  if (!rc) fprintf(stderr, "mskx ensemble: wrote %s (stack-features of %d members, %d features)\n", a->out, a->m, d.d);
+  eval_results_free(res);
+  free(sp);
+  sf_fit_free(&f);
+  sf_data_free(&d);
+  dataset_free(ds);
+  return rc;
+}
+
 int cmd_ensemble(int argc, char **argv) {
   ens_args a;
   int rc = parse_args(argc, argv, &a);
   if (rc >= 0) return rc;
   mskx_err e = {0, ""};
   predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0, {0}};
+  if (a.method == ENS_STACK_FEATURES) {
+    rc = check_members(&a, &e);
+    if (!rc) rc = stack_features(&a, &popt, &e);
+    return rc ? cli_error("ensemble", &e) : 0;
+  }
   dataset *ds = NULL;
   ens_data d;
   memset(&d, 0, sizeof d);

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "models/model_file.h"
 #include "models/net.h"
 
 static const char *const usage =
@@ -18,7 +19,8 @@ static const char *const usage =
     "\n"
     "  --arch ARCH          densenet121|densenet169|densenet201|resnet50|\n"
     "                       densenet:growth=G,blocks=A-B-C,init=F,bn_size=S\n"
-    "  --weights FILE       safetensors with torchvision names (all parameters and buffers)\n"
+    "  --weights FILE       safetensors with torchvision names (all parameters and buffers);\n"
+    "                       its metadata 'bn_eps' (set by mskx import from Keras) is honoured\n"
     "  --input X.npy        input batch\n"
     "  --mode eval|train    batch norm with running (eval, default) or batch statistics (train)\n"
     "  --precision fp32|bf16  compute precision (default fp32)\n"
@@ -110,6 +112,7 @@ static int run_forward(const fwd_opts *o, mskx_err *e) {
   if (!rc) rc = engine_dnnl_create(o->threads, &eng, e);
   if (!rc) rc = net_create(o->arch, eng, 0, &m, e);
   if (!rc) rc = net_load_tensors(m, wf, o->weights, 0, e);
+  if (!rc) rc = model_bn_eps_read(wf, o->weights, &m->cx.bn_eps, e);
   if (!rc) rc = net_plan(m, n, (int)x.shape[2], (int)x.shape[3], o->train, o->prec, e);
   if (!rc && !(xin = to_nhwc(&x))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
   if (!rc && !(logits = malloc((size_t)n * sizeof(float)))) rc = err_set(e, MSKX_ENOMEM, "out of memory");

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "core/util.h"
 #include "dist/dist.h"
+#include "eval/plots.h"
 #include "train/trainer.h"
 #ifdef MSKX_HAVE_MPI
 #include <mpi.h>
@@ -27,17 +28,23 @@ static const char *const usage =
     "  --arch ARCH             densenet121|densenet169 (default)|densenet201|resnet50|\n"
     "                          densenet:growth=G,blocks=A-B-C,init=F,bn_size=S\n"
     "  --parts all|P1,P2       body parts to train on (default all: one model)\n"
-    "  --per-part              one model per part, plus RUN_DIR/bundle.json routing studies\n"
+    "  --per-part              one model per part, plus RUN_DIR/bundle.json routing studies;\n"
+    "                          --arch may then map parts: XR_HAND=densenet121,densenet169\n"
+    "                          (the unnamed entry is the default)\n"
     "  --size S                input size (default 320)     --keep-aspect   pad instead of stretching\n"
     "  --batch B               batch size (default 8)       --epochs N      (default 10)\n"
     "  --seed S                (default 0)                  --threads T     compute threads\n"
     "  --loader-threads T      image decoding threads (default 2); compute threads are pinned\n"
     "                          one per CPU (MSKX_PIN=0 or OMP_PROC_BIND turns that off)\n"
     "  --precision fp32|bf16   bf16: mixed precision, fp32 master weights and optimizer state\n"
-    "  --pretrained FILE       torchvision-named safetensors (e.g. ImageNet); head re-initialised\n"
+    "  --pretrained FILE       e.g. ImageNet weights: torchvision .pth, Keras .h5 (DenseNets) or\n"
+    "                          safetensors, by content (see mskx import --help); a 1000-way\n"
+    "                          head is re-initialised, Keras's batch-norm epsilon kept\n"
     "  --freeze-backbone-epochs K   train only the classifier for the first K epochs\n"
     "Optimisation:\n"
     "  --optimizer adam|adamw|sgd|rmsprop (default adam)   --lr LR (default 1e-4)\n"
+    "  --lr auto               sweep with the learning-rate finder first (mskx lr-find's defaults)\n"
+    "                          and train with the minimum's tenth; recorded in config.json\n"
     "  --beta1 B --beta2 B --eps E --weight-decay W --momentum M --nesterov --rho R\n"
     "  --schedule constant|step|plateau|cosine (default plateau)\n"
     "    step:    --drop D (0.5) --epochs-drop N (10): lr0 * D^floor((1+epoch)/N)\n"
@@ -194,11 +201,15 @@ static int parse_one(train_cli *t, int o, char *monitor) {
     case O_CONTRAST: if (num("contrast", 0, 0.99, &d)) return CLI_EXIT_USAGE; c->aug.contrast = (float)d; return 0;
     default: break;
   }
+  if (o == O_LR && !strcmp(optarg, "auto")) {
+    c->lr_auto = 1;
+    return 0;
+  }
   static const struct {
     int o, idx, sched;
     const char *name;
     double lo, hi;
-  } nums[] = {{O_LR, OV_LR, 0, "lr", 0, 10},          {O_B1, OV_B1, 0, "beta1", 0, 1},
+  } nums[] = {{O_LR, OV_LR, 0, "lr", 0, 1000},         {O_B1, OV_B1, 0, "beta1", 0, 1},
               {O_B2, OV_B2, 0, "beta2", 0, 1},        {O_EPS, OV_EPS, 0, "eps", 0, 1},
               {O_WD, OV_WD, 0, "weight-decay", 0, 10}, {O_MOM, OV_MOM, 0, "momentum", 0, 1},
               {O_RHO, OV_RHO, 0, "rho", 0, 1},        {O_DROP, SV_DROP, 1, "drop", 0, 1},
@@ -286,6 +297,11 @@ static void on_progress(void *vctx, const train_progress *p) {
   pc->last = now;
   char eta[32];
   fmt_time(p->eta_s, eta, sizeof eta);
+  if (p->phase == TRAIN_PHASE_LR_FIND) {
+    fprintf(stderr, "%slr-find %d/%d  lr %.2e  smoothed loss %.4f%s", pc->tty ? "\r\033[K" : "", p->batch, p->batches,
+            p->lr, p->loss, pc->tty ? "" : "\n");
+    return;
+  }
   if (p->phase == TRAIN_PHASE_VALID) {
     if (pc->tty) fprintf(stderr, "\r\033[K%s%sepoch %d/%d validating %d/%d", part, sep, p->epoch + 1, p->epochs, p->batch, p->batches);
     return;
@@ -454,6 +470,7 @@ int cmd_train(int argc, char **argv) {
     rc = train_resume(t.resume, t.epochs_set ? t.c.epochs : 0, d, &hooks, &sum, &e);
   else
     rc = train_run(&t.c, t.force, d, &hooks, &sum, &e);
+  plot_release_fonts();  /* --lr auto drew its sweep: leak checkers see a clean exit */
   if (rc == MSKX_ECANCELED && (dist_size(d) == 1 || dist_failed_rank(d) >= 0)) return stopped(d, &e, dir);
   if (rc) return dist_size(d) > 1 ? job_fail(d, &e) : (job_end(d), cli_error("train", &e));
   job_end(d);

@@ -41,13 +41,16 @@ static int run(int argc, char **argv) {
       {"train", cmd_train, "train a network (the MURA paper's recipe and more)"},
       {"eval", cmd_eval, "evaluate a model on a split: kappa, AUROC, report"},
       {"score", cmd_score, "score a predictions CSV against labelled studies"},
+      {"lr-find", cmd_lr_find, "sweep learning rates and suggest one (fastai-style finder)"},
       {"threshold", cmd_threshold, "choose a decision threshold on the validation split"},
       {"ensemble", cmd_ensemble, "combine models (mean, vote, weighted, stacking)"},
+      {"bundle", cmd_bundle, "per-part bundle of the best candidate for each part (--select)"},
       {"predict", cmd_predict, "predict studies (images or study folders)"},
       {"serve", cmd_serve, "HTTP service with a web viewer"},
       {"bench", cmd_bench, "time inference or training steps"},
       {"dicom", cmd_dicom, "show how DICOM files are read: header summary, rendered PNGs"},
       {"export", cmd_export, "write a model, bundle or ensemble as ONNX"},
+      {"import", cmd_import, "import PyTorch (.pth) or Keras (.h5) weights as an mskx model"},
       {"forward", cmd_forward, "run a network on an .npy batch (parity and debugging)"},
   };
   int n = (int)(sizeof cmds / sizeof cmds[0]);

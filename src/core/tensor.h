@@ -21,4 +21,12 @@ void htensor_release(htensor *t);
 /* "[2, 3, 64, 64]" into buf. */
 const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
 
+/* Element types of the file formats (little-endian), all read as float32. */
+typedef enum elem_dtype { EL_F32, EL_F16, EL_BF16, EL_F64, EL_I64 } elem_dtype;
+size_t elem_size(elem_dtype dt);
+float f16_to_f32(uint16_t h);
+/* n contiguous elements of src into dst. */
+void elem_convert(float *dst, const unsigned char *src, size_t n, elem_dtype dt);
+float elem_to_f32(const unsigned char *p, elem_dtype dt);
+
 #endif

@@ -12,7 +12,7 @@
 
 #define LOGREG_MAX_STEPS 100
 #define LOGREG_GRAD_TOL 1e-10
-#define LOGREG_MAX_DIM 256
+#define LOGREG_MAX_DIM 8192  /* stack-features: two DenseNet-169s give 3328 */
 #define WEIGHTS_MAX_STEPS 20000
 #define WEIGHTS_LOSS_TOL 1e-13
 #define ARMIJO 1e-4
@@ -466,6 +466,17 @@ int ens_relative_path(const char *dir, const char *target, char *out, size_t n, 
 
 int ens_write_json(const char *path, const char *method, double threshold, const ens_member_out *members, int m,
                    const double *coef, double intercept, cJSON *fit, mskx_err *e) {
+  cJSON *st = NULL;
+  if (coef) {
+    st = cJSON_CreateObject();
+    cJSON_AddItemToObject(st, "coef", cJSON_CreateDoubleArray(coef, m));
+    cJSON_AddNumberToObject(st, "intercept", intercept);
+  }
+  return ens_write_json_stacker(path, method, threshold, members, m, st, fit, e);
+}
+
+int ens_write_json_stacker(const char *path, const char *method, double threshold, const ens_member_out *members,
+                           int m, cJSON *stacker, cJSON *fit, mskx_err *e) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
@@ -491,10 +502,9 @@ int ens_write_json(const char *path, const char *method, double threshold, const
       cJSON_AddItemToArray(arr, it);
     }
   }
-  if (!rc && coef) {
-    cJSON *st = cJSON_AddObjectToObject(o, "stacker");
-    cJSON_AddItemToObject(st, "coef", cJSON_CreateDoubleArray(coef, m));
-    cJSON_AddNumberToObject(st, "intercept", intercept);
+  if (!rc && stacker) {
+    cJSON_AddItemToObject(o, "stacker", stacker);
+    stacker = NULL;
   }
   if (!rc && fit) {
     cJSON_AddItemToObject(o, "fit", fit);
@@ -514,6 +524,7 @@ int ens_write_json(const char *path, const char *method, double threshold, const
   }
   free(s);
   cJSON_Delete(o);
+  cJSON_Delete(stacker);
   cJSON_Delete(fit);
   return rc;
 }

@@ -88,5 +88,8 @@ typedef struct ens_member_out {
  * describing how it was fitted; ownership taken). */
 int ens_write_json(const char *path, const char *method, double threshold, const ens_member_out *members, int m,
                    const double *coef, double intercept, cJSON *fit, mskx_err *e);
+/* The same with any "stacker" object (may be NULL; ownership taken). */
+int ens_write_json_stacker(const char *path, const char *method, double threshold, const ens_member_out *members,
+                           int m, cJSON *stacker, cJSON *fit, mskx_err *e);
 
 #endif

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include "core/error.h"
 #include "core/util.h"
+#include "eval/bundle_select.h"
 #include "eval/paper.h"
 #include "infer/cam.h"
 
@@ -434,6 +435,50 @@ static void kappa_plot_row(plot_kappa_row *row, const eval_group *g, char *buf, 
   for (int r = 0; r < PAPER_N_RADIOLOGISTS; r++) row->ref[1 + r] = p ? p->radiologist[r].kappa : NAN;
 }
 
+/* A bundle made by `mskx bundle --select`: every candidate's figure per part,
+ * the chosen one in bold, and why. */
+static int selection_section(FILE *f, const report_input *in, mskx_err *e) {
+  bundle_selection *s = NULL;
+  int rc = bundle_selection_read(in->model_path, &s, e);
+  if (rc || !s) return rc;
+  const char *m = sel_metric_name(s->metric);
+  fprintf(f, "<section><h2>Per-part selection</h2><p class=\"lead\">This bundle holds, for each part, the candidate "
+          "with the %s validation %s (<code>mskx bundle --select %s</code>). Figures marked * were computed on ",
+          s->metric == SEL_LOSS ? "lowest" : "highest", s->metric == SEL_AUC ? "AUROC" : m, m);
+  esc(f, s->data ? s->data : "(none)");
+  fputs("'s validation split; the others are the validation figures stored by training.</p>\n"
+        "<table class=\"t\"><thead><tr><th>Part</th>", f);
+  for (int c = 0; c < s->n_cand; c++) {
+    fputs("<th title=\"", f);
+    esc(f, s->cand_path[c]);
+    fprintf(f, "\">[%d] ", c + 1);
+    esc(f, s->cand_kind[c]);
+    fputs("</th>", f);
+  }
+  fputs("<th style=\"text-align:left\">Why</th></tr></thead><tbody>\n", f);
+  for (int k = 0; k < s->n_parts; k++) {
+    char nm[64], b[32];
+    fprintf(f, "<tr><td>%s</td>", pretty(s->parts[k], nm, sizeof nm));
+    for (int c = 0; c < s->n_cand; c++) {
+      const sel_cell *x = &s->cells[k * s->n_cand + c];
+      int chosen = s->chosen[k] == c;
+      fprintf(f, "<td>%s%s%s%s</td>", chosen ? "<b>" : "", x->model ? f3(b, x->value) : "&middot;",
+              x->source == SEL_COMPUTED ? "*" : "", chosen ? "</b>" : "");
+    }
+    fputs("<td style=\"text-align:left;white-space:normal\">", f);
+    esc(f, s->why[k]);
+    fputs("</td></tr>\n", f);
+  }
+  fputs("</tbody></table><div class=\"notes\"><p>Candidates: ", f);
+  for (int c = 0; c < s->n_cand; c++) {
+    fprintf(f, "%s[%d] ", c ? "; " : "", c + 1);
+    esc(f, s->cand_path[c]);
+  }
+  fputs(". A dot: the candidate has no model for that part.</p></div></section>\n", f);
+  bundle_selection_free(s);
+  return MSKX_OK;
+}
+
 static int kappa_section(FILE *f, const report_input *in, mskx_err *e) {
   const eval_results *res = in->res;
   fputs("<section><h2>Cohen's kappa by body part</h2><p class=\"lead\">This model beside the MURA paper's model and "
@@ -711,6 +756,7 @@ int report_render_html(const report_input *in, char **html, size_t *len, mskx_er
   head(f, in);
   details(f, in);
   int rc = kappa_section(f, in, e);
+  if (!rc) rc = selection_section(f, in, e);
   if (!rc) rc = curves_section(f, in, e);
   if (!rc) confusion_section(f, in);
   if (!rc) rc = training_section(f, in, e);

@@ -152,6 +152,8 @@ int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const
  * synchronising, then bn_forward_train's arithmetic, so one process gives its
  * results exactly. Each channel's sums depend only on its own column, so the
  * statistics of a channel range equal those of the same channels in a wider view. */
+float layer_bn_eps(const layer_ctx *cx) { return cx->bn_eps > 0 ? cx->bn_eps : BN_EPS; }
+
 /* An engine op's failure (only ever running out of scratch memory), named. */
 static int bn_failed(int rc, const char *what, int c, mskx_err *e) {
   return err_set(e, rc, "batch norm (%d channels): %s: %s", c, what,
@@ -171,7 +173,7 @@ int bn_batch_stats(const layer_ctx *cx, view x, float *mean, float *invstd, floa
   if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c);
   for (int ch = 0; ch < c; ch++) {
     double var = s[ch] / m;
-    invstd[ch] = (float)(1.0 / sqrt(var + BN_EPS));
+    invstd[ch] = (float)(1.0 / sqrt(var + layer_bn_eps(cx)));
     varu[ch] = (float)(m > 1 ? var * m / (m - 1) : var);
   }
   return MSKX_OK;
@@ -219,7 +221,7 @@ static void bn_infer_affine(const layer_ctx *cx, const bn_layer *l, float *scale
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
   const float *rm = ps_data(ps, l->rmean), *rv = ps_data(ps, l->rvar);
   for (int c = 0; c < l->c; c++) {
-    scale[c] = (float)(g[c] / sqrt((double)rv[c] + BN_EPS));
+    scale[c] = (float)(g[c] / sqrt((double)rv[c] + layer_bn_eps(cx)));
     shift[c] = b[c] - rm[c] * scale[c];
   }
 }
@@ -228,7 +230,7 @@ int bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu,
   const param_store *ps = cx->ps;
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
   if (!cx->train) {
-    cx->eng->ops->bn_forward_infer(x, g, b, ps_data(ps, l->rmean), ps_data(ps, l->rvar), BN_EPS, relu, y);
+    cx->eng->ops->bn_forward_infer(x, g, b, ps_data(ps, l->rmean), ps_data(ps, l->rvar), layer_bn_eps(cx), relu, y);
     return MSKX_OK;
   }
   int rc;
@@ -236,7 +238,7 @@ int bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu,
     float scale[l->c], shift[l->c];
     if ((rc = bn_train_stats(cx, l, x, scale, shift, e))) return rc;
     cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
-  } else if ((rc = cx->eng->ops->bn_forward_train(x, g, b, BN_EPS, relu, y, l->mean, l->invstd, l->varu))) {
+  } else if ((rc = cx->eng->ops->bn_forward_train(x, g, b, layer_bn_eps(cx), relu, y, l->mean, l->invstd, l->varu))) {
     return bn_failed(rc, "forward", l->c, e);
   }
   bn_update_running(cx, l);

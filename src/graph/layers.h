@@ -17,6 +17,9 @@ typedef struct layer_ctx {
   param_store *ps;
   int train;          /* batch statistics + running update (PyTorch's model.train()) */
   precision prec;
+  /* Batch-norm epsilon; 0 (a zeroed context) means BN_EPS. Models imported
+   * from Keras keep Keras's 1.001e-5 here so their numerics match. */
+  float bn_eps;
   /* Data-parallel training hooks, NULL in a single process. grad_ready: the
    * gradients [offset, offset + numel) of ps->grads are final, so their
    * all-reduce can start while backward goes on. bn_sum: adds n doubles over
@@ -27,6 +30,9 @@ typedef struct layer_ctx {
   void (*bn_sum)(void *ctx, double *v, int n);
   void *bn_sum_ctx;
 } layer_ctx;
+
+/* The batch-norm epsilon a context uses (cx->bn_eps, or BN_EPS when 0). */
+float layer_bn_eps(const layer_ctx *cx);
 
 typedef struct conv_layer {
   int w, b;           /* store indices; b = -1 without bias */

@@ -180,15 +180,61 @@ static int load_stacker(pnode *nd, const char *file, const cJSON *root, mskx_err
   return get_number(st, "intercept", file, "stacker.", -1e6, 1e6, NAN, &nd->intercept, e);
 }
 
+/* One of the stacker's arrays of n finite numbers (positive ones with pos). */
+static int get_array(const cJSON *st, const char *key, const char *file, int n, int pos, double *out, mskx_err *e) {
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(st, key);
+  if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n)
+    return err_set(e, MSKX_EFORMAT, "%s: stacker.%s must be an array of %d numbers", file, key, n);
+  int i = 0;
+  const cJSON *c;
+  cJSON_ArrayForEach(c, a) {
+    if (!cJSON_IsNumber(c) || !isfinite(c->valuedouble) || (pos && !(c->valuedouble > 0)))
+      return err_set(e, MSKX_EFORMAT, "%s: stacker.%s[%d] is not a finite%s number", file, key, i,
+                     pos ? " positive" : "");
+    out[i++] = c->valuedouble;
+  }
+  return MSKX_OK;
+}
+
+/* stack-features: the widths must match the members' classifiers, so that a
+ * member replaced by another architecture is refused instead of misread. */
+static int load_feature_stacker(pnode *nd, const char *file, const cJSON *root, mskx_err *e) {
+  const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stacker");
+  if (!cJSON_IsObject(st)) return err_set(e, MSKX_EFORMAT, "%s: method 'stack-features' needs a 'stacker' object", file);
+  int m = nd->n_children, D = 0;
+  double *dims = calloc((size_t)m, sizeof *dims);
+  if (!dims) return err_set(e, MSKX_ENOMEM, "out of memory");
+  int rc = get_array(st, "dims", file, m, 1, dims, e);
+  for (int i = 0; !rc && i < m; i++) {
+    int want = pnode_feature_dim(&nd->children[i]);
+    if (dims[i] != want)
+      rc = err_set(e, MSKX_EFORMAT, "%s: stacker.dims[%d] is %g but member %d has %d features", file, i, dims[i], i + 1,
+                   want);
+    D += want;
+  }
+  free(dims);
+  if (rc) return rc;
+  nd->n_feat = D;
+  free(nd->coef);
+  nd->coef = calloc((size_t)D, sizeof *nd->coef);
+  nd->feat_mean = calloc((size_t)D, sizeof *nd->feat_mean);
+  nd->feat_scale = calloc((size_t)D, sizeof *nd->feat_scale);
+  if (!nd->coef || !nd->feat_mean || !nd->feat_scale) return err_set(e, MSKX_ENOMEM, "out of memory");
+  if ((rc = get_array(st, "coef", file, D, 0, nd->coef, e)) || (rc = get_array(st, "mean", file, D, 0, nd->feat_mean, e)) ||
+      (rc = get_array(st, "scale", file, D, 1, nd->feat_scale, e)))
+    return rc;
+  return get_number(st, "intercept", file, "stacker.", -1e6, 1e6, NAN, &nd->intercept, e);
+}
+
 static int load_ensemble(pnode *nd, const char *file, const cJSON *root, engine *eng, mskx_err *e) {
-  static const char *const methods[] = {"mean", "vote", "weighted", "stack"};
   const cJSON *method = cJSON_GetObjectItemCaseSensitive(root, "method");
   const cJSON *members = cJSON_GetObjectItemCaseSensitive(root, "members");
   nd->kind = PNODE_ENSEMBLE;
   int mi = -1;
-  for (int i = 0; i < 4 && cJSON_IsString(method); i++)
-    if (!strcmp(method->valuestring, methods[i])) mi = i;
-  if (mi < 0) return err_set(e, MSKX_EFORMAT, "%s: 'method' must be one of mean, vote, weighted, stack", file);
+  for (int i = 0; i < ENS_METHODS && cJSON_IsString(method); i++)
+    if (!strcmp(method->valuestring, ens_method_names[i])) mi = i;
+  if (mi < 0)
+    return err_set(e, MSKX_EFORMAT, "%s: 'method' must be one of mean, vote, weighted, stack, stack-features", file);
   nd->method = (ens_method)mi;
   int rc = get_number(root, "threshold", file, "", 0, 1, MODEL_DEFAULT_THRESHOLD, &nd->threshold, e);
   if (rc) return rc;
@@ -213,10 +259,13 @@ static int load_ensemble(pnode *nd, const char *file, const cJSON *root, engine 
     if ((rc = get_number(m, "weight", file, where, 0, 1e6, 1.0, &nd->weight[i], e))) return rc;
     wsum += nd->weight[i];
     nd->n_children++;
-    if ((rc = load_child(nd, i, file, field, p->valuestring, eng, ALLOW_MODEL | ALLOW_BUNDLE, e))) return rc;
+    /* Features are a model's: stack-features members are model files. */
+    unsigned allow = nd->method == ENS_STACK_FEATURES ? ALLOW_MODEL : ALLOW_MODEL | ALLOW_BUNDLE;
+    if ((rc = load_child(nd, i, file, field, p->valuestring, eng, allow, e))) return rc;
   }
   if (nd->method == ENS_WEIGHTED && !(wsum > 0))
     return err_set(e, MSKX_EFORMAT, "%s: method 'weighted' needs a positive total weight", file);
+  if (nd->method == ENS_STACK_FEATURES) return load_feature_stacker(nd, file, root, e);
   return nd->method == ENS_STACK ? load_stacker(nd, file, root, e) : MSKX_OK;
 }
 
@@ -272,6 +321,8 @@ void pnode_free(pnode *node) {
   free(node->part_names);
   free(node->weight);
   free(node->coef);
+  free(node->feat_mean);
+  free(node->feat_scale);
   net_destroy(node->m);
   free(node->meta_json);
   free(node->path);
@@ -292,16 +343,21 @@ int pnode_clone(const pnode *src, pnode *dst, engine *eng, mskx_err *e) {
   size_t nc = (size_t)src->n_children;
   dst->part_names = dup_mem(src->part_names, nc * sizeof *src->part_names);
   dst->weight = dup_mem(src->weight, nc * sizeof *src->weight);
-  dst->coef = dup_mem(src->coef, nc * sizeof *src->coef);
+  size_t ncoef = src->n_feat ? (size_t)src->n_feat : nc, nf = (size_t)src->n_feat;
+  dst->coef = dup_mem(src->coef, ncoef * sizeof *src->coef);
+  dst->feat_mean = dup_mem(src->feat_mean, nf * sizeof *src->feat_mean);
+  dst->feat_scale = dup_mem(src->feat_scale, nf * sizeof *src->feat_scale);
   dst->children = nc ? calloc(nc, sizeof *dst->children) : NULL;
   dst->m = NULL;
   dst->n_children = 0;
   if (!dst->path || (src->meta_json && !dst->meta_json) || (src->part_names && !dst->part_names) ||
-      (src->weight && !dst->weight) || (src->coef && !dst->coef) || (nc && !dst->children))
+      (src->weight && !dst->weight) || (src->coef && !dst->coef) || (nf && (!dst->feat_mean || !dst->feat_scale)) ||
+      (nc && !dst->children))
     return err_set(e, MSKX_ENOMEM, "out of memory");
   if (src->m) {
     int rc = net_create(src->meta.arch, eng, 0, &dst->m, e);
     if (rc) return rc;
+    dst->m->cx.bn_eps = src->m->cx.bn_eps;
     memcpy(dst->m->ps.params, src->m->ps.params, src->m->ps.n_params * sizeof(float));
     memcpy(dst->m->ps.buffers, src->m->ps.buffers, src->m->ps.n_buffers * sizeof(float));
     net_params_changed(dst->m);
@@ -317,7 +373,6 @@ int pnode_clone(const pnode *src, pnode *dst, engine *eng, mskx_err *e) {
 /* ---- description (mskx_model_info) ---- */
 
 static cJSON *node_json(const pnode *nd) {
-  static const char *const methods[] = {"mean", "vote", "weighted", "stack"};
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
   cJSON_AddStringToObject(o, "kind", nd->kind == PNODE_MODEL ? "model" : kind_names[nd->kind]);
@@ -333,7 +388,7 @@ static cJSON *node_json(const pnode *nd) {
       else cJSON_AddItemToObject(models, nd->part_names[i], c);
     }
   } else {
-    cJSON_AddStringToObject(o, "method", methods[nd->method]);
+    cJSON_AddStringToObject(o, "method", ens_method_names[nd->method]);
     cJSON_AddNumberToObject(o, "threshold", nd->threshold);
     cJSON *members = cJSON_AddArrayToObject(o, "members");
     for (int i = 0; members && i < nd->n_children; i++) {
@@ -344,6 +399,12 @@ static cJSON *node_json(const pnode *nd) {
     if (nd->method == ENS_STACK) {
       cJSON *st = cJSON_AddObjectToObject(o, "stacker");
       cJSON_AddItemToObject(st, "coef", cJSON_CreateDoubleArray(nd->coef, nd->n_children));
+      cJSON_AddNumberToObject(st, "intercept", nd->intercept);
+    }
+    if (nd->method == ENS_STACK_FEATURES) {
+      /* The fitted arrays are long; the description gives their sizes. */
+      cJSON *st = cJSON_AddObjectToObject(o, "stacker");
+      cJSON_AddNumberToObject(st, "features", nd->n_feat);
       cJSON_AddNumberToObject(st, "intercept", nd->intercept);
     }
   }
@@ -391,12 +452,11 @@ static void describe_parts(const pnode *nd, char *list, size_t n, int *all) {
 }
 
 int pnode_describe(const pnode *root, predictor_info *info, mskx_err *e) {
-  static const char *const methods[] = {"mean", "vote", "weighted", "stack"};
   free(info->metadata_json);
   memset(info, 0, sizeof *info);
   info->kind = root->kind;
   info->n_members = root->kind == PNODE_MODEL ? 1 : root->n_children;
-  info->method = root->kind == PNODE_ENSEMBLE ? methods[root->method] : "";
+  info->method = root->kind == PNODE_ENSEMBLE ? ens_method_names[root->method] : "";
   desc_acc a = {info, 0, 0};
   describe_models(root, &a);
   if (a.size_mixed) info->size = 0;

@@ -69,8 +69,33 @@ static int add_cams(predictor *p, const pnode *nd, const study_inputs *in, int c
 
 /* Chunks of equal size b cover the study's inputs with one plan; the last
  * chunk is padded with copies of its first input. */
+const char *const ens_method_names[ENS_METHODS] = {"mean", "vote", "weighted", "stack", "stack-features"};
+
+int pnode_feature_dim(const pnode *model) { return (int)model->m->ps.entries[model->m->head_w].numel; }
+
+/* Adds batch slots [0, cnt)'s pooled features (inputs c0.. of the study, k
+ * per image), each weighted 1/k, into feat (n x dim). */
+static int pool_features(const pnode *nd, int c0, int cnt, int k, double *feat, mskx_err *e) {
+  view f = nd->m->vt->features(nd->m);
+  int dim = pnode_feature_dim(nd);
+  if (!f.p || f.c != dim || f.n < cnt)
+    return err_set(e, MSKX_EINTERNAL, "%s: features (%d channels) do not match the classifier (%d inputs)", nd->path,
+                   f.c, dim);
+  double inv = 1.0 / ((double)f.h * f.w * k);
+  for (int s = 0; s < cnt; s++) {
+    double *dst = feat + (size_t)((c0 + s) / k) * dim;
+    for (int y = 0; y < f.h; y++)
+      for (int x = 0; x < f.w; x++) {
+        const float *q = f.p + ((size_t)((size_t)s * f.h + y) * f.w + x) * f.ld;
+        for (int c = 0; c < dim; c++) dst[c] += q[c] * inv;
+      }
+  }
+  return MSKX_OK;
+}
+
+/* feat: NULL, or n x dim zeroed values to receive each image's pooled features. */
 static int predict_model(predictor *p, pnode *nd, const study_inputs *in, const predict_options *po, double *img_p,
-                         float **cams, mskx_err *e) {
+                         float **cams, double *feat, mskx_err *e) {
   int n = in->n, k = po->tta_flip ? 2 : 1, total = n * k, s = nd->meta.size;
   int chunks = (total + p->opt.max_batch - 1) / p->opt.max_batch, b = (total + chunks - 1) / chunks;
   size_t per = (size_t)s * s * 3;
@@ -87,6 +112,7 @@ static int predict_model(predictor *p, pnode *nd, const study_inputs *in, const 
     if (!rc) rc = net_forward(nd->m, p->batch, p->logits, e);
     for (int j = 0; !rc && j < cnt; j++) prob[c0 + j] = sigmoid(p->logits[j]);
     if (!rc && cams) rc = add_cams(p, nd, in, c0, cnt, k, cams, e);
+    if (!rc && feat) rc = pool_features(nd, c0, cnt, k, feat, e);
   }
   for (int i = 0; !rc && i < n; i++) img_p[i] = k == 1 ? prob[i] : 0.5 * (prob[2 * i] + prob[2 * i + 1]);
   for (int i = 0; !rc && cams && i < n; i++) cam_normalize(cams[i], (size_t)in->display[i].w * in->display[i].h);
@@ -122,7 +148,10 @@ double ensemble_combine(const pnode *ens, const double *p, const double *thr) {
   double acc = 0, ws = 0;
   for (int i = 0; i < m; i++) {
     switch (ens->method) {
-      case ENS_MEAN: acc += p[i]; break;
+      case ENS_MEAN:
+      /* stack-features combines features, not probabilities
+       * (predict_stack_features); its members' mean is only a summary. */
+      case ENS_STACK_FEATURES: acc += p[i]; break;
       case ENS_WEIGHTED: acc += ens->weight[i] * p[i], ws += ens->weight[i]; break;
       case ENS_VOTE: acc += p[i] > thr[i]; break;
       case ENS_STACK: {
@@ -198,6 +227,54 @@ static int predict_ensemble(predictor *p, pnode *nd, const study_inputs *in, con
   return rc;
 }
 
+/* sigmoid(intercept + coef . (x - mean) / scale) over n_feat features. */
+static double stack_features_prob(const pnode *nd, const double *x) {
+  double z = nd->intercept;
+  for (int j = 0; j < nd->n_feat; j++) z += nd->coef[j] * (x[j] - nd->feat_mean[j]) / nd->feat_scale[j];
+  return sigmoid(z);
+}
+
+/* Each member's pooled features per image, concatenated; the study's vector
+ * is the mean over its images, each image's probability the stacker on its
+ * own vector. Maps average the members' (as for the other methods). */
+static int predict_stack_features(predictor *p, pnode *nd, const study_inputs *in, const predict_options *po,
+                                  node_out *o, mskx_err *e) {
+  int m = nd->n_children, D = nd->n_feat, n = in->n;
+  double *x = calloc((size_t)n * D, sizeof *x), *study = calloc((size_t)D, sizeof *study);
+  double *ip = calloc((size_t)n, sizeof *ip);
+  float **mc = o->cam ? cams_alloc(in) : NULL;
+  int rc = !x || !study || !ip || (o->cam && !mc) ? err_set(e, MSKX_ENOMEM, "predict: out of memory") : 0;
+  for (int c = 0, off = 0; !rc && c < m; c++) {
+    pnode *ch = &nd->children[c];
+    int dim = pnode_feature_dim(ch);
+    double *f = calloc((size_t)n * dim, sizeof *f);
+    if (!f) rc = err_set(e, MSKX_ENOMEM, "predict: out of memory");
+    for (int i = 0; mc && i < n; i++) memset(mc[i], 0, cam_px(in, i) * sizeof(float));
+    if (!rc) rc = predict_model(p, ch, in, po, ip, mc, f, e);
+    for (int i = 0; !rc && i < n; i++)
+      for (int j = 0; j < dim; j++) x[(size_t)i * D + off + j] = f[(size_t)i * dim + j];
+    if (!rc && o->member_p) o->member_p[c] = aggregate(po->agg, ip, n);
+    for (int i = 0; !rc && mc && i < n; i++)
+      for (size_t q = 0; q < cam_px(in, i); q++) o->cam[i][q] += mc[i][q] / (float)m;
+    free(f);
+    off += dim;
+  }
+  if (!rc) {
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < D; j++) study[j] += x[(size_t)i * D + j] / n;
+    for (int i = 0; i < n; i++) o->img_p[i] = stack_features_prob(nd, x + (size_t)i * D);
+    o->p = stack_features_prob(nd, study);
+    o->thr = nd->threshold;
+    o->used = nd->path;
+    for (int i = 0; o->cam && i < n; i++) cam_normalize(o->cam[i], cam_px(in, i));
+  }
+  cams_free(mc, n);
+  free(x);
+  free(study);
+  free(ip);
+  return rc;
+}
+
 static int predict_node(predictor *p, pnode *nd, const study_inputs *in, const char *part,
                         const predict_options *po, node_out *o, mskx_err *e) {
   if (nd->kind == PNODE_BUNDLE) {
@@ -205,8 +282,9 @@ static int predict_node(predictor *p, pnode *nd, const study_inputs *in, const c
     if (rc) return rc;
     return predict_node(p, &nd->children[idx], in, part, po, o, e);
   }
+  if (nd->kind == PNODE_ENSEMBLE && nd->method == ENS_STACK_FEATURES) return predict_stack_features(p, nd, in, po, o, e);
   if (nd->kind == PNODE_ENSEMBLE) return predict_ensemble(p, nd, in, part, po, o, e);
-  int rc = predict_model(p, nd, in, po, o->img_p, o->cam, e);
+  int rc = predict_model(p, nd, in, po, o->img_p, o->cam, NULL, e);
   if (rc) return rc;
   o->p = aggregate(po->agg, o->img_p, in->n);
   o->thr = nd->meta.threshold;
@@ -342,6 +420,42 @@ int predictor_predict_study(predictor *p, const gray_image *images, int n, const
   int rc = predictor_predict_sources(p, src, n, part, po, out, e);
   free(src);
   return rc;
+}
+
+int predictor_study_features(predictor *p, const gray_image *images, int n, const predict_options *po, double **feat,
+                             int *dim, double *study_prob, mskx_err *e) {
+  static const predict_options defaults = {AGG_MEAN, 0, 0, 0};
+  *feat = NULL;
+  *dim = 0;
+  if (!po) po = &defaults;
+  if (p->root.kind != PNODE_MODEL) return err_set(e, MSKX_EINVAL, "%s: features come from a model file", p->root.path);
+  if (n < 1) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
+  image_source *src = calloc((size_t)n, sizeof *src);
+  if (!src) return err_set(e, MSKX_ENOMEM, "predict: out of memory");
+  for (int i = 0; i < n; i++)
+    src[i] = (image_source){.pixels = images[i].px, .w = images[i].w, .h = images[i].h, .channels = 1};
+  study_inputs *in = NULL;
+  int rc = predictor_prepare(p, src, n, NULL, po, &in, e);
+  free(src);
+  if (rc) return rc;
+  if (p->opt.threads > 0) omp_set_num_threads(p->opt.threads);
+  int d = pnode_feature_dim(&p->root);
+  double *f = calloc((size_t)n * d, sizeof *f), *ip = calloc((size_t)n, sizeof *ip), *out = calloc((size_t)d, sizeof *out);
+  rc = !f || !ip || !out ? err_set(e, MSKX_ENOMEM, "predict: out of memory") : 0;
+  if (!rc) rc = predict_model(p, &p->root, in, po, ip, NULL, f, e);
+  for (int i = 0; !rc && i < n; i++)
+    for (int j = 0; j < d; j++) out[j] += f[(size_t)i * d + j] / n;
+  if (!rc && study_prob) *study_prob = aggregate(po->agg, ip, n);
+  free(f);
+  free(ip);
+  study_inputs_free(in);
+  if (rc) {
+    free(out);
+    return rc;
+  }
+  *feat = out;
+  *dim = d;
+  return MSKX_OK;
 }
 
 void study_result_free(study_result *r) {

@@ -7,9 +7,11 @@
  *   model:    *.safetensors, metadata format "mskx-model-1" (model_file.h)
  *   bundle:   JSON {"format": "mskx-bundle-1", "models": {"XR_WRIST": "p", ...},
  *             "default": "p"}: a study is routed to its part's model
- *   ensemble: JSON {"format": "mskx-ensemble-1", "method": "mean|vote|weighted|stack",
+ *   ensemble: JSON {"format": "mskx-ensemble-1", "method": "mean|vote|weighted|stack|stack-features",
  *             "threshold": t, "members": [{"path": "p", "weight": w}, ...],
- *             "stacker": {"coef": [...], "intercept": b}}
+ *             "stacker": {"coef": [...], "intercept": b}}; stack-features adds
+ *             "mean", "scale" (the standardisation) and "dims" (each member's
+ *             feature width) to the stacker, coef holding one value per feature
  * Paths inside JSON files are relative to the JSON file's folder. */
 #ifndef MSKX_INFER_PREDICTOR_H
 #define MSKX_INFER_PREDICTOR_H
@@ -32,7 +34,14 @@ typedef struct predictor_options {
 } predictor_options;
 
 typedef enum agg_rule { AGG_MEAN = 0, AGG_MAX = 1 } agg_rule;
-typedef enum ens_method { ENS_MEAN = 0, ENS_VOTE = 1, ENS_WEIGHTED = 2, ENS_STACK = 3 } ens_method;
+/* ENS_STACK_FEATURES: a logistic regression over the members' standardised
+ * pooled penultimate features (the classifier's input, averaged over the
+ * study's images), members being model files (ensemble_file.c). */
+typedef enum ens_method {
+  ENS_MEAN = 0, ENS_VOTE = 1, ENS_WEIGHTED = 2, ENS_STACK = 3, ENS_STACK_FEATURES = 4
+} ens_method;
+#define ENS_METHODS 5
+extern const char *const ens_method_names[ENS_METHODS];
 typedef enum pnode_kind { PNODE_MODEL = 0, PNODE_BUNDLE = 1, PNODE_ENSEMBLE = 2 } pnode_kind;
 
 typedef struct predict_options {
@@ -95,6 +104,10 @@ typedef struct pnode {
   ens_method method;
   double threshold;
   double *weight, *coef, intercept;
+  /* ENS_STACK_FEATURES: n_feat = the members' feature widths summed; coef,
+   * feat_mean and feat_scale hold n_feat values (x - mean) / scale. */
+  int n_feat;
+  double *feat_mean, *feat_scale;
   int n_children;
   struct pnode *children;
 } pnode;
@@ -170,6 +183,16 @@ void study_inputs_free(study_inputs *in);
  * most CAM_DISPLAY_MAX_SIDE, else scaled to that longest side. */
 void display_size(int w, int h, int *dw, int *dh);
 void study_result_free(study_result *r);
+
+/* A model file's features for a study: the classifier's input (global
+ * average of the last feature map) per image, averaged over the images (and
+ * their mirrors with tta_flip), into feat (malloc'd, *dim values), and
+ * (study_prob may be NULL) the model's own study probability from the same
+ * forward passes. The root must be a model file. */
+int predictor_study_features(predictor *p, const gray_image *images, int n, const predict_options *po, double **feat,
+                             int *dim, double *study_prob, mskx_err *e);
+/* The feature width of a model node (its classifier's inputs). */
+int pnode_feature_dim(const pnode *model);
 
 /* The combination rule of an ensemble applied to member probabilities p[i]
  * with their own thresholds thr[i] (used by vote). */

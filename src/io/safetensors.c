@@ -21,13 +21,13 @@
 
 /* I64 is read (as float) because torchvision state_dicts carry integer
  * "num_batches_tracked" counters; model loading ignores those tensors. */
-typedef enum { DT_F32, DT_F16, DT_BF16, DT_F64, DT_I64 } st_dtype;
+typedef elem_dtype st_dtype;
 
 static const struct {
   const char *name;
   st_dtype dt;
   size_t size;
-} st_dtypes[] = {{"F32", DT_F32, 4}, {"F16", DT_F16, 2}, {"BF16", DT_BF16, 2}, {"F64", DT_F64, 8}, {"I64", DT_I64, 8}};
+} st_dtypes[] = {{"F32", EL_F32, 4}, {"F16", EL_F16, 2}, {"BF16", EL_BF16, 2}, {"F64", EL_F64, 8}, {"I64", EL_I64, 8}};
 
 /* One validated header entry, before any allocation. */
 typedef struct st_entry {
@@ -215,57 +215,6 @@ static int check_entries(st_entry *ents, int n, const char *path, mskx_err *e) {
   return rc;
 }
 
-static float f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, ex = (h >> 10) & 0x1fu, mant = h & 0x3ffu, bits;
-  if (ex == 0x1f) {
-    bits = sign | 0x7f800000u | (mant << 13);
-  } else if (ex == 0) {
-    float v = (float)mant * 0x1p-24f; /* subnormal (or zero): exact in float32 */
-    memcpy(&bits, &v, 4);
-    bits |= sign;
-  } else {
-    bits = sign | ((ex + 112u) << 23) | (mant << 13); /* rebias 15 -> 127 */
-  }
-  float f;
-  memcpy(&f, &bits, 4);
-  return f;
-}
-
-static void convert(float *dst, const unsigned char *src, size_t n, st_dtype dt) {
-  switch (dt) {
-    case DT_F32: memcpy(dst, src, n * 4); break;
-    case DT_F16:
-      for (size_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, src + 2 * i, 2);
-        dst[i] = f16_to_f32(h);
-      }
-      break;
-    case DT_BF16:
-      for (size_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, src + 2 * i, 2);
-        uint32_t bits = (uint32_t)h << 16;
-        memcpy(&dst[i], &bits, 4);
-      }
-      break;
-    case DT_F64:
-      for (size_t i = 0; i < n; i++) {
-        double d;
-        memcpy(&d, src + 8 * i, 8);
-        dst[i] = (float)d;
-      }
-      break;
-    case DT_I64:
-      for (size_t i = 0; i < n; i++) {
-        int64_t v;
-        memcpy(&v, src + 8 * i, 8);
-        dst[i] = (float)v;
-      }
-      break;
-  }
-}
-
 /* Validates the whole header into ents (names point into root). */
 static int parse_header(const cJSON *root, const char *path, uint64_t data_len, st_file *f, st_entry **ents_out,
                         int *n_out, mskx_err *e) {
@@ -310,7 +259,7 @@ static int fill_tensors(st_file *f, const st_entry *ents, int n, const unsigned 
     }
     t->ndim = ents[i].ndim;
     memcpy(t->shape, ents[i].shape, sizeof t->shape);
-    convert(t->data, data + ents[i].begin, (size_t)ents[i].numel, st_dtypes[ents[i].dtype].dt);
+    elem_convert(t->data, data + ents[i].begin, (size_t)ents[i].numel, st_dtypes[ents[i].dtype].dt);
   }
   return MSKX_OK;
 }
@@ -488,5 +437,22 @@ int st_write(const char *path, const htensor *tensors, int n_tensors, const st_m
   }
   free(hdr);
   free(bytes);
+  return rc;
+}
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp((*(const htensor *const *)a)->name, (*(const htensor *const *)b)->name);
+}
+
+int st_check_unique(const st_file *f, const char *what, mskx_err *e) {
+  const htensor **p = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *p);
+  if (!p) return err_set(e, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; i < f->n_tensors; i++) p[i] = &f->tensors[i];
+  qsort(p, (size_t)f->n_tensors, sizeof *p, cmp_names);
+  int rc = MSKX_OK;
+  for (int i = 1; i < f->n_tensors && !rc; i++)
+    if (!strcmp(p[i - 1]->name, p[i]->name))
+      rc = err_set(e, MSKX_EFORMAT, "%s: tensor '%.200s' appears twice", what, p[i]->name);
+  free(p);
   return rc;
 }

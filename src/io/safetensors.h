@@ -28,6 +28,8 @@ void st_free(st_file *f);
 /* Lookup by name; NULL if absent. */
 const htensor *st_find(const st_file *f, const char *name);
 const char *st_meta_get(const st_file *f, const char *key);
+/* An error naming the first tensor name that appears twice (what: the source). */
+int st_check_unique(const st_file *f, const char *what, mskx_err *e);
 
 /* Writes tensors (F32) and metadata atomically. Tensor data may come from
  * any float array: tensors[i].data with tensors[i].shape. */

@@ -14,6 +14,21 @@ void model_meta_default(model_meta *m) {
   strcpy(m->parts, "all");
   m->threshold = MODEL_DEFAULT_THRESHOLD;
   strcpy(m->metrics, "{}");
+  m->bn_eps = BN_EPS;
+}
+
+int model_bn_eps_read(const st_file *f, const char *path, float *eps, mskx_err *e) {
+  *eps = BN_EPS;
+  const char *v = st_meta_get(f, "bn_eps");
+  if (!v) return MSKX_OK;
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  /* Keras allows any positive epsilon; above 1 it is surely a mistake. */
+  if (end == v || *end || errno || !(x > 0 && x <= 1))
+    return err_set(e, MSKX_EFORMAT, "%s: metadata 'bn_eps' is invalid: '%s' (expected a number in (0, 1])", path, v);
+  *eps = (float)x;
+  return MSKX_OK;
 }
 
 static int parse_floats3(const char *s, float out[3]) {
@@ -62,7 +77,7 @@ int model_meta_read(const st_file *f, const char *path, model_meta *out, mskx_er
   }
   if ((v = st_meta_get(f, "epoch"))) out->epoch = atoi(v);
   if ((v = st_meta_get(f, "metrics"))) snprintf(out->metrics, sizeof out->metrics, "%s", v);
-  return MSKX_OK;
+  return model_bn_eps_read(f, path, &out->bn_eps, e);
 }
 
 int model_save(const char *path, const net *m, const model_meta *meta, const htensor *extra, int n_extra,
@@ -77,17 +92,23 @@ int model_save(const char *path, const net *m, const model_meta *meta, const hte
     return err_set(e, MSKX_ENOMEM, "out of memory");
   }
   if (n_extra) memcpy(all + n, extra, (size_t)n_extra * sizeof *all);
-  char size[32], ka[8], mean[96], std[96], thr[48], ep[32];
+  char size[32], ka[8], mean[96], std[96], thr[48], ep[32], eps[32];
   snprintf(size, sizeof size, "%d", meta->size);
   snprintf(ka, sizeof ka, "%d", meta->keep_aspect);
   snprintf(mean, sizeof mean, "%.9g,%.9g,%.9g", meta->norm.mean[0], meta->norm.mean[1], meta->norm.mean[2]);
   snprintf(std, sizeof std, "%.9g,%.9g,%.9g", meta->norm.std[0], meta->norm.std[1], meta->norm.std[2]);
   snprintf(thr, sizeof thr, "%.17g", meta->threshold);
   snprintf(ep, sizeof ep, "%d", meta->epoch);
+  /* The shortest text that reads back as the same float ("1e-05", not "9.99999975e-06"). */
+  float epsv = meta->bn_eps > 0 ? meta->bn_eps : BN_EPS;
+  for (int prec = 6; prec <= 9; prec++) {
+    snprintf(eps, sizeof eps, "%.*g", prec, epsv);
+    if ((float)strtod(eps, NULL) == epsv) break;
+  }
   st_meta base[] = {{"format", MODEL_FORMAT}, {"arch", (char *)meta->arch}, {"size", size},
                     {"keep_aspect", ka},      {"mean", mean},                {"std", std},
                     {"parts", (char *)meta->parts}, {"threshold", thr},      {"epoch", ep},
-                    {"metrics", (char *)meta->metrics}};
+                    {"metrics", (char *)meta->metrics}, {"bn_eps", eps}};
   int nb = (int)(sizeof base / sizeof base[0]);
   st_meta *md = malloc((size_t)(nb + n_extra_meta) * sizeof *md);
   if (!md) {
@@ -110,6 +131,7 @@ int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_fi
   if (!rc) rc = model_meta_read(f, path, meta, e);
   net *m = NULL;
   if (!rc) rc = net_create(meta->arch, eng, 0, &m, e);
+  if (!rc) m->cx.bn_eps = meta->bn_eps;
   if (!rc) {
     /* Hide training-state tensors from the strict name check. */
     st_file view = *f;

@@ -2,7 +2,9 @@
  * torchvision's names plus "__metadata__" that says how to use it:
  *   format "mskx-model-1", arch, size, keep_aspect, mean, std (3 comma-separated
  *   floats each), parts ("all" or a comma list of XR_* names), threshold,
- *   epoch, metrics (a JSON object as text).
+ *   epoch, metrics (a JSON object as text), bn_eps (the batch-norm epsilon;
+ *   absent means PyTorch's 1e-5; Keras's models use 1.001e-5).
+ * Imported models (mskx import) add source and preprocessing (text for people).
  * Training checkpoints add tensors named "train_state.*" (optimizer moments)
  * and "train_state" metadata; model loading ignores them. */
 #ifndef MSKX_MODELS_MODEL_FILE_H
@@ -23,7 +25,12 @@ typedef struct model_meta {
   double threshold;
   int epoch;
   char metrics[4096];        /* JSON text, "{}" when none */
+  float bn_eps;              /* batch-norm epsilon (BN_EPS unless imported from Keras) */
 } model_meta;
+
+/* The "bn_eps" metadata of f into *eps (BN_EPS when absent); an invalid value
+ * is an error naming path. */
+int model_bn_eps_read(const st_file *f, const char *path, float *eps, mskx_err *e);
 
 void model_meta_default(model_meta *m);
 /* Parses the metadata of an opened file; `path` for messages. */

@@ -65,7 +65,7 @@ static void batchnorm(ctx *c, const char *prefix, const char *x, const char *y) 
   init_param(c, prefix, "running_mean", mu);
   init_param(c, prefix, "running_var", var);
   const char *in[5] = {x, w, b, mu, var};
-  onnx_attr a[1] = {{"epsilon", ONNX_ATTR_FLOAT, 0, NULL, 0, BN_EPS}};
+  onnx_attr a[1] = {{"epsilon", ONNX_ATTR_FLOAT, 0, NULL, 0, layer_bn_eps(&c->m->cx)}};
   onnx_node(c->g, "BatchNormalization", in, 5, y, a, 1);
 }
 
@@ -93,7 +93,7 @@ static void fold_weights(ctx *c, const char *conv, const char *bn, char *wname, 
     c->rc = err_set(c->e, fw && fb ? MSKX_EINTERNAL : MSKX_ENOMEM, "onnx export: cannot fold %s into %s", bn, conv);
   } else {
     for (int64_t o = 0; o < cout; o++) {
-      float s = (float)(g[o] / sqrt((double)var[o] + BN_EPS));
+      float s = (float)(g[o] / sqrt((double)var[o] + layer_bn_eps(&c->m->cx)));
       for (size_t k = 0; k < per; k++) fw[o * per + k] = w[o * per + k] * s;
       fb[o] = beta[o] - mu[o] * s;
     }

@@ -38,18 +38,41 @@ static void config_json_extra(const char *text, train_config *c) {
   cJSON_Delete(o);
 }
 
-int run_dir_write_config(const train_config *c, mskx_err *e) {
+/* config.json with the record of the learning-rate sweep: lr_find (JSON
+ * text) when given, else, with keep, the one the existing file holds. */
+static int write_config(const train_config *c, const char *lr_find, int keep, mskx_err *e) {
   char path[2048];
   int rc = config_path(c->out, path, sizeof path, e);
   if (rc) return rc;
+  cJSON *sweep = lr_find ? cJSON_Parse(lr_find) : NULL;
+  if (!sweep && keep && path_exists(path)) {
+    unsigned char *old = NULL;
+    size_t len;
+    if (!file_read_all(path, 1 << 20, &old, &len, NULL)) {
+      cJSON *o = cJSON_Parse((const char *)old);
+      sweep = cJSON_DetachItemFromObjectCaseSensitive(o, "lr_find");
+      cJSON_Delete(o);
+    }
+    free(old);
+  }
   char *text = config_json(c);
+  if (text && sweep) {
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    text = NULL;
+    if (o && cJSON_AddItemToObject(o, "lr_find", sweep)) sweep = NULL, text = cJSON_Print(o);
+    cJSON_Delete(o);
+  }
+  cJSON_Delete(sweep);
   if (!text) return err_set(e, MSKX_ENOMEM, "out of memory");
   rc = file_write_atomic(path, text, strlen(text), e);
   free(text);
   return rc;
 }
 
-int run_dir_prepare(const train_config *c, int force, mskx_err *e) {
+int run_dir_write_config(const train_config *c, mskx_err *e) { return write_config(c, NULL, 1, e); }
+
+int run_dir_check(const train_config *c, int force, mskx_err *e) {
   char path[2048];
   int rc = config_path(c->out, path, sizeof path, e);
   if (rc) return rc;
@@ -58,10 +81,16 @@ int run_dir_prepare(const train_config *c, int force, mskx_err *e) {
                    "%s already holds a training run (%s exists): use --resume %s to continue it, or --force to start over",
                    c->out, CONFIG_NAME, c->out);
   if (path_exists(c->out) && !path_is_dir(c->out)) return err_set(e, MSKX_EIO, "%s exists and is not a folder", c->out);
-  if ((rc = mkdir_p(c->out, e))) return rc;
+  return MSKX_OK;
+}
+
+int run_dir_prepare(const train_config *c, int force, const char *lr_find, mskx_err *e) {
+  int rc = run_dir_check(c, force, e);
+  if (rc || (rc = mkdir_p(c->out, e))) return rc;
   if (force) {
     /* A fresh run must not resume from, or be mistaken for, the old one's files. */
-    static const char *const old[] = {"last.safetensors", "best.safetensors", "log.jsonl", "bundle.json"};
+    static const char *const old[] = {"last.safetensors", "best.safetensors", "log.jsonl", "bundle.json",
+                                      "lr_find.csv", "lr_find.png"};
     for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) {
       char p[2048];
       if ((rc = path_join(p, sizeof p, c->out, old[i], e))) return rc;
@@ -69,7 +98,7 @@ int run_dir_prepare(const train_config *c, int force, mskx_err *e) {
         return err_set(e, MSKX_EIO, "%s: cannot remove the old run's file (--force): %s", p, strerror(errno));
     }
   }
-  return run_dir_write_config(c, e);
+  return write_config(c, lr_find, 0, e);
 }
 
 /* "<file>.tmp.<digits>" where file is one that a run writes (cache files end in .mskxcache). */
@@ -174,6 +203,13 @@ int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_
   cJSON_AddNumberToObject(o, "epoch", epoch + 1);
   if (r->part_label) cJSON_AddStringToObject(o, "part", r->part_label);
   add_num(o, "lr", st->lr);
+  if (epoch == 0 && r->cfg.lr_auto) {
+    /* --lr auto: the rate the finder chose (its sweep is in config.json). */
+    cJSON *f = cJSON_AddObjectToObject(o, "lr_find");
+    add_num(f, "chosen", r->cfg.optim.lr);
+    add_num(f, "steepest", r->cfg.lr_found_steepest);
+    add_num(f, "min_tenth", r->cfg.lr_found_min_tenth);
+  }
   add_num(o, "train_loss", st->train_loss);
   cJSON_AddItemToObject(o, "val", val_json(st));
   add_num(o, "images_per_s", st->images_per_s);
@@ -329,6 +365,8 @@ int checkpoint_load(run_ctx *r, mskx_err *e) {
     view.n_tensors = nm;
     rc = net_load_tensors(r->net, &view, r->last_path, 0, e);
   }
+  /* A run started from Keras weights keeps their batch-norm epsilon. */
+  if (!rc) rc = model_bn_eps_read(f, r->last_path, &r->net->cx.bn_eps, e);
   if (!rc) rc = optim_state_load(r->opt, opt, no, e);
   if (!rc) rc = restore_state(r, state, e);
   if (!rc) rc = log_restore(r, r->st.epochs_done, e);

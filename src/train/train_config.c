@@ -54,17 +54,148 @@ int train_config_dicom(const train_config *c, dicom_options *o, mskx_err *e) {
   return rc;
 }
 
+/* ---- arch maps ---- */
+
+typedef struct map_entry {
+  char part[64];               /* "" for the default entry */
+  char arch[TRAIN_ARCH_MAX];
+} map_entry;
+
+static int is_part_key(const char *t, size_t len) {
+  if (len == 0 || len >= 64 || !isupper((unsigned char)t[0])) return 0;
+  for (size_t i = 0; i < len; i++)
+    if (!isupper((unsigned char)t[i]) && !isdigit((unsigned char)t[i]) && t[i] != '_') return 0;
+  return 1;
+}
+
+/* The entries of an arch string (one default entry when it names no part);
+ * *out malloc'd. */
+static int map_parse(const char *s, map_entry **out, int *n, mskx_err *e) {
+  *out = NULL;
+  *n = 0;
+  size_t len = strlen(s);
+  if (len == 0) return err_set(e, MSKX_EINVAL, "--arch is empty");
+  if (len >= TRAIN_ARCH_MAX) return err_set(e, MSKX_EINVAL, "--arch is too long");
+  map_entry *m = calloc(TRAIN_ARCH_MAP_MAX, sizeof *m);
+  char *buf = malloc(len + 1);
+  if (!m || !buf) {
+    free(m);
+    free(buf);
+    return err_set(e, MSKX_ENOMEM, "out of memory");
+  }
+  memcpy(buf, s, len + 1);
+  int k = 0, rc = MSKX_OK;
+  char *p = buf;
+  while (!rc) {
+    char *comma = strchr(p, ',');
+    if (comma) *comma = 0;
+    char *eq = strchr(p, '=');
+    if (!*p) {
+      rc = err_set(e, MSKX_EINVAL, "--arch %s: an empty entry", s);
+    } else if ((eq && is_part_key(p, (size_t)(eq - p))) || strchr(p, ':') || !eq) {
+      int named = eq && is_part_key(p, (size_t)(eq - p));
+      const char *a = named ? eq + 1 : p;
+      if (k == TRAIN_ARCH_MAP_MAX) {
+        rc = err_set(e, MSKX_EINVAL, "--arch: more than %d entries", TRAIN_ARCH_MAP_MAX);
+        break;
+      }
+      if (named) snprintf(m[k].part, sizeof m[k].part, "%.*s", (int)(eq - p), p);
+      if (!*a) rc = err_set(e, MSKX_EINVAL, "--arch: %s has no architecture", m[k].part);
+      snprintf(m[k].arch, sizeof m[k].arch, "%s", a);
+      for (int j = 0; !rc && j < k; j++)
+        if (!strcmp(m[j].part, m[k].part))
+          rc = m[k].part[0] ? err_set(e, MSKX_EINVAL, "--arch: %s appears twice", m[k].part)
+                            : err_set(e, MSKX_EINVAL, "--arch: two default entries (%s and %s); name the parts as "
+                                      "PART=ARCH", m[j].arch, m[k].arch);
+      k++;
+    } else if (k == 0) {
+      rc = err_set(e, MSKX_EINVAL, "--arch: '%s' is not an architecture", p);
+    } else {  /* an option of the custom architecture before it */
+      size_t used = strlen(m[k - 1].arch);
+      snprintf(m[k - 1].arch + used, sizeof m[k - 1].arch - used, ",%s", p);
+    }
+    if (!comma) break;
+    p = comma + 1;
+  }
+  free(buf);
+  if (rc) {
+    free(m);
+    return rc;
+  }
+  *out = m;
+  *n = k;
+  return MSKX_OK;
+}
+
+int train_arch_is_map(const char *arch) {
+  map_entry *m;
+  int n;
+  if (map_parse(arch, &m, &n, NULL)) return 0;
+  int named = 0;
+  for (int i = 0; i < n; i++) named |= m[i].part[0] != 0;
+  free(m);
+  return named;
+}
+
+/* A map key names a part as the dataset does ("XR_HAND") or without "XR_". */
+static int key_matches(const char *key, const char *part) {
+  return !strcmp(key, part) || (!strncmp(part, "XR_", 3) && !strcmp(key, part + 3));
+}
+
+int train_arch_for(const char *arch, const char *part, char *out, size_t n, mskx_err *e) {
+  map_entry *m;
+  int k, rc = map_parse(arch, &m, &k, e);
+  if (rc) return rc;
+  int hit = -1, dflt = -1, named = 0;
+  for (int i = 0; i < k; i++) {
+    named |= m[i].part[0] != 0;
+    if (!m[i].part[0]) dflt = i;
+    else if (part && key_matches(m[i].part, part)) hit = i;
+  }
+  if (!named) {  /* one architecture: the string as given */
+    free(m);
+    if (strlen(arch) >= n) return err_set(e, MSKX_EINVAL, "--arch is too long");
+    strcpy(out, arch);
+    return MSKX_OK;
+  }
+  if (hit < 0) hit = dflt;
+  if (hit < 0)
+    rc = part ? err_set(e, MSKX_EINVAL, "--arch: no architecture for %s and no default entry", part)
+              : err_set(e, MSKX_EINVAL, "--arch: the map has no default entry");
+  else if (strlen(m[hit].arch) >= n)
+    rc = err_set(e, MSKX_EINVAL, "--arch: %s is too long", m[hit].arch);
+  else
+    strcpy(out, m[hit].arch);
+  free(m);
+  return rc;
+}
+
+static int check_arch(const char *arch, int size, mskx_err *e) {
+  arch_spec a;
+  int rc = arch_parse(arch, &a, e);
+  if (rc) return err_prefix(e, "--arch");
+  int minsz = arch_size_multiple(&a);
+  if (size < minsz || size > 2048)
+    return err_set(e, MSKX_EINVAL, "--size %d: %s needs at least %d (and at most 2048)", size, arch, minsz);
+  if (size % minsz) return err_set(e, MSKX_EINVAL, "--size %d: %s needs a multiple of %d", size, arch, minsz);
+  return MSKX_OK;
+}
+
 int train_config_validate(const train_config *c, mskx_err *e) {
   if (!c->data[0]) return err_set(e, MSKX_EINVAL, "--data is required");
   if (!c->out[0]) return err_set(e, MSKX_EINVAL, "--out is required");
-  arch_spec a;
-  int rc = arch_parse(c->arch, &a, e);
-  if (rc) return err_prefix(e, "--arch");
-  int minsz = arch_size_multiple(&a);
-  if (c->size < minsz || c->size > 2048)
-    return err_set(e, MSKX_EINVAL, "--size %d: %s needs at least %d (and at most 2048)", c->size, c->arch, minsz);
-  if (c->size % minsz)
-    return err_set(e, MSKX_EINVAL, "--size %d: %s needs a multiple of %d", c->size, c->arch, minsz);
+  map_entry *m;
+  int k, rc = map_parse(c->arch, &m, &k, e);
+  if (rc) return rc;
+  int named = 0;
+  for (int i = 0; i < k; i++) named |= m[i].part[0] != 0;
+  if (!named) rc = check_arch(c->arch, c->size, e);
+  for (int i = 0; named && !rc && i < k; i++)
+    if ((rc = check_arch(m[i].arch, c->size, e)) && m[i].part[0]) err_prefix(e, "%s", m[i].part);
+  free(m);
+  if (rc) return rc;
+  if (named && !c->per_part)
+    return err_set(e, MSKX_EINVAL, "--arch %s: an arch map (PART=ARCH entries) needs --per-part", c->arch);
   if (c->batch < 1 || c->batch > 4096) return err_set(e, MSKX_EINVAL, "--batch %d: must be in 1..4096", c->batch);
   if (c->epochs < 1 || c->epochs > 100000) return err_set(e, MSKX_EINVAL, "--epochs %d: must be positive", c->epochs);
   if (c->threads < 0 || c->loader_threads < 1) return err_set(e, MSKX_EINVAL, "thread counts must be positive");
@@ -158,6 +289,9 @@ static const field fields[] = {
     FD("max_skipped", max_skipped),
     FI("cache", cache),
     FI("max_batches", max_batches),
+    FI("lr_auto", lr_auto),
+    FD("lr_found_steepest", lr_found_steepest),
+    FD("lr_found_min_tenth", lr_found_min_tenth),
 };
 
 char *train_config_to_json(const train_config *c) {

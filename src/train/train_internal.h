@@ -59,7 +59,10 @@ typedef struct run_ctx {
 } run_ctx;
 
 /* run_dir.c */
-int run_dir_prepare(const train_config *c, int force, mskx_err *e);
+/* Refuses a folder that holds another run (unless force) or is a file. */
+int run_dir_check(const train_config *c, int force, mskx_err *e);
+/* lr_find: the sweep's JSON record for config.json, or NULL. */
+int run_dir_prepare(const train_config *c, int force, const char *lr_find, mskx_err *e);
 int run_dir_read_config(const char *dir, train_config *c, mskx_err *e);
 int run_dir_write_config(const train_config *c, mskx_err *e);
 /* Removes the temporaries of a run's files ("<file>.tmp.<pid>") in dir and
@@ -75,6 +78,16 @@ char *epoch_metrics_json(const epoch_stats *st);
  * saying what is saved (the run stops during epoch `epoch`). */
 int run_cancelled(const run_ctx *r);
 int run_cancel_error(const run_ctx *r, int epoch, mskx_err *e);
+/* trainer.c: the pieces of one model's run that the learning-rate finder
+ * (lr_find.c) shares, so that its sweep starts exactly where training would. */
+void run_init(run_ctx *r, const train_config *c, const dataset *d, struct dist *dd, const train_hooks *h,
+              const char *part_label);
+/* Part mask, class weights, engine, network (seeded or pretrained, or from
+ * the checkpoint when resuming), optimizer, schedule and loaders. */
+int run_build(run_ctx *r, int resuming, mskx_err *e);
+/* One optimisation step; a non-finite loss is an error with *loss set. */
+int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, double *loss, mskx_err *e);
+void run_free(run_ctx *r);
 
 /* validate.c */
 int run_validation(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e);

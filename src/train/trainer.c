@@ -11,8 +11,10 @@
 #include "core/util.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "models/import.h"
 #include "models/model_file.h"
 #include "train/class_weights.h"
+#include "train/lr_find.h"
 #include "train/train_internal.h"
 
 int run_cancelled(const run_ctx *r) { return r->cancel && *r->cancel; }
@@ -141,6 +143,7 @@ static void fill_meta(const run_ctx *r, model_meta *m, int epoch, const char *me
   snprintf(m->parts, sizeof m->parts, "%s", r->cfg.parts);
   m->epoch = epoch;
   snprintf(m->metrics, sizeof m->metrics, "%s", metrics ? metrics : "{}");
+  m->bn_eps = layer_bn_eps(&r->net->cx);
 }
 
 #define DIVERGED_MSG "training diverged: the loss is %g (lower the learning rate)"
@@ -169,7 +172,7 @@ static int dist_pass(run_ctx *r, const batch *b, int total, double *loss, mskx_e
 }
 
 /* One optimisation step on a batch (this process's share of total images). */
-static int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, double *loss, mskx_err *e) {
+int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, double *loss, mskx_err *e) {
   net *m = r->net;
   int n = b->count;
   for (int i = 0; i < n; i++) r->sw[i] = (float)r->cw[b->part_idx[i]][b->labels[i] > 0.5f];
@@ -360,10 +363,11 @@ static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
   int rc = engine_dnnl_create(c->threads, &r->eng, e);
   if (!rc) rc = net_create(c->arch, r->eng, c->seed, &r->net, e);
   if (!rc && !resuming && c->pretrained[0]) {
-    st_file *f = NULL;
-    rc = st_read(c->pretrained, &f, e);
-    if (!rc) rc = net_load_tensors(r->net, f, c->pretrained, 1, e);
-    st_free(f);
+    /* safetensors, PyTorch .pth or Keras .h5, by content; the epsilon of
+     * Keras weights stays with the network (and its checkpoints). */
+    import_info info;
+    rc = import_load_net(r->net, c->pretrained, IMPORT_AUTO, 0, &info, e);
+    if (rc) err_prefix(e, "--pretrained");
   }
   if (!rc) rc = optim_create(&c->optim, r->net->ps.n_params, &r->opt, e);
   if (!rc) rc = schedule_create(&c->sched, &r->sched, e);
@@ -377,7 +381,7 @@ static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
   return rc;
 }
 
-static void run_free(run_ctx *r) {
+void run_free(run_ctx *r) {
   loader_destroy(r->ltrain);
   loader_destroy(r->lvalid);
   cache_close(r->ctrain);
@@ -395,28 +399,38 @@ static void run_free(run_ctx *r) {
   grad_sync_destroy(r->gsync);
 }
 
+void run_init(run_ctx *r, const train_config *c, const dataset *d, dist *dd, const train_hooks *h,
+              const char *part_label) {
+  memset(r, 0, sizeof *r);
+  r->cfg = *c;
+  r->dist = dd;
+  r->rank = dist_rank(dd);
+  r->ranks = dist_size(dd);
+  r->local_batch = c->batch / r->ranks;
+  r->data = d;
+  r->fn = h ? h->progress : NULL;
+  r->ctx = h ? h->ctx : NULL;
+  r->cancel = h ? h->cancel : NULL;
+  r->part_label = part_label;
+  r->st.best_epoch = -1;
+}
+
+int run_build(run_ctx *r, int resuming, mskx_err *e) {
+  int rc = parts_mask(r->data, r->cfg.parts, &r->mask, e);
+  if (!rc) rc = setup_class_weights(r, e);
+  if (!rc) rc = setup_model(r, resuming, e);
+  if (!rc) rc = make_loaders(r, e);
+  return rc;
+}
+
 /* Trains one model in dir (a run folder or a per-part subfolder). */
 static int train_one(const train_config *c, const dataset *d, const char *dir, const char *part_label, int resuming,
                      dist *dd, const train_hooks *h, train_summary *sum, mskx_err *e) {
   run_ctx r;
-  memset(&r, 0, sizeof r);
-  r.cfg = *c;
-  r.dist = dd;
-  r.rank = dist_rank(dd);
-  r.ranks = dist_size(dd);
-  r.local_batch = c->batch / r.ranks;
-  r.data = d;
-  r.fn = h ? h->progress : NULL;
-  r.ctx = h ? h->ctx : NULL;
-  r.cancel = h ? h->cancel : NULL;
-  r.part_label = part_label;
-  r.st.best_epoch = -1;
+  run_init(&r, c, d, dd, h, part_label);
   snprintf(r.dir, sizeof r.dir, "%s", dir);
   int rc = run_paths(&r, e);
-  if (!rc) rc = parts_mask(d, c->parts, &r.mask, e);
-  if (!rc) rc = setup_class_weights(&r, e);
-  if (!rc) rc = setup_model(&r, resuming, e);
-  if (!rc) rc = make_loaders(&r, e);
+  if (!rc) rc = run_build(&r, resuming, e);
   /* Building a --cache can take long: a request to stop may already be here. */
   if (!rc && run_cancelled(&r)) rc = run_cancel_error(&r, r.st.epochs_done, e);
   rc = dist_agree(dd, rc, e);
@@ -461,6 +475,8 @@ static int train_per_part(const train_config *c, const dataset *d, int resuming,
     train_config pc = *c;
     pc.per_part = 0;
     snprintf(pc.parts, sizeof pc.parts, "%s", d->parts[p]);
+    /* An arch map's entry for this part (the same string when not a map). */
+    if ((rc = train_arch_for(c->arch, d->parts[p], pc.arch, sizeof pc.arch, e))) break;
     char dir[2048], rel[256];
     snprintf(dir, sizeof dir, "%s/%s", c->out, d->parts[p]);
     snprintf(rel, sizeof rel, "%s/best.safetensors", d->parts[p]);
@@ -509,6 +525,8 @@ static int preflight(const train_config *c, dataset **d, mskx_err *e) {
     r.cw = NULL;
     r.mask = 1ULL << p;
     if ((rc = setup_class_weights(&r, e))) err_prefix(e, "%s", (*d)->parts[p]);
+    char arch[TRAIN_ARCH_MAX];
+    if (!rc) rc = train_arch_for(c->arch, (*d)->parts[p], arch, sizeof arch, e);
   }
   free(r.cw);
   if (!rc && c->pretrained[0] && !path_exists(c->pretrained))
@@ -556,14 +574,59 @@ static int check_config(const train_config *c, dist *dd, mskx_err *e) {
 static int prepare(const train_config *c, dist *dd, int force, int write_config, dataset **d, mskx_err *e) {
   int rc = dist_agree(dd, preflight(c, d, e), e);
   if (rc || !write_config) return rc;
-  if (dist_rank(dd) == 0) rc = force >= 0 ? run_dir_prepare(c, force, e) : run_dir_write_config(c, e);
+  if (dist_rank(dd) == 0) rc = force >= 0 ? run_dir_prepare(c, force, NULL, e) : run_dir_write_config(c, e);
   return dist_agree(dd, rc, e);
+}
+
+/* --lr auto (one process): the finder's sweep runs before the run folder is
+ * touched, so a failed sweep leaves it as it was; then the run trains with
+ * the chosen rate exactly as `--lr <that rate>` would (the sweep has its own
+ * network, optimizer and loaders). The sweep goes into config.json and the
+ * folder's lr_find.csv and lr_find.png. */
+static int train_lr_auto(const train_config *c, int force, const train_hooks *h, train_summary *out, mskx_err *e) {
+  train_progress_fn fn = h ? h->progress : NULL;
+  void *ctx = h ? h->ctx : NULL;
+  dataset *d = NULL;
+  lr_find_options o;
+  lr_find_options_default(&o);
+  lr_find_result res = {0};
+  int rc = run_dir_check(c, force, e);
+  if (!rc) rc = preflight(c, &d, e);
+  if (!rc) rc = lr_find_run(c, d, &o, fn, ctx, &res, e);
+  train_config k = *c;
+  char *sweep = NULL;
+  if (!rc) {
+    k.optim.lr = k.sched.lr0 = res.lr_chosen;
+    k.lr_found_steepest = res.lr_steepest;
+    k.lr_found_min_tenth = res.lr_min_tenth;
+    sweep = lr_find_json(&res, &o, 1);
+    if (!sweep) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  }
+  if (!rc) rc = train_config_validate(&k, e);
+  if (!rc) rc = run_dir_prepare(&k, force, sweep, e);
+  if (!rc) rc = lr_find_write(&res, k.out, e);
+  if (!rc && fn) {
+    char text[256];
+    snprintf(text, sizeof text, "learning-rate finder: %d steps%s; steepest %.3g, minimum/10 %.3g: training with %.17g",
+             res.n, res.diverged ? " (stopped at divergence)" : "", res.lr_steepest, res.lr_min_tenth, k.optim.lr);
+    train_progress p = {TRAIN_PHASE_INFO, NULL, 0, k.epochs, 0, 0, 0, 0, k.optim.lr, 0, text};
+    fn(ctx, &p);
+  }
+  if (!rc) rc = run_with(&k, d, 0, NULL, h, out, e);
+  free(sweep);
+  lr_find_result_free(&res);
+  dataset_free(d);
+  return rc;
 }
 
 int train_run(const train_config *c, int force, dist *dd, const train_hooks *h, train_summary *out, mskx_err *e) {
   dataset *d = NULL;
   if (dist_size(dd) == 1) dd = NULL;  /* one process: exactly the plain path */
   int rc = check_config(c, dd, e);
+  if (!rc && c->lr_auto && dd)
+    rc = dist_agree(dd, err_set(e, MSKX_EUNSUPPORTED, "--lr auto: run the sweep in one process (mskx lr-find), "
+                                "then pass its rate"), e);
+  if (!rc && c->lr_auto) return train_lr_auto(c, force, h, out, e);
   if (!rc) rc = prepare(c, dd, force, 1, &d, e);
   if (!rc) rc = run_with(c, d, 0, dd, h, out, e);
   dataset_free(d);

@@ -10,6 +10,7 @@
 #ifndef MSKX_TRAIN_TRAINER_H
 #define MSKX_TRAIN_TRAINER_H
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "data/preprocess.h"
 #include "engine/engine.h"
@@ -18,9 +19,15 @@
 #include "train/optim.h"
 #include "train/schedule.h"
 
+/* An arch map holds several architecture strings. */
+#define TRAIN_ARCH_MAX 1024
+#define TRAIN_ARCH_MAP_MAX 64
+
 typedef struct train_config {
   char data[1024];
-  char arch[128];
+  /* One architecture, or with per_part an arch map: "XR_FINGER=densenet121,
+   * XR_HAND=densenet121,densenet169" (the unnamed entry is the default). */
+  char arch[TRAIN_ARCH_MAX];
   char out[1024];
   char parts[1024];          /* "all" or "XR_WRIST,XR_HAND" */
   int per_part;
@@ -44,6 +51,11 @@ typedef struct train_config {
   int max_batches;           /* per epoch, 0 = all (quick experiments and tests) */
   int sync_bn;               /* data-parallel: batch-norm statistics over all processes */
   int bucket_kb;             /* data-parallel: gradient all-reduce bucket in KiB (0: default); not saved */
+  /* --lr auto: train_run sweeps with the learning-rate finder (lr_find.h)
+   * first and trains with its choice, which then is optim.lr and sched.lr0;
+   * the two suggestions are kept for the record (0 until the sweep ran). */
+  int lr_auto;
+  double lr_found_steepest, lr_found_min_tenth;
 } train_config;
 
 /* The MURA paper's recipe: densenet169, 320 px, batch 8, Adam 1e-4, plateau
@@ -51,13 +63,27 @@ typedef struct train_config {
 void train_config_default(train_config *c);
 /* Checks every value; errors name the option. */
 int train_config_validate(const train_config *c, mskx_err *e);
+/* The architecture for part (NULL: the default entry) of c->arch, which is
+ * one architecture (the answer for every part) or an arch map. A map
+ * entry "NAME=ARCH" starts at a token whose NAME is upper case ([A-Z0-9_],
+ * "XR_" optional); a token with ':' or without '=' starts the default entry;
+ * other "key=value" tokens continue the entry before (custom architectures'
+ * options, "densenet:growth=4,blocks=1-1"). Errors when part has no entry and
+ * there is no default. */
+int train_arch_for(const char *arch, const char *part, char *out, size_t n, mskx_err *e);
+/* 1 when arch names parts (an arch map). */
+int train_arch_is_map(const char *arch);
 /* Full JSON round trip (config.json). */
 char *train_config_to_json(const train_config *c);
 /* The DICOM rendering options of a configuration (validated). */
 int train_config_dicom(const train_config *c, dicom_options *o, mskx_err *e);
 int train_config_from_json(const char *text, const char *path, train_config *c, mskx_err *e);
 
-enum train_phase { TRAIN_PHASE_TRAIN = 0, TRAIN_PHASE_VALID = 1, TRAIN_PHASE_EPOCH = 2, TRAIN_PHASE_INFO = 3 };
+/* TRAIN_PHASE_LR_FIND: a step of the learning-rate finder's sweep (train
+ * --lr auto, lr_find.h): batch/batches the step, loss the smoothed loss. */
+enum train_phase {
+  TRAIN_PHASE_TRAIN = 0, TRAIN_PHASE_VALID = 1, TRAIN_PHASE_EPOCH = 2, TRAIN_PHASE_INFO = 3, TRAIN_PHASE_LR_FIND = 4
+};
 
 typedef struct train_progress {
   int phase;

@@ -15,7 +15,7 @@ expect() {
 expect main_no_command 2 "$MSKX_BIN"
 expect main_unknown_command 2 "$MSKX_BIN" frobnicate
 
-for cmd in synth stats train eval score threshold ensemble predict serve bench forward; do
+for cmd in synth stats train eval score threshold ensemble predict serve bench forward import; do
   expect "${cmd}_unknown_option" 2 "$MSKX_BIN" $cmd --no-such-option
 done
 
@@ -48,6 +48,9 @@ expect bench_bad_value 2 "$MSKX_BIN" bench --size 0
 expect bench_stray_argument 2 "$MSKX_BIN" bench extra
 expect forward_bad_value 2 "$MSKX_BIN" forward --arch densenet121 --weights "$NOPE" --input "$NOPE" --threads 0
 expect forward_missing 2 "$MSKX_BIN" forward --arch densenet121
+expect import_bad_value 2 "$MSKX_BIN" import "$NOPE" --arch densenet121 --out "$T/m.safetensors" --from onnx
+expect import_missing 2 "$MSKX_BIN" import "$NOPE" --arch densenet121
+expect import_stray_argument 2 "$MSKX_BIN" import "$NOPE" extra --arch densenet121 --out "$T/m.safetensors"
 
 # The work fails: status 1.
 expect synth_fails 1 "$MSKX_BIN" synth --out "$T/file" --studies 2
@@ -61,3 +64,4 @@ expect ensemble_fails 1 "$MSKX_BIN" ensemble --out "$T/e.json" --method mean "$N
 expect predict_fails 1 "$MSKX_BIN" predict --model "$NOPE" "$NOPE"
 expect serve_fails 1 "$MSKX_BIN" serve --model "$NOPE"
 expect forward_fails 1 "$MSKX_BIN" forward --arch densenet121 --weights "$NOPE" --input "$NOPE"
+expect import_fails 1 "$MSKX_BIN" import "$NOPE" --arch densenet121 --out "$T/m.safetensors"

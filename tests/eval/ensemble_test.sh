@@ -168,6 +168,6 @@ check_fails junk_member 'junk.safetensors: not an mskx model' "$MSKX_BIN" ensemb
 check_fails missing_member 'nope.safetensors: no such file' "$MSKX_BIN" ensemble --out "$E/x.json" --method mean "$T/m/a.safetensors" "$T/nope.safetensors"
 check_fails too_many_folds 'folds' "$MSKX_BIN" ensemble --out "$E/x.json" --method stack --data "$D" --folds 40 --threads 1 \
   "$T/m/a.safetensors" "$T/m/b.safetensors"
-check_fails bad_method "expected mean, vote, weighted or stack" "$MSKX_BIN" ensemble --out "$E/x.json" --method median "$T/m/a.safetensors" "$T/m/b.safetensors"
+check_fails bad_method "expected mean, vote, weighted, stack or stack-features" "$MSKX_BIN" ensemble --out "$E/x.json" --method median "$T/m/a.safetensors" "$T/m/b.safetensors"
 check nothing_written_on_error test ! -e "$E/x.json"
 check help "$MSKX_BIN" ensemble --help

@@ -11,7 +11,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   text[size] = 0;
   train_config c;
   mskx_err e = {0, ""};
-  train_config_from_json(text, "config.json", &c, &e);
+  /* A resumed run trusts its arch map too: parse it as validation and the per-part lookup do. */
+  if (!train_config_from_json(text, "config.json", &c, &e)) {
+    char arch[TRAIN_ARCH_MAX];
+    train_config_validate(&c, &e);
+    train_arch_for(c.arch, "XR_HAND", arch, sizeof arch, &e);
+  }
   free(text);
   return 0;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the seed corpora in tests/fuzz/corpus/ with mskx itself (a tiny
 # trained model, its config.json, a per-part bundle, an ensemble, MURA CSVs)
-# and a few hand-shaped npy files and multipart bodies.
+# and a few hand-shaped npy files and multipart bodies; the weight-import seeds
+# come from tests/tools/make_import_fixtures.py --small (Debian's torch and h5py).
 # Usage: tests/fuzz/make_corpus.sh [MSKX_BINARY]   (default build/mskx)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -9,7 +10,7 @@ B=${1:-build/mskx}
 S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
 C=tests/fuzz/corpus
 ARCH="densenet:growth=4,blocks=1-1,init=8,bn_size=2"
-mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config,image}
+mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config,image,bundle_selection}
 "$B" synth --out "$S/syn" --studies 40 --seed 3 --min-size 40 --max-size 56 --threads 2 >/dev/null 2>&1
 "$B" train --data "$S/syn/MURA-v1.1" --out "$S/run" --arch "$ARCH" --size 32 --batch 8 --threads 2 --epochs 1 --seed 1 >/dev/null 2>&1
 "$B" train --data "$S/syn/MURA-v1.1" --out "$S/pp" --arch "$ARCH" --size 32 --batch 8 --threads 2 --epochs 1 \
@@ -18,9 +19,21 @@ mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config,image
 cp "$S/run/best.safetensors" $C/safetensors/model.safetensors
 cp "$S/run/best.safetensors" $C/model_json/model.safetensors
 cp "$S/ens.json" $C/model_json/ensemble.json
+# stack-features: members that will not resolve, so only the parsing up to them runs.
+printf '%s\n' '{"format": "mskx-ensemble-1", "method": "stack-features", "threshold": 0.5,' \
+  ' "members": [{"path": "a.safetensors", "weight": 1}, {"path": "b.safetensors", "weight": 1}],' \
+  ' "stacker": {"dims": [2, 1], "mean": [0.1, 0.2, 0.3], "scale": [1, 0.5, 2], "coef": [0.4, -0.2, 1.5], "intercept": -0.1, "C": 0.1}}' \
+  > $C/model_json/stack_features.json
 cp "$S/pp/bundle.json" $C/model_json/bundle.json
 cp "$S/run/config.json" $C/train_config/config.json
 cp "$S/pp/config.json" $C/train_config/per_part.json
+# An arch map in config.json, and a bundle chosen per part with its "selection" record.
+"$B" train --data "$S/syn/MURA-v1.1" --out "$S/map" --arch "XR_HAND=$ARCH,densenet:growth=6,blocks=2-1,init=8,bn_size=2" \
+  --size 32 --batch 8 --threads 2 --epochs 1 --per-part --parts XR_HAND,XR_WRIST --class-weights balanced --seed 1 \
+  >/dev/null 2>&1
+cp "$S/map/config.json" $C/train_config/arch_map.json
+"$B" bundle --out "$S/sel.json" --select kappa --data "$S/syn/MURA-v1.1" "$S/pp" "$S/map" >/dev/null 2>&1
+cp "$S/sel.json" $C/bundle_selection/selection.json
 # dataset_csv: the first byte picks the file (0..3: MURA's four CSVs, 4: a generic CSV).
 { printf '\x00'; head -20 "$S/syn/MURA-v1.1/train_image_paths.csv"; } > $C/dataset_csv/train_paths.csv
 { printf '\x02'; head -10 "$S/syn/MURA-v1.1/train_labeled_studies.csv"; } > $C/dataset_csv/train_labels.csv
@@ -89,4 +102,14 @@ PY
 import sys; sys.path.insert(0, 'tests/serve'); import bomb_client as b
 b.write_png(sys.argv[1], 37, 23, interlaced=True)" "$S/il.png"
 { printf '\x0c'; cat "$S/il.png"; } > $C/image/interlaced.png
+# Weight import: checkpoints written by Debian's torch, Keras-layout HDF5 from h5py, hostile files.
+mkdir -p $C/{pth,torch_pickle,keras_h5}
+/usr/bin/python3 tests/tools/make_import_fixtures.py "$S/imp" --small
+for f in tiny small evil_system short_storage beyond_storage absurd_size deep bad_memo; do cp "$S/imp/$f.pth" $C/pth/; done
+for f in tiny small evil_system absurd_size; do
+  /usr/bin/python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]);
+n = [i for i in z.namelist() if i.endswith('/data.pkl')][0]; open(sys.argv[2], 'wb').write(z.read(n))" \
+    "$S/imp/$f.pth" "$C/torch_pickle/$f.pkl"
+done
+cp "$S/imp/tiny_keras.h5" "$S/imp/keras_resnet.h5" $C/keras_h5/
 echo "seed corpora written to $C"

@@ -9,6 +9,11 @@
       and a tight tolerance: the same objective as the default lbfgs, but
       lbfgs stops on a relative change in the loss (ftol = 64 eps) with a
       gradient still near 1e-4, too loose a reference for a 1e-6 comparison.
+  sklearn_logreg.py features FILE --C C
+      FILE: `mskx ensemble --method stack-features --features-csv` output
+      (header study,part,label,f1..fD). Prints JSON {"mean", "scale", "coef",
+      "intercept", "prob": {study: p}} of StandardScaler followed by
+      LogisticRegression(C) (newton-cg, tight tolerance as for stack).
   sklearn_logreg.py weights FILE
       Same CSV of member probabilities; prints JSON {"weights": [...],
       "log_loss": L}: scipy SLSQP minimum of sklearn's log_loss of the
@@ -38,6 +43,22 @@ def stack(path, C, logit):
     print(json.dumps({"coef": m.coef_[0].tolist(), "intercept": float(m.intercept_[0])}))
 
 
+def features(path, C):
+    import csv
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    rows = list(csv.reader(open(path)))[1:]
+    ids = [r[0] for r in rows]
+    y = np.array([int(r[2]) for r in rows])
+    x = np.array([[float(v) for v in r[3:]] for r in rows])
+    sc = StandardScaler().fit(x)
+    z = sc.transform(x)
+    m = LogisticRegression(C=C, solver="newton-cg", tol=1e-12, max_iter=100000).fit(z, y)
+    p = m.predict_proba(z)[:, 1]
+    print(json.dumps({"mean": sc.mean_.tolist(), "scale": sc.scale_.tolist(), "coef": m.coef_[0].tolist(),
+                      "intercept": float(m.intercept_[0]), "prob": dict(zip(ids, p.tolist()))}))
+
+
 def weights(path):
     from scipy.optimize import minimize
     from sklearn.metrics import log_loss
@@ -57,9 +78,11 @@ def weights(path):
 
 
 def main(argv):
-    if len(argv) < 3 or argv[1] not in ("stack", "weights"):
+    if len(argv) < 3 or argv[1] not in ("stack", "weights", "features"):
         sys.exit(__doc__)
-    if argv[1] == "stack":
+    if argv[1] == "features":
+        features(argv[2], float(argv[argv.index("--C") + 1]))
+    elif argv[1] == "stack":
         C = float(argv[argv.index("--C") + 1]) if "--C" in argv else 1.0
         stack(argv[2], C, "--logit" in argv)
     else:

@@ -58,4 +58,52 @@ TEST(seed_must_be_a_whole_decimal) {
   CHECK(c.seed == 42);
 }
 
+/* Arch maps: named entries, the default, custom architectures' comma options. */
+TEST(arch_map) {
+  const char *custom = "densenet:growth=4,blocks=1-1,init=8,bn_size=2";
+  char m[1024], out[1024];
+  mskx_err e = {0, ""};
+  snprintf(m, sizeof m, "XR_FINGER=densenet121,HAND=%s,densenet169", custom);
+  CHECK(train_arch_is_map(m));
+  CHECK_OK(train_arch_for(m, "XR_FINGER", out, sizeof out, &e), &e);
+  CHECK(!strcmp(out, "densenet121"));
+  CHECK_OK(train_arch_for(m, "XR_HAND", out, sizeof out, &e), &e);
+  CHECKF(!strcmp(out, custom), "got %s", out);
+  CHECK_OK(train_arch_for(m, "XR_WRIST", out, sizeof out, &e), &e);
+  CHECK(!strcmp(out, "densenet169"));
+  CHECK_OK(train_arch_for(m, NULL, out, sizeof out, &e), &e);
+  CHECK(!strcmp(out, "densenet169"));
+  /* One custom architecture is not a map and comes back unchanged. */
+  CHECK(!train_arch_is_map(custom));
+  CHECK_OK(train_arch_for(custom, "XR_HAND", out, sizeof out, &e), &e);
+  CHECK(!strcmp(out, custom));
+  /* A part without an entry and no default; duplicates; two defaults. */
+  CHECK_EQ_INT(train_arch_for("XR_HAND=densenet121", "XR_WRIST", out, sizeof out, &e), MSKX_EINVAL);
+  CHECKF(strstr(e.msg, "XR_WRIST") && strstr(e.msg, "default"), "message: %s", e.msg);
+  CHECK_EQ_INT(train_arch_for("XR_HAND=densenet121,XR_HAND=resnet50", "XR_HAND", out, sizeof out, &e), MSKX_EINVAL);
+  CHECKF(strstr(e.msg, "twice"), "message: %s", e.msg);
+  CHECK_EQ_INT(train_arch_for("XR_HAND=densenet121,densenet169,resnet50", "XR_HAND", out, sizeof out, &e),
+               MSKX_EINVAL);
+  CHECK_EQ_INT(train_arch_for("XR_HAND=,densenet169", "XR_HAND", out, sizeof out, &e), MSKX_EINVAL);
+  CHECK_EQ_INT(train_arch_for("XR_HAND=densenet121,,densenet169", "XR_HAND", out, sizeof out, &e), MSKX_EINVAL);
+  /* The map validates every entry, needs --per-part, and survives config.json. */
+  train_config c, r;
+  train_config_default(&c);
+  strcpy(c.data, "d");
+  strcpy(c.out, "o");
+  snprintf(c.arch, sizeof c.arch, "XR_HAND=densenet121,densenet169");
+  CHECK_EQ_INT(train_config_validate(&c, &e), MSKX_EINVAL);
+  CHECKF(strstr(e.msg, "--per-part"), "message: %s", e.msg);
+  c.per_part = 1;
+  CHECK_OK(train_config_validate(&c, &e), &e);
+  snprintf(c.arch, sizeof c.arch, "XR_HAND=densenet12,densenet169");
+  CHECK_EQ_INT(train_config_validate(&c, &e), MSKX_EINVAL);
+  CHECKF(strstr(e.msg, "XR_HAND"), "message: %s", e.msg);
+  snprintf(c.arch, sizeof c.arch, "XR_HAND=%s,densenet169", custom);
+  char *text = train_config_to_json(&c);
+  CHECK_OK(train_config_from_json(text, "config.json", &r, &e), &e);
+  CHECK(!strcmp(r.arch, c.arch));
+  free(text);
+}
+
 TEST_MAIN()
