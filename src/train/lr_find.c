@@ -225,24 +225,17 @@ int lr_find_write(const lr_find_result *r, const char *dir, mskx_err *e) {
   return rc;
 }
 
-static void add_num(cJSON *o, const char *k, double v) {
-  if (isfinite(v))
-    cJSON_AddNumberToObject(o, k, v);
-  else
-    cJSON_AddNullToObject(o, k);
-}
-
 char *lr_find_json(const lr_find_result *r, const lr_find_options *o, int points) {
   cJSON *j = cJSON_CreateObject();
   if (!j) return NULL;
-  add_num(j, "start", o->start);
-  add_num(j, "end", o->end);
+  json_add_finite(j, "start", o->start);
+  json_add_finite(j, "end", o->end);
   cJSON_AddNumberToObject(j, "steps", o->steps);
   cJSON_AddNumberToObject(j, "steps_run", r->n);
   cJSON_AddBoolToObject(j, "diverged", r->diverged);
-  add_num(j, "steepest", r->lr_steepest);
-  add_num(j, "min_tenth", r->lr_min_tenth);
-  add_num(j, "chosen", r->lr_chosen);
+  json_add_finite(j, "steepest", r->lr_steepest);
+  json_add_finite(j, "min_tenth", r->lr_min_tenth);
+  json_add_finite(j, "chosen", r->lr_chosen);
   cJSON_AddStringToObject(j, "rule", "minimum / 10");
   if (points) {
     cJSON *a = cJSON_AddArrayToObject(j, "points");

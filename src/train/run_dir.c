@@ -167,7 +167,7 @@ int run_paths(run_ctx *r, mskx_err *e) {
   return rc;
 }
 
-static void add_num(cJSON *o, const char *k, double v) {
+void json_add_finite(cJSON *o, const char *k, double v) {
   if (isfinite(v))
     cJSON_AddNumberToObject(o, k, v);
   else
@@ -176,17 +176,17 @@ static void add_num(cJSON *o, const char *k, double v) {
 
 static cJSON *val_json(const epoch_stats *st) {
   cJSON *o = cJSON_CreateObject();
-  add_num(o, "loss", st->val_loss);
-  add_num(o, "kappa", st->val_kappa);
-  add_num(o, "auc", st->val_auc);
-  add_num(o, "accuracy", st->val_accuracy);
+  json_add_finite(o, "loss", st->val_loss);
+  json_add_finite(o, "kappa", st->val_kappa);
+  json_add_finite(o, "auc", st->val_auc);
+  json_add_finite(o, "accuracy", st->val_accuracy);
   cJSON *parts = cJSON_AddObjectToObject(o, "parts");
   for (int p = 0; p < st->n_parts; p++) {
     cJSON *q = cJSON_AddObjectToObject(parts, st->parts[p].name);
     cJSON_AddNumberToObject(q, "n_studies", st->parts[p].n);
-    add_num(q, "kappa", st->parts[p].kappa);
-    add_num(q, "auc", st->parts[p].auc);
-    add_num(q, "accuracy", st->parts[p].accuracy);
+    json_add_finite(q, "kappa", st->parts[p].kappa);
+    json_add_finite(q, "auc", st->parts[p].auc);
+    json_add_finite(q, "accuracy", st->parts[p].accuracy);
   }
   return o;
 }
@@ -202,23 +202,23 @@ int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_
   cJSON *o = cJSON_CreateObject();
   cJSON_AddNumberToObject(o, "epoch", epoch + 1);
   if (r->part_label) cJSON_AddStringToObject(o, "part", r->part_label);
-  add_num(o, "lr", st->lr);
+  json_add_finite(o, "lr", st->lr);
   if (epoch == 0 && r->cfg.lr_auto) {
     /* --lr auto: the rate the finder chose (its sweep is in config.json). */
     cJSON *f = cJSON_AddObjectToObject(o, "lr_find");
-    add_num(f, "chosen", r->cfg.optim.lr);
-    add_num(f, "steepest", r->cfg.lr_found_steepest);
-    add_num(f, "min_tenth", r->cfg.lr_found_min_tenth);
+    json_add_finite(f, "chosen", r->cfg.optim.lr);
+    json_add_finite(f, "steepest", r->cfg.lr_found_steepest);
+    json_add_finite(f, "min_tenth", r->cfg.lr_found_min_tenth);
   }
-  add_num(o, "train_loss", st->train_loss);
+  json_add_finite(o, "train_loss", st->train_loss);
   cJSON_AddItemToObject(o, "val", val_json(st));
-  add_num(o, "images_per_s", st->images_per_s);
+  json_add_finite(o, "images_per_s", st->images_per_s);
   if (st->ranks > 1) {
     cJSON_AddNumberToObject(o, "processes", st->ranks);
-    add_num(o, "comm_seconds", st->comm_seconds);
-    add_num(o, "comm_share", st->train_seconds > 0 ? st->comm_seconds / st->train_seconds : NAN);
+    json_add_finite(o, "comm_seconds", st->comm_seconds);
+    json_add_finite(o, "comm_share", st->train_seconds > 0 ? st->comm_seconds / st->train_seconds : NAN);
   }
-  add_num(o, "seconds", st->seconds);
+  json_add_finite(o, "seconds", st->seconds);
   cJSON_AddNumberToObject(o, "skipped_images", (double)st->skipped);
   cJSON_AddBoolToObject(o, "best", improved);
   char *line = cJSON_PrintUnformatted(o);
