@@ -16,6 +16,8 @@ else
 fi
 # Known leaks inside Debian libraries (GDCM), listed with their reason.
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# Known memory errors inside Debian libraries (libhdf5), listed with their reason.
+export ASAN_OPTIONS="suppressions=$PWD/tests/fuzz/asan.supp${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 for t in "${targets[@]}"; do
   bin=build-fuzz/tests/fuzz/fuzz_$t
   inputs=(tests/fuzz/corpus/"$t")
