@@ -30,7 +30,7 @@ typedef struct layer_ctx {
 
 typedef struct conv_layer {
   int w, b;           /* store indices; b = -1 without bias */
-  int cin, cout, k, stride, pad;
+  int cin, cout, kh, kw, stride, ph, pw;
   int src_bf16;       /* its input comes from bn_layer_forward_conv (bf16 in bf16 plans) */
   int ddst_bf16;      /* its output gradient comes from bn_layer_backward_conv or
                          layer_grad_for_conv (bf16 in bf16 plans) */
@@ -45,6 +45,7 @@ typedef struct bn_channel_stats {
 typedef struct bn_layer {
   int weight, bias, rmean, rvar;
   int c;
+  float eps;          /* BN_EPS unless the model says otherwise (Inception-v3: 1e-3) */
   float *mean, *invstd, *varu;   /* saved batch statistics (train plans) */
   /* If set (and its arrays allocated), training mode takes the statistics of
    * its c channels from channels [0, c) of *shared instead of computing them:
@@ -58,6 +59,9 @@ typedef struct bn_layer {
 /* Declarations ("prefix.weight", ...). */
 int conv_layer_declare(param_store *ps, conv_layer *l, const char *prefix, int cin, int cout, int k, int stride,
                        int pad, int bias, mskx_err *e);
+/* A kh x kw kernel with padding (ph, pw) (Inception's 1x7/7x1, 1x3/3x1). */
+int conv_layer_declare_rect(param_store *ps, conv_layer *l, const char *prefix, int cin, int cout, int kh, int kw,
+                            int stride, int ph, int pw, int bias, mskx_err *e);
 int bn_layer_declare(param_store *ps, bn_layer *l, const char *prefix, int c, mskx_err *e);
 
 /* Planning for an input of n x h x w; sets *oh, *ow if non-NULL. */
@@ -77,7 +81,7 @@ void layer_grad_for_conv(const layer_ctx *cx, view src, float *dst);
 /* The per-channel batch statistics bn_layer_forward computes in training
  * mode (bit-identical, synchronised over processes when cx->bn_sum is set):
  * mean, 1/sqrt(biased var + eps) and unbiased var, each x.c floats. */
-void bn_batch_stats(const layer_ctx *cx, view x, float *mean, float *invstd, float *varu);
+void bn_batch_stats(const layer_ctx *cx, view x, float eps, float *mean, float *invstd, float *varu);
 
 /* Train: batch statistics, saved, running statistics updated. Eval: running. */
 void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu);
@@ -124,6 +128,9 @@ void layer_grads_written(const layer_ctx *cx, int idx);
 /* Torchvision initialisations. */
 void init_kaiming_normal(float *w, size_t n, double fan, uint64_t seed, uint64_t stream);
 void init_uniform(float *w, size_t n, double bound, uint64_t seed, uint64_t stream);
+/* torch.nn.init.trunc_normal_(mean 0, std, a, b): normal draws outside
+ * [a, b] (absolute bounds, as PyTorch's) are redrawn. */
+void init_trunc_normal(float *w, size_t n, double std, double a, double b, uint64_t seed, uint64_t stream);
 void bn_layer_init(const param_store *ps, const bn_layer *l);
 
 #endif

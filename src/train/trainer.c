@@ -141,7 +141,7 @@ static int dist_pass(run_ctx *r, const batch *b, int total, double *loss, mskx_e
   net *m = r->net;
   int n = b->count;
   float share = (float)n / (float)total;
-  for (int i = 0; i < n; i++) r->dz[i] *= share;
+  net_scale_loss_grad(m, r->dz, n, share);
   grad_sync_begin(r->gsync);
   int rc = net_backward(m, r->dz, e);
   if (!rc) rc = grad_sync_finish(r->gsync, e);
@@ -166,7 +166,7 @@ static int train_step(run_ctx *r, const batch *b, int total, double lr, int froz
     dist_break(r->dist);
     return rc;
   }
-  *loss = r->eng->ops->bce_logits(r->logits, b->labels, r->sw, n, r->dz);
+  *loss = net_loss(m, r->logits, b->labels, r->sw, n, r->dz);
   if (r->dist)
     rc = dist_pass(r, b, total, loss, e);
   else if (!isfinite(*loss))
