@@ -26,6 +26,8 @@ static const char *const usage =
     "  --output FILE.npy    logits, float32 (N,1)\n"
     "  --target Y.npy       float32 (N,1) of 0/1: prints 'loss <value>' (mean BCE with logits;\n"
     "                       inception_v3 in train mode adds W x the auxiliary head's)\n"
+    "  --dropout P          inception_v3, train mode: dropout before fc (default 0.5, as\n"
+    "                       torchvision; 0 for comparisons with a reference)\n"
     "  --aux-weight W       inception_v3, train mode: auxiliary loss weight (default 0.4; 0: no\n"
     "                       auxiliary head, which allows inputs under 299x299)\n"
     "  --grads FILE         with --target: gradients of the loss by parameter name (safetensors);\n"
@@ -36,7 +38,7 @@ static const char *const usage =
 typedef struct fwd_opts {
   const char *arch, *weights, *input, *output, *target, *grads;
   int train, threads;
-  double aux_weight;
+  double aux_weight, dropout;
   precision prec;
 } fwd_opts;
 
@@ -44,9 +46,11 @@ static int parse(int argc, char **argv, fwd_opts *o) {
   static const struct option longs[] = {{"arch", 1, 0, 'a'},      {"weights", 1, 0, 'w'}, {"input", 1, 0, 'i'},
                                         {"mode", 1, 0, 'm'},      {"precision", 1, 0, 'p'}, {"output", 1, 0, 'o'},
                                         {"target", 1, 0, 't'},    {"grads", 1, 0, 'g'},   {"threads", 1, 0, 'T'},
-                                        {"aux-weight", 1, 0, 'x'}, {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
+                                        {"aux-weight", 1, 0, 'x'}, {"dropout", 1, 0, 'd'},
+                                        {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
   memset(o, 0, sizeof *o);
   o->aux_weight = INCEPTION_AUX_WEIGHT;
+  o->dropout = -1;
   int c;
   long v;
   int bf16;
@@ -72,6 +76,9 @@ static int parse(int argc, char **argv, fwd_opts *o) {
         break;
       case 'x':
         if (cli_parse_double("forward", "aux-weight", optarg, 0, 1e6, &o->aux_weight)) return 1;
+        break;
+      case 'd':
+        if (cli_parse_double("forward", "dropout", optarg, 0, 0.999, &o->dropout)) return 1;
         break;
       case 'h': fputs(usage, stdout); return -1;
       default: return cli_usage_error("forward");
@@ -119,7 +126,10 @@ static int run_forward(const fwd_opts *o, mskx_err *e) {
   if (!rc) rc = engine_dnnl_create(o->threads, &eng, e);
   if (!rc) rc = net_create(o->arch, eng, 0, &m, e);
   if (!rc) rc = net_load_tensors(m, wf, o->weights, 0, e);
-  if (!rc && arch_has_aux(&m->arch)) m->aux_weight = (float)o->aux_weight;
+  if (!rc && arch_has_aux(&m->arch)) {
+    m->aux_weight = (float)o->aux_weight;
+    if (o->dropout >= 0) m->dropout = (float)o->dropout;
+  }
   if (!rc) rc = net_plan(m, n, (int)x.shape[2], (int)x.shape[3], o->train, o->prec, e);
   if (!rc && !(xin = to_nhwc(&x))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
   if (!rc && !(logits = malloc((size_t)n * sizeof(float)))) rc = err_set(e, MSKX_ENOMEM, "out of memory");

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/rng.h"
 #include "core/util.h"
 #include "models/net.h"
 
@@ -26,6 +27,9 @@
 #define INIT_STD 0.1
 #define INIT_STD_AUX_FC 0.001
 #define INIT_TRUNC 2.0
+/* nn.Dropout(p=0.5) before fc (torchvision's default). */
+#define INCEPTION_DROPOUT 0.5f
+#define DROPOUT_STREAM 0x64726f70ULL
 
 typedef enum unit_kind { U_CONV, U_AVGPOOL, U_MAXPOOL } unit_kind;
 
@@ -59,7 +63,7 @@ typedef struct inception {
   int aux_on;               /* planned with the auxiliary head */
   linear_op *head, *aux_head;
   float *xt;                /* transform_input's output */
-  float *feat, *dfeat, *aux_feat, *aux_dfeat, *aux_logits, *aux_dz;
+  float *feat, *dfeat, *keep, *aux_feat, *aux_dfeat, *aux_logits, *aux_dz;
   float *dz, *dx;           /* backward scratch; dz: inference's folded outputs too */
   float *arena;
   size_t grad_floats;       /* activation gradients: one block at the arena's start */
@@ -255,6 +259,8 @@ static int declare(net *m, inception *r, mskx_err *e) {
         t = bconv(&b, "conv0", t, -1, 0, 128, 1, 1, 1, 0, 0);
         r->aux_act = bconv(&b, "conv1", t, -1, 0, 768, 5, 5, 1, 0, 0);
         if (!b.rc) b.rc = declare_linear(m, "AuxLogits.fc", 768, &r->aux_w, &r->aux_b, e);
+        m->aux_head_w = r->aux_w;
+        m->aux_head_b = r->aux_b;
         r->aux_end = m->ps.n;
         b.aux = 0;
       }
@@ -376,7 +382,7 @@ static int inception_plan(net *m, int n, int h, int w, mskx_err *e) {
     if (u->kind == U_CONV && train) zs += (size_t)n * o->h * o->w * u->conv.cout;
     if (u->kind == U_MAXPOOL) nargmax += (size_t)n * o->h * o->w * r->a[u->in].c;
   }
-  size_t xt = (size_t)n * h * w * 3, heads = (size_t)n * (2 * 2048 + 2 * 768 + 2);
+  size_t xt = (size_t)n * h * w * 3, heads = (size_t)n * (3 * 2048 + 2 * 768 + 2);
   size_t total = grads + acts + zs + xt + heads + zmax + (train ? xmax : 0);
   r->arena = big_alloc(total * sizeof(float));
   r->argmax_arena = malloc((nargmax ? nargmax : 1) * sizeof(int32_t));
@@ -411,6 +417,7 @@ static int inception_plan(net *m, int n, int h, int w, mskx_err *e) {
   r->xt = p, p += xt;
   r->feat = p, p += (size_t)n * 2048;
   r->dfeat = p, p += (size_t)n * 2048;
+  r->keep = p, p += (size_t)n * 2048;
   r->aux_feat = p, p += (size_t)n * 768;
   r->aux_dfeat = p, p += (size_t)n * 768;
   r->aux_logits = p, p += n;
@@ -467,6 +474,18 @@ static int unit_forward(net *m, unit *u, mskx_err *e) {
   return MSKX_OK;
 }
 
+/* Inverted dropout on the pooled features (PyTorch's): kept ones scaled by
+ * 1/(1-p); the scale (or 0) of each is kept for backward. */
+static void dropout_forward(net *m) {
+  inception *r = inc(m);
+  rng g = rng_for(m->seed, DROPOUT_STREAM, m->dropout_key++);
+  float p = m->dropout, s = p < 1 ? 1.0f / (1.0f - p) : 0.0f;
+  for (size_t i = 0; i < (size_t)m->n * 2048; i++) {
+    r->keep[i] = rng_uniform(&g) >= p ? s : 0.0f;
+    r->feat[i] *= r->keep[i];
+  }
+}
+
 static int inception_forward(net *m, const float *x, float *logits, mskx_err *e) {
   inception *r = inc(m);
   layer_ctx *cx = &m->cx;
@@ -477,6 +496,7 @@ static int inception_forward(net *m, const float *x, float *logits, mskx_err *e)
   if (rc) return rc;
   const act *f = &r->a[r->feat_act];
   cx->eng->ops->gap_forward(act_view(m, f, f->p), r->feat);
+  if (cx->train && m->dropout > 0) dropout_forward(m);
   rc = cx->eng->ops->linear_forward(r->head, r->feat, ps_data(&m->ps, m->head_w), ps_data(&m->ps, m->head_b), logits,
                                     e);
   if (rc || !r->aux_on) return rc;
@@ -525,6 +545,8 @@ static int inception_backward(net *m, const float *dlogits, mskx_err *e) {
   int rc = linear_back(m, r->head, r->feat, dlogits, m->head_w, m->head_b, r->dfeat, e);
   if (rc) return rc;
   const act *f = &r->a[r->feat_act];
+  if (m->dropout > 0)
+    for (size_t i = 0; i < (size_t)m->n * 2048; i++) r->dfeat[i] *= r->keep[i];
   cx->eng->ops->gap_backward(r->dfeat, act_view(m, f, f->g));
   if (r->aux_on) {
     if ((rc = linear_back(m, r->aux_head, r->aux_feat, r->aux_dz, r->aux_w, r->aux_b, r->aux_dfeat, e))) return rc;
@@ -575,5 +597,6 @@ int inception_build(net *m, mskx_err *e) {
   m->impl = r;
   m->vt = &inception_vt;
   m->aux_weight = INCEPTION_AUX_WEIGHT;
+  m->dropout = INCEPTION_DROPOUT;
   return declare(m, r, e);
 }

@@ -2,7 +2,9 @@
  * torchvision's names plus "__metadata__" that says how to use it:
  *   format "mskx-model-1", arch, size, keep_aspect, mean, std (3 comma-separated
  *   floats each), parts ("all" or a comma list of XR_* names), threshold,
- *   epoch, metrics (a JSON object as text).
+ *   epoch, metrics (a JSON object as text), and for Inception-v3
+ *   transform_input ("0"/"1": torchvision's input re-normalisation, which
+ *   the network applies itself; written from and read into the net).
  * Training checkpoints add tensors named "train_state.*" (optimizer moments)
  * and "train_state" metadata; model loading ignores them. */
 #ifndef MSKX_MODELS_MODEL_FILE_H
@@ -22,6 +24,7 @@ typedef struct model_meta {
   char parts[1024];
   double threshold;
   int epoch;
+  int transform_input;
   char metrics[4096];        /* JSON text, "{}" when none */
 } model_meta;
 

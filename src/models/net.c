@@ -12,7 +12,8 @@ int net_create(const char *arch, engine *eng, uint64_t seed, net **out, mskx_err
   int rc = arch_parse(arch, &m->arch, e);
   m->cx.eng = eng;
   m->cx.ps = &m->ps;
-  m->head_w = m->head_b = -1;
+  m->head_w = m->head_b = m->aux_head_w = m->aux_head_b = -1;
+  m->seed = seed;
   if (!rc) switch (m->arch.family) {
       case ARCH_DENSENET: rc = densenet_build(m, e); break;
       case ARCH_RESNET: rc = resnet_build(m, e); break;
@@ -103,7 +104,9 @@ static int ends_with(const char *s, const char *suffix) {
   return a >= b && !strcmp(s + a - b, suffix);
 }
 
-static int is_head(const net *m, int idx) { return idx == m->head_w || idx == m->head_b; }
+static int is_head(const net *m, int idx) {
+  return idx == m->head_w || idx == m->head_b || idx == m->aux_head_w || idx == m->aux_head_b;
+}
 
 int net_load_tensors(net *m, const st_file *f, const char *what, int reinit_head, mskx_err *e) {
   char s1[64], s2[64];

@@ -26,7 +26,10 @@ typedef enum arch_family { ARCH_DENSENET = 0, ARCH_RESNET = 1, ARCH_INCEPTION = 
  * smallest with the auxiliary head: its 5x5 average pool (stride 3) and 5x5
  * convolution need Mixed_6e's map to be at least 17x17. */
 #define INCEPTION_MIN_SIZE 75
+#define INCEPTION_MIN_SIZE_STR "75"
 #define INCEPTION_AUX_MIN_SIZE 299
+/* Its native input size (torchvision's weights: 299x299 crops). */
+#define INCEPTION_SIZE 299
 
 typedef struct arch_spec {
   arch_family family;
@@ -65,11 +68,18 @@ struct net {
   int planned, n, h, w;
   float planned_aux;       /* aux_weight of the current plan */
   int head_w, head_b;      /* classifier (densenet) / fc (resnet, inception) indices */
+  int aux_head_w, aux_head_b;   /* AuxLogits.fc (inception), else -1: also a one-logit head */
   /* Inception-v3: the auxiliary loss weight of training plans (0: the aux
    * head is not computed; set before net_plan), and torchvision's
    * transform_input (on for its ImageNet weights). Others: 0. */
   float aux_weight;
   int transform_input;
+  /* Inception-v3: torchvision's dropout before fc in training (0.5). Its
+   * masks come from (seed, dropout_key); each training forward then adds 1
+   * to the key. The trainer sets the key per step (rank, epoch, batch), so
+   * a resumed run draws the same masks. Others: 0. */
+  float dropout;
+  uint64_t seed, dropout_key;
   /* Set by a training plan that computes the auxiliary head: its logits
    * (after net_forward) and the loss gradient for them (net_loss). */
   float *aux_logits, *aux_dz;

@@ -36,6 +36,7 @@ void train_config_default(train_config *c) {
   c->sched.patience = 1;
   strcpy(c->class_weights, "mura");
   c->prec = PREC_FP32;
+  c->aux_weight = INCEPTION_AUX_WEIGHT;
   strcpy(c->select, "kappa");
   c->aug = aug_mura_default();
 }
@@ -46,11 +47,14 @@ int train_config_validate(const train_config *c, mskx_err *e) {
   arch_spec a;
   int rc = arch_parse(c->arch, &a, e);
   if (rc) return err_prefix(e, "--arch");
-  int minsz = arch_size_multiple(&a);
+  if (!(c->aux_weight >= 0 && c->aux_weight <= 100)) return err_set(e, MSKX_EINVAL, "--aux-weight must be in 0..100");
+  int aux = arch_has_aux(&a) && c->aux_weight > 0;
+  int minsz = arch_min_size(&a, aux), mult = arch_size_multiple(&a);
   if (c->size < minsz || c->size > 2048)
-    return err_set(e, MSKX_EINVAL, "--size %d: %s needs at least %d (and at most 2048)", c->size, c->arch, minsz);
-  if (c->size % minsz)
-    return err_set(e, MSKX_EINVAL, "--size %d: %s needs a multiple of %d", c->size, c->arch, minsz);
+    return err_set(e, MSKX_EINVAL, "--size %d: %s needs at least %d%s (and at most 2048)", c->size, c->arch, minsz,
+                   aux ? " with its auxiliary classifier (--aux-weight 0 allows " INCEPTION_MIN_SIZE_STR ")" : "");
+  if (c->size % mult)
+    return err_set(e, MSKX_EINVAL, "--size %d: %s needs a multiple of %d", c->size, c->arch, mult);
   if (c->batch < 1 || c->batch > 4096) return err_set(e, MSKX_EINVAL, "--batch %d: must be in 1..4096", c->batch);
   if (c->epochs < 1 || c->epochs > 100000) return err_set(e, MSKX_EINVAL, "--epochs %d: must be positive", c->epochs);
   if (c->threads < 0 || c->loader_threads < 1) return err_set(e, MSKX_EINVAL, "thread counts must be positive");
@@ -121,6 +125,7 @@ static const field fields[] = {
     FS("class_weights", class_weights),
     FS("pretrained", pretrained),
     FI("freeze_backbone_epochs", freeze_backbone_epochs),
+    FD("aux_weight", aux_weight),
     FI("precision_bf16", prec),
     FI("early_stop", early_stop),
     FS("select", select),

@@ -220,6 +220,7 @@ static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) 
     }
     double lr = schedule_lr(r->sched, epoch, b, nb), loss;
     st->lr = lr;
+    r->net->dropout_key = (uint64_t)r->rank << 48 ^ (uint64_t)epoch << 24 ^ (uint64_t)b;
     rc = train_step(r, bt, total, lr, frozen, &loss, e);
     loader_release(r->ltrain, bt);
     if (rc) return rc;
@@ -324,8 +325,12 @@ static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
   const train_config *c = &r->cfg;
   int rc = engine_dnnl_create(c->threads, &r->eng, e);
   if (!rc) rc = net_create(c->arch, r->eng, c->seed, &r->net, e);
+  if (!rc && arch_has_aux(&r->net->arch)) r->net->aux_weight = (float)c->aux_weight;
   if (!rc && !resuming && c->pretrained[0]) {
     st_file *f = NULL;
+    /* torchvision's ImageNet Inception-v3 expects transform_input (its
+     * metadata, if any, says otherwise). */
+    if (arch_has_aux(&r->net->arch)) r->net->transform_input = 1;
     rc = st_read(c->pretrained, &f, e);
     if (!rc) rc = net_load_tensors(r->net, f, c->pretrained, 1, e);
     st_free(f);

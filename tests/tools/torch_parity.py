@@ -78,6 +78,20 @@ def main():
                 mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=g))
                 mod.running_mean.copy_(0.1 * torch.randn(mod.running_mean.shape, generator=g))
                 mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
+    if a.arch == "inception_v3":
+        # Its trunc-normal init (std 0.1) with unit running statistics makes the
+        # eval logits ~1e10; running statistics of a batch (then perturbed) keep
+        # every activation O(1), so a wrong branch shows in the eval logits.
+        bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+        for mod in bns:
+            mod.momentum = 1.0
+        m.train()
+        with torch.no_grad():
+            m(torch.randn(2, 3, a.size, a.size, generator=g))
+            for mod in bns:
+                mod.momentum = 0.1
+                mod.running_var.mul_(0.8 + 0.4 * torch.rand(mod.running_var.shape, generator=g))
+                mod.running_mean.add_(0.1 * torch.randn(mod.running_mean.shape, generator=g))
     state = {k: v.detach().numpy().copy() for k, v in m.state_dict().items()
              if not k.endswith("num_batches_tracked")}
     meta = {"arch": a.arch}
