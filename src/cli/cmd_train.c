@@ -95,7 +95,7 @@ static const struct option longs[] = {
 
 typedef struct train_cli {
   train_config c;
-  int force, epochs_set, size_set;
+  int force, epochs_set, size_set, aux_set;
   const char *resume;
   /* Optimizer and schedule options are applied after the names are known. */
   double opt_vals[8];
@@ -134,7 +134,11 @@ static int parse_one(train_cli *t, int o, char *monitor) {
       c->size = (int)v;
       t->size_set = 1;
       return 0;
-    case O_AUXW: if (num("aux-weight", 0, 100, &d)) return 1; c->aux_weight = d; return 0;
+    case O_AUXW:
+      if (num("aux-weight", 0, 100, &d)) return 1;
+      c->aux_weight = d;
+      t->aux_set = 1;
+      return 0;
     case O_BATCH: if (cli_parse_int("train", "batch", optarg, 1, 4096, &v)) return 1; c->batch = (int)v; return 0;
     case O_EPOCHS:
       if (cli_parse_int("train", "epochs", optarg, 1, 100000, &v)) return 1;
@@ -385,6 +389,8 @@ int cmd_train(int argc, char **argv) {
   if (!t.resume && apply_named(&t, monitor)) return 1;
   /* torchvision's Inception-v3 input size. */
   if (!t.size_set && !strcmp(t.c.arch, "inception_v3")) t.c.size = INCEPTION_SIZE;
+  if (t.aux_set && strcmp(t.c.arch, "inception_v3"))
+    return cli_errorf("train", "--aux-weight: arch %s has no auxiliary classifier (inception_v3 has)", t.c.arch);
   dist *d = NULL;
   if (job_start(&d)) return 1;
   cli_pin_threads(t.c.threads);

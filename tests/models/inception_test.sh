@@ -57,3 +57,10 @@ check eval_inception "$MSKX_BIN" eval --model "$T/run/best.safetensors" --data "
 # bf16 training with the size default (299) is too slow for the suite; one step at 75 px exercises the bf16 plan.
 check train_bf16_step "$MSKX_BIN" train "${COMMON[@]}" --out "$T/bf" --size 75 --aux-weight 0 --precision bf16 \
   --max-batches 1
+# mskx bench takes the arch (figures at 299 px: bench/compare, docs/benchmarks.md).
+check bench_infer_75 "$MSKX_BIN" bench --arch inception_v3 --size 75 --batch 2 --iters 1 --warmup 0 --threads 2
+if grep -q '"arch": *"inception_v3"' "$T/out"; then pass bench_json; else fail bench_json "$(head -c 300 "$T/out")"; fi
+check_fails bench_train_needs_299 "at least 299x299 to train with its auxiliary classifier" \
+  "$MSKX_BIN" bench --arch inception_v3 --size 75 --batch 2 --iters 1 --mode train
+check_fails aux_weight_other_arch "no auxiliary classifier" "$MSKX_BIN" train --data "$DATA" --out "$T/bad" \
+  --arch resnet50 --aux-weight 0.3
