@@ -64,3 +64,32 @@ check_fails bench_train_needs_299 "at least 299x299 to train with its auxiliary 
   "$MSKX_BIN" bench --arch inception_v3 --size 75 --batch 2 --iters 1 --mode train
 check_fails aux_weight_other_arch "no auxiliary classifier" "$MSKX_BIN" train --data "$DATA" --out "$T/bad" \
   --arch resnet50 --aux-weight 0.3
+# Dropout 0.5 before fc in training (torchvision's): an fc.weight gradient is
+# exactly 0 where every image of the batch dropped that feature, p^2 = 25% of
+# the 2048 with batch 2 (5 sigma: 20-30%); none with --dropout 0. At 160 px
+# Mixed_7c is 3x3, so no pooled feature is 0 itself (at 1x1, train-mode batch
+# norm over 2 values zeroes one image's feature in every channel).
+py "$T" <<'PY'
+import sys, numpy as np
+rng = np.random.default_rng(0)
+np.save(sys.argv[1] + "/x.npy", rng.standard_normal((2, 3, 160, 160)).astype(np.float32))
+np.save(sys.argv[1] + "/y.npy", np.array([[1.0], [0.0]], np.float32))
+PY
+for p in 0.5 0; do
+  "$MSKX_BIN" forward --arch inception_v3 --weights "$T/run/best.safetensors" --input "$T/x.npy" --mode train \
+    --aux-weight 0 --dropout $p --target "$T/y.npy" --grads "$T/g$p.safetensors" --threads 2 >/dev/null 2>"$T/err" ||
+    fail "forward_dropout_$p" "$(cat "$T/err")"
+done
+if py "$T" "$MSKX_ROOT/tests/tools" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+from sttools import load_safetensors
+g5, _ = load_safetensors(sys.argv[1] + "/g0.5.safetensors")
+g0, _ = load_safetensors(sys.argv[1] + "/g0.safetensors")
+z5, z0 = np.mean(g5["fc.weight"] == 0), np.mean(g0["fc.weight"] == 0)
+print("zero fraction of the fc.weight gradient: dropout 0.5 %.3f, dropout 0 %.3f" % (z5, z0))
+assert 0.2 <= z5 <= 0.3 and z0 == 0, (z5, z0)
+assert np.all(g5["AuxLogits.fc.weight"] == 0)  # aux weight 0: no auxiliary gradient
+PY
+then pass dropout_masks; else fail dropout_masks "see above"; fi
