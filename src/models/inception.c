@@ -11,7 +11,11 @@
  *   - backward walks the units in reverse; each unit accumulates its input's
  *     gradient into that buffer's gradient, so a tensor read by several
  *     branches (a block input, Mixed_7b/c's shared 1x1 outputs) collects
- *     them all. */
+ *     them all;
+ *   - buffers live from their first writer to their last reader (in unit
+ *     order); inference activations and training gradients share memory
+ *     between buffers whose live ranges do not meet (training keeps every
+ *     activation for backward). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +37,13 @@
 
 typedef enum unit_kind { U_CONV, U_AVGPOOL, U_MAXPOOL } unit_kind;
 
-/* An NHWC buffer of c channels; h, w planned. g: its gradient (training). */
+/* An NHWC buffer of c channels; h, w planned. g: its gradient (training).
+ * Live from unit `first` (its first writer) to unit `last` (its last reader;
+ * the unit count for the heads' inputs). */
 typedef struct act {
   int c, h, w;
+  int first, last;
+  size_t off;               /* in its packed region (pack_acts) */
   float *p, *g;
 } act;
 
@@ -66,7 +74,6 @@ typedef struct inception {
   float *feat, *dfeat, *keep, *aux_feat, *aux_dfeat, *aux_logits, *aux_dz;
   float *dz, *dx;           /* backward scratch; dz: inference's folded outputs too */
   float *arena;
-  size_t grad_floats;       /* activation gradients: one block at the arena's start */
   int32_t *argmax_arena;
 } inception;
 
@@ -356,6 +363,60 @@ static int plan_units(net *m, int n, int h, int w, size_t *conv_out_max, size_t 
   return MSKX_OK;
 }
 
+static size_t act_numel(const net *m, const act *a) { return (size_t)m->n * a->h * a->w * a->c; }
+
+/* Live ranges of the planned activations (act 0, the input, is the caller's). */
+static void live_ranges(net *m) {
+  inception *r = inc(m);
+  for (int i = 0; i < r->na; i++) r->a[i].first = r->a[i].last = -1;
+  for (int i = 0; i < r->nu; i++) {
+    const unit *u = &r->u[i];
+    if (!active(r, u)) continue;
+    act *o = &r->a[u->out];
+    if (o->first < 0) o->first = i;
+    r->a[u->in].last = i;
+  }
+  r->a[r->feat_act].last = r->nu;
+  if (r->aux_on) r->a[r->aux_act].last = r->nu;
+}
+
+/* First-fit packing, largest first: each planned activation gets an offset
+ * such that buffers live at the same time do not overlap. Returns the
+ * region's size in floats. */
+static size_t pack_acts(net *m, mskx_err *e, int *rc) {
+  inception *r = inc(m);
+  int *order = malloc((size_t)r->na * sizeof *order), k = 0;
+  if (!order) return *rc = err_set(e, MSKX_ENOMEM, "out of memory"), 0;
+  for (int i = 1; i < r->na; i++)
+    if (r->a[i].first >= 0) order[k++] = i;
+  for (int i = 1; i < k; i++)  /* insertion sort by size, descending */
+    for (int j = i; j > 0 && act_numel(m, &r->a[order[j]]) > act_numel(m, &r->a[order[j - 1]]); j--) {
+      int t = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = t;
+    }
+  size_t end = 0;
+  for (int i = 0; i < k; i++) {
+    act *a = &r->a[order[i]];
+    size_t sz = act_numel(m, a), off = 0;
+    for (int moved = 1; moved;) {
+      moved = 0;
+      for (int j = 0; j < i; j++) {
+        const act *b = &r->a[order[j]];
+        int meet = a->first <= b->last && b->first <= a->last;
+        if (meet && off < b->off + act_numel(m, b) && b->off < off + sz) {
+          off = b->off + act_numel(m, b);
+          moved = 1;
+        }
+      }
+    }
+    a->off = off;
+    end = end > off + sz ? end : off + sz;
+  }
+  free(order);
+  return end;
+}
+
 static int inception_plan(net *m, int n, int h, int w, mskx_err *e) {
   inception *r = inc(m);
   const layer_ctx *cx = &m->cx;
@@ -366,15 +427,14 @@ static int inception_plan(net *m, int n, int h, int w, mskx_err *e) {
   if (!rc) rc = cx->eng->ops->linear_create(cx->eng, n, 2048, 1, &r->head, e);
   if (!rc && r->aux_on) rc = cx->eng->ops->linear_create(cx->eng, n, 768, 1, &r->aux_head, e);
   if (rc) return rc;
-  /* Activation gradients first (one memset per backward), then activations,
-   * convolution outputs, scratch and the heads. */
-  size_t grads = 0, acts = 0, zs = 0, nargmax = 0;
-  for (int i = 1; i < r->na; i++) {
-    const act *a = &r->a[i];
-    size_t sz = (size_t)n * a->h * a->w * a->c;
-    acts += sz;
-    if (train) grads += sz;
-  }
+  /* m->n is set after planning; the sizes below need it now. */
+  m->n = n;
+  live_ranges(m);
+  /* Packed: inference activations, or training gradients (training keeps
+   * every activation, one after the other). */
+  size_t packed = pack_acts(m, e, &rc), acts = 0, zs = 0, nargmax = 0;
+  if (rc) return rc;
+  for (int i = 1; i < r->na && train; i++) acts += act_numel(m, &r->a[i]);
   for (int i = 0; i < r->nu; i++) {
     const unit *u = &r->u[i];
     if (!active(r, u)) continue;
@@ -383,24 +443,25 @@ static int inception_plan(net *m, int n, int h, int w, mskx_err *e) {
     if (u->kind == U_MAXPOOL) nargmax += (size_t)n * o->h * o->w * r->a[u->in].c;
   }
   size_t xt = (size_t)n * h * w * 3, heads = (size_t)n * (3 * 2048 + 2 * 768 + 2);
-  size_t total = grads + acts + zs + xt + heads + zmax + (train ? xmax : 0);
+  size_t total = packed + acts + zs + xt + heads + zmax + (train ? xmax : 0);
   r->arena = big_alloc(total * sizeof(float));
   r->argmax_arena = malloc((nargmax ? nargmax : 1) * sizeof(int32_t));
   if (!r->arena || !r->argmax_arena)
     return err_set(e, MSKX_ENOMEM, "cannot allocate %zu MB of activations", total >> 18);
   float *p = r->arena;
   int32_t *q = r->argmax_arena;
-  r->grad_floats = grads;
-  for (int i = 1; i < r->na && train; i++) {
-    act *a = &r->a[i];
-    a->g = p;
-    p += (size_t)n * a->h * a->w * a->c;
-  }
+  size_t at = packed;
   for (int i = 1; i < r->na; i++) {
     act *a = &r->a[i];
-    a->p = p;
-    p += (size_t)n * a->h * a->w * a->c;
+    if (train) {
+      a->g = p + a->off;
+      a->p = p + at;
+      at += act_numel(m, a);
+    } else {
+      a->p = p + a->off;
+    }
   }
+  p += at;
   for (int i = 0; i < r->nu; i++) {
     unit *u = &r->u[i];
     if (!active(r, u)) continue;
@@ -541,16 +602,19 @@ static int linear_back(net *m, linear_op *lin, const float *x, const float *dy, 
 static int inception_backward(net *m, const float *dlogits, mskx_err *e) {
   inception *r = inc(m);
   layer_ctx *cx = &m->cx;
-  memset(r->a[1].g, 0, r->grad_floats * sizeof(float));
+  /* Each gradient is zeroed when its live range begins (backward order:
+   * at its last reader). */
+  const act *f = &r->a[r->feat_act];
+  memset(f->g, 0, act_numel(m, f) * sizeof(float));
   int rc = linear_back(m, r->head, r->feat, dlogits, m->head_w, m->head_b, r->dfeat, e);
   if (rc) return rc;
-  const act *f = &r->a[r->feat_act];
   if (m->dropout > 0)
     for (size_t i = 0; i < (size_t)m->n * 2048; i++) r->dfeat[i] *= r->keep[i];
   cx->eng->ops->gap_backward(r->dfeat, act_view(m, f, f->g));
   if (r->aux_on) {
     if ((rc = linear_back(m, r->aux_head, r->aux_feat, r->aux_dz, r->aux_w, r->aux_b, r->aux_dfeat, e))) return rc;
     const act *a = &r->a[r->aux_act];
+    memset(a->g, 0, act_numel(m, a) * sizeof(float));
     cx->eng->ops->gap_backward(r->aux_dfeat, act_view(m, a, a->g));
   } else {
     /* Without the auxiliary loss its parameters get zero gradients, as with
@@ -561,8 +625,13 @@ static int inception_backward(net *m, const float *dlogits, mskx_err *e) {
       layer_grads_written(cx, i);
     }
   }
-  for (int i = r->nu - 1; i >= 0 && !rc; i--)
-    if (active(r, &r->u[i])) rc = unit_backward(m, &r->u[i], e);
+  for (int i = r->nu - 1; i >= 0 && !rc; i--) {
+    const unit *u = &r->u[i];
+    if (!active(r, u)) continue;
+    act *in = &r->a[u->in];
+    if (u->in != 0 && in->last == i) memset(in->g, 0, act_numel(m, in) * sizeof(float));
+    rc = unit_backward(m, &r->u[i], e);
+  }
   return rc;
 }
 

@@ -26,7 +26,6 @@ typedef enum arch_family { ARCH_DENSENET = 0, ARCH_RESNET = 1, ARCH_INCEPTION = 
  * smallest with the auxiliary head: its 5x5 average pool (stride 3) and 5x5
  * convolution need Mixed_6e's map to be at least 17x17. */
 #define INCEPTION_MIN_SIZE 75
-#define INCEPTION_MIN_SIZE_STR "75"
 #define INCEPTION_AUX_MIN_SIZE 299
 /* Its native input size (torchvision's weights: 299x299 crops). */
 #define INCEPTION_SIZE 299

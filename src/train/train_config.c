@@ -50,9 +50,15 @@ int train_config_validate(const train_config *c, mskx_err *e) {
   if (!(c->aux_weight >= 0 && c->aux_weight <= 100)) return err_set(e, MSKX_EINVAL, "--aux-weight must be in 0..100");
   int aux = arch_has_aux(&a) && c->aux_weight > 0;
   int minsz = arch_min_size(&a, aux), mult = arch_size_multiple(&a);
-  if (c->size < minsz || c->size > 2048)
-    return err_set(e, MSKX_EINVAL, "--size %d: %s needs at least %d%s (and at most 2048)", c->size, c->arch, minsz,
-                   aux ? " with its auxiliary classifier (--aux-weight 0 allows " INCEPTION_MIN_SIZE_STR ")" : "");
+  if (c->size > 2048)
+    return err_set(e, MSKX_EINVAL, "--size %d: at most 2048", c->size);
+  if (c->size < minsz) {
+    if (aux)
+      return err_set(e, MSKX_EINVAL,
+                     "--size %d: %s needs at least %d with its auxiliary classifier (--aux-weight 0 allows %d)",
+                     c->size, c->arch, minsz, arch_min_size(&a, 0));
+    return err_set(e, MSKX_EINVAL, "--size %d: %s needs at least %d (and at most 2048)", c->size, c->arch, minsz);
+  }
   if (c->size % mult)
     return err_set(e, MSKX_EINVAL, "--size %d: %s needs a multiple of %d", c->size, c->arch, mult);
   if (c->batch < 1 || c->batch > 4096) return err_set(e, MSKX_EINVAL, "--batch %d: must be in 1..4096", c->batch);
