@@ -22,7 +22,10 @@ enum mskx_status {
   MSKX_EUNSUPPORTED = 6,/* valid but not supported (dtype, layout, arch) */
   MSKX_ELIMIT = 7,      /* a configured limit was exceeded (pixels, sizes) */
   MSKX_EBACKEND = 8,    /* the compute backend (oneDNN) reported a failure */
-  MSKX_EINTERNAL = 9
+  MSKX_EINTERNAL = 9,
+  MSKX_ECANCELED = 10, /* stopped at the caller's request (a cancel flag it set) */
+  MSKX_EBUSY = 11       /* a shared resource (the decode memory budget) stayed
+                           spent for the wait limit; retrying later can succeed */
 };
 
 typedef struct mskx_err {
@@ -57,6 +60,10 @@ enum mskx_model_kind {
 
 enum mskx_precision { MSKX_PRECISION_FP32 = 0, MSKX_PRECISION_BF16 = 1 };
 
+/* CAM maps and overlays are rendered at display size: an image's own size
+ * when its longest side is at most this, else scaled down to it. */
+#define MSKX_DISPLAY_MAX_SIDE 1024
+
 /* Study aggregation of image probabilities. */
 enum mskx_agg { MSKX_AGG_MEAN = 0 /* the MURA paper */, MSKX_AGG_MAX = 1 };
 
@@ -70,7 +77,20 @@ typedef struct mskx_load_options {
                            copy of the networks and their activation memory);
                            0 = max(1, cores / threads); further calls wait */
   unsigned long long max_pixels;  /* per decoded image; 0 = 16384 x 16384 */
+  unsigned long long max_decode_bytes;
+                        /* memory that decoding may hold at once across all calls
+                           on this model (codec state, rows in flight, and the
+                           whole image for interlaced PNGs (1 byte per pixel) and
+                           progressive JPEGs (about 2 bytes per pixel and
+                           component)); 0 = a quarter of physical memory
+                           (mskx_default_decode_bytes). An image that alone needs
+                           more fails with MSKX_ELIMIT; a call that finds the
+                           budget spent waits, then fails with MSKX_EBUSY */
+  int decode_wait_ms;   /* that wait: 0 = 30000; < 0 = fail at once */
 } mskx_load_options;
+
+/* The default of max_decode_bytes on this machine. */
+unsigned long long mskx_default_decode_bytes(void);
 
 /* Fills *o with the defaults (all zero). */
 void mskx_load_options_default(mskx_load_options *o);
@@ -142,8 +162,12 @@ typedef struct mskx_image_result {
   char *name;                     /* the input's name */
   int width, height;              /* the image's own size */
   double probability;             /* P(abnormal) of this image */
-  float *cam;                     /* width*height map in [0,1], row-major, or NULL */
-  unsigned char *overlay_png;     /* PNG (RGB, width x height) or NULL */
+  int cam_width, cam_height;      /* display size of cam and overlay: width x height
+                                     when the longer side is at most
+                                     MSKX_DISPLAY_MAX_SIDE, else scaled down to it
+                                     (0 when neither was asked for) */
+  float *cam;                     /* cam_width*cam_height map in [0,1], row-major, or NULL */
+  unsigned char *overlay_png;     /* PNG (RGB, cam_width x cam_height) or NULL */
   size_t overlay_png_len;
 } mskx_image_result;
 

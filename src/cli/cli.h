@@ -19,22 +19,33 @@ int cmd_serve(int argc, char **argv) __attribute__((weak));
 int cmd_threshold(int argc, char **argv) __attribute__((weak));
 int cmd_ensemble(int argc, char **argv) __attribute__((weak));
 
-/* Prints "mskx CMD: message" to stderr and returns 1 (exit code). */
+/* Exit statuses, the same for every command (README, "Exit status"): 0 done,
+ * CLI_EXIT_FAILURE when the work failed (unreadable data, I/O, a bad model),
+ * CLI_EXIT_USAGE when the command line is wrong (unknown option, bad or
+ * missing option value, stray argument). mskx train adds 128 + the signal
+ * when SIGTERM or SIGINT stopped it. */
+#define CLI_EXIT_FAILURE 1
+#define CLI_EXIT_USAGE 2
+
+/* Print "mskx CMD: message" to stderr; cli_error and cli_errorf return
+ * CLI_EXIT_FAILURE, cli_usage_errorf CLI_EXIT_USAGE. */
 int cli_error(const char *cmd, const mskx_err *e);
 int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_usage_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Strict number parsing for option values: whole string, range-checked. On
- * failure prints "mskx CMD: --OPT: ..." and returns nonzero. */
+ * failure prints "mskx CMD: --OPT: ..." and returns CLI_EXIT_USAGE. */
 int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
 /* An option with one of two values (b may be NULL for one): *out = 0 for a,
  * 1 for b; otherwise prints "mskx CMD: --OPT: expected A or B, got 'V'" and
- * returns nonzero. */
+ * returns CLI_EXIT_USAGE. */
 int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char *a, const char *b, int *out);
 /* Pins the compute threads (threads <= 0: OpenMP's default count) one per
  * CPU, offset by the MPI local rank; see core/affinity.h (MSKX_PIN=0 turns it
  * off). Returns the number of threads pinned. */
 int cli_pin_threads(int threads);
-/* Standard message for an unknown option or a missing argument (getopt's '?'). */
+/* Standard message for an unknown option or a missing argument (getopt's
+ * '?'); returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd);
 
 #endif

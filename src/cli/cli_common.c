@@ -11,25 +11,37 @@
 
 int cli_error(const char *cmd, const mskx_err *e) {
   fprintf(stderr, "mskx %s: %s\n", cmd, e->msg[0] ? e->msg : mskx_status_name(e->code));
-  return 1;
+  return CLI_EXIT_FAILURE;
+}
+
+static void print_error(const char *cmd, const char *fmt, va_list ap) {
+  fprintf(stderr, "mskx %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
 }
 
 int cli_errorf(const char *cmd, const char *fmt, ...) {
-  fprintf(stderr, "mskx %s: ", cmd);
   va_list ap;
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  print_error(cmd, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
-  return 1;
+  return CLI_EXIT_FAILURE;
+}
+
+int cli_usage_errorf(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  print_error(cmd, fmt, ap);
+  va_end(ap);
+  return CLI_EXIT_USAGE;
 }
 
 int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
-  if (errno || end == s || *end) return cli_errorf(cmd, "--%s: '%s' is not an integer", opt, s);
-  if (v < lo || v > hi) return cli_errorf(cmd, "--%s: %ld is out of range [%ld, %ld]", opt, v, lo, hi);
+  if (errno || end == s || *end) return cli_usage_errorf(cmd, "--%s: '%s' is not an integer", opt, s);
+  if (v < lo || v > hi) return cli_usage_errorf(cmd, "--%s: %ld is out of range [%ld, %ld]", opt, v, lo, hi);
   *out = v;
   return 0;
 }
@@ -38,8 +50,8 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo,
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (errno || end == s || *end || !isfinite(v)) return cli_errorf(cmd, "--%s: '%s' is not a number", opt, s);
-  if (v < lo || v > hi) return cli_errorf(cmd, "--%s: %g is out of range [%g, %g]", opt, v, lo, hi);
+  if (errno || end == s || *end || !isfinite(v)) return cli_usage_errorf(cmd, "--%s: '%s' is not a number", opt, s);
+  if (v < lo || v > hi) return cli_usage_errorf(cmd, "--%s: %g is out of range [%g, %g]", opt, v, lo, hi);
   *out = v;
   return 0;
 }
@@ -50,13 +62,12 @@ int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char
   else if (b && !strcmp(v, b))
     *out = 1;
   else
-    return cli_errorf(cmd, "--%s: expected %s%s%s, got '%s'", opt, a, b ? " or " : "", b ? b : "", v);
+    return cli_usage_errorf(cmd, "--%s: expected %s%s%s, got '%s'", opt, a, b ? " or " : "", b ? b : "", v);
   return 0;
 }
 
 int cli_usage_error(const char *cmd) {
-  fprintf(stderr, "mskx %s: see 'mskx %s --help'\n", cmd, cmd);
-  return 2;
+  return cli_usage_errorf(cmd, "see 'mskx %s --help'", cmd);
 }
 
 int cli_pin_threads(int threads) {

@@ -47,18 +47,18 @@ static int parse(int argc, char **argv, bench_config *c) {
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     switch (ch) {
       case 'a': c->arch = optarg; break;
-      case 's': if (cli_parse_int(CMD, "size", optarg, 1, 8192, &v)) return 1; c->size = (int)v; break;
-      case 'b': if (cli_parse_int(CMD, "batch", optarg, 1, 4096, &v)) return 1; c->batch = (int)v; break;
-      case 'i': if (cli_parse_int(CMD, "iters", optarg, 1, 1000000, &v)) return 1; c->iters = (int)v; break;
-      case 'w': if (cli_parse_int(CMD, "warmup", optarg, 0, 1000000, &v)) return 1; c->warmup = (int)v; break;
-      case 'T': if (cli_parse_int(CMD, "threads", optarg, 1, 1024, &v)) return 1; c->threads = (int)v; break;
-      case 'S': if (cli_parse_int(CMD, "seed", optarg, 0, 0x7fffffffL, &v)) return 1; c->seed = (uint64_t)v; break;
+      case 's': if (cli_parse_int(CMD, "size", optarg, 1, 8192, &v)) return CLI_EXIT_USAGE; c->size = (int)v; break;
+      case 'b': if (cli_parse_int(CMD, "batch", optarg, 1, 4096, &v)) return CLI_EXIT_USAGE; c->batch = (int)v; break;
+      case 'i': if (cli_parse_int(CMD, "iters", optarg, 1, 1000000, &v)) return CLI_EXIT_USAGE; c->iters = (int)v; break;
+      case 'w': if (cli_parse_int(CMD, "warmup", optarg, 0, 1000000, &v)) return CLI_EXIT_USAGE; c->warmup = (int)v; break;
+      case 'T': if (cli_parse_int(CMD, "threads", optarg, 1, 1024, &v)) return CLI_EXIT_USAGE; c->threads = (int)v; break;
+      case 'S': if (cli_parse_int(CMD, "seed", optarg, 0, 0x7fffffffL, &v)) return CLI_EXIT_USAGE; c->seed = (uint64_t)v; break;
       case 'p':
-        if (cli_parse_choice(CMD, "precision", optarg, "fp32", "bf16", &choice)) return 1;
+        if (cli_parse_choice(CMD, "precision", optarg, "fp32", "bf16", &choice)) return CLI_EXIT_USAGE;
         c->prec = choice ? PREC_BF16 : PREC_FP32;
         break;
       case 'm':
-        if (cli_parse_choice(CMD, "mode", optarg, "infer", "train", &choice)) return 1;
+        if (cli_parse_choice(CMD, "mode", optarg, "infer", "train", &choice)) return CLI_EXIT_USAGE;
         c->train = choice;
         break;
       case 'j': break;
@@ -66,9 +66,9 @@ static int parse(int argc, char **argv, bench_config *c) {
       default: return cli_usage_error(CMD);
     }
   }
-  if (optind < argc) return cli_errorf(CMD, "unexpected argument '%s'", argv[optind]);
+  if (optind < argc) return cli_usage_errorf(CMD, "unexpected argument '%s'", argv[optind]);
   if ((double)c->batch * c->size * c->size * 3 > 1e10)
-    return cli_errorf(CMD, "a batch of %d at %dx%d is too large", c->batch, c->size, c->size);
+    return cli_usage_errorf(CMD, "a batch of %d at %dx%d is too large", c->batch, c->size, c->size);
   return 0;
 }
 

@@ -64,30 +64,30 @@ static int parse(int argc, char **argv, fwd_opts *o) {
       case 't': o->target = optarg; break;
       case 'g': o->grads = optarg; break;
       case 'm':
-        if (cli_parse_choice("forward", "mode", optarg, "eval", "train", &o->train)) return 1;
+        if (cli_parse_choice("forward", "mode", optarg, "eval", "train", &o->train)) return CLI_EXIT_USAGE;
         break;
       case 'p':
-        if (cli_parse_choice("forward", "precision", optarg, "fp32", "bf16", &bf16)) return 1;
+        if (cli_parse_choice("forward", "precision", optarg, "fp32", "bf16", &bf16)) return CLI_EXIT_USAGE;
         o->prec = bf16 ? PREC_BF16 : PREC_FP32;
         break;
       case 'T':
-        if (cli_parse_int("forward", "threads", optarg, 1, 1024, &v)) return 1;
+        if (cli_parse_int("forward", "threads", optarg, 1, 1024, &v)) return CLI_EXIT_USAGE;
         o->threads = (int)v;
         break;
       case 'x':
-        if (cli_parse_double("forward", "aux-weight", optarg, 0, 1e6, &o->aux_weight)) return 1;
+        if (cli_parse_double("forward", "aux-weight", optarg, 0, 1e6, &o->aux_weight)) return CLI_EXIT_USAGE;
         break;
       case 'd':
-        if (cli_parse_double("forward", "dropout", optarg, 0, 0.999, &o->dropout)) return 1;
+        if (cli_parse_double("forward", "dropout", optarg, 0, 0.999, &o->dropout)) return CLI_EXIT_USAGE;
         break;
       case 'h': fputs(usage, stdout); return -1;
       default: return cli_usage_error("forward");
     }
   }
-  if (optind < argc) return cli_errorf("forward", "unexpected argument '%s'", argv[optind]);
-  if (!o->arch || !o->weights || !o->input) return cli_errorf("forward", "--arch, --weights and --input are required");
-  if (o->grads && !o->target) return cli_errorf("forward", "--grads needs --target");
-  if (o->grads && !o->train) return cli_errorf("forward", "--grads needs --mode train");
+  if (optind < argc) return cli_usage_errorf("forward", "unexpected argument '%s'", argv[optind]);
+  if (!o->arch || !o->weights || !o->input) return cli_usage_errorf("forward", "--arch, --weights and --input are required");
+  if (o->grads && !o->target) return cli_usage_errorf("forward", "--grads needs --target");
+  if (o->grads && !o->train) return cli_usage_errorf("forward", "--grads needs --mode train");
   return 0;
 }
 

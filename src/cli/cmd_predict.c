@@ -259,7 +259,8 @@ int cmd_predict(int argc, char **argv) {
   if (rc >= 0) return rc;
   mskx_err e = {0, ""};
   if (a.cam_dir && mkdir_p(a.cam_dir, &e)) return cli_error("predict", &e);
-  mskx_load_options lo = {a.threads, a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32, a.max_batch, 1, 0};
+  mskx_load_options lo = {.threads = a.threads, .precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32,
+                          .max_batch = a.max_batch, .max_contexts = 1};
   cli_pin_threads(a.threads);
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("predict", &e);

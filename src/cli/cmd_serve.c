@@ -8,6 +8,9 @@
 #include "cli/cli.h"
 #include "serve/serve.h"
 
+/* How long a prediction waits for decode budget before its 503. */
+#define SERVE_DECODE_WAIT_MS 2000
+
 static const char *const usage =
     "usage: mskx serve --model M [options]\n"
     "\n"
@@ -26,9 +29,26 @@ static const char *const usage =
     "  --max-images N         images per study; more get 413 (default 16)\n"
     "  --max-pixels N         pixels per image, checked before decoding; more get 413\n"
     "                         (default 268435456 = 16384 x 16384)\n"
+    "  --max-concurrent N     predictions computed at once, admitted when their body\n"
+    "                         is complete; more get 503 with Retry-After (default 8)\n"
+    "  --max-buffered BYTES   request bodies held in memory, all requests together;\n"
+    "                         a body that would pass it gets 503 (default 536870912)\n"
     "  --max-concurrent N     predictions admitted at once; more get 503 with\n"
     "                         Retry-After (default 8)\n"
+    "  --decode-budget BYTES  memory that image decoding may hold at once across\n"
+    "                         all predictions; a request that finds it spent for\n"
+    "                         --decode-wait gets 503 with Retry-After, an image\n"
+    "                         that alone needs more gets 413 (default: a quarter\n"
+    "                         of RAM)\n"
+    "  --decode-wait MS       how long a prediction waits for decode budget\n"
+    "                         (default 2000; 0 = answer 503 at once)\n"
     "  --max-connections N    open connections, one thread each (default 256)\n"
+    "  --max-per-ip N         open connections from one client address; more are\n"
+    "                         closed at once (default 32; 0 = no limit)\n"
+    "  --header-timeout S     seconds for a request's headers to arrive, from the\n"
+    "                         connection's start or the previous answer (default 10)\n"
+    "  --min-rate BYTES       a body must arrive within --header-timeout seconds plus\n"
+    "                         one second per BYTES bytes (default 8192; 0 = no limit)\n"
     "  --timeout S            seconds a connection may stay idle (default 30)\n"
     "  --grace S              seconds shutdown waits for requests in progress (default 30)\n"
     "  --quiet                no access log\n"
@@ -38,7 +58,8 @@ typedef struct serve_args {
   const char *model;
   int threads, bf16, quiet;
   long grace;
-  unsigned long long max_pixels;
+  unsigned long long max_pixels, decode_budget;
+  long decode_wait;
   serve_config cfg;
 } serve_args;
 
@@ -51,11 +72,15 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       {"max-images", required_argument, 0, 'I'},     {"max-pixels", required_argument, 0, 'X'},
       {"max-concurrent", required_argument, 0, 'C'}, {"max-connections", required_argument, 0, 'N'},
       {"timeout", required_argument, 0, 't'},        {"grace", required_argument, 0, 'g'},
+      {"max-buffered", required_argument, 0, 'M'},   {"max-per-ip", required_argument, 0, 'i'},
+      {"header-timeout", required_argument, 0, 'D'}, {"min-rate", required_argument, 0, 'R'},
       {"quiet", no_argument, 0, 'q'},                {"help", no_argument, 0, 'h'},
+      {"decode-budget", required_argument, 0, 'U'},  {"decode-wait", required_argument, 0, 'W'},
       {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   serve_config_default(&a->cfg);
   a->grace = SERVE_DEFAULT_GRACE;
+  a->decode_wait = SERVE_DECODE_WAIT_MS;
   long v;
   int c;
   optind = 1;
@@ -76,6 +101,12 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       case 'N': bad = cli_parse_int("serve", "max-connections", optarg, 1, 65536, &v); a->cfg.max_connections = (int)v; break;
       case 't': bad = cli_parse_int("serve", "timeout", optarg, 1, 86400, &v); a->cfg.timeout_s = (int)v; break;
       case 'g': bad = cli_parse_int("serve", "grace", optarg, 0, 86400, &v); a->grace = v; break;
+      case 'M': bad = cli_parse_int("serve", "max-buffered", optarg, 1, 1L << 40, &v); a->cfg.max_buffered = (size_t)v; break;
+      case 'i': bad = cli_parse_int("serve", "max-per-ip", optarg, 0, 65536, &v); a->cfg.max_per_ip = (int)v; break;
+      case 'D': bad = cli_parse_int("serve", "header-timeout", optarg, 1, 86400, &v); a->cfg.header_timeout_s = (int)v; break;
+      case 'R': bad = cli_parse_int("serve", "min-rate", optarg, 0, 1L << 40, &v); a->cfg.min_rate = (double)v; break;
+      case 'U': bad = cli_parse_int("serve", "decode-budget", optarg, 1, 1L << 50, &v); a->decode_budget = (unsigned long long)v; break;
+      case 'W': bad = cli_parse_int("serve", "decode-wait", optarg, 0, 3600000, &a->decode_wait); break;
       case 'q': a->quiet = 1; break;
       case 'h': fputs(usage, stdout); return 0;
       default: return cli_usage_error("serve");
@@ -88,6 +119,20 @@ static int parse_args(int argc, char **argv, serve_args *a) {
   return -1;
 }
 
+/* Text a client sent, for the log: control bytes, bytes from 0x7f up, '\\'
+ * and (with spaces set) ' ' become \xNN, so that a request can neither
+ * drive the terminal (ESC sequences, backspace) nor forge a line's fields. */
+static const char *escaped(const char *s, int spaces, char *out, size_t n) {
+  size_t o = 0;
+  for (; *s && o + 5 <= n; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 0x20 || c >= 0x7f || c == '\\' || (spaces && c == ' ')) o += (size_t)snprintf(out + o, n - o, "\\x%02x", c);
+    else out[o++] = (char)c;
+  }
+  out[o] = 0;
+  return out;
+}
+
 static void log_access(void *user, const serve_access *a) {
   (void)user;
   char when[32];
@@ -98,13 +143,16 @@ static void log_access(void *user, const serve_access *a) {
   if (a->status) snprintf(status, sizeof status, "%d", a->status);
   char images[32] = "";
   if (a->n_images) snprintf(images, sizeof images, " %d image%s", a->n_images, a->n_images == 1 ? "" : "s");
-  fprintf(stderr, "%s %s %s %s %.1f ms%s%s%s\n", when, a->method, a->path, status, a->ms, images,
-          a->error[0] ? " - " : "", a->error);
+  char method[64], path[1024], error[2048];
+  fprintf(stderr, "%s %s %s %s %.1f ms%s%s%s\n", when, escaped(a->method, 1, method, sizeof method),
+          escaped(a->path, 1, path, sizeof path), status, a->ms, images, a->error[0] ? " - " : "",
+          escaped(a->error, 0, error, sizeof error));
 }
 
 static void log_daemon(void *user, const char *msg) {
   (void)user;
-  fprintf(stderr, "mskx serve: libmicrohttpd: %s\n", msg);
+  char text[2048];
+  fprintf(stderr, "mskx serve: %s\n", escaped(msg, 0, text, sizeof text));
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -125,6 +173,8 @@ int cmd_serve(int argc, char **argv) {
   lo.threads = a.threads;
   lo.precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32;
   lo.max_pixels = a.max_pixels;
+  lo.max_decode_bytes = a.decode_budget;
+  lo.decode_wait_ms = a.decode_wait ? (int)a.decode_wait : -1;   /* the library's 0 means its default */
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("serve", &e);
   struct mskx_model_info info;

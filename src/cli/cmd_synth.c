@@ -100,8 +100,8 @@ int cmd_synth(int argc, char **argv) {
       default: return cli_usage_error(cmd);
     }
   }
-  if (optind < argc) return cli_errorf(cmd, "unexpected argument '%s' (see 'mskx synth --help')", argv[optind]);
-  if (!cfg.out_dir) return cli_errorf(cmd, "--out DIR is required (see 'mskx synth --help')");
+  if (optind < argc) return cli_usage_errorf(cmd, "unexpected argument '%s' (see 'mskx synth --help')", argv[optind]);
+  if (!cfg.out_dir) return cli_usage_errorf(cmd, "--out DIR is required (see 'mskx synth --help')");
   /* Ranges are checked by synth_config_check, whose messages say why. */
   mskx_err e = {0};
   synth_summary sum;

@@ -2,6 +2,7 @@
  * mpirun (or srun) it also starts MPI and ends the job if a process fails. */
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,9 @@ static const char *const usage =
     "  --no-augment\n"
     "Other:\n"
     "  --strict                unreadable images are errors (default: skipped and counted)\n"
+    "  --max-skipped F         fraction of an epoch's training images that may be skipped as\n"
+    "                          unreadable (default 0.01); beyond it, or when none can be read,\n"
+    "                          training stops with an error\n"
     "  --cache                 keep decoded, resized images in a memory-mapped cache\n"
     "  --max-batches N         at most N training batches per epoch (quick experiments)\n"
     "  --force                 overwrite an existing run in RUN_DIR\n"
@@ -71,8 +75,8 @@ enum {
   O_DATA = 256, O_OUT, O_ARCH, O_PARTS, O_PERPART, O_SIZE, O_KEEP, O_BATCH, O_EPOCHS, O_SEED, O_THREADS, O_LTHREADS,
   O_PREC, O_PRE, O_FREEZE, O_OPT, O_LR, O_B1, O_B2, O_EPS, O_WD, O_MOM, O_NEST, O_RHO, O_SCHED, O_DROP, O_EDROP,
   O_MON, O_FACTOR, O_PAT, O_MIND, O_COOL, O_MINLR, O_WARM, O_CW, O_EARLY, O_SELECT, O_HFLIP, O_VFLIP, O_ROT,
-  O_SHIFT, O_ZOOM, O_BRIGHT, O_CONTRAST, O_NOAUG, O_STRICT, O_CACHE, O_MAXB, O_FORCE, O_RESUME, O_SYNCBN, O_BUCKET,
-  O_AUXW, O_HELP
+  O_SHIFT, O_ZOOM, O_BRIGHT, O_CONTRAST, O_NOAUG, O_STRICT, O_MAXSKIP, O_CACHE, O_MAXB, O_FORCE, O_RESUME,
+  O_SYNCBN, O_BUCKET, O_AUXW, O_HELP
 };
 
 static const struct option longs[] = {
@@ -89,6 +93,7 @@ static const struct option longs[] = {
     {"select", 1, 0, O_SELECT}, {"hflip", 1, 0, O_HFLIP}, {"vflip", 1, 0, O_VFLIP}, {"rotate", 1, 0, O_ROT},
     {"shift", 1, 0, O_SHIFT}, {"zoom", 1, 0, O_ZOOM}, {"brightness", 1, 0, O_BRIGHT},
     {"contrast", 1, 0, O_CONTRAST}, {"no-augment", 0, 0, O_NOAUG}, {"strict", 0, 0, O_STRICT},
+    {"max-skipped", 1, 0, O_MAXSKIP},
     {"cache", 0, 0, O_CACHE}, {"max-batches", 1, 0, O_MAXB}, {"force", 0, 0, O_FORCE}, {"resume", 1, 0, O_RESUME},
     {"sync-bn", 0, 0, O_SYNCBN}, {"bucket-kb", 1, 0, O_BUCKET}, {"aux-weight", 1, 0, O_AUXW},
     {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
@@ -108,7 +113,7 @@ enum { OV_LR, OV_B1, OV_B2, OV_EPS, OV_WD, OV_MOM, OV_RHO, OV_NEST };
 enum { SV_DROP, SV_EDROP, SV_FACTOR, SV_PAT, SV_MIND, SV_COOL, SV_MINLR, SV_WARM, SV_MON };
 
 static int copy_str(char *dst, size_t n, const char *opt, const char *v) {
-  if (strlen(v) >= n) return cli_errorf("train", "--%s: value too long", opt);
+  if (strlen(v) >= n) return cli_usage_errorf("train", "--%s: value too long", opt);
   strcpy(dst, v);
   return 0;
 }
@@ -130,34 +135,34 @@ static int parse_one(train_cli *t, int o, char *monitor) {
     case O_PERPART: c->per_part = 1; return 0;
     case O_KEEP: c->keep_aspect = 1; return 0;
     case O_SIZE:
-      if (cli_parse_int("train", "size", optarg, 1, 8192, &v)) return 1;
+      if (cli_parse_int("train", "size", optarg, 1, 8192, &v)) return CLI_EXIT_USAGE;
       c->size = (int)v;
       t->size_set = 1;
       return 0;
     case O_AUXW:
-      if (num("aux-weight", 0, 100, &d)) return 1;
+      if (num("aux-weight", 0, 100, &d)) return CLI_EXIT_USAGE;
       c->aux_weight = d;
       t->aux_set = 1;
       return 0;
-    case O_BATCH: if (cli_parse_int("train", "batch", optarg, 1, 4096, &v)) return 1; c->batch = (int)v; return 0;
+    case O_BATCH: if (cli_parse_int("train", "batch", optarg, 1, 4096, &v)) return CLI_EXIT_USAGE; c->batch = (int)v; return 0;
     case O_EPOCHS:
-      if (cli_parse_int("train", "epochs", optarg, 1, 100000, &v)) return 1;
+      if (cli_parse_int("train", "epochs", optarg, 1, 100000, &v)) return CLI_EXIT_USAGE;
       c->epochs = (int)v;
       t->epochs_set = 1;
       return 0;
-    case O_SEED: if (cli_parse_int("train", "seed", optarg, 0, 2147483647L, &v)) return 1; c->seed = (uint64_t)v; return 0;
-    case O_THREADS: if (cli_parse_int("train", "threads", optarg, 1, 1024, &v)) return 1; c->threads = (int)v; return 0;
+    case O_SEED: if (cli_parse_int("train", "seed", optarg, 0, 2147483647L, &v)) return CLI_EXIT_USAGE; c->seed = (uint64_t)v; return 0;
+    case O_THREADS: if (cli_parse_int("train", "threads", optarg, 1, 1024, &v)) return CLI_EXIT_USAGE; c->threads = (int)v; return 0;
     case O_LTHREADS:
-      if (cli_parse_int("train", "loader-threads", optarg, 1, 256, &v)) return 1;
+      if (cli_parse_int("train", "loader-threads", optarg, 1, 256, &v)) return CLI_EXIT_USAGE;
       c->loader_threads = (int)v;
       return 0;
     case O_PREC:
-      if (cli_parse_choice("train", "precision", optarg, "fp32", "bf16", &bf16)) return 1;
+      if (cli_parse_choice("train", "precision", optarg, "fp32", "bf16", &bf16)) return CLI_EXIT_USAGE;
       c->prec = bf16 ? PREC_BF16 : PREC_FP32;
       return 0;
     case O_PRE: return copy_str(c->pretrained, sizeof c->pretrained, "pretrained", optarg);
     case O_FREEZE:
-      if (cli_parse_int("train", "freeze-backbone-epochs", optarg, 0, 100000, &v)) return 1;
+      if (cli_parse_int("train", "freeze-backbone-epochs", optarg, 0, 100000, &v)) return CLI_EXIT_USAGE;
       c->freeze_backbone_epochs = (int)v;
       return 0;
     case O_OPT: return copy_str(c->optim.name, sizeof c->optim.name, "optimizer", optarg);
@@ -166,30 +171,31 @@ static int parse_one(train_cli *t, int o, char *monitor) {
     case O_SELECT: return copy_str(c->select, sizeof c->select, "select", optarg);
     case O_MON:
       if (strcmp(optarg, "val_loss") && strcmp(optarg, "val_kappa"))
-        return cli_errorf("train", "--monitor: expected val_loss or val_kappa, got '%s'", optarg);
+        return cli_usage_errorf("train", "--monitor: expected val_loss or val_kappa, got '%s'", optarg);
       strcpy(monitor, optarg);
       t->sched_set[SV_MON] = 1;
       return 0;
-    case O_EARLY: if (cli_parse_int("train", "early-stop", optarg, 0, 100000, &v)) return 1; c->early_stop = (int)v; return 0;
-    case O_MAXB: if (cli_parse_int("train", "max-batches", optarg, 0, 1L << 30, &v)) return 1; c->max_batches = (int)v; return 0;
+    case O_EARLY: if (cli_parse_int("train", "early-stop", optarg, 0, 100000, &v)) return CLI_EXIT_USAGE; c->early_stop = (int)v; return 0;
+    case O_MAXB: if (cli_parse_int("train", "max-batches", optarg, 0, 1L << 30, &v)) return CLI_EXIT_USAGE; c->max_batches = (int)v; return 0;
     case O_NEST: t->opt_set[OV_NEST] = 1; return 0;
     case O_NOAUG: memset(&c->aug, 0, sizeof c->aug); return 0;
     case O_STRICT: c->strict = 1; return 0;
+    case O_MAXSKIP: if (num("max-skipped", 0, 1, &d)) return CLI_EXIT_USAGE; c->max_skipped = d; return 0;
     case O_CACHE: c->cache = 1; return 0;
     case O_SYNCBN: c->sync_bn = 1; return 0;
     case O_BUCKET:
-      if (cli_parse_int("train", "bucket-kb", optarg, 1, 1L << 21, &v)) return 1;
+      if (cli_parse_int("train", "bucket-kb", optarg, 1, 1L << 21, &v)) return CLI_EXIT_USAGE;
       c->bucket_kb = (int)v;
       return 0;
     case O_FORCE: t->force = 1; return 0;
     case O_RESUME: t->resume = optarg; return 0;
-    case O_HFLIP: if (num("hflip", 0, 1, &d)) return 1; c->aug.p_hflip = (float)d; return 0;
-    case O_VFLIP: if (num("vflip", 0, 1, &d)) return 1; c->aug.p_vflip = (float)d; return 0;
-    case O_ROT: if (num("rotate", 0, 180, &d)) return 1; c->aug.rotate_deg = (float)d; return 0;
-    case O_SHIFT: if (num("shift", 0, 0.99, &d)) return 1; c->aug.shift_frac = (float)d; return 0;
-    case O_ZOOM: if (num("zoom", 0, 0.99, &d)) return 1; c->aug.zoom = (float)d; return 0;
-    case O_BRIGHT: if (num("brightness", 0, 1, &d)) return 1; c->aug.brightness = (float)d; return 0;
-    case O_CONTRAST: if (num("contrast", 0, 0.99, &d)) return 1; c->aug.contrast = (float)d; return 0;
+    case O_HFLIP: if (num("hflip", 0, 1, &d)) return CLI_EXIT_USAGE; c->aug.p_hflip = (float)d; return 0;
+    case O_VFLIP: if (num("vflip", 0, 1, &d)) return CLI_EXIT_USAGE; c->aug.p_vflip = (float)d; return 0;
+    case O_ROT: if (num("rotate", 0, 180, &d)) return CLI_EXIT_USAGE; c->aug.rotate_deg = (float)d; return 0;
+    case O_SHIFT: if (num("shift", 0, 0.99, &d)) return CLI_EXIT_USAGE; c->aug.shift_frac = (float)d; return 0;
+    case O_ZOOM: if (num("zoom", 0, 0.99, &d)) return CLI_EXIT_USAGE; c->aug.zoom = (float)d; return 0;
+    case O_BRIGHT: if (num("brightness", 0, 1, &d)) return CLI_EXIT_USAGE; c->aug.brightness = (float)d; return 0;
+    case O_CONTRAST: if (num("contrast", 0, 0.99, &d)) return CLI_EXIT_USAGE; c->aug.contrast = (float)d; return 0;
     default: break;
   }
   static const struct {
@@ -206,7 +212,7 @@ static int parse_one(train_cli *t, int o, char *monitor) {
               {O_WARM, SV_WARM, 1, "warmup-epochs", 0, 1e6}};
   for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
     if (nums[i].o == o) {
-      if (num(nums[i].name, nums[i].lo, nums[i].hi, &d)) return 1;
+      if (num(nums[i].name, nums[i].lo, nums[i].hi, &d)) return CLI_EXIT_USAGE;
       if (nums[i].sched) {
         t->sched_vals[nums[i].idx] = d;
         t->sched_set[nums[i].idx] = 1;
@@ -226,7 +232,7 @@ static int apply_named(train_cli *t, const char *monitor) {
   char oname[16], sname[16];
   snprintf(oname, sizeof oname, "%s", c->optim.name);
   snprintf(sname, sizeof sname, "%s", c->sched.name);
-  if (optim_config_defaults(oname, &c->optim, &e)) return cli_errorf("train", "--optimizer: %s", e.msg);
+  if (optim_config_defaults(oname, &c->optim, &e)) return cli_usage_errorf("train", "--optimizer: %s", e.msg);
   if (!strcmp(oname, "adam")) c->optim.lr = 1e-4;  /* the paper's learning rate */
   double *ov = t->opt_vals;
   if (t->opt_set[OV_LR]) c->optim.lr = ov[OV_LR];
@@ -237,7 +243,8 @@ static int apply_named(train_cli *t, const char *monitor) {
   if (t->opt_set[OV_MOM]) c->optim.momentum = ov[OV_MOM];
   if (t->opt_set[OV_RHO]) c->optim.rho = ov[OV_RHO];
   if (t->opt_set[OV_NEST]) c->optim.nesterov = 1;
-  if (schedule_config_defaults(sname, c->optim.lr, &c->sched, &e)) return cli_errorf("train", "--schedule: %s", e.msg);
+  if (schedule_config_defaults(sname, c->optim.lr, &c->sched, &e))
+    return cli_usage_errorf("train", "--schedule: %s", e.msg);
   if (!strcmp(sname, "plateau")) {  /* the paper: divide by 10 when validation loss stops improving */
     c->sched.factor = 0.1;
     c->sched.patience = 1;
@@ -294,6 +301,35 @@ static void on_progress(void *vctx, const train_progress *p) {
   fprintf(stderr, "%s%s%sepoch %d/%d [%s] %d/%d  %.1f img/s  loss %.4f  lr %.2e  ETA %s%s", pc->tty ? "\r\033[K" : "",
           part, sep, p->epoch + 1, p->epochs, bar, p->batch, p->batches, p->images_per_s, p->loss, p->lr, eta,
           pc->tty ? "" : "\n");
+}
+
+/* ---- SIGTERM and SIGINT ---- */
+
+/* The signal that asked the run to stop (0: none); the trainer polls it as
+ * its cancel flag, so checkpoints are finished and no temporary is left. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+  if (stop_signal) {  /* asked twice: stop at once (--resume removes what is left) */
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  stop_signal = sig;
+  static const char msg[] = "\nmskx train: stopping at the next step, after any checkpoint being written "
+                            "(signal again to stop at once)\n";
+  ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)w;
+}
+
+static void catch_stop_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
 }
 
 /* ---- processes of an mpirun/srun launch ---- */
@@ -366,6 +402,18 @@ static int job_fail(dist *d, const mskx_err *e) { return (void)d, cli_error("tra
 static void job_end(dist *d) { (void)d; }
 #endif
 
+/* A run stopped by SIGTERM or SIGINT (on any process of a job: the stop is
+ * agreed): what is saved, how to go on, and the shell's code for the signal. */
+static int stopped(dist *d, const mskx_err *e, const char *dir) {
+  int sig = stop_signal ? stop_signal : SIGTERM;
+  if (dist_rank(d) == 0) {
+    fprintf(stderr, "mskx train: interrupted by %s: %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM", e->msg);
+    fprintf(stderr, "mskx train: continue with: mskx train --resume %s\n", dir);
+  }
+  job_end(d);
+  return 128 + sig;
+}
+
 int cmd_train(int argc, char **argv) {
   train_cli t;
   memset(&t, 0, sizeof t);
@@ -383,33 +431,45 @@ int cmd_train(int argc, char **argv) {
     int rc = parse_one(&t, o, monitor);
     if (rc) return rc;
   }
-  if (optind < argc) return cli_errorf("train", "unexpected argument '%s'", argv[optind]);
+  if (optind < argc) return cli_usage_errorf("train", "unexpected argument '%s'", argv[optind]);
   if (t.resume && (t.c.data[0] || t.c.out[0]))
-    return cli_errorf("train", "--resume takes the run folder only (its config.json holds the options)");
-  if (!t.resume && apply_named(&t, monitor)) return 1;
-  /* torchvision's Inception-v3 input size. */
-  if (!t.size_set && !strcmp(t.c.arch, "inception_v3")) t.c.size = INCEPTION_SIZE;
-  if (t.aux_set && strcmp(t.c.arch, "inception_v3"))
-    return cli_errorf("train", "--aux-weight: arch %s has no auxiliary classifier (inception_v3 has)", t.c.arch);
+    return cli_usage_errorf("train", "--resume takes the run folder only (its config.json holds the options)");
+  if (!t.resume) {
+    /* torchvision's Inception-v3 input size. */
+    if (!t.size_set && !strcmp(t.c.arch, "inception_v3")) t.c.size = INCEPTION_SIZE;
+    if (t.aux_set && strcmp(t.c.arch, "inception_v3"))
+      return cli_usage_errorf("train", "--aux-weight: arch %s has no auxiliary classifier (inception_v3 has)",
+                              t.c.arch);
+    int rc = apply_named(&t, monitor);
+    mskx_err e = {0};
+    /* Option values are checked before anything is read: a bad one is a usage error. */
+    if (!rc && train_config_validate(&t.c, &e)) rc = cli_usage_errorf("train", "%s", e.msg);
+    if (rc) return rc;
+  }
   dist *d = NULL;
   if (job_start(&d)) return 1;
   cli_pin_threads(t.c.threads);
   /* Rank 0 alone reports progress. */
   int root = dist_rank(d) == 0;
   progress_ctx pc = {isatty(2), 0};
-  train_progress_fn fn = root ? on_progress : NULL;
+  train_hooks hooks = {root ? on_progress : NULL, &pc, &stop_signal};
   train_summary sum = {0};
   mskx_err e = {0};
   double t0 = now_seconds();
+  const char *dir = t.resume ? t.resume : t.c.out;
+  catch_stop_signals();
   int rc;
   if (t.resume)
-    rc = train_resume(t.resume, t.epochs_set ? t.c.epochs : 0, d, fn, &pc, &sum, &e);
+    rc = train_resume(t.resume, t.epochs_set ? t.c.epochs : 0, d, &hooks, &sum, &e);
   else
-    rc = train_run(&t.c, t.force, d, fn, &pc, &sum, &e);
+    rc = train_run(&t.c, t.force, d, &hooks, &sum, &e);
+  if (rc == MSKX_ECANCELED && (dist_size(d) == 1 || dist_failed_rank(d) >= 0)) return stopped(d, &e, dir);
   if (rc) return dist_size(d) > 1 ? job_fail(d, &e) : (job_end(d), cli_error("train", &e));
   job_end(d);
   if (!root) return 0;
-  const char *dir = t.resume ? t.resume : t.c.out;
+  if (stop_signal)  /* it came during the last checkpoint: the run is complete, nothing to resume */
+    fprintf(stderr, "mskx train: %s came as the last epoch was saved; the run is complete\n",
+            stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
   fprintf(stderr, "done in %.0f s: %d epochs, best validation kappa %.4f", now_seconds() - t0, sum.epochs_run,
           sum.best_kappa);
   if (sum.best_epoch >= 0) fprintf(stderr, " (epoch %d)", sum.best_epoch + 1);

@@ -1,4 +1,5 @@
 /* mskx: entry point and subcommand dispatch. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
@@ -18,7 +19,22 @@ static void usage(FILE *f, const command *cmds, int n) {
     if (cmds[i].fn) fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
 }
 
-int main(int argc, char **argv) {
+/* Output to a full disk or a closed pipe must not end in exit status 0: the
+ * buffered tail of stdout is written here, where its error can still be seen. */
+static int end_output(int rc) {
+  errno = 0;
+  int bad = ferror(stdout), flush = fflush(stdout);
+  if (flush != 0 || bad) {
+    if (flush != 0 && errno)
+      fprintf(stderr, "mskx: cannot write the output: %s\n", strerror(errno));
+    else
+      fprintf(stderr, "mskx: cannot write the output (a write to standard output failed)\n");
+    return rc ? rc : 1;
+  }
+  return rc;
+}
+
+static int run(int argc, char **argv) {
   const command cmds[] = {
       {"synth", cmd_synth, "write a synthetic MURA-format dataset of radiograph phantoms"},
       {"stats", cmd_stats, "per-part study and image counts of a dataset (MURA Table 1)"},
@@ -33,9 +49,13 @@ int main(int argc, char **argv) {
       {"forward", cmd_forward, "run a network on an .npy batch (parity and debugging)"},
   };
   int n = (int)(sizeof cmds / sizeof cmds[0]);
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+  if (argc < 2) {  /* a usage error: the usage goes where errors go */
+    usage(stderr, cmds, n);
+    return CLI_EXIT_USAGE;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(stdout, cmds, n);
-    return argc < 2 ? 2 : 0;
+    return 0;
   }
   if (!strcmp(argv[1], "--version")) {
     printf("mskx %s\n", MSKX_VERSION);
@@ -45,5 +65,7 @@ int main(int argc, char **argv) {
     if (cmds[i].fn && !strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "mskx: unknown command '%s'\n", argv[1]);
   usage(stderr, cmds, n);
-  return 2;
+  return CLI_EXIT_USAGE;
 }
+
+int main(int argc, char **argv) { return end_output(run(argc, argv)); }

@@ -46,6 +46,8 @@ const char *mskx_status_name(int code) {
     case MSKX_ELIMIT: return "limit exceeded";
     case MSKX_EBACKEND: return "compute backend error";
     case MSKX_EINTERNAL: return "internal error";
+    case MSKX_ECANCELED: return "canceled";
+    case MSKX_EBUSY: return "busy";
     default: return "unknown error";
   }
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -31,12 +32,14 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size
     fclose(f);
     return err_set(e, MSKX_ENOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
   }
+  errno = 0;
   size_t got = fread(buf, 1, n, f);
-  int rerr = ferror(f);
+  int rerr = ferror(f) ? (errno ? errno : EIO) : 0;
   fclose(f);
   if (got != n || rerr) {
     free(buf);
-    return err_set(e, MSKX_EIO, "%s: read failed", path);
+    if (!rerr) return err_set(e, MSKX_EIO, "%s: read failed: the file shrank while it was read", path);
+    return err_set(e, MSKX_EIO, "%s: read failed: %s", path, strerror(rerr));
   }
   buf[n] = 0;
   *data = buf;
@@ -48,10 +51,32 @@ int atomic_file_open(atomic_file *af, const char *path, mskx_err *e) {
   memset(af, 0, sizeof *af);
   if (strlen(path) >= sizeof af->path) return err_set(e, MSKX_EINVAL, "%s: path too long", path);
   strcpy(af->path, path);
-  snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
+  snprintf(af->tmp, sizeof af->tmp, "%s" ATOMIC_TMP_INFIX "%ld", path, (long)getpid());
   af->f = fopen(af->tmp, "wb");
   if (!af->f) return err_set(e, MSKX_EIO, "%s: cannot create: %s", af->tmp, strerror(errno));
   return MSKX_OK;
+}
+
+static int write_failed(atomic_file *af, int err, mskx_err *e) {
+  if (!af->err) af->err = err ? err : EIO;
+  return err_set(e, MSKX_EIO, "%s: write failed: %s", af->path, strerror(af->err));
+}
+
+int atomic_file_write(atomic_file *af, const void *data, size_t n, mskx_err *e) {
+  if (af->err) return write_failed(af, af->err, e);
+  errno = 0;
+  if (n && fwrite(data, 1, n, af->f) != n) return write_failed(af, errno, e);
+  return MSKX_OK;
+}
+
+int atomic_file_printf(atomic_file *af, mskx_err *e, const char *fmt, ...) {
+  if (af->err) return write_failed(af, af->err, e);
+  va_list ap;
+  va_start(ap, fmt);
+  errno = 0;
+  int n = vfprintf(af->f, fmt, ap);
+  va_end(ap);
+  return n < 0 ? write_failed(af, errno, e) : MSKX_OK;
 }
 
 static void fsync_parent_dir(const char *path) {
@@ -66,16 +91,20 @@ static void fsync_parent_dir(const char *path) {
 
 int atomic_file_commit(atomic_file *af, mskx_err *e) {
   if (!af->f) return err_set(e, MSKX_EINTERNAL, "%s: atomic file not open", af->path);
-  int bad = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
-  int saved = errno;
-  if (fclose(af->f) != 0) bad = 1;
+  /* Each step's errno is taken at once: the later ones would overwrite it. */
+  int err = af->err, lost = !err && ferror(af->f);
+  if (!err && !lost && fflush(af->f) != 0) err = errno ? errno : EIO;
+  if (!err && !lost && fsync(fileno(af->f)) != 0) err = errno;
+  if (fclose(af->f) != 0 && !err && !lost) err = errno ? errno : EIO;
   af->f = NULL;
-  if (bad) {
+  if (err || lost) {
     unlink(af->tmp);
-    return err_set(e, MSKX_EIO, "%s: write failed: %s", af->path, strerror(saved));
+    /* lost: written on af->f directly, and stdio keeps no errno. */
+    if (lost) return err_set(e, MSKX_EIO, "%s: write failed (an earlier write to it failed)", af->path);
+    return err_set(e, MSKX_EIO, "%s: write failed: %s", af->path, strerror(err));
   }
   if (rename(af->tmp, af->path) != 0) {
-    saved = errno;
+    int saved = errno;
     unlink(af->tmp);
     return err_set(e, MSKX_EIO, "%s: cannot rename into place: %s", af->path, strerror(saved));
   }
@@ -95,9 +124,9 @@ int file_write_atomic(const char *path, const void *data, size_t len, mskx_err *
   atomic_file af;
   int rc = atomic_file_open(&af, path, e);
   if (rc) return rc;
-  if (len && fwrite(data, 1, len, af.f) != len) {
+  if ((rc = atomic_file_write(&af, data, len, e))) {
     atomic_file_abort(&af);
-    return err_set(e, MSKX_EIO, "%s: write failed", path);
+    return rc;
   }
   return atomic_file_commit(&af, e);
 }

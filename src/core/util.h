@@ -12,13 +12,22 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size
 
 /* Atomic output: writes go to "<path>.tmp.<pid>", atomic_file_commit fsyncs,
  * closes and renames it over path (then fsyncs the directory), so readers
- * never see a half-written file. atomic_file_abort removes the temporary. */
+ * never see a half-written file. atomic_file_abort removes the temporary.
+ * Write through atomic_file_write/atomic_file_printf, not on f directly: they
+ * keep the errno of the first failed write (stdio forgets it once the buffer
+ * is dropped), so a full disk is reported as "No space left on device". */
+#define ATOMIC_TMP_INFIX ".tmp."
 typedef struct atomic_file {
   FILE *f;
+  int err;  /* errno of the first failed write, 0 while all went well */
   char path[4096];
   char tmp[4200];
 } atomic_file;
 int atomic_file_open(atomic_file *af, const char *path, mskx_err *e);
+/* Both return MSKX_OK, or MSKX_EIO naming the file and the system's reason
+ * (the file stays open: abort or commit it, commit then fails too). */
+int atomic_file_write(atomic_file *af, const void *data, size_t n, mskx_err *e);
+int atomic_file_printf(atomic_file *af, mskx_err *e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int atomic_file_commit(atomic_file *af, mskx_err *e);
 void atomic_file_abort(atomic_file *af);
 /* Writes a buffer to path atomically. */

@@ -117,11 +117,8 @@ static void build_chunk(const ds_split *s, const cache_config *cfg, int i0, int 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int j = 0; j < n; j++) {
     const ds_image *im = &s->images[i0 + j];
-    gray_image g = {0};
     mskx_err ie = {0};
-    int rc = image_load(im->path, &cfg->limits, &g, &ie);
-    if (!rc) rc = resize_gray_u8(&g, cfg->size, cfg->keep_aspect, buf + (size_t)j * px, &ie);
-    gray_image_free(&g);
+    int rc = resize_file_u8(im->path, &cfg->limits, cfg->size, cfg->keep_aspect, buf + (size_t)j * px, &ie);
     status[i0 + j] = rc == MSKX_OK;
     if (rc) {
       memset(buf + (size_t)j * px, 0, px);
@@ -159,13 +156,13 @@ static int build(const char *path, const ds_split *s, const cache_config *cfg, u
   size_t lead = off;
   while (!rc && lead) {
     size_t k = lead < CACHE_ALIGN ? lead : CACHE_ALIGN;
-    if (fwrite(pad, 1, k, af.f) != k) rc = err_set(e, MSKX_EIO, "%s: write failed", af.tmp);
+    rc = atomic_file_write(&af, pad, k, e);
     lead -= k;
   }
   for (int i0 = 0; !rc && i0 < n; i0 += CACHE_CHUNK) {
     int k = n - i0 < CACHE_CHUNK ? n - i0 : CACHE_CHUNK;
     build_chunk(s, cfg, i0, k, buf, status, c);
-    if (fwrite(buf, px, (size_t)k, af.f) != (size_t)k) rc = err_set(e, MSKX_EIO, "%s: write failed", af.tmp);
+    rc = atomic_file_write(&af, buf, px * (size_t)k, e);
   }
   cache_header h = {.version = CACHE_FORMAT_VERSION,
                     .size = (uint32_t)cfg->size,
@@ -175,9 +172,10 @@ static int build(const char *path, const ds_split *s, const cache_config *cfg, u
                     .data_offset = off};
   memcpy(h.magic, CACHE_MAGIC, 8);
   for (int i = 0; i < n; i++) h.n_missing += status[i] == 0;
-  if (!rc && (fseek(af.f, 0, SEEK_SET) || fwrite(&h, sizeof h, 1, af.f) != 1 ||
-              ((size_t)n && fwrite(status, 1, (size_t)n, af.f) != (size_t)n)))
-    rc = err_set(e, MSKX_EIO, "%s: write failed", af.tmp);
+  if (!rc && fseek(af.f, 0, SEEK_SET) != 0)
+    rc = err_set(e, MSKX_EIO, "%s: write failed: %s", path, strerror(errno));  /* the seek flushes */
+  if (!rc) rc = atomic_file_write(&af, &h, sizeof h, e);
+  if (!rc) rc = atomic_file_write(&af, status, (size_t)n, e);
   free(status);
   free(buf);
   free(pad);

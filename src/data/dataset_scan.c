@@ -13,6 +13,28 @@
  * first few KiB; the whole file is read only when the probe needs more. */
 #define DS_PROBE_HEAD 4096
 
+/* Decodes every row and drops it: proves the file decodes, holding rows only. */
+typedef struct size_sink {
+  int w, h;
+} size_sink;
+
+static int size_begin(void *ctx, int w, int h, mskx_err *e) {
+  (void)e;
+  size_sink *z = ctx;
+  z->w = w, z->h = h;
+  return MSKX_OK;
+}
+
+static void drop_row(void *ctx, const uint8_t *row) { (void)ctx, (void)row; }
+
+static int check_decodes(const char *path, const image_limits *lim, int *w, int *h, mskx_err *e) {
+  size_sink z = {-1, -1};
+  image_sink sink = {NULL, size_begin, drop_row, &z};
+  int rc = image_stream_file(path, lim, &sink, e);
+  if (!rc) *w = z.w, *h = z.h;
+  return rc;
+}
+
 static int probe_file(const char *path, int *w, int *h, mskx_err *e) {
   FILE *f = fopen(path, "rb");
   if (!f) return err_set(e, MSKX_EIO, "%s: cannot open", path);
@@ -49,10 +71,7 @@ int dataset_scan(const ds_split *s, int decode, int threads, const image_limits 
     mskx_err ie = {0};
     int w = -1, h = -1, rc;
     if (decode) {
-      gray_image img = {0};
-      rc = image_load(s->images[i].path, lim, &img, &ie);
-      if (!rc) w = img.w, h = img.h;
-      gray_image_free(&img);
+      rc = check_decodes(s->images[i].path, lim, &w, &h, &ie);
     } else {
       rc = probe_file(s->images[i].path, &w, &h, &ie);
     }

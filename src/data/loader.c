@@ -86,10 +86,7 @@ static int process_image(loader *l, worker *w, int epoch, int img, float *dst, m
     if (!p) return err_set(e, MSKX_EIO, "%s: unreadable when the preprocessing cache was built", im->path);
     for (size_t i = 0; i < l->px; i++) w->gray[i] = (float)p[i] / 255.0f;
   } else {
-    gray_image g = {0};
-    int rc = image_load(im->path, &c->limits, &g, e);
-    if (!rc) rc = resize_gray(&g, c->image_size, c->keep_aspect, w->gray, e);
-    gray_image_free(&g);
+    int rc = resize_file(im->path, &c->limits, c->image_size, c->keep_aspect, w->gray, e);
     if (rc) {
       if (!strstr(e->msg, im->path)) err_prefix(e, "%s", im->path);
       return rc;

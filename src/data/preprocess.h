@@ -29,11 +29,41 @@ typedef struct norm_params {
 norm_params norm_imagenet(void);
 
 /* Resizes src (w x h, 8-bit) to dst (s x s floats in [0,1]). keep_aspect pads
- * the shorter side symmetrically with 0. */
+ * the shorter side symmetrically with 0. Runs through the streaming resizer
+ * below, so images resized from memory and images streamed from a decoder
+ * give the same floats. */
 int resize_gray(const gray_image *src, int s, int keep_aspect, float *dst, mskx_err *e);
 
 /* 8-bit variant used by the preprocessing cache: rounds the float result. */
 int resize_gray_u8(const gray_image *src, int s, int keep_aspect, uint8_t *dst, mskx_err *e);
+
+/* resize_gray and resize_gray_u8 of image_load(path), decoded straight into
+ * the resize: no whole image is held (see image_stream). */
+int resize_file(const char *path, const image_limits *lim, int s, int keep_aspect, float *dst, mskx_err *e);
+int resize_file_u8(const char *path, const image_limits *lim, int s, int keep_aspect, uint8_t *dst, mskx_err *e);
+
+/* Streaming resize: the rows of one w x h 8-bit image go in top to bottom,
+ * once, and feed several outputs; each output gets exactly the floats that
+ * resize_gray makes of the whole image (same tables, same order of float
+ * operations), while only the output rows whose source rows are still
+ * arriving are held (two rows of w floats per output when shrinking). */
+typedef struct resize_out {
+  int s, keep_aspect;   /* an s x s output as resize_gray makes; or, with s == 0, */
+  int w, h;             /* exactly w x h with no padding (e.g. a display copy) */
+  float *dst;           /* the output (s*s or w*h floats), or NULL */
+  float *dst_mirror;    /* the same for the horizontally mirrored image, or NULL */
+} resize_out;
+
+typedef struct resize_stream resize_stream;
+
+/* Upper bound of the bytes a stream for these outputs allocates (not
+ * counting the outputs themselves). */
+size_t resize_stream_bytes(int w, int h, const resize_out *o, int n);
+/* The outputs must stay valid until the last row; they are zeroed here. */
+int resize_stream_create(int w, int h, const resize_out *o, int n, resize_stream **out, mskx_err *e);
+/* Row y of the source (w bytes); call exactly h times, in order. */
+void resize_stream_row(resize_stream *rs, const uint8_t *row);
+void resize_stream_destroy(resize_stream *rs);
 
 /* Writes (s, s, 3) channels-last: out[(y*s+x)*3+c] = (v - mean[c]) / std[c]. */
 void normalize_to_hwc3(const float *gray, int s, const norm_params *np, float *out);

@@ -354,25 +354,30 @@ static int write_csv(const plan *p, const char *path, int kind, int split, mskx_
   int rc = atomic_file_open(&af, path, e);
   if (rc) return rc;
   char rel[256];
-  if (kind == CSV_FINDINGS) fputs("image,label,finding,shown,x0,y0,x1,y1\n", af.f);
-  for (int i = 0; i < p->n_studies; i++) {
+  if (kind == CSV_FINDINGS) rc = atomic_file_printf(&af, e, "image,label,finding,shown,x0,y0,x1,y1\n");
+  for (int i = 0; i < p->n_studies && !rc; i++) {
     const plan_study *st = &p->studies[i];
     if (kind != CSV_FINDINGS && st->split != split) continue;
     study_rel(st, rel, sizeof rel);
     if (kind == CSV_STUDIES) {
-      fprintf(af.f, "%s,%d\n", rel, st->label);
+      rc = atomic_file_printf(&af, e, "%s,%d\n", rel, st->label);
       continue;
     }
-    for (int v = 1; v <= st->n_views; v++) {
+    for (int v = 1; v <= st->n_views && !rc; v++) {
       if (kind == CSV_IMAGES) {
-        fprintf(af.f, "%simage%d.png\n", rel, v);
+        rc = atomic_file_printf(&af, e, "%simage%d.png\n", rel, v);
         continue;
       }
       const int *b = p->images[st->first_image + v - 1].box;
       int shown = st->label && st->visible[v - 1];
-      fprintf(af.f, "%simage%d.png,%d,%s,%d,%d,%d,%d,%d\n", rel, v, st->label, finding_names[st->finding], shown,
-              shown ? b[0] : 0, shown ? b[1] : 0, shown ? b[2] : 0, shown ? b[3] : 0);
+      rc = atomic_file_printf(&af, e, "%simage%d.png,%d,%s,%d,%d,%d,%d,%d\n", rel, v, st->label,
+                              finding_names[st->finding], shown, shown ? b[0] : 0, shown ? b[1] : 0,
+                              shown ? b[2] : 0, shown ? b[3] : 0);
     }
+  }
+  if (rc) {
+    atomic_file_abort(&af);
+    return rc;
   }
   return atomic_file_commit(&af, e);
 }

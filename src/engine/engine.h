@@ -104,9 +104,11 @@ typedef struct engine_ops {
 
   /* Batch norm (+ optional ReLU) in training mode: batch statistics over
    * (n,h,w); writes mean and invstd = 1/sqrt(var_biased + eps) per channel,
-   * and var_unbiased for the running-statistics update. */
-  void (*bn_forward_train)(view x, const float *gamma, const float *beta, float eps, int relu,
-                           view y, float *mean, float *invstd, float *var_unbiased);
+   * and var_unbiased for the running-statistics update. The four ops that
+   * reduce over rows return MSKX_OK, or MSKX_ENOMEM when their scratch
+   * cannot be allocated (outputs then unspecified; the caller names the op). */
+  int (*bn_forward_train)(view x, const float *gamma, const float *beta, float eps, int relu,
+                          view y, float *mean, float *invstd, float *var_unbiased);
   /* Inference: running statistics. */
   void (*bn_forward_infer)(view x, const float *gamma, const float *beta, const float *rmean,
                            const float *rvar, float eps, int relu, view y);
@@ -120,8 +122,8 @@ typedef struct engine_ops {
   /* Backward of the training-mode forward. With relu, the mask is recomputed
    * from x (nothing but x and the saved statistics is stored). dx ACCUMULATED;
    * dgamma, dbeta overwritten. */
-  void (*bn_backward)(view x, view dy, const float *gamma, const float *beta, const float *mean,
-                      const float *invstd, int relu, view dx, float *dgamma, float *dbeta);
+  int (*bn_backward)(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                     const float *invstd, int relu, view dx, float *dgamma, float *dbeta);
   /* Synchronised batch norm (data-parallel training) splits the two ops
    * above where per-channel sums must be added over processes:
    *   bn_stats: out[ch] = sum over (n,h,w) of x (mean NULL) or of
@@ -136,9 +138,9 @@ typedef struct engine_ops {
    *     convolution's output gradient (ddst_bf16).
    * With one process's sums and count = n*h*w, the results equal
    * bn_forward_train's (through bn_forward_affine) and bn_backward's. */
-  void (*bn_stats)(view x, const float *mean, double *out);
-  void (*bn_backward_stats)(view x, view dy, const float *gamma, const float *beta, const float *mean,
-                            const float *invstd, int relu, double *sums);
+  int (*bn_stats)(view x, const float *mean, double *out);
+  int (*bn_backward_stats)(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                           const float *invstd, int relu, double *sums);
   void (*bn_backward_dx)(view x, view dy, const float *gamma, const float *beta, const float *mean,
                          const float *invstd, int relu, const double *sums, double count, view dx);
   void (*bn_backward_dx_dense)(view x, view dy, const float *gamma, const float *beta, const float *mean,

@@ -258,8 +258,8 @@ static void bn_scale_shift(const float *gamma, const float *beta, const float *m
 }
 
 /* Two-pass statistics in double. */
-static void ref_bn_forward_train(view x, const float *gamma, const float *beta, float eps, int relu,
-                                 view y, float *mean, float *invstd, float *var_unbiased) {
+static int ref_bn_forward_train(view x, const float *gamma, const float *beta, float eps, int relu,
+                                view y, float *mean, float *invstd, float *var_unbiased) {
   double m = (double)x.n * x.h * x.w;
   float scale[x.c], shift[x.c];
   for (int ch = 0; ch < x.c; ch++) {
@@ -281,6 +281,7 @@ static void ref_bn_forward_train(view x, const float *gamma, const float *beta, 
   }
   bn_scale_shift(gamma, beta, mean, invstd, x.c, scale, shift);
   ref_bn_forward_affine(x, scale, shift, relu, y);
+  return MSKX_OK;
 }
 
 static void ref_bn_forward_infer(view x, const float *gamma, const float *beta, const float *rmean,
@@ -295,8 +296,8 @@ static void ref_bn_forward_infer(view x, const float *gamma, const float *beta, 
 
 /* dx += gamma*invstd/m * (m*g - sum(g) - xhat*sum(g*xhat)), g = dy masked by
  * the ReLU; dgamma = sum(g*xhat), dbeta = sum(g). */
-static void ref_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean,
-                            const float *invstd, int relu, view dx, float *dgamma, float *dbeta) {
+static int ref_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                           const float *invstd, int relu, view dx, float *dgamma, float *dbeta) {
   double m = (double)x.n * x.h * x.w;
   float scale[x.c], shift[x.c];
   bn_scale_shift(gamma, beta, mean, invstd, x.c, scale, shift);
@@ -322,11 +323,12 @@ static void ref_bn_backward(view x, view dy, const float *gamma, const float *be
     dgamma[ch] = (float)sgx;
     dbeta[ch] = (float)sg;
   }
+  return MSKX_OK;
 }
 
 /* Sync batch norm: ref_bn_forward_train's and ref_bn_backward's sums, and
  * the dx formula with sums and row count given. */
-static void ref_bn_stats(view x, const float *mean, double *out) {
+static int ref_bn_stats(view x, const float *mean, double *out) {
   for (int ch = 0; ch < x.c; ch++) {
     double s = 0.0;
     for (int n = 0; n < x.n; n++)
@@ -337,6 +339,7 @@ static void ref_bn_stats(view x, const float *mean, double *out) {
         }
     out[ch] = s;
   }
+  return MSKX_OK;
 }
 
 /* dy masked by the ReLU recomputed as the forward computed it. */
@@ -346,8 +349,8 @@ static inline double bn_masked_grad(view x, view dy, int n, int i, int j, int ch
   return relu && !(bn_pre(*at(x, n, i, j, ch), scale[ch], shift[ch]) > 0) ? 0.0 : g;
 }
 
-static void ref_bn_backward_stats(view x, view dy, const float *gamma, const float *beta, const float *mean,
-                                  const float *invstd, int relu, double *sums) {
+static int ref_bn_backward_stats(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                                 const float *invstd, int relu, double *sums) {
   float scale[x.c], shift[x.c];
   bn_scale_shift(gamma, beta, mean, invstd, x.c, scale, shift);
   for (int ch = 0; ch < x.c; ch++) {
@@ -362,6 +365,7 @@ static void ref_bn_backward_stats(view x, view dy, const float *gamma, const flo
     sums[ch] = sg;
     sums[x.c + ch] = sgx;
   }
+  return MSKX_OK;
 }
 
 /* The dx term of element (n, i, j, ch), from the whole batch's sums and count. */

@@ -3,6 +3,7 @@
 #include "engine/kernels_cpu.h"
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
@@ -10,29 +11,55 @@
 static inline size_t rows_of(view v) { return (size_t)v.n * v.h * v.w; }
 
 /* Per-thread double accumulators [threads][c], reused across calls by the
- * calling thread (no allocation in steady state). */
-static _Thread_local double *acc_buf;
-static _Thread_local size_t acc_cap;
+ * calling thread (no allocation in steady state). A thread-specific key frees
+ * them when that thread ends (a server's worker threads come and go). */
+typedef struct acc_scratch {
+  double *buf;
+  size_t cap;
+} acc_scratch;
 
+static pthread_key_t acc_key;
+static pthread_once_t acc_once = PTHREAD_ONCE_INIT;
+static int acc_key_ok;
+
+static void acc_free(void *p) {
+  acc_scratch *s = p;
+  free(s->buf);
+  free(s);
+}
+
+static void acc_key_create(void) { acc_key_ok = pthread_key_create(&acc_key, acc_free) == 0; }
+
+/* NULL when the scratch cannot be allocated. */
 static double *acc_get(size_t count) {
-  if (count > acc_cap) {
-    free(acc_buf);
-    acc_buf = malloc(count * sizeof *acc_buf);
-    acc_cap = acc_buf ? count : 0;
+  pthread_once(&acc_once, acc_key_create);
+  if (!acc_key_ok) return NULL;
+  acc_scratch *s = pthread_getspecific(acc_key);
+  if (!s) {
+    if (!(s = calloc(1, sizeof *s))) return NULL;
+    if (pthread_setspecific(acc_key, s) != 0) {
+      free(s);
+      return NULL;
+    }
   }
-  return acc_buf;
+  if (count > s->cap) {
+    free(s->buf);
+    s->buf = count <= SIZE_MAX / sizeof *s->buf ? malloc(count * sizeof *s->buf) : NULL;
+    s->cap = s->buf ? count : 0;
+  }
+  return s->buf;
 }
 
 /* Sums f(row) over rows per channel into out[c] in a fixed order: each
  * thread owns a contiguous block of rows (static schedule), partial sums are
- * then added in thread order. Returns 0 if scratch could not be allocated. */
+ * then added in thread order. MSKX_ENOMEM if scratch could not be allocated. */
 typedef void (*row_acc_fn)(const void *ctx, size_t r, double *acc);
 
 static int reduce_rows(size_t rows, int c, row_acc_fn f, const void *ctx, double *out) {
   /* c is the number of accumulators per row (channels, or 2x for pairs). */
   int nt = omp_get_max_threads();
   double *part = acc_get((size_t)nt * (size_t)c);
-  if (!part) return 0;
+  if (!part) return MSKX_ENOMEM;
   memset(part, 0, (size_t)nt * (size_t)c * sizeof *part);
 #pragma omp parallel num_threads(nt)
   {
@@ -44,7 +71,7 @@ static int reduce_rows(size_t rows, int c, row_acc_fn f, const void *ctx, double
   for (int ch = 0; ch < c; ch++) out[ch] = 0;
   for (int t = 0; t < nt; t++)
     for (int ch = 0; ch < c; ch++) out[ch] += part[(size_t)t * (size_t)c + ch];
-  return 1;
+  return MSKX_OK;
 }
 
 /* ---- linear (the classifier head: tiny, so plain loops) ---- */
@@ -146,15 +173,16 @@ static void affine_rows(view x, view y, const float *scale, const float *shift, 
   }
 }
 
-void cpu_bn_forward_train(view x, const float *gamma, const float *beta, float eps, int relu, view y, float *mean,
-                          float *invstd, float *var_unbiased) {
+int cpu_bn_forward_train(view x, const float *gamma, const float *beta, float eps, int relu, view y, float *mean,
+                         float *invstd, float *var_unbiased) {
   int c = x.c;
   size_t m = rows_of(x);
   double sum[c], sq[c];
   float scale[c], shift[c];
-  cpu_bn_stats(x, NULL, sum);
+  int rc = cpu_bn_stats(x, NULL, sum);
+  if (rc) return rc;
   for (int ch = 0; ch < c; ch++) mean[ch] = (float)(sum[ch] / (double)m);
-  cpu_bn_stats(x, mean, sq);
+  if ((rc = cpu_bn_stats(x, mean, sq))) return rc;
   for (int ch = 0; ch < c; ch++) {
     double var = sq[ch] / (double)m;
     invstd[ch] = (float)(1.0 / sqrt(var + eps));
@@ -163,6 +191,7 @@ void cpu_bn_forward_train(view x, const float *gamma, const float *beta, float e
     shift[ch] = beta[ch] - mean[ch] * scale[ch];
   }
   affine_rows(x, y, scale, shift, relu);
+  return MSKX_OK;
 }
 
 void cpu_bn_forward_affine(view x, const float *scale, const float *shift, int relu, view y) {
@@ -233,13 +262,13 @@ static void acc_bn_grad(const void *vc, size_t r, double *acc) {
   }
 }
 
-void cpu_bn_stats(view x, const float *mean, double *out) {
+int cpu_bn_stats(view x, const float *mean, double *out) {
   bn_ctx k = {.x = x, .mean = mean};
-  if (!reduce_rows(rows_of(x), x.c, mean ? acc_sqdev : acc_sum, &k, out)) memset(out, 0, (size_t)x.c * sizeof *out);
+  return reduce_rows(rows_of(x), x.c, mean ? acc_sqdev : acc_sum, &k, out);
 }
 
-void cpu_bn_backward_stats(view x, view dy, const float *gamma, const float *beta, const float *mean,
-                           const float *invstd, int relu, double *sums) {
+int cpu_bn_backward_stats(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                          const float *invstd, int relu, double *sums) {
   int c = x.c;
   float scale[c], shift[c], stats[2 * c];
   for (int ch = 0; ch < c; ch++) {
@@ -249,7 +278,7 @@ void cpu_bn_backward_stats(view x, view dy, const float *gamma, const float *bet
     stats[c + ch] = invstd[ch];
   }
   bn_ctx k = {.x = x, .dy = dy, .mean = stats, .scale = scale, .shift = shift, .relu = relu};
-  if (!reduce_rows(rows_of(x), 2 * c, acc_bn_grad, &k, sums)) memset(sums, 0, 2 * (size_t)c * sizeof *sums);
+  return reduce_rows(rows_of(x), 2 * c, acc_bn_grad, &k, sums);
 }
 
 /* dx (+)= gamma*invstd * (g - mean(g) - xhat * mean(g*xhat)) into a view
@@ -311,16 +340,18 @@ void cpu_bn_backward_dx_dense(view x, view dy, const float *gamma, const float *
                       dx, 0);
 }
 
-void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
-                     int relu, view dx, float *dgamma, float *dbeta) {
+int cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
+                    int relu, view dx, float *dgamma, float *dbeta) {
   int c = x.c;
   double sums[2 * c];
-  cpu_bn_backward_stats(x, dy, gamma, beta, mean, invstd, relu, sums);
+  int rc = cpu_bn_backward_stats(x, dy, gamma, beta, mean, invstd, relu, sums);
+  if (rc) return rc;
   for (int ch = 0; ch < c; ch++) {
     dbeta[ch] = (float)sums[ch];
     dgamma[ch] = (float)sums[c + ch];
   }
   cpu_bn_backward_dx(x, dy, gamma, beta, mean, invstd, relu, sums, (double)rows_of(x), dx);
+  return MSKX_OK;
 }
 
 /* ---- elementwise ---- */

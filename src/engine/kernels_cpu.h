@@ -13,17 +13,21 @@ int cpu_linear_forward(linear_op *op, const float *x, const float *w, const floa
 int cpu_linear_backward(linear_op *op, const float *x, const float *dy, const float *w, float *dx, float *dw,
                         float *db, mskx_err *e);
 
-void cpu_bn_forward_train(view x, const float *gamma, const float *beta, float eps, int relu, view y, float *mean,
-                          float *invstd, float *var_unbiased);
+/* The reductions (bn_forward_train, bn_backward, bn_stats, bn_backward_stats)
+ * keep per-thread partial sums in scratch owned by the calling thread, grown
+ * on demand and freed when that thread exits; they return MSKX_ENOMEM when it
+ * cannot be allocated. */
+int cpu_bn_forward_train(view x, const float *gamma, const float *beta, float eps, int relu, view y, float *mean,
+                         float *invstd, float *var_unbiased);
 void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const float *rmean, const float *rvar,
                           float eps, int relu, view y);
 void cpu_bn_forward_affine(view x, const float *scale, const float *shift, int relu, view y);
 void cpu_bn_forward_affine_bf16(view x, const float *scale, const float *shift, int relu, uint16_t *y);
-void cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
-                     int relu, view dx, float *dgamma, float *dbeta);
-void cpu_bn_stats(view x, const float *mean, double *out);
-void cpu_bn_backward_stats(view x, view dy, const float *gamma, const float *beta, const float *mean,
-                           const float *invstd, int relu, double *sums);
+int cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
+                    int relu, view dx, float *dgamma, float *dbeta);
+int cpu_bn_stats(view x, const float *mean, double *out);
+int cpu_bn_backward_stats(view x, view dy, const float *gamma, const float *beta, const float *mean,
+                          const float *invstd, int relu, double *sums);
 void cpu_bn_backward_dx(view x, view dy, const float *gamma, const float *beta, const float *mean,
                         const float *invstd, int relu, const double *sums, double count, view dx);
 void cpu_bn_backward_dx_dense(view x, view dy, const float *gamma, const float *beta, const float *mean,

@@ -135,7 +135,7 @@ void eval_flatten_name(const char *s, size_t len, char *out, size_t n) {
 }
 
 static int write_overlays(const eval_config *c, const ds_split *s, const eval_study *st, const decoded *d,
-                          float **maps, mskx_err *e) {
+                          const study_result *sr, mskx_err *e) {
   char a[200], b[200], name[420], path[4096];
   eval_flatten_name(st->ds->path, strlen(st->ds->path), a, sizeof a);
   for (int k = 0; k < d->n; k++) {
@@ -145,7 +145,7 @@ static int write_overlays(const eval_config *c, const ds_split *s, const eval_st
     eval_flatten_name(base, dot ? (size_t)(dot - base) : strlen(base), b, sizeof b);
     snprintf(name, sizeof name, "%s__%s.png", a, b);
     int rc = path_join(path, sizeof path, c->cam_dir, name, e);
-    if (!rc) rc = cam_write_overlay(path, &d->imgs[k], maps[k], CAM_DEFAULT_ALPHA, e);
+    if (!rc) rc = cam_write_overlay(path, &sr->display[k], sr->cam[k], CAM_DEFAULT_ALPHA, e);
     if (rc) return rc;
   }
   return MSKX_OK;
@@ -186,7 +186,7 @@ static int predict_one(predictor *p, const eval_config *c, eval_run *r, eval_stu
     sr.member_prob = NULL;
     r->n_ok++;
     r->n_images += d->n;
-    if (c->cam_dir) rc = write_overlays(c, r->split, st, d, sr.cam, e);
+    if (c->cam_dir) rc = write_overlays(c, r->split, st, d, &sr, e);
   }
   study_result_free(&sr);
   return rc;
@@ -497,19 +497,20 @@ int eval_study_cam(predictor *p, const eval_run *r, int study, const predict_opt
   memset(out, 0, sizeof *out);
   const eval_study *st = &r->studies[study];
   if (!st->ok) return err_set(e, MSKX_EINVAL, "study %s was not predicted", st->ds->path);
-  out->imgs = calloc((size_t)st->n_used, sizeof *out->imgs);
-  if (!out->imgs) return err_set(e, MSKX_ENOMEM, "out of memory");
+  image_source *src = calloc((size_t)st->n_used, sizeof *src);
+  if (!src) return err_set(e, MSKX_ENOMEM, "out of memory");
   out->n = st->n_used;
-  int rc = MSKX_OK;
-  for (int k = 0; !rc && k < st->n_used; k++)
-    rc = image_load(r->split->images[st->image_idx[k]].path, &p->opt.limits, &out->imgs[k], e);
+  /* Decoded straight from the files into the network inputs and the display copies. */
+  for (int k = 0; k < st->n_used; k++) src[k].path = src[k].name = r->split->images[st->image_idx[k]].path;
   predict_options o = *po;
   o.want_cam = 1;
   study_result sr;
-  memset(&sr, 0, sizeof sr);
   const char *part = strcmp(st->part, "ALL") ? st->part : NULL;
-  if (!rc) rc = predictor_predict_study(p, out->imgs, out->n, part, &o, &sr, e);
+  int rc = predictor_predict_sources(p, src, out->n, part, &o, &sr, e);
+  free(src);
   if (!rc) {
+    out->imgs = sr.display;
+    sr.display = NULL;
     out->maps = sr.cam;
     sr.cam = NULL;
     out->image_prob = sr.image_prob;

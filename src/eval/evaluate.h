@@ -99,9 +99,9 @@ int eval_write_probabilities_csv(const eval_run *r, const char *path, mskx_err *
  * *idx when idx is non-NULL); arrays are malloc'd, *n receives the count. */
 int eval_run_arrays(const eval_run *r, double **prob, int **label, int **idx, int *n, mskx_err *e);
 
-/* Re-predicts one study with class activation maps: the decoded images (those
- * the run used) and one map per image, both malloc'd; free with
- * eval_cam_free. */
+/* Re-predicts one study with class activation maps: the images the run used
+ * at display size (CAM_DISPLAY_MAX_SIDE) and one map per image of that size,
+ * both malloc'd; free with eval_cam_free. */
 typedef struct eval_cam {
   int n;
   gray_image *imgs;

@@ -157,21 +157,29 @@ int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const
  * synchronising, then bn_forward_train's arithmetic, so one process gives its
  * results exactly. Each channel's sums depend only on its own column, so the
  * statistics of a channel range equal those of the same channels in a wider view. */
-void bn_batch_stats(const layer_ctx *cx, view x, float eps, float *mean, float *invstd, float *varu) {
+/* An engine op's failure (only ever running out of scratch memory), named. */
+static int bn_failed(int rc, const char *what, int c, mskx_err *e) {
+  return err_set(e, rc, "batch norm (%d channels): %s: %s", c, what,
+                 rc == MSKX_ENOMEM ? "out of memory for the per-thread sums" : mskx_status_name(rc));
+}
+
+int bn_batch_stats(const layer_ctx *cx, view x, float eps, float *mean, float *invstd, float *varu, mskx_err *e) {
   int c = x.c;
   double s[c + 1];
-  cx->eng->ops->bn_stats(x, NULL, s);
+  int rc = cx->eng->ops->bn_stats(x, NULL, s);
+  if (rc) return bn_failed(rc, "batch statistics", c, e);
   s[c] = (double)x.n * x.h * x.w;
   if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c + 1);
   double m = s[c];
   for (int ch = 0; ch < c; ch++) mean[ch] = (float)(s[ch] / m);
-  cx->eng->ops->bn_stats(x, mean, s);
+  if ((rc = cx->eng->ops->bn_stats(x, mean, s))) return bn_failed(rc, "batch statistics", c, e);
   if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c);
   for (int ch = 0; ch < c; ch++) {
     double var = s[ch] / m;
     invstd[ch] = (float)(1.0 / sqrt(var + eps));
     varu[ch] = (float)(m > 1 ? var * m / (m - 1) : var);
   }
+  return MSKX_OK;
 }
 
 /* scale/shift of the training-mode output from the saved statistics. */
@@ -188,16 +196,18 @@ static int bn_has_shared(const bn_layer *l) { return l->shared && l->shared->mea
 
 /* The layer's batch statistics (computed, or taken from l->shared) and its
  * output's scale/shift. */
-static void bn_train_stats(const layer_ctx *cx, bn_layer *l, view x, float *scale, float *shift) {
+static int bn_train_stats(const layer_ctx *cx, bn_layer *l, view x, float *scale, float *shift, mskx_err *e) {
   size_t c = (size_t)l->c;
   if (bn_has_shared(l)) {
     memcpy(l->mean, l->shared->mean, c * sizeof(float));
     memcpy(l->invstd, l->shared->invstd, c * sizeof(float));
     memcpy(l->varu, l->shared->varu, c * sizeof(float));
   } else {
-    bn_batch_stats(cx, x, l->eps, l->mean, l->invstd, l->varu);
+    int rc = bn_batch_stats(cx, x, l->eps, l->mean, l->invstd, l->varu, e);
+    if (rc) return rc;
   }
   bn_saved_affine(cx, l, scale, shift);
+  return MSKX_OK;
 }
 
 static void bn_update_running(const layer_ctx *cx, const bn_layer *l) {
@@ -219,35 +229,37 @@ static void bn_infer_affine(const layer_ctx *cx, const bn_layer *l, float *scale
   }
 }
 
-void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu) {
+int bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu, mskx_err *e) {
   const param_store *ps = cx->ps;
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
   if (!cx->train) {
     cx->eng->ops->bn_forward_infer(x, g, b, ps_data(ps, l->rmean), ps_data(ps, l->rvar), l->eps, relu, y);
-    return;
+    return MSKX_OK;
   }
+  int rc;
   if (cx->bn_sum || bn_has_shared(l)) {
     float scale[l->c], shift[l->c];
-    bn_train_stats(cx, l, x, scale, shift);
+    if ((rc = bn_train_stats(cx, l, x, scale, shift, e))) return rc;
     cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
-  } else {
-    cx->eng->ops->bn_forward_train(x, g, b, l->eps, relu, y, l->mean, l->invstd, l->varu);
+  } else if ((rc = cx->eng->ops->bn_forward_train(x, g, b, l->eps, relu, y, l->mean, l->invstd, l->varu))) {
+    return bn_failed(rc, "forward", l->c, e);
   }
   bn_update_running(cx, l);
+  return MSKX_OK;
 }
 
-void bn_layer_forward_conv(const layer_ctx *cx, bn_layer *l, view x, float *y, int relu) {
-  if (cx->prec != PREC_BF16) {
-    bn_layer_forward(cx, l, x, view_make(y, x.n, x.h, x.w, x.c), relu);
-    return;
-  }
+int bn_layer_forward_conv(const layer_ctx *cx, bn_layer *l, view x, float *y, int relu, mskx_err *e) {
+  if (cx->prec != PREC_BF16) return bn_layer_forward(cx, l, x, view_make(y, x.n, x.h, x.w, x.c), relu, e);
   float scale[l->c], shift[l->c];
-  if (cx->train)
-    bn_train_stats(cx, l, x, scale, shift);
-  else
+  if (cx->train) {
+    int rc = bn_train_stats(cx, l, x, scale, shift, e);
+    if (rc) return rc;
+  } else {
     bn_infer_affine(cx, l, scale, shift);
+  }
   cx->eng->ops->bn_forward_affine_bf16(x, scale, shift, relu, (uint16_t *)y);
   if (cx->train) bn_update_running(cx, l);
+  return MSKX_OK;
 }
 
 void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, int relu) {
@@ -281,16 +293,19 @@ void layer_grad_for_conv(const layer_ctx *cx, view src, float *dst) {
  * are this process's share (the gradient all-reduce adds them up); when
  * synchronising, dx needs the sums of the global batch, added over processes
  * in between. Without sums to add, dense_out NULL is the fused op. */
-static void bn_backward_split(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, void *dense_out, int relu) {
+static int bn_backward_split(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, void *dense_out, int relu,
+                             mskx_err *e) {
   const param_store *ps = cx->ps;
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
   float *dg = ps_grad(ps, l->weight), *db = ps_grad(ps, l->bias);
-  int c = l->c, sync = cx->bn_sum && cx->train;
+  int c = l->c, sync = cx->bn_sum && cx->train, rc;
   if (!sync && !dense_out) {
-    cx->eng->ops->bn_backward(x, dy, g, b, l->mean, l->invstd, relu, dx, dg, db);
+    if ((rc = cx->eng->ops->bn_backward(x, dy, g, b, l->mean, l->invstd, relu, dx, dg, db)))
+      return bn_failed(rc, "backward", l->c, e);
   } else {
     double s[2 * c + 1];
-    cx->eng->ops->bn_backward_stats(x, dy, g, b, l->mean, l->invstd, relu, s);
+    if ((rc = cx->eng->ops->bn_backward_stats(x, dy, g, b, l->mean, l->invstd, relu, s)))
+      return bn_failed(rc, "backward", l->c, e);
     for (int ch = 0; ch < c; ch++) {
       db[ch] = (float)s[ch];
       dg[ch] = (float)s[c + ch];
@@ -307,14 +322,15 @@ static void bn_backward_split(const layer_ctx *cx, bn_layer *l, view x, view dy,
     layer_grads_written(cx, l->weight);
     layer_grads_written(cx, l->bias);
   }
+  return MSKX_OK;
 }
 
-void bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu) {
-  bn_backward_split(cx, l, x, dy, dx, NULL, relu);
+int bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu, mskx_err *e) {
+  return bn_backward_split(cx, l, x, dy, dx, NULL, relu, e);
 }
 
-void bn_layer_backward_conv(const layer_ctx *cx, bn_layer *l, view x, view dy, float *dx, int relu) {
-  bn_backward_split(cx, l, x, dy, (view){0}, dx, relu);
+int bn_layer_backward_conv(const layer_ctx *cx, bn_layer *l, view x, view dy, float *dx, int relu, mskx_err *e) {
+  return bn_backward_split(cx, l, x, dy, (view){0}, dx, relu, e);
 }
 
 void init_kaiming_normal(float *w, size_t n, double fan, uint64_t seed, uint64_t stream) {

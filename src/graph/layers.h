@@ -81,25 +81,27 @@ void layer_grad_for_conv(const layer_ctx *cx, view src, float *dst);
 /* The per-channel batch statistics bn_layer_forward computes in training
  * mode (bit-identical, synchronised over processes when cx->bn_sum is set):
  * mean, 1/sqrt(biased var + eps) and unbiased var, each x.c floats. */
-void bn_batch_stats(const layer_ctx *cx, view x, float eps, float *mean, float *invstd, float *varu);
+int bn_batch_stats(const layer_ctx *cx, view x, float eps, float *mean, float *invstd, float *varu, mskx_err *e);
 
-/* Train: batch statistics, saved, running statistics updated. Eval: running. */
-void bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu);
+/* Train: batch statistics, saved, running statistics updated. Eval: running.
+ * Training-mode batch norm fails (MSKX_ENOMEM) when the engine cannot
+ * allocate the scratch of its reductions; inference cannot fail. */
+int bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu, mskx_err *e);
 /* Batch norm (+ReLU) whose output feeds a convolution with src_bf16 set:
  * y is a dense (n,h,w,c) buffer of floats, or, in bf16 plans, of bf16 values
  * (half the bytes), so the convolution needs no conversion pass. The values
  * are those of bn_layer_forward rounded as oneDNN rounds. */
-void bn_layer_forward_conv(const layer_ctx *cx, bn_layer *l, view x, float *y, int relu);
+int bn_layer_forward_conv(const layer_ctx *cx, bn_layer *l, view x, float *y, int relu, mskx_err *e);
 void bn_layer_recompute_conv(const layer_ctx *cx, const bn_layer *l, view x, float *y, int relu);
 /* Recomputes the training-mode output from x and the saved statistics (the
  * memory-efficient path: outputs are not stored between forward and backward). */
 void bn_layer_recompute(const layer_ctx *cx, const bn_layer *l, view x, view y, int relu);
 /* dx accumulated; parameter gradients written. */
-void bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu);
+int bn_layer_backward(const layer_ctx *cx, bn_layer *l, view x, view dy, view dx, int relu, mskx_err *e);
 /* The same for a batch norm whose input is a convolution's output: dx is a
  * dense (n,h,w,c) buffer, OVERWRITTEN, of floats, or in bf16 plans of bf16
  * values (that convolution's output gradient, with ddst_bf16 set). */
-void bn_layer_backward_conv(const layer_ctx *cx, bn_layer *l, view x, view dy, float *dx, int relu);
+int bn_layer_backward_conv(const layer_ctx *cx, bn_layer *l, view x, view dy, float *dx, int relu, mskx_err *e);
 
 /* Inference: a convolution followed by batch norm (running statistics) and
  * an optional ReLU, folded into one oneDNN convolution: weights scaled per

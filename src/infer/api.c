@@ -15,10 +15,18 @@
 #include "io/image.h"
 
 #define API_MAX_CONTEXTS 64
+/* Without max_decode_bytes, decoding may hold this fraction of physical
+ * memory across all calls on a model (docs/serve.md has the arithmetic). */
+#define API_DECODE_RAM_DIVISOR 4
+/* Floor of that default, for machines that report little memory. */
+#define API_DECODE_MIN_BYTES ((unsigned long long)256 << 20)
+/* How long a call waits for decode budget when decode_wait_ms is 0. */
+#define API_DECODE_WAIT_MS 30000
 
 struct mskx_model {
   char *path;
-  image_limits lim;
+  image_limits lim;     /* with the budget below */
+  mem_budget *budget;   /* decoded bytes in flight across calls */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   predictor **ctx;      /* max_ctx slots: ctx[0] is the loaded one, others clones or NULL */
@@ -36,6 +44,15 @@ void mskx_load_options_default(mskx_load_options *o) {
 void mskx_predict_options_default(mskx_predict_options *o) {
   if (o) memset(o, 0, sizeof *o);
 }
+
+static unsigned long long default_decode_bytes(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  unsigned long long ram = pages > 0 && page > 0 ? (unsigned long long)pages * (unsigned long long)page : 0;
+  unsigned long long b = ram / API_DECODE_RAM_DIVISOR;
+  return b < API_DECODE_MIN_BYTES ? API_DECODE_MIN_BYTES : b;
+}
+
+unsigned long long mskx_default_decode_bytes(void) { return default_decode_bytes(); }
 
 static int default_contexts(int threads) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -58,10 +75,17 @@ int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model *
   if (o.max_batch < 0 || o.max_batch > 4096) return err_set(err, MSKX_EINVAL, "max_batch must be in 0..4096");
   if (o.max_contexts < 0 || o.max_contexts > API_MAX_CONTEXTS)
     return err_set(err, MSKX_EINVAL, "max_contexts must be in 0..%d", API_MAX_CONTEXTS);
+  if (o.decode_wait_ms > 3600000) return err_set(err, MSKX_EINVAL, "decode_wait_ms must be at most 3600000 (an hour)");
   mskx_model *m = calloc(1, sizeof *m);
   if (!m) return err_set(err, MSKX_ENOMEM, "out of memory");
   m->max_ctx = o.max_contexts ? o.max_contexts : default_contexts(o.threads);
   m->lim.max_pixels = o.max_pixels;
+  int wait = o.decode_wait_ms < 0 ? 0 : o.decode_wait_ms ? o.decode_wait_ms : API_DECODE_WAIT_MS;
+  if (mem_budget_create(o.max_decode_bytes ? o.max_decode_bytes : default_decode_bytes(), wait, &m->budget, err)) {
+    free(m);
+    return err->code;
+  }
+  m->lim.budget = m->budget;
   m->path = str_dup(path);
   m->ctx = calloc((size_t)m->max_ctx, sizeof *m->ctx);
   m->busy = calloc((size_t)m->max_ctx, 1);
@@ -97,6 +121,7 @@ void mskx_model_free(mskx_model *m) {
   free(m->ctx);
   free(m->busy);
   free(m->path);
+  mem_budget_destroy(m->budget);
   free(m);
 }
 
@@ -163,9 +188,9 @@ void mskx_result_free(mskx_result *r) {
   free(r);
 }
 
-/* Moves a predictor result into a public one, adding overlays. */
-static int to_result(const study_result *sr, const gray_image *imgs, char **names, const mskx_predict_options *o,
-                     mskx_result **out, mskx_err *e) {
+/* Moves a predictor result into a public one, adding overlays (rendered at
+ * the display size the maps have). */
+static int to_result(study_result *sr, char **names, const mskx_predict_options *o, mskx_result **out, mskx_err *e) {
   mskx_result *r = calloc(1, sizeof *r);
   if (!r) return err_set(e, MSKX_ENOMEM, "out of memory");
   r->probability = sr->probability;
@@ -184,13 +209,17 @@ static int to_result(const study_result *sr, const gray_image *imgs, char **name
   float alpha = o->overlay_alpha > 0 ? o->overlay_alpha : CAM_DEFAULT_ALPHA;
   for (int i = 0; !rc && i < sr->n_images; i++) {
     mskx_image_result *ir = &r->images[i];
-    ir->width = imgs[i].w;
-    ir->height = imgs[i].h;
+    ir->width = sr->width[i];
+    ir->height = sr->height[i];
     ir->probability = sr->image_prob[i];
     ir->name = names[i];
     names[i] = NULL;
+    if (sr->display) {
+      ir->cam_width = sr->display[i].w;
+      ir->cam_height = sr->display[i].h;
+    }
     if (o->want_overlay)
-      rc = cam_overlay_png(&imgs[i], sr->cam[i], alpha, &ir->overlay_png, &ir->overlay_png_len, e);
+      rc = cam_overlay_png(&sr->display[i], sr->cam[i], alpha, &ir->overlay_png, &ir->overlay_png_len, e);
     if (!rc && o->want_cam) {
       ir->cam = sr->cam[i];
       sr->cam[i] = NULL;
@@ -204,9 +233,10 @@ static int to_result(const study_result *sr, const gray_image *imgs, char **name
   return MSKX_OK;
 }
 
-/* Runs a decoded study through a pooled context. Takes ownership of nothing. */
-static int predict_gray(mskx_model *m, const gray_image *imgs, char **names, int n, const char *part,
-                        const mskx_predict_options *opt, mskx_result **out, mskx_err *e) {
+/* Runs a study: decodes it without a context (reading only ctx[0]'s tree,
+ * which predictions never write), then computes on a pooled context. */
+static int predict_sources(mskx_model *m, const image_source *srcs, char **names, int n, const char *part,
+                           const mskx_predict_options *opt, mskx_result **out, mskx_err *e) {
   mskx_predict_options o;
   mskx_predict_options_default(&o);
   if (opt) o = *opt;
@@ -214,36 +244,39 @@ static int predict_gray(mskx_model *m, const gray_image *imgs, char **names, int
     return err_set(e, MSKX_EINVAL, "agg must be MSKX_AGG_MEAN or MSKX_AGG_MAX");
   if (!(o.overlay_alpha >= 0 && o.overlay_alpha <= 1)) return err_set(e, MSKX_EINVAL, "overlay_alpha must be in [0, 1]");
   predict_options po = {o.agg == MSKX_AGG_MAX ? AGG_MAX : AGG_MEAN, o.tta_flip != 0, o.want_cam || o.want_overlay};
-  int slot;
-  int rc = ctx_acquire(m, &slot, e);
+  study_inputs *in;
+  int rc = predictor_prepare(m->ctx[0], srcs, n, part, &po, &in, e);
   if (rc) return rc;
+  int slot;
+  rc = ctx_acquire(m, &slot, e);
   study_result sr;
-  rc = predictor_predict_study(m->ctx[slot], imgs, n, part, &po, &sr, e);
-  ctx_release(m, slot);
-  if (!rc) rc = to_result(&sr, imgs, names, &o, out, e);
+  memset(&sr, 0, sizeof sr);
+  if (!rc) {
+    rc = predictor_predict_inputs(m->ctx[slot], in, part, &po, &sr, e);
+    ctx_release(m, slot);
+  }
+  study_inputs_free(in);
+  if (!rc) rc = to_result(&sr, names, &o, out, e);
   study_result_free(&sr);
   return rc;
 }
 
 typedef struct study_in {
-  gray_image *imgs;
+  image_source *src;
   char **names;
   int n;
 } study_in;
 
 static int study_in_alloc(study_in *s, int n, mskx_err *e) {
   s->n = n;
-  s->imgs = calloc((size_t)n, sizeof *s->imgs);
+  s->src = calloc((size_t)n, sizeof *s->src);
   s->names = calloc((size_t)n, sizeof *s->names);
-  return s->imgs && s->names ? MSKX_OK : err_set(e, MSKX_ENOMEM, "out of memory");
+  return s->src && s->names ? MSKX_OK : err_set(e, MSKX_ENOMEM, "out of memory");
 }
 
 static void study_in_free(study_in *s) {
-  for (int i = 0; i < s->n; i++) {
-    if (s->imgs) gray_image_free(&s->imgs[i]);
-    if (s->names) free(s->names[i]);
-  }
-  free(s->imgs);
+  for (int i = 0; s->names && i < s->n; i++) free(s->names[i]);
+  free(s->src);
   free(s->names);
 }
 
@@ -251,6 +284,7 @@ static int set_name(study_in *s, int i, const char *name, mskx_err *e) {
   char fallback[32];
   snprintf(fallback, sizeof fallback, "image %d", i + 1);
   s->names[i] = str_dup(name ? name : fallback);
+  s->src[i].name = s->names[i];
   return s->names[i] ? MSKX_OK : err_set(e, MSKX_ENOMEM, "out of memory");
 }
 
@@ -271,34 +305,12 @@ int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, c
   for (int i = 0; !rc && i < n; i++) {
     rc = set_name(&s, i, imgs[i].name, err);
     if (!rc && (!imgs[i].bytes || !imgs[i].len)) rc = err_set(err, MSKX_EFORMAT, "%s: empty image data", s.names[i]);
-    if (!rc) rc = image_decode(imgs[i].bytes, imgs[i].len, s.names[i], &m->lim, &s.imgs[i], err);
+    s.src[i].bytes = imgs[i].bytes;
+    s.src[i].len = imgs[i].len;
   }
-  if (!rc) rc = predict_gray(m, s.imgs, s.names, n, part, opt, out, err);
+  if (!rc) rc = predict_sources(m, s.src, s.names, n, part, opt, out, err);
   study_in_free(&s);
   return rc;
-}
-
-static int pixels_to_gray(const mskx_pixel_image *p, const char *name, const image_limits *lim, gray_image *g,
-                          mskx_err *e) {
-  unsigned long long cap = lim->max_pixels ? lim->max_pixels : IMAGE_DEFAULT_MAX_PIXELS;
-  if (!p->pixels || p->width <= 0 || p->height <= 0 || (p->channels != 1 && p->channels != 3))
-    return err_set(e, MSKX_EINVAL, "%s: needs pixels, a positive size and 1 or 3 channels", name);
-  if ((unsigned long long)p->width * (unsigned long long)p->height > cap)
-    return err_set(e, MSKX_ELIMIT, "%s: %dx%d exceeds the pixel limit %llu", name, p->width, p->height, cap);
-  size_t row = (size_t)p->width * p->channels, stride = p->stride ? (size_t)p->stride : row;
-  if (p->stride < 0 || stride < row) return err_set(e, MSKX_EINVAL, "%s: stride %d is below width*channels", name, p->stride);
-  g->w = p->width;
-  g->h = p->height;
-  if (!(g->px = malloc((size_t)p->width * p->height))) return err_set(e, MSKX_ENOMEM, "out of memory");
-  for (int y = 0; y < p->height; y++) {
-    const unsigned char *r = p->pixels + stride * y;
-    uint8_t *o = g->px + (size_t)y * p->width;
-    if (p->channels == 1) memcpy(o, r, row);
-    else /* BT.601 luma, rounded, as image decoding does */
-      for (int x = 0; x < p->width; x++)
-        o[x] = (uint8_t)((299u * r[3 * x] + 587u * r[3 * x + 1] + 114u * r[3 * x + 2] + 500u) / 1000u);
-  }
-  return MSKX_OK;
 }
 
 int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, const char *part,
@@ -308,10 +320,17 @@ int mskx_predict_pixels(mskx_model *m, const mskx_pixel_image *imgs, int n, cons
   study_in s;
   rc = study_in_alloc(&s, n, err);
   for (int i = 0; !rc && i < n; i++) {
-    rc = set_name(&s, i, imgs[i].name, err);
-    if (!rc) rc = pixels_to_gray(&imgs[i], s.names[i], &m->lim, &s.imgs[i], err);
+    const mskx_pixel_image *p = &imgs[i];
+    rc = set_name(&s, i, p->name, err);
+    if (!rc && p->stride < 0) rc = err_set(err, MSKX_EINVAL, "%s: stride %d is below width*channels", s.names[i], p->stride);
+    if (!rc && !p->pixels) rc = err_set(err, MSKX_EINVAL, "%s: needs pixels, a positive size and 1 or 3 channels", s.names[i]);
+    s.src[i].pixels = p->pixels;
+    s.src[i].w = p->width;
+    s.src[i].h = p->height;
+    s.src[i].channels = p->channels;
+    s.src[i].stride = p->stride > 0 ? (size_t)p->stride : 0;
   }
-  if (!rc) rc = predict_gray(m, s.imgs, s.names, n, part, opt, out, err);
+  if (!rc) rc = predict_sources(m, s.src, s.names, n, part, opt, out, err);
   study_in_free(&s);
   return rc;
 }
@@ -327,9 +346,9 @@ int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const cha
   for (int i = 0; !rc && i < n; i++) {
     if (!paths[i]) rc = err_set(err, MSKX_EINVAL, "path %d is NULL", i + 1);
     if (!rc) rc = set_name(&s, i, paths[i], err);
-    if (!rc) rc = image_load(paths[i], &m->lim, &s.imgs[i], err);
+    s.src[i].path = paths[i];
   }
-  if (!rc) rc = predict_gray(m, s.imgs, s.names, n, part, opt, out, err);
+  if (!rc) rc = predict_sources(m, s.src, s.names, n, part, opt, out, err);
   study_in_free(&s);
   return rc;
 }

@@ -32,7 +32,8 @@ static void feat_coord(double u, int s, int f, int *k0, int *k1, float *t) {
   *t = (float)(c - *k0);
 }
 
-void cam_to_image(const float *fmap, int fh, int fw, int s, int keep_aspect, int img_w, int img_h, float *out) {
+void cam_to_image(const float *fmap, int fh, int fw, int s, int keep_aspect, int img_w, int img_h, int out_w,
+                  int out_h, float *out) {
   /* The window the image occupies inside the s x s input (as resize_gray). */
   int nw = s, nh = s;
   if (keep_aspect) {
@@ -42,17 +43,18 @@ void cam_to_image(const float *fmap, int fh, int fw, int s, int keep_aspect, int
     if (nh < 1) nh = 1;
   }
   double ox = (s - nw) / 2, oy = (s - nh) / 2;
-  for (int y = 0; y < img_h; y++) {
+  /* Output pixel centres spread over the whole image, whatever its output size. */
+  for (int y = 0; y < out_h; y++) {
     int y0, y1;
     float ty;
-    feat_coord(oy + (y + 0.5) * nh / img_h, s, fh, &y0, &y1, &ty);
-    for (int x = 0; x < img_w; x++) {
+    feat_coord(oy + (y + 0.5) * nh / out_h, s, fh, &y0, &y1, &ty);
+    for (int x = 0; x < out_w; x++) {
       int x0, x1;
       float tx;
-      feat_coord(ox + (x + 0.5) * nw / img_w, s, fw, &x0, &x1, &tx);
+      feat_coord(ox + (x + 0.5) * nw / out_w, s, fw, &x0, &x1, &tx);
       float top = relu_at(fmap, fw, y0, x0) * (1 - tx) + relu_at(fmap, fw, y0, x1) * tx;
       float bot = relu_at(fmap, fw, y1, x0) * (1 - tx) + relu_at(fmap, fw, y1, x1) * tx;
-      out[(size_t)y * img_w + x] = top * (1 - ty) + bot * ty;
+      out[(size_t)y * out_w + x] = top * (1 - ty) + bot * ty;
     }
   }
 }

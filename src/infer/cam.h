@@ -21,11 +21,13 @@
 void cam_from_features(view f, int i, const float *w, float *out);
 
 /* Maps a feature-resolution map (fh x fw) back onto the original image
- * (img_w x img_h): applies ReLU (as Grad-CAM does) and samples bilinearly
+ * (img_w x img_h) sampled at out_w x out_h (the image's own size, or its
+ * display size): applies ReLU (as Grad-CAM does) and samples bilinearly
  * (edge-clamped) through the preprocessing geometry (an s x s input, the
  * image stretched to it or, with keep_aspect, centred and padded). Not
  * normalised: see cam_normalize. */
-void cam_to_image(const float *fmap, int fh, int fw, int s, int keep_aspect, int img_w, int img_h, float *out);
+void cam_to_image(const float *fmap, int fh, int fw, int s, int keep_aspect, int img_w, int img_h, int out_w,
+                  int out_h, float *out);
 
 /* Scales a non-negative map by its maximum into [0, 1] (all zeros stay zero). */
 void cam_normalize(float *map, size_t n);

@@ -29,27 +29,19 @@ static int grow(float **buf, size_t *cap, size_t n, mskx_err *e) {
   return MSKX_OK;
 }
 
-/* One network input from an image (mirrored when flip) into dst (s, s, 3). */
-static int prep_input(predictor *p, const pnode *nd, const gray_image *img, int flip, float *dst, mskx_err *e) {
+/* One network input of image i (mirrored when flip) into dst (s, s, 3),
+ * from the resized grey the study's single decoding pass made for it. */
+static int prep_input(const pnode *nd, const study_inputs *in, int i, int flip, float *dst, mskx_err *e) {
   int s = nd->meta.size;
-  gray_image mir = {img->w, img->h, NULL};
-  if (flip) {
-    if (!(mir.px = malloc((size_t)img->w * img->h))) return err_set(e, MSKX_ENOMEM, "predict: out of memory");
-    for (int y = 0; y < img->h; y++) {
-      const uint8_t *r = img->px + (size_t)y * img->w;
-      uint8_t *o = mir.px + (size_t)y * img->w;
-      for (int x = 0; x < img->w; x++) o[x] = r[img->w - 1 - x];
-    }
-  }
-  int rc = resize_gray(flip ? &mir : img, s, nd->meta.keep_aspect, p->gray, e);
-  if (!rc) normalize_to_hwc3(p->gray, s, &nd->meta.norm, dst);
-  free(mir.px);
-  return rc;
+  const float *g = study_inputs_gray(in, i, s, nd->meta.keep_aspect, flip);
+  if (!g) return err_set(e, MSKX_EINTERNAL, "predict: no %dx%d input was prepared for image %d", s, s, i + 1);
+  normalize_to_hwc3(g, s, &nd->meta.norm, dst);
+  return MSKX_OK;
 }
 
 /* Adds the normalised maps of batch slots [0, cnt) (inputs c0.. of the
  * study, k per image) into cams, each weighted 1/k. */
-static int add_cams(predictor *p, const pnode *nd, const gray_image *imgs, int c0, int cnt, int k, float **cams,
+static int add_cams(predictor *p, const pnode *nd, const study_inputs *in, int c0, int cnt, int k, float **cams,
                     mskx_err *e) {
   const net *m = nd->m;
   view f = m->vt->features(m);
@@ -60,12 +52,13 @@ static int add_cams(predictor *p, const pnode *nd, const gray_image *imgs, int c
   int rc = grow(&p->fmap, &p->fmap_cap, (size_t)f.h * f.w, e);
   for (int s = 0; !rc && s < cnt; s++) {
     int j = c0 + s, i = j / k;
-    const gray_image *im = &imgs[i];
+    const gray_image *im = &in->display[i];
     size_t npx = (size_t)im->w * im->h;
     float *tmp = malloc(npx * sizeof *tmp);
     if (!tmp) return err_set(e, MSKX_ENOMEM, "predict: out of memory for a %dx%d map", im->w, im->h);
     cam_from_features(f, s, ps_data(&m->ps, m->head_w), p->fmap);
-    cam_to_image(p->fmap, f.h, f.w, nd->meta.size, nd->meta.keep_aspect, im->w, im->h, tmp);
+    cam_to_image(p->fmap, f.h, f.w, nd->meta.size, nd->meta.keep_aspect, in->width[i], in->height[i], im->w, im->h,
+                 tmp);
     if (j % k) cam_mirror(tmp, im->w, im->h);
     cam_normalize(tmp, npx);
     for (size_t q = 0; q < npx; q++) cams[i][q] += tmp[q] / (float)k;
@@ -76,28 +69,27 @@ static int add_cams(predictor *p, const pnode *nd, const gray_image *imgs, int c
 
 /* Chunks of equal size b cover the study's inputs with one plan; the last
  * chunk is padded with copies of its first input. */
-static int predict_model(predictor *p, pnode *nd, const gray_image *imgs, int n, const predict_options *po,
-                         double *img_p, float **cams, mskx_err *e) {
-  int k = po->tta_flip ? 2 : 1, total = n * k, s = nd->meta.size;
+static int predict_model(predictor *p, pnode *nd, const study_inputs *in, const predict_options *po, double *img_p,
+                         float **cams, mskx_err *e) {
+  int n = in->n, k = po->tta_flip ? 2 : 1, total = n * k, s = nd->meta.size;
   int chunks = (total + p->opt.max_batch - 1) / p->opt.max_batch, b = (total + chunks - 1) / chunks;
   size_t per = (size_t)s * s * 3;
   double *prob = calloc((size_t)total, sizeof *prob);
   if (!prob) return err_set(e, MSKX_ENOMEM, "predict: out of memory");
-  int rc = grow(&p->gray, &p->gray_cap, (size_t)s * s, e);
-  if (!rc) rc = grow(&p->batch, &p->batch_cap, per * b, e);
+  int rc = grow(&p->batch, &p->batch_cap, per * b, e);
   if (!rc) rc = grow(&p->logits, &p->logits_cap, (size_t)b, e);
   if (!rc) rc = net_plan(nd->m, b, s, s, 0, p->opt.prec, e);
   for (int c0 = 0; !rc && c0 < total; c0 += b) {
     int cnt = total - c0 < b ? total - c0 : b;
     for (int j = 0; !rc && j < cnt; j++)
-      rc = prep_input(p, nd, &imgs[(c0 + j) / k], (c0 + j) % k, p->batch + per * j, e);
+      rc = prep_input(nd, in, (c0 + j) / k, (c0 + j) % k, p->batch + per * j, e);
     for (int j = cnt; !rc && j < b; j++) memcpy(p->batch + per * j, p->batch, per * sizeof(float));
     if (!rc) rc = net_forward(nd->m, p->batch, p->logits, e);
     for (int j = 0; !rc && j < cnt; j++) prob[c0 + j] = sigmoid(p->logits[j]);
-    if (!rc && cams) rc = add_cams(p, nd, imgs, c0, cnt, k, cams, e);
+    if (!rc && cams) rc = add_cams(p, nd, in, c0, cnt, k, cams, e);
   }
   for (int i = 0; !rc && i < n; i++) img_p[i] = k == 1 ? prob[i] : 0.5 * (prob[2 * i] + prob[2 * i + 1]);
-  for (int i = 0; !rc && cams && i < n; i++) cam_normalize(cams[i], (size_t)imgs[i].w * imgs[i].h);
+  for (int i = 0; !rc && cams && i < n; i++) cam_normalize(cams[i], (size_t)in->display[i].w * in->display[i].h);
   free(prob);
   if (rc) err_prefix(e, "%s", nd->path);
   return rc;
@@ -109,7 +101,7 @@ static double aggregate(agg_rule agg, const double *v, int n) {
   return agg == AGG_MAX ? acc : acc / n;
 }
 
-static int route(const pnode *nd, const char *part, int *idx, mskx_err *e) {
+int pnode_route(const pnode *nd, const char *part, int *idx, mskx_err *e) {
   char canon[PART_NAME_MAX] = "";
   *idx = nd->dflt;
   if (part && part[0] && part_canonical(part, canon))
@@ -145,13 +137,17 @@ double ensemble_combine(const pnode *ens, const double *p, const double *thr) {
   return acc / m;
 }
 
-static int predict_node(predictor *p, pnode *nd, const gray_image *imgs, int n, const char *part,
+static int predict_node(predictor *p, pnode *nd, const study_inputs *in, const char *part,
                         const predict_options *po, node_out *o, mskx_err *e);
 
-static float **cams_alloc(const gray_image *imgs, int n) {
+/* Maps are at the display size of each image (see study_inputs). */
+static size_t cam_px(const study_inputs *in, int i) { return (size_t)in->display[i].w * in->display[i].h; }
+
+static float **cams_alloc(const study_inputs *in) {
+  int n = in->n;
   float **c = calloc((size_t)n, sizeof *c);
   for (int i = 0; c && i < n; i++)
-    if (!(c[i] = calloc((size_t)imgs[i].w * imgs[i].h, sizeof **c))) {
+    if (!(c[i] = calloc(cam_px(in, i), sizeof **c))) {
       for (int j = 0; j < i; j++) free(c[j]);
       free(c);
       return NULL;
@@ -166,22 +162,22 @@ static void cams_free(float **c, int n) {
 
 /* Members run one after another on the same context; image probabilities
  * combine per image with the study rule, maps average the members'. */
-static int predict_ensemble(predictor *p, pnode *nd, const gray_image *imgs, int n, const char *part,
+static int predict_ensemble(predictor *p, pnode *nd, const study_inputs *in, const char *part,
                             const predict_options *po, node_out *o, mskx_err *e) {
-  int m = nd->n_children;
+  int m = nd->n_children, n = in->n;
   double *mp = calloc((size_t)m, sizeof *mp), *thr = calloc((size_t)m, sizeof *thr);
   double *ip = calloc((size_t)m * n, sizeof *ip), *col = calloc((size_t)m, sizeof *col);
-  float **mc = o->cam ? cams_alloc(imgs, n) : NULL;
+  float **mc = o->cam ? cams_alloc(in) : NULL;
   int rc = !mp || !thr || !ip || !col || (o->cam && !mc) ? err_set(e, MSKX_ENOMEM, "predict: out of memory") : 0;
   for (int c = 0; !rc && c < m; c++) {
-    for (int i = 0; mc && i < n; i++) memset(mc[i], 0, (size_t)imgs[i].w * imgs[i].h * sizeof(float));
+    for (int i = 0; mc && i < n; i++) memset(mc[i], 0, cam_px(in, i) * sizeof(float));
     node_out co = {.img_p = ip + (size_t)c * n, .cam = mc};
-    rc = predict_node(p, &nd->children[c], imgs, n, part, po, &co, e);
+    rc = predict_node(p, &nd->children[c], in, part, po, &co, e);
     if (rc) break;
     mp[c] = co.p;
     thr[c] = co.thr;
     for (int i = 0; mc && i < n; i++)
-      for (size_t q = 0; q < (size_t)imgs[i].w * imgs[i].h; q++) o->cam[i][q] += mc[i][q] / (float)m;
+      for (size_t q = 0; q < cam_px(in, i); q++) o->cam[i][q] += mc[i][q] / (float)m;
   }
   if (!rc) {
     o->p = ensemble_combine(nd, mp, thr);
@@ -192,7 +188,7 @@ static int predict_ensemble(predictor *p, pnode *nd, const gray_image *imgs, int
       o->img_p[i] = ensemble_combine(nd, col, thr);
     }
     if (o->member_p) memcpy(o->member_p, mp, (size_t)m * sizeof *mp);
-    for (int i = 0; o->cam && i < n; i++) cam_normalize(o->cam[i], (size_t)imgs[i].w * imgs[i].h);
+    for (int i = 0; o->cam && i < n; i++) cam_normalize(o->cam[i], cam_px(in, i));
   }
   cams_free(mc, n);
   free(mp);
@@ -202,17 +198,17 @@ static int predict_ensemble(predictor *p, pnode *nd, const gray_image *imgs, int
   return rc;
 }
 
-static int predict_node(predictor *p, pnode *nd, const gray_image *imgs, int n, const char *part,
+static int predict_node(predictor *p, pnode *nd, const study_inputs *in, const char *part,
                         const predict_options *po, node_out *o, mskx_err *e) {
   if (nd->kind == PNODE_BUNDLE) {
-    int idx, rc = route(nd, part, &idx, e);
+    int idx, rc = pnode_route(nd, part, &idx, e);
     if (rc) return rc;
-    return predict_node(p, &nd->children[idx], imgs, n, part, po, o, e);
+    return predict_node(p, &nd->children[idx], in, part, po, o, e);
   }
-  if (nd->kind == PNODE_ENSEMBLE) return predict_ensemble(p, nd, imgs, n, part, po, o, e);
-  int rc = predict_model(p, nd, imgs, n, po, o->img_p, o->cam, e);
+  if (nd->kind == PNODE_ENSEMBLE) return predict_ensemble(p, nd, in, part, po, o, e);
+  int rc = predict_model(p, nd, in, po, o->img_p, o->cam, e);
   if (rc) return rc;
-  o->p = aggregate(po->agg, o->img_p, n);
+  o->p = aggregate(po->agg, o->img_p, in->n);
   o->thr = nd->meta.threshold;
   o->used = nd->path;
   return MSKX_OK;
@@ -256,7 +252,6 @@ void predictor_free(predictor *p) {
   pnode_free(&p->root);
   free(p->info.metadata_json);
   engine_destroy(p->eng);
-  free(p->gray);
   free(p->batch);
   free(p->logits);
   free(p->fmap);
@@ -265,37 +260,87 @@ void predictor_free(predictor *p) {
 
 const predictor_info *predictor_get_info(const predictor *p) { return &p->info; }
 
-int predictor_predict_study(predictor *p, const gray_image *images, int n, const char *part,
-                            const predict_options *po, study_result *out, mskx_err *e) {
+static int check_part(const char *part, char canon[PART_NAME_MAX], mskx_err *e) {
+  if (part && part[0] && !part_canonical(part, canon))
+    return err_set(e, MSKX_EINVAL, "'%s' is not a body part name (expected e.g. XR_WRIST)", part);
+  return MSKX_OK;
+}
+
+int predictor_prepare(const predictor *p, const image_source *srcs, int n, const char *part,
+                      const predict_options *po, study_inputs **out, mskx_err *e) {
+  *out = NULL;
+  char canon[PART_NAME_MAX] = "";
+  int rc = check_part(part, canon, e);
+  if (rc) return rc;
+  if (n < 1) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
+  return study_inputs_prepare(&p->root, srcs, n, canon, po && po->tta_flip, po && po->want_cam, &p->opt.limits, out,
+                              e);
+}
+
+int predictor_predict_inputs(predictor *p, study_inputs *in, const char *part, const predict_options *po,
+                             study_result *out, mskx_err *e) {
   static const predict_options defaults = {AGG_MEAN, 0, 0};
   memset(out, 0, sizeof *out);
   if (!po) po = &defaults;
-  if (n < 1) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
-  for (int i = 0; i < n; i++)
-    if (!images[i].px || images[i].w <= 0 || images[i].h <= 0)
-      return err_set(e, MSKX_EINVAL, "image %d of the study is empty", i + 1);
-  if (part && part[0] && !part_canonical(part, out->part))
-    return err_set(e, MSKX_EINVAL, "'%s' is not a body part name (expected e.g. XR_WRIST)", part);
+  int n = in->n, rc = check_part(part, out->part, e);
+  if (rc) return rc;
+  if (po->tta_flip && !in->gray_mirror) return err_set(e, MSKX_EINVAL, "predict: inputs were prepared without TTA");
+  if (po->want_cam && !in->display) return err_set(e, MSKX_EINVAL, "predict: inputs were prepared without maps");
   /* OpenMP thread counts are per calling thread: set ours so that results
    * do not depend on which thread calls. */
   if (p->opt.threads > 0) omp_set_num_threads(p->opt.threads);
   out->n_images = n;
   out->image_prob = calloc((size_t)n, sizeof *out->image_prob);
-  if (po->want_cam) out->cam = cams_alloc(images, n);
+  out->width = malloc((size_t)n * sizeof *out->width);
+  out->height = malloc((size_t)n * sizeof *out->height);
+  if (po->want_cam) out->cam = cams_alloc(in);
   if (p->root.kind == PNODE_ENSEMBLE) {
     out->n_members = p->root.n_children;
     out->member_prob = calloc((size_t)out->n_members, sizeof *out->member_prob);
   }
-  if (!out->image_prob || (po->want_cam && !out->cam) || (out->n_members && !out->member_prob))
+  if (!out->image_prob || !out->width || !out->height || (po->want_cam && !out->cam) ||
+      (out->n_members && !out->member_prob))
     return err_set(e, MSKX_ENOMEM, "predict: out of memory");
+  memcpy(out->width, in->width, (size_t)n * sizeof *out->width);
+  memcpy(out->height, in->height, (size_t)n * sizeof *out->height);
   node_out o = {.img_p = out->image_prob, .cam = out->cam, .member_p = out->member_prob};
-  int rc = predict_node(p, &p->root, images, n, out->part, po, &o, e);
+  rc = predict_node(p, &p->root, in, out->part, po, &o, e);
   if (rc) return rc;
   out->probability = o.p;
   out->threshold = o.thr;
   out->abnormal = o.p > o.thr;
   if (!(out->model_used = str_dup(o.used))) return err_set(e, MSKX_ENOMEM, "predict: out of memory");
+  /* The display copies go with the maps they belong to. */
+  out->display = in->display;
+  in->display = NULL;
   return MSKX_OK;
+}
+
+int predictor_predict_sources(predictor *p, const image_source *srcs, int n, const char *part,
+                              const predict_options *po, study_result *out, mskx_err *e) {
+  memset(out, 0, sizeof *out);
+  study_inputs *in;
+  int rc = predictor_prepare(p, srcs, n, part, po, &in, e);
+  if (rc) return rc;
+  rc = predictor_predict_inputs(p, in, part, po, out, e);
+  study_inputs_free(in);
+  return rc;
+}
+
+int predictor_predict_study(predictor *p, const gray_image *images, int n, const char *part,
+                            const predict_options *po, study_result *out, mskx_err *e) {
+  memset(out, 0, sizeof *out);
+  if (n < 1) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
+  for (int i = 0; i < n; i++)
+    if (!images[i].px || images[i].w <= 0 || images[i].h <= 0)
+      return err_set(e, MSKX_EINVAL, "image %d of the study is empty", i + 1);
+  image_source *src = calloc((size_t)n, sizeof *src);
+  if (!src) return err_set(e, MSKX_ENOMEM, "predict: out of memory");
+  for (int i = 0; i < n; i++)
+    src[i] = (image_source){.pixels = images[i].px, .w = images[i].w, .h = images[i].h, .channels = 1};
+  int rc = predictor_predict_sources(p, src, n, part, po, out, e);
+  free(src);
+  return rc;
 }
 
 void study_result_free(study_result *r) {
@@ -304,5 +349,9 @@ void study_result_free(study_result *r) {
   cams_free(r->cam, r->n_images);
   free(r->member_prob);
   free(r->model_used);
+  free(r->width);
+  free(r->height);
+  for (int i = 0; r->display && i < r->n_images; i++) gray_image_free(&r->display[i]);
+  free(r->display);
   memset(r, 0, sizeof *r);
 }

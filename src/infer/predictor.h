@@ -38,8 +38,42 @@ typedef enum pnode_kind { PNODE_MODEL = 0, PNODE_BUNDLE = 1, PNODE_ENSEMBLE = 2 
 typedef struct predict_options {
   agg_rule agg;         /* AGG_MEAN is the MURA paper's rule */
   int tta_flip;         /* image p = mean of the image's and its mirror's */
-  int want_cam;         /* per-image CAM maps at the images' own sizes */
+  int want_cam;         /* per-image CAM maps, at display size (see study_inputs) */
 } predict_options;
+
+/* Where one image of a study comes from: encoded bytes, a file, or 8-bit
+ * pixels (channels 1 or 3, stride 0 = w * channels). name is for messages. */
+typedef struct image_source {
+  const char *name;
+  const uint8_t *bytes;
+  size_t len;
+  const char *path;
+  const uint8_t *pixels;
+  int w, h, channels;
+  size_t stride;
+} image_source;
+
+/* CAM maps and overlays are made at this longest side at most (area-reduced
+ * from the image during decoding), never at a radiograph's full size. */
+#define CAM_DISPLAY_MAX_SIDE MSKX_DISPLAY_MAX_SIDE
+/* Distinct (input size, keep_aspect) pairs among the networks one study reaches. */
+#define INPUT_SIZES_MAX 16
+
+typedef struct input_size {
+  int s, keep_aspect;
+} input_size;
+
+/* A study's images decoded once and resized for every network input the
+ * tree needs (inputs.c): gray[i * n_sizes + t] holds image i at sizes[t]
+ * (s*s floats in [0,1] as resize_gray makes), gray_mirror the same for the
+ * mirrored image (TTA only), display[i] the display copy (maps only). */
+typedef struct study_inputs {
+  int n, n_sizes;
+  input_size sizes[INPUT_SIZES_MAX];
+  float **gray, **gray_mirror;
+  gray_image *display;
+  int *width, *height;   /* the images' own sizes */
+} study_inputs;
 
 /* A node of the loaded tree: a network, a bundle of networks, or an ensemble
  * of networks and bundles. */
@@ -78,8 +112,8 @@ typedef struct predictor {
   pnode root;
   predictor_info info;
   /* Scratch reused across studies (grown on demand). */
-  float *gray, *batch, *logits, *fmap;
-  size_t gray_cap, batch_cap, logits_cap, fmap_cap;
+  float *batch, *logits, *fmap;
+  size_t batch_cap, logits_cap, fmap_cap;
 } predictor;
 
 typedef struct study_result {
@@ -90,7 +124,9 @@ typedef struct study_result {
   char *model_used;          /* path of the serving file (owned) */
   int n_images;
   double *image_prob;        /* n_images */
-  float **cam;               /* NULL, or n_images maps of each image's w*h */
+  int *width, *height;       /* n_images: the images' own sizes */
+  float **cam;               /* NULL, or n_images maps of each display[i].w * .h */
+  gray_image *display;       /* with cam: the images at display size (display_size) */
   int n_members;             /* ensembles only */
   double *member_prob;
 } study_result;
@@ -102,11 +138,33 @@ int predictor_clone(const predictor *p, predictor **out, mskx_err *e);
 void predictor_free(predictor *p);
 const predictor_info *predictor_get_info(const predictor *p);
 
-/* Predicts one study of n >= 1 decoded images. part may be NULL (bundles then
- * need a default model). po may be NULL. out is filled (free it with
- * study_result_free, also after failure). */
+/* Predicts one study of n >= 1 images. part may be NULL (bundles then need a
+ * default model). po may be NULL. out is filled (free it with
+ * study_result_free, also after failure). Each image is decoded once, with
+ * p->opt.limits (and its budget), straight into the inputs it needs. */
+int predictor_predict_sources(predictor *p, const image_source *srcs, int n, const char *part,
+                              const predict_options *po, study_result *out, mskx_err *e);
+/* The same from decoded images. */
 int predictor_predict_study(predictor *p, const gray_image *images, int n, const char *part,
                             const predict_options *po, study_result *out, mskx_err *e);
+/* predictor_predict_sources in two steps, so that decoding needs no context:
+ * prepare reads only the tree's input sizes and routing (never written after
+ * loading, so any context of the same model will do, even one in use);
+ * predict_inputs runs the networks (and takes in->display into out). */
+int predictor_prepare(const predictor *p, const image_source *srcs, int n, const char *part,
+                      const predict_options *po, study_inputs **out, mskx_err *e);
+int predictor_predict_inputs(predictor *p, study_inputs *in, const char *part, const predict_options *po,
+                             study_result *out, mskx_err *e);
+
+/* inputs.c */
+int study_inputs_prepare(const pnode *root, const image_source *srcs, int n, const char *part, int flip,
+                         int want_display, const image_limits *lim, study_inputs **out, mskx_err *e);
+/* Image i's grey input for (s, keep_aspect), mirrored or not; NULL if not prepared. */
+const float *study_inputs_gray(const study_inputs *in, int i, int s, int keep_aspect, int mirror);
+void study_inputs_free(study_inputs *in);
+/* The display size of a w x h image: itself when its longest side is at
+ * most CAM_DISPLAY_MAX_SIDE, else scaled to that longest side. */
+void display_size(int w, int h, int *dw, int *dh);
 void study_result_free(study_result *r);
 
 /* The combination rule of an ensemble applied to member probabilities p[i]
@@ -116,6 +174,8 @@ double ensemble_combine(const pnode *ens, const double *p, const double *thr);
 /* Internal to the infer module (ensemble_file.c): builds the tree of path.
  * allow: bit mask of (1 << pnode_kind) accepted at this level (0 = any). */
 int pnode_load(pnode *node, const char *path, engine *eng, unsigned allow, mskx_err *e);
+/* The child of a bundle that serves part (canonical or NULL), else its default. */
+int pnode_route(const pnode *nd, const char *part, int *idx, mskx_err *e);
 void pnode_free(pnode *node);
 /* Fills info (kinds, archs, sizes, parts, thresholds, metadata JSON) from a loaded tree. */
 int pnode_describe(const pnode *root, predictor_info *info, mskx_err *e);

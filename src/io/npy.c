@@ -240,9 +240,9 @@ int npy_write_f32(const char *path, const float *data, int ndim, const int64_t *
   atomic_file af;
   int rc = atomic_file_open(&af, path, e);
   if (rc) return rc;
-  if (fwrite(hdr, 1, total, af.f) != total || (bytes && fwrite(data, 1, bytes, af.f) != bytes)) {
+  if ((rc = atomic_file_write(&af, hdr, total, e)) || (rc = atomic_file_write(&af, data, bytes, e))) {
     atomic_file_abort(&af);
-    return err_set(e, MSKX_EIO, "%s: write failed", path);
+    return rc;
   }
   return atomic_file_commit(&af, e);
 }

@@ -478,15 +478,13 @@ int st_write(const char *path, const htensor *tensors, int n_tensors, const st_m
   if (!rc) {
     unsigned char lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    int bad = fwrite(lenb, 1, 8, af.f) != 8 || fwrite(hdr, 1, hlen, af.f) != hlen;
-    for (int i = 0; i < n_tensors && !bad; i++)
-      bad = bytes[i] && fwrite(tensors[i].data, 1, bytes[i], af.f) != bytes[i];
-    if (bad) {
+    rc = atomic_file_write(&af, lenb, 8, e);
+    if (!rc) rc = atomic_file_write(&af, hdr, hlen, e);
+    for (int i = 0; i < n_tensors && !rc; i++) rc = atomic_file_write(&af, tensors[i].data, bytes[i], e);
+    if (rc)
       atomic_file_abort(&af);
-      rc = err_set(e, MSKX_EIO, "%s: write failed", path);
-    } else {
+    else
       rc = atomic_file_commit(&af, e);
-    }
   }
   free(hdr);
   free(bytes);

@@ -284,9 +284,9 @@ static view block_view(const dense_block *blk, float *p, int n) {
 
 /* Training: records the batch statistics of channels [c0, c0 + v.c) of the
  * block buffer, which v holds (the channels themselves or a dense copy). */
-static void block_stats(net *m, dense_block *blk, view v, int c0) {
-  if (m->cx.train && blk->stats.mean)
-    bn_batch_stats(&m->cx, v, BN_EPS, blk->stats.mean + c0, blk->stats.invstd + c0, blk->stats.varu + c0);
+static int block_stats(net *m, dense_block *blk, view v, int c0, mskx_err *e) {
+  if (!m->cx.train || !blk->stats.mean) return MSKX_OK;
+  return bn_batch_stats(&m->cx, v, BN_EPS, blk->stats.mean + c0, blk->stats.invstd + c0, blk->stats.varu + c0, e);
 }
 
 static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) {
@@ -294,8 +294,8 @@ static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) 
   layer_ctx *cx = &m->cx;
   int n = m->n, inter = m->arch.bn_size * m->arch.growth;
   view B = block_view(blk, blk->buf, n);
-  bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), d->s1, 1);
-  int rc;
+  int rc = bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), d->s1, 1, e);
+  if (rc) return rc;
   if (!cx->train) {
     /* norm2 (running statistics) and its ReLU are folded into conv1, whose
      * output is then conv2's input as it is (bf16 in bf16 plans). */
@@ -305,14 +305,13 @@ static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) 
   } else {
     rc = conv_layer_forward(cx, &L->conv1, d->s1, L->z, e);
     if (rc) return rc;
-    bn_layer_forward_conv(cx, &L->norm2, view_make(L->z, n, blk->h, blk->w, inter), d->s1, 1);
-    rc = conv_layer_forward(cx, &L->conv2, d->s1, d->s2, e);
+    rc = bn_layer_forward_conv(cx, &L->norm2, view_make(L->z, n, blk->h, blk->w, inter), d->s1, 1, e);
+    if (!rc) rc = conv_layer_forward(cx, &L->conv2, d->s1, d->s2, e);
     if (rc) return rc;
   }
   view out = view_make(d->s2, n, blk->h, blk->w, m->arch.growth);
   cx->eng->ops->copy(out, view_channels(B, L->c_in, m->arch.growth));
-  block_stats(m, blk, out, L->c_in);
-  return MSKX_OK;
+  return block_stats(m, blk, out, L->c_in, e);
 }
 
 static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) {
@@ -323,10 +322,10 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
   int rc = conv_layer_forward(cx, &d->conv0, x, d->c0out, e);
   if (rc) return rc;
   view stem = view_make(d->s1, n, d->h0, d->w0, c0);
-  bn_layer_forward(cx, &d->norm0, view_make(d->c0out, n, d->h0, d->w0, c0), stem, 1);
+  if ((rc = bn_layer_forward(cx, &d->norm0, view_make(d->c0out, n, d->h0, d->w0, c0), stem, 1, e))) return rc;
   view b0 = view_channels(block_view(&d->blocks[0], d->blocks[0].buf, n), 0, c0);
   cx->eng->ops->maxpool_forward(&d->pool0, stem, b0, d->argmax0);
-  block_stats(m, &d->blocks[0], b0, 0);
+  if ((rc = block_stats(m, &d->blocks[0], b0, 0, e))) return rc;
   for (int b = 0; b < d->n_blocks; b++) {
     dense_block *blk = &d->blocks[b];
     for (int l = 0; l < blk->n_layers; l++)
@@ -334,16 +333,16 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
     if (!blk->has_trans) continue;
     view B = block_view(blk, blk->buf, n);
     int ct = blk->c_total / 2;
-    bn_layer_forward_conv(cx, &blk->tnorm, B, d->s1, 1);
+    if ((rc = bn_layer_forward_conv(cx, &blk->tnorm, B, d->s1, 1, e))) return rc;
     if ((rc = conv_layer_forward(cx, &blk->tconv, d->s1, d->s3, e))) return rc;
     dense_block *next = &d->blocks[b + 1];
     view nb = view_channels(block_view(next, next->buf, n), 0, ct);
     cx->eng->ops->avgpool_forward(&blk->tpool, view_make(d->s3, n, blk->h, blk->w, ct), nb);
-    block_stats(m, next, nb, 0);
+    if ((rc = block_stats(m, next, nb, 0, e))) return rc;
   }
   dense_block *last = &d->blocks[d->n_blocks - 1];
   view F = view_make(d->s1, n, last->h, last->w, d->c_final);
-  bn_layer_forward(cx, &d->norm5, block_view(last, last->buf, n), F, 1);
+  if ((rc = bn_layer_forward(cx, &d->norm5, block_view(last, last->buf, n), F, 1, e))) return rc;
   d->last_features = F;
   cx->eng->ops->gap_forward(F, d->feat);
   return cx->eng->ops->linear_forward(d->head, d->feat, ps_data(&m->ps, m->head_w), ps_data(&m->ps, m->head_b),
@@ -362,13 +361,13 @@ static int layer_backward(net *m, dense_block *blk, dense_layer *L, mskx_err *e)
   bn_layer_recompute_conv(cx, &L->norm2, zv, d->s1, 1);
   int rc = conv_layer_backward(cx, &L->conv2, d->s1, d->ds2, d->ds1, e);
   if (rc) return rc;
-  bn_layer_backward_conv(cx, &L->norm2, zv, view_make(d->ds1, n, blk->h, blk->w, inter), d->dz, 1);
+  if ((rc = bn_layer_backward_conv(cx, &L->norm2, zv, view_make(d->ds1, n, blk->h, blk->w, inter), d->dz, 1, e)))
+    return rc;
   view prefix = view_channels(B, 0, L->c_in);
   bn_layer_recompute_conv(cx, &L->norm1, prefix, d->s1, 1);
   if ((rc = conv_layer_backward(cx, &L->conv1, d->s1, d->dz, d->ds1, e))) return rc;
-  bn_layer_backward(cx, &L->norm1, prefix, view_make(d->ds1, n, blk->h, blk->w, L->c_in),
-                    view_channels(dB, 0, L->c_in), 1);
-  return MSKX_OK;
+  return bn_layer_backward(cx, &L->norm1, prefix, view_make(d->ds1, n, blk->h, blk->w, L->c_in),
+                           view_channels(dB, 0, L->c_in), 1, e);
 }
 
 static int transition_backward(net *m, dense_block *blk, dense_block *next, mskx_err *e) {
@@ -382,9 +381,8 @@ static int transition_backward(net *m, dense_block *blk, dense_block *next, mskx
   bn_layer_recompute_conv(cx, &blk->tnorm, B, d->s1, 1);
   int rc = conv_layer_backward(cx, &blk->tconv, d->s1, d->ds3, d->ds1, e);
   if (rc) return rc;
-  bn_layer_backward(cx, &blk->tnorm, B, view_make(d->ds1, n, blk->h, blk->w, blk->c_total),
-                    block_view(blk, blk->grad, n), 1);
-  return MSKX_OK;
+  return bn_layer_backward(cx, &blk->tnorm, B, view_make(d->ds1, n, blk->h, blk->w, blk->c_total),
+                           block_view(blk, blk->grad, n), 1, e);
 }
 
 static int densenet_backward(net *m, const float *dlogits, mskx_err *e) {
@@ -402,7 +400,8 @@ static int densenet_backward(net *m, const float *dlogits, mskx_err *e) {
   view dF = view_make(d->ds1, n, last->h, last->w, d->c_final);
   memset(d->ds1, 0, view_numel(dF) * sizeof(float));
   cx->eng->ops->gap_backward(d->dfeat, dF);
-  bn_layer_backward(cx, &d->norm5, block_view(last, last->buf, n), dF, block_view(last, last->grad, n), 1);
+  rc = bn_layer_backward(cx, &d->norm5, block_view(last, last->buf, n), dF, block_view(last, last->grad, n), 1, e);
+  if (rc) return rc;
   for (int b = d->n_blocks - 1; b >= 0; b--) {
     dense_block *blk = &d->blocks[b];
     if (blk->has_trans && (rc = transition_backward(m, blk, &d->blocks[b + 1], e))) return rc;
@@ -416,7 +415,7 @@ static int densenet_backward(net *m, const float *dlogits, mskx_err *e) {
                                  d->argmax0, dstem);
   view dc0 = view_make(d->s1, n, d->h0, d->w0, c0);
   memset(d->s1, 0, view_numel(dc0) * sizeof(float));
-  bn_layer_backward(cx, &d->norm0, view_make(d->c0out, n, d->h0, d->w0, c0), dstem, dc0, 1);
+  if ((rc = bn_layer_backward(cx, &d->norm0, view_make(d->c0out, n, d->h0, d->w0, c0), dstem, dc0, 1, e))) return rc;
   return conv_layer_backward(cx, &d->conv0, d->x, d->s1, NULL, e);
 }
 

@@ -523,9 +523,8 @@ static int unit_forward(net *m, unit *u, mskx_err *e) {
       }
       rc = conv_layer_forward(cx, &u->conv, in->p, u->z, e);
       if (rc) return rc;
-      bn_layer_forward(cx, &u->bn, view_make(u->z, m->n, out->h, out->w, u->conv.cout),
-                       view_channels(vout, u->c0, u->conv.cout), 1);
-      return MSKX_OK;
+      return bn_layer_forward(cx, &u->bn, view_make(u->z, m->n, out->h, out->w, u->conv.cout),
+                              view_channels(vout, u->c0, u->conv.cout), 1, e);
     }
     case U_AVGPOOL: cx->eng->ops->avgpool_forward(&u->pd, vin, view_channels(vout, u->c0, in->c)); return MSKX_OK;
     case U_MAXPOOL:
@@ -576,10 +575,11 @@ static int unit_backward(net *m, unit *u, mskx_err *e) {
   switch (u->kind) {
     case U_CONV: {
       int co = u->conv.cout;
-      bn_layer_backward_conv(cx, &u->bn, view_make(u->z, m->n, out->h, out->w, co), view_channels(gout, u->c0, co),
-                             r->dz, 1);
+      int rc = bn_layer_backward_conv(cx, &u->bn, view_make(u->z, m->n, out->h, out->w, co),
+                                      view_channels(gout, u->c0, co), r->dz, 1, e);
+      if (rc) return rc;
       int first = u->in == 0;
-      int rc = conv_layer_backward(cx, &u->conv, in->p, r->dz, first ? NULL : r->dx, e);
+      rc = conv_layer_backward(cx, &u->conv, in->p, r->dz, first ? NULL : r->dx, e);
       if (!rc && !first) op->accumulate(act_view(m, in, r->dx), gin);
       return rc;
     }

@@ -256,19 +256,21 @@ static int block_forward(net *m, bottleneck *b, const float *X, mskx_err *e) {
   if (!cx->train) return block_forward_folded(m, b, X, e);
   int rc = conv_layer_forward(cx, &b->conv1, X, b->z1, e);
   if (rc) return rc;
-  bn_layer_forward(cx, &b->bn1, view_make(b->z1, n, b->h, b->w, b->width), view_make(r->s, n, b->h, b->w, b->width),
-                   1);
+  if ((rc = bn_layer_forward(cx, &b->bn1, view_make(b->z1, n, b->h, b->w, b->width),
+                              view_make(r->s, n, b->h, b->w, b->width), 1, e)))
+    return rc;
   if ((rc = conv_layer_forward(cx, &b->conv2, r->s, b->z2, e))) return rc;
-  bn_layer_forward(cx, &b->bn2, view_make(b->z2, n, b->oh, b->ow, b->width),
-                   view_make(r->s, n, b->oh, b->ow, b->width), 1);
+  if ((rc = bn_layer_forward(cx, &b->bn2, view_make(b->z2, n, b->oh, b->ow, b->width),
+                              view_make(r->s, n, b->oh, b->ow, b->width), 1, e)))
+    return rc;
   if ((rc = conv_layer_forward(cx, &b->conv3, r->s, b->z3, e))) return rc;
   view y = view_make(b->y, n, b->oh, b->ow, b->cout);
-  bn_layer_forward(cx, &b->bn3, view_make(b->z3, n, b->oh, b->ow, b->cout), y, 0);
+  if ((rc = bn_layer_forward(cx, &b->bn3, view_make(b->z3, n, b->oh, b->ow, b->cout), y, 0, e))) return rc;
   view id = view_make((float *)X, n, b->h, b->w, b->cin);
   if (b->has_down) {
     if ((rc = conv_layer_forward(cx, &b->convd, X, b->zd, e))) return rc;
     id = view_make(r->s, n, b->oh, b->ow, b->cout);
-    bn_layer_forward(cx, &b->bnd, view_make(b->zd, n, b->oh, b->ow, b->cout), id, 0);
+    if ((rc = bn_layer_forward(cx, &b->bnd, view_make(b->zd, n, b->oh, b->ow, b->cout), id, 0, e))) return rc;
   }
   cx->eng->ops->add_relu_forward(y, id, y);
   return MSKX_OK;
@@ -283,7 +285,7 @@ static int resnet_forward(net *m, const float *x, float *logits, mskx_err *e) {
   int rc;
   if (cx->train) {
     if ((rc = conv_layer_forward(cx, &r->conv1, x, r->z0, e))) return rc;
-    bn_layer_forward(cx, &r->bn1, view_make(r->z0, n, r->h0, r->w0, 64), a0, 1);
+    if ((rc = bn_layer_forward(cx, &r->bn1, view_make(r->z0, n, r->h0, r->w0, 64), a0, 1, e))) return rc;
   } else if ((rc = conv_bn_fold_forward(cx, &r->f0, &r->conv1, &r->bn1, x, r->s, e))) {
     return rc;
   }
@@ -310,20 +312,24 @@ static int block_backward(net *m, bottleneck *b, const float *X, const float *dY
   op->add_relu_backward(view_make(b->y, n, b->oh, b->ow, b->cout), view_make((float *)dY, n, b->oh, b->ow, b->cout), G,
                         (view){0});
   memset(r->dz, 0, out * b->cout * sizeof(float));
-  bn_layer_backward(cx, &b->bn3, view_make(b->z3, n, b->oh, b->ow, b->cout), G, view_make(r->dz, n, b->oh, b->ow, b->cout),
-                    0);
+  int rc = bn_layer_backward(cx, &b->bn3, view_make(b->z3, n, b->oh, b->ow, b->cout), G,
+                             view_make(r->dz, n, b->oh, b->ow, b->cout), 0, e);
+  if (rc) return rc;
   bn_layer_recompute(cx, &b->bn2, view_make(b->z2, n, b->oh, b->ow, b->width), view_make(r->s, n, b->oh, b->ow, b->width),
                      1);
-  int rc = conv_layer_backward(cx, &b->conv3, r->s, r->dz, r->ds, e);
-  if (rc) return rc;
+  if ((rc = conv_layer_backward(cx, &b->conv3, r->s, r->dz, r->ds, e))) return rc;
   memset(r->dz, 0, out * b->width * sizeof(float));
-  bn_layer_backward(cx, &b->bn2, view_make(b->z2, n, b->oh, b->ow, b->width), view_make(r->ds, n, b->oh, b->ow, b->width),
-                    view_make(r->dz, n, b->oh, b->ow, b->width), 1);
+  if ((rc = bn_layer_backward(cx, &b->bn2, view_make(b->z2, n, b->oh, b->ow, b->width),
+                               view_make(r->ds, n, b->oh, b->ow, b->width), view_make(r->dz, n, b->oh, b->ow, b->width),
+                               1, e)))
+    return rc;
   bn_layer_recompute(cx, &b->bn1, view_make(b->z1, n, b->h, b->w, b->width), view_make(r->s, n, b->h, b->w, b->width), 1);
   if ((rc = conv_layer_backward(cx, &b->conv2, r->s, r->dz, r->ds, e))) return rc;
   memset(r->dz, 0, in * b->width * sizeof(float));
-  bn_layer_backward(cx, &b->bn1, view_make(b->z1, n, b->h, b->w, b->width), view_make(r->ds, n, b->h, b->w, b->width),
-                    view_make(r->dz, n, b->h, b->w, b->width), 1);
+  if ((rc = bn_layer_backward(cx, &b->bn1, view_make(b->z1, n, b->h, b->w, b->width),
+                               view_make(r->ds, n, b->h, b->w, b->width), view_make(r->dz, n, b->h, b->w, b->width), 1,
+                               e)))
+    return rc;
   if ((rc = conv_layer_backward(cx, &b->conv1, X, r->dz, dX, e))) return rc;
   view dXv = view_make(dX, n, b->h, b->w, b->cin);
   if (!b->has_down) {
@@ -331,8 +337,9 @@ static int block_backward(net *m, bottleneck *b, const float *X, const float *dY
     return MSKX_OK;
   }
   memset(r->dz, 0, out * b->cout * sizeof(float));
-  bn_layer_backward(cx, &b->bnd, view_make(b->zd, n, b->oh, b->ow, b->cout), G, view_make(r->dz, n, b->oh, b->ow, b->cout),
-                    0);
+  if ((rc = bn_layer_backward(cx, &b->bnd, view_make(b->zd, n, b->oh, b->ow, b->cout), G,
+                               view_make(r->dz, n, b->oh, b->ow, b->cout), 0, e)))
+    return rc;
   if ((rc = conv_layer_backward(cx, &b->convd, X, r->dz, r->tmp, e))) return rc;
   op->accumulate(view_make(r->tmp, n, b->h, b->w, b->cin), dXv);
   return MSKX_OK;
@@ -362,7 +369,7 @@ static int resnet_backward(net *m, const float *dlogits, mskx_err *e) {
   cx->eng->ops->maxpool_backward(&r->pool, view_make(r->gy[cur], n, r->hp, r->wp, 64), r->argmax, dstem);
   view dz0 = view_make(r->dz, n, r->h0, r->w0, 64);
   memset(r->dz, 0, view_numel(dz0) * sizeof(float));
-  bn_layer_backward(cx, &r->bn1, view_make(r->z0, n, r->h0, r->w0, 64), dstem, dz0, 1);
+  if ((rc = bn_layer_backward(cx, &r->bn1, view_make(r->z0, n, r->h0, r->w0, 64), dstem, dz0, 1, e))) return rc;
   return conv_layer_backward(cx, &r->conv1, r->x, r->dz, NULL, e);
 }
 

@@ -45,6 +45,13 @@ void metrics_busy(serve_metrics *m) {
   pthread_mutex_unlock(&m->mu);
 }
 
+void metrics_cut(serve_metrics *m, int headers, int bodies) {
+  pthread_mutex_lock(&m->mu);
+  m->cut_headers += (unsigned long long)headers;
+  m->cut_bodies += (unsigned long long)bodies;
+  pthread_mutex_unlock(&m->mu);
+}
+
 typedef struct text {
   char *s;
   size_t len, cap;
@@ -69,7 +76,7 @@ static void put(text *t, const char *fmt, ...) {
   }
 }
 
-char *metrics_render(serve_metrics *m, long in_flight, size_t *len) {
+char *metrics_render(serve_metrics *m, long in_flight, size_t buffered, size_t *len) {
   text t = {malloc(4096), 0, 4096, 0};
   if (!t.s) return NULL;
   pthread_mutex_lock(&m->mu);
@@ -83,7 +90,13 @@ char *metrics_render(serve_metrics *m, long in_flight, size_t *len) {
           "# TYPE mskx_http_requests_aborted_total counter\nmskx_http_requests_aborted_total %llu\n", c.aborted);
   put(&t, "# HELP mskx_http_requests_in_flight Requests being received, computed or answered now.\n"
           "# TYPE mskx_http_requests_in_flight gauge\nmskx_http_requests_in_flight %ld\n", in_flight);
-  put(&t, "# HELP mskx_predict_rejected_busy_total Predictions refused with 503 at the concurrency limit.\n"
+  put(&t, "# HELP mskx_http_request_body_bytes Bytes of request bodies held in memory now.\n"
+          "# TYPE mskx_http_request_body_bytes gauge\nmskx_http_request_body_bytes %zu\n", buffered);
+  put(&t, "# HELP mskx_http_connections_cut_total Connections closed for slow request headers or bodies.\n"
+          "# TYPE mskx_http_connections_cut_total counter\n"
+          "mskx_http_connections_cut_total{reason=\"headers\"} %llu\n"
+          "mskx_http_connections_cut_total{reason=\"body\"} %llu\n", c.cut_headers, c.cut_bodies);
+  put(&t, "# HELP mskx_predict_rejected_busy_total Predictions refused with 503 at the concurrency or body memory limit.\n"
           "# TYPE mskx_predict_rejected_busy_total counter\nmskx_predict_rejected_busy_total %llu\n",
       c.rejected_busy);
   put(&t, "# HELP mskx_images_processed_total Images in successful predictions.\n"

@@ -17,7 +17,9 @@ typedef struct serve_metrics {
   double latency_sum;
   unsigned long long latency_count;
   unsigned long long images;
-  unsigned long long rejected_busy;    /* 503 for the concurrency limit */
+  unsigned long long rejected_busy;    /* 503 for the concurrency or body memory limit */
+  unsigned long long cut_headers;      /* connections closed: headers too slow */
+  unsigned long long cut_bodies;       /* connections closed: body below the minimum rate */
   double started;                      /* now_seconds() at init */
 } serve_metrics;
 
@@ -28,8 +30,11 @@ void metrics_request(serve_metrics *m, int status);
 /* A prediction answered: its latency and image count. */
 void metrics_prediction(serve_metrics *m, double seconds, int n_images);
 void metrics_busy(serve_metrics *m);
+/* Connections the watchdog closed, by reason. */
+void metrics_cut(serve_metrics *m, int headers, int bodies);
 /* The exposition text, malloc'd (NULL when out of memory); in_flight is
- * the server's count of requests in progress. */
-char *metrics_render(serve_metrics *m, long in_flight, size_t *len);
+ * the server's count of requests in progress, buffered the bytes of request
+ * bodies it holds. */
+char *metrics_render(serve_metrics *m, long in_flight, size_t buffered, size_t *len);
 
 #endif

@@ -33,27 +33,36 @@ static const char *skip_ows(const char *s) {
   return s;
 }
 
-/* Reads a token or a quoted-string at *s into out; advances *s. */
+/* Reads a token at *s into out (n bytes, NUL included); advances *s. */
+static int read_token(const char **s, char *out, size_t n, const char *what, mskx_err *e) {
+  const char *p = *s;
+  size_t k = 0;
+  if (n == 0) return err_set(e, MSKX_EFORMAT, "multipart: no room for the %s", what);
+  for (; is_tchar((unsigned char)*p); p++) {
+    if (k + 1 >= n) return err_set(e, MSKX_EFORMAT, "multipart: %s longer than %zu bytes", what, n - 1);
+    out[k++] = *p;
+  }
+  if (k == 0) return err_set(e, MSKX_EFORMAT, "multipart: empty %s", what);
+  out[k] = 0;
+  *s = p;
+  return MSKX_OK;
+}
+
+/* Reads a token or a quoted-string at *s into out (n bytes, NUL included);
+ * advances *s. */
 static int read_value(const char **s, char *out, size_t n, const char *what, mskx_err *e) {
   const char *p = *s;
   size_t k = 0;
-  if (*p == '"') {
-    for (p++; *p != '"'; p++) {
-      if (!*p) return err_set(e, MSKX_EFORMAT, "multipart: unterminated quoted %s", what);
-      if (*p == '\\' && p[1]) p++;
-      if (k + 1 >= n) return err_set(e, MSKX_EFORMAT, "multipart: %s longer than %zu bytes", what, n - 1);
-      out[k++] = *p;
-    }
-    p++;
-  } else {
-    for (; is_tchar((unsigned char)*p); p++) {
-      if (k + 1 >= n) return err_set(e, MSKX_EFORMAT, "multipart: %s longer than %zu bytes", what, n - 1);
-      out[k++] = *p;
-    }
-    if (k == 0) return err_set(e, MSKX_EFORMAT, "multipart: empty %s", what);
+  if (*p != '"') return read_token(s, out, n, what, e);
+  if (n == 0) return err_set(e, MSKX_EFORMAT, "multipart: no room for the %s", what);
+  for (p++; *p != '"'; p++) {
+    if (!*p) return err_set(e, MSKX_EFORMAT, "multipart: unterminated quoted %s", what);
+    if (*p == '\\' && p[1]) p++;
+    if (k + 1 >= n) return err_set(e, MSKX_EFORMAT, "multipart: %s longer than %zu bytes", what, n - 1);
+    out[k++] = *p;
   }
   out[k] = 0;
-  *s = p;
+  *s = p + 1;
   return MSKX_OK;
 }
 
@@ -69,7 +78,11 @@ static int parse_params(const char *p, param_fn cb, void *user, mskx_err *e) {
     p = skip_ows(p + 1);
     if (!*p) return MSKX_OK;   /* a trailing ';' is harmless */
     size_t k = 0;
-    while (is_tchar((unsigned char)*p) && *p != '=' && k + 1 < sizeof name) name[k++] = (char)tolower((unsigned char)*p++);
+    for (; is_tchar((unsigned char)*p) && *p != '='; p++) {
+      if (k + 1 >= sizeof name)
+        return err_set(e, MSKX_EFORMAT, "multipart: header parameter name longer than %zu bytes", sizeof name - 1);
+      name[k++] = (char)tolower((unsigned char)*p);
+    }
     name[k] = 0;
     p = skip_ows(p);
     if (k == 0 || *p != '=') return err_set(e, MSKX_EFORMAT, "multipart: malformed header parameter");
@@ -115,23 +128,25 @@ static int parse_header(char *line, mp_part *part, int *seen_cd, mskx_err *e) {
   if (!strcasecmp(line, "content-disposition")) {
     if ((*seen_cd)++) return err_set(e, MSKX_EFORMAT, "multipart: two Content-Disposition headers in one part");
     char type[32];
-    int rc = read_value(&v, type, sizeof type, "disposition type", e);
+    int rc = read_token(&v, type, sizeof type, "disposition type", e);
     if (rc) return rc;
     if (strcasecmp(type, "form-data")) return err_set(e, MSKX_EFORMAT, "multipart: disposition '%s' is not form-data", type);
     disposition d = {part, 0};
     if ((rc = parse_params(v, disposition_param, &d, e))) return rc;
     if (!d.has_name) return err_set(e, MSKX_EFORMAT, "multipart: a part has no field name");
   } else if (!strcasecmp(line, "content-type")) {
+    /* type "/" subtype, both tokens (RFC 7231 3.1.1.1), together at most
+     * MP_VALUE_MAX - 1 bytes. */
     char type[MP_VALUE_MAX];
-    int rc = read_value(&v, type, sizeof type, "content type", e);
+    int rc = read_token(&v, type, sizeof type, "content type", e);
     if (rc) return rc;
-    if (*v == '/') {   /* the subtype after type '/' */
-      size_t k = strlen(type);
-      v++;
-      type[k++] = '/';
-      if ((rc = read_value(&v, type + k, sizeof type - k, "content type", e))) return rc;
-    }
-    if (!strchr(type, '/')) return err_set(e, MSKX_EFORMAT, "multipart: content type '%s' has no subtype", type);
+    size_t k = strlen(type);
+    if (*v != '/') return err_set(e, MSKX_EFORMAT, "multipart: content type '%s' has no subtype", type);
+    if (k + 2 >= sizeof type)   /* '/', at least one subtype byte, the NUL */
+      return err_set(e, MSKX_EFORMAT, "multipart: content type longer than %zu bytes", sizeof type - 1);
+    v++;
+    type[k++] = '/';
+    if ((rc = read_token(&v, type + k, sizeof type - k, "content type", e))) return rc;
     media_type(type, part->content_type, sizeof part->content_type);
     if ((rc = parse_params(v, ignore_param, NULL, e))) return rc;
   }
@@ -149,13 +164,14 @@ static int parse_headers(const unsigned char *h, size_t len, mp_part *part, mskx
   char *line = buf;
   while (line < buf + len) {
     char *end = strstr(line, "\r\n");
+    char *next = end ? end + 2 : buf + len;   /* never past the buffer's end */
     if (!end) end = buf + len;
     *end = 0;
     if (strchr(line, '\r') || strchr(line, '\n')) return err_set(e, MSKX_EFORMAT, "multipart: bare CR or LF in part headers");
     if (*line == ' ' || *line == '\t') return err_set(e, MSKX_EFORMAT, "multipart: folded part header");
     int rc = parse_header(line, part, &seen_cd, e);
     if (rc) return rc;
-    line = end + 2;
+    line = next;
   }
   if (!seen_cd) return err_set(e, MSKX_EFORMAT, "multipart: a part has no Content-Disposition header");
   return MSKX_OK;

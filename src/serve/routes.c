@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
+#include "core/error.h"
 #include "core/util.h"
 #include "serve/multipart.h"
 #include "serve/serve_internal.h"
 
 #define PART_VALUE_MAX 31   /* XR_* names are short; longer values are refused */
+#define FORM_FIELDS_MAX 16  /* non-image parts (e.g. 'part') allowed besides the images */
 
 void reply_free(reply *r) {
   if (!r->is_static) free(r->body);
@@ -39,10 +41,21 @@ static void reply_json(reply *r, int status, cJSON *o) {
   r->content_type = "application/json";
 }
 
+/* A message cut at its buffer's end may end inside a UTF-8 sequence (a
+ * client's file name); JSON needs whole characters, so the piece goes. */
+static void trim_partial_utf8(char *s) {
+  size_t n = strlen(s), k = n;
+  while (k > 0 && n - k < 3 && ((unsigned char)s[k - 1] & 0xC0) == 0x80) k--;
+  if (k == 0 || (unsigned char)s[k - 1] < 0xC0) return;
+  unsigned char lead = (unsigned char)s[k - 1];
+  size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+  if (n - (k - 1) < want) s[k - 1] = 0;
+}
+
 void reply_error(reply *r, int status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(r->error, sizeof r->error, fmt, ap);
+  if ((size_t)vsnprintf(r->error, sizeof r->error, fmt, ap) >= sizeof r->error) trim_partial_utf8(r->error);
   va_end(ap);
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "error", r->error);
@@ -76,6 +89,19 @@ static const char *base_name(const char *p) {
   return s ? s + 1 : p;
 }
 
+/* A bundle/ensemble description node (and its members) for clients: each
+ * node's "path" becomes "file", its base name; nothing else changes. */
+static void name_nodes(cJSON *node) {
+  if (!cJSON_IsObject(node)) return;
+  cJSON *path = cJSON_DetachItemFromObjectCaseSensitive(node, "path");
+  if (cJSON_IsString(path)) cJSON_AddStringToObject(node, "file", base_name(path->valuestring));
+  cJSON_Delete(path);
+  cJSON *c;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(node, "models")) name_nodes(c);
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(node, "members")) name_nodes(c);
+  name_nodes(cJSON_GetObjectItemCaseSensitive(node, "default"));
+}
+
 /* The model's description; with_meta adds its metadata object. */
 static cJSON *model_json(const mskx_model *m, int with_meta) {
   struct mskx_model_info in;
@@ -97,6 +123,7 @@ static cJSON *model_json(const mskx_model *m, int with_meta) {
   if (in.method && in.method[0]) cJSON_AddStringToObject(o, "method", in.method);
   if (with_meta) {
     cJSON *meta = in.metadata_json ? cJSON_Parse(in.metadata_json) : NULL;
+    if (in.kind != MSKX_KIND_MODEL) name_nodes(meta);   /* a model's metadata has no nodes */
     cJSON_AddItemToObject(o, "metadata", meta ? meta : cJSON_CreateObject());
     cJSON_AddStringToObject(o, "mskx_version", MSKX_VERSION);
   }
@@ -120,8 +147,9 @@ void handle_get(server *s, int route, reply *r) {
     size_t len = 0;
     pthread_mutex_lock(&s->mu);
     long in_flight = s->in_flight;
+    size_t buffered = s->buffered;
     pthread_mutex_unlock(&s->mu);
-    char *text = metrics_render(&s->metrics, in_flight, &len);
+    char *text = metrics_render(&s->metrics, in_flight, buffered, &len);
     if (!text) {
       reply_error(r, 500, "out of memory");
       return;
@@ -148,39 +176,90 @@ static char *base64(const unsigned char *p, size_t n) {
   return out;
 }
 
-/* HTTP status for a library error: the client's fault unless it is ours. */
-/* Error messages go to remote clients without the server's file system:
- * every absolute path in msg (a token starting with '/') is cut to its last
- * component ("/srv/models/bundle.json: ..." -> "bundle.json: ..."). */
-static void strip_paths(const char *msg, char *out, size_t n) {
+/* Library errors name the model files by the paths they were loaded from
+ * (a bundle's "no model for part" error, any prediction error's prefix).
+ * Clients get the file's name instead: every known server path in msg
+ * (the model's and its members', longest first so that none is cut into)
+ * is replaced by its base name. */
+static void client_message(const server *s, const char *msg, char *out, size_t n) {
   size_t o = 0;
   for (size_t i = 0; msg[i] && o + 1 < n;) {
-    int token_start = i == 0 || msg[i - 1] == ' ' || msg[i - 1] == '\'' || msg[i - 1] == '"' || msg[i - 1] == '(';
-    if (msg[i] == '/' && token_start) {
-      size_t end = i, last = i;
-      while (msg[end] && msg[end] != ' ' && msg[end] != '\'' && msg[end] != '"' && msg[end] != ')' &&
-             !(msg[end] == ':' && (msg[end + 1] == ' ' || !msg[end + 1])))
-        if (msg[end++] == '/') last = end;
-      i = last; /* keep what follows the last '/' */
-      continue;
+    int k = 0;
+    while (k < s->n_paths && strncmp(msg + i, s->paths[k], strlen(s->paths[k]))) k++;
+    if (k < s->n_paths) {
+      const char *name = base_name(s->paths[k]);
+      for (size_t j = 0; name[j] && o + 1 < n; j++) out[o++] = name[j];
+      i += strlen(s->paths[k]);
+    } else {
+      out[o++] = msg[i++];
     }
-    out[o++] = msg[i++];
   }
-  out[o] = '\0';
+  out[o] = 0;
 }
 
-static void reply_library_error(reply *r, int status, const mskx_err *e) {
+static int by_length_desc(const void *a, const void *b) {
+  size_t x = strlen(*(char *const *)a), y = strlen(*(char *const *)b);
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Collects the "path" of every node of a bundle/ensemble description. */
+static int collect_paths(server *s, const cJSON *node, int cap) {
+  if (!cJSON_IsObject(node)) return 0;
+  const cJSON *p = cJSON_GetObjectItemCaseSensitive(node, "path");
+  if (cJSON_IsString(p) && p->valuestring[0]) {
+    if (s->n_paths == cap) return -1;
+    if (!(s->paths[s->n_paths] = str_dup(p->valuestring))) return -1;
+    s->n_paths++;
+  }
+  const cJSON *c;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(node, "models")) if (collect_paths(s, c, cap)) return -1;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(node, "members")) if (collect_paths(s, c, cap)) return -1;
+  return collect_paths(s, cJSON_GetObjectItemCaseSensitive(node, "default"), cap);
+}
+
+static int count_nodes(const cJSON *node) {
+  if (!cJSON_IsObject(node)) return 0;
+  int n = 1;
+  const cJSON *c;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(node, "models")) n += count_nodes(c);
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(node, "members")) n += count_nodes(c);
+  return n + count_nodes(cJSON_GetObjectItemCaseSensitive(node, "default"));
+}
+
+int client_names_init(server *s, mskx_err *e) {
+  struct mskx_model_info in;
+  if (mskx_model_info(s->model, &in)) return err_set(e, MSKX_EINVAL, "server: no model information");
+  cJSON *meta = in.kind != MSKX_KIND_MODEL && in.metadata_json ? cJSON_Parse(in.metadata_json) : NULL;
+  int cap = 1 + count_nodes(meta);
+  int rc = !(s->paths = calloc((size_t)cap, sizeof *s->paths));
+  if (!rc && in.path && in.path[0]) rc = !(s->paths[s->n_paths++] = str_dup(in.path));
+  if (!rc) rc = collect_paths(s, meta, cap);
+  cJSON_Delete(meta);
+  if (rc) return err_set(e, MSKX_ENOMEM, "out of memory");
+  qsort(s->paths, (size_t)s->n_paths, sizeof *s->paths, by_length_desc);
+  return MSKX_OK;
+}
+
+void client_names_free(server *s) {
+  for (int i = 0; i < s->n_paths; i++) free(s->paths[i]);
+  free(s->paths);
+  s->paths = NULL;
+  s->n_paths = 0;
+}
+
+static void reply_library_error(const server *s, reply *r, int status, const mskx_err *e) {
   char msg[sizeof e->msg];
-  strip_paths(e->msg, msg, sizeof msg);
+  client_message(s, e->msg, msg, sizeof msg);
   reply_error(r, status, "%s", msg);
 }
 
+/* HTTP status for a library error: the client's fault unless it is ours. */
 static int status_of(int code) {
   switch (code) {
     case MSKX_EINVAL: case MSKX_EFORMAT: case MSKX_ESHAPE: return 400;
     case MSKX_ELIMIT: return 413;
     case MSKX_EUNSUPPORTED: return 415;
-    case MSKX_ENOMEM: return 503;
+    case MSKX_ENOMEM: case MSKX_EBUSY: return 503;
     default: return 500;
   }
 }
@@ -230,8 +309,12 @@ static int study_from_multipart(server *s, const char *ct, request *rq, study *s
   mskx_err e = {0, ""};
   int n = 0;
   if (multipart_boundary(ct, boundary, &e) ||
-      multipart_parse(rq->body, rq->len, boundary, s->cfg.max_images + 16, &st->parts, &n, &e)) {
-    reply_error(r, e.code == MSKX_ELIMIT ? 413 : 400, "%s", e.msg);
+      multipart_parse(rq->body, rq->len, boundary, s->cfg.max_images + FORM_FIELDS_MAX, &st->parts, &n, &e)) {
+    if (e.code == MSKX_ELIMIT)
+      reply_error(r, 413, "too many parts: at most %d images per study and %d other form fields", s->cfg.max_images,
+                  FORM_FIELDS_MAX);
+    else
+      reply_error(r, 400, "%s", e.msg);
     return -1;
   }
   for (int i = 0; i < n; i++) {
@@ -346,7 +429,8 @@ void handle_predict(server *s, struct MHD_Connection *c, request *rq, reply *r) 
     /* OpenMP's thread count is per calling thread, and each connection has its own. */
     if (s->cfg.compute_threads > 0) omp_set_num_threads(s->cfg.compute_threads);
     if (mskx_predict_encoded(s->model, st->imgs, st->n, st->part[0] ? st->part : NULL, &po, &res, &e)) {
-      reply_library_error(r, status_of(e.code), &e);
+      reply_library_error(s, r, status_of(e.code), &e);
+      if (e.code == MSKX_EBUSY) r->retry_after = SERVE_RETRY_AFTER;   /* decode budget spent */
     } else {
       cJSON *o = result_json(s, res, rq->t0);
       if (o) {

@@ -13,6 +13,10 @@
 #define SERVE_DEFAULT_MAX_CONCURRENT 8         /* predictions admitted at once */
 #define SERVE_DEFAULT_MAX_CONNECTIONS 256      /* one thread each */
 #define SERVE_DEFAULT_TIMEOUT 30               /* seconds a connection may stay idle */
+#define SERVE_DEFAULT_HEADER_TIMEOUT 10        /* seconds for a request's headers */
+#define SERVE_DEFAULT_MIN_RATE 8192            /* body bytes/s after the header timeout */
+#define SERVE_DEFAULT_MAX_PER_IP 32            /* open connections per client address */
+#define SERVE_DEFAULT_MAX_BUFFERED (512u << 20) /* request body bytes held, all requests */
 #define SERVE_DEFAULT_GRACE 30                 /* seconds shutdown waits for requests */
 #define SERVE_RETRY_AFTER 1                    /* seconds, in 503 answers */
 
@@ -31,12 +35,21 @@ typedef struct serve_config {
   int port;                  /* 0 = any free port (see server_port) */
   size_t max_body;           /* bytes; larger bodies get 413 */
   int max_images;            /* images per study; more get 413 */
-  int max_concurrent;        /* predictions admitted at once; more get 503 + Retry-After */
+  int max_concurrent;        /* predictions computed at once (admitted when their body
+                                is complete); more get 503 + Retry-After */
   int max_connections;       /* open connections (a thread each); more are refused */
   int timeout_s;             /* idle seconds before a connection is closed */
+  int header_timeout_s;      /* a request's headers must be complete this many seconds
+                                after the connection is ready for it (opened, or the
+                                previous answer sent); else it is closed */
+  double min_rate;           /* a body must arrive within header_timeout_s seconds
+                                plus one second per min_rate bytes; 0 = no limit */
+  int max_per_ip;            /* open connections from one client address; 0 = no limit */
+  size_t max_buffered;       /* request body bytes held in memory, all requests
+                                together; a body that would pass it gets 503 */
   int compute_threads;       /* OpenMP threads per prediction; 0 = the runtime's default */
   void (*on_access)(void *user, const serve_access *a);
-  void (*on_log)(void *user, const char *message);   /* daemon errors */
+  void (*on_log)(void *user, const char *message);   /* daemon errors, slow clients cut */
   void *log_user;
 } serve_config;
 

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include "serve/metrics.h"
 #include "serve/serve.h"
+#include "serve/watchdog.h"
 
 enum route {
   ROUTE_NONE = 0,
@@ -15,6 +16,15 @@ enum route {
   ROUTE_PREDICT
 };
 
+#define SERVE_LOG_SEEN 4        /* distinct daemon log lines whose repeats are counted */
+#define SERVE_LOG_REPEAT_S 1.0  /* each is printed at most once per this many seconds */
+
+typedef struct log_seen {
+  char text[1024];
+  double since;              /* when it was last printed */
+  long repeats;              /* since then, not printed */
+} log_seen;
+
 struct server {
   struct MHD_Daemon *daemon;
   mskx_model *model;
@@ -24,8 +34,14 @@ struct server {
   pthread_cond_t idle;       /* signalled when in_flight drops */
   long in_flight;            /* requests from their headers to their completion */
   int predict_active;        /* admitted predictions (at most cfg.max_concurrent) */
+  size_t buffered;           /* bytes of request bodies held (at most cfg.max_buffered) */
+  watchdog *wd;              /* closes slow clients */
+  char **paths;              /* the model's and its members' file paths, longest first: */
+  int n_paths;               /*   never shown to clients (see client_message) */
   int stopping;
   int port;
+  pthread_mutex_t log_mu;
+  log_seen seen[SERVE_LOG_SEEN];
 };
 
 /* An answer being prepared. body is malloc'd unless is_static. */
@@ -45,17 +61,22 @@ typedef struct reply {
 typedef struct request {
   double t0;
   char method[16];
-  char path[256];
+  char path[256];            /* for the log; cut with "..." when longer */
   int route;
   int holds_slot;            /* admitted prediction: counted in predict_active */
+  watch *watch;              /* the connection's deadlines (NULL: not watched) */
   int answered;              /* a response was queued */
   reply early;               /* decided at the headers; sent once the body is drained */
   int has_early;
+  size_t declared;           /* Content-Length; 0 when none (chunked) */
   unsigned char *body;
-  size_t len, cap;
+  size_t len, cap;           /* cap: counted in server.buffered */
   reply r;                   /* what was sent */
 } request;
 
+/* The file paths of s->model (root and members) into s->paths. */
+int client_names_init(server *s, mskx_err *e);
+void client_names_free(server *s);
 /* Finds the route of path; fills r with 404 or 405 when there is none for method. */
 int route_find(const char *path, const char *method, reply *r);
 void reply_error(reply *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

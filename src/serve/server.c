@@ -1,13 +1,14 @@
 /* The daemon: libmicrohttpd with a thread per connection (a prediction
- * blocks only its own connection), admission control for predictions,
- * body limits, per-request bookkeeping, access log callbacks and a
- * graceful stop. */
+ * blocks only its own connection), deadlines for slow clients (watchdog.c),
+ * admission control for predictions once their body is complete, body
+ * limits, per-request bookkeeping, access log callbacks and a graceful stop. */
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +19,9 @@
 /* Per-connection memory pool for headers and read buffers; bodies are kept
  * separately, so this only bounds header size and read chunk size. */
 #define SERVE_CONNECTION_MEMORY (128u << 10)
+/* A body buffer starts this small and doubles, so that a slow client holds
+ * memory (counted against max_buffered) in proportion to what it sent. */
+#define SERVE_BODY_FIRST_ALLOC (64u << 10)
 
 /* Lets the viewer run its inline script and show data: overlays while
  * forbidding every outside resource (the page must work offline). */
@@ -34,6 +38,10 @@ void serve_config_default(serve_config *c) {
   c->max_concurrent = SERVE_DEFAULT_MAX_CONCURRENT;
   c->max_connections = SERVE_DEFAULT_MAX_CONNECTIONS;
   c->timeout_s = SERVE_DEFAULT_TIMEOUT;
+  c->header_timeout_s = SERVE_DEFAULT_HEADER_TIMEOUT;
+  c->min_rate = SERVE_DEFAULT_MIN_RATE;
+  c->max_per_ip = SERVE_DEFAULT_MAX_PER_IP;
+  c->max_buffered = SERVE_DEFAULT_MAX_BUFFERED;
 }
 
 static void release_slot(server *s, request *rq) {
@@ -86,10 +94,57 @@ static void mark_early(request *rq, int retry_after) {
   rq->has_early = 1;
 }
 
+/* How the client framed its body: every Content-Length and
+ * Transfer-Encoding header (libmicrohttpd itself uses the first
+ * Content-Length and prefers chunked encoding silently). */
+typedef struct framing {
+  int n_length, lengths_differ, n_encoding;
+  const char *length, *encoding;
+} framing;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+  (void)kind;
+  framing *f = cls;
+  if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+    if (f->n_length++ == 0) f->length = value;
+    else if (strcmp(f->length, value ? value : "")) f->lengths_differ = 1;
+  } else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+    f->n_encoding++;
+    f->encoding = value;
+  }
+  return MHD_YES;
+}
+
+/* A body whose length a proxy in front of us could read differently (two
+ * Content-Lengths, Content-Length with Transfer-Encoding, a coding other
+ * than chunked) is refused: that mismatch is how requests are smuggled. */
+static int check_framing(struct MHD_Connection *c, reply *r) {
+  framing f = {0, 0, 0, NULL, NULL};
+  MHD_get_connection_values(c, MHD_HEADER_KIND, framing_header, &f);
+  if (f.lengths_differ) {
+    reply_error(r, 400, "two different Content-Length headers");
+    return -1;
+  }
+  if (f.n_length && f.n_encoding) {
+    reply_error(r, 400, "both Content-Length and Transfer-Encoding headers");
+    return -1;
+  }
+  if (f.n_encoding > 1 || (f.n_encoding && strcasecmp(f.encoding ? f.encoding : "", "chunked"))) {
+    reply_error(r, 400, "Transfer-Encoding other than a single 'chunked' is not supported");
+    return -1;
+  }
+  return 0;
+}
+
 /* Decisions that need only the headers. Returns 1 when the answer must go
- * out now (413: the body is not read at all). */
-static int begin_request(server *s, struct MHD_Connection *c, request *rq) {
-  rq->route = route_find(rq->path, rq->method, &rq->early);
+ * out now (the body is not read at all, and libmicrohttpd closes the
+ * connection after the answer). */
+static int begin_request(server *s, struct MHD_Connection *c, request *rq, const char *url, const char *method) {
+  if (check_framing(c, &rq->early)) {
+    mark_early(rq, 0);
+    return 1;
+  }
+  rq->route = route_find(url, method, &rq->early);
   if (rq->route == ROUTE_NONE) {
     rq->has_early = 1;
     return 0;
@@ -103,50 +158,100 @@ static int begin_request(server *s, struct MHD_Connection *c, request *rq) {
   }
   if (rq->route != ROUTE_PREDICT) return 0;
   pthread_mutex_lock(&s->mu);
-  int stopping = s->stopping, busy = s->predict_active >= s->cfg.max_concurrent;
-  if (!stopping && !busy) s->predict_active++;
+  int stopping = s->stopping;
   pthread_mutex_unlock(&s->mu);
   if (stopping) {
     reply_error(&rq->early, 503, "the server is shutting down");
     mark_early(rq, SERVE_RETRY_AFTER);
-  } else if (busy) {
-    metrics_busy(&s->metrics);
-    reply_error(&rq->early, 503, "busy: %d predictions in progress, retry later", s->cfg.max_concurrent);
-    mark_early(rq, SERVE_RETRY_AFTER);
-  } else {
-    rq->holds_slot = 1;
-    rq->cap = (size_t)length;   /* the buffer is sized on the first chunk */
   }
+  rq->declared = (size_t)length;
+  return 0;
+}
+
+/* Frees rq's body and gives its bytes back to the server's budget. */
+static void body_free(server *s, request *rq) {
+  if (rq->cap) {
+    pthread_mutex_lock(&s->mu);
+    s->buffered -= rq->cap;
+    pthread_mutex_unlock(&s->mu);
+  }
+  free(rq->body);
+  rq->body = NULL;
+  rq->len = rq->cap = 0;
+}
+
+/* Room for n more bytes: the buffer doubles (up to the declared length),
+ * within max_buffered over all requests. 0, or -1 with rq->early set. */
+static int body_grow(server *s, request *rq, size_t n) {
+  size_t need = rq->len + n, cap = rq->cap ? 2 * rq->cap : SERVE_BODY_FIRST_ALLOC;
+  if (rq->declared && cap > rq->declared) cap = rq->declared;
+  if (cap > s->cfg.max_body) cap = s->cfg.max_body;
+  if (cap < need) cap = need;
+  pthread_mutex_lock(&s->mu);
+  int room = s->buffered + (cap - rq->cap) <= s->cfg.max_buffered;
+  if (room) s->buffered += cap - rq->cap;
+  pthread_mutex_unlock(&s->mu);
+  unsigned char *g = room ? realloc(rq->body, cap) : NULL;
+  if (!g) {
+    if (room) {
+      pthread_mutex_lock(&s->mu);
+      s->buffered -= cap - rq->cap;
+      pthread_mutex_unlock(&s->mu);
+    }
+    body_free(s, rq);
+    if (room) {
+      reply_error(&rq->early, 503, "out of memory for the request body");
+    } else {
+      metrics_busy(&s->metrics);
+      reply_error(&rq->early, 503, "busy: request bodies in memory reached the limit of %zu bytes, retry later",
+                  s->cfg.max_buffered);
+    }
+    mark_early(rq, SERVE_RETRY_AFTER);
+    return -1;
+  }
+  rq->body = g;
+  rq->cap = cap;
   return 0;
 }
 
 static void append_body(server *s, request *rq, const char *data, size_t n) {
   if (rq->has_early || rq->route != ROUTE_PREDICT) return;   /* drained and dropped */
   if (n > s->cfg.max_body - rq->len) {
-    free(rq->body);
-    rq->body = NULL;
-    rq->len = 0;
-    release_slot(s, rq);
+    body_free(s, rq);
     reply_error(&rq->early, 413, "request body exceeds the limit of %zu bytes", s->cfg.max_body);
     mark_early(rq, 0);
     return;
   }
-  if (!rq->body || rq->len + n > rq->cap) {
-    size_t cap = rq->body ? 2 * rq->cap : rq->cap;
-    if (cap < rq->len + n) cap = rq->len + n < 65536 ? 65536 : rq->len + n;
-    if (cap > s->cfg.max_body) cap = s->cfg.max_body;
-    unsigned char *g = realloc(rq->body, cap);
-    if (!g) {
-      release_slot(s, rq);
-      reply_error(&rq->early, 503, "out of memory for the request body");
-      mark_early(rq, SERVE_RETRY_AFTER);
-      return;
-    }
-    rq->body = g;
-    rq->cap = cap;
-  }
+  if (rq->len + n > rq->cap && body_grow(s, rq, n)) return;
   memcpy(rq->body + rq->len, data, n);
   rq->len += n;
+}
+
+/* A prediction slot for a complete body; 503 in r when all are taken. */
+static int take_slot(server *s, request *rq, reply *r) {
+  pthread_mutex_lock(&s->mu);
+  int busy = s->predict_active >= s->cfg.max_concurrent;
+  if (!busy) s->predict_active++;
+  pthread_mutex_unlock(&s->mu);
+  if (busy) {
+    metrics_busy(&s->metrics);
+    reply_error(r, 503, "busy: %d predictions in progress, retry later", s->cfg.max_concurrent);
+    r->retry_after = SERVE_RETRY_AFTER;
+    return -1;
+  }
+  rq->holds_slot = 1;
+  return 0;
+}
+
+/* The connection's watch (its socket context), or NULL. */
+static watch *connection_watch(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return i ? i->socket_context : NULL;
+}
+
+/* A copy of a client's string for the log, "..." at the end when cut. */
+static void log_copy(char *out, size_t n, const char *s) {
+  if ((size_t)snprintf(out, n, "%s", s) >= n && n > 4) memcpy(out + n - 4, "...", 4);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -158,26 +263,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
     *con_cls = rq;
     rq->t0 = now_seconds();
-    snprintf(rq->method, sizeof rq->method, "%s", method);
-    snprintf(rq->path, sizeof rq->path, "%s", url);
+    rq->watch = connection_watch(c);
+    watch_headers_done(s->wd, rq->watch);
+    log_copy(rq->method, sizeof rq->method, method);
+    log_copy(rq->path, sizeof rq->path, url);
     pthread_mutex_lock(&s->mu);
     s->in_flight++;
     pthread_mutex_unlock(&s->mu);
-    return begin_request(s, c, rq) ? send_reply(s, c, rq, &rq->early) : MHD_YES;
+    return begin_request(s, c, rq, url, method) ? send_reply(s, c, rq, &rq->early) : MHD_YES;
   }
   if (*upload_size) {
+    watch_body_bytes(s->wd, rq->watch, *upload_size);
     append_body(s, rq, upload, *upload_size);
     *upload_size = 0;
     return MHD_YES;
   }
   if (rq->answered) return MHD_YES;
+  watch_body_done(s->wd, rq->watch);
   if (rq->has_early) return send_reply(s, c, rq, &rq->early);
   reply r = {0};
   if (rq->route == ROUTE_PREDICT) {
-    handle_predict(s, c, rq, &r);
+    /* The slot is taken only now: a slow upload must not hold one. */
+    if (!take_slot(s, rq, &r)) handle_predict(s, c, rq, &r);
     release_slot(s, rq);
-    free(rq->body);
-    rq->body = NULL;
+    body_free(s, rq);
   } else {
     handle_get(s, rq->route, &r);
   }
@@ -201,14 +310,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   request *rq = *con_cls;
   if (!rq) return;
   release_slot(s, rq);
+  watch_request_done(s->wd, rq->watch);
   int status = rq->answered ? rq->r.status : 0;
   metrics_request(&s->metrics, status);
   if (s->cfg.on_access) {
+    const char *cut = watch_cut_reason(s->wd, rq->watch);
     serve_access a = {rq->method, rq->path, status, (now_seconds() - rq->t0) * 1e3, rq->r.n_images,
-                      status ? rq->r.error : termination_name(toe)};
+                      status ? rq->r.error : cut[0] ? cut : termination_name(toe)};
     s->cfg.on_access(s->cfg.log_user, &a);
   }
-  free(rq->body);
+  body_free(s, rq);
   reply_free(&rq->early);
   free(rq);
   *con_cls = NULL;
@@ -218,13 +329,74 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   pthread_mutex_unlock(&s->mu);
 }
 
+/* Registers each connection with the watchdog (its socket context). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  server *s = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *socket_context = fd ? watchdog_add(s->wd, fd->connect_fd) : NULL;
+  } else {
+    watchdog_remove(s->wd, *socket_context);
+    *socket_context = NULL;
+  }
+}
+
+/* One line per watchdog sweep that closed connections, not one per connection. */
+static void on_cut(void *user, int headers, int bodies) {
+  server *s = user;
+  metrics_cut(&s->metrics, headers, bodies);
+  if (!s->cfg.on_log) return;
+  char msg[256];
+  if (headers) {
+    snprintf(msg, sizeof msg, "closed %d connection(s) whose request headers were not complete within %d s", headers,
+             s->cfg.header_timeout_s);
+    s->cfg.on_log(s->cfg.log_user, msg);
+  }
+  if (bodies) {
+    snprintf(msg, sizeof msg, "closed %d connection(s) whose request body arrived slower than %g bytes/s", bodies,
+             s->cfg.min_rate);
+    s->cfg.on_log(s->cfg.log_user, msg);
+  }
+}
+
+/* libmicrohttpd logs a line per refused or broken connection, so a flood
+ * of connections would flood the log: each distinct line is printed once
+ * per SERVE_LOG_REPEAT_S seconds, and then how often it came meanwhile. */
+static void log_repeats(server *s, const log_seen *l) {
+  char msg[sizeof l->text + 64];
+  snprintf(msg, sizeof msg, "(%ld more: %s)", l->repeats, l->text);
+  s->cfg.on_log(s->cfg.log_user, msg);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   server *s = cls;
-  char msg[1024];
+  char msg[sizeof s->seen[0].text];
   vsnprintf(msg, sizeof msg, fmt, ap);
   size_t n = strlen(msg);
   while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
-  if (s->cfg.on_log) s->cfg.on_log(s->cfg.log_user, msg);
+  if (!s->cfg.on_log) return;
+  double now = now_seconds();
+  log_seen before = {0}, *l = NULL, *oldest = &s->seen[0];
+  pthread_mutex_lock(&s->log_mu);
+  for (int i = 0; i < SERVE_LOG_SEEN && !l; i++) {
+    if (!strcmp(s->seen[i].text, msg)) l = &s->seen[i];
+    else if (s->seen[i].since < oldest->since) oldest = &s->seen[i];
+  }
+  int print = 1;
+  if (l && now - l->since < SERVE_LOG_REPEAT_S) {
+    l->repeats++;
+    print = 0;
+  } else {
+    if (!l) l = oldest;
+    before = *l;
+    snprintf(l->text, sizeof l->text, "%s", msg);
+    l->since = now;
+    l->repeats = 0;
+  }
+  pthread_mutex_unlock(&s->log_mu);
+  if (before.repeats) log_repeats(s, &before);
+  if (print) s->cfg.on_log(s->cfg.log_user, msg);
 }
 
 static int check_config(const serve_config *c, mskx_err *e) {
@@ -234,6 +406,12 @@ static int check_config(const serve_config *c, mskx_err *e) {
   if (c->max_concurrent < 1) return err_set(e, MSKX_EINVAL, "max_concurrent must be positive");
   if (c->max_connections < 1) return err_set(e, MSKX_EINVAL, "max_connections must be positive");
   if (c->timeout_s < 1) return err_set(e, MSKX_EINVAL, "timeout must be at least 1 second");
+  if (c->header_timeout_s < 1) return err_set(e, MSKX_EINVAL, "header timeout must be at least 1 second");
+  if (!(c->min_rate >= 0)) return err_set(e, MSKX_EINVAL, "minimum rate must not be negative");
+  if (c->max_per_ip < 0) return err_set(e, MSKX_EINVAL, "max_per_ip must not be negative");
+  if (c->max_buffered < c->max_body)
+    return err_set(e, MSKX_EINVAL, "max_buffered (%zu bytes) is less than max_body (%zu bytes)", c->max_buffered,
+                   c->max_body);
   return MSKX_OK;
 }
 
@@ -269,6 +447,12 @@ int server_start(mskx_model *m, const serve_config *cfg, server **out, mskx_err 
   metrics_init(&s->metrics);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->idle, NULL);
+  pthread_mutex_init(&s->log_mu, NULL);
+  if ((rc = client_names_init(s, e)) ||
+      (rc = watchdog_start(cfg->header_timeout_s, cfg->min_rate, on_cut, s, &s->wd, e))) {
+    server_stop(s, 0);
+    return rc;
+  }
   unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
                    MHD_USE_ERROR_LOG | MHD_USE_AUTO | (ipv6 ? MHD_USE_IPv6 : 0);
   /* The logger goes first so that no option's complaint reaches MHD's own stderr logger. */
@@ -277,6 +461,8 @@ int server_start(mskx_model *m, const serve_config *cfg, server **out, mskx_err 
                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s,
                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                               MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
+                               MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVE_CONNECTION_MEMORY,
                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                MHD_OPTION_END);
@@ -321,8 +507,14 @@ int server_stop(server *s, double grace_s) {
     MHD_stop_daemon(s->daemon);
     if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
   }
+  watchdog_stop(s->wd);   /* after the daemon: every connection is closed */
+  client_names_free(s);
+  if (s->cfg.on_log)
+    for (int i = 0; i < SERVE_LOG_SEEN; i++)
+      if (s->seen[i].repeats) log_repeats(s, &s->seen[i]);
   pthread_cond_destroy(&s->idle);
   pthread_mutex_destroy(&s->mu);
+  pthread_mutex_destroy(&s->log_mu);
   metrics_destroy(&s->metrics);
   free(s);
   return (int)left;

@@ -1,6 +1,8 @@
 /* The files of a run folder: config.json, log.jsonl, last/best checkpoints
  * (see trainer.h). Everything is written atomically. */
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -62,10 +64,56 @@ int run_dir_prepare(const train_config *c, int force, mskx_err *e) {
     static const char *const old[] = {"last.safetensors", "best.safetensors", "log.jsonl", "bundle.json"};
     for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) {
       char p[2048];
-      if (!path_join(p, sizeof p, c->out, old[i], NULL)) remove(p);
+      if ((rc = path_join(p, sizeof p, c->out, old[i], e))) return rc;
+      if (remove(p) != 0 && errno != ENOENT)
+        return err_set(e, MSKX_EIO, "%s: cannot remove the old run's file (--force): %s", p, strerror(errno));
     }
   }
   return run_dir_write_config(c, e);
+}
+
+/* "<file>.tmp.<digits>" where file is one that a run writes (cache files end in .mskxcache). */
+static int is_run_temp(const char *name) {
+  static const char *const files[] = {CONFIG_NAME, "log.jsonl", "last.safetensors", "best.safetensors", "bundle.json"};
+  const char *t = strstr(name, ATOMIC_TMP_INFIX);
+  if (!t) return 0;
+  const char *pid = t + strlen(ATOMIC_TMP_INFIX);
+  if (!*pid || strspn(pid, "0123456789") != strlen(pid)) return 0;
+  size_t base = (size_t)(t - name), ext = strlen(".mskxcache");
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+    if (base == strlen(files[i]) && !strncmp(name, files[i], base)) return 1;
+  return base > ext && !strncmp(t - ext, ".mskxcache", ext);
+}
+
+/* One folder; sub: also its subfolders (per-part runs), one level deep. */
+static int remove_temps_in(const char *dir, int sub, int *removed, char *names, size_t n, mskx_err *e) {
+  DIR *d = opendir(dir);
+  if (!d) return err_set(e, MSKX_EIO, "%s: cannot list: %s", dir, strerror(errno));
+  int rc = MSKX_OK;
+  for (struct dirent *de; !rc && (de = readdir(d));) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    char path[4096];
+    if (path_join(path, sizeof path, dir, de->d_name, NULL)) continue;
+    if (is_run_temp(de->d_name)) {
+      if (remove(path) != 0 && errno != ENOENT) {
+        rc = err_set(e, MSKX_EIO, "%s: cannot remove a stale temporary file: %s", path, strerror(errno));
+        break;
+      }
+      size_t used = strlen(names);
+      if (used < n) snprintf(names + used, n - used, "%s%s", *removed ? ", " : "", path);
+      (*removed)++;
+    } else if (sub && path_is_dir(path)) {
+      rc = remove_temps_in(path, 0, removed, names, n, e);
+    }
+  }
+  closedir(d);
+  return rc;
+}
+
+int run_dir_remove_temps(const char *dir, int *removed, char *names, size_t n, mskx_err *e) {
+  *removed = 0;
+  if (n) names[0] = 0;
+  return remove_temps_in(dir, 1, removed, names, n, e);
 }
 
 int run_dir_read_config(const char *dir, train_config *c, mskx_err *e) {

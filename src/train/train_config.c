@@ -10,6 +10,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "models/net.h"
+#include "train/class_weights.h"
 #include "train/trainer.h"
 
 /* MURA paper (Rajpurkar et al. 2017, section 3): batch 8, Adam lr 1e-4,
@@ -17,6 +18,9 @@
 #define PAPER_BATCH 8
 #define PAPER_LR 1e-4
 #define PAPER_SIZE 320
+/* A few unreadable files in a large dataset are tolerated (and reported); a
+ * larger share means a broken dataset or disk, not a few bad scans. */
+#define DEFAULT_MAX_SKIPPED 0.01
 
 void train_config_default(train_config *c) {
   memset(c, 0, sizeof *c);
@@ -39,6 +43,7 @@ void train_config_default(train_config *c) {
   c->aux_weight = INCEPTION_AUX_WEIGHT;
   strcpy(c->select, "kappa");
   c->aug = aug_mura_default();
+  c->max_skipped = DEFAULT_MAX_SKIPPED;
 }
 
 int train_config_validate(const train_config *c, mskx_err *e) {
@@ -66,11 +71,15 @@ int train_config_validate(const train_config *c, mskx_err *e) {
   if (c->threads < 0 || c->loader_threads < 1) return err_set(e, MSKX_EINVAL, "thread counts must be positive");
   if ((rc = optim_config_validate(&c->optim, e))) return rc;
   if ((rc = schedule_config_validate(&c->sched, e))) return rc;
+  cw_spec cw;
+  if ((rc = cw_parse(c->class_weights, &cw, e))) return err_prefix(e, "--class-weights");
   if (strcmp(c->select, "kappa") && strcmp(c->select, "loss"))
     return err_set(e, MSKX_EINVAL, "--select %s: expected kappa or loss", c->select);
   if (c->early_stop < 0) return err_set(e, MSKX_EINVAL, "--early-stop must be >= 0");
   if (c->freeze_backbone_epochs < 0) return err_set(e, MSKX_EINVAL, "--freeze-backbone-epochs must be >= 0");
   if (c->max_batches < 0) return err_set(e, MSKX_EINVAL, "--max-batches must be >= 0");
+  if (!(c->max_skipped >= 0 && c->max_skipped <= 1))
+    return err_set(e, MSKX_EINVAL, "--max-skipped %g: must be a fraction in [0, 1]", c->max_skipped);
   const aug_config *g = &c->aug;
   if (!(g->p_hflip >= 0 && g->p_hflip <= 1 && g->p_vflip >= 0 && g->p_vflip <= 1))
     return err_set(e, MSKX_EINVAL, "flip probabilities must be in [0, 1]");
@@ -144,6 +153,7 @@ static const field fields[] = {
     FF("aug_contrast", aug.contrast),
     FI("keep_aspect", keep_aspect),
     FI("strict", strict),
+    FD("max_skipped", max_skipped),
     FI("cache", cache),
     FI("max_batches", max_batches),
 };

@@ -39,6 +39,7 @@ typedef struct run_ctx {
   const char *part_label;
   train_progress_fn fn;
   void *ctx;
+  const volatile sig_atomic_t *cancel;  /* see train_hooks */
   char dir[1024], last_path[1100], best_path[1100], log_path[1100];
   uint64_t mask;
   double (*cw)[2];
@@ -61,11 +62,19 @@ typedef struct run_ctx {
 int run_dir_prepare(const train_config *c, int force, mskx_err *e);
 int run_dir_read_config(const char *dir, train_config *c, mskx_err *e);
 int run_dir_write_config(const train_config *c, mskx_err *e);
+/* Removes the temporaries of a run's files ("<file>.tmp.<pid>") in dir and
+ * its per-part subfolders; *removed counts them, names lists a few. */
+int run_dir_remove_temps(const char *dir, int *removed, char *names, size_t n, mskx_err *e);
 int run_paths(run_ctx *r, mskx_err *e);
 int checkpoint_save(run_ctx *r, const model_meta *meta, mskx_err *e);
 int checkpoint_load(run_ctx *r, mskx_err *e);
 int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_err *e);
 char *epoch_metrics_json(const epoch_stats *st);
+
+/* trainer.c: whether the caller asked to stop, and the MSKX_ECANCELED error
+ * saying what is saved (the run stops during epoch `epoch`). */
+int run_cancelled(const run_ctx *r);
+int run_cancel_error(const run_ctx *r, int epoch, mskx_err *e);
 
 /* validate.c */
 int run_validation(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e);

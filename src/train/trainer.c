@@ -15,6 +15,16 @@
 #include "train/class_weights.h"
 #include "train/train_internal.h"
 
+int run_cancelled(const run_ctx *r) { return r->cancel && *r->cancel; }
+
+int run_cancel_error(const run_ctx *r, int epoch, mskx_err *e) {
+  if (r->st.epochs_done == 0)
+    return err_set(e, MSKX_ECANCELED, "stopped during epoch %d of %d, before any epoch was saved", epoch + 1,
+                   r->cfg.epochs);
+  return err_set(e, MSKX_ECANCELED, "stopped during epoch %d of %d; epoch %d is saved in %s", epoch + 1, r->cfg.epochs,
+                 r->st.epochs_done, r->last_path);
+}
+
 static void notify(run_ctx *r, int phase, int epoch, int b, int nb, double ips, double loss, double lr, double eta,
                    const char *text) {
   if (!r->fn) return;
@@ -196,6 +206,24 @@ static int share_weights(run_ctx *r, mskx_err *e) {
   return rc;
 }
 
+/* Unreadable training images are skipped, up to --max-skipped of an epoch's
+ * images; an epoch that read none is an error whatever the limit. */
+static int check_skipped(const run_ctx *r, int epoch, long long read, long long skipped, const loader_stats *ls,
+                         mskx_err *e) {
+  const char *last = ls->n_skip_msgs ? ls->skip_msgs[ls->n_skip_msgs - 1] : "";
+  const char *sep = ls->n_skip_msgs ? "; the last: " : "";
+  if (read == 0)
+    return err_set(e, MSKX_EIO, "epoch %d: no training image could be read (%lld unreadable)%s%s", epoch + 1,
+                   skipped, sep, last);
+  double share = (double)skipped / (double)(read + skipped);
+  if (share > r->cfg.max_skipped)
+    return err_set(e, MSKX_EIO,
+                   "epoch %d: %lld of %lld training images (%.1f%%) were unreadable, more than --max-skipped %g "
+                   "allows%s%s",
+                   epoch + 1, skipped, read + skipped, 100 * share, r->cfg.max_skipped, sep, last);
+  return MSKX_OK;
+}
+
 static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) {
   const train_config *c = &r->cfg;
   int rc = net_plan(r->net, r->local_batch, c->size, c->size, 1, c->prec, e);
@@ -206,13 +234,17 @@ static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) 
   if (!rc && nb == 0) rc = err_set(e, MSKX_EINVAL, "the training split has fewer images than one batch (%d)", c->batch);
   if ((rc = dist_agree(r->dist, rc, e))) return rc;
   int frozen = epoch < c->freeze_backbone_epochs;
+  /* The epoch's rate even when no step runs (schedules are pure functions of the position). */
+  st->lr = schedule_lr(r->sched, epoch, 0, nb);
   double t0 = now_seconds(), sum = 0, comm0 = dist_comm_seconds(r->dist);
   long long imgs = 0;
   for (int b = 0; b < nb; b++) {
     const batch *bt = NULL;
     int got = loader_next(r->ltrain, &bt, e), ended = got == 0, total = got > 0 ? bt->count : 0;
-    /* All processes learn of a failed read or an early end before the step's collectives. */
-    rc = dist_step(r->dist, got < 0 ? -got : 0, ended, total, &ended, &total, e);
+    int mine = got < 0 ? -got : run_cancelled(r) ? run_cancel_error(r, epoch, e) : MSKX_OK;
+    /* All processes learn of a failed read, a request to stop or an early end
+     * before the step's collectives, so they stop at the same step. */
+    rc = dist_step(r->dist, mine, ended, total, &ended, &total, e);
     if (rc || ended) {
       if (got > 0) loader_release(r->ltrain, bt);
       if (rc) return rc;
@@ -244,7 +276,8 @@ static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) 
   st->images_per_s = imgs / (st->train_seconds > 0 ? st->train_seconds : 1e-9);
   if (ls.skipped && ls.n_skip_msgs)
     notify(r, TRAIN_PHASE_INFO, epoch, 0, 0, 0, 0, 0, 0, ls.skip_msgs[ls.n_skip_msgs - 1]);
-  return MSKX_OK;
+  /* Every process has the same global counts, hence the same verdict. */
+  return dist_agree(r->dist, check_skipped(r, epoch, imgs, st->skipped, &ls, e), e);
 }
 
 /* One epoch plus its bookkeeping; sets *stop when training should end. */
@@ -367,7 +400,7 @@ static void run_free(run_ctx *r) {
 
 /* Trains one model in dir (a run folder or a per-part subfolder). */
 static int train_one(const train_config *c, const dataset *d, const char *dir, const char *part_label, int resuming,
-                     dist *dd, train_progress_fn fn, void *ctx, train_summary *sum, mskx_err *e) {
+                     dist *dd, const train_hooks *h, train_summary *sum, mskx_err *e) {
   run_ctx r;
   memset(&r, 0, sizeof r);
   r.cfg = *c;
@@ -376,8 +409,9 @@ static int train_one(const train_config *c, const dataset *d, const char *dir, c
   r.ranks = dist_size(dd);
   r.local_batch = c->batch / r.ranks;
   r.data = d;
-  r.fn = fn;
-  r.ctx = ctx;
+  r.fn = h ? h->progress : NULL;
+  r.ctx = h ? h->ctx : NULL;
+  r.cancel = h ? h->cancel : NULL;
   r.part_label = part_label;
   r.st.best_epoch = -1;
   snprintf(r.dir, sizeof r.dir, "%s", dir);
@@ -386,6 +420,8 @@ static int train_one(const train_config *c, const dataset *d, const char *dir, c
   if (!rc) rc = setup_class_weights(&r, e);
   if (!rc) rc = setup_model(&r, resuming, e);
   if (!rc) rc = make_loaders(&r, e);
+  /* Building a --cache can take long: a request to stop may already be here. */
+  if (!rc && run_cancelled(&r)) rc = run_cancel_error(&r, r.st.epochs_done, e);
   rc = dist_agree(dd, rc, e);
   /* Each process reads the checkpoint itself: all must resume from the same epoch. */
   if (!rc) rc = dist_check_same(dd, (uint64_t)r.st.epochs_done, "the checkpoint's epoch (is the run folder shared?)", e);
@@ -412,8 +448,8 @@ static int open_dataset(const train_config *c, dataset **d, mskx_err *e) {
 }
 
 /* Per-part runs: one model per selected part with training images, then the bundle. */
-static int train_per_part(const train_config *c, const dataset *d, int resuming, dist *dd, train_progress_fn fn,
-                          void *ctx, train_summary *sum, mskx_err *e) {
+static int train_per_part(const train_config *c, const dataset *d, int resuming, dist *dd, const train_hooks *h,
+                          train_summary *sum, mskx_err *e) {
   int root = dist_rank(dd) == 0;
   uint64_t mask;
   int rc = parts_mask(d, c->parts, &mask, e);
@@ -434,7 +470,7 @@ static int train_per_part(const train_config *c, const dataset *d, int resuming,
     int part_resume = resuming && path_exists(dir);
     rc = dist_agree(dd, root ? mkdir_p(dir, e) : MSKX_OK, e);
     train_summary ps = {0};
-    if (!rc) rc = train_one(&pc, d, dir, d->parts[p], part_resume, dd, fn, ctx, &ps, e);
+    if (!rc) rc = train_one(&pc, d, dir, d->parts[p], part_resume, dd, h, &ps, e);
     if (rc) err_prefix(e, "%s", d->parts[p]);
     cJSON_AddStringToObject(models, d->parts[p], rel);
     kappa_sum += ps.best_kappa;
@@ -487,12 +523,12 @@ static int preflight(const train_config *c, dataset **d, mskx_err *e) {
   return rc;
 }
 
-static int run_with(const train_config *c, dataset *d, int resuming, dist *dd, train_progress_fn fn, void *ctx,
+static int run_with(const train_config *c, dataset *d, int resuming, dist *dd, const train_hooks *h,
                     train_summary *out, mskx_err *e) {
   train_summary sum = {0};
   sum.best_epoch = -1;
-  int rc = c->per_part ? train_per_part(c, d, resuming, dd, fn, ctx, &sum, e)
-                       : train_one(c, d, c->out, NULL, resuming, dd, fn, ctx, &sum, e);
+  int rc = c->per_part ? train_per_part(c, d, resuming, dd, h, &sum, e)
+                       : train_one(c, d, c->out, NULL, resuming, dd, h, &sum, e);
   if (out) *out = sum;
   return rc;
 }
@@ -527,23 +563,38 @@ static int prepare(const train_config *c, dist *dd, int force, int write_config,
   return dist_agree(dd, rc, e);
 }
 
-int train_run(const train_config *c, int force, dist *dd, train_progress_fn fn, void *ctx, train_summary *out,
-              mskx_err *e) {
+int train_run(const train_config *c, int force, dist *dd, const train_hooks *h, train_summary *out, mskx_err *e) {
   dataset *d = NULL;
   if (dist_size(dd) == 1) dd = NULL;  /* one process: exactly the plain path */
   int rc = check_config(c, dd, e);
   if (!rc) rc = prepare(c, dd, force, 1, &d, e);
-  if (!rc) rc = run_with(c, d, 0, dd, fn, ctx, out, e);
+  if (!rc) rc = run_with(c, d, 0, dd, h, out, e);
   dataset_free(d);
   return rc;
 }
 
-int train_resume(const char *dir, int epochs, dist *dd, train_progress_fn fn, void *ctx, train_summary *out,
-                 mskx_err *e) {
+/* Resuming owns the run folder: temporaries there are an interrupted
+ * process's (its atomic writes never completed), never another run's. */
+static int remove_stale_temps(const char *dir, dist *dd, const train_hooks *h, mskx_err *e) {
+  if (dist_rank(dd) != 0) return MSKX_OK;
+  int removed = 0;
+  char names[512], text[700];
+  int rc = run_dir_remove_temps(dir, &removed, names, sizeof names, e);
+  if (!rc && removed && h && h->progress) {
+    snprintf(text, sizeof text, "removed %d temporary file%s left by an interrupted run: %s", removed,
+             removed == 1 ? "" : "s", names);
+    train_progress p = {.phase = TRAIN_PHASE_INFO, .text = text};
+    h->progress(h->ctx, &p);
+  }
+  return rc;
+}
+
+int train_resume(const char *dir, int epochs, dist *dd, const train_hooks *h, train_summary *out, mskx_err *e) {
   train_config c;
   dataset *d = NULL;
   if (dist_size(dd) == 1) dd = NULL;
   int rc = dist_agree(dd, run_dir_read_config(dir, &c, e), e);
+  if (!rc) rc = dist_agree(dd, remove_stale_temps(dir, dd, h, e), e);
   if (rc) return rc;
   if (epochs > 0) {
     c.epochs = epochs;
@@ -551,7 +602,7 @@ int train_resume(const char *dir, int epochs, dist *dd, train_progress_fn fn, vo
   }
   rc = check_config(&c, dd, e);
   if (!rc) rc = prepare(&c, dd, -1, epochs > 0, &d, e);
-  if (!rc) rc = run_with(&c, d, 1, dd, fn, ctx, out, e);
+  if (!rc) rc = run_with(&c, d, 1, dd, h, out, e);
   dataset_free(d);
   return rc;
 }

@@ -9,6 +9,7 @@
  * study to its part's best model. Every file is written atomically. */
 #ifndef MSKX_TRAIN_TRAINER_H
 #define MSKX_TRAIN_TRAINER_H
+#include <signal.h>
 #include <stdint.h>
 #include "data/preprocess.h"
 #include "engine/engine.h"
@@ -36,6 +37,7 @@ typedef struct train_config {
   aug_config aug;
   int keep_aspect;
   int strict;                /* unreadable images are errors instead of skipped */
+  double max_skipped;        /* fraction of an epoch's training images that may be skipped as unreadable */
   int cache;                 /* preprocessing cache under the run folder */
   int max_batches;           /* per epoch, 0 = all (quick experiments and tests) */
   int sync_bn;               /* data-parallel: batch-norm statistics over all processes */
@@ -64,6 +66,18 @@ typedef struct train_progress {
 
 typedef void (*train_progress_fn)(void *ctx, const train_progress *p);
 
+/* How a caller follows and stops a run; none of it is saved with the run. */
+typedef struct train_hooks {
+  train_progress_fn progress;  /* NULL: no reports */
+  void *ctx;                   /* passed to progress */
+  /* Polled between steps (the library installs no signal handler; the
+   * caller's may set it). Once nonzero the run stops at the next step or
+   * validation batch, or right after the checkpoint being written, and
+   * returns MSKX_ECANCELED saying which epoch is saved: the folder is left
+   * as after a finished epoch, ready for train_resume. NULL: never stops. */
+  const volatile sig_atomic_t *cancel;
+} train_hooks;
+
 typedef struct train_summary {
   int epochs_run;
   int best_epoch;
@@ -82,12 +96,12 @@ struct dist;
  * gradients are summed over processes and every process takes the same
  * optimizer step. Only rank 0 writes in the run folder; give it the progress
  * callback. Errors are agreed between processes where possible (see dist.h). */
-int train_run(const train_config *c, int force, struct dist *d, train_progress_fn fn, void *ctx, train_summary *out,
-              mskx_err *e);
+int train_run(const train_config *c, int force, struct dist *d, const train_hooks *h, train_summary *out, mskx_err *e);
 /* Continues the run in dir from its last checkpoint; epochs > 0 overrides the
  * configured number of epochs (to extend a finished run). With d, every
- * process reads dir (a shared filesystem). */
-int train_resume(const char *dir, int epochs, struct dist *d, train_progress_fn fn, void *ctx, train_summary *out,
-                 mskx_err *e);
+ * process reads dir (a shared filesystem). Resuming owns the folder: the
+ * temporaries of its files that an interrupted process left (see
+ * atomic_file in core/util.h) are removed first, with an INFO report. */
+int train_resume(const char *dir, int epochs, struct dist *d, const train_hooks *h, train_summary *out, mskx_err *e);
 
 #endif

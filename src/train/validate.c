@@ -58,6 +58,11 @@ int run_validation(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) {
     int got = loader_next(r->lvalid, &bt, e);
     if (got < 0) rc = -got;
     if (got <= 0) break;
+    if (run_cancelled(r)) {  /* agreed below: no collective runs inside this loop */
+      loader_release(r->lvalid, bt);
+      rc = run_cancel_error(r, epoch, e);
+      break;
+    }
     const float *x = bt->images;
     if (bt->count < r->local_batch) {  /* pad the last batch: samples are independent in inference */
       memcpy(r->xpad, bt->images, per * (size_t)bt->count * sizeof(float));

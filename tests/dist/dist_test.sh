@@ -139,3 +139,22 @@ done_epochs=$(wc -l < "$T/k/log.jsonl")
 check resume_after_kill "${MPIRUN[@]}" -np 2 "$MSKX_BIN" train --resume "$T/k" --epochs $((done_epochs + 1))
 [ "$(wc -l < "$T/k/log.jsonl")" = $((done_epochs + 1)) ] && pass resume_after_kill_log || fail resume_after_kill_log \
   "expected $((done_epochs + 1)) log lines"
+
+# 8. SIGTERM to one process: every process stops at the same step (the stop is
+#    agreed like an error), rank 0 says what is saved, no temporary is left.
+"${MPIRUN[@]}" -np 2 "$MSKX_BIN" train --data "$DATA" --out "$T/tm" "${COMMON[@]}" --epochs 1000 >/dev/null 2>"$T/tm.err" &
+mp=$!
+for _ in $(seq 1 600); do [ -s "$T/tm/log.jsonl" ] && break; kill -0 $mp 2>/dev/null || break; sleep 0.1; done
+victim=$(pgrep -P "$(pgrep -P $mp mpirun || echo $mp)" mskx | tail -1)
+if [ -n "$victim" ]; then kill -TERM "$victim"; fi
+wait $mp; rc=$?
+if [ -n "$victim" ] && [ "$rc" != 0 ] && [ "$rc" != 124 ] &&
+   grep -q "interrupted by SIGTERM: .*stopped during epoch [0-9]* of 1000; epoch [0-9]* is saved in" "$T/tm.err"; then
+  pass sigterm_one_rank_stops_job
+else
+  fail sigterm_one_rank_stops_job "rc $rc: $(grep -v '^epoch' "$T/tm.err" | head -c 300)"
+fi
+[ "$(ls -A "$T/tm" | grep -c '\.tmp\.')" = 0 ] && pass sigterm_job_leaves_no_temporary ||
+  fail sigterm_job_leaves_no_temporary "$(ls -A "$T/tm" | tr '\n' ' ')"
+done_epochs=$(wc -l < "$T/tm/log.jsonl")
+check resume_after_sigterm "${MPIRUN[@]}" -np 2 "$MSKX_BIN" train --resume "$T/tm" --epochs $((done_epochs + 1))

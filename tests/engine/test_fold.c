@@ -64,7 +64,8 @@ static int compare(fixture *f, const float *x, const uint16_t *x16, double *rel,
   REQUIRE(oh == H && ow == W, "unexpected output size");
   REQUIRE(!conv_bn_fold_plan(&f->cx, &fold, &f->conv, 1, 1, N, H, W, NULL, NULL, &e), "fold plan: %s", e.msg);
   REQUIRE(!conv_layer_forward(&f->cx, &f->conv, bf16 ? (const void *)x16 : x, z, &e), "conv: %s", e.msg);
-  bn_layer_forward(&f->cx, &f->bn, view_make(z, N, H, W, CO), view_make(y, N, H, W, CO), 1);
+  REQUIRE(!bn_layer_forward(&f->cx, &f->bn, view_make(z, N, H, W, CO), view_make(y, N, H, W, CO), 1, &e), "bn: %s",
+          e.msg);
   REQUIRE(!conv_bn_fold_forward(&f->cx, &fold, &f->conv, &f->bn, bf16 ? (const void *)x16 : x, yf, &e), "fold: %s",
           e.msg);
   double ref = 0, d = 0;

@@ -9,7 +9,7 @@ B=${1:-build/mskx}
 S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
 C=tests/fuzz/corpus
 ARCH="densenet:growth=4,blocks=1-1,init=8,bn_size=2"
-mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config}
+mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config,image}
 "$B" synth --out "$S/syn" --studies 40 --seed 3 --min-size 40 --max-size 56 --threads 2 >/dev/null 2>&1
 "$B" train --data "$S/syn/MURA-v1.1" --out "$S/run" --arch "$ARCH" --size 32 --batch 8 --threads 2 --epochs 1 --seed 1 >/dev/null 2>&1
 "$B" train --data "$S/syn/MURA-v1.1" --out "$S/pp" --arch "$ARCH" --size 32 --batch 8 --threads 2 --epochs 1 \
@@ -53,4 +53,28 @@ open(C + "/multipart/part_field.txt", "wb").write(mp([(b'Content-Disposition: fo
 open(C + "/multipart/quoted_boundary.txt", "wb").write(mp([(b'Content-Disposition: form-data; name="x"', b"1")],
     ct=b'multipart/form-data; boundary="XyZzy42"'))
 PY
+# image: the first byte picks the fuzz target's output sizes; then a synth
+# radiograph as PNG, and as interlaced PNG, baseline and progressive JPEG
+# (PIL), and a 16-bit grey PNG.
+/usr/bin/python3 - "$C" "$png" <<'PY'
+import io, sys
+from PIL import Image
+C, png_path = sys.argv[1], sys.argv[2]
+im = Image.open(png_path).convert("L")
+def save(name, opt, **kw):
+    b = io.BytesIO()
+    im.save(b, **kw)
+    open(C + "/image/" + name, "wb").write(bytes([opt]) + b.getvalue())
+open(C + "/image/synth.png", "wb").write(bytes([0x47]) + open(png_path, "rb").read())
+save("baseline.jpg", 0x93, format="JPEG", quality=90)
+save("progressive.jpg", 0x2a, format="JPEG", quality=80, progressive=True)
+Image.merge("RGB", (im, im.point(lambda v: 255 - v), im)).save(b := io.BytesIO(), format="JPEG", quality=85)
+open(C + "/image/rgb.jpg", "wb").write(bytes([0x51]) + b.getvalue())
+im.point(lambda v: v * 257).convert("I;16").save(b := io.BytesIO(), format="PNG")
+open(C + "/image/grey16.png", "wb").write(bytes([0xe6]) + b.getvalue())
+PY
+/usr/bin/python3 -c "
+import sys; sys.path.insert(0, 'tests/serve'); import bomb_client as b
+b.write_png(sys.argv[1], 37, 23, interlaced=True)" "$S/il.png"
+{ printf '\x0c'; cat "$S/il.png"; } > $C/image/interlaced.png
 echo "seed corpora written to $C"

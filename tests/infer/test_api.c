@@ -29,7 +29,7 @@ static int same_result(const mskx_result *a, const mskx_result *b, int cams) {
   if (a->probability != b->probability || a->abnormal != b->abnormal || a->n_images != b->n_images) return 0;
   for (int i = 0; i < a->n_images; i++) {
     if (a->images[i].probability != b->images[i].probability) return 0;
-    size_t n = (size_t)a->images[i].width * a->images[i].height;
+    size_t n = (size_t)a->images[i].cam_width * a->images[i].cam_height;
     if (cams && memcmp(a->images[i].cam, b->images[i].cam, n * sizeof(float))) return 0;
   }
   return 1;
@@ -137,6 +137,58 @@ TEST(encoded_pixels_rgb_and_files_agree) {
     gray_image_free(&g[i]);
   }
   mskx_model_free(m);
+}
+
+/* An image above the display size: the network sees the same input as a
+ * whole-image resize (TTA included), the result reports the image's own
+ * size, and maps and overlays come at display size (longest side 1024). */
+TEST(large_image_maps_at_display_size) {
+  CHECK(setup() == 0);
+  mskx_err e;
+  mskx_model *m = NULL;
+  CHECK_OK(mskx_model_load(mA, NULL, &m, &e), &e);
+  gray_image g = fx_image(1500, 900, 77), gm = fx_mirror(&g);
+  uint8_t *png;
+  size_t len;
+  CHECK_OK(image_encode_png(g.px, g.w, g.h, 1, &png, &len, &e), &e);
+  mskx_encoded_image enc = {png, len, "big.png"};
+  mskx_predict_options po;
+  mskx_predict_options_default(&po);
+  po.want_cam = po.want_overlay = po.tta_flip = 1;
+  mskx_result *r = NULL;
+  CHECK_OK(mskx_predict_encoded(m, &enc, 1, NULL, &po, &r, &e), &e);
+  const mskx_image_result *ir = &r->images[0];
+  CHECK(ir->width == 1500 && ir->height == 900);
+  CHECKF(ir->cam_width == 1024 && ir->cam_height == 614, "display %dx%d", ir->cam_width, ir->cam_height);
+  int w = 0, h = 0;
+  CHECK_OK(image_probe(ir->overlay_png, ir->overlay_png_len, "overlay", &w, &h, &e), &e);
+  CHECK(w == 1024 && h == 614);
+  float mx = 0;
+  for (int q = 0; q < w * h; q++) mx = ir->cam[q] > mx ? ir->cam[q] : mx;
+  CHECK(mx == 0 || fabsf(mx - 1) < 1e-6f);
+  fx_ref ref;
+  double p0, p1;
+  CHECK_OK(fx_ref_open(&ref, mA, &e), &e);
+  CHECK_OK(fx_ref_prob(&ref, &g, &p0, &e), &e);
+  CHECK_OK(fx_ref_prob(&ref, &gm, &p1, &e), &e);
+  fx_ref_close(&ref);
+  CHECK_NEAR(ir->probability, 0.5 * (p0 + p1), 1e-6);
+  mskx_result_free(r);
+  mskx_model_free(m);
+  /* A budget below what one image needs to decode: refused, naming it. */
+  mskx_load_options lo;
+  mskx_load_options_default(&lo);
+  lo.max_decode_bytes = 100000;
+  CHECK_OK(mskx_model_load(mA, &lo, &m, &e), &e);
+  CHECK_EQ_INT(mskx_predict_encoded(m, &enc, 1, NULL, NULL, &r, &e), MSKX_ELIMIT);
+  CHECKF(strstr(e.msg, "big.png") && strstr(e.msg, "budget"), "%s", e.msg);
+  mskx_model_free(m);
+  lo.max_decode_bytes = 0;
+  lo.decode_wait_ms = 4000000;
+  CHECK_EQ_INT(mskx_model_load(mA, &lo, &m, &e), MSKX_EINVAL);
+  free(png);
+  gray_image_free(&g);
+  gray_image_free(&gm);
 }
 
 TEST(files_route_by_xr_component) {

@@ -511,7 +511,7 @@ TEST(declared_size_above_limit) {
   uint8_t *png;
   size_t len;
   grey8_png(64, 48, 1, &png, &len);
-  image_limits lim = {1000};
+  image_limits lim = {1000, NULL};
   CHECK_EQ_INT(image_decode(png, len, "small.png", &lim, &img, &e), MSKX_ELIMIT);
   CHECKF(strstr(e.msg, "small.png: declares 64x48 pixels, above the limit of 1000"), "message: %s", e.msg);
   lim.max_pixels = 64 * 48;
@@ -535,6 +535,85 @@ TEST(declared_size_above_limit) {
   CHECK_OK(image_probe(jpg, len, "bomb.jpg", &w, &h, &e), &e);
   CHECK(w == 65000 && h == 65000);
   free(jpg);
+}
+
+/* Streaming holds rows, not images: a sequential PNG or baseline JPEG decodes
+ * under a budget far below its pixel count; an interlaced PNG or a
+ * progressive JPEG (whole-image state in the codec) is charged for it and
+ * refused under the same budget; rows streamed equal image_decode's. */
+typedef struct row_hash {
+  int w, h, rows;
+  uint64_t hash;
+} row_hash;
+
+static int rh_begin(void *ctx, int w, int h, mskx_err *e) {
+  (void)e;
+  row_hash *r = ctx;
+  r->w = w, r->h = h;
+  return MSKX_OK;
+}
+
+static void rh_row(void *ctx, const uint8_t *row) {
+  row_hash *r = ctx;
+  for (int x = 0; x < r->w; x++) r->hash = r->hash * 1099511628211ull ^ row[x];
+  r->rows++;
+}
+
+static uint64_t hash_image(const gray_image *g) {
+  uint64_t h = 0;
+  for (size_t i = 0; i < (size_t)g->w * g->h; i++) h = h * 1099511628211ull ^ g->px[i];
+  return h;
+}
+
+TEST(streaming_budget_counts_whole_image_codecs) {
+  enum { W = 3000, H = 2000 };
+  uint8_t *px = malloc((size_t)W * H);
+  for (size_t i = 0; i < (size_t)W * H; i++) px[i] = (uint8_t)(i * 2654435761u >> 24);
+  uint16_t *smp = malloc((size_t)W * H * sizeof *smp);
+  for (size_t i = 0; i < (size_t)W * H; i++) smp[i] = px[i];
+  uint8_t *seq_png, *il_png, *base_jpg, *prog_jpg;
+  size_t n_seq, n_il, n_base, n_prog;
+  CHECK(encode_png(smp, W, H, 0, 8, 0, NULL, NULL, &seq_png, &n_seq) == 0);
+  CHECK(encode_png(smp, W, H, 0, 8, 1, NULL, NULL, &il_png, &n_il) == 0);
+  CHECK(encode_jpeg(px, W, H, 1, JCS_GRAYSCALE, JCS_GRAYSCALE, 0, NULL, 0, &base_jpg, &n_base) == 0);
+  CHECK(encode_jpeg(px, W, H, 1, JCS_GRAYSCALE, JCS_GRAYSCALE, 1, NULL, 0, &prog_jpg, &n_prog) == 0);
+  mskx_err e = {0};
+  mem_budget *b;
+  CHECK_OK(mem_budget_create((uint64_t)W * H / 4, 0, &b, &e), &e);
+  image_limits lim = {0, b};
+  const uint8_t *bufs[4] = {seq_png, base_jpg, il_png, prog_jpg};
+  size_t lens[4] = {n_seq, n_base, n_il, n_prog};
+  for (int k = 0; k < 4; k++) {
+    row_hash rh = {0};
+    image_sink sink = {NULL, rh_begin, rh_row, &rh};
+    int rc = image_stream(bufs[k], lens[k], "big", &lim, &sink, &e);
+    CHECK(mem_budget_used(b) == 0);
+    if (k < 2) {
+      CHECKF(rc == 0, "case %d: %s", k, e.msg);
+      gray_image g;
+      CHECK_OK(image_decode(bufs[k], lens[k], "big", NULL, &g, &e), &e);
+      CHECK(rh.w == W && rh.h == H && rh.rows == H && rh.hash == hash_image(&g));
+      gray_image_free(&g);
+    } else {
+      CHECKF(rc == MSKX_ELIMIT && strstr(e.msg, "budget"), "case %d: rc %d %s", k, rc, e.msg);
+      CHECK(rh.rows == 0);
+    }
+  }
+  /* With room for them, they stream the same rows as image_decode. */
+  mem_budget_destroy(b);
+  CHECK_OK(mem_budget_create((uint64_t)W * H * 3, 0, &b, &e), &e);
+  lim.budget = b;
+  for (int k = 2; k < 4; k++) {
+    row_hash rh = {0};
+    image_sink sink = {NULL, rh_begin, rh_row, &rh};
+    CHECK_OK(image_stream(bufs[k], lens[k], "big", &lim, &sink, &e), &e);
+    gray_image g;
+    CHECK_OK(image_decode(bufs[k], lens[k], "big", NULL, &g, &e), &e);
+    CHECK(rh.rows == H && rh.hash == hash_image(&g));
+    gray_image_free(&g);
+  }
+  mem_budget_destroy(b);
+  free(px), free(smp), free(seq_png), free(il_png), free(base_jpg), free(prog_jpg);
 }
 
 /* Random byte mutations: each decode either succeeds with a full image or

@@ -176,6 +176,38 @@ TEST(boundaries) {
   CHECK(!t[0]);
 }
 
+/* A part Content-Type whose type fills the whole buffer and then has a
+ * subtype: "T...T/\"\"" once wrote one byte past the stack buffer (issue 12,
+ * item 1; ASan reports it). Type and subtype are tokens (RFC 7231 3.1.1.1):
+ * around the buffer size each must parse when type/subtype fits in
+ * MP_VALUE_MAX - 1 bytes and be refused otherwise, and never overflow. */
+TEST(content_type_at_buffer_size) {
+  char exact[1024] = "Content-Disposition: form-data; name=a\r\nContent-Type: ";
+  size_t k0 = strlen(exact);
+  memset(exact + k0, 'i', MP_VALUE_MAX - 1);
+  strcpy(exact + k0 + MP_VALUE_MAX - 1, "/\"\"");
+  mskx_err e0 = {0, ""};
+  CHECKF(parse_one(exact, &e0) == MSKX_EFORMAT, "a %d-byte type with an empty quoted subtype was accepted",
+         MP_VALUE_MAX - 1);
+  static const char *subtypes[] = {"png", "\"\"", "", "\"png\""};
+  for (size_t len = MP_VALUE_MAX - 8; len <= MP_VALUE_MAX + 2; len++) {
+    for (size_t s = 0; s < sizeof subtypes / sizeof subtypes[0]; s++) {
+      char headers[1024] = "Content-Disposition: form-data; name=a\r\nContent-Type: ";
+      size_t k = strlen(headers);
+      memset(headers + k, 'i', len);
+      snprintf(headers + k + len, sizeof headers - k - len, "/%s", subtypes[s]);
+      mskx_err e = {0, ""};
+      int rc = parse_one(headers, &e);
+      int fits = s == 0 && len + 1 + strlen(subtypes[s]) <= MP_VALUE_MAX - 1;
+      if (fits)
+        CHECKF(rc == MSKX_OK, "type of %zu + '/%s' refused: %s", len, subtypes[s], e.msg);
+      else
+        CHECKF(rc == MSKX_EFORMAT && strstr(e.msg, "content type"), "type of %zu + '/%s' gave rc %d: %s", len,
+               subtypes[s], rc, e.msg);
+    }
+  }
+}
+
 /* Random byte flips, insertions of CR/LF/'-'/'"' and truncations: any
  * outcome but a crash or a part outside the body is fine. */
 TEST(random_mutations) {

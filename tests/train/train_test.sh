@@ -110,3 +110,114 @@ if grep -q avx512_bf16 /proc/cpuinfo; then
 else
   echo "# skipped bf16 training: this CPU has no native bf16"
 fi
+
+# 8. A full disk: the checkpoint's temporary is a link to /dev/full (the same
+# pid after exec), so writing last.safetensors fails with ENOSPC. The error
+# says why, and nothing partial is left in the run folder.
+if [ -w /dev/full ]; then
+  mkdir -p "$T/full"
+  bash -c 'ln -s /dev/full "$1/last.safetensors.tmp.$$"; shift; exec "$@"' _ "$T/full" \
+    "$MSKX_BIN" train --data "$DATA" --out "$T/full" "${COMMON[@]}" --epochs 1 >"$T/out" 2>"$T/err"
+  rc=$?
+  if [ "$rc" = 1 ] && grep -q "last.safetensors: write failed: No space left on device" "$T/err"; then
+    pass full_disk_says_why
+  else
+    fail full_disk_says_why "exit $rc: $(head -c 300 "$T/err")"
+  fi
+  left=$(ls -A "$T/full" | grep -c '\.tmp\.')
+  [ "$left" = 0 ] && [ ! -e "$T/full/last.safetensors" ] && pass full_disk_leaves_nothing_partial ||
+    fail full_disk_leaves_nothing_partial "$(ls -A "$T/full" | tr '\n' ' ')"
+  # Output to a full stdout is an error too, not a silent exit 0.
+  check_fails full_stdout_says_why "No space left on device" bash -c '"$0" train --help >/dev/full' "$MSKX_BIN"
+else
+  echo "# skipped full-disk checks: no /dev/full"
+fi
+
+# 9. Unreadable training images: a few are skipped and counted, more than
+# --max-skipped (default 0.01) is an error, an epoch with none readable too.
+cp -r "$T/syn" "$T/bad"
+BAD="$T/bad/MURA-v1.1"
+corrupt() { while read -r rel; do printf 'not an image' > "$T/bad/$rel"; done; }
+sed -n '1~10p' "$BAD/train_image_paths.csv" | corrupt   # 9 of 89
+# (drop_last: an epoch reads 88 of the 89 images, in a seeded order)
+check_fails skipped_over_limit "epoch 1: [89] of 88 training images \([0-9.]+%\) were unreadable, more than --max-skipped 0\.01" \
+  "$MSKX_BIN" train --data "$BAD" --out "$T/sk0" "${COMMON[@]}" --epochs 1
+check skipped_under_limit "$MSKX_BIN" train --data "$BAD" --out "$T/sk1" "${COMMON[@]}" --epochs 1 --max-skipped 0.2
+if py "$T/sk1" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+cfg = json.load(open(os.path.join(d, "config.json")))
+assert cfg["max_skipped"] == 0.2, cfg.get("max_skipped")
+l = json.loads(open(os.path.join(d, "log.jsonl")).readline())
+assert l["skipped_images"] in (8, 9) and abs(l["lr"] - 1e-3) < 1e-12 and l["train_loss"] is not None, l
+PY
+then pass skipped_logged_with_lr; else fail skipped_logged_with_lr "config.json or log.jsonl check failed"; fi
+# --resume takes the limit from config.json: with the default it would stop.
+check resume_keeps_max_skipped "$MSKX_BIN" train --resume "$T/sk1" --epochs 2
+sed -n '1~2p' "$BAD/train_image_paths.csv" | corrupt   # 45 of 89
+check_fails resume_checks_max_skipped "more than --max-skipped 0\.2 allows" "$MSKX_BIN" train --resume "$T/sk1" --epochs 3
+corrupt < "$BAD/train_image_paths.csv"
+check_fails no_readable_training_image "epoch 1: no training image could be read \(88 unreadable\)" \
+  "$MSKX_BIN" train --data "$BAD" --out "$T/sk2" "${COMMON[@]}" --epochs 1 --max-skipped 1
+[ ! -e "$T/sk2/log.jsonl" ] && pass no_readable_epoch_not_logged || fail no_readable_epoch_not_logged "$(cat "$T/sk2/log.jsonl")"
+check_fails max_skipped_range "max-skipped.*out of range" "$MSKX_BIN" train --data "$DATA" --out "$T/x" --max-skipped 1.5
+
+# 10. SIGTERM / SIGINT: the run stops at a step boundary (a checkpoint being
+# written is finished first), leaves no temporary, says what is saved and how
+# to go on, and exits 128 + the signal; --resume then finishes the run.
+stop_run() {  # NAME SIGNAL DIR: starts a long run, signals it after its first epoch; sets rc
+  "$MSKX_BIN" train --data "$DATA" --out "$3" "${COMMON[@]}" --epochs 1000 >"$T/$1.out" 2>"$T/$1.err" &
+  local pid=$!
+  for _ in $(seq 1 600); do
+    [ -s "$3/log.jsonl" ] && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -"$2" $pid 2>/dev/null
+  wait $pid
+  rc=$?
+}
+stop_run term TERM "$T/st"
+if [ "$rc" = 143 ] && grep -q "interrupted by SIGTERM: stopped during epoch [0-9]* of 1000; epoch [0-9]* is saved in $T/st/last.safetensors" "$T/term.err" &&
+   grep -q "continue with: mskx train --resume $T/st" "$T/term.err"; then
+  pass sigterm_exits_143_with_message
+else
+  fail sigterm_exits_143_with_message "exit $rc: $(tail -c 300 "$T/term.err")"
+fi
+left=$(ls -A "$T/st" | grep -c '\.tmp\.')
+[ "$left" = 0 ] && pass sigterm_leaves_no_temporary || fail sigterm_leaves_no_temporary "$(ls -A "$T/st" | tr '\n' ' ')"
+done_epochs=$(wc -l < "$T/st/log.jsonl")
+# A temporary of an interrupted write (a SIGKILL, a power cut) is removed by
+# --resume; files that are not the run's own stay.
+touch "$T/st/last.safetensors.tmp.4194303" "$T/st/log.jsonl.tmp.77" "$T/st/notes.txt.tmp.1"
+"$MSKX_BIN" train --resume "$T/st" --epochs $((done_epochs + 1)) >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" = 0 ] && [ "$(wc -l < "$T/st/log.jsonl")" = $((done_epochs + 1)) ] && pass sigterm_then_resume_finishes ||
+  fail sigterm_then_resume_finishes "exit $rc: $(tail -c 300 "$T/err")"
+if [ ! -e "$T/st/last.safetensors.tmp.4194303" ] && [ ! -e "$T/st/log.jsonl.tmp.77" ] && [ -e "$T/st/notes.txt.tmp.1" ] &&
+   grep -q "removed 2 temporary files left by an interrupted run" "$T/err"; then
+  pass resume_removes_stale_temporaries
+else
+  fail resume_removes_stale_temporaries "$(ls -A "$T/st" | tr '\n' ' '): $(head -c 300 "$T/err")"
+fi
+# The interrupted and resumed run ends bit-identical to an uninterrupted one.
+check sigterm_reference_run "$MSKX_BIN" train --data "$DATA" --out "$T/st_ref" "${COMMON[@]}" --epochs $((done_epochs + 1))
+if py "$T/st_ref/last.safetensors" "$T/st/last.safetensors" <<'PY'
+import sys
+sys.path.insert(0, __import__("os").environ["MSKX_ROOT"] + "/tests/tools")
+from sttools import load_safetensors
+import numpy as np
+a, _ = load_safetensors(sys.argv[1]); b, _ = load_safetensors(sys.argv[2])
+assert a.keys() == b.keys()
+bad = [k for k in a if not np.array_equal(a[k], b[k])]
+assert not bad, "differs: %s" % bad[:5]
+PY
+then pass sigterm_resume_is_bit_identical; else fail sigterm_resume_is_bit_identical "weights differ"; fi
+# Per-part runs: temporaries in the part folders too.
+touch "$T/pp/XR_WRIST/best.safetensors.tmp.12" "$T/pp/bundle.json.tmp.13"
+check resume_per_part_cleans "$MSKX_BIN" train --resume "$T/pp"
+[ ! -e "$T/pp/XR_WRIST/best.safetensors.tmp.12" ] && [ ! -e "$T/pp/bundle.json.tmp.13" ] &&
+  pass resume_per_part_temporaries_removed || fail resume_per_part_temporaries_removed "$(ls -A "$T/pp" "$T/pp/XR_WRIST" | tr '\n' ' ')"
+stop_run int INT "$T/si"
+[ "$rc" = 130 ] && grep -q "interrupted by SIGINT" "$T/int.err" && [ "$(ls -A "$T/si" | grep -c '\.tmp\.')" = 0 ] &&
+  pass sigint_exits_130 || fail sigint_exits_130 "exit $rc: $(tail -c 300 "$T/int.err")"
