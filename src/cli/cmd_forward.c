@@ -75,7 +75,7 @@ static int parse(int argc, char **argv, fwd_opts *o) {
         o->threads = (int)v;
         break;
       case 'x':
-        if (cli_parse_double("forward", "aux-weight", optarg, 0, 1e6, &o->aux_weight)) return CLI_EXIT_USAGE;
+        if (cli_parse_double("forward", "aux-weight", optarg, 0, 100, &o->aux_weight)) return CLI_EXIT_USAGE;
         break;
       case 'd':
         if (cli_parse_double("forward", "dropout", optarg, 0, 0.999, &o->dropout)) return CLI_EXIT_USAGE;
