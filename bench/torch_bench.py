@@ -3,7 +3,8 @@
 torchvision, printed as the same JSON object (one line on stdout).
 
 Inference: eval mode under torch.no_grad(). Training: train mode,
-BCEWithLogitsLoss, backward and a torch.optim.Adam step (defaults, as mskx).
+BCEWithLogitsLoss, backward and a torch.optim.Adam step (defaults, as mskx);
+inception_v3 adds 0.4 x its auxiliary head's loss, as mskx does.
 Model and input are channels_last; bf16 runs under torch.autocast("cpu").
 Run each measurement in a fresh process: peak_rss_mb is the process peak
 (resource ru_maxrss), including the interpreter and libtorch (base_rss_mb is
@@ -27,6 +28,7 @@ def peak_rss_mb():
 
 
 BASE_RSS_MB = None
+AUX_WEIGHT = 0.4  # mskx's default --aux-weight for inception_v3
 
 
 def parse_custom_densenet(spec):
@@ -62,6 +64,12 @@ def build_model(arch, memory_efficient):
         m = torchvision.models.resnet50(weights=None)
         m.fc = torch.nn.Linear(m.fc.in_features, 1)
         return m
+    if arch == "inception_v3":
+        # As mskx: one-logit fc and AuxLogits.fc, transform_input off (random weights).
+        m = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True)
+        m.fc = torch.nn.Linear(2048, 1)
+        m.AuxLogits.fc = torch.nn.Linear(768, 1)
+        return m
     raise ValueError("unknown arch '%s'" % arch)
 
 
@@ -91,7 +99,10 @@ def run(a):
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             z = model(x)
-        loss = loss_fn(z.float(), t)
+        if isinstance(z, tuple):  # Inception-v3 in training: main + 0.4 * auxiliary loss, as mskx
+            loss = loss_fn(z[0].float(), t) + AUX_WEIGHT * loss_fn(z[1].float(), t)
+        else:
+            loss = loss_fn(z.float(), t)
         loss.backward()
         opt.step()
         losses.append(float(loss))

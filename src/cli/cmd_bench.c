@@ -21,7 +21,7 @@ static const char *const usage =
     "pinning off) and, for train, loss_first/loss_last. bench/compare runs it side by\n"
     "side with PyTorch.\n"
     "\n"
-    "  --arch ARCH           densenet121|densenet169|densenet201|resnet50|\n"
+    "  --arch ARCH           densenet121|densenet169|densenet201|resnet50|inception_v3|\n"
     "                        densenet:growth=G,blocks=A-B-C,init=F,bn_size=S (default densenet169)\n"
     "  --size S              input height and width (default 320)\n"
     "  --batch B             batch size (default 8)\n"

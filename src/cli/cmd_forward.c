@@ -17,15 +17,21 @@ static const char *const usage =
     "Runs the network on X (float32, shape (N,3,H,W), C order, already normalised)\n"
     "and writes the logits; with --target, also the loss and every parameter gradient.\n"
     "\n"
-    "  --arch ARCH          densenet121|densenet169|densenet201|resnet50|\n"
+    "  --arch ARCH          densenet121|densenet169|densenet201|resnet50|inception_v3|\n"
     "                       densenet:growth=G,blocks=A-B-C,init=F,bn_size=S\n"
     "  --weights FILE       safetensors with torchvision names (all parameters and buffers);\n"
     "                       its metadata 'bn_eps' (set by mskx import from Keras) is honoured\n"
+    "                       metadata transform_input=1 turns on Inception-v3's transform_input\n"
     "  --input X.npy        input batch\n"
     "  --mode eval|train    batch norm with running (eval, default) or batch statistics (train)\n"
     "  --precision fp32|bf16  compute precision (default fp32)\n"
     "  --output FILE.npy    logits, float32 (N,1)\n"
-    "  --target Y.npy       float32 (N,1) of 0/1: prints 'loss <value>' (mean BCE with logits)\n"
+    "  --target Y.npy       float32 (N,1) of 0/1: prints 'loss <value>' (mean BCE with logits;\n"
+    "                       inception_v3 in train mode adds W x the auxiliary head's)\n"
+    "  --dropout P          inception_v3, train mode: dropout before fc (default 0.5, as\n"
+    "                       torchvision; 0 for comparisons with a reference)\n"
+    "  --aux-weight W       inception_v3, train mode: auxiliary loss weight (default 0.4; 0: no\n"
+    "                       auxiliary head, which allows inputs under 299x299)\n"
     "  --grads FILE         with --target: gradients of the loss by parameter name (safetensors);\n"
     "                       needs --mode train\n"
     "  --threads N          compute threads (default: all cores), pinned one per CPU\n"
@@ -34,6 +40,7 @@ static const char *const usage =
 typedef struct fwd_opts {
   const char *arch, *weights, *input, *output, *target, *grads;
   int train, threads;
+  double aux_weight, dropout;
   precision prec;
 } fwd_opts;
 
@@ -41,8 +48,11 @@ static int parse(int argc, char **argv, fwd_opts *o) {
   static const struct option longs[] = {{"arch", 1, 0, 'a'},      {"weights", 1, 0, 'w'}, {"input", 1, 0, 'i'},
                                         {"mode", 1, 0, 'm'},      {"precision", 1, 0, 'p'}, {"output", 1, 0, 'o'},
                                         {"target", 1, 0, 't'},    {"grads", 1, 0, 'g'},   {"threads", 1, 0, 'T'},
+                                        {"aux-weight", 1, 0, 'x'}, {"dropout", 1, 0, 'd'},
                                         {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
   memset(o, 0, sizeof *o);
+  o->aux_weight = INCEPTION_AUX_WEIGHT;
+  o->dropout = -1;
   int c;
   long v;
   int bf16;
@@ -65,6 +75,12 @@ static int parse(int argc, char **argv, fwd_opts *o) {
       case 'T':
         if (cli_parse_int("forward", "threads", optarg, 1, 1024, &v)) return CLI_EXIT_USAGE;
         o->threads = (int)v;
+        break;
+      case 'x':
+        if (cli_parse_double("forward", "aux-weight", optarg, 0, 100, &o->aux_weight)) return CLI_EXIT_USAGE;
+        break;
+      case 'd':
+        if (cli_parse_double("forward", "dropout", optarg, 0, 0.999, &o->dropout)) return CLI_EXIT_USAGE;
         break;
       case 'h': fputs(usage, stdout); return -1;
       default: return cli_usage_error("forward");
@@ -113,6 +129,10 @@ static int run_forward(const fwd_opts *o, mskx_err *e) {
   if (!rc) rc = net_create(o->arch, eng, 0, &m, e);
   if (!rc) rc = net_load_tensors(m, wf, o->weights, 0, e);
   if (!rc) rc = model_bn_eps_read(wf, o->weights, &m->cx.bn_eps, e);
+  if (!rc && arch_has_aux(&m->arch)) {
+    m->aux_weight = (float)o->aux_weight;
+    if (o->dropout >= 0) m->dropout = (float)o->dropout;
+  }
   if (!rc) rc = net_plan(m, n, (int)x.shape[2], (int)x.shape[3], o->train, o->prec, e);
   if (!rc && !(xin = to_nhwc(&x))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
   if (!rc && !(logits = malloc((size_t)n * sizeof(float)))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
@@ -122,7 +142,7 @@ static int run_forward(const fwd_opts *o, mskx_err *e) {
   if (!rc && o->target) {
     if (!(dz = malloc((size_t)n * sizeof(float)))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
     if (!rc) {
-      double loss = eng->ops->bce_logits(logits, y.data, NULL, n, dz);
+      double loss = net_loss(m, logits, y.data, NULL, n, dz);
       printf("loss %.9g\n", loss);
     }
     if (!rc && o->grads) rc = net_backward(m, dz, e);

@@ -11,6 +11,7 @@
 #include "core/util.h"
 #include "dist/dist.h"
 #include "eval/plots.h"
+#include "models/net.h"
 #include "train/trainer.h"
 #ifdef MSKX_HAVE_MPI
 #include <mpi.h>
@@ -26,7 +27,9 @@ static const char *const usage =
     "  --data DIR              dataset (MURA-v1.1 folder, its parent, or a generic CSV)\n"
     "  --out RUN_DIR           run folder: config.json, log.jsonl, last/best.safetensors\n"
     "  --arch ARCH             densenet121|densenet169 (default)|densenet201|resnet50|\n"
-    "                          densenet:growth=G,blocks=A-B-C,init=F,bn_size=S\n"
+    "                          inception_v3|densenet:growth=G,blocks=A-B-C,init=F,bn_size=S\n"
+    "  --aux-weight W          inception_v3: loss = main + W * auxiliary head's (default 0.4;\n"
+    "                          0 turns the auxiliary head off and allows sizes from 75)\n"
     "  --parts all|P1,P2       body parts to train on (default all: one model)\n"
     "  --per-part              one model per part, plus RUN_DIR/bundle.json routing studies;\n"
     "                          --arch may then map parts: XR_HAND=densenet121,densenet169\n"
@@ -40,6 +43,8 @@ static const char *const usage =
     "  --pretrained FILE       e.g. ImageNet weights: torchvision .pth, Keras .h5 (DenseNets) or\n"
     "                          safetensors, by content (see mskx import --help); a 1000-way\n"
     "                          head is re-initialised, Keras's batch-norm epsilon kept\n"
+    "                          (inception_v3: transform_input on, as torchvision's ImageNet\n"
+    "                          weights, unless the file's metadata says transform_input=0)\n"
     "  --freeze-backbone-epochs K   train only the classifier for the first K epochs\n"
     "Optimisation:\n"
     "  --optimizer adam|adamw|sgd|rmsprop (default adam)   --lr LR (default 1e-4)\n"
@@ -78,7 +83,7 @@ enum {
   O_PREC, O_PRE, O_FREEZE, O_OPT, O_LR, O_B1, O_B2, O_EPS, O_WD, O_MOM, O_NEST, O_RHO, O_SCHED, O_DROP, O_EDROP,
   O_MON, O_FACTOR, O_PAT, O_MIND, O_COOL, O_MINLR, O_WARM, O_CW, O_EARLY, O_SELECT, O_HFLIP, O_VFLIP, O_ROT,
   O_SHIFT, O_ZOOM, O_BRIGHT, O_CONTRAST, O_NOAUG, O_STRICT, O_MAXSKIP, O_CACHE, O_MAXB, O_FORCE, O_RESUME,
-  O_SYNCBN, O_BUCKET, O_HELP
+  O_SYNCBN, O_BUCKET, O_AUXW, O_HELP
 };
 
 static const struct option longs[] = {
@@ -97,12 +102,12 @@ static const struct option longs[] = {
     {"contrast", 1, 0, O_CONTRAST}, {"no-augment", 0, 0, O_NOAUG}, {"strict", 0, 0, O_STRICT},
     {"max-skipped", 1, 0, O_MAXSKIP},
     {"cache", 0, 0, O_CACHE}, {"max-batches", 1, 0, O_MAXB}, {"force", 0, 0, O_FORCE}, {"resume", 1, 0, O_RESUME},
-    {"sync-bn", 0, 0, O_SYNCBN}, {"bucket-kb", 1, 0, O_BUCKET}, {"help", 0, 0, O_HELP}, CLI_DICOM_OPTIONS,
-    {0, 0, 0, 0}};
+    {"sync-bn", 0, 0, O_SYNCBN}, {"bucket-kb", 1, 0, O_BUCKET}, {"aux-weight", 1, 0, O_AUXW},
+    {"help", 0, 0, O_HELP}, CLI_DICOM_OPTIONS, {0, 0, 0, 0}};
 
 typedef struct train_cli {
   train_config c;
-  int force, epochs_set;
+  int force, epochs_set, size_set, aux_set;
   const char *resume;
   /* Optimizer and schedule options are applied after the names are known. */
   double opt_vals[8];
@@ -136,7 +141,16 @@ static int parse_one(train_cli *t, int o, char *monitor) {
     case O_PARTS: return copy_str(c->parts, sizeof c->parts, "parts", optarg);
     case O_PERPART: c->per_part = 1; return 0;
     case O_KEEP: c->keep_aspect = 1; return 0;
-    case O_SIZE: if (cli_parse_int("train", "size", optarg, 1, 8192, &v)) return CLI_EXIT_USAGE; c->size = (int)v; return 0;
+    case O_SIZE:
+      if (cli_parse_int("train", "size", optarg, 1, 8192, &v)) return CLI_EXIT_USAGE;
+      c->size = (int)v;
+      t->size_set = 1;
+      return 0;
+    case O_AUXW:
+      if (num("aux-weight", 0, 100, &d)) return CLI_EXIT_USAGE;
+      c->aux_weight = d;
+      t->aux_set = 1;
+      return 0;
     case O_BATCH: if (cli_parse_int("train", "batch", optarg, 1, 4096, &v)) return CLI_EXIT_USAGE; c->batch = (int)v; return 0;
     case O_EPOCHS:
       if (cli_parse_int("train", "epochs", optarg, 1, 100000, &v)) return CLI_EXIT_USAGE;
@@ -447,6 +461,11 @@ int cmd_train(int argc, char **argv) {
   if (t.resume && (t.c.data[0] || t.c.out[0]))
     return cli_usage_errorf("train", "--resume takes the run folder only (its config.json holds the options)");
   if (!t.resume) {
+    /* torchvision's Inception-v3 input size. */
+    if (!t.size_set && !strcmp(t.c.arch, "inception_v3")) t.c.size = INCEPTION_SIZE;
+    if (t.aux_set && strcmp(t.c.arch, "inception_v3"))
+      return cli_usage_errorf("train", "--aux-weight: arch %s has no auxiliary classifier (inception_v3 has)",
+                              t.c.arch);
     int rc = apply_named(&t, monitor);
     mskx_err e = {0};
     /* Option values are checked before anything is read: a bad one is a usage error. */

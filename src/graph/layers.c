@@ -10,9 +10,14 @@
 
 int conv_layer_declare(param_store *ps, conv_layer *l, const char *prefix, int cin, int cout, int k, int stride,
                        int pad, int bias, mskx_err *e) {
+  return conv_layer_declare_rect(ps, l, prefix, cin, cout, k, k, stride, pad, pad, bias, e);
+}
+
+int conv_layer_declare_rect(param_store *ps, conv_layer *l, const char *prefix, int cin, int cout, int kh, int kw,
+                            int stride, int ph, int pw, int bias, mskx_err *e) {
   char name[160];
-  int64_t ws[4] = {cout, cin, k, k}, bs[1] = {cout};
-  *l = (conv_layer){.b = -1, .cin = cin, .cout = cout, .k = k, .stride = stride, .pad = pad};
+  int64_t ws[4] = {cout, cin, kh, kw}, bs[1] = {cout};
+  *l = (conv_layer){.b = -1, .cin = cin, .cout = cout, .kh = kh, .kw = kw, .stride = stride, .ph = ph, .pw = pw};
   snprintf(name, sizeof name, "%s.weight", prefix);
   if ((l->w = ps_declare(ps, name, PK_PARAM, 4, ws, e)) < 0) return e->code;
   if (bias) {
@@ -31,15 +36,15 @@ int bn_layer_declare(param_store *ps, bn_layer *l, const char *prefix, int c, ms
     snprintf(name, sizeof name, "%s.%s", prefix, names[i]);
     if ((idx[i] = ps_declare(ps, name, i < 2 ? PK_PARAM : PK_BUFFER, 1, s, e)) < 0) return e->code;
   }
-  *l = (bn_layer){.weight = idx[0], .bias = idx[1], .rmean = idx[2], .rvar = idx[3], .c = c};
+  *l = (bn_layer){.weight = idx[0], .bias = idx[1], .rmean = idx[2], .rvar = idx[3], .c = c, .eps = 0};
   return MSKX_OK;
 }
 
 /* The layer's convolution for an n x h x w input in this context's
  * precision (forward only; the callers add training and fusions). */
 static conv_desc layer_conv_desc(const layer_ctx *cx, const conv_layer *l, int n, int h, int w) {
-  conv_desc d = {.n = n, .h = h, .w = w, .cin = l->cin, .cout = l->cout, .kh = l->k, .kw = l->k,
-                 .sh = l->stride, .sw = l->stride, .ph = l->pad, .pw = l->pad, .has_bias = l->b >= 0,
+  conv_desc d = {.n = n, .h = h, .w = w, .cin = l->cin, .cout = l->cout, .kh = l->kh, .kw = l->kw,
+                 .sh = l->stride, .sw = l->stride, .ph = l->ph, .pw = l->pw, .has_bias = l->b >= 0,
                  .prec = cx->prec, .src_bf16 = l->src_bf16 && cx->prec == PREC_BF16};
   return d;
 }
@@ -94,7 +99,7 @@ int conv_bn_fold_plan(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *co
   d.has_bias = 1; /* the folded shift */
   d.relu_post = relu;
   d.dst_bf16 = out_bf16 && cx->prec == PREC_BF16;
-  size_t nw = (size_t)conv->cout * conv->cin * conv->k * conv->k;
+  size_t nw = (size_t)conv->cout * conv->cin * conv->kh * conv->kw;
   f->w = big_alloc(nw * sizeof(float));
   f->b = malloc((size_t)conv->cout * sizeof(float));
   if (!f->w || !f->b) {
@@ -121,7 +126,7 @@ int conv_bn_fold_forward(const layer_ctx *cx, conv_bn_fold *f, const conv_layer 
     float scale[co], shift[co];
     bn_infer_affine(cx, bn, scale, shift);
     const float *w = ps_data(ps, conv->w), *cb = conv->b >= 0 ? ps_data(ps, conv->b) : NULL;
-    size_t per = (size_t)conv->cin * conv->k * conv->k;
+    size_t per = (size_t)conv->cin * conv->kh * conv->kw;
     for (int o = 0; o < co; o++) {
       for (size_t i = 0; i < per; i++) f->w[(size_t)o * per + i] = w[(size_t)o * per + i] * scale[o];
       f->b[o] = shift[o] + (cb ? cb[o] * scale[o] : 0.0f);
@@ -154,13 +159,16 @@ int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const
  * statistics of a channel range equal those of the same channels in a wider view. */
 float layer_bn_eps(const layer_ctx *cx) { return cx->bn_eps > 0 ? cx->bn_eps : BN_EPS; }
 
+/* A layer's own epsilon (Inception-v3's 1e-3), else the model's. */
+float bn_eps(const layer_ctx *cx, const bn_layer *l) { return l->eps > 0 ? l->eps : layer_bn_eps(cx); }
+
 /* An engine op's failure (only ever running out of scratch memory), named. */
 static int bn_failed(int rc, const char *what, int c, mskx_err *e) {
   return err_set(e, rc, "batch norm (%d channels): %s: %s", c, what,
                  rc == MSKX_ENOMEM ? "out of memory for the per-thread sums" : mskx_status_name(rc));
 }
 
-int bn_batch_stats(const layer_ctx *cx, view x, float *mean, float *invstd, float *varu, mskx_err *e) {
+int bn_batch_stats(const layer_ctx *cx, view x, float eps, float *mean, float *invstd, float *varu, mskx_err *e) {
   int c = x.c;
   double s[c + 1];
   int rc = cx->eng->ops->bn_stats(x, NULL, s);
@@ -173,7 +181,7 @@ int bn_batch_stats(const layer_ctx *cx, view x, float *mean, float *invstd, floa
   if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c);
   for (int ch = 0; ch < c; ch++) {
     double var = s[ch] / m;
-    invstd[ch] = (float)(1.0 / sqrt(var + layer_bn_eps(cx)));
+    invstd[ch] = (float)(1.0 / sqrt(var + eps));
     varu[ch] = (float)(m > 1 ? var * m / (m - 1) : var);
   }
   return MSKX_OK;
@@ -200,7 +208,7 @@ static int bn_train_stats(const layer_ctx *cx, bn_layer *l, view x, float *scale
     memcpy(l->invstd, l->shared->invstd, c * sizeof(float));
     memcpy(l->varu, l->shared->varu, c * sizeof(float));
   } else {
-    int rc = bn_batch_stats(cx, x, l->mean, l->invstd, l->varu, e);
+    int rc = bn_batch_stats(cx, x, bn_eps(cx, l), l->mean, l->invstd, l->varu, e);
     if (rc) return rc;
   }
   bn_saved_affine(cx, l, scale, shift);
@@ -221,7 +229,7 @@ static void bn_infer_affine(const layer_ctx *cx, const bn_layer *l, float *scale
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
   const float *rm = ps_data(ps, l->rmean), *rv = ps_data(ps, l->rvar);
   for (int c = 0; c < l->c; c++) {
-    scale[c] = (float)(g[c] / sqrt((double)rv[c] + layer_bn_eps(cx)));
+    scale[c] = (float)(g[c] / sqrt((double)rv[c] + bn_eps(cx, l)));
     shift[c] = b[c] - rm[c] * scale[c];
   }
 }
@@ -230,7 +238,7 @@ int bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu,
   const param_store *ps = cx->ps;
   const float *g = ps_data(ps, l->weight), *b = ps_data(ps, l->bias);
   if (!cx->train) {
-    cx->eng->ops->bn_forward_infer(x, g, b, ps_data(ps, l->rmean), ps_data(ps, l->rvar), layer_bn_eps(cx), relu, y);
+    cx->eng->ops->bn_forward_infer(x, g, b, ps_data(ps, l->rmean), ps_data(ps, l->rvar), bn_eps(cx, l), relu, y);
     return MSKX_OK;
   }
   int rc;
@@ -238,7 +246,7 @@ int bn_layer_forward(const layer_ctx *cx, bn_layer *l, view x, view y, int relu,
     float scale[l->c], shift[l->c];
     if ((rc = bn_train_stats(cx, l, x, scale, shift, e))) return rc;
     cx->eng->ops->bn_forward_affine(x, scale, shift, relu, y);
-  } else if ((rc = cx->eng->ops->bn_forward_train(x, g, b, layer_bn_eps(cx), relu, y, l->mean, l->invstd, l->varu))) {
+  } else if ((rc = cx->eng->ops->bn_forward_train(x, g, b, bn_eps(cx, l), relu, y, l->mean, l->invstd, l->varu))) {
     return bn_failed(rc, "forward", l->c, e);
   }
   bn_update_running(cx, l);
@@ -339,6 +347,16 @@ void init_kaiming_normal(float *w, size_t n, double fan, uint64_t seed, uint64_t
 void init_uniform(float *w, size_t n, double bound, uint64_t seed, uint64_t stream) {
   rng r = rng_for(seed, stream, 2);
   for (size_t i = 0; i < n; i++) w[i] = (float)(bound * (2.0 * rng_uniform(&r) - 1.0));
+}
+
+void init_trunc_normal(float *w, size_t n, double std, double a, double b, uint64_t seed, uint64_t stream) {
+  rng r = rng_for(seed, stream, 3);
+  for (size_t i = 0; i < n; i++) {
+    double v;
+    do v = std * rng_normal(&r);
+    while (v < a || v > b);
+    w[i] = (float)v;
+  }
 }
 
 void bn_layer_init(const param_store *ps, const bn_layer *l) {

@@ -33,10 +33,13 @@ typedef struct layer_ctx {
 
 /* The batch-norm epsilon a context uses (cx->bn_eps, or BN_EPS when 0). */
 float layer_bn_eps(const layer_ctx *cx);
+struct bn_layer;
+/* The epsilon bn layer l uses: its own when set, else the context's. */
+float bn_eps(const layer_ctx *cx, const struct bn_layer *l);
 
 typedef struct conv_layer {
   int w, b;           /* store indices; b = -1 without bias */
-  int cin, cout, k, stride, pad;
+  int cin, cout, kh, kw, stride, ph, pw;
   int src_bf16;       /* its input comes from bn_layer_forward_conv (bf16 in bf16 plans) */
   int ddst_bf16;      /* its output gradient comes from bn_layer_backward_conv or
                          layer_grad_for_conv (bf16 in bf16 plans) */
@@ -51,6 +54,7 @@ typedef struct bn_channel_stats {
 typedef struct bn_layer {
   int weight, bias, rmean, rvar;
   int c;
+  float eps;          /* the layer's own epsilon (Inception-v3: 1e-3); 0: the model's (bn_eps) */
   float *mean, *invstd, *varu;   /* saved batch statistics (train plans) */
   /* If set (and its arrays allocated), training mode takes the statistics of
    * its c channels from channels [0, c) of *shared instead of computing them:
@@ -64,6 +68,9 @@ typedef struct bn_layer {
 /* Declarations ("prefix.weight", ...). */
 int conv_layer_declare(param_store *ps, conv_layer *l, const char *prefix, int cin, int cout, int k, int stride,
                        int pad, int bias, mskx_err *e);
+/* A kh x kw kernel with padding (ph, pw) (Inception's 1x7/7x1, 1x3/3x1). */
+int conv_layer_declare_rect(param_store *ps, conv_layer *l, const char *prefix, int cin, int cout, int kh, int kw,
+                            int stride, int ph, int pw, int bias, mskx_err *e);
 int bn_layer_declare(param_store *ps, bn_layer *l, const char *prefix, int c, mskx_err *e);
 
 /* Planning for an input of n x h x w; sets *oh, *ow if non-NULL. */
@@ -83,7 +90,7 @@ void layer_grad_for_conv(const layer_ctx *cx, view src, float *dst);
 /* The per-channel batch statistics bn_layer_forward computes in training
  * mode (bit-identical, synchronised over processes when cx->bn_sum is set):
  * mean, 1/sqrt(biased var + eps) and unbiased var, each x.c floats. */
-int bn_batch_stats(const layer_ctx *cx, view x, float *mean, float *invstd, float *varu, mskx_err *e);
+int bn_batch_stats(const layer_ctx *cx, view x, float eps, float *mean, float *invstd, float *varu, mskx_err *e);
 
 /* Train: batch statistics, saved, running statistics updated. Eval: running.
  * Training-mode batch norm fails (MSKX_ENOMEM) when the engine cannot
@@ -132,6 +139,9 @@ void layer_grads_written(const layer_ctx *cx, int idx);
 /* Torchvision initialisations. */
 void init_kaiming_normal(float *w, size_t n, double fan, uint64_t seed, uint64_t stream);
 void init_uniform(float *w, size_t n, double bound, uint64_t seed, uint64_t stream);
+/* torch.nn.init.trunc_normal_(mean 0, std, a, b): normal draws outside
+ * [a, b] (absolute bounds, as PyTorch's) are redrawn. */
+void init_trunc_normal(float *w, size_t n, double std, double a, double b, uint64_t seed, uint64_t stream);
 void bn_layer_init(const param_store *ps, const bn_layer *l);
 
 #endif

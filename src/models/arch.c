@@ -83,16 +83,27 @@ int arch_parse(const char *s, arch_spec *a, mskx_err *e) {
     a->init_features = 64;
     return MSKX_OK;
   }
+  if (!strcmp(s, "inception_v3")) {
+    a->family = ARCH_INCEPTION;
+    return MSKX_OK;
+  }
   if (!strncmp(s, "densenet:", 9)) return parse_custom_densenet(s, a, e);
   return err_set(e, MSKX_EINVAL,
-                 "unknown arch '%s' (known: densenet121, densenet169, densenet201, resnet50, "
+                 "unknown arch '%s' (known: densenet121, densenet169, densenet201, resnet50, inception_v3, "
                  "densenet:growth=G,blocks=A-B-C,init=F,bn_size=S)",
                  s);
 }
 
 int arch_size_multiple(const arch_spec *a) {
+  /* Inception-v3's unpadded convolutions and pools take any size. */
+  if (a->family == ARCH_INCEPTION) return 1;
   /* stem /4, then one /2 per transition (densenet) or per later stage (resnet). */
   int m = 4;
   for (int i = 1; i < a->n_blocks; i++) m *= 2;
   return m;
+}
+
+int arch_min_size(const arch_spec *a, int aux) {
+  if (a->family == ARCH_INCEPTION) return aux ? INCEPTION_AUX_MIN_SIZE : INCEPTION_MIN_SIZE;
+  return arch_size_multiple(a);
 }

@@ -113,7 +113,7 @@ static int declare(net *m, densenet *d, mskx_err *e) {
 static void init_conv(const net *m, const conv_layer *l, uint64_t seed) {
   /* torchvision DenseNet: kaiming_normal_ (fan_in, ReLU gain). */
   const param_entry *en = &m->ps.entries[l->w];
-  init_kaiming_normal(ps_data(&m->ps, l->w), en->numel, (double)l->cin * l->k * l->k, seed, (uint64_t)l->w);
+  init_kaiming_normal(ps_data(&m->ps, l->w), en->numel, (double)l->cin * l->kh * l->kw, seed, (uint64_t)l->w);
 }
 
 static void densenet_init(net *m, uint64_t seed) {
@@ -286,7 +286,7 @@ static view block_view(const dense_block *blk, float *p, int n) {
  * block buffer, which v holds (the channels themselves or a dense copy). */
 static int block_stats(net *m, dense_block *blk, view v, int c0, mskx_err *e) {
   if (!m->cx.train || !blk->stats.mean) return MSKX_OK;
-  return bn_batch_stats(&m->cx, v, blk->stats.mean + c0, blk->stats.invstd + c0, blk->stats.varu + c0, e);
+  return bn_batch_stats(&m->cx, v, layer_bn_eps(&m->cx), blk->stats.mean + c0, blk->stats.invstd + c0, blk->stats.varu + c0, e);
 }
 
 static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) {

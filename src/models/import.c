@@ -560,7 +560,9 @@ int import_load_net(net *m, const char *path, import_format fmt, float bn_eps_ov
       }
     }
   }
-  if (!rc) rc = net_load_tensors(m, f, path, 0, e);
+  /* reinit_head: a mis-shaped auxiliary head (Inception-v3's ImageNet
+   * AuxLogits.fc) keeps its fresh initialisation like the classifier. */
+  if (!rc) rc = net_load_tensors(m, f, path, 1, e);
   if (!rc) {
     if (bn_eps_override > 0) info->bn_eps = bn_eps_override;
     m->cx.bn_eps = info->bn_eps;

@@ -76,6 +76,11 @@ int model_meta_read(const st_file *f, const char *path, model_meta *out, mskx_er
     out->threshold = t;
   }
   if ((v = st_meta_get(f, "epoch"))) out->epoch = atoi(v);
+  if ((v = st_meta_get(f, "transform_input"))) {
+    if (strcmp(v, "0") && strcmp(v, "1"))
+      return err_set(e, MSKX_EFORMAT, "%s: metadata 'transform_input' must be 0 or 1, got '%s'", path, v);
+    out->transform_input = v[0] == '1';
+  }
   if ((v = st_meta_get(f, "metrics"))) snprintf(out->metrics, sizeof out->metrics, "%s", v);
   return model_bn_eps_read(f, path, &out->bn_eps, e);
 }
@@ -110,12 +115,14 @@ int model_save(const char *path, const net *m, const model_meta *meta, const hte
                     {"parts", (char *)meta->parts}, {"threshold", thr},      {"epoch", ep},
                     {"metrics", (char *)meta->metrics}, {"bn_eps", eps}};
   int nb = (int)(sizeof base / sizeof base[0]);
-  st_meta *md = malloc((size_t)(nb + n_extra_meta) * sizeof *md);
+  st_meta *md = malloc((size_t)(nb + 1 + n_extra_meta) * sizeof *md);
   if (!md) {
     free(all);
     return err_set(e, MSKX_ENOMEM, "out of memory");
   }
   memcpy(md, base, sizeof base);
+  /* Read back by net_load_tensors; only the archs that have it write it. */
+  if (arch_has_aux(&m->arch)) md[nb++] = (st_meta){(char *)"transform_input", (char *)(m->transform_input ? "1" : "0")};
   if (n_extra_meta) memcpy(md + nb, extra_meta, (size_t)n_extra_meta * sizeof *md);
   rc = st_write(path, all, n + n_extra, md, nb + n_extra_meta, e);
   free(md);

@@ -4,6 +4,8 @@
  *   floats each), parts ("all" or a comma list of XR_* names), threshold,
  *   epoch, metrics (a JSON object as text), bn_eps (the batch-norm epsilon;
  *   absent means PyTorch's 1e-5; Keras's models use 1.001e-5).
+ *   For Inception-v3 also transform_input ("0"/"1": torchvision's input
+ *   re-normalisation, which the network applies itself).
  * Imported models (mskx import) add source and preprocessing (text for people).
  * Training checkpoints add tensors named "train_state.*" (optimizer moments)
  * and "train_state" metadata; model loading ignores them. */
@@ -24,6 +26,7 @@ typedef struct model_meta {
   char parts[1024];
   double threshold;
   int epoch;
+  int transform_input;
   char metrics[4096];        /* JSON text, "{}" when none */
   float bn_eps;              /* batch-norm epsilon (BN_EPS unless imported from Keras) */
 } model_meta;

@@ -12,8 +12,13 @@ int net_create(const char *arch, engine *eng, uint64_t seed, net **out, mskx_err
   int rc = arch_parse(arch, &m->arch, e);
   m->cx.eng = eng;
   m->cx.ps = &m->ps;
-  m->head_w = m->head_b = -1;
-  if (!rc) rc = m->arch.family == ARCH_DENSENET ? densenet_build(m, e) : resnet_build(m, e);
+  m->head_w = m->head_b = m->aux_head_w = m->aux_head_b = -1;
+  m->seed = seed;
+  if (!rc) switch (m->arch.family) {
+      case ARCH_DENSENET: rc = densenet_build(m, e); break;
+      case ARCH_RESNET: rc = resnet_build(m, e); break;
+      case ARCH_INCEPTION: rc = inception_build(m, e); break;
+    }
   if (!rc) rc = ps_alloc(&m->ps, e);
   if (rc) {
     net_destroy(m);
@@ -35,12 +40,15 @@ void net_destroy(net *m) {
 }
 
 int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e) {
-  if (m->planned && m->n == n && m->h == h && m->w == w && m->cx.train == train && m->cx.prec == prec)
+  if (m->planned && m->n == n && m->h == h && m->w == w && m->cx.train == train && m->cx.prec == prec &&
+      m->planned_aux == m->aux_weight)
     return MSKX_OK;
-  int minsz = arch_size_multiple(&m->arch);
+  int aux = train && m->aux_weight > 0, minsz = arch_min_size(&m->arch, aux);
   if (n <= 0) return err_set(e, MSKX_EINVAL, "batch size must be positive");
   if (h < minsz || w < minsz)
-    return err_set(e, MSKX_EINVAL, "%s needs inputs of at least %dx%d, got %dx%d", m->arch.name, minsz, minsz, h, w);
+    return err_set(e, MSKX_EINVAL, "%s needs inputs of at least %dx%d%s, got %dx%d", m->arch.name, minsz, minsz,
+                   aux ? " to train with its auxiliary classifier (an aux weight of 0 allows smaller ones)" : "", h,
+                   w);
   if (m->planned) m->vt->unplan(m);
   m->planned = 0;
   m->cx.train = train;
@@ -51,6 +59,7 @@ int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e
     return rc;
   }
   m->planned = 1;
+  m->planned_aux = m->aux_weight;
   m->n = n;
   m->h = h;
   m->w = w;
@@ -67,15 +76,47 @@ int net_backward(net *m, const float *dlogits, mskx_err *e) {
   return m->vt->backward(m, dlogits, e);
 }
 
+double net_loss(net *m, const float *logits, const float *t, const float *w, int n, float *dz) {
+  const engine_ops *op = m->cx.eng->ops;
+  double loss = op->bce_logits(logits, t, w, n, dz);
+  if (!m->aux_logits) return loss;
+  double aux = op->bce_logits(m->aux_logits, t, w, n, m->aux_dz);
+  for (int i = 0; i < n; i++) m->aux_dz[i] *= m->aux_weight;
+  return loss + m->aux_weight * aux;
+}
+
+void net_scale_loss_grad(net *m, float *dz, int n, float s) {
+  for (int i = 0; i < n; i++) {
+    dz[i] *= s;
+    if (m->aux_dz) m->aux_dz[i] *= s;
+  }
+}
+
+int net_set_transform_input(net *m, int on, mskx_err *e) {
+  if (on && m->arch.family != ARCH_INCEPTION)
+    return err_set(e, MSKX_EINVAL, "transform_input is an Inception-v3 setting; arch %s has none", m->arch.name);
+  m->transform_input = on ? 1 : 0;
+  return MSKX_OK;
+}
+
 static int ends_with(const char *s, const char *suffix) {
   size_t a = strlen(s), b = strlen(suffix);
   return a >= b && !strcmp(s + a - b, suffix);
 }
 
-static int is_head(const net *m, int idx) { return idx == m->head_w || idx == m->head_b; }
+static int is_head(const net *m, int idx) {
+  return idx == m->head_w || idx == m->head_b || idx == m->aux_head_w || idx == m->aux_head_b;
+}
 
 int net_load_tensors(net *m, const st_file *f, const char *what, int reinit_head, mskx_err *e) {
   char s1[64], s2[64];
+  const char *ti = st_meta_get(f, "transform_input");
+  if (ti) {
+    if (strcmp(ti, "0") && strcmp(ti, "1"))
+      return err_set(e, MSKX_EFORMAT, "%s: metadata 'transform_input' must be 0 or 1, got '%s'", what, ti);
+    int rc = net_set_transform_input(m, ti[0] == '1', e);
+    if (rc) return err_prefix(e, "%s", what);
+  }
   for (int i = 0; i < f->n_tensors; i++) {
     const htensor *t = &f->tensors[i];
     if (ends_with(t->name, ".num_batches_tracked")) continue;

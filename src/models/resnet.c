@@ -85,7 +85,7 @@ static int declare(net *m, resnet *r, mskx_err *e) {
 
 static void init_conv(const net *m, const conv_layer *l, uint64_t seed) {
   /* torchvision ResNet: kaiming_normal_(mode="fan_out", nonlinearity="relu"). */
-  init_kaiming_normal(ps_data(&m->ps, l->w), m->ps.entries[l->w].numel, (double)l->cout * l->k * l->k, seed,
+  init_kaiming_normal(ps_data(&m->ps, l->w), m->ps.entries[l->w].numel, (double)l->cout * l->kh * l->kw, seed,
                       (uint64_t)l->w);
 }
 

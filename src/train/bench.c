@@ -67,7 +67,7 @@ static void free_bufs(bench_bufs *b) {
 static int step(net *m, const bench_config *c, bench_bufs *b, double *loss, mskx_err *e) {
   int rc = net_forward(m, b->x, b->logits, e);
   if (rc || !c->train) return rc;
-  *loss = m->cx.eng->ops->bce_logits(b->logits, b->t, NULL, c->batch, b->dz);
+  *loss = net_loss(m, b->logits, b->t, NULL, c->batch, b->dz);
   if ((rc = net_backward(m, b->dz, e))) return rc;
   optim_step(b->opt, m->ps.params, m->ps.grads, optim_get_config(b->opt)->lr);
   net_params_changed(m);

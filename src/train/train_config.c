@@ -40,6 +40,7 @@ void train_config_default(train_config *c) {
   c->sched.patience = 1;
   strcpy(c->class_weights, "mura");
   c->prec = PREC_FP32;
+  c->aux_weight = INCEPTION_AUX_WEIGHT;
   strcpy(c->select, "kappa");
   c->aug = aug_mura_default();
   c->max_skipped = DEFAULT_MAX_SKIPPED;
@@ -170,28 +171,36 @@ int train_arch_for(const char *arch, const char *part, char *out, size_t n, mskx
   return rc;
 }
 
-static int check_arch(const char *arch, int size, mskx_err *e) {
+static int check_arch(const char *arch, int size, double aux_weight, mskx_err *e) {
   arch_spec a;
   int rc = arch_parse(arch, &a, e);
   if (rc) return err_prefix(e, "--arch");
-  int minsz = arch_size_multiple(&a);
-  if (size < minsz || size > 2048)
+  int aux = arch_has_aux(&a) && aux_weight > 0;
+  int minsz = arch_min_size(&a, aux), mult = arch_size_multiple(&a);
+  if (size > 2048) return err_set(e, MSKX_EINVAL, "--size %d: at most 2048", size);
+  if (size < minsz) {
+    if (aux)
+      return err_set(e, MSKX_EINVAL,
+                     "--size %d: %s needs at least %d with its auxiliary classifier (--aux-weight 0 allows %d)", size,
+                     arch, minsz, arch_min_size(&a, 0));
     return err_set(e, MSKX_EINVAL, "--size %d: %s needs at least %d (and at most 2048)", size, arch, minsz);
-  if (size % minsz) return err_set(e, MSKX_EINVAL, "--size %d: %s needs a multiple of %d", size, arch, minsz);
+  }
+  if (size % mult) return err_set(e, MSKX_EINVAL, "--size %d: %s needs a multiple of %d", size, arch, mult);
   return MSKX_OK;
 }
 
 int train_config_validate(const train_config *c, mskx_err *e) {
   if (!c->data[0]) return err_set(e, MSKX_EINVAL, "--data is required");
   if (!c->out[0]) return err_set(e, MSKX_EINVAL, "--out is required");
+  if (!(c->aux_weight >= 0 && c->aux_weight <= 100)) return err_set(e, MSKX_EINVAL, "--aux-weight must be in 0..100");
   map_entry *m;
   int k, rc = map_parse(c->arch, &m, &k, e);
   if (rc) return rc;
   int named = 0;
   for (int i = 0; i < k; i++) named |= m[i].part[0] != 0;
-  if (!named) rc = check_arch(c->arch, c->size, e);
+  if (!named) rc = check_arch(c->arch, c->size, c->aux_weight, e);
   for (int i = 0; named && !rc && i < k; i++)
-    if ((rc = check_arch(m[i].arch, c->size, e)) && m[i].part[0]) err_prefix(e, "%s", m[i].part);
+    if ((rc = check_arch(m[i].arch, c->size, c->aux_weight, e)) && m[i].part[0]) err_prefix(e, "%s", m[i].part);
   free(m);
   if (rc) return rc;
   if (named && !c->per_part)
@@ -272,6 +281,7 @@ static const field fields[] = {
     FS("class_weights", class_weights),
     FS("pretrained", pretrained),
     FI("freeze_backbone_epochs", freeze_backbone_epochs),
+    FD("aux_weight", aux_weight),
     FI("precision_bf16", prec),
     FI("early_stop", early_stop),
     FS("select", select),

@@ -156,7 +156,7 @@ static int dist_pass(run_ctx *r, const batch *b, int total, double *loss, mskx_e
   net *m = r->net;
   int n = b->count;
   float share = (float)n / (float)total;
-  for (int i = 0; i < n; i++) r->dz[i] *= share;
+  net_scale_loss_grad(m, r->dz, n, share);
   grad_sync_begin(r->gsync);
   int rc = net_backward(m, r->dz, e);
   if (!rc) rc = grad_sync_finish(r->gsync, e);
@@ -181,7 +181,7 @@ int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, dou
     dist_break(r->dist);
     return rc;
   }
-  *loss = r->eng->ops->bce_logits(r->logits, b->labels, r->sw, n, r->dz);
+  *loss = net_loss(m, r->logits, b->labels, r->sw, n, r->dz);
   if (r->dist)
     rc = dist_pass(r, b, total, loss, e);
   else if (!isfinite(*loss))
@@ -257,6 +257,7 @@ static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) 
     }
     double lr = schedule_lr(r->sched, epoch, b, nb), loss;
     st->lr = lr;
+    r->net->dropout_key = (uint64_t)r->rank << 48 ^ (uint64_t)epoch << 24 ^ (uint64_t)b;
     rc = train_step(r, bt, total, lr, frozen, &loss, e);
     loader_release(r->ltrain, bt);
     if (rc) return rc;
@@ -362,9 +363,13 @@ static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
   const train_config *c = &r->cfg;
   int rc = engine_dnnl_create(c->threads, &r->eng, e);
   if (!rc) rc = net_create(c->arch, r->eng, c->seed, &r->net, e);
+  if (!rc && arch_has_aux(&r->net->arch)) r->net->aux_weight = (float)c->aux_weight;
   if (!rc && !resuming && c->pretrained[0]) {
     /* safetensors, PyTorch .pth or Keras .h5, by content; the epsilon of
-     * Keras weights stays with the network (and its checkpoints). */
+     * Keras weights stays with the network (and its checkpoints).
+     * torchvision's ImageNet Inception-v3 expects transform_input (the
+     * file's metadata, if any, says otherwise). */
+    if (arch_has_aux(&r->net->arch)) r->net->transform_input = 1;
     import_info info;
     rc = import_load_net(r->net, c->pretrained, IMPORT_AUTO, 0, &info, e);
     if (rc) err_prefix(e, "--pretrained");

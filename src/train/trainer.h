@@ -38,6 +38,7 @@ typedef struct train_config {
   char class_weights[64];    /* "mura" | "balanced" | "none" | "0:1,1:1.5" */
   char pretrained[1024];     /* "" = random initialisation */
   int freeze_backbone_epochs;
+  double aux_weight;         /* inception_v3: loss = main + aux_weight * aux (0: no aux head) */
   precision prec;
   int early_stop;            /* epochs without improvement before stopping; 0 = off */
   char select[16];           /* "kappa" (higher is better) or "loss" */

@@ -304,7 +304,7 @@ static int shared_case(engine *eng, int prefix, uint64_t seed, char *why) {
   REQUIRE(!proc_init(&own, eng, prefix, gamma, beta) && !proc_init(&sh, eng, prefix, gamma, beta), "setup failed");
   for (size_t k = 0; k + 1 < sizeof pieces / sizeof *pieces; k++) {
     int c0 = pieces[k];
-    REQUIRE(!bn_batch_stats(&sh.cx, view_channels(x.v, c0, pieces[k + 1] - c0), mean + c0, invstd + c0, varu + c0,
+    REQUIRE(!bn_batch_stats(&sh.cx, view_channels(x.v, c0, pieces[k + 1] - c0), BN_EPS, mean + c0, invstd + c0, varu + c0,
                             NULL),
             "batch norm failed");
   }

@@ -1,17 +1,20 @@
 # Parity of `mskx forward` with PyTorch/torchvision (float64 reference):
 # eval and train logits, loss and every parameter gradient, plus bf16 logits.
 # Full-size models at 64x64 (batch 2) keep the suite fast; the reference is
-# generated at test time by tests/tools/torch_parity.py.
+# generated at test time by tests/tools/torch_parity.py. Inception-v3 runs at
+# 299x299, the smallest size at which its auxiliary head (part of the training
+# loss) exists, with transform_input on and dropout off (torch_parity.py).
 source "$MSKX_ROOT/tests/lib.sh"
 tools="$MSKX_ROOT/tests/tools"
-parity() {  # label arch size batch
+parity() {  # label arch size batch [extra forward options...]
   local label=$1 arch=$2 size=$3 batch=$4 d="$T/$1"
+  shift 4
   mkdir -p "$d"
   if ! /usr/bin/python3 "$tools/torch_parity.py" "$arch" "$d/ref" --size "$size" --batch "$batch" >"$d/py.log" 2>&1; then
     fail "${label}_reference" "$(tail -3 "$d/py.log")"; return; fi
   local w="$d/ref/weights.safetensors" x="$d/ref/x.npy"
   "$MSKX_BIN" forward --arch "$arch" --weights "$w" --input "$x" --output "$d/logits_eval.npy" &&
-  "$MSKX_BIN" forward --arch "$arch" --weights "$w" --input "$x" --mode train --output "$d/logits_train.npy" \
+  "$MSKX_BIN" forward --arch "$arch" --weights "$w" --input "$x" --mode train --output "$d/logits_train.npy" "$@" \
       --target "$d/ref/y.npy" --grads "$d/grads.safetensors" > "$d/loss.txt" 2>"$d/err.txt" || {
     fail "${label}_forward" "$(cat "$d/err.txt")"; return; }
   /usr/bin/python3 "$tools/compare_parity.py" "$d/ref" "$d" "$label"
@@ -24,3 +27,4 @@ parity small_densenet "densenet:growth=12,blocks=2-3-2,init=16,bn_size=4" 64 3
 parity densenet121 densenet121 64 2
 parity densenet169 densenet169 64 2
 parity resnet50 resnet50 64 2
+parity inception_v3 inception_v3 299 2 --dropout 0
