@@ -234,6 +234,8 @@ static void resnet_graph(ctx *c, const char *input, const char *logit) {
 int net_onnx_graph(const net *m, onnx_graph *g, const char *input, const char *logit, int fold_bn, mskx_err *e) {
   ctx c = {m, g, fold_bn, e, MSKX_OK};
   if (m->arch.family == ARCH_DENSENET) densenet_graph(&c, input, logit);
-  else resnet_graph(&c, input, logit);
+  else if (m->arch.family == ARCH_RESNET) resnet_graph(&c, input, logit);
+  else return err_set(e, MSKX_EUNSUPPORTED, "onnx export: arch %s is not supported yet (DenseNets and ResNets are)",
+                      m->arch.name);
   return c.rc;
 }
