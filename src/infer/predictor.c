@@ -327,6 +327,7 @@ int predictor_clone(const predictor *src, predictor **out, mskx_err *e) {
 
 void predictor_free(predictor *p) {
   if (!p) return;
+  for (int i = 0; i < PLAN_CACHE; i++) net_destroy(p->plans[i].m);
   pnode_free(&p->root);
   free(p->info.metadata_json);
   engine_destroy(p->eng);
@@ -417,6 +418,46 @@ static pnode *study_model(pnode *nd, const char *part, mskx_err *e, int *rc) {
   return nd->kind == PNODE_MODEL ? nd : NULL;
 }
 
+/* nd's network planned for batch b: its own when unplanned or planned at b,
+ * else a planned copy from (or new in) the context's cache. */
+static int batch_net(predictor *p, pnode *nd, int b, net **out, mskx_err *e) {
+  net *m = nd->m;
+  int s = nd->meta.size;
+  if (!m->planned || (m->n == b && m->h == s && m->w == s && !m->cx.train && m->cx.prec == p->opt.prec)) {
+    *out = m;
+    return net_plan(m, b, s, s, 0, p->opt.prec, e);
+  }
+  plan_slot *lru = NULL;
+  p->plan_clock++;
+  for (int i = 0; i < PLAN_CACHE; i++) {
+    plan_slot *ps = &p->plans[i];
+    if (ps->m && ps->node == nd && ps->b == b) {
+      ps->used = p->plan_clock;
+      *out = ps->m;
+      return MSKX_OK;
+    }
+    if (!lru || (lru->m && (!ps->m || ps->used < lru->used))) lru = ps;
+  }
+  net_destroy(lru->m);
+  *lru = (plan_slot){0};
+  net *c = NULL;
+  int rc = net_create(nd->meta.arch, p->eng, 0, &c, e);
+  if (!rc) {
+    c->cx.bn_eps = m->cx.bn_eps;
+    memcpy(c->ps.params, m->ps.params, m->ps.n_params * sizeof(float));
+    memcpy(c->ps.buffers, m->ps.buffers, m->ps.n_buffers * sizeof(float));
+    net_params_changed(c);
+    rc = net_plan(c, b, s, s, 0, p->opt.prec, e);
+  }
+  if (rc) {
+    net_destroy(c);
+    return rc;
+  }
+  *lru = (plan_slot){nd, b, c, p->plan_clock};
+  *out = c;
+  return MSKX_OK;
+}
+
 /* Studies that reach the same network without maps, their images (and
  * mirrors) in shared forward passes of up to max_batch inputs. */
 static int predict_group(predictor *p, pnode *nd, study_inputs **in, const predict_options *po, study_result *outs,
@@ -436,7 +477,8 @@ static int predict_group(predictor *p, pnode *nd, study_inputs **in, const predi
     }
   if (!rc) rc = grow(&p->batch, &p->batch_cap, per * b, e);
   if (!rc) rc = grow(&p->logits, &p->logits_cap, (size_t)b, e);
-  if (!rc) rc = net_plan(nd->m, b, s, s, 0, p->opt.prec, e);
+  net *m = NULL;
+  if (!rc) rc = batch_net(p, nd, b, &m, e);
   for (int c0 = 0; !rc && c0 < total; c0 += b) {
     int cnt = total - c0 < b ? total - c0 : b;
     for (int j = 0; !rc && j < cnt; j++) {
@@ -444,7 +486,7 @@ static int predict_group(predictor *p, pnode *nd, study_inputs **in, const predi
       rc = prep_input(nd, in[st], q / k, q % k, p->batch + per * j, e);
     }
     for (int j = cnt; !rc && j < b; j++) memcpy(p->batch + per * j, p->batch, per * sizeof(float));
-    if (!rc) rc = net_forward(nd->m, p->batch, p->logits, e);
+    if (!rc) rc = net_forward(m, p->batch, p->logits, e);
     for (int j = 0; !rc && j < cnt; j++) prob[c0 + j] = sigmoid(p->logits[j]);
     if (!rc) (*batches)++;
   }

@@ -119,8 +119,24 @@ typedef struct predictor_info {
   char *metadata_json;       /* owned */
 } predictor_info;
 
+/* Batched forward passes (predictor_predict_batch) come in a few batch
+ * sizes (totals of whole studies up to max_batch); planning a network
+ * (oneDNN primitives, buffers) costs more than a small batch computes, so
+ * each context keeps copies of a network planned at other sizes than its
+ * own, least recently used replaced. */
+#define PLAN_CACHE 6
+
+typedef struct plan_slot {
+  const pnode *node;   /* the network copied */
+  int b;               /* the batch size it is planned for */
+  net *m;              /* NULL: empty */
+  unsigned long used;
+} plan_slot;
+
 typedef struct predictor {
   engine *eng;
+  plan_slot plans[PLAN_CACHE];
+  unsigned long plan_clock;
   predictor_options opt;
   pnode root;
   predictor_info info;

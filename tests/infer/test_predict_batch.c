@@ -130,4 +130,46 @@ TEST(batched_ensemble_runs_each_alone) {
   CHECK_EQ_INT(compare(mEns, sp, 3, 16, none), 3);
 }
 
+/* One context through more batch sizes than its plan cache holds, twice:
+ * cached copies (and evicted, re-made ones) answer as the network alone. */
+TEST(plan_cache_sizes_and_eviction) {
+  CHECK(setup() == 0);
+  mskx_err e = {0};
+  predictor_options opt = {1, PREC_FP32, 16, {0}};
+  predictor *p = NULL, *p1 = NULL;
+  CHECK_OK(predictor_load(mA, &opt, &p, &e), &e);
+  CHECK_OK(predictor_load(mA, &opt, &p1, &e), &e);
+  predict_options po = {AGG_MEAN, 0, 0};
+  int bad = 0;
+  for (int round = 0; round < 2 && !bad; round++)
+    for (int n = 1; n <= PLAN_CACHE + 3 && !bad; n++) {
+      gray_image g[PLAN_CACHE + 3];
+      image_source src[PLAN_CACHE + 3];
+      for (int i = 0; i < n; i++) {
+        g[i] = fx_image(40 + i, 50, (uint64_t)(7 * n + i));
+        src[i] = (image_source){.pixels = g[i].px, .w = g[i].w, .h = g[i].h, .channels = 1};
+      }
+      study_inputs *in = NULL;
+      study_result alone, together;
+      const char *part = NULL;
+      int rc = 0, groups = 0;
+      memset(&together, 0, sizeof together);
+      bad = predictor_predict_sources(p1, src, n, NULL, &po, &alone, &e) ||
+            predictor_prepare(p, src, n, NULL, &po, &in, &e);
+      if (!bad) {
+        predictor_predict_batch(p, &in, &part, &po, 1, &together, &rc, &e, &groups);
+        bad = rc || fabs(together.probability - alone.probability) > TOL;
+        if (bad) fprintf(stderr, "n %d round %d: rc %d (%s), %.9f vs %.9f\n", n, round, rc, e.msg, together.probability,
+                         alone.probability);
+      }
+      study_result_free(&alone);
+      study_result_free(&together);
+      study_inputs_free(in);
+      for (int i = 0; i < n; i++) gray_image_free(&g[i]);
+    }
+  predictor_free(p);
+  predictor_free(p1);
+  CHECK(!bad);
+}
+
 TEST_MAIN()
