@@ -319,7 +319,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   if (s->cfg.on_access) {
     const char *cut = watch_cut_reason(s->wd, rq->watch);
     serve_access a = {rq->method, rq->path, status, (now_seconds() - rq->t0) * 1e3, rq->r.n_images,
-                      status ? rq->r.error : cut[0] ? cut : termination_name(toe)};
+                      status           ? rq->r.error
+                      : rq->client_gone ? "client closed the connection while queued (not computed)"
+                      : cut[0]          ? cut
+                                        : termination_name(toe)};
     s->cfg.on_access(s->cfg.log_user, &a);
   }
   body_free(s, rq);

@@ -55,7 +55,7 @@ run_py() {
 if start_server H --queue 4 --max-batch 64 --max-delay-ms 1500 --threads 1 --max-concurrent 1; then
   run_py held held "$url" "$pid" "$fx"
   check held_access_log_deadline grep -Eq 'POST /v1/predict 503 [0-9.]+ ms - busy: the request.s deadline passed' "$T/H.log"
-  check held_access_log_client_gone grep -Eq 'POST /v1/predict - [0-9.]+ ms - ' "$T/H.log"
+  check held_access_log_client_gone grep -Eq 'POST /v1/predict - [0-9.]+ ms - client closed the connection while queued' "$T/H.log"
   kill -TERM "$pid"
   wait "$pid"
   [ $? = 0 ] && pass held_server_stops || fail held_server_stops "exit status not 0"
