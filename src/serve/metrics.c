@@ -148,17 +148,19 @@ char *metrics_render(serve_metrics *m, long in_flight, size_t buffered, int queu
           "mskx_http_connections_cut_total{reason=\"headers\"} %llu\n"
           "mskx_http_connections_cut_total{reason=\"body\"} %llu\n", c.cut_headers, c.cut_bodies);
   unsigned long long busy = c.rejected[0] + c.rejected[1] + c.rejected[3] + c.rejected[5];
-  put(&t, "# HELP mskx_predict_rejected_busy_total Predictions refused with 503 for load: queue full, deadline, body or decode memory.\n"
+  put(&t, "# HELP mskx_predict_rejected_busy_total Predictions refused with 503 for load: queue full, deadline, body"
+          " or decode memory.\n"
           "# TYPE mskx_predict_rejected_busy_total counter\nmskx_predict_rejected_busy_total %llu\n", busy);
-  put(&t, "# HELP mskx_predict_rejected_total Predictions refused (503) or dropped (client gone: never computed), by reason.\n"
+  put(&t, "# HELP mskx_predict_rejected_total Predictions refused (503) or dropped (client gone: never computed),"
+          " by reason.\n"
           "# TYPE mskx_predict_rejected_total counter\n");
   for (int r = 0; r < METRICS_REASONS; r++)
     put(&t, "mskx_predict_rejected_total{reason=\"%s\"} %llu\n", reason_names[r], c.rejected[r]);
   unsigned long long by_outcome[OUTCOMES] = {0};
   for (int r = 0; r < METRICS_ROUTES; r++)
     for (int o = 0; o < OUTCOMES; o++) by_outcome[o] += c.by_route[r][o].count;
-  put(&t, "# HELP mskx_requests_total Requests finished, by outcome: answered (status below 400), refused (4xx, 503),\n"
-          "# failed (other 5xx, or no answer); the three add up to all requests.\n"
+  put(&t, "# HELP mskx_requests_total Requests finished, by outcome: answered (status below 400), refused (4xx, 503),"
+          " failed (other 5xx, or no answer); the three add up to all requests.\n"
           "# TYPE mskx_requests_total counter\n");
   for (int o = 0; o < OUTCOMES; o++)
     put(&t, "mskx_requests_total{outcome=\"%s\"} %llu\n", outcome_names[o], by_outcome[o]);

@@ -1,5 +1,5 @@
 /* The endpoints: routing, JSON answers, and POST /v1/predict (multipart or
- * raw image bodies through mskx_predict_encoded). */
+ * raw image bodies through the prediction queue, queue.c). */
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -142,7 +142,8 @@ static void health(server *s, int route, reply *r) {
   pthread_mutex_unlock(&s->mu);
   int ready = !stopping && qlen < qcap;
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "status", route == ROUTE_LIVE ? "live" : route == ROUTE_READY ? (ready ? "ready" : "not ready") : "ok");
+  const char *status = route == ROUTE_LIVE ? "live" : route == ROUTE_READY ? (ready ? "ready" : "not ready") : "ok";
+  cJSON_AddStringToObject(o, "status", status);
   if (route == ROUTE_READY) {
     cJSON_AddBoolToObject(o, "ready", ready);
     cJSON_AddBoolToObject(o, "model_loaded", s->model != NULL);
