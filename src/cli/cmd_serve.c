@@ -29,12 +29,21 @@ static const char *const usage =
     "  --max-images N         images per study; more get 413 (default 16)\n"
     "  --max-pixels N         pixels per image, checked before decoding; more get 413\n"
     "                         (default 268435456 = 16384 x 16384)\n"
-    "  --max-concurrent N     predictions computed at once, admitted when their body\n"
-    "                         is complete; more get 503 with Retry-After (default 8)\n"
+    "  --queue N              studies admitted at once, once their body is complete:\n"
+    "                         decoded on their connection, they wait for the\n"
+    "                         scheduler; more get 503 with Retry-After (default 64)\n"
+    "  --timeout-ms MS        a prediction's deadline from its request's start (a\n"
+    "                         client may send X-Request-Timeout-Ms); a queued study\n"
+    "                         past it, or one that cannot meet it, gets 503 with\n"
+    "                         Retry-After (default 30000)\n"
+    "  --max-batch N          images the scheduler gathers into one forward pass\n"
+    "                         (whole studies; default 16)\n"
+    "  --max-delay-ms MS      how long a queued study waits for others to fill a\n"
+    "                         batch (default 0: take what is queued)\n"
     "  --max-buffered BYTES   request bodies held in memory, all requests together;\n"
     "                         a body that would pass it gets 503 (default 536870912)\n"
-    "  --max-concurrent N     predictions admitted at once; more get 503 with\n"
-    "                         Retry-After (default 8)\n"
+    "  --max-concurrent N     batches computed at once, at most the model's prediction\n"
+    "                         contexts (cores / --threads) (default 8)\n"
     "  --decode-budget BYTES  memory that image decoding may hold at once across\n"
     "                         all predictions; a request that finds it spent for\n"
     "                         --decode-wait gets 503 with Retry-After, an image\n"
@@ -78,6 +87,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       {"header-timeout", required_argument, 0, 'D'}, {"min-rate", required_argument, 0, 'R'},
       {"quiet", no_argument, 0, 'q'},                {"help", no_argument, 0, 'h'},
       {"decode-budget", required_argument, 0, 'U'},  {"decode-wait", required_argument, 0, 'W'},
+      {"queue", required_argument, 0, 'Q'},          {"timeout-ms", required_argument, 0, 'd'},
+      {"max-batch", required_argument, 0, 'b'},      {"max-delay-ms", required_argument, 0, 'y'},
       CLI_DICOM_OPTIONS,                             {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   serve_config_default(&a->cfg);
@@ -109,6 +120,10 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       case 'R': bad = cli_parse_int("serve", "min-rate", optarg, 0, 1L << 40, &v); a->cfg.min_rate = (double)v; break;
       case 'U': bad = cli_parse_int("serve", "decode-budget", optarg, 1, 1L << 50, &v); a->decode_budget = (unsigned long long)v; break;
       case 'W': bad = cli_parse_int("serve", "decode-wait", optarg, 0, 3600000, &a->decode_wait); break;
+      case 'Q': bad = cli_parse_int("serve", "queue", optarg, 1, 65536, &v); a->cfg.queue = (int)v; break;
+      case 'd': bad = cli_parse_int("serve", "timeout-ms", optarg, 1, SERVE_MAX_TIMEOUT_MS, &v); a->cfg.timeout_ms = (int)v; break;
+      case 'b': bad = cli_parse_int("serve", "max-batch", optarg, 1, 4096, &v); a->cfg.max_batch = (int)v; break;
+      case 'y': bad = cli_parse_int("serve", "max-delay-ms", optarg, 0, 60000, &v); a->cfg.max_delay_ms = (int)v; break;
       case 'q': a->quiet = 1; break;
       case 'h': fputs(usage, stdout); return 0;
       case CLI_DICOM_OPT_WINDOW: case CLI_DICOM_OPT_FRAMES:
@@ -177,6 +192,7 @@ int cmd_serve(int argc, char **argv) {
   mskx_load_options lo;
   mskx_load_options_default(&lo);
   lo.threads = a.threads;
+  lo.max_batch = a.cfg.max_batch;   /* the scheduler's batches run as one forward pass */
   lo.precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32;
   lo.max_pixels = a.max_pixels;
   lo.max_decode_bytes = a.decode_budget;

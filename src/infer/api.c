@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "data/dataset.h"
 #include "infer/cam.h"
+#include "infer/model_batch.h"
 #include "infer/predictor.h"
 #include "io/dicom.h"
 #include "io/image.h"
@@ -245,20 +246,28 @@ static int to_result(study_result *sr, char **names, const mskx_predict_options 
   return MSKX_OK;
 }
 
+/* The predictor's options from the public ones. */
+static int predict_opts(const mskx_predict_options *opt, mskx_predict_options *o, predict_options *po, mskx_err *e) {
+  mskx_predict_options_default(o);
+  if (opt) *o = *opt;
+  if (o->agg != MSKX_AGG_MEAN && o->agg != MSKX_AGG_MAX)
+    return err_set(e, MSKX_EINVAL, "agg must be MSKX_AGG_MEAN or MSKX_AGG_MAX");
+  if (!(o->overlay_alpha >= 0 && o->overlay_alpha <= 1)) return err_set(e, MSKX_EINVAL, "overlay_alpha must be in [0, 1]");
+  *po = (predict_options){o->agg == MSKX_AGG_MAX ? AGG_MAX : AGG_MEAN, o->tta_flip != 0, o->want_cam || o->want_overlay,
+                          o->want_image != 0};
+  return MSKX_OK;
+}
+
 /* Runs a study: decodes it without a context (reading only ctx[0]'s tree,
  * which predictions never write), then computes on a pooled context. */
 static int predict_sources(mskx_model *m, const image_source *srcs, char **names, int n, const char *part,
                            const mskx_predict_options *opt, mskx_result **out, mskx_err *e) {
   mskx_predict_options o;
-  mskx_predict_options_default(&o);
-  if (opt) o = *opt;
-  if (o.agg != MSKX_AGG_MEAN && o.agg != MSKX_AGG_MAX)
-    return err_set(e, MSKX_EINVAL, "agg must be MSKX_AGG_MEAN or MSKX_AGG_MAX");
-  if (!(o.overlay_alpha >= 0 && o.overlay_alpha <= 1)) return err_set(e, MSKX_EINVAL, "overlay_alpha must be in [0, 1]");
-  predict_options po = {o.agg == MSKX_AGG_MAX ? AGG_MAX : AGG_MEAN, o.tta_flip != 0, o.want_cam || o.want_overlay,
-                        o.want_image != 0};
+  predict_options po;
+  int rc = predict_opts(opt, &o, &po, e);
+  if (rc) return rc;
   study_inputs *in;
-  int rc = predictor_prepare(m->ctx[0], srcs, n, part, &po, &in, e);
+  rc = predictor_prepare(m->ctx[0], srcs, n, part, &po, &in, e);
   if (rc) return rc;
   int slot;
   rc = ctx_acquire(m, &slot, e);
@@ -475,4 +484,113 @@ int mskx_structured_report(const mskx_model *m, const mskx_result *r, const mskx
   free(bufs);
   free(lens);
   return rc;
+}
+/* A study decoded for model_predict_studies (infer/model_batch.h). */
+struct model_study {
+  study_in src;
+  char part[PART_NAME_MAX];
+  int part_from_dicom;
+  mskx_predict_options o;
+  predict_options po;
+  study_inputs *in;
+  study_result sr;
+  int rc;
+  mskx_err err;
+  int computed;
+};
+
+int model_study_prepare_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
+                                const mskx_predict_options *opt, model_study **out, mskx_err *e) {
+  err_clear(e);
+  *out = NULL;
+  if (!m || n < 1 || !imgs) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
+  if (part && strlen(part) >= PART_NAME_MAX) return err_set(e, MSKX_EINVAL, "'%s' is not a body part name", part);
+  model_study *s = calloc(1, sizeof *s);
+  if (!s) return err_set(e, MSKX_ENOMEM, "out of memory");
+  if (part) snprintf(s->part, sizeof s->part, "%s", part);
+  int rc = predict_opts(opt, &s->o, &s->po, e);
+  if (!rc) rc = study_in_alloc(&s->src, n, e);
+  for (int i = 0; !rc && i < n; i++) {
+    char fallback[32];
+    snprintf(fallback, sizeof fallback, "image %d", i + 1);
+    const char *name = imgs[i].name ? imgs[i].name : fallback;
+    image_source src = {.bytes = imgs[i].bytes, .len = imgs[i].len};
+    if (!imgs[i].bytes || !imgs[i].len) rc = err_set(e, MSKX_EFORMAT, "%s: empty image data", name);
+    /* A multi-frame DICOM file adds one source per frame, as mskx_predict_encoded. */
+    if (!rc) rc = study_in_add(&s->src, &m->lim, &src, imgs[i].bytes, imgs[i].len, name, e);
+  }
+  if (!rc && !s->part[0] && s->src.dicom_part[0]) {
+    snprintf(s->part, sizeof s->part, "%s", s->src.dicom_part);
+    s->part_from_dicom = 1;
+  }
+  if (!rc) rc = predictor_prepare(m->ctx[0], s->src.src, s->src.n, s->part[0] ? s->part : NULL, &s->po, &s->in, e);
+  for (int i = 0; i < s->src.n && s->src.src; i++) s->src.src[i].bytes = NULL;   /* the caller's bytes are done with */
+  if (rc) {
+    model_study_free(s);
+    return rc;
+  }
+  *out = s;
+  return MSKX_OK;
+}
+
+int model_contexts(const mskx_model *m) { return m->max_ctx; }
+
+int model_study_images(const model_study *s) { return s->in->n * (s->po.tta_flip ? 2 : 1); }
+
+int model_predict_studies(mskx_model *m, model_study **st, int n, int *batches, mskx_err *e) {
+  *batches = 0;
+  study_inputs **in = calloc((size_t)n, sizeof *in);
+  const char **parts = calloc((size_t)n, sizeof *parts);
+  predict_options *po = calloc((size_t)n, sizeof *po);
+  study_result *outs = calloc((size_t)n, sizeof *outs);
+  int *rcs = calloc((size_t)n, sizeof *rcs);
+  mskx_err *errs = calloc((size_t)n, sizeof *errs);
+  int rc = !in || !parts || !po || !outs || !rcs || !errs ? err_set(e, MSKX_ENOMEM, "out of memory") : MSKX_OK;
+  int slot = -1;
+  if (!rc) rc = ctx_acquire(m, &slot, e);
+  if (!rc) {
+    for (int i = 0; i < n; i++) {
+      in[i] = st[i]->in;
+      parts[i] = st[i]->part[0] ? st[i]->part : NULL;
+      po[i] = st[i]->po;
+    }
+    predictor_predict_batch(m->ctx[slot], in, parts, po, n, outs, rcs, errs, batches);
+    ctx_release(m, slot);
+    for (int i = 0; i < n; i++) {
+      st[i]->sr = outs[i];
+      st[i]->rc = rcs[i];
+      st[i]->err = errs[i];
+      st[i]->computed = 1;
+    }
+  }
+  free(in);
+  free(parts);
+  free(po);
+  free(outs);
+  free(rcs);
+  free(errs);
+  return rc;
+}
+
+int model_study_result(model_study *s, mskx_result **out, mskx_err *e) {
+  *out = NULL;
+  if (!s->computed) return err_set(e, MSKX_EINTERNAL, "the study was not computed");
+  if (s->rc) {
+    *e = s->err;
+    return s->rc;
+  }
+  int rc = to_result(&s->sr, s->src.names, &s->o, out, e);
+  if (!rc) {
+    snprintf((*out)->study_uid, sizeof (*out)->study_uid, "%s", s->src.study_uid);
+    (*out)->part_from_dicom = s->part_from_dicom;
+  }
+  return rc;
+}
+
+void model_study_free(model_study *s) {
+  if (!s) return;
+  study_inputs_free(s->in);
+  study_result_free(&s->sr);
+  study_in_free(&s->src);
+  free(s);
 }

@@ -327,6 +327,7 @@ int predictor_clone(const predictor *src, predictor **out, mskx_err *e) {
 
 void predictor_free(predictor *p) {
   if (!p) return;
+  for (int i = 0; i < PLAN_CACHE; i++) net_destroy(p->plans[i].m);
   pnode_free(&p->root);
   free(p->info.metadata_json);
   engine_destroy(p->eng);
@@ -355,19 +356,15 @@ int predictor_prepare(const predictor *p, const image_source *srcs, int n, const
                               &p->opt.limits, out, e);
 }
 
-int predictor_predict_inputs(predictor *p, study_inputs *in, const char *part, const predict_options *po,
-                             study_result *out, mskx_err *e) {
-  static const predict_options defaults = {AGG_MEAN, 0, 0, 0};
+/* Checks in against po and allocates out's arrays (sizes copied from in). */
+static int result_begin(predictor *p, study_inputs *in, const char *part, const predict_options *po,
+                        study_result *out, mskx_err *e) {
   memset(out, 0, sizeof *out);
-  if (!po) po = &defaults;
   int n = in->n, rc = check_part(part, out->part, e);
   if (rc) return rc;
   if (po->tta_flip && !in->gray_mirror) return err_set(e, MSKX_EINVAL, "predict: inputs were prepared without TTA");
   if ((po->want_cam || po->want_display) && !in->display)
     return err_set(e, MSKX_EINVAL, "predict: inputs were prepared without maps");
-  /* OpenMP thread counts are per calling thread: set ours so that results
-   * do not depend on which thread calls. */
-  if (p->opt.threads > 0) omp_set_num_threads(p->opt.threads);
   out->n_images = n;
   out->image_prob = calloc((size_t)n, sizeof *out->image_prob);
   out->width = malloc((size_t)n * sizeof *out->width);
@@ -382,16 +379,175 @@ int predictor_predict_inputs(predictor *p, study_inputs *in, const char *part, c
     return err_set(e, MSKX_ENOMEM, "predict: out of memory");
   memcpy(out->width, in->width, (size_t)n * sizeof *out->width);
   memcpy(out->height, in->height, (size_t)n * sizeof *out->height);
-  node_out o = {.img_p = out->image_prob, .cam = out->cam, .member_p = out->member_prob};
-  rc = predict_node(p, &p->root, in, out->part, po, &o, e);
-  if (rc) return rc;
-  out->probability = o.p;
-  out->threshold = o.thr;
-  out->abnormal = o.p > o.thr;
-  if (!(out->model_used = str_dup(o.used))) return err_set(e, MSKX_ENOMEM, "predict: out of memory");
+  return MSKX_OK;
+}
+
+/* Fills out's study fields from what the tree produced. */
+static int result_end(study_inputs *in, const node_out *o, study_result *out, mskx_err *e) {
+  out->probability = o->p;
+  out->threshold = o->thr;
+  out->abnormal = o->p > o->thr;
+  if (!(out->model_used = str_dup(o->used))) return err_set(e, MSKX_ENOMEM, "predict: out of memory");
   /* The display copies go with the maps they belong to. */
   out->display = in->display;
   in->display = NULL;
+  return MSKX_OK;
+}
+
+int predictor_predict_inputs(predictor *p, study_inputs *in, const char *part, const predict_options *po,
+                             study_result *out, mskx_err *e) {
+  static const predict_options defaults = {AGG_MEAN, 0, 0, 0};
+  if (!po) po = &defaults;
+  int rc = result_begin(p, in, part, po, out, e);
+  if (rc) return rc;
+  /* OpenMP thread counts are per calling thread: set ours so that results
+   * do not depend on which thread calls. */
+  if (p->opt.threads > 0) omp_set_num_threads(p->opt.threads);
+  node_out o = {.img_p = out->image_prob, .cam = out->cam, .member_p = out->member_prob};
+  rc = predict_node(p, &p->root, in, out->part, po, &o, e);
+  return rc ? rc : result_end(in, &o, out, e);
+}
+
+/* The network that computes a study (bundles followed to their part's
+ * model), or NULL when it is an ensemble. */
+static pnode *study_model(pnode *nd, const char *part, mskx_err *e, int *rc) {
+  while (nd->kind == PNODE_BUNDLE) {
+    int idx;
+    if ((*rc = pnode_route(nd, part, &idx, e))) return NULL;
+    nd = &nd->children[idx];
+  }
+  return nd->kind == PNODE_MODEL ? nd : NULL;
+}
+
+/* nd's network planned for batch b: its own when unplanned or planned at b,
+ * else a planned copy from (or new in) the context's cache. */
+static int batch_net(predictor *p, pnode *nd, int b, net **out, mskx_err *e) {
+  net *m = nd->m;
+  int s = nd->meta.size;
+  if (!m->planned || (m->n == b && m->h == s && m->w == s && !m->cx.train && m->cx.prec == p->opt.prec)) {
+    *out = m;
+    return net_plan(m, b, s, s, 0, p->opt.prec, e);
+  }
+  plan_slot *lru = NULL;
+  p->plan_clock++;
+  for (int i = 0; i < PLAN_CACHE; i++) {
+    plan_slot *ps = &p->plans[i];
+    if (ps->m && ps->node == nd && ps->b == b) {
+      ps->used = p->plan_clock;
+      *out = ps->m;
+      return MSKX_OK;
+    }
+    if (!lru || (lru->m && (!ps->m || ps->used < lru->used))) lru = ps;
+  }
+  net_destroy(lru->m);
+  *lru = (plan_slot){0};
+  net *c = NULL;
+  int rc = net_create(nd->meta.arch, p->eng, 0, &c, e);
+  if (!rc) {
+    c->cx.bn_eps = m->cx.bn_eps;
+    memcpy(c->ps.params, m->ps.params, m->ps.n_params * sizeof(float));
+    memcpy(c->ps.buffers, m->ps.buffers, m->ps.n_buffers * sizeof(float));
+    net_params_changed(c);
+    rc = net_plan(c, b, s, s, 0, p->opt.prec, e);
+  }
+  if (rc) {
+    net_destroy(c);
+    return rc;
+  }
+  *lru = (plan_slot){nd, b, c, p->plan_clock};
+  *out = c;
+  return MSKX_OK;
+}
+
+/* Studies that reach the same network without maps, their images (and
+ * mirrors) in shared forward passes of up to max_batch inputs. */
+static int predict_group(predictor *p, pnode *nd, study_inputs **in, const predict_options *po, study_result *outs,
+                         const int *members, int n_members, int *batches, mskx_err *e) {
+  int total = 0;
+  for (int g = 0; g < n_members; g++) total += in[members[g]]->n * (po[members[g]].tta_flip ? 2 : 1);
+  int chunks = (total + p->opt.max_batch - 1) / p->opt.max_batch, b = (total + chunks - 1) / chunks, s = nd->meta.size;
+  size_t per = (size_t)s * s * 3;
+  /* (study, input) of each batch slot, in study order. */
+  int *who = malloc((size_t)total * 2 * sizeof *who);
+  double *prob = calloc((size_t)total, sizeof *prob);
+  int rc = !who || !prob ? err_set(e, MSKX_ENOMEM, "predict: out of memory") : MSKX_OK;
+  for (int g = 0, t = 0; !rc && g < n_members; g++)
+    for (int j = 0; j < in[members[g]]->n * (po[members[g]].tta_flip ? 2 : 1); j++, t++) {
+      who[2 * t] = members[g];
+      who[2 * t + 1] = j;
+    }
+  if (!rc) rc = grow(&p->batch, &p->batch_cap, per * b, e);
+  if (!rc) rc = grow(&p->logits, &p->logits_cap, (size_t)b, e);
+  net *m = NULL;
+  if (!rc) rc = batch_net(p, nd, b, &m, e);
+  for (int c0 = 0; !rc && c0 < total; c0 += b) {
+    int cnt = total - c0 < b ? total - c0 : b;
+    for (int j = 0; !rc && j < cnt; j++) {
+      int st = who[2 * (c0 + j)], q = who[2 * (c0 + j) + 1], k = po[st].tta_flip ? 2 : 1;
+      rc = prep_input(nd, in[st], q / k, q % k, p->batch + per * j, e);
+    }
+    for (int j = cnt; !rc && j < b; j++) memcpy(p->batch + per * j, p->batch, per * sizeof(float));
+    if (!rc) rc = net_forward(m, p->batch, p->logits, e);
+    for (int j = 0; !rc && j < cnt; j++) prob[c0 + j] = sigmoid(p->logits[j]);
+    if (!rc) (*batches)++;
+  }
+  if (rc) err_prefix(e, "%s", nd->path);
+  for (int g = 0, t = 0; !rc && g < n_members; g++) {
+    int st = members[g], k = po[st].tta_flip ? 2 : 1;
+    study_result *out = &outs[st];
+    for (int i = 0; i < in[st]->n; i++, t += k)
+      out->image_prob[i] = k == 1 ? prob[t] : 0.5 * (prob[t] + prob[t + 1]);
+    node_out o = {.p = aggregate(po[st].agg, out->image_prob, in[st]->n), .thr = nd->meta.threshold, .used = nd->path};
+    rc = result_end(in[st], &o, out, e);
+  }
+  free(who);
+  free(prob);
+  return rc;
+}
+
+int predictor_predict_batch(predictor *p, study_inputs **in, const char *const *parts, const predict_options *po,
+                            int n, study_result *outs, int *rcs, mskx_err *errs, int *batches) {
+  *batches = 0;
+  pnode **model = calloc((size_t)n, sizeof *model);
+  int *members = malloc((size_t)n * sizeof *members);
+  if (!model || !members) {
+    free(model);
+    free(members);
+    for (int i = 0; i < n; i++) {
+      memset(&outs[i], 0, sizeof outs[i]);
+      rcs[i] = err_set(&errs[i], MSKX_ENOMEM, "predict: out of memory");
+    }
+    return MSKX_ENOMEM;
+  }
+  if (p->opt.threads > 0) omp_set_num_threads(p->opt.threads);
+  for (int i = 0; i < n; i++) {
+    rcs[i] = result_begin(p, in[i], parts[i], &po[i], &outs[i], &errs[i]);
+    if (!rcs[i] && !po[i].want_cam && !po[i].want_display) model[i] = study_model(&p->root, outs[i].part, &errs[i], &rcs[i]);
+  }
+  for (int i = 0; i < n; i++) {
+    if (rcs[i] || model[i]) continue;
+    /* Ensembles, maps and display copies: alone, as predictor_predict_inputs does. */
+    study_result_free(&outs[i]);
+    rcs[i] = predictor_predict_inputs(p, in[i], parts[i], &po[i], &outs[i], &errs[i]);
+    if (!rcs[i]) (*batches)++;
+  }
+  for (int i = 0; i < n; i++) {
+    if (rcs[i] || !model[i]) continue;
+    int k = 0;
+    for (int j = i; j < n; j++)
+      if (!rcs[j] && model[j] == model[i]) members[k++] = j;
+    mskx_err ge = {0, ""};
+    int rc = predict_group(p, model[i], in, po, outs, members, k, batches, &ge);
+    for (int g = 0; g < k; g++) {
+      model[members[g]] = NULL;   /* done */
+      if (rc) {
+        rcs[members[g]] = rc;
+        errs[members[g]] = ge;
+      }
+    }
+  }
+  free(model);
+  free(members);
   return MSKX_OK;
 }
 

@@ -123,8 +123,24 @@ typedef struct predictor_info {
   char *metadata_json;       /* owned */
 } predictor_info;
 
+/* Batched forward passes (predictor_predict_batch) come in a few batch
+ * sizes (totals of whole studies up to max_batch); planning a network
+ * (oneDNN primitives, buffers) costs more than a small batch computes, so
+ * each context keeps copies of a network planned at other sizes than its
+ * own, least recently used replaced. */
+#define PLAN_CACHE 6
+
+typedef struct plan_slot {
+  const pnode *node;   /* the network copied */
+  int b;               /* the batch size it is planned for */
+  net *m;              /* NULL: empty */
+  unsigned long used;
+} plan_slot;
+
 typedef struct predictor {
   engine *eng;
+  plan_slot plans[PLAN_CACHE];
+  unsigned long plan_clock;
   predictor_options opt;
   pnode root;
   predictor_info info;
@@ -172,6 +188,17 @@ int predictor_prepare(const predictor *p, const image_source *srcs, int n, const
                       const predict_options *po, study_inputs **out, mskx_err *e);
 int predictor_predict_inputs(predictor *p, study_inputs *in, const char *part, const predict_options *po,
                              study_result *out, mskx_err *e);
+
+/* Several prepared studies on one context: those that reach the same network
+ * without maps (bundles routed by their part) share forward passes of up to
+ * opt.max_batch inputs; ensembles and studies with maps run alone. Each
+ * study's answer equals what predictor_predict_inputs gives it (up to the
+ * convolution algorithm oneDNN picks for the batch size: docs/serve.md).
+ * parts[i] may be NULL, po[i] is study i's options. outs[i], rcs[i] and
+ * errs[i] receive study i's result (free it with study_result_free), code
+ * and error; *batches counts the forward-pass groups run. */
+int predictor_predict_batch(predictor *p, study_inputs **in, const char *const *parts, const predict_options *po,
+                            int n, study_result *outs, int *rcs, mskx_err *errs, int *batches);
 
 /* inputs.c */
 int study_inputs_prepare(const pnode *root, const image_source *srcs, int n, const char *part, int flip,

@@ -11,6 +11,20 @@
  * DenseNet-169 study on CPU in about a second or more. */
 static const double bucket_le[METRICS_N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
+static const char *const route_names[METRICS_ROUTES] = {"other", "viewer", "health", "model",
+                                                       "metrics", "predict", "health_live", "health_ready"};
+static const char *const outcome_names[OUTCOMES] = {"answered", "refused", "failed"};
+static const char *const reason_names[METRICS_REASONS] = {"queue_full", "deadline", "client_gone",
+                                                          "memory", "shutdown", "decode_budget"};
+
+static void observe(histogram *h, double seconds) {
+  int b = 0;
+  while (b < METRICS_N_BUCKETS && seconds > bucket_le[b]) b++;
+  h->bucket[b]++;
+  h->sum += seconds;
+  h->count++;
+}
+
 void metrics_init(serve_metrics *m) {
   memset(m, 0, sizeof *m);
   pthread_mutex_init(&m->mu, NULL);
@@ -21,10 +35,15 @@ void metrics_destroy(serve_metrics *m) {
   pthread_mutex_destroy(&m->mu);
 }
 
-void metrics_request(serve_metrics *m, int status) {
+void metrics_request(serve_metrics *m, int route, int status, double seconds) {
+  int outcome = status >= 100 && status < 400 ? OUTCOME_ANSWERED
+                : (status >= 400 && status < 500) || status == 503 ? OUTCOME_REFUSED
+                                                                    : OUTCOME_FAILED;
+  if (route < 0 || route >= METRICS_ROUTES) route = 0;
   pthread_mutex_lock(&m->mu);
   if (status >= 100 && status < 600) m->by_status[status]++;
   else m->aborted++;
+  observe(&m->by_route[route][outcome], seconds);
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -32,16 +51,33 @@ void metrics_prediction(serve_metrics *m, double seconds, int n_images) {
   pthread_mutex_lock(&m->mu);
   int b = 0;
   while (b < METRICS_N_BUCKETS && seconds > bucket_le[b]) b++;
-  m->bucket[b]++;
+  m->bucket[b]++;  /* mskx_predict_duration_seconds, kept as it was */
   m->latency_sum += seconds;
   m->latency_count++;
   m->images += (unsigned long long)n_images;
   pthread_mutex_unlock(&m->mu);
 }
 
-void metrics_busy(serve_metrics *m) {
+void metrics_reject(serve_metrics *m, int reason) {
+  if (reason < 0 || reason >= METRICS_REASONS) return;
   pthread_mutex_lock(&m->mu);
-  m->rejected_busy++;
+  m->rejected[reason]++;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_queue_wait(serve_metrics *m, double seconds) {
+  pthread_mutex_lock(&m->mu);
+  observe(&m->queue_wait, seconds);
+  pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_batch(serve_metrics *m, int images) {
+  int b = 0;
+  while (b < METRICS_BATCH_BUCKETS && images > 1 << b) b++;
+  pthread_mutex_lock(&m->mu);
+  m->batch_bucket[b]++;
+  m->batch_sum += images;
+  m->batch_count++;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -76,7 +112,22 @@ static void put(text *t, const char *fmt, ...) {
   }
 }
 
-char *metrics_render(serve_metrics *m, long in_flight, size_t buffered, size_t *len) {
+/* One histogram's lines; labels is "" or 'a="b",' (with its trailing comma). */
+static void put_histogram(text *t, const char *name, const char *labels, const histogram *h) {
+  unsigned long long cum = 0;
+  for (int b = 0; b < METRICS_N_BUCKETS; b++) {
+    cum += h->bucket[b];
+    put(t, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, bucket_le[b], cum);
+  }
+  cum += h->bucket[METRICS_N_BUCKETS];
+  put(t, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, cum);
+  size_t n = strlen(labels);
+  char l[128] = "";
+  if (n) snprintf(l, sizeof l, "{%.*s}", (int)(n - 1), labels);   /* without the comma */
+  put(t, "%s_sum%s %.9g\n%s_count%s %llu\n", name, l, h->sum, name, l, h->count);
+}
+
+char *metrics_render(serve_metrics *m, long in_flight, size_t buffered, int queue_length, int queue_cap, size_t *len) {
   text t = {malloc(4096), 0, 4096, 0};
   if (!t.s) return NULL;
   pthread_mutex_lock(&m->mu);
@@ -96,14 +147,54 @@ char *metrics_render(serve_metrics *m, long in_flight, size_t buffered, size_t *
           "# TYPE mskx_http_connections_cut_total counter\n"
           "mskx_http_connections_cut_total{reason=\"headers\"} %llu\n"
           "mskx_http_connections_cut_total{reason=\"body\"} %llu\n", c.cut_headers, c.cut_bodies);
-  put(&t, "# HELP mskx_predict_rejected_busy_total Predictions refused with 503 at the concurrency or body memory limit.\n"
-          "# TYPE mskx_predict_rejected_busy_total counter\nmskx_predict_rejected_busy_total %llu\n",
-      c.rejected_busy);
+  unsigned long long busy = c.rejected[0] + c.rejected[1] + c.rejected[3] + c.rejected[5];
+  put(&t, "# HELP mskx_predict_rejected_busy_total Predictions refused with 503 for load: queue full, deadline, body"
+          " or decode memory.\n"
+          "# TYPE mskx_predict_rejected_busy_total counter\nmskx_predict_rejected_busy_total %llu\n", busy);
+  put(&t, "# HELP mskx_predict_rejected_total Predictions refused (503) or dropped (client gone: never computed),"
+          " by reason.\n"
+          "# TYPE mskx_predict_rejected_total counter\n");
+  for (int r = 0; r < METRICS_REASONS; r++)
+    put(&t, "mskx_predict_rejected_total{reason=\"%s\"} %llu\n", reason_names[r], c.rejected[r]);
+  unsigned long long by_outcome[OUTCOMES] = {0};
+  for (int r = 0; r < METRICS_ROUTES; r++)
+    for (int o = 0; o < OUTCOMES; o++) by_outcome[o] += c.by_route[r][o].count;
+  put(&t, "# HELP mskx_requests_total Requests finished, by outcome: answered (status below 400), refused (4xx, 503),"
+          " failed (other 5xx, or no answer); the three add up to all requests.\n"
+          "# TYPE mskx_requests_total counter\n");
+  for (int o = 0; o < OUTCOMES; o++)
+    put(&t, "mskx_requests_total{outcome=\"%s\"} %llu\n", outcome_names[o], by_outcome[o]);
+  put(&t, "# HELP mskx_request_duration_seconds Time from a request's headers to its end, by route and outcome.\n"
+          "# TYPE mskx_request_duration_seconds histogram\n");
+  for (int r = 0; r < METRICS_ROUTES; r++)
+    for (int o = 0; o < OUTCOMES; o++) {
+      if (!c.by_route[r][o].count) continue;
+      char labels[96];
+      snprintf(labels, sizeof labels, "route=\"%s\",outcome=\"%s\",", route_names[r], outcome_names[o]);
+      put_histogram(&t, "mskx_request_duration_seconds", labels, &c.by_route[r][o]);
+    }
+  put(&t, "# HELP mskx_queue_length Predictions admitted now (decoding, queued or computing).\n"
+          "# TYPE mskx_queue_length gauge\nmskx_queue_length %d\n", queue_length);
+  put(&t, "# HELP mskx_queue_capacity Predictions that may be admitted at once (--queue).\n"
+          "# TYPE mskx_queue_capacity gauge\nmskx_queue_capacity %d\n", queue_cap);
+  put(&t, "# HELP mskx_queue_wait_seconds Time a decoded study waited in the queue for its batch.\n"
+          "# TYPE mskx_queue_wait_seconds histogram\n");
+  put_histogram(&t, "mskx_queue_wait_seconds", "", &c.queue_wait);
+  put(&t, "# HELP mskx_batch_size Network inputs (images) per scheduled batch.\n"
+          "# TYPE mskx_batch_size histogram\n");
+  unsigned long long cum = 0;
+  for (int b = 0; b < METRICS_BATCH_BUCKETS; b++) {
+    cum += c.batch_bucket[b];
+    put(&t, "mskx_batch_size_bucket{le=\"%d\"} %llu\n", 1 << b, cum);
+  }
+  cum += c.batch_bucket[METRICS_BATCH_BUCKETS];
+  put(&t, "mskx_batch_size_bucket{le=\"+Inf\"} %llu\nmskx_batch_size_sum %.0f\nmskx_batch_size_count %llu\n", cum,
+      c.batch_sum, c.batch_count);
   put(&t, "# HELP mskx_images_processed_total Images in successful predictions.\n"
           "# TYPE mskx_images_processed_total counter\nmskx_images_processed_total %llu\n", c.images);
   put(&t, "# HELP mskx_predict_duration_seconds Time from request start to the prediction's answer.\n"
           "# TYPE mskx_predict_duration_seconds histogram\n");
-  unsigned long long cum = 0;
+  cum = 0;
   for (int b = 0; b < METRICS_N_BUCKETS; b++) {
     cum += c.bucket[b];
     put(&t, "mskx_predict_duration_seconds_bucket{le=\"%g\"} %llu\n", bucket_le[b], cum);

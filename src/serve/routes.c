@@ -1,8 +1,7 @@
 /* The endpoints: routing, JSON answers, and POST /v1/predict (multipart or
- * raw image bodies through mskx_predict_encoded). */
+ * raw image bodies through the prediction queue, queue.c). */
 #include <ctype.h>
 #include <math.h>
-#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +68,7 @@ static const struct {
 } routes[] = {
     {"/", ROUTE_VIEWER, 0},           {"/index.html", ROUTE_VIEWER, 0}, {"/v1/health", ROUTE_HEALTH, 0},
     {"/v1/model", ROUTE_MODEL, 0},    {"/metrics", ROUTE_METRICS, 0},   {"/v1/predict", ROUTE_PREDICT, 1},
+    {"/v1/health/live", ROUTE_LIVE, 0}, {"/v1/health/ready", ROUTE_READY, 0},
 };
 
 int route_find(const char *path, const char *method, reply *r) {
@@ -130,6 +130,30 @@ static cJSON *model_json(const mskx_model *m, int with_meta) {
   return o;
 }
 
+/* Liveness: the process answers. Readiness: the model is loaded (it is,
+ * before the server starts), the server is not stopping and its queue has
+ * room; else 503, so that a balancer sends new studies elsewhere.
+ * /v1/health stays as it was: 200 {"status": "ok"} while serving. */
+static void health(server *s, int route, reply *r) {
+  int qlen, qcap;
+  queue_state(s, &qlen, &qcap);
+  pthread_mutex_lock(&s->mu);
+  int stopping = s->stopping;
+  pthread_mutex_unlock(&s->mu);
+  int ready = !stopping && qlen < qcap;
+  cJSON *o = cJSON_CreateObject();
+  const char *status = route == ROUTE_LIVE ? "live" : route == ROUTE_READY ? (ready ? "ready" : "not ready") : "ok";
+  cJSON_AddStringToObject(o, "status", status);
+  if (route == ROUTE_READY) {
+    cJSON_AddBoolToObject(o, "ready", ready);
+    cJSON_AddBoolToObject(o, "model_loaded", s->model != NULL);
+    cJSON_AddNumberToObject(o, "queue_length", qlen);
+    cJSON_AddNumberToObject(o, "queue_capacity", qcap);
+  }
+  reply_json(r, route == ROUTE_READY && !ready ? 503 : 200, o);
+  if (route == ROUTE_READY && !ready) r->retry_after = SERVE_RETRY_AFTER;
+}
+
 void handle_get(server *s, int route, reply *r) {
   if (route == ROUTE_VIEWER) {
     r->status = 200;
@@ -137,10 +161,8 @@ void handle_get(server *s, int route, reply *r) {
     r->len = serve_viewer_html_len;
     r->is_static = 1;
     r->content_type = "text/html; charset=utf-8";
-  } else if (route == ROUTE_HEALTH) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", "ok");
-    reply_json(r, 200, o);
+  } else if (route == ROUTE_HEALTH || route == ROUTE_LIVE || route == ROUTE_READY) {
+    health(s, route, r);
   } else if (route == ROUTE_MODEL) {
     reply_json(r, 200, model_json(s->model, 1));
   } else if (route == ROUTE_METRICS) {
@@ -149,7 +171,9 @@ void handle_get(server *s, int route, reply *r) {
     long in_flight = s->in_flight;
     size_t buffered = s->buffered;
     pthread_mutex_unlock(&s->mu);
-    char *text = metrics_render(&s->metrics, in_flight, buffered, &len);
+    int qlen, qcap;
+    queue_state(s, &qlen, &qcap);
+    char *text = metrics_render(&s->metrics, in_flight, buffered, qlen, qcap, &len);
     if (!text) {
       reply_error(r, 500, "out of memory");
       return;
@@ -446,15 +470,13 @@ void handle_predict(server *s, struct MHD_Connection *c, request *rq, reply *r) 
   if (!read_study(s, c, rq, st, r) && !read_options(c, &po, r)) {
     mskx_result *res = NULL;
     mskx_err e = {0, ""};
-    /* OpenMP's thread count is per calling thread, and each connection has its own. */
-    if (s->cfg.compute_threads > 0) omp_set_num_threads(s->cfg.compute_threads);
     const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
     int want_sr = fmt && !strcmp(fmt, "sr");
     if (fmt && fmt[0] && !want_sr && strcmp(fmt, "json")) {
       reply_error(r, 400, "format: expected json or sr");
-    } else if (mskx_predict_encoded(s->model, st->imgs, st->n, st->part[0] ? st->part : NULL, &po, &res, &e)) {
+    } else if (serve_predict(s, c, rq, st->imgs, st->n, st->part[0] ? st->part : NULL, &po, &res, &e)) {
       reply_library_error(s, r, status_of(e.code), &e);
-      if (e.code == MSKX_EBUSY) r->retry_after = SERVE_RETRY_AFTER;   /* decode budget spent */
+      if (e.code == MSKX_EBUSY) r->retry_after = SERVE_RETRY_AFTER;   /* queue full, deadline, decode budget */
     } else if (want_sr) {
       /* A DICOM Structured Report of the study instead of JSON (docs/dicom.md). */
       unsigned char *sr = NULL;

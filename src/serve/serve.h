@@ -10,7 +10,12 @@
 #define SERVE_DEFAULT_PORT 8080
 #define SERVE_DEFAULT_MAX_BODY (64u << 20)     /* bytes per request */
 #define SERVE_DEFAULT_MAX_IMAGES 16            /* per study */
-#define SERVE_DEFAULT_MAX_CONCURRENT 8         /* predictions admitted at once */
+#define SERVE_DEFAULT_MAX_CONCURRENT 8         /* batches computed at once (at most the model's contexts) */
+#define SERVE_DEFAULT_QUEUE 64                 /* studies admitted: decoding, waiting or computing */
+#define SERVE_DEFAULT_TIMEOUT_MS 30000         /* a prediction's deadline from its request's start */
+#define SERVE_MAX_TIMEOUT_MS 3600000           /* the longest deadline a client may ask for */
+#define SERVE_DEFAULT_MAX_BATCH 16             /* network inputs in one forward pass */
+#define SERVE_DEFAULT_MAX_DELAY_MS 0           /* a batch waits this long for more studies */
 #define SERVE_DEFAULT_MAX_CONNECTIONS 256      /* one thread each */
 #define SERVE_DEFAULT_TIMEOUT 30               /* seconds a connection may stay idle */
 #define SERVE_DEFAULT_HEADER_TIMEOUT 10        /* seconds for a request's headers */
@@ -35,8 +40,18 @@ typedef struct serve_config {
   int port;                  /* 0 = any free port (see server_port) */
   size_t max_body;           /* bytes; larger bodies get 413 */
   int max_images;            /* images per study; more get 413 */
-  int max_concurrent;        /* predictions computed at once (admitted when their body
-                                is complete); more get 503 + Retry-After */
+  int max_concurrent;        /* batches computed at once (scheduler threads; at most
+                                the model's prediction contexts) */
+  int queue;                 /* studies admitted at once (their body complete): being
+                                decoded, waiting or computed; more get 503 + Retry-After */
+  int timeout_ms;            /* a prediction's deadline, from its request's start; a
+                                client's X-Request-Timeout-Ms may shorten or lengthen it
+                                (up to SERVE_MAX_TIMEOUT_MS). Past it, a queued request
+                                gets 503 + Retry-After */
+  int max_batch;             /* network inputs the scheduler gathers into one forward
+                                pass (whole studies; a larger study goes alone) */
+  int max_delay_ms;          /* how long the oldest queued study waits for others to
+                                fill a batch; 0 = take what is queued now */
   int max_connections;       /* open connections (a thread each); more are refused */
   int timeout_s;             /* idle seconds before a connection is closed */
   int header_timeout_s;      /* a request's headers must be complete this many seconds

@@ -4,6 +4,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include "serve/metrics.h"
+#include "serve/queue.h"
 #include "serve/serve.h"
 #include "serve/watchdog.h"
 
@@ -13,7 +14,10 @@ enum route {
   ROUTE_HEALTH,
   ROUTE_MODEL,
   ROUTE_METRICS,
-  ROUTE_PREDICT
+  ROUTE_PREDICT,
+  ROUTE_LIVE,
+  ROUTE_READY,
+  ROUTES
 };
 
 #define SERVE_LOG_SEEN 4        /* distinct daemon log lines whose repeats are counted */
@@ -33,7 +37,7 @@ struct server {
   pthread_mutex_t mu;
   pthread_cond_t idle;       /* signalled when in_flight drops */
   long in_flight;            /* requests from their headers to their completion */
-  int predict_active;        /* admitted predictions (at most cfg.max_concurrent) */
+  serve_queue queue;         /* predictions admitted, and their scheduler threads */
   size_t buffered;           /* bytes of request bodies held (at most cfg.max_buffered) */
   watchdog *wd;              /* closes slow clients */
   char **paths;              /* the model's and its members' file paths, longest first: */
@@ -63,7 +67,7 @@ typedef struct request {
   char method[16];
   char path[256];            /* for the log; cut with "..." when longer */
   int route;
-  int holds_slot;            /* admitted prediction: counted in predict_active */
+  int client_gone;           /* the client left while its prediction was queued: no answer */
   watch *watch;              /* the connection's deadlines (NULL: not watched) */
   int answered;              /* a response was queued */
   reply early;               /* decided at the headers; sent once the body is drained */
@@ -83,6 +87,11 @@ void reply_error(reply *r, int status, const char *fmt, ...) __attribute__((form
 void reply_free(reply *r);
 /* GET endpoints. */
 void handle_get(server *s, int route, reply *r);
+/* A study of rq through the prediction queue (queue.c), with rq's deadline
+ * (--timeout-ms, or the client's X-Request-Timeout-Ms header) and its
+ * client watched while it waits; refusals are counted in the metrics. */
+int serve_predict(server *s, struct MHD_Connection *c, request *rq, const mskx_encoded_image *imgs, int n,
+                  const char *part, const mskx_predict_options *po, mskx_result **out, mskx_err *e);
 /* POST /v1/predict with the whole body in rq. */
 void handle_predict(server *s, struct MHD_Connection *c, request *rq, reply *r);
 

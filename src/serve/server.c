@@ -42,18 +42,18 @@ void serve_config_default(serve_config *c) {
   c->min_rate = SERVE_DEFAULT_MIN_RATE;
   c->max_per_ip = SERVE_DEFAULT_MAX_PER_IP;
   c->max_buffered = SERVE_DEFAULT_MAX_BUFFERED;
-}
-
-static void release_slot(server *s, request *rq) {
-  if (!rq->holds_slot) return;
-  pthread_mutex_lock(&s->mu);
-  s->predict_active--;
-  pthread_mutex_unlock(&s->mu);
-  rq->holds_slot = 0;
+  c->queue = SERVE_DEFAULT_QUEUE;
+  c->timeout_ms = SERVE_DEFAULT_TIMEOUT_MS;
+  c->max_batch = SERVE_DEFAULT_MAX_BATCH;
+  c->max_delay_ms = SERVE_DEFAULT_MAX_DELAY_MS;
 }
 
 /* Queues r (its body passes to MHD) and remembers what was sent for the log. */
 static enum MHD_Result send_reply(server *s, struct MHD_Connection *c, request *rq, reply *r) {
+  if (rq->client_gone) {   /* nobody to answer: the connection is closed */
+    reply_free(r);
+    return MHD_NO;
+  }
   struct MHD_Response *resp =
       r->is_static ? MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_PERSISTENT)
                    : MHD_create_response_from_buffer_with_free_callback(r->len, r->body, free);
@@ -161,6 +161,7 @@ static int begin_request(server *s, struct MHD_Connection *c, request *rq, const
   int stopping = s->stopping;
   pthread_mutex_unlock(&s->mu);
   if (stopping) {
+    metrics_reject(&s->metrics, REJECT_SHUTDOWN);
     reply_error(&rq->early, 503, "the server is shutting down");
     mark_early(rq, SERVE_RETRY_AFTER);
   }
@@ -202,7 +203,7 @@ static int body_grow(server *s, request *rq, size_t n) {
     if (room) {
       reply_error(&rq->early, 503, "out of memory for the request body");
     } else {
-      metrics_busy(&s->metrics);
+      metrics_reject(&s->metrics, REJECT_MEMORY);
       reply_error(&rq->early, 503, "busy: request bodies in memory reached the limit of %zu bytes, retry later",
                   s->cfg.max_buffered);
     }
@@ -227,26 +228,30 @@ static void append_body(server *s, request *rq, const char *data, size_t n) {
   rq->len += n;
 }
 
-/* A prediction slot for a complete body; 503 in r when all are taken. */
-static int take_slot(server *s, request *rq, reply *r) {
-  pthread_mutex_lock(&s->mu);
-  int busy = s->predict_active >= s->cfg.max_concurrent;
-  if (!busy) s->predict_active++;
-  pthread_mutex_unlock(&s->mu);
-  if (busy) {
-    metrics_busy(&s->metrics);
-    reply_error(r, 503, "busy: %d predictions in progress, retry later", s->cfg.max_concurrent);
-    r->retry_after = SERVE_RETRY_AFTER;
-    return -1;
-  }
-  rq->holds_slot = 1;
-  return 0;
-}
-
 /* The connection's watch (its socket context), or NULL. */
 static watch *connection_watch(struct MHD_Connection *c) {
   const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
   return i ? i->socket_context : NULL;
+}
+
+int serve_predict(server *s, struct MHD_Connection *c, request *rq, const mskx_encoded_image *imgs, int n,
+                  const char *part, const mskx_predict_options *po, mskx_result **out, mskx_err *e) {
+  *out = NULL;
+  long ms = s->cfg.timeout_ms;
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Timeout-Ms");
+  if (h) {
+    char *end;
+    errno = 0;
+    ms = strtol(h, &end, 10);
+    if (end == h || *end || errno || ms < 1 || ms > SERVE_MAX_TIMEOUT_MS)
+      return err_set(e, MSKX_EINVAL, "X-Request-Timeout-Ms: expected milliseconds in 1..%d", SERVE_MAX_TIMEOUT_MS);
+  }
+  const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  int reason = -1;
+  int rc = queue_predict(s, imgs, n, part, po, rq->t0 + ms / 1e3, fd ? fd->connect_fd : -1, out, &reason, e);
+  if (rc && reason >= 0) metrics_reject(&s->metrics, reason);
+  if (rc && reason == REJECT_CLIENT_GONE) rq->client_gone = 1;
+  return rc;
 }
 
 /* A copy of a client's string for the log, "..." at the end when cut. */
@@ -283,9 +288,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (rq->has_early) return send_reply(s, c, rq, &rq->early);
   reply r = {0};
   if (rq->route == ROUTE_PREDICT) {
-    /* The slot is taken only now: a slow upload must not hold one. */
-    if (!take_slot(s, rq, &r)) handle_predict(s, c, rq, &r);
-    release_slot(s, rq);
+    /* Queued only now: a slow upload holds no place in the queue. */
+    handle_predict(s, c, rq, &r);
     body_free(s, rq);
   } else {
     handle_get(s, rq->route, &r);
@@ -309,14 +313,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   server *s = cls;
   request *rq = *con_cls;
   if (!rq) return;
-  release_slot(s, rq);
   watch_request_done(s->wd, rq->watch);
   int status = rq->answered ? rq->r.status : 0;
-  metrics_request(&s->metrics, status);
+  metrics_request(&s->metrics, rq->route, status, now_seconds() - rq->t0);
   if (s->cfg.on_access) {
     const char *cut = watch_cut_reason(s->wd, rq->watch);
     serve_access a = {rq->method, rq->path, status, (now_seconds() - rq->t0) * 1e3, rq->r.n_images,
-                      status ? rq->r.error : cut[0] ? cut : termination_name(toe)};
+                      status           ? rq->r.error
+                      : rq->client_gone ? "client closed the connection while queued (not computed)"
+                      : cut[0]          ? cut
+                                        : termination_name(toe)};
     s->cfg.on_access(s->cfg.log_user, &a);
   }
   body_free(s, rq);
@@ -404,6 +410,11 @@ static int check_config(const serve_config *c, mskx_err *e) {
   if (c->max_body < 1) return err_set(e, MSKX_EINVAL, "max_body must be positive");
   if (c->max_images < 1 || c->max_images > 4096) return err_set(e, MSKX_EINVAL, "max_images must be in 1..4096");
   if (c->max_concurrent < 1) return err_set(e, MSKX_EINVAL, "max_concurrent must be positive");
+  if (c->queue < 1) return err_set(e, MSKX_EINVAL, "queue must be positive");
+  if (c->timeout_ms < 1 || c->timeout_ms > SERVE_MAX_TIMEOUT_MS)
+    return err_set(e, MSKX_EINVAL, "timeout_ms must be in 1..%d", SERVE_MAX_TIMEOUT_MS);
+  if (c->max_batch < 1 || c->max_batch > 4096) return err_set(e, MSKX_EINVAL, "max_batch must be in 1..4096");
+  if (c->max_delay_ms < 0 || c->max_delay_ms > 60000) return err_set(e, MSKX_EINVAL, "max_delay_ms must be in 0..60000");
   if (c->max_connections < 1) return err_set(e, MSKX_EINVAL, "max_connections must be positive");
   if (c->timeout_s < 1) return err_set(e, MSKX_EINVAL, "timeout must be at least 1 second");
   if (c->header_timeout_s < 1) return err_set(e, MSKX_EINVAL, "header timeout must be at least 1 second");
@@ -449,7 +460,8 @@ int server_start(mskx_model *m, const serve_config *cfg, server **out, mskx_err 
   pthread_cond_init(&s->idle, NULL);
   pthread_mutex_init(&s->log_mu, NULL);
   if ((rc = client_names_init(s, e)) ||
-      (rc = watchdog_start(cfg->header_timeout_s, cfg->min_rate, on_cut, s, &s->wd, e))) {
+      (rc = watchdog_start(cfg->header_timeout_s, cfg->min_rate, on_cut, s, &s->wd, e)) ||
+      (rc = queue_start(s, e))) {
     server_stop(s, 0);
     return rc;
   }
@@ -504,9 +516,12 @@ int server_stop(server *s, double grace_s) {
     while (s->in_flight > 0 && pthread_cond_timedwait(&s->idle, &s->mu, &deadline) != ETIMEDOUT) {}
     left = s->in_flight;
     pthread_mutex_unlock(&s->mu);
+    queue_stop(s);   /* requests still queued are answered 503 */
     MHD_stop_daemon(s->daemon);
     if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
   }
+  queue_stop(s);
+  queue_destroy(s);       /* after the daemon: no connection thread is left */
   watchdog_stop(s->wd);   /* after the daemon: every connection is closed */
   client_names_free(s);
   if (s->cfg.on_log)

@@ -1,0 +1,263 @@
+/* The prediction queue and its scheduler threads (see queue.h). Locking:
+ * q->mu guards the list, the counters and every job's state; decoding and
+ * computing run outside it. */
+#include "serve/queue.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include "core/error.h"
+#include "core/util.h"
+#include "infer/model_batch.h"
+#include "serve/serve_internal.h"
+
+/* A queued request looks at its client this often (seconds). */
+#define QUEUE_POLL_S 0.05
+/* Weight of the newest batch in the per-input compute time average. */
+#define QUEUE_EWMA 0.2
+
+const char *const reject_reason_names[REJECT_REASONS] = {"queue_full", "deadline", "client_gone",
+                                                         "memory", "shutdown", "decode_budget"};
+
+enum job_state { JOB_QUEUED = 0, JOB_TAKEN, JOB_DONE };
+
+struct job {
+  model_study *st;
+  int images, fd;
+  double t_queued, deadline;
+  int state, gone;
+  job *next;
+};
+
+static void abs_time(double seconds_from_now, struct timespec *ts) {
+  clock_gettime(CLOCK_REALTIME, ts);
+  double whole = (double)(long)seconds_from_now;
+  ts->tv_sec += (time_t)whole;
+  ts->tv_nsec += (long)((seconds_from_now - whole) * 1e9);
+  if (ts->tv_nsec >= 1000000000L) ts->tv_sec++, ts->tv_nsec -= 1000000000L;
+}
+
+/* Whether the client closed its side (EOF or an error on its socket). A
+ * byte waiting (a pipelined request) means it is still there. */
+static int client_gone(int fd) {
+  if (fd < 0) return 0;
+  char c;
+  ssize_t k = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (k > 0) return 0;
+  if (k == 0) return 1;
+  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+static void unlink_job(serve_queue *q, job *j) {
+  job **p = &q->head, *prev = NULL;
+  while (*p && *p != j) prev = *p, p = &(*p)->next;
+  if (!*p) return;
+  *p = j->next;
+  if (q->tail == j) q->tail = prev;
+  q->queued--;
+  q->queued_images -= j->images;
+}
+
+/* Takes queued jobs (oldest first) up to max_batch inputs, at least one;
+ * with max_delay, waits that long after the oldest was queued for more. */
+static int take_batch(server *s, job **batch, int cap) {
+  serve_queue *q = &s->queue;
+  for (;;) {
+    if (q->stopping) return 0;
+    if (!q->head) {
+      pthread_cond_wait(&q->work, &q->mu);
+      continue;
+    }
+    double wait = q->head->t_queued + s->cfg.max_delay_ms / 1e3 - now_seconds();
+    if (wait > 0 && q->queued_images < s->cfg.max_batch && q->queued < cap) {
+      struct timespec ts;
+      abs_time(wait, &ts);
+      pthread_cond_timedwait(&q->work, &q->mu, &ts);
+      continue;
+    }
+    break;
+  }
+  int n = 0, images = 0;
+  while (q->head && n < cap && (n == 0 || images + q->head->images <= s->cfg.max_batch)) {
+    job *j = q->head;
+    unlink_job(q, j);
+    j->state = JOB_TAKEN;
+    images += j->images;
+    batch[n++] = j;
+  }
+  return n;
+}
+
+static void *worker(void *arg) {
+  server *s = arg;
+  serve_queue *q = &s->queue;
+  int cap = s->cfg.max_batch;   /* a study has at least one input */
+  job **batch = calloc((size_t)cap, sizeof *batch);
+  model_study **st = calloc((size_t)cap, sizeof *st);
+  pthread_mutex_lock(&q->mu);
+  while (batch && st) {
+    int n = take_batch(s, batch, cap);
+    if (!n) break;
+    pthread_mutex_unlock(&q->mu);
+    /* A client that left is not computed. */
+    int k = 0, images = 0;
+    double now = now_seconds();
+    for (int i = 0; i < n; i++) {
+      metrics_queue_wait(&s->metrics, now - batch[i]->t_queued);
+      if (client_gone(batch[i]->fd)) {
+        batch[i]->gone = 1;
+        continue;
+      }
+      st[k++] = batch[i]->st;
+      images += batch[i]->images;
+    }
+    int groups = 0;
+    mskx_err e = {0, ""};
+    double t0 = now_seconds();
+    int rc = k ? model_predict_studies(s->model, st, k, &groups, &e) : 0;
+    double dt = now_seconds() - t0;
+    if (k) metrics_batch(&s->metrics, images);
+    pthread_mutex_lock(&q->mu);
+    if (k && !rc && images) {
+      double per = dt / images;
+      q->per_image_s = q->per_image_s > 0 ? (1 - QUEUE_EWMA) * q->per_image_s + QUEUE_EWMA * per : per;
+    }
+    for (int i = 0; i < n; i++) batch[i]->state = JOB_DONE;
+    pthread_cond_broadcast(&q->done);
+  }
+  pthread_mutex_unlock(&q->mu);
+  free(batch);
+  free(st);
+  return NULL;
+}
+
+int queue_start(server *s, mskx_err *e) {
+  serve_queue *q = &s->queue;
+  int n = model_contexts(s->model);
+  q->n_workers = n < s->cfg.max_concurrent ? n : s->cfg.max_concurrent;
+  if (q->n_workers < 1) q->n_workers = 1;
+  if (!(q->workers = calloc((size_t)q->n_workers, sizeof *q->workers))) return err_set(e, MSKX_ENOMEM, "out of memory");
+  pthread_mutex_init(&q->mu, NULL);
+  pthread_cond_init(&q->work, NULL);
+  pthread_cond_init(&q->done, NULL);
+  q->cap = s->cfg.queue;
+  for (; q->started < q->n_workers; q->started++)
+    if (pthread_create(&q->workers[q->started], NULL, worker, s))
+      return err_set(e, MSKX_EIO, "cannot start the prediction scheduler thread");
+  return MSKX_OK;
+}
+
+void queue_stop(server *s) {
+  serve_queue *q = &s->queue;
+  if (!q->workers) return;
+  pthread_mutex_lock(&q->mu);
+  q->stopping = 1;
+  pthread_cond_broadcast(&q->work);
+  pthread_cond_broadcast(&q->done);
+  pthread_mutex_unlock(&q->mu);
+  for (int i = 0; i < q->started; i++) pthread_join(q->workers[i], NULL);
+  q->started = 0;
+}
+
+void queue_destroy(server *s) {
+  serve_queue *q = &s->queue;
+  if (!q->workers) return;
+  free(q->workers);
+  q->workers = NULL;
+  pthread_cond_destroy(&q->work);
+  pthread_cond_destroy(&q->done);
+  pthread_mutex_destroy(&q->mu);
+}
+
+void queue_state(server *s, int *length, int *cap) {
+  pthread_mutex_lock(&s->queue.mu);
+  *length = s->queue.admitted;
+  *cap = s->queue.cap;
+  pthread_mutex_unlock(&s->queue.mu);
+}
+
+static int refuse(int *reason, int why, mskx_err *e, const char *msg) {
+  *reason = why;
+  return err_set(e, MSKX_EBUSY, "%s", msg);
+}
+
+int queue_predict(server *s, const mskx_encoded_image *imgs, int n, const char *part, const mskx_predict_options *po,
+                  double deadline, int fd, mskx_result **out, int *reason, mskx_err *e) {
+  serve_queue *q = &s->queue;
+  *out = NULL;
+  *reason = -1;
+  char msg[256];
+  pthread_mutex_lock(&q->mu);
+  if (q->stopping) {
+    pthread_mutex_unlock(&q->mu);
+    return refuse(reason, REJECT_SHUTDOWN, e, "the server is shutting down");
+  }
+  if (q->admitted >= q->cap) {
+    pthread_mutex_unlock(&q->mu);
+    snprintf(msg, sizeof msg, "busy: the queue is full (%d studies), retry later", q->cap);
+    return refuse(reason, REJECT_QUEUE_FULL, e, msg);
+  }
+  /* What is queued ahead, spread over the scheduler threads, plus this study. */
+  double est = q->per_image_s * (q->queued_images / (double)q->n_workers + n), left = deadline - now_seconds();
+  if (left <= 0 || est > left) {
+    pthread_mutex_unlock(&q->mu);
+    snprintf(msg, sizeof msg, "busy: the request's deadline cannot be met (%.0f ms left, about %.0f ms of work ahead)",
+             left > 0 ? left * 1e3 : 0, est * 1e3);
+    return refuse(reason, REJECT_DEADLINE, e, msg);
+  }
+  q->admitted++;
+  pthread_mutex_unlock(&q->mu);
+
+  /* Decoding on this thread, in parallel with the batches being computed. */
+  job j = {.fd = fd, .state = JOB_QUEUED};
+  int rc = model_study_prepare_encoded(s->model, imgs, n, part, po, &j.st, e);
+  if (rc == MSKX_EBUSY) *reason = REJECT_DECODE_BUDGET;
+  pthread_mutex_lock(&q->mu);
+  if (!rc) {
+    j.images = model_study_images(j.st);
+    j.t_queued = now_seconds();
+    if (q->tail) q->tail->next = &j;
+    else q->head = &j;
+    q->tail = &j;
+    q->queued++;
+    q->queued_images += j.images;
+    pthread_cond_signal(&q->work);
+    while (j.state != JOB_DONE) {
+      double now = now_seconds();
+      if (j.state == JOB_QUEUED) {
+        /* Computing cannot be interrupted; waiting can. */
+        if (q->stopping) {
+          unlink_job(q, &j);
+          rc = refuse(reason, REJECT_SHUTDOWN, e, "the server is shutting down");
+          break;
+        }
+        if (now >= deadline) {
+          unlink_job(q, &j);
+          snprintf(msg, sizeof msg, "busy: the request's deadline passed after %.0f ms in the queue",
+                   (now - j.t_queued) * 1e3);
+          rc = refuse(reason, REJECT_DEADLINE, e, msg);
+          break;
+        }
+        if (client_gone(fd)) {
+          unlink_job(q, &j);
+          j.gone = 1;
+          break;
+        }
+      }
+      struct timespec ts;
+      double wait = deadline - now;
+      abs_time(j.state == JOB_QUEUED && wait < QUEUE_POLL_S ? (wait > 0 ? wait : 0) : QUEUE_POLL_S, &ts);
+      pthread_cond_timedwait(&q->done, &q->mu, &ts);
+    }
+    if (j.gone) {
+      *reason = REJECT_CLIENT_GONE;
+      rc = err_set(e, MSKX_EIO, "the client closed the connection while its request was queued");
+    }
+  }
+  q->admitted--;
+  pthread_mutex_unlock(&q->mu);
+  if (!rc) rc = model_study_result(j.st, out, e);
+  model_study_free(j.st);
+  return rc;
+}
