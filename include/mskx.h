@@ -107,7 +107,7 @@ typedef struct mskx_load_options {
 } mskx_load_options;
 
 /* The default of max_decode_bytes on this machine. */
-unsigned long long mskx_default_decode_bytes(void);
+MSKX_API unsigned long long mskx_default_decode_bytes(void);
 
 /* Fills *o with the defaults (all zero). */
 MSKX_API void mskx_load_options_default(mskx_load_options *o);

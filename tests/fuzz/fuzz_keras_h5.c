@@ -9,7 +9,9 @@
  * relies on malloc failing for absurd ones; it also leaks on some corrupt
  * files. Let malloc return NULL as it does outside ASan, and keep leak
  * reports to allocations that do not pass through libhdf5. */
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+/* Above 3 GiB malloc fails at once, so libFuzzer's malloc limit (the 4 GiB RSS
+ * limit) never sees the absurd sizes libhdf5 asks for. */
+const char *__asan_default_options(void) { return "allocator_may_return_null=1:max_allocation_size_mb=3072"; }
 const char *__lsan_default_suppressions(void) { return "leak:libhdf5_serial.so\n"; }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

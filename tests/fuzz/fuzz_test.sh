@@ -31,6 +31,12 @@ for t in "${targets[@]}"; do
     fail "fuzz_${t}_replays_${n}_inputs" "$(grep -E 'ERROR|SUMMARY|runtime error' "$T/$t.replay" | head -3)"
   fi
   # Mutations from the seeds into a scratch corpus (the tree is never written).
+  # Not for keras_h5: mutated files reach defects inside libhdf5 itself
+  # (reads out of bounds, allocations sized from the file adding up past
+  # the RSS limit; docs/fuzzing.md), which would fail this smoke run at
+  # random. Its campaigns run with scripts/fuzz; its seeds and regressions
+  # are replayed above.
+  if [ "$t" = keras_h5 ]; then pass "fuzz_${t}_mutations_left_to_campaigns"; continue; fi
   mkdir -p "$T/corpus_$t"
   if "$bin" -runs="$RUNS" -seed=1 -rss_limit_mb=4096 -timeout=30 -artifact_prefix="$T/$t-" "$T/corpus_$t" "${inputs[@]}" \
       > "$T/$t.run" 2>&1; then
