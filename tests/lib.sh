@@ -16,3 +16,17 @@ check_fails() {
   if [ "$rc" -ge 128 ]; then fail "$n" "crashed with signal $((rc - 128)): $(head -c 300 "$T/err")"; return; fi
   if grep -Eq -- "$pat" "$T/err"; then pass "$n"; else fail "$n" "stderr did not match /$pat/: $(head -c 300 "$T/err")"; fi
 }
+# browser_ready NAME: the viewer tests' stack (chromium, node, playwright-core
+# from tests/serve/browser/package-lock.json, installed here on first use);
+# on failure one FAIL line named NAME says what is missing, and it returns 1.
+browser_ready() {
+  local bdir="$MSKX_ROOT/tests/serve/browser"
+  if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null; then
+    fail "$1" "needs /usr/bin/chromium and node (scripts/setup --test installs them)"; return 1
+  fi
+  if [ ! -d "$bdir/node_modules/playwright-core" ] &&
+     ! (cd "$bdir" && timeout 300 npm ci --no-audit --no-fund > "$T/npm.log" 2>&1); then
+    fail "$1" "npm ci in tests/serve/browser failed: $(tail -c 400 "$T/npm.log")"; return 1
+  fi
+  return 0
+}

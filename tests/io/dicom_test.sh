@@ -201,10 +201,8 @@ assert "nested deeper" in c["error"], c
 PY
   # The viewer in chromium with a MONOCHROME1 file and a multi-frame file (4 images).
   bdir="$MSKX_ROOT/tests/serve/browser"
-  if [ -x /usr/bin/chromium ] && command -v node >/dev/null && [ -d "$bdir/node_modules/playwright-core" ]; then
+  if browser_ready dicom_viewer_browser; then
     (cd "$bdir" && timeout 120 node viewer_dicom.mjs "$url" "$T/viewer_dicom.png" "$S/mono1_rescale_implicit.dcm" "$S/multiframe.dcm")
-  else
-    fail dicom_viewer_browser "needs chromium, node and tests/serve/browser/node_modules (serve_test.sh installs them)"
   fi
   kill "$spid"; wait "$spid" 2>/dev/null
 else

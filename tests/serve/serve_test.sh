@@ -117,12 +117,7 @@ if start_server B --timeout 10; then
           find "$T/syn" -name 'image3.png' -path '*valid*' | head -1 | xargs -r dirname)
   if [ -z "$study" ]; then
     fail browser_fixtures "mskx synth gave no study with 3 images"
-  elif [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null; then
-    fail browser_available "needs /usr/bin/chromium and node (scripts/setup --test installs them)"
-  elif [ ! -d "$bdir/node_modules/playwright-core" ] &&
-       ! (cd "$bdir" && timeout 300 npm ci --no-audit --no-fund > "$T/npm.log" 2>&1); then
-    fail browser_npm_ci "$(tail -c 400 "$T/npm.log")"
-  else
+  elif browser_ready browser_available; then
     extra=()
     [ -n "${MSKX_VIEWER_SCREENSHOT:-}" ] && extra=(--also "$MSKX_VIEWER_SCREENSHOT")
     (cd "$bdir" && timeout 120 node viewer_test.mjs "$url" "$MSKX_TMP/viewer.png" "$fx/bad.png" \
