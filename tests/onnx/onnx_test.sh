@@ -92,6 +92,14 @@ for ti in 1 0; do
     [ $ort = 1 ] && run_ort "$tag" "$T/$tag.onnx" 3 75 "$T/i1.png" "$T/i2.png" "$T/i3.png" &&
       $py "$chk" compare "$T/$tag.ort" "$T/inception_ti$ti.json" "ort_matches_predict_$tag"
   done
+  # PyTorch itself (torchvision's Inception3 in float64) as the independent reference.
+  [ $ort = 1 ] && $py "$tool" prob "$m" "$T/i1.png" "$T/i2.png" "$T/i3.png" > "$T/inception_ti$ti.torch" &&
+    check "ort_matches_torch_inception_ti$ti" $py -c '
+import json, sys
+ort = json.load(open(sys.argv[1]))["probability"]
+ref = [float(v) for v in open(sys.argv[2]).read().split()]
+assert len(ort) == len(ref) == 3 and max(abs(a - b) for a, b in zip(ort, ref)) < 1e-4, (ort, ref)' \
+      "$T/inception_ti$ti.ort" "$T/inception_ti$ti.torch"
   rm -f "$m" "$T/inception_ti$ti.onnx" "$T/inception_ti${ti}_fold.onnx"
 done
 check transform_input_changes_output $py -c '

@@ -92,6 +92,8 @@ def prob(model, images):
     torch.set_num_threads(1)
     state, meta = load_safetensors(model)
     m = build(meta["arch"]).double().eval()
+    if meta["arch"] == "inception_v3":
+        m.transform_input = meta.get("transform_input", "0") == "1"   # mskx's default for a model file without it
     m.load_state_dict({k: torch.from_numpy(v).double() for k, v in state.items()}, strict=False)
     for path in images:
         g = np.asarray(Image.open(path).convert("L"), dtype=np.float64) / 255.0
