@@ -25,8 +25,6 @@
 #include "core/util.h"
 #include "models/net.h"
 
-/* torchvision's BasicConv2d: nn.BatchNorm2d(out_channels, eps=0.001). */
-#define INCEPTION_BN_EPS 1e-3f
 /* torchvision's init_weights: trunc_normal_(std=0.1 or the module's stddev, a=-2, b=2). */
 #define INIT_STD 0.1
 #define INIT_STD_AUX_FC 0.001

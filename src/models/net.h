@@ -45,6 +45,10 @@ int arch_min_size(const arch_spec *a, int aux);
 /* Whether the arch has an auxiliary classifier / torchvision's transform_input. */
 static inline int arch_has_aux(const arch_spec *a) { return a->family == ARCH_INCEPTION; }
 
+/* torchvision's BasicConv2d: nn.BatchNorm2d(out_channels, eps=0.001), the
+ * epsilon of every Inception-v3 batch norm (inception.c, onnx_graph.c). */
+#define INCEPTION_BN_EPS 1e-3f
+
 typedef struct net net;
 
 typedef struct net_vtbl {

@@ -5,7 +5,11 @@
  *     (norm-relu-conv-avgpool), norm5-relu-global average pool-classifier;
  *   ResNet-50: conv1-bn1-relu-maxpool, bottlenecks (conv1-bn1-relu-conv2
  *     (stride)-bn2-relu-conv3-bn3, plus the identity or downsample, relu),
- *     global average pool-fc. */
+ *     global average pool-fc;
+ *   Inception-v3 (inception.c): transform_input when on, the stem, Mixed_5b..
+ *     7c (BasicConv2d = conv-bn-relu; branches concatenated on channels in
+ *     torchvision's order), global average pool-fc; AuxLogits and dropout
+ *     exist in training only. */
 #include "models/onnx_graph.h"
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +23,7 @@ typedef struct ctx {
   const net *m;
   onnx_graph *g;
   int fold;
+  float eps;                /* every batch norm's epsilon (bn_eps of its layers) */
   mskx_err *e;
   int rc;
 } ctx;
@@ -50,12 +55,15 @@ static void op1(ctx *c, const char *op, const char *x, const char *y, const onnx
 
 static void relu(ctx *c, const char *x, const char *y) { op1(c, "Relu", x, y, NULL, 0); }
 
-static void pool(ctx *c, const char *op, const char *x, const char *y, int k, int s, int p) {
+/* count_include_pad: an AveragePool divides by k*k at the borders too
+ * (PyTorch's default; ONNX's default is 0). */
+static void pool(ctx *c, const char *op, const char *x, const char *y, int k, int s, int p, int count_include_pad) {
   int64_t ks[2] = {k, k}, st[2] = {s, s}, pd[4] = {p, p, p, p};
-  onnx_attr a[3] = {{"kernel_shape", ONNX_ATTR_INTS, 0, ks, 2, 0},
+  onnx_attr a[4] = {{"kernel_shape", ONNX_ATTR_INTS, 0, ks, 2, 0},
                     {"strides", ONNX_ATTR_INTS, 0, st, 2, 0},
-                    {"pads", ONNX_ATTR_INTS, 0, pd, 4, 0}};
-  op1(c, op, x, y, a, 3);
+                    {"pads", ONNX_ATTR_INTS, 0, pd, 4, 0},
+                    {"count_include_pad", ONNX_ATTR_INT, 1, NULL, 0, 0}};
+  op1(c, op, x, y, a, count_include_pad ? 4 : 3);
 }
 
 static void batchnorm(ctx *c, const char *prefix, const char *x, const char *y) {
@@ -65,7 +73,7 @@ static void batchnorm(ctx *c, const char *prefix, const char *x, const char *y) 
   init_param(c, prefix, "running_mean", mu);
   init_param(c, prefix, "running_var", var);
   const char *in[5] = {x, w, b, mu, var};
-  onnx_attr a[1] = {{"epsilon", ONNX_ATTR_FLOAT, 0, NULL, 0, layer_bn_eps(&c->m->cx)}};
+  onnx_attr a[1] = {{"epsilon", ONNX_ATTR_FLOAT, 0, NULL, 0, c->eps}};
   onnx_node(c->g, "BatchNormalization", in, 5, y, a, 1);
 }
 
@@ -93,7 +101,7 @@ static void fold_weights(ctx *c, const char *conv, const char *bn, char *wname, 
     c->rc = err_set(c->e, fw && fb ? MSKX_EINTERNAL : MSKX_ENOMEM, "onnx export: cannot fold %s into %s", bn, conv);
   } else {
     for (int64_t o = 0; o < cout; o++) {
-      float s = (float)(g[o] / sqrt((double)var[o] + layer_bn_eps(&c->m->cx)));
+      float s = (float)(g[o] / sqrt((double)var[o] + c->eps));
       for (size_t k = 0; k < per; k++) fw[o * per + k] = w[o * per + k] * s;
       fb[o] = beta[o] - mu[o] * s;
     }
@@ -106,15 +114,17 @@ static void fold_weights(ctx *c, const char *conv, const char *bn, char *wname, 
   free(fb);
 }
 
-/* Convolution `conv` (square kernel from its weight, given stride and
- * padding), followed by batch norm `bn` when not NULL (folded with --fold-bn). */
-static void conv_bn(ctx *c, const char *conv, const char *bn, const char *x, const char *y, int stride, int pad) {
+/* Convolution `conv` (kernel kh x kw from its weight, given stride, padding
+ * ph rows at top and bottom and pw columns at left and right: Inception's
+ * 1x7/7x1 convolutions pad one axis only), followed by batch norm `bn` when
+ * not NULL (folded with --fold-bn). */
+static void conv_bn(ctx *c, const char *conv, const char *bn, const char *x, const char *y, int stride, int ph, int pw) {
   char w[VNAME], b[VNAME], z[VNAME];
   const float *d;
   snprintf(w, sizeof w, "%s.weight", conv);
   const param_entry *we = param(c, w, &d);
   if (!we) return;
-  int64_t ks[2] = {we->shape[2], we->shape[3]}, st[2] = {stride, stride}, pd[4] = {pad, pad, pad, pad};
+  int64_t ks[2] = {we->shape[2], we->shape[3]}, st[2] = {stride, stride}, pd[4] = {ph, pw, ph, pw};
   onnx_attr a[3] = {{"kernel_shape", ONNX_ATTR_INTS, 0, ks, 2, 0},
                     {"strides", ONNX_ATTR_INTS, 0, st, 2, 0},
                     {"pads", ONNX_ATTR_INTS, 0, pd, 4, 0}};
@@ -147,9 +157,9 @@ static void head(ctx *c, const char *x, const char *name, const char *logit) {
 static void densenet_graph(ctx *c, const char *input, const char *logit) {
   const arch_spec *a = &c->m->arch;
   char x[VNAME], p[VNAME], q[VNAME], t1[VNAME], t2[VNAME], t3[VNAME], cat[VNAME];
-  conv_bn(c, "features.conv0", "features.norm0", input, "features.norm0", 2, 3);
+  conv_bn(c, "features.conv0", "features.norm0", input, "features.norm0", 2, 3, 3);
   relu(c, "features.norm0", "features.relu0");
-  pool(c, "MaxPool", "features.relu0", "features.pool0", 3, 2, 1);
+  pool(c, "MaxPool", "features.relu0", "features.pool0", 3, 2, 1, 0);
   snprintf(x, sizeof x, "features.pool0");
   for (int b = 0; b < a->n_blocks && !c->rc; b++) {
     for (int l = 0; l < a->blocks[b]; l++) {
@@ -160,12 +170,12 @@ static void densenet_graph(ctx *c, const char *input, const char *logit) {
       relu(c, q, t2);
       snprintf(q, sizeof q, "%s.conv1", p);
       snprintf(t1, sizeof t1, "%s.norm2", p);
-      conv_bn(c, q, t1, t2, t1, 1, 0);
+      conv_bn(c, q, t1, t2, t1, 1, 0, 0);
       snprintf(t3, sizeof t3, "%s.relu2", p);
       relu(c, t1, t3);
       snprintf(q, sizeof q, "%s.conv2", p);
       snprintf(t2, sizeof t2, "%s.new", p);
-      conv_bn(c, q, NULL, t3, t2, 1, 1);
+      conv_bn(c, q, NULL, t3, t2, 1, 1, 1);
       /* torchvision concatenates [input, new features of every layer]; one
        * Concat of the running block with the newest features is the same. */
       snprintf(cat, sizeof cat, "%s.concat", p);
@@ -182,9 +192,9 @@ static void densenet_graph(ctx *c, const char *input, const char *logit) {
       snprintf(t2, sizeof t2, "%s.relu", p);
       relu(c, t1, t2);
       snprintf(q, sizeof q, "%s.conv", p);
-      conv_bn(c, q, NULL, t2, q, 1, 0);
+      conv_bn(c, q, NULL, t2, q, 1, 0, 0);
       snprintf(x, sizeof x, "%s.pool", p);
-      pool(c, "AveragePool", q, x, 2, 2, 0);
+      pool(c, "AveragePool", q, x, 2, 2, 0, 0);
     }
   }
   batchnorm(c, "features.norm5", x, "features.norm5");
@@ -194,9 +204,9 @@ static void densenet_graph(ctx *c, const char *input, const char *logit) {
 
 static void resnet_graph(ctx *c, const char *input, const char *logit) {
   char x[VNAME], p[VNAME], q[VNAME], r[VNAME], t1[VNAME], t2[VNAME], id[VNAME], sum[VNAME];
-  conv_bn(c, "conv1", "bn1", input, "bn1", 2, 3);
+  conv_bn(c, "conv1", "bn1", input, "bn1", 2, 3, 3);
   relu(c, "bn1", "relu");
-  pool(c, "MaxPool", "relu", "maxpool", 3, 2, 1);
+  pool(c, "MaxPool", "relu", "maxpool", 3, 2, 1, 0);
   snprintf(x, sizeof x, "maxpool");
   for (int s = 0; s < 4 && !c->rc; s++)
     for (int i = 0; i < c->m->arch.blocks[s]; i++) {
@@ -204,21 +214,21 @@ static void resnet_graph(ctx *c, const char *input, const char *logit) {
       snprintf(p, sizeof p, "layer%d.%d", s + 1, i);
       snprintf(q, sizeof q, "%s.conv1", p);
       snprintf(r, sizeof r, "%s.bn1", p);
-      conv_bn(c, q, r, x, r, 1, 0);
+      conv_bn(c, q, r, x, r, 1, 0, 0);
       snprintf(t1, sizeof t1, "%s.relu1", p);
       relu(c, r, t1);
       snprintf(q, sizeof q, "%s.conv2", p);
       snprintf(r, sizeof r, "%s.bn2", p);
-      conv_bn(c, q, r, t1, r, stride, 1);
+      conv_bn(c, q, r, t1, r, stride, 1, 1);
       snprintf(t2, sizeof t2, "%s.relu2", p);
       relu(c, r, t2);
       snprintf(q, sizeof q, "%s.conv3", p);
       snprintf(r, sizeof r, "%s.bn3", p);
-      conv_bn(c, q, r, t2, r, 1, 0);
+      conv_bn(c, q, r, t2, r, 1, 0, 0);
       if (i == 0) {
         snprintf(q, sizeof q, "%s.downsample.0", p);
         snprintf(id, sizeof id, "%s.downsample.1", p);
-        conv_bn(c, q, id, x, id, stride, 0);
+        conv_bn(c, q, id, x, id, stride, 0, 0);
       } else {
         snprintf(id, sizeof id, "%s", x);
       }
@@ -231,11 +241,158 @@ static void resnet_graph(ctx *c, const char *input, const char *logit) {
   head(c, x, "fc", logit);
 }
 
+/* torchvision's BasicConv2d block.name (conv, bn, ReLU) on x; stride and
+ * padding as inception.c declares them; its output's name goes to y. */
+static void bconv(ctx *c, const char *block, const char *name, const char *x, char *y, int stride, int ph, int pw) {
+  char conv[VNAME], bn[VNAME];
+  snprintf(conv, sizeof conv, "%s%s%s.conv", block, *block ? "." : "", name);
+  snprintf(bn, sizeof bn, "%s%s%s.bn", block, *block ? "." : "", name);
+  conv_bn(c, conv, bn, x, bn, stride, ph, pw);
+  snprintf(y, VNAME, "%s%s%s.relu", block, *block ? "." : "", name);
+  relu(c, bn, y);
+}
+
+/* block.name: a pool of x (max 3x3 stride 2, or average 3x3 stride 1 pad 1
+ * counting the padding, as F.avg_pool2d does by default). */
+static void ipool(ctx *c, const char *block, const char *name, const char *x, char *y, int avg) {
+  snprintf(y, VNAME, "%s%s%s", block, *block ? "." : "", name);
+  if (avg) pool(c, "AveragePool", x, y, 3, 1, 1, 1);
+  else pool(c, "MaxPool", x, y, 3, 2, 0, 0);
+}
+
+#define MAX_BRANCHES 6
+
+/* Concatenates the branch outputs br[0..n) on channels into block.cat (y). */
+static void concat(ctx *c, const char *block, char br[][VNAME], int n, char *y) {
+  const char *in[MAX_BRANCHES];
+  for (int i = 0; i < n; i++) in[i] = br[i];
+  snprintf(y, VNAME, "%s.cat", block);
+  onnx_attr ca[1] = {{"axis", ONNX_ATTR_INT, 1, NULL, 0, 0}};
+  onnx_node(c->g, "Concat", in, n, y, ca, 1);
+}
+
+/* InceptionA..E of torchvision's inception.py; the output of block on x goes
+ * to x. Branch outputs in the order of its torch.cat (E's 3x3 pairs are
+ * concatenated inside their branch, then with the others: one flat Concat
+ * is the same). */
+static void block_a(ctx *c, const char *k, char *x) {
+  char br[4][VNAME], t[VNAME], u[VNAME];
+  bconv(c, k, "branch1x1", x, br[0], 1, 0, 0);
+  bconv(c, k, "branch5x5_1", x, t, 1, 0, 0);
+  bconv(c, k, "branch5x5_2", t, br[1], 1, 2, 2);
+  bconv(c, k, "branch3x3dbl_1", x, t, 1, 0, 0);
+  bconv(c, k, "branch3x3dbl_2", t, u, 1, 1, 1);
+  bconv(c, k, "branch3x3dbl_3", u, br[2], 1, 1, 1);
+  ipool(c, k, "avg_pool", x, t, 1);
+  bconv(c, k, "branch_pool", t, br[3], 1, 0, 0);
+  concat(c, k, br, 4, x);
+}
+
+static void block_b(ctx *c, const char *k, char *x) {
+  char br[3][VNAME], t[VNAME], u[VNAME];
+  bconv(c, k, "branch3x3", x, br[0], 2, 0, 0);
+  bconv(c, k, "branch3x3dbl_1", x, t, 1, 0, 0);
+  bconv(c, k, "branch3x3dbl_2", t, u, 1, 1, 1);
+  bconv(c, k, "branch3x3dbl_3", u, br[1], 2, 0, 0);
+  ipool(c, k, "max_pool", x, br[2], 0);
+  concat(c, k, br, 3, x);
+}
+
+static void block_c(ctx *c, const char *k, char *x) {
+  char br[4][VNAME], t[VNAME], u[VNAME];
+  bconv(c, k, "branch1x1", x, br[0], 1, 0, 0);
+  bconv(c, k, "branch7x7_1", x, t, 1, 0, 0);
+  bconv(c, k, "branch7x7_2", t, u, 1, 0, 3);
+  bconv(c, k, "branch7x7_3", u, br[1], 1, 3, 0);
+  bconv(c, k, "branch7x7dbl_1", x, t, 1, 0, 0);
+  bconv(c, k, "branch7x7dbl_2", t, u, 1, 3, 0);
+  bconv(c, k, "branch7x7dbl_3", u, t, 1, 0, 3);
+  bconv(c, k, "branch7x7dbl_4", t, u, 1, 3, 0);
+  bconv(c, k, "branch7x7dbl_5", u, br[2], 1, 0, 3);
+  ipool(c, k, "avg_pool", x, t, 1);
+  bconv(c, k, "branch_pool", t, br[3], 1, 0, 0);
+  concat(c, k, br, 4, x);
+}
+
+static void block_d(ctx *c, const char *k, char *x) {
+  char br[3][VNAME], t[VNAME], u[VNAME];
+  bconv(c, k, "branch3x3_1", x, t, 1, 0, 0);
+  bconv(c, k, "branch3x3_2", t, br[0], 2, 0, 0);
+  bconv(c, k, "branch7x7x3_1", x, t, 1, 0, 0);
+  bconv(c, k, "branch7x7x3_2", t, u, 1, 0, 3);
+  bconv(c, k, "branch7x7x3_3", u, t, 1, 3, 0);
+  bconv(c, k, "branch7x7x3_4", t, br[1], 2, 0, 0);
+  ipool(c, k, "max_pool", x, br[2], 0);
+  concat(c, k, br, 3, x);
+}
+
+static void block_e(ctx *c, const char *k, char *x) {
+  char br[6][VNAME], t[VNAME], u[VNAME];
+  bconv(c, k, "branch1x1", x, br[0], 1, 0, 0);
+  bconv(c, k, "branch3x3_1", x, t, 1, 0, 0);
+  bconv(c, k, "branch3x3_2a", t, br[1], 1, 0, 1);
+  bconv(c, k, "branch3x3_2b", t, br[2], 1, 1, 0);
+  bconv(c, k, "branch3x3dbl_1", x, t, 1, 0, 0);
+  bconv(c, k, "branch3x3dbl_2", t, u, 1, 1, 1);
+  bconv(c, k, "branch3x3dbl_3a", u, br[3], 1, 0, 1);
+  bconv(c, k, "branch3x3dbl_3b", u, br[4], 1, 1, 0);
+  ipool(c, k, "avg_pool", x, t, 1);
+  bconv(c, k, "branch_pool", t, br[5], 1, 0, 0);
+  concat(c, k, br, 6, x);
+}
+
+/* torchvision's _transform_input as inception.c computes it: channel c
+ * becomes x * (std[c] / 0.5) + (mean[c] - 0.5) / 0.5 (float constants). */
+static void transform_input(ctx *c, const char *x, const char *y) {
+  static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+  float scale[3], shift[3];
+  for (int ch = 0; ch < 3; ch++) {
+    scale[ch] = std[ch] / 0.5f;
+    shift[ch] = (mean[ch] - 0.5f) / 0.5f;
+  }
+  int64_t shape[4] = {1, 3, 1, 1};
+  onnx_initializer(c->g, "transform_input.scale", shape, 4, scale);
+  onnx_initializer(c->g, "transform_input.shift", shape, 4, shift);
+  const char *mul[2] = {x, "transform_input.scale"}, *add[2] = {"transform_input.scaled", "transform_input.shift"};
+  onnx_node(c->g, "Mul", mul, 2, "transform_input.scaled", NULL, 0);
+  onnx_node(c->g, "Add", add, 2, y, NULL, 0);
+}
+
+static void inception_graph(ctx *c, const char *input, const char *logit) {
+  char x[VNAME], t[VNAME];
+  const char *in = input;
+  if (c->m->transform_input) {
+    transform_input(c, input, "transform_input");
+    in = "transform_input";
+  }
+  bconv(c, "", "Conv2d_1a_3x3", in, x, 2, 0, 0);
+  bconv(c, "", "Conv2d_2a_3x3", x, t, 1, 0, 0);
+  bconv(c, "", "Conv2d_2b_3x3", t, x, 1, 1, 1);
+  ipool(c, "", "maxpool1", x, t, 0);
+  bconv(c, "", "Conv2d_3b_1x1", t, x, 1, 0, 0);
+  bconv(c, "", "Conv2d_4a_3x3", x, t, 1, 0, 0);
+  ipool(c, "", "maxpool2", t, x, 0);
+  block_a(c, "Mixed_5b", x);
+  block_a(c, "Mixed_5c", x);
+  block_a(c, "Mixed_5d", x);
+  block_b(c, "Mixed_6a", x);
+  block_c(c, "Mixed_6b", x);
+  block_c(c, "Mixed_6c", x);
+  block_c(c, "Mixed_6d", x);
+  block_c(c, "Mixed_6e", x);
+  block_d(c, "Mixed_7a", x);
+  block_e(c, "Mixed_7b", x);
+  block_e(c, "Mixed_7c", x);
+  head(c, x, "fc", logit);
+}
+
 int net_onnx_graph(const net *m, onnx_graph *g, const char *input, const char *logit, int fold_bn, mskx_err *e) {
-  ctx c = {m, g, fold_bn, e, MSKX_OK};
+  /* Inception's layers carry their own epsilon (bn_eps); the others use the model's. */
+  float eps = m->arch.family == ARCH_INCEPTION ? INCEPTION_BN_EPS : layer_bn_eps(&m->cx);
+  ctx c = {m, g, fold_bn, eps, e, MSKX_OK};
   if (m->arch.family == ARCH_DENSENET) densenet_graph(&c, input, logit);
   else if (m->arch.family == ARCH_RESNET) resnet_graph(&c, input, logit);
-  else return err_set(e, MSKX_EUNSUPPORTED, "onnx export: arch %s is not supported yet (DenseNets and ResNets are)",
-                      m->arch.name);
+  else if (m->arch.family == ARCH_INCEPTION) inception_graph(&c, input, logit);
+  else return err_set(e, MSKX_EUNSUPPORTED, "onnx export: arch %s has no ONNX graph", m->arch.name);
   return c.rc;
 }

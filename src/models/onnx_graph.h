@@ -1,6 +1,6 @@
-/* A network as an ONNX graph: the same wiring as densenet.c/resnet.c written
- * as ONNX operators over the parameters, which become initializers under
- * their torchvision names. */
+/* A network as an ONNX graph: the same wiring as densenet.c, resnet.c and
+ * inception.c written as ONNX operators over the parameters, which become
+ * initializers under their torchvision names. */
 #ifndef MSKX_MODELS_ONNX_GRAPH_H
 #define MSKX_MODELS_ONNX_GRAPH_H
 #include "io/onnx.h"

@@ -1,7 +1,8 @@
 # mskx export --onnx: every file passes onnx.checker (full_check) of Debian's
 # python3-onnx, an independent protobuf reader; ONNX Runtime (npm
 # onnxruntime-node, CPU) gives the probabilities of `mskx predict` within 1e-4
-# on the same pixels, for every arch (random weights at small sizes), with and
+# on the same pixels, for every arch (random weights at small sizes;
+# Inception-v3 with transform_input on and off), with and
 # without --fold-bn, fixed and dynamic batch, opsets 13 and 17; bundles and
 # ensembles as member files plus a combination JSON; bad options.
 source "$MSKX_ROOT/tests/lib.sh"
@@ -45,7 +46,7 @@ done
 "$MSKX_BIN" predict --model "$T/tiny.safetensors" "$S" --json --threads 2 > "$T/tiny.json"
 for tag in plain fold b3; do  # Debian's onnx knows opsets up to 17 only: fold_b3 (opset 21) is checked by ORT alone
   f=0; [[ $tag == fold* ]] && f=1
-  $py "$chk" check "$T/tiny_$tag.onnx" "$T/tiny.safetensors" $f
+  $py "$chk" check "$T/tiny_$tag.onnx" "$T/tiny.safetensors" $f || fail "onnx_check_tiny_$tag" "onnx_check.py exited with $?"
 done
 if [ $ort = 1 ]; then
   for tag in plain fold b3 fold_b3; do
@@ -67,12 +68,44 @@ for arch in densenet121 densenet169 densenet201 resnet50; do
   for f in 0 1; do
     tag=$arch; opt=(); [ $f = 1 ] && { tag=${arch}_fold; opt=(--fold-bn); }
     check "export_$tag" "$MSKX_BIN" export --model "$T/$arch.safetensors" --onnx "$T/$tag.onnx" "${opt[@]}" || continue
-    $py "$chk" check "$T/$tag.onnx" "$T/$arch.safetensors" $f
+    $py "$chk" check "$T/$tag.onnx" "$T/$arch.safetensors" $f || fail "onnx_check_$tag" "onnx_check.py exited with $?"
     [ $ort = 1 ] && run_ort "$tag" "$T/$tag.onnx" 3 32 "$T/s1.png" "$T/s2.png" "$T/s3.png" &&
       $py "$chk" compare "$T/$tag.ort" "$T/$arch.json" "ort_matches_predict_$tag"
   done
   rm -f "$T/$arch.safetensors" "$T/$arch.onnx" "$T/${arch}_fold.onnx"   # large: keep the scratch folder small
 done
+
+# Inception-v3 at its smallest inference size (75), transform_input on and off,
+# folded and not: its own batch-norm epsilon (1e-3), the asymmetric 1x7/7x1
+# and 1x3/3x1 convolutions, average pools counting the padding, the branch
+# order of every Concat.
+$py "$tool" png "$T/i1.png:75:75:5" "$T/i2.png:75:75:6" "$T/i3.png:75:75:7" || fail fixture_inception_images "png"
+for ti in 1 0; do
+  m="$T/inception_ti$ti.safetensors"
+  $py "$tool" make "$m" inception_v3 --seed 7 --size 75 --calibrate --transform-input $ti ||
+    { fail "fixture_inception_ti$ti" "torch"; continue; }
+  "$MSKX_BIN" predict --model "$m" "$T/i1.png" "$T/i2.png" "$T/i3.png" --json --threads 2 > "$T/inception_ti$ti.json"
+  for f in 0 1; do
+    tag=inception_ti$ti; opt=(); [ $f = 1 ] && { tag=${tag}_fold; opt=(--fold-bn); }
+    check "export_$tag" "$MSKX_BIN" export --model "$m" --onnx "$T/$tag.onnx" "${opt[@]}" || continue
+    $py "$chk" check "$T/$tag.onnx" "$m" $f || fail "onnx_check_$tag" "onnx_check.py exited with $?"
+    [ $ort = 1 ] && run_ort "$tag" "$T/$tag.onnx" 3 75 "$T/i1.png" "$T/i2.png" "$T/i3.png" &&
+      $py "$chk" compare "$T/$tag.ort" "$T/inception_ti$ti.json" "ort_matches_predict_$tag"
+  done
+  # PyTorch itself (torchvision's Inception3 in float64) as the independent reference.
+  [ $ort = 1 ] && $py "$tool" prob "$m" "$T/i1.png" "$T/i2.png" "$T/i3.png" > "$T/inception_ti$ti.torch" &&
+    check "ort_matches_torch_inception_ti$ti" $py -c '
+import json, sys
+ort = json.load(open(sys.argv[1]))["probability"]
+ref = [float(v) for v in open(sys.argv[2]).read().split()]
+assert len(ort) == len(ref) == 3 and max(abs(a - b) for a, b in zip(ort, ref)) < 1e-4, (ort, ref)' \
+      "$T/inception_ti$ti.ort" "$T/inception_ti$ti.torch"
+  rm -f "$m" "$T/inception_ti$ti.onnx" "$T/inception_ti${ti}_fold.onnx"
+done
+check transform_input_changes_output $py -c '
+import json, sys
+p = [[i["probability"] for s in json.load(open(f)) for i in s["images"]] for f in sys.argv[1:]]
+assert max(abs(a - b) for a, b in zip(*p)) > 1e-2, p' "$T/inception_ti1.json" "$T/inception_ti0.json"
 
 # Bundle and ensemble: member files plus the combination JSON.
 printf '{"format": "mskx-bundle-1", "models": {"XR_WRIST": "tiny.safetensors"}, "default": "tiny2.safetensors"}' > "$T/bundle.json"
