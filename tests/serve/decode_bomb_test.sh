@@ -20,27 +20,10 @@ $py "$tool" make "$fx/tiny.safetensors" "$arch" --seed 5 --size 64 --threshold 0
   $py "$client" png "$fx/zero_il.png" 16384 16384 interlaced ||
   { fail bomb_fixtures "could not write the model or the PNGs"; exit 0; }
 
-# start NAME ARGS...: a server on a free port; sets pid and url.
-start() {
-  local name=$1; shift
-  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8" \
-    "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --port 0 --quiet "$@" 2> "$T/$name.log" &
-  pid=$!
-  pids+=("$pid")
-  url=""
-  for _ in $(seq 300); do
-    url=$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$T/$name.log" | sed 's/listening on //')
-    [ -n "$url" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$url" ] && pass "${name}_starts" && return 0
-  fail "${name}_starts" "$(head -c 300 "$T/$name.log")"
-  return 1
-}
+source "$MSKX_ROOT/tests/serve/serve_lib.sh"
 
 # Default limits: 16 images per study, 16384 x 16384 pixels each.
-if start bomb; then
+if start_server bomb --quiet; then
   timeout 600 $py "$client" rss "$url" "$pid" "$fx/zero.png" 16 "$RSS_LIMIT_MB"
   kill "$pid"
 fi
@@ -49,11 +32,11 @@ fi
 # while its passes are collected) but not two; no wait, so that the second
 # study's 503 does not depend on how fast the first one's images decode (it
 # could only slip into the microseconds between two of them).
-if start budget --decode-budget 400000000 --decode-wait 0; then
+if start_server budget --quiet --decode-budget 400000000 --decode-wait 0; then
   timeout 600 $py "$client" busy "$url" "$fx/zero_il.png" 4
   kill "$pid"
 fi
-if start small_budget --decode-budget 100000000; then
+if start_server small_budget --quiet --decode-budget 100000000; then
   timeout 600 $py "$client" too_big "$url" "$fx/zero_il.png"
   kill "$pid"
 fi

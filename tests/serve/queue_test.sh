@@ -25,32 +25,7 @@ check_fails cli_bad_timeout_ms "--timeout-ms" "$MSKX_BIN" serve --model "$fx/tin
 check_fails cli_bad_max_batch "--max-batch" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --max-batch 0
 check_fails cli_bad_max_delay "--max-delay-ms" "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --max-delay-ms -1
 
-# start_server NAME ARGS...: starts on a free port; sets pid and url.
-start_server() {
-  local name=$1; shift
-  "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --port 0 "$@" 2> "$T/$name.log" &
-  pid=$!
-  pids+=("$pid")
-  url=""
-  for _ in $(seq 300); do
-    url=$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$T/$name.log" | sed 's/listening on //')
-    [ -n "$url" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$url" ] && $py "$MSKX_ROOT/tests/serve/http_client.py" wait "$url" 20 && pass "${name}_starts" && return 0
-  fail "${name}_starts" "$(head -c 300 "$T/$name.log")"
-  return 1
-}
-
-run_py() {
-  local name=$1; shift
-  timeout 120 $py "$client" "$@" > "$T/$name.out" 2>&1
-  local rc=$?
-  cat "$T/$name.out"
-  [ $rc != 0 ] && ! grep -q '^FAIL ' "$T/$name.out" && fail "$name" "client exited with $rc: $(tail -c 400 "$T/$name.out")"
-  return 0
-}
+source "$MSKX_ROOT/tests/serve/serve_lib.sh"
 
 if start_server H --queue 4 --max-batch 64 --max-delay-ms 1500 --threads 1 --max-concurrent 1; then
   run_py held held "$url" "$pid" "$fx"

@@ -44,35 +44,7 @@ check_fails cli_bad_min_rate "--min-rate" "$MSKX_BIN" serve --model "$fx/tiny.sa
 check_fails cli_buffered_below_body "max_buffered .* is less than max_body" "$MSKX_BIN" serve \
   --model "$fx/tiny.safetensors" --port 0 --max-body 2000 --max-buffered 1000
 
-# start_server NAME ARGS...: starts on a free port; sets pid and url.
-start_server() {
-  local name=$1; shift
-  # A small ASan quarantine (ignored by other builds) keeps the RSS check meaningful.
-  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8" \
-    "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --port 0 "$@" 2> "$T/$name.log" &
-  pid=$!
-  pids+=("$pid")
-  url=""
-  for _ in $(seq 300); do
-    url=$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$T/$name.log" | sed 's/listening on //')
-    [ -n "$url" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$url" ] && $py "$client" wait "$url" 20 && pass "${name}_starts" && return 0
-  fail "${name}_starts" "$(head -c 300 "$T/$name.log")"
-  return 1
-}
-
-# run_py NAME ARGS...: the client's PASS/FAIL lines, plus a FAIL if it crashed.
-run_py() {
-  local name=$1; shift
-  timeout 300 $py "$client" "$@" > "$T/$name.out" 2>&1
-  local rc=$?
-  cat "$T/$name.out"
-  [ $rc != 0 ] && ! grep -q '^FAIL ' "$T/$name.out" && fail "$name" "client exited with $rc: $(tail -c 400 "$T/$name.out")"
-  return 0
-}
+source "$MSKX_ROOT/tests/serve/serve_lib.sh"
 
 # stopped_ok NAME PID SECONDS: the process exits with 0 within SECONDS.
 stopped_ok() {
