@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,3 +195,15 @@ void *big_alloc(size_t bytes) {
   if (p) (void)madvise(p, len, MADV_HUGEPAGE); /* advice only: without THP it still works */
   return p;
 }
+
+uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+  return h;
+}
+
+uint64_t fnv1a_str(uint64_t h, const char *s) {
+  return s ? fnv1a(h, s, strlen(s)) : h;
+}
+
+double sigmoid(double z) { return z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z)); }

@@ -54,4 +54,14 @@ int size_mul(size_t a, size_t b, size_t *out);
  * (or size 0); release with free(). */
 void *big_alloc(size_t bytes);
 
+/* 64-bit FNV-1a: FNV1A_INIT is the offset basis; fnv1a() folds n bytes into h
+ * and fnv1a_str() a NUL-terminated string (NULL folds nothing), so a hash can
+ * be built over several pieces. For cache keys and fingerprints, not security. */
+#define FNV1A_INIT 14695981039346656037ULL
+uint64_t fnv1a(uint64_t h, const void *p, size_t n);
+uint64_t fnv1a_str(uint64_t h, const char *s);
+
+/* The logistic function 1 / (1 + e^-z), without overflow for large |z|. */
+double sigmoid(double z);
+
 #endif

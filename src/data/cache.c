@@ -38,15 +38,9 @@ struct cache {
   int n_msgs;
 };
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
-  return h;
-}
-
 int cache_list_hash(const ds_split *s, uint64_t *hash, mskx_err *e) {
   (void)e;
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = FNV1A_INIT;
   for (int i = 0; i < s->n_images; i++) {
     struct stat st;
     int64_t meta[3] = {-1, 0, 0};

@@ -23,9 +23,7 @@ typedef struct strmap {
 } strmap;
 
 static uint64_t str_hash(const char *s) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  return h;
+  return fnv1a_str(FNV1A_INIT, s);
 }
 
 static int strmap_grow(strmap *m) {

@@ -115,7 +115,6 @@ void ens_stack_features(const double *p, int n, int m, double *x) {
   }
 }
 
-static double sigmoid(double z) { return z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z)); }
 /* log(1 + e^z) without overflow. */
 static double log1pexp(double z) { return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)); }
 

@@ -18,7 +18,6 @@ typedef struct node_out {
   double *member_p;  /* ensembles at the root: n_children, else NULL */
 } node_out;
 
-static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 
 static int grow(float **buf, size_t *cap, size_t n, mskx_err *e) {
   if (n <= *cap) return MSKX_OK;

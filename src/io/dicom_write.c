@@ -129,9 +129,8 @@ static int sr_build(const uint8_t *const *bufs, const size_t *lens, int n, const
     in.src = src;
     in.n_src = k;
     if (!in.datetime) in.datetime = now;
-    uint64_t h = 1469598103934665603ull; /* FNV-1a over the sources and the result */
-    for (int i = 0; i < k; i++)
-      for (const char *p = src[i].sop_instance_uid; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    uint64_t h = FNV1A_INIT; /* over the sources and the result */
+    for (int i = 0; i < k; i++) h = fnv1a_str(h, src[i].sop_instance_uid);
     uint64_t r = (uint64_t)llround(in.probability * 1e9) ^ (uint64_t)llround(in.threshold * 1e9) << 1;
     char series[DICOM_UI_MAX + 1], sop[DICOM_UI_MAX + 1];
     dicom_make_uid(h, r ^ 0x53455249ull, series);

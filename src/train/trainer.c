@@ -560,10 +560,10 @@ static uint64_t config_fingerprint(const train_config *c) {
   k.data[0] = k.out[0] = k.pretrained[0] = 0;
   k.threads = k.loader_threads = k.cache = 0;
   char *text = train_config_to_json(&k);
-  uint64_t h = 1469598103934665603ULL;
-  for (const char *p = text ? text : ""; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  uint64_t h = fnv1a_str(FNV1A_INIT, text);
   free(text);
-  return (h ^ (uint64_t)c->sync_bn) * 1099511628211ULL;
+  unsigned char sync_bn = (unsigned char)c->sync_bn;
+  return fnv1a(h, &sync_bn, 1);
 }
 
 /* The checks every process makes before any file is touched, agreed. */

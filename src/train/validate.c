@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/util.h"
 #include "eval/metrics.h"
 #include "train/train_internal.h"
 
-static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 
 /* Adds the per-study sums, the loss and the image count over processes. */
 static int gather(run_ctx *r, double *psum, int *pcount, double *loss, long long *imgs, mskx_err *e) {
