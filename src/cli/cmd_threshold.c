@@ -10,11 +10,10 @@
 #include <cjson/cJSON.h>
 #include "cli/cli.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/util.h"
 #include "eval/evaluate.h"
 #include "eval/threshold.h"
-
-#define ENSEMBLE_MAX_BYTES (4u << 20)
 
 static const char *const usage =
     "usage: mskx threshold --model M --data DIR --policy P [options]\n"
@@ -112,36 +111,6 @@ typedef struct target {
   char why[1100];   /* why nothing was chosen */
 } target;
 
-/* Rewrites the "threshold" of an ensemble JSON file (atomically). */
-static int store_ensemble(const char *path, double t, mskx_err *e) {
-  unsigned char *text = NULL;
-  size_t len = 0;
-  int rc = file_read_all(path, ENSEMBLE_MAX_BYTES, &text, &len, e);
-  if (rc) return rc;
-  cJSON *o = cJSON_ParseWithLength((const char *)text, len);
-  free(text);
-  if (!cJSON_IsObject(o)) {
-    cJSON_Delete(o);
-    return err_set(e, MSKX_EFORMAT, "%s: not a JSON object", path);
-  }
-  cJSON *num = cJSON_CreateNumber(t);
-  if (cJSON_GetObjectItemCaseSensitive(o, "threshold")) cJSON_ReplaceItemInObjectCaseSensitive(o, "threshold", num);
-  else cJSON_AddItemToObject(o, "threshold", num);
-  char *s = cJSON_Print(o);
-  cJSON_Delete(o);
-  if (!s) return err_set(e, MSKX_ENOMEM, "out of memory");
-  size_t l = strlen(s);
-  char *s2 = realloc(s, l + 2);
-  if (!s2) {
-    free(s);
-    return err_set(e, MSKX_ENOMEM, "out of memory");
-  }
-  s2[l] = '\n';
-  rc = file_write_atomic(path, s2, l + 1, e);
-  free(s2);
-  return rc;
-}
-
 /* Groups the predicted studies by the file whose threshold decides them. */
 static int make_targets(const eval_run *r, const predictor *p, const char *model, target **out, int *nt, mskx_err *e) {
   int bundle = predictor_get_info(p)->kind == PNODE_BUNDLE, cap = bundle ? p->root.n_children : 1;
@@ -184,7 +153,7 @@ static int choose_and_store(const thr_args *a, const predictor *p, target *t, ms
   }
   t->chosen = 1;
   if (a->dry) return MSKX_OK;
-  int rc = predictor_get_info(p)->kind == PNODE_ENSEMBLE ? store_ensemble(t->path, t->after.threshold, e)
+  int rc = predictor_get_info(p)->kind == PNODE_ENSEMBLE ? ensemble_set_threshold(t->path, t->after.threshold, e)
                                                          : model_set_threshold(t->path, t->after.threshold, e);
   t->stored = !rc;
   return rc;
@@ -194,8 +163,7 @@ static cJSON *point_json(const thr_point *pt) {
   cJSON *o = cJSON_CreateObject();
   double v[5] = {pt->threshold, pt->kappa, pt->youden, pt->sensitivity, pt->specificity};
   const char *k[5] = {"threshold", "kappa", "youden", "sensitivity", "specificity"};
-  for (int i = 0; o && i < 5; i++)
-    cJSON_AddItemToObject(o, k[i], isfinite(v[i]) ? cJSON_CreateNumber(v[i]) : cJSON_CreateNull());
+  for (int i = 0; o && i < 5; i++) json_add_finite(o, k[i], v[i]);
   return o;
 }
 

@@ -112,8 +112,4 @@ int eval_study_cam(predictor *p, const eval_run *r, int study, const predict_opt
                    mskx_err *e);
 void eval_cam_free(eval_cam *c);
 
-/* A file name from a path: separators and unusual characters become '_',
- * leading "./" and trailing '/' dropped, long names keep their tail. */
-void eval_flatten_name(const char *s, size_t len, char *out, size_t n);
-
 #endif

@@ -40,10 +40,6 @@ void studyset_free(study_table *t);
 /* 1 when every value is exactly 0 or 1 (decisions, not probabilities). */
 int studyset_all_decisions(const study_table *t);
 
-/* The XR_* component of a study path into part (size n): 0 on success, -1
- * when there is none or it does not fit. */
-int study_part_of(const char *path, char *part, size_t n);
-
 /* Pairs each prediction with its label. Errors: predictions and truth from
  * different splits (e.g. valid vs train), predictions for studies not in the
  * truth (count and the first few), and truth studies without a prediction

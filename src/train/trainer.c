@@ -501,10 +501,9 @@ static int train_per_part(const train_config *c, const dataset *d, int resuming,
   }
   if (!rc && n == 0) rc = err_set(e, MSKX_EINVAL, "no selected part has training images");
   if (!rc) {
-    char *text = cJSON_Print(bundle), path[2048];
+    char path[2048];
     snprintf(path, sizeof path, "%s/bundle.json", c->out);
-    if (root) rc = text ? file_write_atomic(path, text, strlen(text), e) : err_set(e, MSKX_ENOMEM, "out of memory");
-    free(text);
+    if (root) rc = json_write_atomic(path, bundle, e);
     rc = dist_agree(dd, rc, e);
   }
   if (sum && n) sum->best_kappa = kappa_sum / n;
