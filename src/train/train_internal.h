@@ -31,7 +31,7 @@ typedef struct epoch_stats {
     const char *name;
     int n;
     double kappa, auc, accuracy;
-  } parts[64];
+  } parts[DS_MAX_PARTS];
 } epoch_stats;
 
 typedef struct run_ctx {
