@@ -208,9 +208,7 @@ int cmd_threshold(int argc, char **argv) {
   int rc = parse_args(argc, argv, &a);
   if (rc >= 0) return rc;
   mskx_err e = {0, ""};
-  dataset *d = NULL;
-  predictor *p = NULL;
-  eval_run *run = NULL;
+  eval_session s;
   target *t = NULL;
   int nt = 0;
   predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0, {0}};
@@ -219,15 +217,13 @@ int cmd_threshold(int argc, char **argv) {
   cfg.split = a.split;
   cfg.po.agg = a.agg ? AGG_MAX : AGG_MEAN;
   cfg.po.tta_flip = a.tta;
-  rc = dataset_open(a.data, NULL, &d, &e);
-  if (!rc) rc = predictor_load(a.model, &popt, &p, &e);
-  if (!rc) rc = eval_run_split(p, d, &cfg, &run, &e);
-  if (!rc && run->n_skipped)
-    fprintf(stderr, "mskx threshold: warning: %ld unreadable images skipped\n", run->n_skipped);
-  if (!rc) rc = make_targets(run, p, a.model, &t, &nt, &e);
+  rc = eval_session_open(a.model, a.data, &popt, &cfg, &s, &e);
+  if (!rc && s.run->n_skipped)
+    fprintf(stderr, "mskx threshold: warning: %ld unreadable images skipped\n", s.run->n_skipped);
+  if (!rc) rc = make_targets(s.run, s.pred, a.model, &t, &nt, &e);
   int chosen = 0;
   for (int i = 0; !rc && i < nt; i++) {
-    rc = choose_and_store(&a, p, &t[i], &e);
+    rc = choose_and_store(&a, s.pred, &t[i], &e);
     chosen += t[i].chosen;
   }
   if (!rc) print_results(&a, t, nt);
@@ -238,8 +234,6 @@ int cmd_threshold(int argc, char **argv) {
     free(t[i].y);
   }
   free(t);
-  eval_run_free(run);
-  predictor_free(p);
-  dataset_free(d);
+  eval_session_close(&s);
   return rc ? 1 : 0;
 }

@@ -267,6 +267,22 @@ void eval_run_free(eval_run *r) {
   free(r);
 }
 
+int eval_session_open(const char *model_path, const char *data_path, const predictor_options *po,
+                      const eval_config *c, eval_session *s, mskx_err *e) {
+  memset(s, 0, sizeof *s);
+  int rc = dataset_open(data_path, NULL, &s->data, e);
+  if (!rc) rc = predictor_load(model_path, po, &s->pred, e);
+  if (!rc) rc = eval_run_split(s->pred, s->data, c, &s->run, e);
+  return rc;
+}
+
+void eval_session_close(eval_session *s) {
+  eval_run_free(s->run);
+  predictor_free(s->pred);
+  dataset_free(s->data);
+  memset(s, 0, sizeof *s);
+}
+
 int eval_run_common_threshold(const eval_run *r, double *thr) {
   int any = 0;
   for (int i = 0; i < r->n_studies; i++) {

@@ -88,9 +88,11 @@ static int run_model(const char *model, const char *data, int strict, predictor 
   eval_config c;
   eval_config_default(&c);
   c.strict = strict;
-  int rc = dataset_open(data, NULL, d, e);
-  if (!rc) rc = predictor_load(model, &po, p, e);
-  if (!rc) rc = eval_run_split(*p, *d, &c, r, e);
+  eval_session s;
+  int rc = eval_session_open(model, data, &po, &c, &s, e);
+  *p = s.pred;
+  *d = s.data;
+  *r = s.run;
   return rc;
 }
 
