@@ -124,7 +124,7 @@ void ds_build_warn(ds_build *b, const char *fmt, ...) {
   b->n_warn++;
 }
 
-int ds_build_failed(const ds_build *b) { return b->n_errors > 0; }
+bool ds_build_failed(const ds_build *b) { return b->n_errors > 0; }
 int ds_build_options_generic_split(const ds_build *b) { return b->opt.generic_split; }
 
 static int src_index(ds_build *b, const char *src) {
@@ -459,13 +459,13 @@ static int finish(ds_build *b, dataset *d, mskx_err *e) {
 }
 
 
-static int has_file(const char *dir, const char *name) {
+static bool has_file(const char *dir, const char *name) {
   char p[4096];
   struct stat st;
   return path_join(p, sizeof p, dir, name, NULL) == 0 && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static int has_dir(const char *dir, const char *name) {
+static bool has_dir(const char *dir, const char *name) {
   char p[4096];
   return path_join(p, sizeof p, dir, name, NULL) == 0 && path_is_dir(p);
 }

@@ -3,6 +3,7 @@
  * Nothing outside src/data/ includes this header; use dataset.h. */
 #ifndef MSKX_DATA_DATASET_BUILD_H
 #define MSKX_DATA_DATASET_BUILD_H
+#include <stdbool.h>
 #include "data/dataset.h"
 
 typedef struct ds_build ds_build;
@@ -14,7 +15,7 @@ int ds_build_dataset(const char *path, const dataset_options *opt, dataset *d, m
 /* Errors are collected: the first message is kept, later ones counted. */
 void ds_build_error(ds_build *b, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void ds_build_warn(ds_build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int ds_build_failed(const ds_build *b);
+bool ds_build_failed(const ds_build *b);
 /* Adds a study; returns its index, or -1 (error recorded) for a duplicate key.
  * part_name NULL: the XR_ component of key, else "ALL". where: "file:line". */
 int ds_build_add_study(ds_build *b, int split, const char *key, int label, const char *part_name,

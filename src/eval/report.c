@@ -228,7 +228,7 @@ void report_calibration(const double *p, const int *y, int n, calib *out) {
   if (!n) out->ece = NAN;
 }
 
-int report_data_is_synthetic(const char *root) {
+bool report_data_is_synthetic(const char *root) {
   char p[4096];
   snprintf(p, sizeof p, "%s/synth_findings.csv", root);
   if (path_exists(p)) return 1;

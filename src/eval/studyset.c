@@ -187,7 +187,7 @@ int studyset_read(const char *path, enum studyset_kind kind, study_table **out, 
   return MSKX_OK;
 }
 
-int studyset_all_decisions(const study_table *t) {
+bool studyset_all_decisions(const study_table *t) {
   for (int i = 0; i < t->n; i++)
     if (t->rows[i].value != 0.0 && t->rows[i].value != 1.0) return 0;
   return 1;
