@@ -114,6 +114,28 @@ static int safe_path(const char *p) {
   return 1;
 }
 
+/* Refuses a chunked layout whose chunks libhdf5 would allocate beyond
+ * KH5_MAX_CHUNK_BYTES: a few bytes of file can declare a chunk of gigabytes. */
+static int check_chunks(hid_t d, size_t type_size, const char *what, const char *wname, mskx_err *e) {
+  hid_t p = H5Dget_create_plist(d);
+  if (p < 0) return err_set(e, MSKX_EFORMAT, "%s: weight '%.200s' has no readable storage properties", what, wname);
+  int rc = MSKX_OK;
+  if (H5Pget_layout(p) == H5D_CHUNKED) {
+    hsize_t c[H5S_MAX_RANK];
+    int n = H5Pget_chunk(p, H5S_MAX_RANK, c);
+    uint64_t bytes = type_size;
+    for (int i = 0; i < n && bytes <= KH5_MAX_CHUNK_BYTES; i++)
+      bytes = c[i] && bytes > KH5_MAX_CHUNK_BYTES / c[i] ? KH5_MAX_CHUNK_BYTES + 1 : bytes * c[i];
+    if (n < 0)
+      rc = err_set(e, MSKX_EFORMAT, "%s: weight '%.200s' has an unreadable chunk layout", what, wname);
+    else if (bytes > KH5_MAX_CHUNK_BYTES)
+      rc = err_set(e, MSKX_ELIMIT, "%s: weight '%.200s' is stored in chunks of more than %llu MiB", what, wname,
+                   (unsigned long long)(KH5_MAX_CHUNK_BYTES >> 20));
+  }
+  H5Pclose(p);
+  return rc;
+}
+
 static int read_weight(hid_t g, const char *layer, const char *wname, const char *what, int64_t *total, htensor *out,
                        mskx_err *e) {
   if (!safe_path(wname))
@@ -125,8 +147,12 @@ static int read_weight(hid_t g, const char *layer, const char *wname, const char
   hsize_t dims[H5S_MAX_RANK];
   if (t < 0 || H5Tget_class(t) != H5T_FLOAT)
     rc = err_set(e, MSKX_EUNSUPPORTED, "%s: weight '%.200s' is not floating point", what, wname);
+  else if (H5Tget_size(t) == 0 || H5Tget_size(t) > sizeof(double))
+    rc = err_set(e, MSKX_EUNSUPPORTED, "%s: weight '%.200s' has a %zu-byte float type (at most 8 bytes)", what, wname,
+                 H5Tget_size(t));
   else if (nd < 0 || nd > 4 || H5Sget_simple_extent_dims(s, dims, NULL) < 0)
     rc = err_set(e, MSKX_EFORMAT, "%s: weight '%.200s' has %d dimensions (at most 4)", what, wname, nd);
+  if (!rc) rc = check_chunks(d, H5Tget_size(t), what, wname, e);
   int64_t numel = 1;
   for (int i = 0; !rc && i < nd; i++) {
     if (dims[i] > (hsize_t)KH5_MAX_NUMEL || (dims[i] && numel > KH5_MAX_NUMEL / (int64_t)dims[i]))

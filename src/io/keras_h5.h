@@ -20,6 +20,9 @@
 #define KH5_MAX_NUMEL ((int64_t)1 << 28) /* elements of one weight */
 #define KH5_MAX_TOTAL ((int64_t)1 << 30) /* elements of all weights */
 #define KH5_MAX_CONFIG ((size_t)16 << 20)
+/* libhdf5 allocates whole chunks (sized by the file) while reading, whatever
+ * the dataset's own size; weights are at most 1 GiB, chunks stay below this. */
+#define KH5_MAX_CHUNK_BYTES ((uint64_t)64 << 20)
 
 /* HDF5's signature at offset 0 (files with a user block are not recognised). */
 int kh5_sniff(const unsigned char *head, size_t n);

@@ -82,6 +82,9 @@ check_fails zip_not_torch "not a PyTorch checkpoint \(no <folder>/data.pkl" I "$
 check_fails keras_resnet_refused "Keras's ResNet50 is ResNet v1.*refused" I "$D/keras_resnet.h5"
 check_fails keras_to_resnet_refused "DenseNets only" "$MSKX_BIN" import "$D/k121_weights.h5" --arch resnet50 \
   --out "$T/h.safetensors"
+check_fails keras_huge_chunk "stored in chunks of more than 64 MiB" I "$D/keras_huge_chunk.h5"
+check_fails keras_long_double "has a 16-byte float type" I "$D/keras_long_double.h5"
+check_fails keras_huge_float_type "2693136640-byte float type" I "$MSKX_ROOT/tests/fuzz/regressions/keras_h5/huge_float_type.h5"
 check_fails keras_two_sigmoids "two outputs with activation 'sigmoid'" I "$D/k121_sigmoid2.h5"
 check_fails wrong_arch "missing tensor 'features.denseblock3.denselayer25" "$MSKX_BIN" import "$D/d121_bare.pth" \
   --arch densenet169 --out "$T/h.safetensors"

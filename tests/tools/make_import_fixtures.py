@@ -247,6 +247,16 @@ def hostile(out):
         g = f.create_group("conv2_block1_0_conv")
         g.attrs["weight_names"] = np.array([b"conv2_block1_0_conv/kernel:0"])
         g.create_dataset("conv2_block1_0_conv/kernel:0", data=np.zeros((1, 1, 4, 8), np.float32))
+    # A 4-element weight declared in 256 MiB chunks (never written, so the file
+    # stays small; libhdf5 would allocate a whole chunk to read it) and one of
+    # 16-byte floats: both refused before libhdf5 reads any data.
+    for name, kw in (("keras_huge_chunk.h5", dict(shape=(4,), maxshape=(None,), chunks=(1 << 26,), dtype=np.float32)),
+                     ("keras_long_double.h5", dict(data=np.zeros(4, np.longdouble)))):
+        with h5py.File(os.path.join(out, name), "w") as f:
+            f.attrs["layer_names"] = np.array([b"conv1/bn"])
+            g = f.create_group("conv1/bn")
+            g.attrs["weight_names"] = np.array([b"conv1/bn/beta:0"])
+            g.create_dataset("conv1/bn/beta:0", **kw)
 
 
 def tiny_files(out, classes=1000):
