@@ -18,26 +18,6 @@ static int config_path(const char *dir, char *out, size_t n, mskx_err *e) {
   return path_join(out, n, dir, CONFIG_NAME, e);
 }
 
-/* train_config_to_json plus "sync_bn", kept here beside the fields that
- * train_config.c knows (it ignores keys it does not know). */
-static char *config_json(const train_config *c) {
-  char *text = train_config_to_json(c);
-  cJSON *o = text ? cJSON_Parse(text) : NULL;
-  free(text);
-  if (!o) return NULL;
-  if (!cJSON_GetObjectItemCaseSensitive(o, "sync_bn")) cJSON_AddBoolToObject(o, "sync_bn", c->sync_bn);
-  text = cJSON_Print(o);
-  cJSON_Delete(o);
-  return text;
-}
-
-static void config_json_extra(const char *text, train_config *c) {
-  cJSON *o = cJSON_Parse(text);
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "sync_bn");
-  c->sync_bn = cJSON_IsTrue(v) || (cJSON_IsNumber(v) && v->valuedouble != 0);
-  cJSON_Delete(o);
-}
-
 /* config.json with the record of the learning-rate sweep: lr_find (JSON
  * text) when given, else, with keep, the one the existing file holds. */
 static int write_config(const train_config *c, const char *lr_find, int keep, mskx_err *e) {
@@ -55,7 +35,7 @@ static int write_config(const train_config *c, const char *lr_find, int keep, ms
     }
     free(old);
   }
-  char *text = config_json(c);
+  char *text = train_config_to_json(c);
   if (text && sweep) {
     cJSON *o = cJSON_Parse(text);
     free(text);
@@ -154,7 +134,6 @@ int run_dir_read_config(const char *dir, train_config *c, mskx_err *e) {
   size_t len;
   if ((rc = file_read_all(path, 1 << 20, &text, &len, e))) return rc;
   rc = train_config_from_json((const char *)text, path, c, e);
-  if (!rc) config_json_extra((const char *)text, c);
   free(text);
   if (!rc) snprintf(c->out, sizeof c->out, "%s", dir);  /* the folder may have moved */
   return rc;

@@ -1,0 +1,31 @@
+/* Command-line parsing and usage text from option tables (core/options.h):
+ * a command names its tables (a library's, e.g. train_options, and its
+ * own) and gets getopt_long parsing, range-checked values, exit status 2
+ * on a usage error and a --help text, all from the same rows. */
+#ifndef MSKX_CLI_OPTIONS_H
+#define MSKX_CLI_OPTIONS_H
+#include <stdio.h>
+#include "core/options.h"
+
+typedef struct cli_opt_table {
+  const opt_spec *rows;
+  size_t n;
+  void *base;                /* the struct the rows' offsets point into */
+  const char *const *only;   /* NULL-terminated flags this command takes; NULL: every row with a flag */
+  unsigned char *given;      /* n entries set to 1 for each option given (may be NULL) */
+} cli_opt_table;
+
+/* A paragraph printed under a group's heading, before its options. */
+typedef struct cli_usage_note {
+  const char *group, *text;
+} cli_usage_note;
+
+/* Parses argv (argv[0] the command) in order into the tables; --help or -h
+ * sets *help and stops. Returns 0, or CLI_EXIT_USAGE after printing
+ * "mskx CMD: --OPTION: why" (unknown option, bad value, stray argument). */
+int cli_options_parse(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help);
+/* The options of the tables, grouped by heading, each with its help line
+ * and default; notes (may be NULL; ends at a NULL group) go under headings. */
+void cli_options_usage(FILE *f, const cli_opt_table *tabs, int ntabs, const cli_usage_note *notes);
+
+#endif
