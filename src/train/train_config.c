@@ -244,6 +244,7 @@ _Static_assert(sizeof train_options / sizeof *train_options <= TRAIN_OPTIONS_MAX
 void train_config_default(train_config *c) {
   memset(c, 0, sizeof *c);
   opt_defaults(train_options, train_options_count, c);
+  train_config_resolve(c, NULL, NULL);  /* the schedule's epochs follow --epochs; cannot fail on the defaults */
 }
 
 /* The rows whose field lies inside [off, off + size) of train_config. */
