@@ -1,5 +1,6 @@
 /* mskx train: option parsing and progress display over train_run(); under
  * mpirun (or srun) it also starts MPI and ends the job if a process fails. */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -185,7 +186,12 @@ static int job_start(dist **d) {
   const char *n = getenv("OMPI_COMM_WORLD_SIZE");
   if (!n) n = getenv("PMI_SIZE");
   /* Each process would train the whole run alone, all into one folder. */
-  if (launched_by_mpi() && n && atoi(n) > 1)
+  if (!launched_by_mpi() || !n) return 0;
+  char *end = NULL;
+  errno = 0;
+  long procs = strtol(n, &end, 10);
+  if (errno || end == n || *end) return cli_errorf("train", "the process count '%s' from the environment is not a number", n);
+  if (procs > 1)
     return cli_errorf("train", "launched as %s processes, but this mskx was built without MPI "
                       "(install libopenmpi-dev and rebuild; see docs/distributed.md)", n);
   return 0;

@@ -340,7 +340,7 @@ int opt_default_text(const opt_spec *s, char *buf, size_t n) {
     case OPT_INT:
     case OPT_U64:
     case OPT_DOUBLE:
-    case OPT_FLOAT: snprintf(buf, n, "%g", s->def); break;
+    case OPT_FLOAT: snprintf(buf, n, "%.15g", s->def); break;
     case OPT_STRING:
     case OPT_PATH:
     case OPT_ENUM:

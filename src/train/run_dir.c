@@ -303,8 +303,14 @@ static int restore_state(run_ctx *r, const char *text, mskx_err *e) {
     r->st.finished = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "finished"));
     r->st.early_stopped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "early_stopped"));
     const cJSON *sk = cJSON_GetObjectItemCaseSensitive(o, "skipped_images");
-    r->st.skipped = cJSON_IsNumber(sk) ? (long long)sk->valuedouble : 0;
-    rc = optim_steps_parse(r->opt, step->valuestring, e);
+    /* A cast of a double outside long long's range is undefined behaviour;
+     * counts up to 2^53 are exact in a double. Absent (older files): 0. */
+    if (sk && !(cJSON_IsNumber(sk) && sk->valuedouble >= 0 && sk->valuedouble <= 9007199254740992.0 &&
+                sk->valuedouble == floor(sk->valuedouble)))
+      rc = err_set(e, MSKX_EFORMAT, "%s: training state: skipped_images must be a whole number >= 0", r->last_path);
+    else
+      r->st.skipped = sk ? (long long)sk->valuedouble : 0;
+    if (!rc) rc = optim_steps_parse(r->opt, step->valuestring, e);
   }
   schedule_state ss;
   if (!rc) rc = schedule_state_parse(sched->valuestring, &ss, e);
