@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,6 @@
 #include "core/util.h"
 #include "dist/dist.h"
 #include "eval/plots.h"
-#include "models/net.h"
 #include "train/trainer.h"
 #ifdef MSKX_HAVE_MPI
 #include <mpi.h>
@@ -227,8 +227,10 @@ int cmd_train(int argc, char **argv) {
     return 0;
   }
   const char *resume = t.resume[0] ? t.resume : NULL;
-  if (resume && (c.data[0] || c.out[0]))
-    return cli_usage_errorf("train", "--resume takes the run folder only (its config.json holds the options)");
+  for (size_t i = 0; resume && i < train_options_count; i++)
+    if (given[i] && strcmp(train_options[i].flag, "epochs") && strcmp(train_options[i].flag, "threads"))
+      return cli_usage_errorf("train", "--resume takes the run folder, --epochs and --threads only (--%s: its "
+                              "config.json holds the options)", train_options[i].flag);
   if (!resume) {
     mskx_err e = {0};
     /* Option values are checked before anything is read: a bad one is a usage error. */
