@@ -1,6 +1,7 @@
 /* getopt_long options and usage text built from option tables (cli_options.h). */
 #include "cli/cli_options.h"
 #include <getopt.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
@@ -18,6 +19,25 @@ static int takes(const cli_opt_table *t, size_t i) {
   for (const char *const *f = t->only; *f; f++)
     if (!strcmp(*f, s->flag)) return 1;
   return 0;
+}
+
+#define DICOM_FLD(m) .off = offsetof(cli_dicom_args, m), .size = sizeof(((cli_dicom_args *)0)->m)
+const opt_spec cli_dicom_rows[] = {
+    {.flag = "dicom-window", .type = OPT_STRING, DICOM_FLD(window), .def_str = "auto", .arg = "auto|minmax|C,W",
+     .group = "DICOM images (docs/dicom.md)", .check = dicom_check_window,
+     .help = "DICOM files without a VOI window: percentile window (auto)\n"
+             "or full range (minmax); C,W overrides every file's window"},
+    {.flag = "dicom-frames", .type = OPT_STRING, DICOM_FLD(frames), .def_str = "all", .arg = "all|first",
+     .group = "DICOM images (docs/dicom.md)", .check = dicom_check_frames,
+     .help = "multi-frame DICOM: every frame an image (all) or only the first"},
+};
+const size_t cli_dicom_row_count = sizeof cli_dicom_rows / sizeof cli_dicom_rows[0];
+
+dicom_options cli_dicom_args_options(const cli_dicom_args *a) {
+  dicom_options o = {0};
+  dicom_options_parse_window(a->window, &o, NULL);
+  dicom_options_parse_frames(a->frames, &o, NULL);
+  return o;
 }
 
 static int has_value(const opt_spec *s) { return s->type != OPT_BOOL && s->type != OPT_CLEAR; }

@@ -6,6 +6,7 @@
 #define MSKX_CLI_OPTIONS_H
 #include <stdio.h>
 #include "core/options.h"
+#include "io/dicom_options.h"
 
 typedef struct cli_opt_table {
   const opt_spec *rows;
@@ -19,6 +20,16 @@ typedef struct cli_opt_table {
 typedef struct cli_usage_note {
   const char *group, *text;
 } cli_usage_note;
+
+/* --dicom-window and --dicom-frames as rows (for commands that keep them
+ * out of a library table; train's are train_options rows). */
+typedef struct cli_dicom_args {
+  char window[48], frames[8];
+} cli_dicom_args;
+extern const opt_spec cli_dicom_rows[];
+extern const size_t cli_dicom_row_count;
+/* The rendering options the parsed rows say (they were checked when parsed). */
+dicom_options cli_dicom_args_options(const cli_dicom_args *a);
 
 /* Parses argv (argv[0] the command) in order into the tables; --help or -h
  * sets *help and stops. Returns 0, or CLI_EXIT_USAGE after printing

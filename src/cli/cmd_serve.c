@@ -30,19 +30,9 @@ typedef struct serve_args {
   char host[256];
   int bf16, quiet, grace, decode_wait;
   uint64_t max_pixels, decode_budget;
-  char dicom_window[48], dicom_frames[8];
+  cli_dicom_args dicom;
   serve_config cfg;
 } serve_args;
-
-static int check_dicom_window(const char *v, mskx_err *e) {
-  dicom_options o;
-  return dicom_options_parse_window(v, &o, e);
-}
-
-static int check_dicom_frames(const char *v, mskx_err *e) {
-  dicom_options o;
-  return dicom_options_parse_frames(v, &o, e);
-}
 
 #define A(m) .off = offsetof(serve_args, m), .size = sizeof(((serve_args *)0)->m)
 static const opt_spec cli_rows[] = {
@@ -67,13 +57,6 @@ static const opt_spec cli_rows[] = {
     {.flag = "grace", .type = OPT_INT, A(grace), .lo = 0, .hi = 86400, .def = SERVE_DEFAULT_GRACE, .arg = "S",
      .group = "Connections", .help = "seconds shutdown waits for requests in progress"},
     {.flag = "quiet", .type = OPT_BOOL, A(quiet), .group = "Connections", .help = "no access log"},
-    {.flag = "dicom-window", .type = OPT_STRING, A(dicom_window), .def_str = "auto", .arg = "auto|minmax|C,W",
-     .group = "DICOM images (docs/dicom.md)", .check = check_dicom_window,
-     .help = "DICOM files without a VOI window: percentile window (auto)\n"
-             "or full range (minmax); C,W overrides every file's window"},
-    {.flag = "dicom-frames", .type = OPT_STRING, A(dicom_frames), .def_str = "all", .arg = "all|first",
-     .group = "DICOM images (docs/dicom.md)", .check = check_dicom_frames,
-     .help = "multi-frame DICOM: every frame an image (all) or only the first"},
 };
 
 /* Returns -1 to go on, else the exit code. */
@@ -81,13 +64,15 @@ static int parse_args(int argc, char **argv, serve_args *a) {
   memset(a, 0, sizeof *a);
   serve_config_default(&a->cfg);
   opt_defaults(cli_rows, sizeof cli_rows / sizeof *cli_rows, a);
+  opt_defaults(cli_dicom_rows, cli_dicom_row_count, &a->dicom);
   cli_opt_table tabs[] = {{cli_rows, sizeof cli_rows / sizeof *cli_rows, a, NULL, NULL},
-                          {serve_options, serve_options_count, &a->cfg, NULL, NULL}};
-  int help, rc = cli_options_parse("serve", argc, argv, tabs, 2, &help);
+                          {serve_options, serve_options_count, &a->cfg, NULL, NULL},
+                          {cli_dicom_rows, cli_dicom_row_count, &a->dicom, NULL, NULL}};
+  int help, rc = cli_options_parse("serve", argc, argv, tabs, 3, &help);
   if (rc) return rc;
   if (help) {
     fputs(usage_head, stdout);
-    cli_options_usage(stdout, tabs, 2, NULL);
+    cli_options_usage(stdout, tabs, 3, NULL);
     return 0;
   }
   mskx_err e = {0, ""};
@@ -154,8 +139,8 @@ int cmd_serve(int argc, char **argv) {
   lo.max_pixels = a.max_pixels;
   lo.max_decode_bytes = a.decode_budget;
   lo.decode_wait_ms = a.decode_wait ? (int)a.decode_wait : -1;   /* the library's 0 means its default */
-  lo.dicom_window = strcmp(a.dicom_window, "auto") ? a.dicom_window : NULL;
-  lo.dicom_first_frame = !strcmp(a.dicom_frames, "first");
+  lo.dicom_window = strcmp(a.dicom.window, "auto") ? a.dicom.window : NULL;
+  lo.dicom_first_frame = cli_dicom_args_options(&a.dicom).frames == DICOM_FRAMES_FIRST;
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("serve", &e);
   struct mskx_model_info info;

@@ -46,18 +46,6 @@ static int check_class_weights(const char *v, mskx_err *e) {
   return cw_parse(v, &cw, e);
 }
 
-static int check_dicom_window(const char *v, mskx_err *e) {
-  dicom_options o;
-  memset(&o, 0, sizeof o);
-  return dicom_options_parse_window(v, &o, e);
-}
-
-static int check_dicom_frames(const char *v, mskx_err *e) {
-  dicom_options o;
-  memset(&o, 0, sizeof o);
-  return dicom_options_parse_frames(v, &o, e);
-}
-
 #define FLD(m) .off = offsetof(train_config, m), .size = sizeof(((train_config *)0)->m)
 #define RANGE(a, b) .lo = (a), .hi = (b)
 #define G_DATA "Data and model"
@@ -228,11 +216,11 @@ const opt_spec train_options[] = {
      .help = "gradient all-reduce bucket size in KiB (default 0: 4096)"},
     /* ---- DICOM ---- */
     {.key = "dicom_window", .flag = "dicom-window", .type = OPT_STRING, FLD(dicom_window), .def_str = "auto",
-     .source = "docs/dicom.md", .arg = "auto|minmax|C,W", .group = G_DICOM, .check = check_dicom_window,
+     .source = "docs/dicom.md", .arg = "auto|minmax|C,W", .group = G_DICOM, .check = dicom_check_window,
      .help = "DICOM files without a VOI window: percentile window (auto)\n"
              "or full range (minmax); C,W overrides every file's window"},
     {.key = "dicom_frames", .flag = "dicom-frames", .type = OPT_STRING, FLD(dicom_frames), .def_str = "all",
-     .source = "docs/dicom.md", .arg = "all|first", .group = G_DICOM, .check = check_dicom_frames,
+     .source = "docs/dicom.md", .arg = "all|first", .group = G_DICOM, .check = dicom_check_frames,
      .help = "multi-frame DICOM: every frame an image (all) or only the first"},
 };
 
