@@ -57,9 +57,9 @@ static const opt_spec rows[] = {
      .arg = "N", .group = G_EVAL, .help = "bootstrap resamples, 0 or >= 1000"},
     {.flag = "seed", .type = OPT_U64, A(seed), .lo = 0, .hi = 18446744073709551615.0, .def = EVAL_DEFAULT_SEED,
      .arg = "S", .group = G_EVAL, .help = "bootstrap seed"},
-    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 0, .hi = 1024, .arg = "N", .group = G_EVAL,
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_EVAL,
      .flags = OPT_HIDE_DEFAULT,
-     .help = "compute threads (default 0: all cores), pinned one per CPU\n"
+     .help = "compute threads (default: all cores), pinned one per CPU\n"
              "(MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)"},
     {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16", .def_str = "fp32", .arg = "fp32|bf16",
      .group = G_EVAL, .help = "compute precision"},
@@ -131,7 +131,7 @@ static void find_logs(const eval_args *a, const predictor_info *pi, train_logs *
 
 static int write_report(const eval_args *a, predictor *p, const eval_run *run, const eval_results *res,
                         mskx_err *e) {
-  char path[4096], note[1200];
+  char path[4096], note[sizeof ((eval_args *)0)->run + 1200];  /* a message naming --run */
   int rc = path_join(path, sizeof path, a->out, "report.html", e);
   report_gallery gal;
   train_logs logs;

@@ -42,10 +42,10 @@ static const opt_spec cli_rows[] = {
      .help = "address to bind (127.0.0.1: this machine only)"},
     {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16", .def_str = "fp32", .arg = "fp32|bf16",
      .group = "Service", .help = "compute precision"},
-    {.flag = "max-pixels", .type = OPT_U64, A(max_pixels), .lo = 0, .hi = 1099511627776.0, .arg = "N",
+    {.flag = "max-pixels", .type = OPT_U64, A(max_pixels), .lo = 1, .hi = 1099511627776.0, .arg = "N",
      .group = "Limits and scheduling", .flags = OPT_HIDE_DEFAULT,
-     .help = "pixels per image, checked before decoding; more get 413\n(default 0: 268435456 = 16384 x 16384)"},
-    {.flag = "decode-budget", .type = OPT_U64, A(decode_budget), .lo = 0, .hi = 1125899906842624.0, .arg = "BYTES",
+     .help = "pixels per image, checked before decoding; more get 413\n(default 268435456 = 16384 x 16384)"},
+    {.flag = "decode-budget", .type = OPT_U64, A(decode_budget), .lo = 1, .hi = 1125899906842624.0, .arg = "BYTES",
      .group = "Limits and scheduling", .flags = OPT_HIDE_DEFAULT,
      .help = "memory that image decoding may hold at once across\n"
              "all predictions; a request that finds it spent for\n"

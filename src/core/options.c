@@ -167,23 +167,23 @@ int opt_parse(const opt_spec *s, void *base, const char *value, mskx_err *e) {
   return MSKX_OK;
 }
 
+/* In range, or the default itself (a sentinel such as 0 = all cores, which
+ * is not a value to give). */
+static int number_ok(const opt_spec *s, double v, mskx_err *e) {
+  return (v >= s->lo && v <= s->hi) || v == s->def ? MSKX_OK : out_of_range(s, v, e);
+}
+
 static int check_one(const opt_spec *s, const void *base, mskx_err *e) {
   const char *p = CFIELD(base, s);
   char nm[96];
   switch (s->type) {
-    case OPT_INT: {
-      int v = *(const int *)p;
-      return v >= s->lo && v <= s->hi ? MSKX_OK : out_of_range(s, v, e);
-    }
-    case OPT_U64: {
-      double v = (double)*(const uint64_t *)p;
-      return v >= s->lo && v <= s->hi ? MSKX_OK : out_of_range(s, v, e);
-    }
+    case OPT_INT: return number_ok(s, *(const int *)p, e);
+    case OPT_U64: return number_ok(s, (double)*(const uint64_t *)p, e);
     case OPT_DOUBLE:
     case OPT_FLOAT: {
       double v = s->type == OPT_DOUBLE ? *(const double *)p : *(const float *)p;
       if (isnan(v)) return err_set(e, MSKX_EINVAL, "%s: not a number", opt_name(s, nm, sizeof nm));
-      return v >= s->lo && v <= s->hi ? MSKX_OK : out_of_range(s, v, e);
+      return number_ok(s, s->type == OPT_FLOAT ? (double)(float)v : v, e);
     }
     case OPT_STRING:
     case OPT_PATH:

@@ -37,7 +37,8 @@ typedef struct opt_spec {
   const char *flag;        /* command-line flag without "--"; NULL: JSON only */
   opt_type type;
   size_t off, size;        /* the field: offsetof(struct, member), sizeof member */
-  double lo, hi;           /* numbers: the accepted range, inclusive */
+  double lo, hi;           /* numbers: the range a value may be given in, inclusive; the
+                              default is valid even outside it (0 = all cores) */
   const char *choices;     /* OPT_ENUM, OPT_CHOICE: "a|b|c" */
   double def;              /* default of a number or bool */
   const char *def_str;     /* default of a string, enum or choice ("" or NULL: empty) */

@@ -89,9 +89,9 @@ const opt_spec train_options[] = {
     {.key = "seed", .flag = "seed", .type = OPT_U64, FLD(seed), RANGE(0, 18446744073709551615.0), .def = 0,
      .source = "mskx", .arg = "S", .group = G_DATA,
      .help = "seed of the initialisation, the data order and the augmentation"},
-    {.key = "threads", .flag = "threads", .type = OPT_INT, FLD(threads), RANGE(0, 1024), .def = 0, .source = "OpenMP",
-     .arg = "T", .group = G_DATA, .flags = OPT_LOCAL,
-     .help = "compute threads (0: OpenMP's default); pinned one per CPU\n"
+    {.key = "threads", .flag = "threads", .type = OPT_INT, FLD(threads), RANGE(1, 1024), .def = 0, .source = "OpenMP",
+     .arg = "T", .group = G_DATA, .flags = OPT_LOCAL | OPT_HIDE_DEFAULT,
+     .help = "compute threads (default: OpenMP's, all cores); pinned one per CPU\n"
              "(MSKX_PIN=0 or OMP_PROC_BIND turns that off)"},
     {.key = "loader_threads", .flag = "loader-threads", .type = OPT_INT, FLD(loader_threads), RANGE(1, 256),
      .def = DEFAULT_LOADER_THREADS, .source = "mskx", .arg = "T", .group = G_DATA, .flags = OPT_LOCAL,
@@ -211,9 +211,9 @@ const opt_spec train_options[] = {
     /* ---- data-parallel ---- */
     {.key = "sync_bn", .flag = "sync-bn", .type = OPT_BOOL, FLD(sync_bn), .group = G_DIST,
      .help = "batch-norm statistics over all processes (default: per process)"},
-    {.key = "bucket_kb", .flag = "bucket-kb", .type = OPT_INT, FLD(bucket_kb), RANGE(0, 1 << 21), .arg = "K",
+    {.key = "bucket_kb", .flag = "bucket-kb", .type = OPT_INT, FLD(bucket_kb), RANGE(1, 1 << 21), .arg = "K",
      .group = G_DIST, .flags = OPT_NOT_SAVED | OPT_HIDE_DEFAULT,
-     .help = "gradient all-reduce bucket size in KiB (default 0: 4096)"},
+     .help = "gradient all-reduce bucket size in KiB (default 4096)"},
     /* ---- DICOM ---- */
     {.key = "dicom_window", .flag = "dicom-window", .type = OPT_STRING, FLD(dicom_window), .def_str = "auto",
      .source = "docs/dicom.md", .arg = "auto|minmax|C,W", .group = G_DICOM, .check = dicom_check_window,
