@@ -41,11 +41,10 @@ static int choice_index(const char *choices, const char *value) {
 static void choices_text(const char *choices, char *buf, size_t n) {
   size_t used = 0;
   buf[0] = 0;
-  const char *last = strrchr(choices, '|');
   for (const char *p = choices; *p && used < n;) {
     const char *bar = strchr(p, '|');
     size_t len = bar ? (size_t)(bar - p) : strlen(p);
-    const char *sep = p == choices ? "" : p == last + 1 ? " or " : ", ";
+    const char *sep = p == choices ? "" : bar ? ", " : " or ";
     used += (size_t)snprintf(buf + used, n - used, "%s%.*s", sep, (int)len, p);
     if (!bar) break;
     p = bar + 1;
@@ -173,6 +172,13 @@ static int number_ok(const opt_spec *s, double v, mskx_err *e) {
   return (v >= s->lo && v <= s->hi) || v == s->def ? MSKX_OK : out_of_range(s, v, e);
 }
 
+/* The number of values of an OPT_ENUM or OPT_CHOICE row. */
+static int choice_count(const char *choices) {
+  int k = 1;
+  for (const char *c = choices; *c; c++) k += *c == '|';
+  return k;
+}
+
 static int check_one(const opt_spec *s, const void *base, mskx_err *e) {
   const char *p = CFIELD(base, s);
   char nm[96];
@@ -193,9 +199,9 @@ static int check_one(const opt_spec *s, const void *base, mskx_err *e) {
       return check_string(s, p, e);
     }
     case OPT_CHOICE: {
-      int v = *(const int *)p, k = 0;
-      for (const char *c = s->choices; *c; c++) k += *c == '|';
-      if (v < 0 || v > k) return err_set(e, MSKX_EINVAL, "%s: %d is not one of %s", opt_name(s, nm, sizeof nm), v, s->choices);
+      int v = *(const int *)p;
+      if (v < 0 || v >= choice_count(s->choices))
+        return err_set(e, MSKX_EINVAL, "%s: %d is not one of %s", opt_name(s, nm, sizeof nm), v, s->choices);
       return MSKX_OK;
     }
     case OPT_BOOL: {
@@ -287,6 +293,8 @@ static int from_json_one(const opt_spec *s, const cJSON *v, const char *path, vo
     /* A cast of a double outside int's range is undefined behaviour. */
     if (d != floor(d) || d < INT_MIN || d > INT_MAX)
       return err_set(e, MSKX_EFORMAT, "%s: '%s' must be an integer in int's range", path, k);
+    if (s->type == OPT_CHOICE && (d < 0 || d >= choice_count(s->choices)))
+      return err_set(e, MSKX_EFORMAT, "%s: '%s' must be the index of one of %s", path, k, s->choices);
     *(int *)p = (int)d;
   } else if (s->type == OPT_DOUBLE) {
     *(double *)p = d;
