@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "cli/cli.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/util.h"
 #include "eval/ensemble_fit.h"
 #include "eval/stack_features.h"
@@ -173,35 +174,8 @@ static void progress(void *ctx, int member, int n_members, int done, int total) 
   else if (done == total) fprintf(stderr, "[ensemble] member %d/%d: %d studies predicted\n", member + 1, n_members, total);
 }
 
-typedef struct scores {
-  double auc, log_loss, kappa;
-} scores;
-
-/* AUROC, log-loss and kappa of probabilities p (decisions p > thr[i]). */
-static scores score(const double *p, const double *thr, double thr1, const int *y, int n) {
-  scores s = {NAN, ens_log_loss(p, y, n), NAN};
-  mskx_err e;
-  if (roc_auc(y, p, n, &s.auc, &e)) s.auc = NAN;
-  int *dec = malloc((size_t)n * sizeof *dec);
-  if (dec) {
-    for (int i = 0; i < n; i++) dec[i] = p[i] > (thr ? thr[i] : thr1);
-    confusion c = confusion_from_labels(y, dec, n);
-    s.kappa = metric_kappa(&c);
-  }
-  free(dec);
-  return s;
-}
-
-static cJSON *scores_json(const scores *s) {
-  cJSON *o = cJSON_CreateObject();
-  double v[3] = {s->auc, s->log_loss, s->kappa};
-  const char *k[3] = {"auc", "log_loss", "kappa"};
-  for (int i = 0; o && i < 3; i++) cJSON_AddItemToObject(o, k[i], isfinite(v[i]) ? cJSON_CreateNumber(v[i]) : cJSON_CreateNull());
-  return o;
-}
-
 /* Long member paths keep their distinctive tail. */
-static void print_row(const char *name, const scores *s) {
+static void print_row(const char *name, const ens_scores *s) {
   size_t l = strlen(name);
   printf("%s%-*s %7.4f %9.4f %7.4f\n", l > 44 ? "..." : "", l > 44 ? 41 : 44, l > 44 ? name + l - 41 : name, s->auc,
          s->log_loss, s->kappa);
@@ -211,13 +185,16 @@ static void print_row(const char *name, const scores *s) {
 static int fit(const ens_args *a, const ens_data *d, const dataset *ds, double *w, double *coef, double *b,
                cJSON *info, mskx_err *e) {
   int n = d->n, m = d->m, rc = MSKX_OK, iters = 0;
-  double *col = malloc((size_t)n * sizeof *col), *thr = malloc((size_t)n * sizeof *thr);
   double *q = malloc((size_t)n * sizeof *q), *oof = malloc((size_t)n * sizeof *oof);
-  if (!col || !thr || !q || !oof) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  ens_scores *ms = malloc((size_t)m * sizeof *ms), s, cv;
+  if (!q || !oof || !ms) rc = err_set(e, MSKX_ENOMEM, "out of memory");
   for (int j = 0; j < m; j++) w[j] = 1;
   if (!rc && a->method == ENS_WEIGHTED) rc = ens_fit_weights(d->p, d->y, n, m, w, &iters, e);
   if (!rc && a->method == ENS_STACK) rc = ens_fit_stack(d->p, d->y, n, m, a->folds, a->seed, ENS_DEFAULT_C, coef, b, oof, e);
   if (!rc) rc = ens_combine_all(d, (ens_method)a->method, w, coef, *b, q, e);
+  if (!rc) rc = ens_score_members(d->p, d->thr, NULL, d->y, n, m, ms, e);
+  if (!rc) rc = ens_score(q, NULL, a->threshold, d->y, n, &s, e);
+  if (!rc && a->method == ENS_STACK) rc = ens_score(oof, NULL, a->threshold, d->y, n, &cv, e);
   if (rc) goto done;
   cJSON_AddStringToObject(info, "data", ds->root);
   cJSON_AddStringToObject(info, "split", d->split->name);
@@ -225,26 +202,22 @@ static int fit(const ens_args *a, const ens_data *d, const dataset *ds, double *
   printf("%-44s %7s %9s %7s   (%s split, %d studies)\n", "", "AUROC", "log-loss", "kappa", d->split->name, n);
   cJSON *mem = cJSON_AddArrayToObject(info, "members");
   for (int j = 0; j < m; j++) {
-    for (int i = 0; i < n; i++) col[i] = d->p[(size_t)i * m + j], thr[i] = d->thr[(size_t)i * m + j];
-    scores s = score(col, thr, 0, d->y, n);
-    cJSON_AddItemToArray(mem, scores_json(&s));
-    print_row(a->members[j], &s);
+    cJSON_AddItemToArray(mem, ens_scores_json(&ms[j]));
+    print_row(a->members[j], &ms[j]);
   }
   char name[64];
-  scores s = score(q, NULL, a->threshold, d->y, n);
   snprintf(name, sizeof name, "ensemble (%s%s)", method_names[a->method],
            a->method >= ENS_WEIGHTED ? ", in-sample" : "");
   print_row(name, &s);
-  cJSON_AddItemToObject(info, "validation", scores_json(&s));
+  cJSON_AddItemToObject(info, "validation", ens_scores_json(&s));
   if (a->method == ENS_WEIGHTED) {
     cJSON_AddStringToObject(info, "objective", "log-loss of the weighted mean, weights = softmax(a), gradient descent");
     cJSON_AddNumberToObject(info, "iterations", iters);
   }
   if (a->method == ENS_STACK) {
-    scores cv = score(oof, NULL, a->threshold, d->y, n);
     snprintf(name, sizeof name, "ensemble (stack, %d-fold cross-validated)", a->folds);
     print_row(name, &cv);
-    cJSON *o = scores_json(&cv);
+    cJSON *o = ens_scores_json(&cv);
     cJSON_AddNumberToObject(o, "folds", a->folds);
     cJSON_AddNumberToObject(o, "seed", (double)a->seed);
     cJSON_AddItemToObject(info, "cv", o);
@@ -252,8 +225,7 @@ static int fit(const ens_args *a, const ens_data *d, const dataset *ds, double *
     cJSON_AddNumberToObject(info, "C", ENS_DEFAULT_C);
   }
 done:
-  free(col);
-  free(thr);
+  free(ms);
   free(q);
   free(oof);
   return rc;
@@ -267,7 +239,7 @@ static cJSON *group_json(const eval_group *g) {
     cJSON *v = cJSON_AddObjectToObject(o, metric_names[ids[k]]);
     double x[3] = {g->value[ids[k]], g->ci_lo[ids[k]], g->ci_hi[ids[k]]};
     const char *n[3] = {"value", "ci_lo", "ci_hi"};
-    for (int i = 0; i < 3; i++) cJSON_AddItemToObject(v, n[i], isfinite(x[i]) ? cJSON_CreateNumber(x[i]) : cJSON_CreateNull());
+    for (int i = 0; i < 3; i++) json_add_finite(v, n[i], x[i]);
   }
   return o;
 }
@@ -298,6 +270,10 @@ static int stack_features(const ens_args *a, const predictor_options *po, mskx_e
   eo.threshold = a->threshold;
   eo.seed = a->seed;
   if (!rc) rc = metrics_evaluate(sp, d.n, &eo, &res, e);
+  ens_scores *ms = rc ? NULL : malloc((size_t)d.m * sizeof *ms), cv;
+  if (!rc && !ms) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  if (!rc) rc = ens_score_members(d.member_p, NULL, d.member_thr, d.y, d.n, d.m, ms, e);
+  if (!rc) rc = ens_score(f.oof, NULL, a->threshold, d.y, d.n, &cv, e);
   cJSON *info = rc ? NULL : cJSON_CreateObject();
   if (!rc) {
     const char *split = d.split->name;
@@ -310,15 +286,10 @@ static int stack_features(const ens_args *a, const predictor_options *po, mskx_e
     cJSON_AddNumberToObject(info, "skipped_images", (double)d.skipped_images);
     cJSON_AddStringToObject(info, "warning", "the members must not have been trained on the fit split");
     cJSON *mem = cJSON_AddArrayToObject(info, "members");
-    double *col = malloc((size_t)d.n * sizeof *col);
-    for (int j = 0; col && j < d.m; j++) {
-      for (int i = 0; i < d.n; i++) col[i] = d.member_p[(size_t)i * d.m + j];
-      scores s = score(col, NULL, d.member_thr[j], d.y, d.n);
-      cJSON_AddItemToArray(mem, scores_json(&s));
-      print_row(a->members[j], &s);
+    for (int j = 0; j < d.m; j++) {
+      cJSON_AddItemToArray(mem, ens_scores_json(&ms[j]));
+      print_row(a->members[j], &ms[j]);
     }
-    free(col);
-    scores cv = score(f.oof, NULL, a->threshold, d.y, d.n);
     char name[80];
     snprintf(name, sizeof name, "stack-features, %d-fold out-of-fold", f.folds);
     print_row(name, &cv);
@@ -326,7 +297,7 @@ static int stack_features(const ens_args *a, const predictor_options *po, mskx_e
     printf("out-of-fold kappa %.4f [%.4f, %.4f], AUROC %.4f [%.4f, %.4f] (95%% bootstrap, %d resamples by part)\n",
            g->value[METRIC_KAPPA], g->ci_lo[METRIC_KAPPA], g->ci_hi[METRIC_KAPPA], g->value[METRIC_AUC],
            g->ci_lo[METRIC_AUC], g->ci_hi[METRIC_AUC], eo.n_boot);
-    cJSON *o = scores_json(&cv);
+    cJSON *o = ens_scores_json(&cv);
     cJSON_AddNumberToObject(o, "folds", f.folds);
     cJSON_AddNumberToObject(o, "seed", (double)a->seed);
     cJSON_AddItemToObject(o, "bootstrap", group_json(g));
@@ -347,6 +318,7 @@ static int stack_features(const ens_args *a, const predictor_options *po, mskx_e
   predictor_free(check);
   if (!rc) fprintf(stderr, "mskx ensemble: wrote %s (stack-features of %d members, %d features)\n", a->out, a->m, d.d);
   eval_results_free(res);
+  free(ms);
   free(sp);
   sf_fit_free(&f);
   sf_data_free(&d);

@@ -186,9 +186,7 @@ int cmd_eval(int argc, char **argv) {
   int rc = parse_args(argc, argv, &a);
   if (rc >= 0) return rc;
   mskx_err e = {0, ""};
-  dataset *d = NULL;
-  predictor *p = NULL;
-  eval_run *run = NULL;
+  eval_session s;
   eval_results *res = NULL;
   predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0,
                            {.max_pixels = 0, .dicom = cli_dicom_args_options(&a.dicom)}};
@@ -203,19 +201,15 @@ int cmd_eval(int argc, char **argv) {
   cfg.strict = a.strict;
   cfg.progress = progress;
   cfg.progress_ctx = &tty;
-  rc = dataset_open(a.data, NULL, &d, &e);
-  if (!rc) rc = predictor_load(a.model, &popt, &p, &e);
-  if (!rc) rc = eval_run_split(p, d, &cfg, &run, &e);
+  rc = eval_session_open(a.model, a.data, &popt, &cfg, &s, &e);
   if (!rc) {
-    warn_skips(run);
-    rc = eval_run_metrics(run, a.n_boot, a.seed, &res, &e);
+    warn_skips(s.run);
+    rc = eval_run_metrics(s.run, a.n_boot, a.seed, &res, &e);
   }
-  if (!rc) rc = write_outputs(&a, p, run, res, &e);
+  if (!rc) rc = write_outputs(&a, s.pred, s.run, res, &e);
   if (rc) cli_error("eval", &e);
   plot_release_fonts();
   eval_results_free(res);
-  eval_run_free(run);
-  predictor_free(p);
-  dataset_free(d);
+  eval_session_close(&s);
   return rc ? 1 : 0;
 }

@@ -1,6 +1,5 @@
 /* mskx predict: studies (image files or folders) through a model, bundle or
  * ensemble via the public API; table, JSON or CSV output, CAM overlays. */
-#include <dirent.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +10,9 @@
 #include "cli/cli.h"
 #include "core/error.h"
 #include "core/util.h"
-#include "data/dataset.h"
+#include "data/parts.h"
+#include "data/study_folder.h"
+#include "infer/cam.h"
 #include "io/dicom.h"
 
 static const char *const usage =
@@ -114,86 +115,10 @@ static int parse_args(int argc, char **argv, predict_args *a) {
   return -1;
 }
 
-static int natural_sort(const void *a, const void *b) {
-  return ds_natural_cmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_list(char **v, int n) {
-  for (int i = 0; v && i < n; i++) free(v[i]);
-  free(v);
-}
-
-/* The images of a study: the file itself, or a folder's images in natural order. */
-static int study_images(const char *path, char ***out, int *n, mskx_err *e) {
-  *out = NULL;
-  *n = 0;
-  if (!path_is_dir(path)) {
-    if (!path_exists(path)) return err_set(e, MSKX_EIO, "%s: no such file or folder", path);
-    if (!(*out = malloc(sizeof **out)) || !((*out)[0] = str_dup(path))) return err_set(e, MSKX_ENOMEM, "out of memory");
-    *n = 1;
-    return MSKX_OK;
-  }
-  DIR *d = opendir(path);
-  if (!d) return err_set(e, MSKX_EIO, "%s: cannot open folder", path);
-  int cap = 0, rc = MSKX_OK;
-  struct dirent *de;
-  while (!rc && (de = readdir(d))) {
-    char full[4096];
-    if (!ds_is_image_file(path, de->d_name)) continue;
-    if ((rc = path_join(full, sizeof full, path, de->d_name, e))) break;
-    if (path_is_dir(full)) continue;
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 8;
-      char **g = realloc(*out, (size_t)cap * sizeof *g);
-      if (!g) {
-        rc = err_set(e, MSKX_ENOMEM, "out of memory");
-        break;
-      }
-      *out = g;
-    }
-    if (!((*out)[*n] = str_dup(full))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
-    else (*n)++;
-  }
-  closedir(d);
-  if (!rc && *n == 0) rc = err_set(e, MSKX_EINVAL, "%s: no .png/.jpg/.jpeg/.dcm images in the folder", path);
-  if (rc) {
-    free_list(*out, *n);
-    *out = NULL;
-    *n = 0;
-    return rc;
-  }
-  qsort(*out, (size_t)*n, sizeof **out, natural_sort);
-  return MSKX_OK;
-}
-
-/* A file name from a path: separators and odd characters become '_'. */
-static void flatten(const char *s, size_t len, char *out, size_t n) {
-  while (len && (*s == '/' || *s == '.')) s++, len--;
-  while (len && s[len - 1] == '/') len--;
-  if (len > 150) s += len - 150, len = 150;   /* keep the distinctive tail */
-  size_t k = 0;
-  for (size_t i = 0; i < len && k + 1 < n; i++) {
-    char c = s[i];
-    out[k++] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ? c : '_';
-  }
-  out[k] = 0;
-}
-
 static int write_overlay(const char *dir, const char *study, int is_dir, const mskx_image_result *ir, char *out,
                          size_t n, mskx_err *e) {
-  char a[200], b[200], name[420];
-  const char *base = strrchr(ir->name, '/');
-  base = base ? base + 1 : ir->name;
-  const char *dot = strrchr(base, '.');
-  if (is_dir) {
-    flatten(study, strlen(study), a, sizeof a);
-    flatten(base, dot ? (size_t)(dot - base) : strlen(base), b, sizeof b);
-    snprintf(name, sizeof name, "%s__%s.png", a, b);
-  } else {
-    dot = strrchr(study, '.');
-    flatten(study, dot && dot > strrchr(study, '/') ? (size_t)(dot - study) : strlen(study), a, sizeof a);
-    snprintf(name, sizeof name, "%s.png", a);
-  }
+  char name[CAM_OVERLAY_NAME_MAX];
+  cam_overlay_name(study, ir->name, is_dir, name, sizeof name);
   int rc = path_join(out, n, dir, name, e);
   if (!rc) rc = file_write_atomic(out, ir->overlay_png, ir->overlay_png_len, e);
   return rc;
@@ -246,8 +171,8 @@ static int run_study(const predict_args *a, mskx_model *m, const char *study, co
   mskx_result *r = NULL;
   char (*cams)[4096] = NULL;
   mskx_predict_options po = {a->agg, a->tta, 0, a->cam_dir != NULL, 0, 0};
-  char xr[64] = "";
-  const char *part = a->part ? a->part : ds_xr_part(study, xr, sizeof xr) ? xr : NULL;
+  char xr[PART_NAME_MAX] = "";
+  const char *part = a->part ? a->part : part_from_path(study, xr, sizeof xr) ? xr : NULL;
   int rc = mskx_predict_files(m, (const char *const *)imgs, n, part, &po, &r, &e);
   if (!rc && a->cam_dir && !(cams = calloc((size_t)r->n_images, sizeof *cams))) rc = err_set(&e, MSKX_ENOMEM, "out of memory");
   for (int i = 0; !rc && a->cam_dir && i < r->n_images; i++)
@@ -286,7 +211,7 @@ static int run_path(const predict_args *a, mskx_model *m, const char *path, int 
   int n = 0, n_groups = 0, failed = 0;
   int *group = NULL;
   char (*uids)[DICOM_UI_MAX + 1] = NULL;
-  int rc = study_images(path, &imgs, &n, &e);
+  int rc = study_folder_list(path, &imgs, &n, &e);
   if (!rc && (!(group = malloc((size_t)n * sizeof *group)) || !(uids = malloc((size_t)n * sizeof *uids)) ||
               !(sub = malloc((size_t)n * sizeof *sub))))
     rc = err_set(&e, MSKX_ENOMEM, "out of memory");
@@ -313,7 +238,7 @@ static int run_path(const predict_args *a, mskx_model *m, const char *path, int 
   free(group);
   free(uids);
   free(sub);
-  free_list(imgs, n);
+  study_folder_list_free(imgs, n);
   return failed;
 }
 

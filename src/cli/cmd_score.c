@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "core/json.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "eval/metrics.h"
@@ -87,19 +88,14 @@ static int parse_args(int argc, char **argv, score_args *a) {
 static int report(const score_args *a, const eval_results *r) {
   mskx_err e = {0, ""};
   cJSON *j = eval_results_to_json(r);
-  char *js = j ? cJSON_Print(j) : NULL;
+  size_t len = 0;
+  char *js = j ? json_print_line(j, &len) : NULL;
   cJSON_Delete(j);
   if (!js) return cli_errorf("score", "out of memory");
   int rc = 0;
-  if (a->out) {
-    size_t len = strlen(js);
-    js[len] = '\n';
-    rc = file_write_atomic(a->out, js, len + 1, &e);
-    js[len] = 0;
-    if (rc) rc = cli_error("score", &e);
-  }
+  if (a->out && file_write_atomic(a->out, js, len, &e)) rc = cli_error("score", &e);
   if (!rc && a->json) {
-    printf("%s\n", js);
+    fputs(js, stdout);
   } else if (!rc) {
     char *table;
     if (eval_results_format_table(r, &table, &e)) rc = cli_error("score", &e);

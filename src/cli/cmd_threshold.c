@@ -10,11 +10,10 @@
 #include <cjson/cJSON.h>
 #include "cli/cli.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/util.h"
 #include "eval/evaluate.h"
-#include "eval/threshold.h"
-
-#define ENSEMBLE_MAX_BYTES (4u << 20)
+#include "eval/threshold_targets.h"
 
 static const char *const usage =
     "usage: mskx threshold --model M --data DIR --policy P [options]\n"
@@ -100,106 +99,15 @@ static int parse_args(int argc, char **argv, thr_args *a) {
   return -1;
 }
 
-/* One file whose threshold is chosen: the model/ensemble, or a bundle member. */
-typedef struct target {
-  const char *path;
-  int n;
-  double *p;
-  int *y;
-  double old_thr;
-  thr_point before, after;
-  int chosen, stored;
-  char why[1100];   /* why nothing was chosen */
-} target;
-
-/* Rewrites the "threshold" of an ensemble JSON file (atomically). */
-static int store_ensemble(const char *path, double t, mskx_err *e) {
-  unsigned char *text = NULL;
-  size_t len = 0;
-  int rc = file_read_all(path, ENSEMBLE_MAX_BYTES, &text, &len, e);
-  if (rc) return rc;
-  cJSON *o = cJSON_ParseWithLength((const char *)text, len);
-  free(text);
-  if (!cJSON_IsObject(o)) {
-    cJSON_Delete(o);
-    return err_set(e, MSKX_EFORMAT, "%s: not a JSON object", path);
-  }
-  cJSON *num = cJSON_CreateNumber(t);
-  if (cJSON_GetObjectItemCaseSensitive(o, "threshold")) cJSON_ReplaceItemInObjectCaseSensitive(o, "threshold", num);
-  else cJSON_AddItemToObject(o, "threshold", num);
-  char *s = cJSON_Print(o);
-  cJSON_Delete(o);
-  if (!s) return err_set(e, MSKX_ENOMEM, "out of memory");
-  size_t l = strlen(s);
-  char *s2 = realloc(s, l + 2);
-  if (!s2) {
-    free(s);
-    return err_set(e, MSKX_ENOMEM, "out of memory");
-  }
-  s2[l] = '\n';
-  rc = file_write_atomic(path, s2, l + 1, e);
-  free(s2);
-  return rc;
-}
-
-/* Groups the predicted studies by the file whose threshold decides them. */
-static int make_targets(const eval_run *r, const predictor *p, const char *model, target **out, int *nt, mskx_err *e) {
-  int bundle = predictor_get_info(p)->kind == PNODE_BUNDLE, cap = bundle ? p->root.n_children : 1;
-  target *t = calloc((size_t)cap, sizeof *t);
-  if (!t) return err_set(e, MSKX_ENOMEM, "out of memory");
-  int n = 0;
-  for (int i = 0; i < r->n_studies; i++) {
-    const eval_study *st = &r->studies[i];
-    if (!st->ok) continue;
-    const char *who = bundle ? st->model_used : model;
-    int k = 0;
-    while (k < n && strcmp(t[k].path, who)) k++;
-    if (k == n) {
-      if (n == cap) break; /* cannot happen: a bundle serves from its children */
-      t[k].path = who;
-      t[k].old_thr = st->threshold;
-      t[k].p = malloc((size_t)r->n_ok * sizeof(double));
-      t[k].y = malloc((size_t)r->n_ok * sizeof(int));
-      n++;
-      if (!t[k].p || !t[k].y) {
-        *out = t;
-        *nt = n;
-        return err_set(e, MSKX_ENOMEM, "out of memory");
-      }
-    }
-    t[k].p[t[k].n] = st->probability;
-    t[k].y[t[k].n++] = st->ds->label;
-  }
-  *out = t;
-  *nt = n;
-  return MSKX_OK;
-}
-
-static int choose_and_store(const thr_args *a, const predictor *p, target *t, mskx_err *e) {
-  mskx_err why = {0, ""};
-  t->before = thr_evaluate(t->p, t->y, t->n, t->old_thr);
-  if (thr_choose(t->p, t->y, t->n, &a->pol, &t->after, &why)) {
-    snprintf(t->why, sizeof t->why, "%s", why.msg);
-    return MSKX_OK; /* reported; the old threshold stays */
-  }
-  t->chosen = 1;
-  if (a->dry) return MSKX_OK;
-  int rc = predictor_get_info(p)->kind == PNODE_ENSEMBLE ? store_ensemble(t->path, t->after.threshold, e)
-                                                         : model_set_threshold(t->path, t->after.threshold, e);
-  t->stored = !rc;
-  return rc;
-}
-
 static cJSON *point_json(const thr_point *pt) {
   cJSON *o = cJSON_CreateObject();
   double v[5] = {pt->threshold, pt->kappa, pt->youden, pt->sensitivity, pt->specificity};
   const char *k[5] = {"threshold", "kappa", "youden", "sensitivity", "specificity"};
-  for (int i = 0; o && i < 5; i++)
-    cJSON_AddItemToObject(o, k[i], isfinite(v[i]) ? cJSON_CreateNumber(v[i]) : cJSON_CreateNull());
+  for (int i = 0; o && i < 5; i++) json_add_finite(o, k[i], v[i]);
   return o;
 }
 
-static void print_results(const thr_args *a, const target *t, int n) {
+static void print_results(const thr_args *a, const thr_target *t, int n) {
   if (a->json) {
     cJSON *arr = cJSON_CreateArray();
     for (int i = 0; arr && i < n; i++) {
@@ -220,7 +128,7 @@ static void print_results(const thr_args *a, const target *t, int n) {
   }
   const char *mn = thr_policy_metric_name(&a->pol);
   for (int i = 0; i < n; i++) {
-    const target *x = &t[i];
+    const thr_target *x = &t[i];
     if (!x->chosen) {
       printf("%s: %d studies: no threshold chosen (%s); keeping %.6g\n", x->path, x->n, x->why, x->old_thr);
       continue;
@@ -240,10 +148,8 @@ int cmd_threshold(int argc, char **argv) {
   int rc = parse_args(argc, argv, &a);
   if (rc >= 0) return rc;
   mskx_err e = {0, ""};
-  dataset *d = NULL;
-  predictor *p = NULL;
-  eval_run *run = NULL;
-  target *t = NULL;
+  eval_session s;
+  thr_target *t = NULL;
   int nt = 0;
   predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0, {0}};
   eval_config cfg;
@@ -251,27 +157,20 @@ int cmd_threshold(int argc, char **argv) {
   cfg.split = a.split;
   cfg.po.agg = a.agg ? AGG_MAX : AGG_MEAN;
   cfg.po.tta_flip = a.tta;
-  rc = dataset_open(a.data, NULL, &d, &e);
-  if (!rc) rc = predictor_load(a.model, &popt, &p, &e);
-  if (!rc) rc = eval_run_split(p, d, &cfg, &run, &e);
-  if (!rc && run->n_skipped)
-    fprintf(stderr, "mskx threshold: warning: %ld unreadable images skipped\n", run->n_skipped);
-  if (!rc) rc = make_targets(run, p, a.model, &t, &nt, &e);
+  rc = eval_session_open(a.model, a.data, &popt, &cfg, &s, &e);
+  if (!rc && s.run->n_skipped)
+    fprintf(stderr, "mskx threshold: warning: %ld unreadable images skipped\n", s.run->n_skipped);
+  if (!rc) rc = thr_targets_make(s.run, s.pred, a.model, &t, &nt, &e);
+  bool ens = !rc && predictor_get_info(s.pred)->kind == PNODE_ENSEMBLE;
   int chosen = 0;
   for (int i = 0; !rc && i < nt; i++) {
-    rc = choose_and_store(&a, p, &t[i], &e);
+    rc = thr_target_choose(&t[i], &a.pol, ens, a.dry, &e);
     chosen += t[i].chosen;
   }
   if (!rc) print_results(&a, t, nt);
   if (!rc && chosen == 0) rc = err_set(&e, MSKX_EINVAL, "no threshold could be chosen: %s", nt ? t[0].why : "no studies");
   if (rc) cli_error("threshold", &e);
-  for (int i = 0; t && i < nt; i++) {
-    free(t[i].p);
-    free(t[i].y);
-  }
-  free(t);
-  eval_run_free(run);
-  predictor_free(p);
-  dataset_free(d);
+  thr_targets_free(t, nt);
+  eval_session_close(&s);
   return rc ? 1 : 0;
 }

@@ -18,7 +18,7 @@ aug_config aug_mura_default(void) {
   return a;
 }
 
-int aug_is_identity(const aug_config *a) {
+bool aug_is_identity(const aug_config *a) {
   return !(a->p_hflip > 0) && !(a->p_vflip > 0) && !(a->rotate_deg > 0) && !(a->shift_frac > 0) &&
          !(a->zoom > 0) && !(a->brightness > 0) && !(a->contrast > 0);
 }

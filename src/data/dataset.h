@@ -42,6 +42,9 @@ typedef struct ds_split {
 } ds_split;
 
 #define DS_DEFAULT_MAX_WARNINGS 20
+/* Most body parts a dataset may have: part sets (the loader's and trainer's
+ * selections) are 64-bit masks. dataset_open refuses a dataset with more. */
+#define DS_MAX_PARTS 64
 
 typedef struct dataset {
   char *root;   /* the folder (or generic CSV file) it was read from */
@@ -66,12 +69,14 @@ typedef struct dataset_options {
  * contains MURA-v1.1/), a MURA-shaped folder tree without CSVs, or a generic
  * CSV file. opt may be NULL (defaults: nothing required, files checked, the
  * generic CSV fills valid). On failure *out is NULL and e names the file and
- * line of the first problem (and how many more there were). */
+ * line of the first problem (and how many more there were); more than
+ * DS_MAX_PARTS parts is MSKX_ELIMIT. */
 int dataset_open(const char *path, const dataset_options *opt, dataset **out, mskx_err *e);
 void dataset_free(dataset *d);
 
 const char *dataset_layout_name(int layout);
-/* Index of a part by name ("XR_WRIST"; "WRIST" also matches), -1 if absent. */
+/* Index of a part by name ("XR_WRIST"; "WRIST" also matches, see
+ * part_name_matches in data/parts.h), -1 if absent. */
 int dataset_part_index(const dataset *d, const char *name);
 const ds_split *dataset_split(const dataset *d, int split_id);
 
@@ -94,38 +99,5 @@ typedef struct ds_scan {
 int dataset_scan(const ds_split *s, int decode, int threads, const image_limits *lim, ds_scan *out,
                  mskx_err *e);
 void ds_scan_free(ds_scan *s);
-
-/* ---- Internal: shared by dataset.c, dataset_csv.c and dataset_walk.c. ---- */
-typedef struct ds_build ds_build;
-/* Errors are collected: the first message is kept, later ones counted. */
-void ds_build_error(ds_build *b, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void ds_build_warn(ds_build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int ds_build_failed(const ds_build *b);
-/* Adds a study; returns its index, or -1 (error recorded) for a duplicate key.
- * part_name NULL: the XR_ component of key, else "ALL". where: "file:line". */
-int ds_build_add_study(ds_build *b, int split, const char *key, int label, const char *part_name,
-                       const char *src, int line);
-int ds_build_find_study(const ds_build *b, int split, const char *key);
-int ds_build_study_label(const ds_build *b, int split, int study);
-const char *ds_build_study_part(const ds_build *b, int split, int study);
-/* Adds an image of a study; returns 0, or -1 (error recorded) for a duplicate rel. */
-int ds_build_add_image(ds_build *b, int split, const char *rel, const char *path, int study, const char *src,
-                       int line);
-int ds_build_options_generic_split(const ds_build *b);
-
-/* Path helpers shared by the readers. */
-int ds_is_image_name(const char *name);     /* .png/.jpg/.jpeg/.dcm/.dicom, case-insensitive, not hidden */
-/* An image by name, or a file without an extension that starts like DICOM
- * (the "DICM" preamble: PACS exports often have no extension). */
-int ds_is_image_file(const char *dir, const char *name);
-int ds_suffix_label(const char *study_dir); /* _positive -> 1, _negative -> 0, else -1 */
-int ds_natural_cmp(const char *a, const char *b);
-/* The "XR_<NAME>" component of a path, copied into out; 0 if there is none. */
-int ds_xr_part(const char *path, char *out, size_t n);
-
-/* Readers: fill the builder for both splits. */
-int ds_read_mura_csv(ds_build *b, const char *dir, mskx_err *e);
-int ds_read_generic_csv(ds_build *b, const char *csv, mskx_err *e);
-int ds_read_tree(ds_build *b, const char *dir, mskx_err *e);
 
 #endif

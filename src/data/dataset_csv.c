@@ -2,7 +2,9 @@
  * generic "image_path,label[,study_id][,part][,split]" CSV (see docs/data.md). */
 #include "core/error.h"
 #include "core/util.h"
-#include "data/dataset.h"
+#include "data/dataset_build.h"
+#include "data/parts.h"
+#include "data/study_folder.h"
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -180,7 +182,7 @@ static void read_mura_studies(ds_build *b, int split, const char *file, unsigned
     }
     snprintf(key, sizeof key, "%s%s", f[0], f[0][kl - 1] == '/' ? "" : "/");
     char part[256];
-    if (!ds_xr_part(key, part, sizeof part)) {
+    if (!part_from_path(key, part, sizeof part)) {
       ds_build_error(b, MSKX_EFORMAT, "%s:%d: no XR_<PART> folder in study path %.200s", file, it.line, key);
       continue;
     }
@@ -345,7 +347,7 @@ static void read_generic_row(ds_build *b, const char *file, int line_no, char **
   char key[DS_PATH_MAX], path[DS_PATH_MAX], part[256];
   study_key(col[COL_STUDY] >= 0 ? f[col[COL_STUDY]] : NULL, img, key, sizeof key);
   const char *pn = col[COL_PART] >= 0 && *f[col[COL_PART]] ? f[col[COL_PART]]
-                   : ds_xr_part(img, part, sizeof part)    ? part
+                   : part_from_path(img, part, sizeof part)    ? part
                                                            : "ALL";
   int w = img[0] == '/' ? snprintf(path, sizeof path, "%s", img)
                         : snprintf(path, sizeof path, "%s/%s", csv_dir, img);

@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include "core/error.h"
 #include "core/util.h"
-#include "data/dataset.h"
+#include "data/dataset_build.h"
+#include "data/parts.h"
+#include "data/study_folder.h"
 
 #define DS_PATH_MAX 4096
 
@@ -140,7 +142,7 @@ static int walk_patient(walk_ctx *c, const char *dir, const char *rel, const cha
 static int walk_part(walk_ctx *c, const char *dir, const char *rel, const char *part, mskx_err *e) {
   const char *base = strrchr(dir, '/');
   base = base ? base + 1 : dir;
-  if (strncmp(base, "XR_", 3) || !base[3]) {
+  if (!part_has_prefix(base)) {
     ds_build_warn(c->b, "%s: ignored (not an XR_<PART> folder)", dir);
     return MSKX_OK;
   }

@@ -211,8 +211,8 @@ static int check_config(const dataset *d, const ds_split *s, const loader_config
   int sc = c->shard_count ? c->shard_count : 1;
   if (sc < 1 || c->shard_rank < 0 || c->shard_rank >= sc)
     return err_set(e, MSKX_EINVAL, "loader: shard rank %d of %d is invalid", c->shard_rank, c->shard_count);
-  if (c->part_mask && d->n_parts > 64)
-    return err_set(e, MSKX_EUNSUPPORTED, "loader: a part mask covers 64 parts, the dataset has %d",
+  if (c->part_mask && d->n_parts > DS_MAX_PARTS)
+    return err_set(e, MSKX_EUNSUPPORTED, "loader: a part mask covers %d parts, the dataset has %d", DS_MAX_PARTS,
                    d->n_parts);
   size_t bytes;
   if (!size_mul((size_t)c->image_size * (size_t)c->image_size * 3 * sizeof(float), (size_t)c->batch_size,
@@ -288,7 +288,7 @@ int loader_create(const dataset *d, const ds_split *s, const loader_config *cfg,
                    l->n_slots, cfg->batch_size, cfg->image_size, cfg->image_size);
   }
   for (int i = 0; i < s->n_images; i++)
-    if (!cfg->part_mask || (s->images[i].part < 64 && (cfg->part_mask >> s->images[i].part & 1)))
+    if (!cfg->part_mask || (s->images[i].part < DS_MAX_PARTS && (cfg->part_mask >> s->images[i].part & 1)))
       l->base[l->n_base++] = i;
   for (int i = 0; i < cfg->threads; i++) {
     if (pthread_create(&l->workers[i].tid, NULL, worker_main, &l->workers[i])) {

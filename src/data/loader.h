@@ -71,9 +71,14 @@ int loader_create(const dataset *d, const ds_split *s, const loader_config *cfg,
  * become invalid. */
 int loader_start_epoch(loader *l, int epoch, mskx_err *e);
 
-/* Waits for the next batch of the epoch, in order. Returns 1 with *out set,
- * 0 at the end of the epoch, or a negative status (-MSKX_E...) with e filled:
- * an unreadable image in strict mode, or every slot held by the caller. */
+/* Waits for the next batch of the epoch, in order. Three-valued, unlike the
+ * library's 0-or-error convention, so that a consumer's loop reads
+ * `while ((got = loader_next(l, &b, e)) > 0)`:
+ *    1            a batch: *out is set; give it back with loader_release
+ *    0            the epoch has ended: *out is NULL
+ *   -MSKX_E...    failed, *out NULL and e filled (negate for the status):
+ *                 an unreadable image in strict mode, every slot held by
+ *                 the caller, or no loader_start_epoch yet (MSKX_EINVAL) */
 int loader_next(loader *l, const batch **out, mskx_err *e);
 
 /* Gives a batch's slot back to the workers. */

@@ -7,6 +7,7 @@
  * channels-last (H, W, 3) float32: the engine's input layout. */
 #ifndef MSKX_DATA_PREPROCESS_H
 #define MSKX_DATA_PREPROCESS_H
+#include <stdbool.h>
 #include <stdint.h>
 #include "core/rng.h"
 #include "io/image.h"
@@ -81,7 +82,7 @@ typedef struct aug_config {
 
 /* The MURA paper's augmentation: lateral inversion and rotation up to 30 deg. */
 aug_config aug_mura_default(void);
-int aug_is_identity(const aug_config *a);
+bool aug_is_identity(const aug_config *a);
 
 /* Applies one random draw of the augmentation to an s x s float image (in
  * [0,1]) from src into dst (no aliasing). The draw comes only from r, so the

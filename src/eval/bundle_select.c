@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/json.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "data/dataset.h"
@@ -391,18 +392,15 @@ int bundle_selection_write(const bundle_selection *s, const char *path, mskx_err
     for (int c = 0; c < s->n_cand; c++) {
       const sel_cell *x = cell((bundle_selection *)s, k, c);
       cJSON *f = cJSON_CreateObject();
-      cJSON_AddItemToObject(f, "value", isfinite(x->value) ? cJSON_CreateNumber(x->value) : cJSON_CreateNull());
+      cJSON_AddItemToObject(f, "value", json_finite(x->value));
       cJSON_AddStringToObject(f, "source", source_names[x->source]);
       if (x->model) cJSON_AddStringToObject(f, "model", x->model);
       else cJSON_AddNullToObject(f, "model");
       cJSON_AddItemToArray(figs, f);
     }
   }
-  char *text = cJSON_Print(o);
+  int rc = json_write_atomic(path, o, e);
   cJSON_Delete(o);
-  if (!text) return err_set(e, MSKX_ENOMEM, "out of memory");
-  int rc = file_write_atomic(path, text, strlen(text), e);
-  free(text);
   return rc;
 }
 

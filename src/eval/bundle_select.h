@@ -6,11 +6,12 @@
  * every candidate's figure, its source and why the winner won. */
 #ifndef MSKX_EVAL_BUNDLE_SELECT_H
 #define MSKX_EVAL_BUNDLE_SELECT_H
+#include "data/dataset.h"
 #include "infer/predictor.h"
 #include "mskx.h"
 
 #define SELECT_MAX_CANDIDATES 32
-#define SELECT_MAX_PARTS 64
+#define SELECT_MAX_PARTS DS_MAX_PARTS
 /* Study probabilities are clamped before the log loss, as scikit-learn's
  * log_loss clips (eps = 1e-15 there; 1e-7 keeps float32 models' 0 and 1 finite
  * without dominating). */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/json.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/util.h"
@@ -106,6 +107,42 @@ double ens_log_loss(const double *p, const int *y, int n) {
     acc -= y[i] ? log(q) : log1p(-q);
   }
   return n ? acc / n : NAN;
+}
+
+int ens_score(const double *p, const double *thr, double thr1, const int *y, int n, ens_scores *out, mskx_err *e) {
+  *out = (ens_scores){NAN, ens_log_loss(p, y, n), NAN};
+  mskx_err why;
+  if (roc_auc(y, p, n, &out->auc, &why)) out->auc = NAN; /* one class only: AUROC is undefined, not an error */
+  int *dec = malloc((size_t)(n ? n : 1) * sizeof *dec);
+  if (!dec) return err_set(e, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) dec[i] = p[i] > (thr ? thr[i] : thr1);
+  confusion c = confusion_from_labels(y, dec, n);
+  out->kappa = metric_kappa(&c);
+  free(dec);
+  return MSKX_OK;
+}
+
+int ens_score_members(const double *p, const double *thr, const double *member_thr, const int *y, int n, int m,
+                      ens_scores *out, mskx_err *e) {
+  int rc = MSKX_OK;
+  double *col = malloc((size_t)(n ? n : 1) * sizeof *col), *t = malloc((size_t)(n ? n : 1) * sizeof *t);
+  if (!col || !t) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  for (int j = 0; !rc && j < m; j++) {
+    for (int i = 0; i < n; i++) col[i] = p[(size_t)i * m + j], t[i] = thr ? thr[(size_t)i * m + j] : member_thr[j];
+    rc = ens_score(col, t, 0, y, n, &out[j], e);
+  }
+  free(col);
+  free(t);
+  return rc;
+}
+
+cJSON *ens_scores_json(const ens_scores *s) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o) return NULL;
+  json_add_finite(o, "auc", s->auc);
+  json_add_finite(o, "log_loss", s->log_loss);
+  json_add_finite(o, "kappa", s->kappa);
+  return o;
 }
 
 void ens_stack_features(const double *p, int n, int m, double *x) {
@@ -509,19 +546,7 @@ int ens_write_json_stacker(const char *path, const char *method, double threshol
     cJSON_AddItemToObject(o, "fit", fit);
     fit = NULL;
   }
-  char *s = rc ? NULL : cJSON_Print(o);
-  if (!rc && !s) rc = err_set(e, MSKX_ENOMEM, "out of memory");
-  if (!rc) {
-    size_t len = strlen(s);
-    char *t = realloc(s, len + 2);
-    if (!t) rc = err_set(e, MSKX_ENOMEM, "out of memory");
-    else {
-      s = t;
-      s[len] = '\n';
-      rc = file_write_atomic(path, s, len + 1, e);
-    }
-  }
-  free(s);
+  if (!rc) rc = json_write_atomic(path, o, e);
   cJSON_Delete(o);
   cJSON_Delete(stacker);
   cJSON_Delete(fit);

@@ -41,6 +41,21 @@ void ens_data_free(ens_data *d);
 /* Mean binary log-loss (sklearn.metrics.log_loss with ENS_LOGLOSS_EPS clipping). */
 double ens_log_loss(const double *p, const int *y, int n);
 
+/* How well one set of study probabilities does: AUROC (NaN with one class
+ * only), log-loss (ens_log_loss) and Cohen's kappa of the decisions
+ * p[i] > thr[i] (thr NULL: p[i] > thr1 for every study). */
+typedef struct ens_scores {
+  double auc, log_loss, kappa;
+} ens_scores;
+int ens_score(const double *p, const double *thr, double thr1, const int *y, int n, ens_scores *out, mskx_err *e);
+/* ens_score of each member j of p (n x m, row-major) against y: member j
+ * decides study i with thr[i*m + j] (n x m, as ens_data holds them) or, when
+ * thr is NULL, with member_thr[j]. out holds m entries. */
+int ens_score_members(const double *p, const double *thr, const double *member_thr, const int *y, int n, int m,
+                      ens_scores *out, mskx_err *e);
+/* {"auc", "log_loss", "kappa"}, non-finite values as null; NULL when out of memory. */
+cJSON *ens_scores_json(const ens_scores *s);
+
 /* Stacking features: logit(clamp(p, STACK_CLAMP, 1 - STACK_CLAMP)), as the
  * predictor computes them. x receives n x m values. */
 void ens_stack_features(const double *p, int n, int m, double *x);

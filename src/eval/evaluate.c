@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/json.h"
 #include "core/affinity.h"
 #include "core/error.h"
 #include "core/util.h"
@@ -121,29 +122,11 @@ static void pipeline_take(pipeline *pl, int i, decoded *out) {
 
 /* ---- the run ---- */
 
-void eval_flatten_name(const char *s, size_t len, char *out, size_t n) {
-  while (len && (*s == '/' || *s == '.')) s++, len--;
-  while (len && s[len - 1] == '/') len--;
-  if (len > 150) s += len - 150, len = 150; /* keep the distinctive tail */
-  size_t k = 0;
-  for (size_t i = 0; i < len && k + 1 < n; i++) {
-    char c = s[i];
-    int keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-    out[k++] = keep ? c : '_';
-  }
-  out[k] = 0;
-}
-
 static int write_overlays(const eval_config *c, const ds_split *s, const eval_study *st, const decoded *d,
                           const study_result *sr, mskx_err *e) {
-  char a[200], b[200], name[420], path[4096];
-  eval_flatten_name(st->ds->path, strlen(st->ds->path), a, sizeof a);
+  char name[CAM_OVERLAY_NAME_MAX], path[4096];
   for (int k = 0; k < d->n; k++) {
-    const char *img = s->images[st->image_idx[k]].path, *base = strrchr(img, '/');
-    base = base ? base + 1 : img;
-    const char *dot = strrchr(base, '.');
-    eval_flatten_name(base, dot ? (size_t)(dot - base) : strlen(base), b, sizeof b);
-    snprintf(name, sizeof name, "%s__%s.png", a, b);
+    cam_overlay_name(st->ds->path, s->images[st->image_idx[k]].path, 1, name, sizeof name);
     int rc = path_join(path, sizeof path, c->cam_dir, name, e);
     if (!rc) rc = cam_write_overlay(path, &sr->display[k], sr->cam[k], CAM_DEFAULT_ALPHA, e);
     if (rc) return rc;
@@ -282,6 +265,22 @@ void eval_run_free(eval_run *r) {
   free(r->skip_msgs);
   free(r->studies);
   free(r);
+}
+
+int eval_session_open(const char *model_path, const char *data_path, const predictor_options *po,
+                      const eval_config *c, eval_session *s, mskx_err *e) {
+  memset(s, 0, sizeof *s);
+  int rc = dataset_open(data_path, NULL, &s->data, e);
+  if (!rc) rc = predictor_load(model_path, po, &s->pred, e);
+  if (!rc) rc = eval_run_split(s->pred, s->data, c, &s->run, e);
+  return rc;
+}
+
+void eval_session_close(eval_session *s) {
+  eval_run_free(s->run);
+  predictor_free(s->pred);
+  dataset_free(s->data);
+  memset(s, 0, sizeof *s);
 }
 
 int eval_run_common_threshold(const eval_run *r, double *thr) {
@@ -426,7 +425,7 @@ static double part_threshold(const eval_run *r, const char *part) {
 
 static void set_threshold(cJSON *group, double t) {
   if (!group) return;
-  cJSON_ReplaceItemInObjectCaseSensitive(group, "threshold", isfinite(t) ? cJSON_CreateNumber(t) : cJSON_CreateNull());
+  cJSON_ReplaceItemInObjectCaseSensitive(group, "threshold", json_finite(t));
 }
 
 static cJSON *run_json(const eval_run *r, const char *model_path) {
@@ -462,18 +461,11 @@ int eval_write_metrics_json(const eval_run *r, const eval_results *res, const ch
       set_threshold(cJSON_GetObjectItemCaseSensitive(parts, res->parts[g].part), part_threshold(r, res->parts[g].part));
   }
   cJSON *run = run_json(r, model_path);
-  char *s = run && cJSON_AddItemToObject(j, "run", run) ? cJSON_Print(j) : NULL;
+  size_t len = 0;
+  char *t = run && cJSON_AddItemToObject(j, "run", run) ? json_print_line(j, &len) : NULL;
   cJSON_Delete(j);
-  if (!s) return err_set(e, MSKX_ENOMEM, "out of memory");
-  size_t len = strlen(s);
-  char *t = realloc(s, len + 2);
-  if (!t) {
-    free(s);
-    return err_set(e, MSKX_ENOMEM, "out of memory");
-  }
-  t[len] = '\n';
-  t[len + 1] = 0;
-  int rc = path ? file_write_atomic(path, t, len + 1, e) : MSKX_OK;
+  if (!t) return err_set(e, MSKX_ENOMEM, "out of memory");
+  int rc = path ? file_write_atomic(path, t, len, e) : MSKX_OK;
   if (!rc && json_out) *json_out = t;
   else free(t);
   return rc;

@@ -71,6 +71,21 @@ typedef struct eval_run {
 int eval_run_split(predictor *p, const dataset *d, const eval_config *c, eval_run **out, mskx_err *e);
 void eval_run_free(eval_run *r);
 
+/* A model run over a dataset's split, owning all three: how `mskx eval` and
+ * `mskx threshold` begin. */
+typedef struct eval_session {
+  dataset *data;
+  predictor *pred;
+  eval_run *run;
+} eval_session;
+/* Opens the dataset at data_path, loads the model (file, bundle or ensemble)
+ * at model_path with po and runs it over c->split (eval_run_split). On
+ * failure s holds what was made, for eval_session_close. */
+int eval_session_open(const char *model_path, const char *data_path, const predictor_options *po,
+                      const eval_config *c, eval_session *s, mskx_err *e);
+/* Frees the run, the predictor and the dataset; s is left zeroed. */
+void eval_session_close(eval_session *s);
+
 /* 1 when every predicted study was decided with the same threshold (then
  * *thr holds it), 0 when they differ (bundles whose members disagree). */
 int eval_run_common_threshold(const eval_run *r, double *thr);
@@ -111,9 +126,5 @@ typedef struct eval_cam {
 int eval_study_cam(predictor *p, const eval_run *r, int study, const predict_options *po, eval_cam *out,
                    mskx_err *e);
 void eval_cam_free(eval_cam *c);
-
-/* A file name from a path: separators and unusual characters become '_',
- * leading "./" and trailing '/' dropped, long names keep their tail. */
-void eval_flatten_name(const char *s, size_t len, char *out, size_t n);
 
 #endif

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include "core/error.h"
 #include "core/util.h"
+#include "data/parts.h"
 #include "eval/bundle_select.h"
 #include "eval/paper.h"
 #include "infer/cam.h"
@@ -227,7 +228,7 @@ void report_calibration(const double *p, const int *y, int n, calib *out) {
   if (!n) out->ece = NAN;
 }
 
-int report_data_is_synthetic(const char *root) {
+bool report_data_is_synthetic(const char *root) {
   char p[4096];
   snprintf(p, sizeof p, "%s/synth_findings.csv", root);
   if (path_exists(p)) return 1;
@@ -331,8 +332,8 @@ static const char *f3(char *buf, double v) {
 /* "XR_ELBOW" -> "Elbow"; other names as they are. */
 static const char *pretty(const char *part, char *buf, size_t n) {
   if (!strcmp(part, "overall")) return "All studies";
-  if (strncmp(part, "XR_", 3) || !part[3]) return part;
-  snprintf(buf, n, "%s", part + 3);
+  if (!part_has_prefix(part)) return part;
+  snprintf(buf, n, "%s", part + PART_PREFIX_LEN);
   for (size_t i = 1; buf[i]; i++) buf[i] = (char)(buf[i] >= 'A' && buf[i] <= 'Z' ? buf[i] + 32 : buf[i]);
   return buf;
 }

@@ -5,6 +5,7 @@
  * a data: URI; the page loads nothing from elsewhere. */
 #ifndef MSKX_EVAL_REPORT_H
 #define MSKX_EVAL_REPORT_H
+#include <stdbool.h>
 #include "eval/evaluate.h"
 #include "eval/metrics.h"
 #include "eval/plots.h"
@@ -88,9 +89,9 @@ typedef struct report_input {
   int synthetic;                 /* the data came from `mskx synth` */
 } report_input;
 
-/* 1 when the dataset at root was written by `mskx synth` (synth_findings.csv
+/* True when the dataset at root was written by `mskx synth` (synth_findings.csv
  * in root or, for root = .../MURA-v1.1, beside it). */
-int report_data_is_synthetic(const char *root);
+bool report_data_is_synthetic(const char *root);
 
 /* Renders the page into a malloc'd string. */
 int report_render_html(const report_input *in, char **html, size_t *len, mskx_err *e);

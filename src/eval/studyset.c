@@ -8,6 +8,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/util.h"
+#include "data/parts.h"
 
 /* How many offending studies a message lists before "...". */
 #define STUDYSET_LIST_FIRST 3
@@ -24,33 +25,10 @@ void studyset_free(study_table *t) {
   free(t);
 }
 
-/* The first path component that starts with "XR_" and has more after it. */
-static const char *find_part(const char *path, size_t *len) {
-  const char *c = path;
-  for (;;) {
-    size_t n = strcspn(c, "/");
-    if (n > 3 && !strncmp(c, "XR_", 3)) {
-      *len = n;
-      return c;
-    }
-    if (!c[n]) return NULL;
-    c += n + 1;
-  }
-}
-
-int study_part_of(const char *path, char *part, size_t n) {
-  size_t len;
-  const char *c = find_part(path, &len);
-  if (!c || len >= n) return -1;
-  memcpy(part, c, len);
-  part[len] = 0;
-  return 0;
-}
-
 /* The path component just before the XR_* one, or "" when there is none. */
 static char *split_of(const char *path) {
   size_t len;
-  const char *at = find_part(path, &len);
+  const char *at = part_in_path(path, &len);
   if (!at || at == path) return str_dup("");
   const char *end = at - 1, *start = end;
   while (start > path && start[-1] != '/') start--;
@@ -104,7 +82,7 @@ static int parse_line(const char *file, int line, char *s, char *end, enum study
   int rc = parse_value(file, line, val, kind, &row->value, e);
   if (rc) return rc;
   char part[64];
-  if (study_part_of(path, part, sizeof part) != 0)
+  if (!part_from_path(path, part, sizeof part))
     return err_set(e, MSKX_EFORMAT, "%s:%d: study path '%.200s' has no XR_<PART> component", file, line, path);
   size_t len = strlen(path);
   int slash = path[len - 1] != '/';
@@ -209,7 +187,7 @@ int studyset_read(const char *path, enum studyset_kind kind, study_table **out, 
   return MSKX_OK;
 }
 
-int studyset_all_decisions(const study_table *t) {
+bool studyset_all_decisions(const study_table *t) {
   for (int i = 0; i < t->n; i++)
     if (t->rows[i].value != 0.0 && t->rows[i].value != 1.0) return 0;
   return 1;

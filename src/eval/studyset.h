@@ -3,6 +3,7 @@
  * checked join into study_pred rows for metrics_evaluate. */
 #ifndef MSKX_EVAL_STUDYSET_H
 #define MSKX_EVAL_STUDYSET_H
+#include <stdbool.h>
 #include <stddef.h>
 #include "eval/metrics.h"
 
@@ -37,12 +38,8 @@ typedef struct study_table {
 int studyset_read(const char *path, enum studyset_kind kind, study_table **out, mskx_err *e);
 void studyset_free(study_table *t);
 
-/* 1 when every value is exactly 0 or 1 (decisions, not probabilities). */
-int studyset_all_decisions(const study_table *t);
-
-/* The XR_* component of a study path into part (size n): 0 on success, -1
- * when there is none or it does not fit. */
-int study_part_of(const char *path, char *part, size_t n);
+/* True when every value is exactly 0 or 1 (decisions, not probabilities). */
+bool studyset_all_decisions(const study_table *t);
 
 /* Pairs each prediction with its label. Errors: predictions and truth from
  * different splits (e.g. valid vs train), predictions for studies not in the

@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/json.h"
 #include "core/error.h"
 #include "eval/paper.h"
 
 /* cJSON would print NaN as null too, but only by accident of its printer. */
-static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
 
 static int add_pair(cJSON *obj, const char *key, double a, double b) {
   cJSON *arr = cJSON_CreateArray();
@@ -16,7 +16,7 @@ static int add_pair(cJSON *obj, const char *key, double a, double b) {
     cJSON_Delete(arr);
     return 0;
   }
-  return cJSON_AddItemToArray(arr, num_or_null(a)) && cJSON_AddItemToArray(arr, num_or_null(b));
+  return cJSON_AddItemToArray(arr, json_finite(a)) && cJSON_AddItemToArray(arr, json_finite(b));
 }
 
 static int add_counts(cJSON *arr, int64_t a, int64_t b) {
@@ -36,7 +36,7 @@ static cJSON *group_json(const eval_group *g, double threshold) {
   for (int k = 0; k < METRIC_COUNT && ok; k++) {
     char key[64];
     snprintf(key, sizeof key, "%s_ci", metric_names[k]);
-    ok = cJSON_AddItemToObject(o, metric_names[k], num_or_null(g->value[k])) &&
+    ok = cJSON_AddItemToObject(o, metric_names[k], json_finite(g->value[k])) &&
          add_pair(o, key, g->ci_lo[k], g->ci_hi[k]);
   }
   cJSON *cm = ok ? cJSON_AddArrayToObject(o, "confusion") : NULL;

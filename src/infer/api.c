@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include "core/error.h"
 #include "core/util.h"
-#include "data/dataset.h"
+#include "data/parts.h"
 #include "infer/cam.h"
 #include "infer/model_batch.h"
 #include "infer/predictor.h"
@@ -456,7 +456,7 @@ int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const cha
   int rc = check_call(m, paths, n, out, err);
   if (rc) return rc;
   char xr[PART_NAME_MAX] = "";
-  if ((!part || !part[0]) && paths[0] && ds_xr_part(paths[0], xr, sizeof xr)) part = xr;
+  if ((!part || !part[0]) && paths[0] && part_from_path(paths[0], xr, sizeof xr)) part = xr;
   study_in s;
   rc = study_in_alloc(&s, n, err);
   for (int i = 0; !rc && i < n; i++) {

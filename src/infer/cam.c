@@ -1,6 +1,7 @@
 /* Class activation maps and overlays (see cam.h for the Grad-CAM note). */
 #include "infer/cam.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
@@ -134,4 +135,42 @@ int cam_write_overlay(const char *path, const gray_image *img, const float *heat
   if (!rc) rc = file_write_atomic(path, png, len, e);
   free(png);
   return rc;
+}
+
+/* Longest part of a path kept in an overlay name (its tail). */
+#define CAM_NAME_TAIL 150
+
+/* A file-name-safe copy of s[0..len): leading '/' and '.' and trailing '/'
+ * dropped, separators and odd characters '_'. */
+static void flatten(const char *s, size_t len, char *out, size_t n) {
+  while (len && (*s == '/' || *s == '.')) s++, len--;
+  while (len && s[len - 1] == '/') len--;
+  if (len > CAM_NAME_TAIL) s += len - CAM_NAME_TAIL, len = CAM_NAME_TAIL;
+  size_t k = 0;
+  for (size_t i = 0; i < len && k + 1 < n; i++) {
+    char c = s[i];
+    int keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    out[k++] = keep ? c : '_';
+  }
+  out[k] = 0;
+}
+
+/* Length of path without the extension of its last component. */
+static size_t stem_len(const char *path) {
+  const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+  return dot && (!slash || dot > slash) ? (size_t)(dot - path) : strlen(path);
+}
+
+void cam_overlay_name(const char *study, const char *image, int study_is_dir, char *out, size_t n) {
+  char a[CAM_NAME_TAIL + 1], b[CAM_NAME_TAIL + 1];
+  if (!study_is_dir) {
+    flatten(study, stem_len(study), a, sizeof a);
+    snprintf(out, n, "%s.png", a);
+    return;
+  }
+  const char *base = strrchr(image, '/');
+  base = base ? base + 1 : image;
+  flatten(study, strlen(study), a, sizeof a);
+  flatten(base, stem_len(base), b, sizeof b);
+  snprintf(out, n, "%s__%s.png", a, b);
 }

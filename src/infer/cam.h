@@ -50,4 +50,12 @@ void cam_overlay_rgb(const gray_image *img, const float *heat, float alpha, uint
 int cam_overlay_png(const gray_image *img, const float *heat, float alpha, uint8_t **png, size_t *len, mskx_err *e);
 int cam_write_overlay(const char *path, const gray_image *img, const float *heat, float alpha, mskx_err *e);
 
+/* Room for any name cam_overlay_name writes. */
+#define CAM_OVERLAY_NAME_MAX 420
+/* The overlay's file name for an image of a study, as `mskx predict --cam` and
+ * `mskx eval --cam` write it: "<study>__<image stem>.png" when the study is a
+ * folder, "<study stem>.png" when it is one image file. Separators and odd
+ * characters become '_'; a long path keeps its distinctive tail. */
+void cam_overlay_name(const char *study, const char *image, int study_is_dir, char *out, size_t n);
+
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "core/error.h"
+#include "core/json.h"
 #include "core/util.h"
 #include "infer/predictor.h"
 
@@ -86,21 +87,6 @@ static int load_model(pnode *nd, const char *path, engine *eng, mskx_err *e) {
   st_free(f);
   if (!nd->meta_json) return err_set(e, MSKX_ENOMEM, "out of memory");
   return MSKX_OK;
-}
-
-/* Canonical part name: upper case, "XR_" prefixed. 0 if it does not fit. */
-int part_canonical(const char *in, char out[PART_NAME_MAX]) {
-  char tmp[PART_NAME_MAX + 3];
-  size_t len = strlen(in), pre = strncasecmp(in, "XR_", 3) ? 3 : 0;
-  if (len == 0 || len + pre >= PART_NAME_MAX) return 0;
-  snprintf(tmp, sizeof tmp, "%s%s", pre ? "XR_" : "", in);
-  for (size_t i = 0; tmp[i]; i++) {
-    unsigned char c = (unsigned char)tmp[i];
-    if (!isalnum(c) && c != '_') return 0;
-    out[i] = (char)toupper(c);
-    out[i + 1] = 0;
-  }
-  return 1;
 }
 
 static int load_child(pnode *parent, int idx, const char *file, const char *field, const char *rel, engine *eng,
@@ -269,9 +255,11 @@ static int load_ensemble(pnode *nd, const char *file, const cJSON *root, engine 
   return nd->method == ENS_STACK ? load_stacker(nd, file, root, e) : MSKX_OK;
 }
 
-static int load_json(pnode *nd, const char *path, engine *eng, unsigned allow, mskx_err *e) {
+/* Reads and parses a bundle or ensemble description; a syntax error names its line. */
+static int read_json(const char *path, cJSON **out, mskx_err *e) {
   unsigned char *text = NULL;
   size_t len = 0;
+  *out = NULL;
   int rc = file_read_all(path, DESC_MAX_BYTES, &text, &len, e);
   if (rc) return rc;
   const char *end = NULL;
@@ -283,6 +271,14 @@ static int load_json(pnode *nd, const char *path, engine *eng, unsigned allow, m
     return err_set(e, MSKX_EFORMAT, "%s:%d: malformed JSON", path, line);
   }
   free(text);
+  *out = root;
+  return MSKX_OK;
+}
+
+static int load_json(pnode *nd, const char *path, engine *eng, unsigned allow, mskx_err *e) {
+  cJSON *root = NULL;
+  int rc = read_json(path, &root, e);
+  if (rc) return rc;
   const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
   int kind = -1;
   if (cJSON_IsObject(root) && cJSON_IsString(fmt)) {
@@ -476,4 +472,24 @@ int pnode_describe(const pnode *root, predictor_info *info, mskx_err *e) {
   cJSON_Delete(j);
   if (!info->metadata_json) return err_set(e, MSKX_ENOMEM, "out of memory");
   return MSKX_OK;
+}
+
+int ensemble_set_threshold(const char *path, double threshold, mskx_err *e) {
+  if (!(threshold >= 0 && threshold <= 1)) return err_set(e, MSKX_EINVAL, "threshold must be in [0, 1]");
+  cJSON *root = NULL;
+  int rc = read_json(path, &root, e);
+  if (rc) return rc;
+  const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+  cJSON *num = NULL;
+  if (!cJSON_IsObject(root) || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, ENSEMBLE_FORMAT))
+    rc = err_set(e, MSKX_EFORMAT, "%s: not an ensemble (JSON 'format' is not '%s')", path, ENSEMBLE_FORMAT);
+  else if (!(num = cJSON_CreateNumber(threshold)))
+    rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  else if (cJSON_GetObjectItemCaseSensitive(root, "threshold"))
+    cJSON_ReplaceItemInObjectCaseSensitive(root, "threshold", num);
+  else
+    cJSON_AddItemToObject(root, "threshold", num);
+  if (!rc) rc = json_write_atomic(path, root, e);
+  cJSON_Delete(root);
+  return rc;
 }

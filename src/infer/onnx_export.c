@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
+#include "core/json.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "infer/predictor.h"
@@ -185,10 +186,8 @@ int onnx_export(const char *model_path, const char *out_path, const onnx_export_
                                                      "probabilities (mskx predict's default --agg mean)");
       cJSON_AddItemToObject(top, "root", j);
       j = NULL;
-      char *text = cJSON_Print(top);
+      rc = json_write_atomic(path, top, e);
       cJSON_Delete(top);
-      rc = text ? file_write_atomic(path, text, strlen(text), e) : err_set(e, MSKX_ENOMEM, "out of memory");
-      free(text);
       if (!rc) rc = add_file(files, path, e);
     }
     cJSON_Delete(j);

@@ -16,13 +16,13 @@
 #ifndef MSKX_INFER_PREDICTOR_H
 #define MSKX_INFER_PREDICTOR_H
 #include <stddef.h>
+#include "data/parts.h"
 #include "engine/engine.h"
 #include "io/image.h"
 #include "models/model_file.h"
 #include "mskx.h"
 
 #define PREDICT_DEFAULT_MAX_BATCH 16
-#define PART_NAME_MAX 32
 /* Stacking clamps member probabilities before the logit. */
 #define STACK_CLAMP 1e-6
 
@@ -233,8 +233,11 @@ int pnode_route(const pnode *nd, const char *part, int *idx, mskx_err *e);
 void pnode_free(pnode *node);
 /* Fills info (kinds, archs, sizes, parts, thresholds, metadata JSON) from a loaded tree. */
 int pnode_describe(const pnode *root, predictor_info *info, mskx_err *e);
-/* "wrist", "xr_wrist", "XR_WRIST" -> "XR_WRIST"; 0 if not a plausible part name. */
-int part_canonical(const char *in, char out[PART_NAME_MAX]);
 int pnode_clone(const pnode *src, pnode *dst, engine *eng, mskx_err *e);
+
+/* Rewrites only the "threshold" of an ensemble file (format mskx-ensemble-1),
+ * atomically, keeping every other field: the ensemble's counterpart of
+ * model_set_threshold (models/model_file.h). */
+int ensemble_set_threshold(const char *path, double threshold, mskx_err *e);
 
 #endif

@@ -146,13 +146,6 @@ int run_paths(run_ctx *r, mskx_err *e) {
   return rc;
 }
 
-void json_add_finite(cJSON *o, const char *k, double v) {
-  if (isfinite(v))
-    cJSON_AddNumberToObject(o, k, v);
-  else
-    cJSON_AddNullToObject(o, k);
-}
-
 static cJSON *val_json(const epoch_stats *st) {
   cJSON *o = cJSON_CreateObject();
   json_add_finite(o, "loss", st->val_loss);

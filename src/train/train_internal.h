@@ -2,6 +2,7 @@
  * validate.c (validation) and run_dir.c (files of the run folder). */
 #ifndef MSKX_TRAIN_INTERNAL_H
 #define MSKX_TRAIN_INTERNAL_H
+#include "core/json.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "dist/dist.h"
@@ -30,7 +31,7 @@ typedef struct epoch_stats {
     const char *name;
     int n;
     double kappa, auc, accuracy;
-  } parts[64];
+  } parts[DS_MAX_PARTS];
 } epoch_stats;
 
 typedef struct run_ctx {
@@ -72,9 +73,6 @@ int run_paths(run_ctx *r, mskx_err *e);
 int checkpoint_save(run_ctx *r, const model_meta *meta, mskx_err *e);
 int checkpoint_load(run_ctx *r, mskx_err *e);
 int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_err *e);
-/* Adds v to o under k, or null when v is not finite (JSON has no NaN). */
-struct cJSON;
-void json_add_finite(struct cJSON *o, const char *k, double v);
 char *epoch_metrics_json(const epoch_stats *st);
 
 /* trainer.c: whether the caller asked to stop, and the MSKX_ECANCELED error

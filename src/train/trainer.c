@@ -44,13 +44,13 @@ static int parts_mask(const dataset *d, const char *parts, uint64_t *mask, mskx_
   for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
     int p = dataset_part_index(d, t);
     if (p < 0) return err_set(e, MSKX_EINVAL, "--parts: '%s' is not a part of this dataset", t);
-    if (p >= 64) return err_set(e, MSKX_EUNSUPPORTED, "--parts: at most 64 parts can be selected");
+    if (p >= DS_MAX_PARTS) return err_set(e, MSKX_EUNSUPPORTED, "--parts: at most %d parts can be selected", DS_MAX_PARTS);
     *mask |= 1ULL << p;
   }
   return MSKX_OK;
 }
 
-static int in_mask(uint64_t mask, int part) { return mask == 0 || (part < 64 && (mask >> part) & 1); }
+static int in_mask(uint64_t mask, int part) { return mask == 0 || (part < DS_MAX_PARTS && (mask >> part) & 1); }
 
 /* Per-part runs train one model for each selected part that has training images. */
 static int trains_part(const dataset *d, uint64_t mask, int part) {
@@ -501,10 +501,9 @@ static int train_per_part(const train_config *c, const dataset *d, int resuming,
   }
   if (!rc && n == 0) rc = err_set(e, MSKX_EINVAL, "no selected part has training images");
   if (!rc) {
-    char *text = cJSON_Print(bundle), path[2048];
+    char path[2048];
     snprintf(path, sizeof path, "%s/bundle.json", c->out);
-    if (root) rc = text ? file_write_atomic(path, text, strlen(text), e) : err_set(e, MSKX_ENOMEM, "out of memory");
-    free(text);
+    if (root) rc = json_write_atomic(path, bundle, e);
     rc = dist_agree(dd, rc, e);
   }
   if (sum && n) sum->best_kappa = kappa_sum / n;

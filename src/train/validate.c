@@ -105,7 +105,10 @@ int run_validation(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) {
     st->val_kappa = res->overall.value[METRIC_KAPPA];
     st->val_auc = res->overall.value[METRIC_AUC];
     st->val_accuracy = res->overall.value[METRIC_ACCURACY];
-    st->n_parts = res->n_parts < 64 ? res->n_parts : 64;
+    /* dataset_open refuses more than DS_MAX_PARTS parts, so this holds. */
+    if (res->n_parts > DS_MAX_PARTS)
+      rc = err_set(e, MSKX_EINTERNAL, "validation: %d parts, more than %d", res->n_parts, DS_MAX_PARTS);
+    st->n_parts = rc ? 0 : res->n_parts;
     for (int p = 0; p < st->n_parts; p++) {
       /* Part names outlive the results: point at the dataset's copy. */
       int idx = dataset_part_index(r->data, res->parts[p].part);

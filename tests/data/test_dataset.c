@@ -534,4 +534,32 @@ TEST(skip_file_check_and_counts_helper) {
   dataset_free(d);
 }
 
+/* A part set is a 64-bit mask: DS_MAX_PARTS parts read, one more is refused
+ * (it used to be cut off silently in validation). */
+TEST(more_parts_than_the_limit_is_an_error) {
+  const char *base = generic_tree();
+  char csv[1024];
+  snprintf(csv, sizeof csv, "%s/parts.csv", base);
+  dataset_options opt = {.skip_file_check = 1};
+  for (int n = DS_MAX_PARTS; n <= DS_MAX_PARTS + 1; n++) {
+    FILE *f = fopen(csv, "wb");
+    if (!f) FAILF("cannot write %s", csv);
+    fputs("image_path,label,part\n", f);
+    for (int i = 0; i < n; i++) fprintf(f, "p%d.png,%d,XR_P%d\n", i, i & 1, i);
+    fclose(f);
+    dataset *d = NULL;
+    mskx_err e = {0};
+    int rc = dataset_open(csv, &opt, &d, &e);
+    if (n == DS_MAX_PARTS) {
+      CHECK_OK(rc, &e);
+      CHECK_EQ_INT(d->n_parts, DS_MAX_PARTS);
+      dataset_free(d);
+    } else {
+      CHECK_EQ_INT(rc, MSKX_ELIMIT);
+      CHECK(d == NULL);
+      CHECKF(strstr(e.msg, "65 body parts") && strstr(e.msg, "at most 64"), "message: %s", e.msg);
+    }
+  }
+}
+
 TEST_MAIN()

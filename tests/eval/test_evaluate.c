@@ -11,6 +11,7 @@
 #include "eval/plots.h"
 #include "eval/report.h"
 #include "eval/threshold.h"
+#include "eval/threshold_targets.h"
 #include "infer/infer_fixtures.h"
 #include "test.h"
 
@@ -88,9 +89,11 @@ static int run_model(const char *model, const char *data, int strict, predictor 
   eval_config c;
   eval_config_default(&c);
   c.strict = strict;
-  int rc = dataset_open(data, NULL, d, e);
-  if (!rc) rc = predictor_load(model, &po, p, e);
-  if (!rc) rc = eval_run_split(*p, *d, &c, r, e);
+  eval_session s;
+  int rc = eval_session_open(model, data, &po, &c, &s, e);
+  *p = s.pred;
+  *d = s.data;
+  *r = s.run;
   return rc;
 }
 
@@ -324,6 +327,71 @@ TEST(threshold_kappa_brute_force) {
         CHECKF(kappa_at(p, y, n, c[k]) < best - 1e-12, "candidate %g nearer 0.5 ties", c[k]);
     free(c);
   }
+}
+
+static int copy_file(const char *from, const char *to, mskx_err *e) {
+  unsigned char *b = NULL;
+  size_t n = 0;
+  int rc = file_read_all(from, 1u << 30, &b, &n, e);
+  if (!rc) rc = file_write_atomic(to, b, n, e);
+  free(b);
+  return rc;
+}
+
+static double stored_threshold(const char *path) {
+  st_file *f = NULL;
+  model_meta m;
+  mskx_err e = {0, ""};
+  double t = st_read(path, &f, &e) || model_meta_read(f, path, &m, &e) ? NAN : m.threshold;
+  st_free(f);
+  return t;
+}
+
+/* A bundle's studies are grouped by the member that decided them; each member
+ * gets the threshold thr_choose picks on its own studies, stored in its file. */
+TEST(threshold_targets_per_bundle_member) {
+  mskx_err e = {0, ""};
+  CHECK_OK(setup(&e), &e);
+  char ca[600], cb[600], bpath[600], js[1600];
+  CHECK_OK(copy_file(model_a, fx_path(ca, sizeof ca, "ta.safetensors"), &e), &e);
+  CHECK_OK(copy_file(model_b, fx_path(cb, sizeof cb, "tb.safetensors"), &e), &e);
+  snprintf(js, sizeof js, "{\"format\": \"mskx-bundle-1\", \"models\": {\"XR_WRIST\": \"%s\", \"XR_HAND\": \"%s\"}}", ca, cb);
+  CHECK(fx_write_text(fx_path(bpath, sizeof bpath, "tbundle.json"), js) == 0);
+  predictor *p = NULL;
+  dataset *d = NULL;
+  eval_run *r = NULL;
+  CHECK_OK(run_model(bpath, ds_root, 0, &p, &d, &r, &e), &e);
+  thr_target *t = NULL;
+  int nt = 0;
+  CHECK_OK(thr_targets_make(r, p, bpath, &t, &nt, &e), &e);
+  CHECK_EQ_INT(nt, 2);
+  thr_policy pol = {THR_KAPPA, 0};
+  int total = 0, stored = 0;
+  for (int k = 0; k < nt; k++) {
+    int wrist = strstr(t[k].path, "ta.safetensors") != NULL;
+    CHECKF(wrist || strstr(t[k].path, "tb.safetensors"), "target %s", t[k].path);
+    CHECK_NEAR(t[k].old_thr, wrist ? 0.5 : 0.3, 0);
+    CHECK_EQ_INT(t[k].n, 5); /* five studies of each part */
+    total += t[k].n;
+    thr_point want;
+    mskx_err why = {0, ""};
+    int can = !thr_choose(t[k].p, t[k].y, t[k].n, &pol, &want, &why);
+    CHECK_OK(thr_target_choose(&t[k], &pol, false, false, &e), &e);
+    CHECK_EQ_INT(t[k].chosen, can);
+    CHECK_EQ_INT(t[k].stored, can);
+    if (can) {
+      stored++;
+      CHECK_NEAR(t[k].after.threshold, want.threshold, 0);
+      CHECK_NEAR(stored_threshold(t[k].path), want.threshold, 0);
+    } else {
+      CHECK(t[k].why[0]);
+      CHECK_NEAR(stored_threshold(t[k].path), t[k].old_thr, 0);
+    }
+  }
+  CHECK_EQ_INT(total, r->n_ok);
+  CHECK(stored > 0);
+  thr_targets_free(t, nt);
+  close_run(p, d, r);
 }
 
 TEST(threshold_sensitivity_and_youden) {
