@@ -1,12 +1,13 @@
 /* mskx eval: a model, bundle or ensemble over a split of a dataset; writes
  * predictions.csv, probabilities.csv, metrics.json and report.html, and
  * prints the kappa table beside the MURA paper's. */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "eval/evaluate.h"
@@ -17,7 +18,7 @@
 #define EVAL_MAX_BOOT 1000000
 #define EVAL_SHOWN_SKIPS 10
 
-static const char *const usage =
+static const char *const usage_head =
     "usage: mskx eval --model M --data DIR [options]\n"
     "\n"
     "Predicts every study of a split, aggregates image probabilities per study and\n"
@@ -27,109 +28,69 @@ static const char *const usage =
     "  metrics.json       kappa, AUROC, ... per part and overall with 95% bootstrap CIs\n"
     "  report.html        self-contained report (figures embedded)\n"
     "and prints the kappa table beside the MURA paper's model and radiologists.\n"
-    "\n"
-    "  --model FILE           model (.safetensors), per-part bundle or ensemble (.json)\n"
-    "  --data DIR             dataset (MURA layout, folder tree or generic CSV)\n"
-    "  --split valid|train    split to evaluate (default valid)\n"
-    "  --out DIR              output folder (default ./eval-<split>)\n"
-    "  --agg mean|max         study probability from image probabilities (default mean)\n"
-    "  --tta flip             average each image with its horizontal mirror\n"
-    "  --cam DIR              also write a CAM overlay PNG for every image into DIR\n"
-    "  --bootstrap N          bootstrap resamples, 0 or >= 1000 (default 2000)\n"
-    "  --seed S               bootstrap seed (default 20171220)\n"
-    "  --threads N            compute threads (default: all cores), pinned one per CPU\n"
-    "                         (MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)\n"
-    "  --precision fp32|bf16  compute precision (default fp32)\n"
-    "  --run RUN_DIR          training run whose log.jsonl the report plots (default:\n"
-    "                         the model's folder when it holds one)\n"
-    "  --strict               an unreadable image is an error (default: skipped, counted)\n"
-    "  --no-report            do not write report.html\n"
-    "  --json                 print metrics.json instead of the table\n"
-    CLI_DICOM_HELP
-    "  -h, --help             this help\n";
+    "\n";
 
 typedef struct eval_args {
-  const char *model, *data, *out, *cam, *run;
-  int split, agg, tta, bf16, threads, n_boot, json, strict, no_report;
+  char model[4096], data[4096], out[4096], cam[4096], run[4096];
+  int split_train, agg_max, tta, bf16, threads, n_boot, json, strict, no_report;
   uint64_t seed;
-  char out_buf[64];
-  dicom_options dicom;
+  cli_dicom_args dicom;
 } eval_args;
 
-static int eval_choice(const char *opt, const char *v, const char *a, const char *b, int *out) {
-  return cli_parse_choice("eval", opt, v, a, b, out) ? 2 : 0;
-}
+#define A(m) .off = offsetof(eval_args, m), .size = sizeof(((eval_args *)0)->m)
+#define G_EVAL "Evaluation"
+static const opt_spec rows[] = {
+    {.flag = "model", .type = OPT_PATH, A(model), .arg = "FILE", .group = G_EVAL, .flags = OPT_REQUIRED,
+     .help = "model (.safetensors), per-part bundle or ensemble (.json)"},
+    {.flag = "data", .type = OPT_PATH, A(data), .arg = "DIR", .group = G_EVAL, .flags = OPT_REQUIRED,
+     .help = "dataset (MURA layout, folder tree or generic CSV)"},
+    {.flag = "split", .type = OPT_CHOICE, A(split_train), .choices = "valid|train", .def_str = "valid",
+     .arg = "valid|train", .group = G_EVAL, .help = "split to evaluate"},
+    {.flag = "out", .type = OPT_PATH, A(out), .arg = "DIR", .group = G_EVAL, .help = "output folder (default ./eval-<split>)"},
+    {.flag = "agg", .type = OPT_CHOICE, A(agg_max), .choices = "mean|max", .def_str = "mean", .arg = "mean|max",
+     .group = G_EVAL, .help = "study probability from image probabilities"},
+    {.flag = "tta", .type = OPT_CHOICE, A(tta), .choices = "none|flip", .def_str = "none", .arg = "none|flip",
+     .group = G_EVAL, .help = "flip: average each image with its horizontal mirror"},
+    {.flag = "cam", .type = OPT_PATH, A(cam), .arg = "DIR", .group = G_EVAL,
+     .help = "also write a CAM overlay PNG for every image into DIR"},
+    {.flag = "bootstrap", .type = OPT_INT, A(n_boot), .lo = 0, .hi = EVAL_MAX_BOOT, .def = EVAL_DEFAULT_BOOT,
+     .arg = "N", .group = G_EVAL, .help = "bootstrap resamples, 0 or >= 1000"},
+    {.flag = "seed", .type = OPT_U64, A(seed), .lo = 0, .hi = 18446744073709551615.0, .def = EVAL_DEFAULT_SEED,
+     .arg = "S", .group = G_EVAL, .help = "bootstrap seed"},
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_EVAL,
+     .flags = OPT_HIDE_DEFAULT,
+     .help = "compute threads (default: all cores), pinned one per CPU\n"
+             "(MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)"},
+    {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16", .def_str = "fp32", .arg = "fp32|bf16",
+     .group = G_EVAL, .help = "compute precision"},
+    {.flag = "run", .type = OPT_PATH, A(run), .arg = "RUN_DIR", .group = G_EVAL,
+     .help = "training run whose log.jsonl the report plots (default:\nthe model's folder when it holds one)"},
+    {.flag = "strict", .type = OPT_BOOL, A(strict), .group = G_EVAL,
+     .help = "an unreadable image is an error (default: skipped, counted)"},
+    {.flag = "no-report", .type = OPT_BOOL, A(no_report), .group = G_EVAL, .help = "do not write report.html"},
+    {.flag = "json", .type = OPT_BOOL, A(json), .group = G_EVAL, .help = "print metrics.json instead of the table"},
+};
 
+/* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, eval_args *a) {
-  static const struct option opts[] = {
-      {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
-      {"split", required_argument, 0, 'S'}, {"out", required_argument, 0, 'o'},
-      {"agg", required_argument, 0, 'a'},   {"tta", required_argument, 0, 't'},
-      {"cam", required_argument, 0, 'c'},   {"bootstrap", required_argument, 0, 'b'},
-      {"seed", required_argument, 0, 's'},  {"threads", required_argument, 0, 'T'},
-      {"precision", required_argument, 0, 'P'}, {"run", required_argument, 0, 'r'},
-      {"strict", no_argument, 0, 'x'},      {"no-report", no_argument, 0, 'n'},
-      {"json", no_argument, 0, 'j'},        {"help", no_argument, 0, 'h'},
-      CLI_DICOM_OPTIONS,                    {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
-  a->split = DS_VALID;
-  a->n_boot = EVAL_DEFAULT_BOOT;
-  a->seed = EVAL_DEFAULT_SEED;
-  long v;
-  int c, rc, x = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-      case 'm': a->model = optarg; break;
-      case 'd': a->data = optarg; break;
-      case 'o': a->out = optarg; break;
-      case 'c': a->cam = optarg; break;
-      case 'r': a->run = optarg; break;
-      case 'x': a->strict = 1; break;
-      case 'n': a->no_report = 1; break;
-      case 'j': a->json = 1; break;
-      case 'S':
-        if ((rc = eval_choice("split", optarg, "valid", "train", &x))) return rc;
-        a->split = x ? DS_TRAIN : DS_VALID;
-        break;
-      case 'a':
-        if ((rc = eval_choice("agg", optarg, "mean", "max", &a->agg))) return rc;
-        break;
-      case 't':
-        if ((rc = eval_choice("tta", optarg, "flip", NULL, &x))) return rc;
-        a->tta = 1;
-        break;
-      case 'P':
-        if ((rc = eval_choice("precision", optarg, "fp32", "bf16", &a->bf16))) return rc;
-        break;
-      case 'b':
-        if (cli_parse_int("eval", "bootstrap", optarg, 0, EVAL_MAX_BOOT, &v)) return 2;
-        if (v > 0 && v < EVAL_MIN_BOOT)
-          return cli_errorf("eval", "--bootstrap: %ld resamples are too few for a 95%% interval (use 0 or >= %d)", v,
-                            EVAL_MIN_BOOT) + 1;
-        a->n_boot = (int)v;
-        break;
-      case 's':
-        if (cli_parse_int("eval", "seed", optarg, 0, 0x7fffffffL, &v)) return 2;
-        a->seed = (uint64_t)v;
-        break;
-      case 'T':
-        if (cli_parse_int("eval", "threads", optarg, 1, 1024, &v)) return 2;
-        a->threads = (int)v;
-        break;
-      case 'h': fputs(usage, stdout); return 0;
-      case CLI_DICOM_OPT_WINDOW: case CLI_DICOM_OPT_FRAMES:
-        if (cli_dicom_option("eval", c, optarg, &a->dicom)) return 2;
-        break;
-      default: return cli_usage_error("eval");
-    }
+  opt_defaults(rows, sizeof rows / sizeof *rows, a);
+  opt_defaults(cli_dicom_rows, cli_dicom_row_count, &a->dicom);
+  cli_opt_table tabs[] = {{rows, sizeof rows / sizeof *rows, a, NULL, NULL},
+                          {cli_dicom_rows, cli_dicom_row_count, &a->dicom, NULL, NULL}};
+  int help, rc = cli_options_parse("eval", argc, argv, tabs, 2, &help);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, tabs, 2, NULL);
+    return 0;
   }
-  if (optind < argc) return cli_errorf("eval", "unexpected argument '%s'", argv[optind]) + 1;
-  if (!a->model || !a->data) return cli_errorf("eval", "--model and --data are required (see --help)") + 1;
-  if (!a->out) {
-    snprintf(a->out_buf, sizeof a->out_buf, "eval-%s", a->split == DS_TRAIN ? "train" : "valid");
-    a->out = a->out_buf;
-  }
+  mskx_err e = {0, ""};
+  if (opt_check_all(rows, sizeof rows / sizeof *rows, a, &e)) return cli_usage_errorf("eval", "%s (see --help)", e.msg);
+  if (a->n_boot > 0 && a->n_boot < EVAL_MIN_BOOT)
+    return cli_usage_errorf("eval", "--bootstrap: %d resamples are too few for a 95%% interval (use 0 or >= %d)",
+                            a->n_boot, EVAL_MIN_BOOT);
+  if (!a->out[0]) snprintf(a->out, sizeof a->out, "eval-%s", a->split_train ? "train" : "valid");
   return -1;
 }
 
@@ -150,7 +111,7 @@ static void find_logs(const eval_args *a, const predictor_info *pi, train_logs *
   mskx_err e = {0, ""};
   int found = 0;
   note[0] = 0;
-  if (a->run) {
+  if (a->run[0]) {
     snprintf(dir, sizeof dir, "%s", a->run);
   } else {
     if (pi->kind == PNODE_ENSEMBLE) return;
@@ -162,7 +123,7 @@ static void find_logs(const eval_args *a, const predictor_info *pi, train_logs *
   if (train_logs_read(dir, logs, &found, &e)) {
     fprintf(stderr, "mskx eval: warning: no training curves in the report: %s\n", e.msg);
     snprintf(note, n, "The training log could not be read: %s", e.msg);
-  } else if (!found && a->run) {
+  } else if (!found && a->run[0]) {
     fprintf(stderr, "mskx eval: warning: %s holds no log.jsonl; the report has no training curves\n", a->run);
     snprintf(note, n, "%s holds no log.jsonl.", a->run);
   }
@@ -170,12 +131,12 @@ static void find_logs(const eval_args *a, const predictor_info *pi, train_logs *
 
 static int write_report(const eval_args *a, predictor *p, const eval_run *run, const eval_results *res,
                         mskx_err *e) {
-  char path[4096], note[1200];
+  char path[4096], note[sizeof ((eval_args *)0)->run + 1200];  /* a message naming --run */
   int rc = path_join(path, sizeof path, a->out, "report.html", e);
   report_gallery gal;
   train_logs logs;
   memset(&logs, 0, sizeof logs);
-  predict_options po = {a->agg ? AGG_MAX : AGG_MEAN, a->tta, 0, 0};
+  predict_options po = {a->agg_max ? AGG_MAX : AGG_MEAN, a->tta, 0, 0};
   if (!rc) rc = report_gallery_build(p, run, &po, REPORT_GALLERY_MAX, &gal, e);
   if (rc) return rc;
   find_logs(a, predictor_get_info(p), &logs, note, sizeof note);
@@ -227,15 +188,16 @@ int cmd_eval(int argc, char **argv) {
   mskx_err e = {0, ""};
   eval_session s;
   eval_results *res = NULL;
-  predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0, {.max_pixels = 0, .dicom = a.dicom}};
+  predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0,
+                           {.max_pixels = 0, .dicom = cli_dicom_args_options(&a.dicom)}};
   cli_pin_threads(a.threads);
   int tty = isatty(STDERR_FILENO);
   eval_config cfg;
   eval_config_default(&cfg);
-  cfg.split = a.split;
-  cfg.po.agg = a.agg ? AGG_MAX : AGG_MEAN;
+  cfg.split = a.split_train ? DS_TRAIN : DS_VALID;
+  cfg.po.agg = a.agg_max ? AGG_MAX : AGG_MEAN;
   cfg.po.tta_flip = a.tta;
-  cfg.cam_dir = a.cam;
+  cfg.cam_dir = a.cam[0] ? a.cam : NULL;
   cfg.strict = a.strict;
   cfg.progress = progress;
   cfg.progress_ctx = &tty;

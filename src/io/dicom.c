@@ -49,6 +49,17 @@ int dicom_options_parse_frames(const char *s, dicom_options *o, mskx_err *e) {
   return MSKX_OK;
 }
 
+/* Syntax checks for option tables (core/options.h opt_spec.check). */
+int dicom_check_window(const char *s, mskx_err *e) {
+  dicom_options o = {0};
+  return dicom_options_parse_window(s, &o, e);
+}
+
+int dicom_check_frames(const char *s, mskx_err *e) {
+  dicom_options o = {0};
+  return dicom_options_parse_frames(s, &o, e);
+}
+
 /* ---------------------------------------------------------------- pipeline */
 
 static unsigned lut_entry(const dicom_lut *l, int be, long idx) {

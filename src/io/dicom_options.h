@@ -25,5 +25,9 @@ typedef struct dicom_options {
 int dicom_options_parse_window(const char *s, dicom_options *o, mskx_err *e);
 /* "all" or "first". */
 int dicom_options_parse_frames(const char *s, dicom_options *o, mskx_err *e);
+/* The same checks without a result: the syntax check of an option table's
+ * row (core/options.h). */
+int dicom_check_window(const char *s, mskx_err *e);
+int dicom_check_frames(const char *s, mskx_err *e);
 
 #endif

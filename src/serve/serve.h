@@ -4,6 +4,7 @@
 #ifndef MSKX_SERVE_SERVE_H
 #define MSKX_SERVE_SERVE_H
 #include <stddef.h>
+#include "core/options.h"
 #include "mskx.h"
 
 #define SERVE_DEFAULT_HOST "127.0.0.1"
@@ -68,6 +69,12 @@ typedef struct serve_config {
   void *log_user;
 } serve_config;
 
+/* The numeric options of serve_config, one row each (core/options.h):
+ * flag, range, default (the SERVE_DEFAULT_* above), help line. */
+extern const opt_spec serve_options[];
+extern const size_t serve_options_count;
+
+/* The table's defaults, host SERVE_DEFAULT_HOST, no callbacks. */
 void serve_config_default(serve_config *c);
 
 typedef struct server server;

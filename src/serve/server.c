@@ -31,21 +31,8 @@ static const char viewer_csp[] =
 
 void serve_config_default(serve_config *c) {
   memset(c, 0, sizeof *c);
+  opt_defaults(serve_options, serve_options_count, c);
   c->host = SERVE_DEFAULT_HOST;
-  c->port = SERVE_DEFAULT_PORT;
-  c->max_body = SERVE_DEFAULT_MAX_BODY;
-  c->max_images = SERVE_DEFAULT_MAX_IMAGES;
-  c->max_concurrent = SERVE_DEFAULT_MAX_CONCURRENT;
-  c->max_connections = SERVE_DEFAULT_MAX_CONNECTIONS;
-  c->timeout_s = SERVE_DEFAULT_TIMEOUT;
-  c->header_timeout_s = SERVE_DEFAULT_HEADER_TIMEOUT;
-  c->min_rate = SERVE_DEFAULT_MIN_RATE;
-  c->max_per_ip = SERVE_DEFAULT_MAX_PER_IP;
-  c->max_buffered = SERVE_DEFAULT_MAX_BUFFERED;
-  c->queue = SERVE_DEFAULT_QUEUE;
-  c->timeout_ms = SERVE_DEFAULT_TIMEOUT_MS;
-  c->max_batch = SERVE_DEFAULT_MAX_BATCH;
-  c->max_delay_ms = SERVE_DEFAULT_MAX_DELAY_MS;
 }
 
 /* Queues r (its body passes to MHD) and remembers what was sent for the log. */

@@ -12,18 +12,29 @@
 #include "eval/plots.h"
 #include "train/train_internal.h"
 
+#define FLD(m) .off = offsetof(lr_find_options, m), .size = sizeof(((lr_find_options *)0)->m)
+#define G_SWEEP "The sweep"
+
+const opt_spec lr_find_option_rows[] = {
+    {.key = "start", .flag = "start", .type = OPT_DOUBLE, FLD(start), .lo = 1e-12, .hi = 1e3, .def = LR_FIND_START,
+     .source = "fastai lr_find (start_lr)", .arg = "LR", .group = G_SWEEP, .help = "first rate"},
+    {.key = "end", .flag = "end", .type = OPT_DOUBLE, FLD(end), .lo = 1e-12, .hi = 1e3, .def = LR_FIND_END,
+     .source = "fastai lr_find (end_lr)", .arg = "LR", .group = G_SWEEP, .help = "last rate (above --start)"},
+    {.key = "steps", .flag = "steps", .type = OPT_INT, FLD(steps), .lo = LR_FIND_MIN_STEPS, .hi = LR_FIND_MAX_STEPS,
+     .def = LR_FIND_STEPS, .source = "fastai lr_find (num_it)", .arg = "N", .group = G_SWEEP,
+     .help = "mini-batches, one step each"},
+};
+const size_t lr_find_option_count = sizeof lr_find_option_rows / sizeof lr_find_option_rows[0];
+
 void lr_find_options_default(lr_find_options *o) {
-  o->start = LR_FIND_START;
-  o->end = LR_FIND_END;
-  o->steps = LR_FIND_STEPS;
+  memset(o, 0, sizeof *o);
+  opt_defaults(lr_find_option_rows, lr_find_option_count, o);
 }
 
 int lr_find_options_validate(const lr_find_options *o, mskx_err *e) {
-  if (!(o->start > 0) || !isfinite(o->start)) return err_set(e, MSKX_EINVAL, "--start %g: must be positive", o->start);
-  if (!(o->end > o->start) || !isfinite(o->end))
-    return err_set(e, MSKX_EINVAL, "--end %g: must be larger than --start %g", o->end, o->start);
-  if (o->steps < LR_FIND_MIN_STEPS || o->steps > LR_FIND_MAX_STEPS)
-    return err_set(e, MSKX_EINVAL, "--steps %d: must be in %d..%d", o->steps, LR_FIND_MIN_STEPS, LR_FIND_MAX_STEPS);
+  int rc = opt_check_all(lr_find_option_rows, lr_find_option_count, o, e);
+  if (rc) return rc;
+  if (!(o->end > o->start)) return err_set(e, MSKX_EINVAL, "--end %g: must be larger than --start %g", o->end, o->start);
   return MSKX_OK;
 }
 

@@ -26,6 +26,10 @@ typedef struct lr_find_options {
   int steps;
 } lr_find_options;
 
+/* The sweep's options (core/options.h): `mskx lr-find` parses and prints them. */
+extern const opt_spec lr_find_option_rows[];
+extern const size_t lr_find_option_count;
+
 void lr_find_options_default(lr_find_options *o);
 int lr_find_options_validate(const lr_find_options *o, mskx_err *e);
 

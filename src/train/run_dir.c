@@ -18,26 +18,6 @@ static int config_path(const char *dir, char *out, size_t n, mskx_err *e) {
   return path_join(out, n, dir, CONFIG_NAME, e);
 }
 
-/* train_config_to_json plus "sync_bn", kept here beside the fields that
- * train_config.c knows (it ignores keys it does not know). */
-static char *config_json(const train_config *c) {
-  char *text = train_config_to_json(c);
-  cJSON *o = text ? cJSON_Parse(text) : NULL;
-  free(text);
-  if (!o) return NULL;
-  if (!cJSON_GetObjectItemCaseSensitive(o, "sync_bn")) cJSON_AddBoolToObject(o, "sync_bn", c->sync_bn);
-  text = cJSON_Print(o);
-  cJSON_Delete(o);
-  return text;
-}
-
-static void config_json_extra(const char *text, train_config *c) {
-  cJSON *o = cJSON_Parse(text);
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "sync_bn");
-  c->sync_bn = cJSON_IsTrue(v) || (cJSON_IsNumber(v) && v->valuedouble != 0);
-  cJSON_Delete(o);
-}
-
 /* config.json with the record of the learning-rate sweep: lr_find (JSON
  * text) when given, else, with keep, the one the existing file holds. */
 static int write_config(const train_config *c, const char *lr_find, int keep, mskx_err *e) {
@@ -55,7 +35,7 @@ static int write_config(const train_config *c, const char *lr_find, int keep, ms
     }
     free(old);
   }
-  char *text = config_json(c);
+  char *text = train_config_to_json(c);
   if (text && sweep) {
     cJSON *o = cJSON_Parse(text);
     free(text);
@@ -154,7 +134,6 @@ int run_dir_read_config(const char *dir, train_config *c, mskx_err *e) {
   size_t len;
   if ((rc = file_read_all(path, 1 << 20, &text, &len, e))) return rc;
   rc = train_config_from_json((const char *)text, path, c, e);
-  if (!rc) config_json_extra((const char *)text, c);
   free(text);
   if (!rc) snprintf(c->out, sizeof c->out, "%s", dir);  /* the folder may have moved */
   return rc;
@@ -317,8 +296,14 @@ static int restore_state(run_ctx *r, const char *text, mskx_err *e) {
     r->st.finished = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "finished"));
     r->st.early_stopped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "early_stopped"));
     const cJSON *sk = cJSON_GetObjectItemCaseSensitive(o, "skipped_images");
-    r->st.skipped = cJSON_IsNumber(sk) ? (long long)sk->valuedouble : 0;
-    rc = optim_steps_parse(r->opt, step->valuestring, e);
+    /* A cast of a double outside long long's range is undefined behaviour;
+     * counts up to 2^53 are exact in a double. Absent (older files): 0. */
+    if (sk && !(cJSON_IsNumber(sk) && sk->valuedouble >= 0 && sk->valuedouble <= 9007199254740992.0 &&
+                sk->valuedouble == floor(sk->valuedouble)))
+      rc = err_set(e, MSKX_EFORMAT, "%s: training state: skipped_images must be a whole number >= 0", r->last_path);
+    else
+      r->st.skipped = sk ? (long long)sk->valuedouble : 0;
+    if (!rc) rc = optim_steps_parse(r->opt, step->valuestring, e);
   }
   schedule_state ss;
   if (!rc) rc = schedule_state_parse(sched->valuestring, &ss, e);

@@ -552,26 +552,13 @@ static int run_with(const train_config *c, dataset *d, int resuming, dist *dd, c
   return rc;
 }
 
-/* FNV-1a over the configuration minus what may differ between processes
- * (paths, thread counts), so mismatched command lines fail at the start. */
-static uint64_t config_fingerprint(const train_config *c) {
-  train_config k = *c;
-  k.data[0] = k.out[0] = k.pretrained[0] = 0;
-  k.threads = k.loader_threads = k.cache = 0;
-  char *text = train_config_to_json(&k);
-  uint64_t h = fnv1a_str(FNV1A_INIT, text);
-  free(text);
-  unsigned char sync_bn = (unsigned char)c->sync_bn;
-  return fnv1a(h, &sync_bn, 1);
-}
-
 /* The checks every process makes before any file is touched, agreed. */
 static int check_config(const train_config *c, dist *dd, mskx_err *e) {
   int rc = train_config_validate(c, e), n = dist_size(dd);
   if (!rc && c->batch % n)
     rc = err_set(e, MSKX_EINVAL, "--batch %d (the global batch) does not split evenly over %d processes", c->batch, n);
   if ((rc = dist_agree(dd, rc, e))) return rc;
-  return dist_check_same(dd, config_fingerprint(c), "the training options (compare their command lines)", e);
+  return dist_check_same(dd, train_config_fingerprint(c), "the training options (compare their command lines)", e);
 }
 
 /* Opening the dataset on every process, then rank 0 alone writes. */

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "data/preprocess.h"
+#include "core/options.h"
 #include "engine/engine.h"
 #include "io/dicom_options.h"
 #include "mskx.h"
@@ -59,11 +60,32 @@ typedef struct train_config {
   double lr_found_steepest, lr_found_min_tenth;
 } train_config;
 
-/* The MURA paper's recipe: densenet169, 320 px, batch 8, Adam 1e-4, plateau
- * on val_loss dividing by 10, MURA class weights, flips + 30 degree rotations. */
+/* Every option of train_config, once: JSON key, command-line flag, type,
+ * field, range, default and its source, help line (core/options.h). It
+ * drives the defaults, `mskx train` and `mskx lr-find` parsing and usage,
+ * validation, config.json and the fingerprint that processes of a job
+ * compare; docs/training_options.md lists it (a test keeps them equal). */
+#define TRAIN_OPTIONS_MAX 128 /* rows of train_options, at most (for callers' given[] arrays) */
+extern const opt_spec train_options[];
+extern const size_t train_options_count;
+
+/* The table's defaults: the MURA paper's recipe (densenet169, 320 px, batch
+ * 8, Adam 1e-4, plateau on val_loss dividing by 10, MURA class weights,
+ * flips + 30 degree rotations). */
 void train_config_default(train_config *c);
-/* Checks every value; errors name the option. */
+/* After options were given (set[i] nonzero: train_options[i] was given;
+ * set NULL: none): the options not given that belong to the chosen
+ * optimizer or schedule take its own defaults (the table's when it is the
+ * paper's); the schedule's lr0 and epochs follow --lr and --epochs;
+ * inception_v3 gets its input size unless --size was given; --aux-weight
+ * given for an arch without an auxiliary head is an error. */
+int train_config_resolve(train_config *c, const unsigned char *set, mskx_err *e);
+/* Checks every value (the table's ranges, then the options together);
+ * errors name the option. */
 int train_config_validate(const train_config *c, mskx_err *e);
+/* FNV-1a of every option that must be the same on every process of a job
+ * (the table's rows without OPT_LOCAL: not paths or thread counts). */
+uint64_t train_config_fingerprint(const train_config *c);
 /* The architecture for part (NULL: the default entry) of c->arch, which is
  * one architecture (the answer for every part) or an arch map. A map
  * entry "NAME=ARCH" starts at a token whose NAME is upper case ([A-Z0-9_],

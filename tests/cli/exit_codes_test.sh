@@ -15,7 +15,7 @@ expect() {
 expect main_no_command 2 "$MSKX_BIN"
 expect main_unknown_command 2 "$MSKX_BIN" frobnicate
 
-for cmd in synth stats train eval score threshold ensemble predict serve bench forward import; do
+for cmd in synth stats train lr-find eval score threshold ensemble predict serve bench forward import; do
   expect "${cmd}_unknown_option" 2 "$MSKX_BIN" $cmd --no-such-option
 done
 
@@ -32,6 +32,13 @@ expect train_bad_arch 2 "$MSKX_BIN" train --data "$NOPE" --out "$T/t" --arch vgg
 expect train_bad_class_weights 2 "$MSKX_BIN" train --data "$NOPE" --out "$T/t" --class-weights 0:1
 expect train_missing 2 "$MSKX_BIN" train --out "$T/t"
 expect train_stray_argument 2 "$MSKX_BIN" train --data "$NOPE" --out "$T/t" extra
+expect train_resume_with_options 2 "$MSKX_BIN" train --resume "$NOPE" --lr 0.1
+expect train_bad_u64 2 "$MSKX_BIN" train --data "$NOPE" --out "$T/t" --seed -1
+expect train_bad_int 2 "$MSKX_BIN" train --data "$NOPE" --out "$T/t" --patience 1.5
+expect lr_find_bad_value 2 "$MSKX_BIN" lr-find --data "$NOPE" --steps 2
+expect lr_find_bad_range 2 "$MSKX_BIN" lr-find --data "$NOPE" --start 1 --end 0.1
+expect lr_find_train_only_option 2 "$MSKX_BIN" lr-find --data "$NOPE" --epochs 3
+expect lr_find_stray_argument 2 "$MSKX_BIN" lr-find --data "$NOPE" extra
 expect eval_bad_value 2 "$MSKX_BIN" eval --model "$NOPE" --data "$NOPE" --threads 0
 expect eval_missing 2 "$MSKX_BIN" eval --data "$NOPE"
 expect score_bad_value 2 "$MSKX_BIN" score --pred "$NOPE" --truth "$NOPE" --threshold 2

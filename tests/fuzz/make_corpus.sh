@@ -26,6 +26,8 @@ printf '%s\n' '{"format": "mskx-ensemble-1", "method": "stack-features", "thresh
   > $C/model_json/stack_features.json
 cp "$S/pp/bundle.json" $C/model_json/bundle.json
 cp "$S/run/config.json" $C/train_config/config.json
+# train_config/legacy_numeric_bools.json is kept as written by mskx before the
+# options table (booleans as 0/1, sync_bn added last): old run folders still resume.
 cp "$S/pp/config.json" $C/train_config/per_part.json
 # An arch map in config.json, and a bundle chosen per part with its "selection" record.
 "$B" train --data "$S/syn/MURA-v1.1" --out "$S/map" --arch "XR_HAND=$ARCH,densenet:growth=6,blocks=2-1,init=8,bn_size=2" \
