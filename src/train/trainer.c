@@ -134,16 +134,18 @@ static int make_loaders(run_ctx *r, mskx_err *e) {
   return loader_create(r->data, &r->data->valid, &lc, &r->lvalid, e);
 }
 
-static void fill_meta(const run_ctx *r, model_meta *m, int epoch, const char *metrics) {
+static int fill_meta(const run_ctx *r, model_meta *m, int epoch, const char *metrics, mskx_err *e) {
   model_meta_default(m);
-  snprintf(m->arch, sizeof m->arch, "%s", r->cfg.arch);
+  int rc = str_copy_exact(m->arch, sizeof m->arch, r->cfg.arch, "--arch", e);
+  if (!rc) rc = str_copy_exact(m->metrics, sizeof m->metrics, metrics ? metrics : "{}", "the epoch's metrics", e);
+  if (rc) return rc;
   m->size = r->cfg.size;
   m->keep_aspect = r->cfg.keep_aspect;
   m->norm = norm_imagenet();
   snprintf(m->parts, sizeof m->parts, "%s", r->cfg.parts);
   m->epoch = epoch;
-  snprintf(m->metrics, sizeof m->metrics, "%s", metrics ? metrics : "{}");
   m->bn_eps = layer_bn_eps(&r->net->cx);
+  return MSKX_OK;
 }
 
 #define DIVERGED_MSG "training diverged: the loss is %g (lower the learning rate)"
@@ -309,13 +311,13 @@ static int run_epoch(run_ctx *r, int epoch, int *stop, mskx_err *e) {
   int improved = r->st.best_epoch < 0 || (by_kappa ? value > r->st.best_value : value < r->st.best_value);
   char *metrics = epoch_metrics_json(&st);
   model_meta meta;
-  fill_meta(r, &meta, epoch + 1, metrics);
+  rc = metrics ? fill_meta(r, &meta, epoch + 1, metrics, e) : err_set(e, MSKX_ENOMEM, "out of memory");
   if (improved) {
     r->st.best_value = value;
     r->st.best_epoch = epoch;
     r->st.best_kappa = st.val_kappa;
     r->st.bad_epochs = 0;
-    if (r->rank == 0) rc = model_save(r->best_path, r->net, &meta, NULL, 0, NULL, 0, e);
+    if (!rc && r->rank == 0) rc = model_save(r->best_path, r->net, &meta, NULL, 0, NULL, 0, e);
   } else {
     r->st.bad_epochs++;
   }
@@ -530,9 +532,13 @@ static int preflight(const train_config *c, dataset **d, mskx_err *e) {
     r.cw = NULL;
     r.mask = 1ULL << p;
     if ((rc = setup_class_weights(&r, e))) err_prefix(e, "%s", (*d)->parts[p]);
-    char arch[TRAIN_ARCH_MAX];
+    /* Each part's architecture must fit a model file's metadata. */
+    char arch[MODEL_ARCH_MAX];
     if (!rc) rc = train_arch_for(c->arch, (*d)->parts[p], arch, sizeof arch, e);
   }
+  if (!rc && !c->per_part && strlen(c->arch) >= MODEL_ARCH_MAX)
+    rc = err_set(e, MSKX_EINVAL, "--arch is %zu characters long; a model file holds at most %d", strlen(c->arch),
+                 MODEL_ARCH_MAX - 1);
   free(r.cw);
   if (!rc && c->pretrained[0] && !path_exists(c->pretrained))
     rc = err_set(e, MSKX_EIO, "--pretrained %s: no such file", c->pretrained);

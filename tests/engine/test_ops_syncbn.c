@@ -102,7 +102,7 @@ static double rel_maxdiff(const float *a, const float *b, size_t n) {
 /* Whole batch in one process (fused ops), then as nproc processes. */
 static int sim_case(engine *eng, bncase s, int nproc, int sync, uint64_t seed, char *why) {
   int ok = -1, c = s.c;
-  vbuf x, y1, yk, dy, dx1, dxk;
+  vbuf x = {0}, y1 = {0}, yk = {0}, dy = {0}, dx1 = {0}, dxk = {0};
   proc one, parts[2];
   memset(&one, 0, sizeof one);
   memset(parts, 0, sizeof parts);
@@ -196,7 +196,7 @@ out:
 /* The split ops of the CPU engine against the reference engine's. */
 static int ops_case(engine *ref, engine *cpu, bncase s, uint64_t seed, char *why) {
   int ok = -1, c = s.c;
-  vbuf x, dy, dxr, dxc;
+  vbuf x = {0}, dy = {0}, dxr = {0}, dxc = {0};
   rng r;
   rng_seed(&r, seed);
   float gamma[MAXC], beta[MAXC], mean[MAXC], invstd[MAXC];
@@ -284,7 +284,7 @@ static int shared_case(engine *eng, int prefix, uint64_t seed, char *why) {
   enum { N = 3, H = 5, W = 4, WIDTH = 16 };
   static const int pieces[] = {0, 5, 6, 9, 13, WIDTH};
   int ok = -1;
-  vbuf x, ya, yb, dy, dxa, dxb;
+  vbuf x = {0}, ya = {0}, yb = {0}, dy = {0}, dxa = {0}, dxb = {0};
   proc own, sh;
   memset(&own, 0, sizeof own), memset(&sh, 0, sizeof sh);
   memset(&x, 0, sizeof x), memset(&ya, 0, sizeof ya), memset(&yb, 0, sizeof yb);
