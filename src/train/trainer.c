@@ -193,10 +193,12 @@ int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, dou
   if (rc) return rc;
   /* The classifier is declared last, so "train only the head" is a tail slice. */
   size_t off = frozen ? m->ps.entries[m->head_w].offset : 0;
+  int threads = engine_threads_enter(r->eng);  /* the optimizer's OpenMP loops */
   if (frozen)
     rc = optim_step_range(r->opt, m->ps.params, m->ps.grads, off, m->ps.n_params - off, lr);
   else
     optim_step(r->opt, m->ps.params, m->ps.grads, lr);
+  engine_threads_leave(threads);
   if (rc) return err_set(e, rc, "optimizer step failed");
   net_params_changed(m);
   return MSKX_OK;
