@@ -165,7 +165,7 @@ static int dist_pass(run_ctx *r, const batch *b, int total, double *loss, mskx_e
   double l = *loss * n;
   if (!rc) rc = dist_sum(r->dist, &l, 1, e);
   if (rc) {
-    dist_break(r->dist);
+    dist_break(r->dist, e);
     return rc;
   }
   *loss = l / total;
@@ -180,7 +180,7 @@ int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, dou
   for (int i = 0; i < n; i++) r->sw[i] = (float)r->cw[b->part_idx[i]][b->labels[i] > 0.5f];
   int rc = net_forward(m, b->images, r->logits, e);
   if (rc) {
-    dist_break(r->dist);
+    dist_break(r->dist, e);
     return rc;
   }
   *loss = net_loss(m, r->logits, b->labels, r->sw, n, r->dz);
@@ -199,7 +199,10 @@ int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, dou
   else
     optim_step(r->opt, m->ps.params, m->ps.grads, lr);
   engine_threads_leave(threads);
-  if (rc) return err_set(e, rc, "optimizer step failed");
+  if (rc) {
+    dist_break(r->dist, e);  /* not agreed: the others go on to the next step's collectives */
+    return err_set(e, rc, "optimizer step failed");
+  }
   net_params_changed(m);
   return MSKX_OK;
 }
@@ -437,8 +440,8 @@ static int train_one(const train_config *c, const dataset *d, const char *dir, c
                      dist *dd, const train_hooks *h, train_summary *sum, mskx_err *e) {
   run_ctx r;
   run_init(&r, c, d, dd, h, part_label);
-  snprintf(r.dir, sizeof r.dir, "%s", dir);
-  int rc = run_paths(&r, e);
+  int rc = str_copy_exact(r.dir, sizeof r.dir, dir, "the run folder's path", e);
+  if (!rc) rc = run_paths(&r, e);
   if (!rc) rc = run_build(&r, resuming, e);
   /* Building a --cache can take long: a request to stop may already be here. */
   if (!rc && run_cancelled(&r)) rc = run_cancel_error(&r, r.st.epochs_done, e);

@@ -9,6 +9,7 @@
  * per-thread scratch buffers). */
 #include <omp.h>
 #include <pthread.h>
+#include "core/error.h"
 #include "engine/ops_testutil.h"
 #include "graph/layers.h"
 #include "test.h"
@@ -62,22 +63,24 @@ typedef struct sim_rank {
   view x, y, dy, dx;
 } sim_rank;
 
-static void sim_sum(void *ctx, double *v, int n) {
+static int sim_sum(void *ctx, double *v, int n, mskx_err *e) {
   sim_rank *r = ctx;
   sim *s = r->s;
   s->slot[r->rank] = v;
   pthread_barrier_wait(&s->bar);
   double *tmp = malloc((size_t)n * sizeof *tmp);
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; tmp && i < n; i++) {
     tmp[i] = 0;
     for (int k = 0; k < s->nproc; k++) tmp[i] += s->slot[k][i];
   }
   pthread_barrier_wait(&s->bar);  /* everyone has read before anyone overwrites */
+  if (!tmp) return err_set(e, MSKX_ENOMEM, "sim_sum: out of memory");
   memcpy(v, tmp, (size_t)n * sizeof *tmp);
   free(tmp);
+  return MSKX_OK;
 }
 
-static void one_proc_sum(void *ctx, double *v, int n) { (void)ctx, (void)v, (void)n; }
+static int one_proc_sum(void *ctx, double *v, int n, mskx_err *e) { return (void)ctx, (void)v, (void)n, (void)e, MSKX_OK; }
 
 /* Images [i0, i0 + n) of v. */
 static view images(view v, int i0, int n) {
