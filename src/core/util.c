@@ -207,7 +207,7 @@ int str_copy_exact(char *buf, size_t n, const char *s, const char *what, mskx_er
     return MSKX_OK;
   }
   if (n) buf[0] = 0;
-  return err_set(e, MSKX_ELIMIT, "%s is %zu characters long, more than the %zu allowed: '%.64s...'", what, len,
+  return err_set(e, MSKX_ELIMIT, "%s is %zu characters long, more than the %zu allowed: '%.200s...'", what, len,
                  n ? n - 1 : 0, s);
 }
 
