@@ -5,6 +5,7 @@
 #ifndef MSKX_TEST_H
 #define MSKX_TEST_H
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +33,34 @@ static inline void test_register(const char *name, test_fn fn) {
   }                                                                                  \
   static void test_##name(void)
 
+/* The first failure's "file:line: message" (a long message is cut: it is
+ * for people, and the test fails anyway). */
+__attribute__((format(printf, 3, 4))) static inline void test_note_failure(const char *file, int line,
+                                                                           const char *fmt, ...) {
+  if (test_failed_flag) return;
+  int o = snprintf(test_fail_msg, sizeof test_fail_msg, "%.200s:%d: ", file, line);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(test_fail_msg + o, sizeof test_fail_msg - (size_t)o, fmt, ap);
+  va_end(ap);
+}
+
+/* snprintf for a test's diagnostics, which may be cut (they are for people,
+ * and the test fails anyway); GCC's truncation warning stays on for the rest. */
+__attribute__((format(printf, 3, 4))) static inline int test_fmt(char *buf, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int r = vsnprintf(buf, n, fmt, ap);
+  va_end(ap);
+  return r;
+}
+
 /* Records a failure with a message and returns from the test. */
-#define FAILF(...)                                                                    \
-  do {                                                                               \
-    if (!test_failed_flag) {                                                         \
-      int o_ = snprintf(test_fail_msg, sizeof test_fail_msg, "%s:%d: ", __FILE__, __LINE__); \
-      snprintf(test_fail_msg + o_, sizeof test_fail_msg - (size_t)o_, __VA_ARGS__);  \
-    }                                                                                \
-    test_failed_flag = 1;                                                            \
-    return;                                                                          \
+#define FAILF(...)                                        \
+  do {                                                    \
+    test_note_failure(__FILE__, __LINE__, __VA_ARGS__);   \
+    test_failed_flag = 1;                                 \
+    return;                                               \
   } while (0)
 
 #define CHECK(cond)                                \

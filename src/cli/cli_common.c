@@ -73,7 +73,11 @@ int cli_usage_error(const char *cmd) {
 
 int cli_pin_threads(int threads) {
   int team = threads > 0 ? threads : omp_get_max_threads();
-  return omp_pin_threads(team, local_rank_from_env() * team, NULL, 0);
+  /* The command's process state (the library leaves it alone): OpenMP's
+   * team size is the command's thread count, so every region, the library's
+   * included, runs on the threads pinned here. */
+  omp_set_num_threads(team);
+  return affinity_pin_threads(team, local_rank_from_env() * team, NULL, 0);
 }
 
 int cli_dicom_option(const char *cmd, int c, const char *arg, dicom_options *o) {

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The CPU set before the first pinning, read by helper threads (thread_unpin)
+ * while the compute thread may pin again: guarded by saved_lock. */
+static pthread_mutex_t saved_lock = PTHREAD_MUTEX_INITIALIZER;
 static cpu_set_t saved_set;
 static int saved;
 
@@ -28,7 +31,7 @@ int local_rank_from_env(void) {
   return 0;
 }
 
-int omp_pin_threads(int threads, int first, char *why, size_t why_len) {
+int affinity_pin_threads(int threads, int first, char *why, size_t why_len) {
   char dummy[8];
   if (!why) why = dummy, why_len = sizeof dummy;
   const char *pin = getenv("MSKX_PIN");
@@ -43,13 +46,14 @@ int omp_pin_threads(int threads, int first, char *why, size_t why_len) {
   int team = threads > 0 ? threads : omp_get_max_threads();
   if (ncpu < 2 || team > ncpu)
     return snprintf(why, why_len, "not pinned (%d threads on %d CPUs)", team, ncpu), 0;
+  pthread_mutex_lock(&saved_lock);
   if (!saved) {
     saved_set = set;
     saved = 1;
   }
+  pthread_mutex_unlock(&saved_lock);
   if (first < 0) first = 0;
   int pinned = 0;
-  omp_set_num_threads(team);
 #pragma omp parallel num_threads(team) reduction(+ : pinned)
   {
     cpu_set_t one;
@@ -62,5 +66,9 @@ int omp_pin_threads(int threads, int first, char *why, size_t why_len) {
 }
 
 void thread_unpin(void) {
-  if (saved) (void)pthread_setaffinity_np(pthread_self(), sizeof saved_set, &saved_set);
+  pthread_mutex_lock(&saved_lock);
+  int have = saved;
+  cpu_set_t set = saved_set;
+  pthread_mutex_unlock(&saved_lock);
+  if (have) (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }

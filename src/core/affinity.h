@@ -12,11 +12,15 @@
  * nothing, returning 0, when the team is larger than the CPU set, when
  * MSKX_PIN=0, or when OMP_PROC_BIND / GOMP_CPU_AFFINITY leave placement to
  * OpenMP; returns the number of threads pinned otherwise. Remembers the CPU
- * set it started from for thread_unpin. why (may be NULL) says what was done. */
-int omp_pin_threads(int threads, int first, char *why, size_t why_len);
+ * set it started from for thread_unpin. why (may be NULL) says what was done.
+ * The pinned threads are those of the calling thread's OpenMP pool; the team
+ * size of later regions is the caller's business (the CLI sets it to the
+ * same count, so its regions run on the pinned threads), not changed here.
+ * Safe to call while other threads call thread_unpin. */
+int affinity_pin_threads(int threads, int first, char *why, size_t why_len);
 
 /* Gives the calling thread the CPU set the process had before
- * omp_pin_threads (for helper threads, e.g. image decoders, created by a
+ * affinity_pin_threads (for helper threads, e.g. image decoders, created by a
  * pinned thread and inheriting its single CPU). No-op if nothing was pinned. */
 void thread_unpin(void);
 

@@ -3,14 +3,17 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include "core/util.h"
 
 int err_set(mskx_err *e, int code, const char *fmt, ...) {
   if (e) {
     e->code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    /* A message too long for the fixed buffer says that it was cut. */
+    if (n >= (int)sizeof e->msg) str_mark_cut(e->msg, sizeof e->msg);
   }
   return code;
 }
@@ -20,10 +23,11 @@ int err_prefix(mskx_err *e, const char *fmt, ...) {
   char prefix[512], old[sizeof e->msg];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  int n = vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
+  if (n >= (int)sizeof prefix) str_mark_cut(prefix, sizeof prefix);
   memcpy(old, e->msg, sizeof old);
-  snprintf(e->msg, sizeof e->msg, "%s: %s", prefix, old);
+  if (snprintf(e->msg, sizeof e->msg, "%s: %s", prefix, old) >= (int)sizeof e->msg) str_mark_cut(e->msg, sizeof e->msg);
   return e->code;
 }
 

@@ -1,6 +1,7 @@
 /* Shared helpers (see util.h). */
 #include "core/util.h"
 #include "core/error.h"
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -178,6 +179,61 @@ char *str_dup(const char *s) {
   char *p = malloc(n);
   if (p) memcpy(p, s, n);
   return p;
+}
+
+void str_mark_cut(char *buf, size_t n) {
+  static const char dots[] = "...";
+  if (n < sizeof dots) return;  /* too small to say more */
+  memcpy(buf + n - sizeof dots, dots, sizeof dots);
+}
+
+int str_copy_marked(char *buf, size_t n, const char *s) {
+  if (!n) return 1;
+  size_t len = strlen(s);
+  if (len < n) {
+    memcpy(buf, s, len + 1);
+    return 0;
+  }
+  memcpy(buf, s, n - 1);
+  buf[n - 1] = 0;
+  str_mark_cut(buf, n);
+  return 1;
+}
+
+int str_copy_exact(char *buf, size_t n, const char *s, const char *what, mskx_err *e) {
+  size_t len = strlen(s);
+  if (n && len < n) {
+    memcpy(buf, s, len + 1);
+    return MSKX_OK;
+  }
+  if (n) buf[0] = 0;
+  return err_set(e, MSKX_ELIMIT, "%s is %zu characters long, more than the %zu allowed: '%.200s...'", what, len,
+                 n ? n - 1 : 0, s);
+}
+
+/* Text with no leading space (strtol/strtod would skip it) and something in it. */
+static int starts_well(const char *s) { return s && *s && !isspace((unsigned char)*s); }
+
+int parse_long(const char *s, long lo, long hi, const char *what, long *out, mskx_err *e) {
+  char *end = NULL;
+  errno = 0;
+  long v = starts_well(s) ? strtol(s, &end, 10) : 0;
+  if (!starts_well(s) || *end || errno || v < lo || v > hi)
+    return err_set(e, MSKX_EINVAL, "%s is invalid: '%.64s' (expected an integer from %ld to %ld)", what, s ? s : "",
+                   lo, hi);
+  *out = v;
+  return MSKX_OK;
+}
+
+int parse_double(const char *s, double lo, double hi, const char *what, double *out, mskx_err *e) {
+  char *end = NULL;
+  errno = 0;
+  double v = starts_well(s) ? strtod(s, &end) : 0;
+  if (!starts_well(s) || *end || errno || !isfinite(v) || !(v >= lo && v <= hi))
+    return err_set(e, MSKX_EINVAL, "%s is invalid: '%.64s' (expected a number from %g to %g)", what, s ? s : "", lo,
+                   hi);
+  *out = v;
+  return MSKX_OK;
 }
 
 int size_mul(size_t a, size_t b, size_t *out) {

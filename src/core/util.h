@@ -45,6 +45,24 @@ double now_seconds(void);
 
 /* strdup that returns NULL on allocation failure (C11 has no strdup). */
 char *str_dup(const char *s);
+/* For diagnostics, where a shortened text is still useful: copies s into buf
+ * (size n > 0); a text that does not fit is cut and ends in "...", so the
+ * reader sees that it was cut. Returns 1 when s was cut, else 0. Names and
+ * paths that must be exact are refused instead (path_join, str_copy_exact). */
+int str_copy_marked(char *buf, size_t n, const char *s);
+/* Ends buf (size n, holding a string cut to n - 1 bytes) with "...". */
+void str_mark_cut(char *buf, size_t n);
+/* Copies s into buf (size n) when it fits; otherwise leaves buf empty and
+ * fails with MSKX_ELIMIT, naming `what` and the limit. */
+int str_copy_exact(char *buf, size_t n, const char *s, const char *what, mskx_err *e);
+
+/* Checked number parsing for outside text (files, environment, metadata):
+ * the whole of s must be one decimal integer (or one finite number) in
+ * [lo, hi]; leading/trailing spaces, an empty string, overflow and trailing
+ * characters are refused. On failure *out is untouched and the message says
+ * "<what> is invalid: '<s>' (expected ...)". */
+int parse_long(const char *s, long lo, long hi, const char *what, long *out, mskx_err *e);
+int parse_double(const char *s, double lo, double hi, const char *what, double *out, mskx_err *e);
 /* Overflow-checked size multiplication; returns 0 on overflow. */
 int size_mul(size_t a, size_t b, size_t *out);
 

@@ -123,7 +123,7 @@ static void compact_slot(loader *l, slot *sl) {
 }
 
 static void note_skip(loader *l, const mskx_err *e) {
-  snprintf(l->skip_msgs[l->skip_head], sizeof l->skip_msgs[0], "%s", e->msg);
+  str_copy_marked(l->skip_msgs[l->skip_head], sizeof l->skip_msgs[0], e->msg);
   l->skip_head = (l->skip_head + 1) % LOADER_SKIP_MSGS;
   if (l->n_skip < LOADER_SKIP_MSGS) l->n_skip++;
   l->skipped++;

@@ -11,7 +11,15 @@
  * process's message, and the caller unwinds normally. A process that fails
  * between agreement points (inside a step's collectives) calls dist_break and
  * returns; its program must then end the whole job (MPI_Abort), since the
- * others are waiting inside a collective. */
+ * others are waiting inside a collective. dist_break tells them: each
+ * collective waits in a loop that also looks for such a note, so the others
+ * stop waiting, return an error naming the failed process and its message,
+ * and end the job the same way (dist_failed_rank is -1 for them too).
+ *
+ * The communicators used here have MPI_ERRORS_RETURN, so a failing MPI call
+ * (a bad argument, a broken connection MPI can report) is an error with a
+ * message like any other, handled by the protocol above; MPI_COMM_WORLD's
+ * handler is the program's and is left as it is. */
 #ifndef MSKX_DIST_DIST_H
 #define MSKX_DIST_DIST_H
 #include <stddef.h>
@@ -37,9 +45,12 @@ int dist_agree(dist *d, int rc, mskx_err *e);
 /* The rank whose failure the latest agreement reported, or -1 when this
  * process's error was not agreed (the others do not know of it). */
 int dist_failed_rank(const dist *d);
-/* This process left a collective region on an error: agreements now return
- * rc at once, without communicating (the job must be aborted). */
-void dist_break(dist *d);
+/* This process left a collective region on error e: agreements now return
+ * rc at once, without communicating (the job must be aborted). The others
+ * are sent a note of e, so that those waiting in a collective that cannot
+ * complete now stop and fail with "rank K failed inside a training step:
+ * <K's message>" (they too must then abort). */
+void dist_break(dist *d, const mskx_err *e);
 
 /* The per-step agreement: status, whether this process's epoch has ended
  * (its loader has no batch), and its batch size. Sets *ended when any
@@ -55,9 +66,10 @@ int dist_bcast_bytes(dist *d, void *v, size_t n, mskx_err *e);
  * that the processes disagree on `what`. */
 int dist_check_same(dist *d, uint64_t value, const char *what, mskx_err *e);
 
-/* layer_ctx.bn_sum: dist_sum for synchronised batch norm (an MPI failure
- * there ends the job through MPI's default error handler). */
-void dist_bn_sum(void *d, double *v, int n);
+/* layer_ctx.bn_sum: dist_sum for synchronised batch norm. It runs inside a
+ * step, so a failure leaves the others in a collective: the caller must
+ * dist_break and return (train_step does). */
+int dist_bn_sum(void *d, double *v, int n, mskx_err *e);
 
 /* Seconds spent inside collectives (waiting included) since creation. */
 double dist_comm_seconds(const dist *d);

@@ -179,13 +179,29 @@ typedef struct engine_ops {
 
 struct engine {
   const engine_ops *ops;
-  int threads;
+  int threads;          /* OpenMP threads of its ops (engine_threads_enter) */
   void *impl;           /* backend state */
 };
 
-/* The oneDNN CPU engine. threads <= 0 keeps OpenMP's default. */
+/* The oneDNN CPU engine. threads <= 0: OpenMP's default for the creating
+ * thread at creation (omp_get_max_threads). */
 int engine_dnnl_create(int threads, engine **out, mskx_err *e);
+/* Also frees the calling thread's kernel scratch (kernels_cpu.h). */
 void engine_destroy(engine *eng);
+
+/* The engine's thread count for the duration of one call. oneDNN (built on
+ * the OpenMP runtime) takes no thread count of its own: it sizes its
+ * parallel regions, at primitive creation and at execution, by the calling
+ * thread's nthreads ICV (omp_get_max_threads), and so do the kernels'
+ * regions. The library must not change that setting behind its caller's
+ * back (another library, or the caller's own OpenMP code, would inherit it),
+ * so every entry point that runs ops (net_plan, net_forward, net_backward,
+ * the optimizer step) sets the ICV to eng->threads on entry and puts the
+ * caller's value back before it returns. The ICV belongs to the calling
+ * thread alone, so concurrent callers on other threads are unaffected.
+ * Returns the caller's value, to pass to engine_threads_leave. */
+int engine_threads_enter(const engine *eng);
+void engine_threads_leave(int saved);
 /* Whether this CPU runs bf16 natively (AVX512-BF16 or AMX). */
 int engine_dnnl_has_bf16(void);
 

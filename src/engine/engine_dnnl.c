@@ -453,7 +453,6 @@ static const engine_ops dnnl_ops = {
 
 int engine_dnnl_create(int threads, engine **out, mskx_err *e) {
   *out = NULL;
-  if (threads > 0) omp_set_num_threads(threads);
   engine *eng = calloc(1, sizeof *eng);
   dnnl_state *s = calloc(1, sizeof *s);
   if (!eng || !s) {
@@ -476,6 +475,17 @@ int engine_dnnl_create(int threads, engine **out, mskx_err *e) {
 
 void engine_destroy(engine *eng) {
   if (eng) eng->ops->destroy(eng);
+  cpu_scratch_release();
+}
+
+int engine_threads_enter(const engine *eng) {
+  int saved = omp_get_max_threads();
+  if (eng && eng->threads > 0 && eng->threads != saved) omp_set_num_threads(eng->threads);
+  return saved;
+}
+
+void engine_threads_leave(int saved) {
+  if (saved > 0 && omp_get_max_threads() != saved) omp_set_num_threads(saved);
 }
 
 int engine_dnnl_has_bf16(void) {

@@ -12,7 +12,8 @@ static inline size_t rows_of(view v) { return (size_t)v.n * v.h * v.w; }
 
 /* Per-thread double accumulators [threads][c], reused across calls by the
  * calling thread (no allocation in steady state). A thread-specific key frees
- * them when that thread ends (a server's worker threads come and go). */
+ * them when that thread ends (a server's worker threads come and go), and
+ * cpu_scratch_release frees the calling thread's at once (engine_destroy). */
 typedef struct acc_scratch {
   double *buf;
   size_t cap;
@@ -29,6 +30,15 @@ static void acc_free(void *p) {
 }
 
 static void acc_key_create(void) { acc_key_ok = pthread_key_create(&acc_key, acc_free) == 0; }
+
+void cpu_scratch_release(void) {
+  pthread_once(&acc_once, acc_key_create);  /* acc_key_ok is published by pthread_once */
+  if (!acc_key_ok) return;
+  acc_scratch *s = pthread_getspecific(acc_key);
+  if (!s) return;
+  (void)pthread_setspecific(acc_key, NULL);
+  acc_free(s);
+}
 
 /* NULL when the scratch cannot be allocated. */
 static double *acc_get(size_t count) {

@@ -2,7 +2,10 @@
  * (with the ReLU fused and recomputed in backward), pools, copies, the tiny
  * classifier head and the loss. They read and write strided NHWC views, which
  * oneDNN's fast paths do not, and every reduction runs in a fixed order so a
- * run is bit-reproducible for a given thread count. Semantics: engine.h. */
+ * run is bit-reproducible for a given thread count. Their parallel regions
+ * take the calling thread's OpenMP thread count, which the entry points that
+ * run ops set to the engine's for the call (engine_threads_enter). Semantics:
+ * engine.h. */
 #ifndef MSKX_ENGINE_KERNELS_CPU_H
 #define MSKX_ENGINE_KERNELS_CPU_H
 #include "engine/engine.h"
@@ -15,8 +18,11 @@ int cpu_linear_backward(linear_op *op, const float *x, const float *dy, const fl
 
 /* The reductions (bn_forward_train, bn_backward, bn_stats, bn_backward_stats)
  * keep per-thread partial sums in scratch owned by the calling thread, grown
- * on demand and freed when that thread exits; they return MSKX_ENOMEM when it
- * cannot be allocated. */
+ * on demand (no allocation in steady state) and freed when that thread exits
+ * or calls cpu_scratch_release (engine_destroy does, for the thread that
+ * destroys an engine: the main thread never "exits" for pthreads'
+ * destructors); they return MSKX_ENOMEM when it cannot be allocated. */
+void cpu_scratch_release(void);
 int cpu_bn_forward_train(view x, const float *gamma, const float *beta, float eps, int relu, view y, float *mean,
                          float *invstd, float *var_unbiased);
 void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const float *rmean, const float *rvar,

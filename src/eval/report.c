@@ -321,11 +321,14 @@ static int img(FILE *f, const png_buf *b, const char *alt) {
   return MSKX_OK;
 }
 
-/* Three decimals with a true minus sign; a dash for NaN. */
-static const char *f3(char *buf, double v) {
-  if (!isfinite(v)) strcpy(buf, "&ndash;");
-  else if (v < 0 && fabs(v) >= 5e-4) sprintf(buf, "&minus;%.3f", -v);
-  else sprintf(buf, "%.3f", fabs(v));
+/* Three decimals with a true minus sign; a dash for NaN. The figures are
+ * metrics in [-1, 1]; a value too large for three decimals in F3_LEN bytes
+ * gets three significant digits instead ("1.23e+40"), which always fits. */
+#define F3_LEN 32
+static const char *f3(char buf[F3_LEN], double v) {
+  const char *minus = v < 0 && fabs(v) >= 5e-4 ? "&minus;" : "";
+  if (!isfinite(v)) snprintf(buf, F3_LEN, "&ndash;");
+  else if (snprintf(buf, F3_LEN, "%s%.3f", minus, fabs(v)) >= F3_LEN) snprintf(buf, F3_LEN, "%s%.3g", minus, fabs(v));
   return buf;
 }
 
@@ -363,7 +366,7 @@ static void head(FILE *f, const report_input *in) {
 }
 
 static void card(FILE *f, const char *k, const eval_group *g, int m) {
-  char a[32], b[32], c[32];
+  char a[F3_LEN], b[F3_LEN], c[F3_LEN];
   fprintf(f, "<div class=\"card\"><div class=\"k\">%s</div><div class=\"v\">%s</div>", k, f3(a, g->value[m]));
   if (isfinite(g->ci_lo[m])) fprintf(f, "<div class=\"ci\">95%% CI %s to %s</div>", f3(b, g->ci_lo[m]), f3(c, g->ci_hi[m]));
   else fputs("<div class=\"ci\">no interval</div>", f);
@@ -412,7 +415,7 @@ static void details(FILE *f, const report_input *in) {
 }
 
 static void kappa_row(FILE *f, const eval_group *g, int total) {
-  char nm[64], a[32], b[32], c[32];
+  char nm[64], a[F3_LEN], b[F3_LEN], c[F3_LEN];
   fprintf(f, "<tr%s><td>%s</td><td>%d</td><td>%d</td>", total ? " class=\"total\"" : "", pretty(g->part, nm, sizeof nm),
           g->n_studies, g->n_abnormal);
   for (int m = 0; m < 2; m++) {
@@ -458,7 +461,7 @@ static int selection_section(FILE *f, const report_input *in, mskx_err *e) {
   }
   fputs("<th style=\"text-align:left\">Why</th></tr></thead><tbody>\n", f);
   for (int k = 0; k < s->n_parts; k++) {
-    char nm[64], b[32];
+    char nm[64], b[F3_LEN];
     fprintf(f, "<tr><td>%s</td>", pretty(s->parts[k], nm, sizeof nm));
     for (int c = 0; c < s->n_cand; c++) {
       const sel_cell *x = &s->cells[k * s->n_cand + c];
@@ -580,7 +583,7 @@ static int curves_section(FILE *f, const report_input *in, mskx_err *e) {
   plot_spec sp = {520, 470, "Reliability (10 bins)", "predicted probability", "fraction abnormal", 0, 1, 0, 1, 0, 0, 1};
   if (!rc) rc = plot_reliability(&sp, c.mean_pred, c.frac_pos, c.count, REPORT_CAL_BINS, &rel, e);
   if (!rc) {
-    char a[32], b[32];
+    char a[F3_LEN], b[F3_LEN];
     fputs("<section><h2>ROC curves and calibration</h2><p class=\"lead\">Study-level ROC per part (all studies in "
           "black; the dot is the operating point at the decision threshold) and how well the probabilities match "
           "observed frequencies.</p><div class=\"cols\"><figure>", f);

@@ -174,11 +174,11 @@ int bn_batch_stats(const layer_ctx *cx, view x, float eps, float *mean, float *i
   int rc = cx->eng->ops->bn_stats(x, NULL, s);
   if (rc) return bn_failed(rc, "batch statistics", c, e);
   s[c] = (double)x.n * x.h * x.w;
-  if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c + 1);
+  if (cx->bn_sum && (rc = cx->bn_sum(cx->bn_sum_ctx, s, c + 1, e))) return rc;
   double m = s[c];
   for (int ch = 0; ch < c; ch++) mean[ch] = (float)(s[ch] / m);
   if ((rc = cx->eng->ops->bn_stats(x, mean, s))) return bn_failed(rc, "batch statistics", c, e);
-  if (cx->bn_sum) cx->bn_sum(cx->bn_sum_ctx, s, c);
+  if (cx->bn_sum && (rc = cx->bn_sum(cx->bn_sum_ctx, s, c, e))) return rc;
   for (int ch = 0; ch < c; ch++) {
     double var = s[ch] / m;
     invstd[ch] = (float)(1.0 / sqrt(var + eps));
@@ -316,7 +316,7 @@ static int bn_backward_split(const layer_ctx *cx, bn_layer *l, view x, view dy, 
       dg[ch] = (float)s[c + ch];
     }
     s[2 * c] = (double)x.n * x.h * x.w;
-    if (sync) cx->bn_sum(cx->bn_sum_ctx, s, 2 * c + 1);
+    if (sync && (rc = cx->bn_sum(cx->bn_sum_ctx, s, 2 * c + 1, e))) return rc;
     if (dense_out)
       cx->eng->ops->bn_backward_dx_dense(x, dy, g, b, l->mean, l->invstd, relu, s, s[2 * c], dense_out,
                                          cx->prec == PREC_BF16);

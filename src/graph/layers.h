@@ -22,12 +22,14 @@ typedef struct layer_ctx {
   float bn_eps;
   /* Data-parallel training hooks, NULL in a single process. grad_ready: the
    * gradients [offset, offset + numel) of ps->grads are final, so their
-   * all-reduce can start while backward goes on. bn_sum: adds n doubles over
-   * every process in place; set, training-mode batch norm uses the
-   * statistics of the global batch (synchronised batch norm). */
+   * all-reduce can start while backward goes on (a failure to start one is
+   * reported by the hook's owner later, when it waits for them). bn_sum: adds
+   * n doubles over every process in place, returning MSKX_OK or an error
+   * code with e set; set, training-mode batch norm uses the statistics of the
+   * global batch (synchronised batch norm). */
   void (*grad_ready)(void *ctx, size_t offset, size_t numel);
   void *grad_ready_ctx;
-  void (*bn_sum)(void *ctx, double *v, int n);
+  int (*bn_sum)(void *ctx, double *v, int n, mskx_err *e);
   void *bn_sum_ctx;
 } layer_ctx;
 

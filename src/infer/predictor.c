@@ -2,7 +2,6 @@
  * passes, aggregation, bundle routing, ensemble combination and CAM maps. */
 #include "infer/predictor.h"
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
@@ -399,9 +398,6 @@ int predictor_predict_inputs(predictor *p, study_inputs *in, const char *part, c
   if (!po) po = &defaults;
   int rc = result_begin(p, in, part, po, out, e);
   if (rc) return rc;
-  /* OpenMP thread counts are per calling thread: set ours so that results
-   * do not depend on which thread calls. */
-  if (p->opt.threads > 0) omp_set_num_threads(p->opt.threads);
   node_out o = {.img_p = out->image_prob, .cam = out->cam, .member_p = out->member_prob};
   rc = predict_node(p, &p->root, in, out->part, po, &o, e);
   return rc ? rc : result_end(in, &o, out, e);
@@ -518,7 +514,6 @@ int predictor_predict_batch(predictor *p, study_inputs **in, const char *const *
     }
     return MSKX_ENOMEM;
   }
-  if (p->opt.threads > 0) omp_set_num_threads(p->opt.threads);
   for (int i = 0; i < n; i++) {
     rcs[i] = result_begin(p, in[i], parts[i], &po[i], &outs[i], &errs[i]);
     if (!rcs[i] && !po[i].want_cam && !po[i].want_display) model[i] = study_model(&p->root, outs[i].part, &errs[i], &rcs[i]);
@@ -593,7 +588,6 @@ int predictor_study_features(predictor *p, const gray_image *images, int n, cons
   int rc = predictor_prepare(p, src, n, NULL, po, &in, e);
   free(src);
   if (rc) return rc;
-  if (p->opt.threads > 0) omp_set_num_threads(p->opt.threads);
   int d = pnode_feature_dim(&p->root);
   double *f = calloc((size_t)n * d, sizeof *f), *ip = calloc((size_t)n, sizeof *ip), *out = calloc((size_t)d, sizeof *out);
   rc = !f || !ip || !out ? err_set(e, MSKX_ENOMEM, "predict: out of memory") : 0;

@@ -577,8 +577,8 @@ int import_model(const import_opts *o, import_info *info, mskx_err *e) {
   int rc = net_create(o->arch, NULL, o->seed, &m, e);
   if (!rc) {
     int minsz = arch_size_multiple(&m->arch);
-    if (o->size < minsz || o->size > 8192)
-      rc = err_set(e, MSKX_EINVAL, "--size %d: %s needs %d..8192", o->size, m->arch.name, minsz);
+    if (o->size < minsz || o->size > MODEL_MAX_SIZE)
+      rc = err_set(e, MSKX_EINVAL, "--size %d: %s needs %d..%d", o->size, m->arch.name, minsz, MODEL_MAX_SIZE);
   }
   if (!rc) rc = import_load_net(m, o->in, o->fmt, o->bn_eps, info, e);
   if (!rc) {

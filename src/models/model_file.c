@@ -1,11 +1,13 @@
 /* Model files (see model_file.h). */
 #include "models/model_file.h"
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "core/util.h"
 
 void model_meta_default(model_meta *m) {
   memset(m, 0, sizeof *m);
@@ -47,41 +49,70 @@ static int parse_floats3(const char *s, float out[3]) {
   return *s == 0;
 }
 
+/* Numeric metadata: absent leaves *out as it is; present must be a whole
+ * number in [lo, hi] (an integer for meta_long), else an error naming the file. */
+static int meta_long(const st_file *f, const char *path, const char *key, long lo, long hi, long *out, mskx_err *e) {
+  const char *v = st_meta_get(f, key);
+  mskx_err why = {0};
+  if (!v || !parse_long(v, lo, hi, "", out, &why)) return MSKX_OK;
+  return err_set(e, MSKX_EFORMAT, "%s: metadata '%s'%s", path, key, why.msg);
+}
+
+static int meta_double(const st_file *f, const char *path, const char *key, double lo, double hi, double *out,
+                       mskx_err *e) {
+  const char *v = st_meta_get(f, key);
+  mskx_err why = {0};
+  if (!v || !parse_double(v, lo, hi, "", out, &why)) return MSKX_OK;
+  return err_set(e, MSKX_EFORMAT, "%s: metadata '%s'%s", path, key, why.msg);
+}
+
 int model_meta_read(const st_file *f, const char *path, model_meta *out, mskx_err *e) {
   model_meta_default(out);
   const char *fmt = st_meta_get(f, "format"), *arch = st_meta_get(f, "arch");
   if (!fmt || strcmp(fmt, MODEL_FORMAT))
     return err_set(e, MSKX_EFORMAT, "%s: not an mskx model file (metadata 'format' is %s%s%s, expected '%s')", path,
                    fmt ? "'" : "", fmt ? fmt : "missing", fmt ? "'" : "", MODEL_FORMAT);
-  if (!arch || strlen(arch) >= sizeof out->arch) return err_set(e, MSKX_EFORMAT, "%s: metadata 'arch' missing", path);
+  if (!arch) return err_set(e, MSKX_EFORMAT, "%s: metadata 'arch' missing", path);
+  if (strlen(arch) >= sizeof out->arch)
+    return err_set(e, MSKX_EFORMAT, "%s: metadata 'arch' is %zu characters long, more than the %zu allowed", path,
+                   strlen(arch), sizeof out->arch - 1);
   strcpy(out->arch, arch);
   const char *v;
-  char *end;
-  if ((v = st_meta_get(f, "size"))) {
-    long s = strtol(v, &end, 10);
-    if (*end || s < 16 || s > 8192) return err_set(e, MSKX_EFORMAT, "%s: metadata 'size' is invalid: '%s'", path, v);
-    out->size = (int)s;
+  long l = out->size, ep = 0;
+  double thr = out->threshold;
+  int rc = meta_long(f, path, "size", MODEL_MIN_SIZE, MODEL_MAX_SIZE, &l, e);
+  if (!rc) rc = meta_long(f, path, "epoch", 0, INT_MAX, &ep, e);
+  if (!rc) rc = meta_double(f, path, "threshold", 0, 1, &thr, e);
+  if (rc) return rc;
+  out->size = (int)l;
+  out->epoch = (int)ep;
+  out->threshold = thr;
+  if ((v = st_meta_get(f, "keep_aspect"))) {
+    if (strcmp(v, "0") && strcmp(v, "1"))
+      return err_set(e, MSKX_EFORMAT, "%s: metadata 'keep_aspect' must be 0 or 1, got '%.64s'", path, v);
+    out->keep_aspect = v[0] == '1';
   }
-  if ((v = st_meta_get(f, "keep_aspect"))) out->keep_aspect = !strcmp(v, "1");
   if ((v = st_meta_get(f, "mean")) && !parse_floats3(v, out->norm.mean))
-    return err_set(e, MSKX_EFORMAT, "%s: metadata 'mean' is invalid: '%s'", path, v);
+    return err_set(e, MSKX_EFORMAT, "%s: metadata 'mean' is invalid: '%.64s'", path, v);
   if ((v = st_meta_get(f, "std"))) {
     if (!parse_floats3(v, out->norm.std) || out->norm.std[0] <= 0 || out->norm.std[1] <= 0 || out->norm.std[2] <= 0)
-      return err_set(e, MSKX_EFORMAT, "%s: metadata 'std' is invalid: '%s'", path, v);
+      return err_set(e, MSKX_EFORMAT, "%s: metadata 'std' is invalid: '%.64s'", path, v);
   }
-  if ((v = st_meta_get(f, "parts"))) snprintf(out->parts, sizeof out->parts, "%s", v);
-  if ((v = st_meta_get(f, "threshold"))) {
-    double t = strtod(v, &end);
-    if (*end || !(t >= 0 && t <= 1)) return err_set(e, MSKX_EFORMAT, "%s: metadata 'threshold' is invalid: '%s'", path, v);
-    out->threshold = t;
+  if ((v = st_meta_get(f, "parts"))) {
+    if (strlen(v) >= sizeof out->parts)
+      return err_set(e, MSKX_EFORMAT, "%s: metadata 'parts' is %zu characters long, more than the %zu allowed", path,
+                     strlen(v), sizeof out->parts - 1);
+    strcpy(out->parts, v);
   }
-  if ((v = st_meta_get(f, "epoch"))) out->epoch = atoi(v);
   if ((v = st_meta_get(f, "transform_input"))) {
     if (strcmp(v, "0") && strcmp(v, "1"))
-      return err_set(e, MSKX_EFORMAT, "%s: metadata 'transform_input' must be 0 or 1, got '%s'", path, v);
+      return err_set(e, MSKX_EFORMAT, "%s: metadata 'transform_input' must be 0 or 1, got '%.64s'", path, v);
     out->transform_input = v[0] == '1';
   }
-  if ((v = st_meta_get(f, "metrics"))) snprintf(out->metrics, sizeof out->metrics, "%s", v);
+  /* A JSON object; one too long for the field (mskx writes a few hundred
+   * bytes) is dropped rather than cut into invalid JSON: its figures are
+   * informative only. */
+  if ((v = st_meta_get(f, "metrics")) && strlen(v) < sizeof out->metrics) strcpy(out->metrics, v);
   return model_bn_eps_read(f, path, &out->bn_eps, e);
 }
 

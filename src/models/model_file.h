@@ -18,9 +18,12 @@
 #define MODEL_FORMAT "mskx-model-1"
 #define MODEL_DEFAULT_THRESHOLD 0.5   /* the MURA paper: abnormal when p > 0.5 */
 #define TRAIN_STATE_PREFIX "train_state."
+#define MODEL_ARCH_MAX 128            /* bytes of an arch string in model_meta, NUL included */
+#define MODEL_MIN_SIZE 16             /* input sizes a model file may declare (pixels per side) */
+#define MODEL_MAX_SIZE 8192
 
 typedef struct model_meta {
-  char arch[128];
+  char arch[MODEL_ARCH_MAX];
   int size, keep_aspect;
   norm_params norm;
   char parts[1024];

@@ -49,15 +49,16 @@ int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e
     return err_set(e, MSKX_EINVAL, "%s needs inputs of at least %dx%d%s, got %dx%d", m->arch.name, minsz, minsz,
                    aux ? " to train with its auxiliary classifier (an aux weight of 0 allows smaller ones)" : "", h,
                    w);
+  /* oneDNN picks its kernels' thread split at primitive creation. */
+  int threads = engine_threads_enter(m->cx.eng);
   if (m->planned) m->vt->unplan(m);
   m->planned = 0;
   m->cx.train = train;
   m->cx.prec = prec;
   int rc = m->vt->plan(m, n, h, w, e);
-  if (rc) {
-    m->vt->unplan(m);
-    return rc;
-  }
+  if (rc) m->vt->unplan(m);
+  engine_threads_leave(threads);
+  if (rc) return rc;
   m->planned = 1;
   m->planned_aux = m->aux_weight;
   m->n = n;
@@ -68,12 +69,18 @@ int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e
 
 int net_forward(net *m, const float *x, float *logits, mskx_err *e) {
   if (!m->planned) return err_set(e, MSKX_EINTERNAL, "forward before planning");
-  return m->vt->forward(m, x, logits, e);
+  int threads = engine_threads_enter(m->cx.eng);
+  int rc = m->vt->forward(m, x, logits, e);
+  engine_threads_leave(threads);
+  return rc;
 }
 
 int net_backward(net *m, const float *dlogits, mskx_err *e) {
   if (!m->planned || !m->cx.train) return err_set(e, MSKX_EINTERNAL, "backward needs a training plan");
-  return m->vt->backward(m, dlogits, e);
+  int threads = engine_threads_enter(m->cx.eng);
+  int rc = m->vt->backward(m, dlogits, e);
+  engine_threads_leave(threads);
+  return rc;
 }
 
 double net_loss(net *m, const float *logits, const float *t, const float *w, int n, float *dz) {

@@ -12,6 +12,7 @@
  *     exist in training only. */
 #include "models/onnx_graph.h"
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,20 @@ typedef struct ctx {
   int rc;
 } ctx;
 
+/* Writes a value or tensor name into out (VNAME bytes); a name that does not
+ * fit sets rc (a cut name would connect the wrong tensors) and leaves out empty. */
+__attribute__((format(printf, 3, 4))) static void vname(ctx *c, char *out, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out, VNAME, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && n < VNAME) return;
+  out[0] = 0;
+  if (!c->rc)
+    c->rc = err_set(c->e, MSKX_ELIMIT, "onnx export: a tensor name of %s is longer than %d characters", c->m->arch.name,
+                    VNAME - 1);
+}
+
 /* The parameter called name (with its shape), or NULL after setting rc. */
 static const param_entry *param(ctx *c, const char *name, const float **data) {
   *data = NULL;
@@ -42,7 +57,7 @@ static const param_entry *param(ctx *c, const char *name, const float **data) {
 
 /* Emits the parameter prefix.suffix as an initializer; its name goes to out. */
 static void init_param(ctx *c, const char *prefix, const char *suffix, char *out) {
-  snprintf(out, VNAME, "%s.%s", prefix, suffix);
+  vname(c, out, "%s.%s", prefix, suffix);
   const float *d;
   const param_entry *en = param(c, out, &d);
   if (en) onnx_initializer(c->g, out, en->shape, en->ndim, d);
@@ -83,15 +98,15 @@ static void batchnorm(ctx *c, const char *prefix, const char *x, const char *y) 
 static void fold_weights(ctx *c, const char *conv, const char *bn, char *wname, char *bname) {
   char n[VNAME];
   const float *w = NULL, *g = NULL, *beta = NULL, *mu = NULL, *var = NULL;
-  snprintf(n, sizeof n, "%s.weight", conv);
+  vname(c, n, "%s.weight", conv);
   const param_entry *we = param(c, n, &w);
-  snprintf(n, sizeof n, "%s.weight", bn);
+  vname(c, n, "%s.weight", bn);
   const param_entry *ge = param(c, n, &g);
-  snprintf(n, sizeof n, "%s.bias", bn);
+  vname(c, n, "%s.bias", bn);
   param(c, n, &beta);
-  snprintf(n, sizeof n, "%s.running_mean", bn);
+  vname(c, n, "%s.running_mean", bn);
   param(c, n, &mu);
-  snprintf(n, sizeof n, "%s.running_var", bn);
+  vname(c, n, "%s.running_var", bn);
   param(c, n, &var);
   if (c->rc || !w || !g || !beta || !mu || !var) return;
   int64_t cout = we->shape[0];
@@ -105,8 +120,8 @@ static void fold_weights(ctx *c, const char *conv, const char *bn, char *wname, 
       for (size_t k = 0; k < per; k++) fw[o * per + k] = w[o * per + k] * s;
       fb[o] = beta[o] - mu[o] * s;
     }
-    snprintf(wname, VNAME, "%s.weight+%s", conv, bn);
-    snprintf(bname, VNAME, "%s.bias+%s", conv, bn);
+    vname(c, wname, "%s.weight+%s", conv, bn);
+    vname(c, bname, "%s.bias+%s", conv, bn);
     onnx_initializer(c->g, wname, we->shape, we->ndim, fw);
     onnx_initializer(c->g, bname, &cout, 1, fb);
   }
@@ -121,7 +136,7 @@ static void fold_weights(ctx *c, const char *conv, const char *bn, char *wname, 
 static void conv_bn(ctx *c, const char *conv, const char *bn, const char *x, const char *y, int stride, int ph, int pw) {
   char w[VNAME], b[VNAME], z[VNAME];
   const float *d;
-  snprintf(w, sizeof w, "%s.weight", conv);
+  vname(c, w, "%s.weight", conv);
   const param_entry *we = param(c, w, &d);
   if (!we) return;
   int64_t ks[2] = {we->shape[2], we->shape[3]}, st[2] = {stride, stride}, pd[4] = {ph, pw, ph, pw};
@@ -136,7 +151,7 @@ static void conv_bn(ctx *c, const char *conv, const char *bn, const char *x, con
   }
   onnx_initializer(c->g, w, we->shape, we->ndim, d);
   const char *in[2] = {x, w};
-  snprintf(z, sizeof z, "%s.out", conv);
+  vname(c, z, "%s.out", conv);
   onnx_node(c->g, "Conv", in, 2, bn ? z : y, a, 3);
   if (bn) batchnorm(c, bn, z, y);
 }
@@ -160,40 +175,40 @@ static void densenet_graph(ctx *c, const char *input, const char *logit) {
   conv_bn(c, "features.conv0", "features.norm0", input, "features.norm0", 2, 3, 3);
   relu(c, "features.norm0", "features.relu0");
   pool(c, "MaxPool", "features.relu0", "features.pool0", 3, 2, 1, 0);
-  snprintf(x, sizeof x, "features.pool0");
+  vname(c, x, "features.pool0");
   for (int b = 0; b < a->n_blocks && !c->rc; b++) {
     for (int l = 0; l < a->blocks[b]; l++) {
-      snprintf(p, sizeof p, "features.denseblock%d.denselayer%d", b + 1, l + 1);
-      snprintf(q, sizeof q, "%s.norm1", p);
+      vname(c, p, "features.denseblock%d.denselayer%d", b + 1, l + 1);
+      vname(c, q, "%s.norm1", p);
       batchnorm(c, q, x, q);
-      snprintf(t2, sizeof t2, "%s.relu1", p);
+      vname(c, t2, "%s.relu1", p);
       relu(c, q, t2);
-      snprintf(q, sizeof q, "%s.conv1", p);
-      snprintf(t1, sizeof t1, "%s.norm2", p);
+      vname(c, q, "%s.conv1", p);
+      vname(c, t1, "%s.norm2", p);
       conv_bn(c, q, t1, t2, t1, 1, 0, 0);
-      snprintf(t3, sizeof t3, "%s.relu2", p);
+      vname(c, t3, "%s.relu2", p);
       relu(c, t1, t3);
-      snprintf(q, sizeof q, "%s.conv2", p);
-      snprintf(t2, sizeof t2, "%s.new", p);
+      vname(c, q, "%s.conv2", p);
+      vname(c, t2, "%s.new", p);
       conv_bn(c, q, NULL, t3, t2, 1, 1, 1);
       /* torchvision concatenates [input, new features of every layer]; one
        * Concat of the running block with the newest features is the same. */
-      snprintf(cat, sizeof cat, "%s.concat", p);
+      vname(c, cat, "%s.concat", p);
       const char *in[2] = {x, t2};
       onnx_attr ca[1] = {{"axis", ONNX_ATTR_INT, 1, NULL, 0, 0}};
       onnx_node(c->g, "Concat", in, 2, cat, ca, 1);
-      snprintf(x, sizeof x, "%s", cat);
+      vname(c, x, "%s", cat);
     }
     if (b + 1 < a->n_blocks) {
-      snprintf(p, sizeof p, "features.transition%d", b + 1);
-      snprintf(q, sizeof q, "%s.norm", p);
-      snprintf(t1, sizeof t1, "%s.norm", p);
+      vname(c, p, "features.transition%d", b + 1);
+      vname(c, q, "%s.norm", p);
+      vname(c, t1, "%s.norm", p);
       batchnorm(c, q, x, t1);
-      snprintf(t2, sizeof t2, "%s.relu", p);
+      vname(c, t2, "%s.relu", p);
       relu(c, t1, t2);
-      snprintf(q, sizeof q, "%s.conv", p);
+      vname(c, q, "%s.conv", p);
       conv_bn(c, q, NULL, t2, q, 1, 0, 0);
-      snprintf(x, sizeof x, "%s.pool", p);
+      vname(c, x, "%s.pool", p);
       pool(c, "AveragePool", q, x, 2, 2, 0, 0);
     }
   }
@@ -207,35 +222,35 @@ static void resnet_graph(ctx *c, const char *input, const char *logit) {
   conv_bn(c, "conv1", "bn1", input, "bn1", 2, 3, 3);
   relu(c, "bn1", "relu");
   pool(c, "MaxPool", "relu", "maxpool", 3, 2, 1, 0);
-  snprintf(x, sizeof x, "maxpool");
+  vname(c, x, "maxpool");
   for (int s = 0; s < 4 && !c->rc; s++)
     for (int i = 0; i < c->m->arch.blocks[s]; i++) {
       int stride = s > 0 && i == 0 ? 2 : 1;
-      snprintf(p, sizeof p, "layer%d.%d", s + 1, i);
-      snprintf(q, sizeof q, "%s.conv1", p);
-      snprintf(r, sizeof r, "%s.bn1", p);
+      vname(c, p, "layer%d.%d", s + 1, i);
+      vname(c, q, "%s.conv1", p);
+      vname(c, r, "%s.bn1", p);
       conv_bn(c, q, r, x, r, 1, 0, 0);
-      snprintf(t1, sizeof t1, "%s.relu1", p);
+      vname(c, t1, "%s.relu1", p);
       relu(c, r, t1);
-      snprintf(q, sizeof q, "%s.conv2", p);
-      snprintf(r, sizeof r, "%s.bn2", p);
+      vname(c, q, "%s.conv2", p);
+      vname(c, r, "%s.bn2", p);
       conv_bn(c, q, r, t1, r, stride, 1, 1);
-      snprintf(t2, sizeof t2, "%s.relu2", p);
+      vname(c, t2, "%s.relu2", p);
       relu(c, r, t2);
-      snprintf(q, sizeof q, "%s.conv3", p);
-      snprintf(r, sizeof r, "%s.bn3", p);
+      vname(c, q, "%s.conv3", p);
+      vname(c, r, "%s.bn3", p);
       conv_bn(c, q, r, t2, r, 1, 0, 0);
       if (i == 0) {
-        snprintf(q, sizeof q, "%s.downsample.0", p);
-        snprintf(id, sizeof id, "%s.downsample.1", p);
+        vname(c, q, "%s.downsample.0", p);
+        vname(c, id, "%s.downsample.1", p);
         conv_bn(c, q, id, x, id, stride, 0, 0);
       } else {
-        snprintf(id, sizeof id, "%s", x);
+        vname(c, id, "%s", x);
       }
-      snprintf(sum, sizeof sum, "%s.add", p);
+      vname(c, sum, "%s.add", p);
       const char *in[2] = {r, id};
       onnx_node(c->g, "Add", in, 2, sum, NULL, 0);
-      snprintf(x, sizeof x, "%s.relu", p);
+      vname(c, x, "%s.relu", p);
       relu(c, sum, x);
     }
   head(c, x, "fc", logit);
@@ -245,17 +260,17 @@ static void resnet_graph(ctx *c, const char *input, const char *logit) {
  * padding as inception.c declares them; its output's name goes to y. */
 static void bconv(ctx *c, const char *block, const char *name, const char *x, char *y, int stride, int ph, int pw) {
   char conv[VNAME], bn[VNAME];
-  snprintf(conv, sizeof conv, "%s%s%s.conv", block, *block ? "." : "", name);
-  snprintf(bn, sizeof bn, "%s%s%s.bn", block, *block ? "." : "", name);
+  vname(c, conv, "%s%s%s.conv", block, *block ? "." : "", name);
+  vname(c, bn, "%s%s%s.bn", block, *block ? "." : "", name);
   conv_bn(c, conv, bn, x, bn, stride, ph, pw);
-  snprintf(y, VNAME, "%s%s%s.relu", block, *block ? "." : "", name);
+  vname(c, y, "%s%s%s.relu", block, *block ? "." : "", name);
   relu(c, bn, y);
 }
 
 /* block.name: a pool of x (max 3x3 stride 2, or average 3x3 stride 1 pad 1
  * counting the padding, as F.avg_pool2d does by default). */
 static void ipool(ctx *c, const char *block, const char *name, const char *x, char *y, int avg) {
-  snprintf(y, VNAME, "%s%s%s", block, *block ? "." : "", name);
+  vname(c, y, "%s%s%s", block, *block ? "." : "", name);
   if (avg) pool(c, "AveragePool", x, y, 3, 1, 1, 1);
   else pool(c, "MaxPool", x, y, 3, 2, 0, 0);
 }
@@ -266,7 +281,7 @@ static void ipool(ctx *c, const char *block, const char *name, const char *x, ch
 static void concat(ctx *c, const char *block, char br[][VNAME], int n, char *y) {
   const char *in[MAX_BRANCHES];
   for (int i = 0; i < n; i++) in[i] = br[i];
-  snprintf(y, VNAME, "%s.cat", block);
+  vname(c, y, "%s.cat", block);
   onnx_attr ca[1] = {{"axis", ONNX_ATTR_INT, 1, NULL, 0, 0}};
   onnx_node(c->g, "Concat", in, n, y, ca, 1);
 }

@@ -134,16 +134,18 @@ static int make_loaders(run_ctx *r, mskx_err *e) {
   return loader_create(r->data, &r->data->valid, &lc, &r->lvalid, e);
 }
 
-static void fill_meta(const run_ctx *r, model_meta *m, int epoch, const char *metrics) {
+static int fill_meta(const run_ctx *r, model_meta *m, int epoch, const char *metrics, mskx_err *e) {
   model_meta_default(m);
-  snprintf(m->arch, sizeof m->arch, "%s", r->cfg.arch);
+  int rc = str_copy_exact(m->arch, sizeof m->arch, r->cfg.arch, "--arch", e);
+  if (!rc) rc = str_copy_exact(m->metrics, sizeof m->metrics, metrics ? metrics : "{}", "the epoch's metrics", e);
+  if (rc) return rc;
   m->size = r->cfg.size;
   m->keep_aspect = r->cfg.keep_aspect;
   m->norm = norm_imagenet();
   snprintf(m->parts, sizeof m->parts, "%s", r->cfg.parts);
   m->epoch = epoch;
-  snprintf(m->metrics, sizeof m->metrics, "%s", metrics ? metrics : "{}");
   m->bn_eps = layer_bn_eps(&r->net->cx);
+  return MSKX_OK;
 }
 
 #define DIVERGED_MSG "training diverged: the loss is %g (lower the learning rate)"
@@ -163,7 +165,7 @@ static int dist_pass(run_ctx *r, const batch *b, int total, double *loss, mskx_e
   double l = *loss * n;
   if (!rc) rc = dist_sum(r->dist, &l, 1, e);
   if (rc) {
-    dist_break(r->dist);
+    dist_break(r->dist, e);
     return rc;
   }
   *loss = l / total;
@@ -178,7 +180,7 @@ int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, dou
   for (int i = 0; i < n; i++) r->sw[i] = (float)r->cw[b->part_idx[i]][b->labels[i] > 0.5f];
   int rc = net_forward(m, b->images, r->logits, e);
   if (rc) {
-    dist_break(r->dist);
+    dist_break(r->dist, e);
     return rc;
   }
   *loss = net_loss(m, r->logits, b->labels, r->sw, n, r->dz);
@@ -191,11 +193,16 @@ int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, dou
   if (rc) return rc;
   /* The classifier is declared last, so "train only the head" is a tail slice. */
   size_t off = frozen ? m->ps.entries[m->head_w].offset : 0;
+  int threads = engine_threads_enter(r->eng);  /* the optimizer's OpenMP loops */
   if (frozen)
     rc = optim_step_range(r->opt, m->ps.params, m->ps.grads, off, m->ps.n_params - off, lr);
   else
     optim_step(r->opt, m->ps.params, m->ps.grads, lr);
-  if (rc) return err_set(e, rc, "optimizer step failed");
+  engine_threads_leave(threads);
+  if (rc) {
+    dist_break(r->dist, e);  /* not agreed: the others go on to the next step's collectives */
+    return err_set(e, rc, "optimizer step failed");
+  }
   net_params_changed(m);
   return MSKX_OK;
 }
@@ -309,13 +316,13 @@ static int run_epoch(run_ctx *r, int epoch, int *stop, mskx_err *e) {
   int improved = r->st.best_epoch < 0 || (by_kappa ? value > r->st.best_value : value < r->st.best_value);
   char *metrics = epoch_metrics_json(&st);
   model_meta meta;
-  fill_meta(r, &meta, epoch + 1, metrics);
+  rc = metrics ? fill_meta(r, &meta, epoch + 1, metrics, e) : err_set(e, MSKX_ENOMEM, "out of memory");
   if (improved) {
     r->st.best_value = value;
     r->st.best_epoch = epoch;
     r->st.best_kappa = st.val_kappa;
     r->st.bad_epochs = 0;
-    if (r->rank == 0) rc = model_save(r->best_path, r->net, &meta, NULL, 0, NULL, 0, e);
+    if (!rc && r->rank == 0) rc = model_save(r->best_path, r->net, &meta, NULL, 0, NULL, 0, e);
   } else {
     r->st.bad_epochs++;
   }
@@ -433,8 +440,8 @@ static int train_one(const train_config *c, const dataset *d, const char *dir, c
                      dist *dd, const train_hooks *h, train_summary *sum, mskx_err *e) {
   run_ctx r;
   run_init(&r, c, d, dd, h, part_label);
-  snprintf(r.dir, sizeof r.dir, "%s", dir);
-  int rc = run_paths(&r, e);
+  int rc = str_copy_exact(r.dir, sizeof r.dir, dir, "the run folder's path", e);
+  if (!rc) rc = run_paths(&r, e);
   if (!rc) rc = run_build(&r, resuming, e);
   /* Building a --cache can take long: a request to stop may already be here. */
   if (!rc && run_cancelled(&r)) rc = run_cancel_error(&r, r.st.epochs_done, e);
@@ -529,9 +536,13 @@ static int preflight(const train_config *c, dataset **d, mskx_err *e) {
     r.cw = NULL;
     r.mask = 1ULL << p;
     if ((rc = setup_class_weights(&r, e))) err_prefix(e, "%s", (*d)->parts[p]);
-    char arch[TRAIN_ARCH_MAX];
+    /* Each part's architecture must fit a model file's metadata. */
+    char arch[MODEL_ARCH_MAX];
     if (!rc) rc = train_arch_for(c->arch, (*d)->parts[p], arch, sizeof arch, e);
   }
+  if (!rc && !c->per_part && strlen(c->arch) >= MODEL_ARCH_MAX)
+    rc = err_set(e, MSKX_EINVAL, "--arch is %zu characters long; a model file holds at most %d", strlen(c->arch),
+                 MODEL_ARCH_MAX - 1);
   free(r.cw);
   if (!rc && c->pretrained[0] && !path_exists(c->pretrained))
     rc = err_set(e, MSKX_EIO, "--pretrained %s: no such file", c->pretrained);

@@ -19,11 +19,11 @@ TEST(pins_one_thread_per_cpu_and_unpins) {
   int ncpu = allowed_cpus(&all);
   if (ncpu < 2) {
     printf("# one CPU: nothing to pin\n");
-    CHECK_EQ_INT(omp_pin_threads(1, 0, NULL, 0), 0);
+    CHECK_EQ_INT(affinity_pin_threads(1, 0, NULL, 0), 0);
     return;
   }
   char why[128];
-  CHECK_EQ_INT(omp_pin_threads(2, 0, why, sizeof why), 2);
+  CHECK_EQ_INT(affinity_pin_threads(2, 0, why, sizeof why), 2);
   printf("# %s\n", why);
   int cpu_of[2] = {-1, -1}, count_of[2] = {0, 0};
 #pragma omp parallel num_threads(2)
@@ -45,23 +45,62 @@ TEST(pins_one_thread_per_cpu_and_unpins) {
   thread_unpin();
   CHECK(!pthread_getaffinity_np(pthread_self(), sizeof s, &s) && CPU_EQUAL(&s, &all));
   /* An offset (the MPI local rank's share) starts further on, wrapping around. */
-  CHECK_EQ_INT(omp_pin_threads(1, 1, why, sizeof why), 1);
+  CHECK_EQ_INT(affinity_pin_threads(1, 1, why, sizeof why), 1);
   CHECK(!pthread_getaffinity_np(pthread_self(), sizeof s, &s) && CPU_COUNT(&s) == 1 && !CPU_ISSET(cpu_of[0], &s));
   thread_unpin();
+}
+
+/* Helper threads unpin themselves while the compute thread pins again (the
+ * saved CPU set is shared state: guarded, so each helper reads a whole set),
+ * and pinning leaves the caller's OpenMP team size alone. */
+static cpu_set_t helper_all;
+static int helper_ok[4];
+
+static void *helper(void *arg) {
+  int *ok = arg;
+  cpu_set_t s;
+  for (int i = 0; i < 200; i++) {
+    thread_unpin();
+    if (pthread_getaffinity_np(pthread_self(), sizeof s, &s) || !CPU_EQUAL(&s, &helper_all)) return NULL;
+  }
+  *ok = 1;
+  return NULL;
+}
+
+TEST(unpin_while_pinning_and_team_size_untouched) {
+  unsetenv("MSKX_PIN");
+  unsetenv("OMP_PROC_BIND");
+  unsetenv("GOMP_CPU_AFFINITY");
+  int ncpu = allowed_cpus(&helper_all);
+  if (ncpu < 2) {
+    printf("# one CPU: nothing to pin\n");
+    return;
+  }
+  omp_set_num_threads(ncpu > 2 ? ncpu - 1 : ncpu);
+  int team = omp_get_max_threads();
+  CHECK_EQ_INT(affinity_pin_threads(2, 0, NULL, 0), 2);
+  CHECK_EQ_INT(omp_get_max_threads(), team);
+  thread_unpin();
+  pthread_t th[4];
+  for (int t = 0; t < 4; t++) CHECK(pthread_create(&th[t], NULL, helper, &helper_ok[t]) == 0);
+  for (int i = 0; i < 50; i++) affinity_pin_threads(2, i, NULL, 0);
+  thread_unpin();
+  for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+  for (int t = 0; t < 4; t++) CHECKF(helper_ok[t], "helper %d did not get the whole CPU set back", t);
 }
 
 TEST(leaves_placement_alone_when_asked) {
   char why[128];
   setenv("MSKX_PIN", "0", 1);
-  CHECK_EQ_INT(omp_pin_threads(2, 0, why, sizeof why), 0);
+  CHECK_EQ_INT(affinity_pin_threads(2, 0, why, sizeof why), 0);
   CHECKF(strstr(why, "MSKX_PIN") != NULL, "%s", why);
   unsetenv("MSKX_PIN");
   setenv("OMP_PROC_BIND", "close", 1);
-  CHECK_EQ_INT(omp_pin_threads(2, 0, why, sizeof why), 0);
+  CHECK_EQ_INT(affinity_pin_threads(2, 0, why, sizeof why), 0);
   unsetenv("OMP_PROC_BIND");
   cpu_set_t all;
   int ncpu = allowed_cpus(&all);
-  CHECK_EQ_INT(omp_pin_threads(ncpu + 1, 0, why, sizeof why), 0);  /* more threads than CPUs */
+  CHECK_EQ_INT(affinity_pin_threads(ncpu + 1, 0, why, sizeof why), 0);  /* more threads than CPUs */
   CHECKF(strstr(why, "not pinned") != NULL, "%s", why);
 }
 

@@ -76,7 +76,7 @@ static int read_rows(const char *path, int is_image, row *rows, char *err, size_
   unsigned char *buf;
   size_t len;
   mskx_err e = {0};
-  if (file_read_all(path, 0, &buf, &len, &e)) return snprintf(err, errn, "%s", e.msg), -1;
+  if (file_read_all(path, 0, &buf, &len, &e)) return test_fmt(err, errn, "%s", e.msg), -1;
   int n = 0;
   if (len == 0 || buf[len - 1] != '\n') {
     free(buf);

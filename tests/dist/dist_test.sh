@@ -158,3 +158,39 @@ fi
   fail sigterm_job_leaves_no_temporary "$(ls -A "$T/tm" | tr '\n' ' ')"
 done_epochs=$(wc -l < "$T/tm/log.jsonl")
 check resume_after_sigterm "${MPIRUN[@]}" -np 2 "$MSKX_BIN" train --resume "$T/tm" --epochs $((done_epochs + 1))
+
+# 9. An MPI call that fails in one process (injected: tests/dist/mpi_fault.c,
+#    preloaded into rank 1 only, gives its Nth all-reduce an invalid count, a
+#    real MPI error). MPI_ERRORS_RETURN makes it an mskx error on rank 1, and
+#    the others, waiting in a collective that can no longer complete, are told
+#    and fail too: every process names the failure, the job ends non-zero
+#    within seconds (not by the timeout) and nothing is written. Call 40 falls
+#    inside the first steps' --sync-bn sums; call 3 on an agreement at start.
+FAULT="$MSKX_BUILD/tests/libmskx_mpi_fault.so"
+if [ ! -f "$FAULT" ]; then
+  fail mpi_fault_injector "$FAULT is not built"
+else
+  for n in 40 3; do
+    rm -rf "$T/f$n"
+    t0=$(date +%s)
+    # The injector comes before ASan's runtime in the preload order.
+    "${MPIRUN[@]}" -np 1 "$MSKX_BIN" train --data "$DATA" --out "$T/f$n" "${COMMON[@]}" --epochs 1 --max-batches 3 \
+      --sync-bn : -np 1 env LD_PRELOAD="$FAULT" MSKX_FAULT_ALLREDUCE=$n \
+      ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" "$MSKX_BIN" train --data "$DATA" --out "$T/f$n" \
+      "${COMMON[@]}" --epochs 1 --max-batches 3 --sync-bn >/dev/null 2>"$T/f$n.err"
+    rc=$?
+    secs=$(( $(date +%s) - t0 ))
+    echo "# fault at all-reduce $n: mpirun exited with $rc after $secs s"
+    if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$secs" -le 60 ] &&
+       grep -q "rank 1 of 2: MPI Allreduce.* failed: MPI_ERR_COUNT" "$T/f$n.err" &&
+       grep -q "rank 0 of 2: rank 1 failed: MPI Allreduce.* failed: MPI_ERR_COUNT" "$T/f$n.err"; then
+      pass "mpi_fault_${n}_reported_by_every_rank"
+    else
+      fail "mpi_fault_${n}_reported_by_every_rank" "rc $rc after $secs s: $(grep -v '^epoch' "$T/f$n.err" | head -c 600)"
+    fi
+    [ ! -e "$T/f$n/last.safetensors" ] && pass "mpi_fault_${n}_writes_no_checkpoint" ||
+      fail "mpi_fault_${n}_writes_no_checkpoint" "a checkpoint was written"
+  done
+  grep -q "batch-norm sums (--sync-bn)" "$T/f40.err" && pass mpi_fault_inside_sync_bn ||
+    fail mpi_fault_inside_sync_bn "call 40 did not fall in a --sync-bn sum: $(grep -v '^epoch' "$T/f40.err" | head -c 300)"
+fi

@@ -9,13 +9,14 @@
 #include <string.h>
 #include "core/rng.h"
 #include "engine/engine.h"
+#include "test.h"
 
 /* Case helpers return 0, or -1 with a one-line reason in why[WHY]. */
 #define WHY 512
 #define REQUIRE(cond, ...)             \
   do {                                 \
     if (!(cond)) {                     \
-      snprintf(why, WHY, __VA_ARGS__); \
+      test_fmt(why, WHY, __VA_ARGS__); \
       goto out;                        \
     }                                  \
   } while (0)

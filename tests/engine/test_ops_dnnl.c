@@ -39,14 +39,14 @@ static int engines(int threads) {
   static int cur = -1;
   mskx_err e = {0};
   if (!eng_ref && engine_ref_create(&eng_ref, &e) != 0) {
-    snprintf(setup_err, WHY, "engine_ref_create: %s", e.msg);
+    test_fmt(setup_err, WHY, "engine_ref_create: %s", e.msg);
     return -1;
   }
   if (cur != threads) {
     engine_free(eng_dnnl);
     eng_dnnl = NULL;
     if (engine_dnnl_create(threads, &eng_dnnl, &e) != 0) {
-      snprintf(setup_err, WHY, "engine_dnnl_create(%d): %s", threads, e.msg);
+      test_fmt(setup_err, WHY, "engine_dnnl_create(%d): %s", threads, e.msg);
       return -1;
     }
     cur = threads;

@@ -307,7 +307,7 @@ static double add_loss(void *p) {
 TEST(add_relu_fd) {
   enum { N = 2, H = 4, W = 3, C = 5, LD = 9 };
   engine *eng = ref_engine();
-  vbuf a, b, y, r, da, db;
+  vbuf a = {0}, b = {0}, y = {0}, r = {0}, da = {0}, db = {0};
   CHECK(vbuf_alloc(&a, N, H, W, C, LD, 1, 1) == 0 && vbuf_alloc(&b, N, H, W, C, LD, 4, 2) == 0 &&
         vbuf_alloc(&y, N, H, W, C, LD, 2, 3) == 0 && vbuf_dense(&r, N, H, W, C, 4) == 0 &&
         vbuf_alloc(&da, N, H, W, C, LD, 3, 5) == 0 && vbuf_alloc(&db, N, H, W, C, LD, 0, 6) == 0);
@@ -455,7 +455,7 @@ static double gap_loss(void *p) {
 TEST(gap_fd) {
   enum { N = 2, H = 3, W = 4, C = 5, LD = 8 };
   engine *eng = ref_engine();
-  vbuf x, dx;
+  vbuf x = {0}, dx = {0};
   float y[N * C], r[N * C];
   double g[N * H * W * C];
   CHECK(vbuf_alloc(&x, N, H, W, C, LD, 2, 61) == 0 && vbuf_alloc(&dx, N, H, W, C, LD, 1, 62) == 0);
@@ -477,7 +477,7 @@ TEST(gap_fd) {
 TEST(copy_accumulate_views) {
   enum { N = 2, H = 3, W = 2, C = 5 };
   engine *eng = ref_engine();
-  vbuf src, dst;
+  vbuf src = {0}, dst = {0};
   CHECK(vbuf_alloc(&src, N, H, W, C, 7, 2, 71) == 0 && vbuf_alloc(&dst, N, H, W, C, 12, 6, 72) == 0);
   double *before = view_to_double(dst.v);
   eng->ops->accumulate(src.v, dst.v);
@@ -592,7 +592,7 @@ static void tc_conv(const char *name, conv_desc d, uint64_t seed) {
   float *x = tc_in(t, "x", nx, &r), *w = tc_in(t, "w", nw, &r), *dy = tc_in(t, "dy", ny, &r);
   float *b = d.has_bias ? tc_in(t, "b", d.cout, &r) : NULL;
   if (eng->ops->conv_create(eng, &d, &op, &e) != 0) {
-    snprintf(t->fail, WHY, "%s: conv_create: %s", name, e.msg);
+    test_fmt(t->fail, WHY, "%s: conv_create: %s", name, e.msg);
     return;
   }
   eng->ops->conv_forward(op, x, w, 1, b, tc_out(t, "y", ny), &e);
@@ -612,7 +612,7 @@ static void tc_linear(const char *name, int n, int in, int out, uint64_t seed) {
   float *x = tc_in(t, "x", (size_t)n * in, &r), *w = tc_in(t, "w", (size_t)out * in, &r);
   float *b = tc_in(t, "b", out, &r), *dy = tc_in(t, "dy", (size_t)n * out, &r);
   if (eng->ops->linear_create(eng, n, in, out, &op, &e) != 0) {
-    snprintf(t->fail, WHY, "%s: linear_create: %s", name, e.msg);
+    test_fmt(t->fail, WHY, "%s: linear_create: %s", name, e.msg);
     return;
   }
   eng->ops->linear_forward(op, x, w, b, tc_out(t, "y", (size_t)n * out), &e);
@@ -780,7 +780,7 @@ static void tc_compare(const char *dir, tcase *t) {
     mskx_err e;
     snprintf(path, sizeof path, "%s/%s.%s.out.f32", dir, t->name, b->name);
     if (file_read_all(path, 0, &data, &len, &e) || len != b->n * sizeof(float)) {
-      snprintf(t->fail, WHY, "%s.%s: no PyTorch result of %zu floats (%s)", t->name, b->name, b->n, e.msg);
+      test_fmt(t->fail, WHY, "%s.%s: no PyTorch result of %zu floats (%s)", t->name, b->name, b->n, e.msg);
       free(data);
       return;
     }
@@ -809,10 +809,11 @@ static void torch_run_once(void) {
   }
   snprintf(path, sizeof path, "%s/manifest.txt", dir);
   FILE *man = fopen(path, "w");
-  if (!man || tc_write_inputs(dir, man, &e)) snprintf(torch_fail, WHY, "writing inputs: %s", e.msg);
+  if (!man || tc_write_inputs(dir, man, &e)) test_fmt(torch_fail, WHY, "writing inputs: %s", e.msg);
   if (man) fclose(man);
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/tools/ops_torch_ref.py' '%s' > '%s/py.log' 2>&1", repo_root(),
-           dir, dir);
+  if (snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/tools/ops_torch_ref.py' '%s' > '%s/py.log' 2>&1",
+               repo_root(), dir, dir) >= (int)sizeof cmd)
+    snprintf(torch_fail, WHY, "the reference command does not fit %zu bytes (a very long TMPDIR?)", sizeof cmd);
   if (!torch_fail[0] && system(cmd) != 0) {
     unsigned char *log = NULL;
     size_t len = 0;

@@ -9,6 +9,7 @@
  * per-thread scratch buffers). */
 #include <omp.h>
 #include <pthread.h>
+#include "core/error.h"
 #include "engine/ops_testutil.h"
 #include "graph/layers.h"
 #include "test.h"
@@ -62,22 +63,24 @@ typedef struct sim_rank {
   view x, y, dy, dx;
 } sim_rank;
 
-static void sim_sum(void *ctx, double *v, int n) {
+static int sim_sum(void *ctx, double *v, int n, mskx_err *e) {
   sim_rank *r = ctx;
   sim *s = r->s;
   s->slot[r->rank] = v;
   pthread_barrier_wait(&s->bar);
   double *tmp = malloc((size_t)n * sizeof *tmp);
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; tmp && i < n; i++) {
     tmp[i] = 0;
     for (int k = 0; k < s->nproc; k++) tmp[i] += s->slot[k][i];
   }
   pthread_barrier_wait(&s->bar);  /* everyone has read before anyone overwrites */
+  if (!tmp) return err_set(e, MSKX_ENOMEM, "sim_sum: out of memory");
   memcpy(v, tmp, (size_t)n * sizeof *tmp);
   free(tmp);
+  return MSKX_OK;
 }
 
-static void one_proc_sum(void *ctx, double *v, int n) { (void)ctx, (void)v, (void)n; }
+static int one_proc_sum(void *ctx, double *v, int n, mskx_err *e) { return (void)ctx, (void)v, (void)n, (void)e, MSKX_OK; }
 
 /* Images [i0, i0 + n) of v. */
 static view images(view v, int i0, int n) {
@@ -102,7 +105,7 @@ static double rel_maxdiff(const float *a, const float *b, size_t n) {
 /* Whole batch in one process (fused ops), then as nproc processes. */
 static int sim_case(engine *eng, bncase s, int nproc, int sync, uint64_t seed, char *why) {
   int ok = -1, c = s.c;
-  vbuf x, y1, yk, dy, dx1, dxk;
+  vbuf x = {0}, y1 = {0}, yk = {0}, dy = {0}, dx1 = {0}, dxk = {0};
   proc one, parts[2];
   memset(&one, 0, sizeof one);
   memset(parts, 0, sizeof parts);
@@ -196,7 +199,7 @@ out:
 /* The split ops of the CPU engine against the reference engine's. */
 static int ops_case(engine *ref, engine *cpu, bncase s, uint64_t seed, char *why) {
   int ok = -1, c = s.c;
-  vbuf x, dy, dxr, dxc;
+  vbuf x = {0}, dy = {0}, dxr = {0}, dxc = {0};
   rng r;
   rng_seed(&r, seed);
   float gamma[MAXC], beta[MAXC], mean[MAXC], invstd[MAXC];
@@ -284,7 +287,7 @@ static int shared_case(engine *eng, int prefix, uint64_t seed, char *why) {
   enum { N = 3, H = 5, W = 4, WIDTH = 16 };
   static const int pieces[] = {0, 5, 6, 9, 13, WIDTH};
   int ok = -1;
-  vbuf x, ya, yb, dy, dxa, dxb;
+  vbuf x = {0}, ya = {0}, yb = {0}, dy = {0}, dxa = {0}, dxb = {0};
   proc own, sh;
   memset(&own, 0, sizeof own), memset(&sh, 0, sizeof sh);
   memset(&x, 0, sizeof x), memset(&ya, 0, sizeof ya), memset(&yb, 0, sizeof yb);

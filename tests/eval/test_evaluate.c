@@ -274,7 +274,7 @@ TEST(csv_outputs) {
     for (int k = 0; k < 3; k++) c4 = strchr(c4, ',') + 1;
     double q = strtod(c4, NULL);
     if (!bad && (strcmp(a, want) != 0 || q != st->probability || strncmp(b, st->ds->path, strlen(st->ds->path)))) {
-      snprintf(why, sizeof why, "line %d: '%s' vs '%s'; '%s' vs %.17g", i, a, want, b, st->probability);
+      test_fmt(why, sizeof why, "line %d: '%s' vs '%s'; '%s' vs %.17g", i, a, want, b, st->probability);
       bad = 1;
     }
   }
@@ -707,6 +707,16 @@ TEST(report_is_self_contained) {
   CHECK(shown > 0);
   const char *a = strstr(html, "src=\"data:image/png;base64,");
   CHECK(a && !strncmp(a + 27, "iVBORw0KGgo", 11)); /* the PNG signature in base64 */
+  free(html);
+  /* Figures too wide for three decimals in the table's fixed cells (the
+   * formatter once overran them) come out with three significant digits. */
+  eval_group *g = &res->overall;
+  g->value[METRIC_KAPPA] = -123456789.0;
+  g->ci_lo[METRIC_KAPPA] = -1e300;
+  g->ci_hi[METRIC_KAPPA] = 1e300;
+  CHECK_OK(report_render_html(&in, &html, &len, &e), &e);
+  CHECKF(html && strstr(html, "&minus;123456789.000") && strstr(html, "&minus;1e+300") && strstr(html, " 1e+300"),
+         "%s", html ? "huge figures not shown" : "no html");
   free(html);
   train_logs_free(&logs);
   report_gallery_free(&gal);

@@ -55,8 +55,9 @@ static const char *reference_dir(void) {
     done = 1;
     const char *d = scratch();
     char cmd[8400];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/tools/sklearn_metrics.py' '%s' >/dev/null", repo_root(), d);
-    ok = d && system(cmd) == 0;
+    ok = d && snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/tools/sklearn_metrics.py' '%s' >/dev/null",
+                       repo_root(), d) < (int)sizeof cmd &&
+         system(cmd) == 0;
   }
   return ok ? tmp_dir : NULL;
 }

@@ -194,7 +194,7 @@ static const char *png_roundtrip(int ct, int depth, int interlace, int with_trns
   rc = image_decode(png, len, "fixture.png", NULL, &img, &e);
   const char *fail = NULL;
   if (rc || img.w != w || img.h != h) {
-    snprintf(msg, msg_n, "ct %d depth %d il %d: rc %d (%s), %dx%d", ct, depth, interlace, rc, e.msg, img.w, img.h);
+    test_fmt(msg, msg_n, "ct %d depth %d il %d: rc %d (%s), %dx%d", ct, depth, interlace, rc, e.msg, img.w, img.h);
     fail = msg;
   }
   for (int i = 0; !fail && i < w * h; i++) {
@@ -418,7 +418,7 @@ static const char *all_truncations_fail(const uint8_t *buf, size_t len, const ch
     mskx_err e = {0};
     int rc = image_decode(buf, cut, name, NULL, &img, &e);
     if (rc != MSKX_EFORMAT || img.px != NULL || !strstr(e.msg, name)) {
-      snprintf(msg, msg_n, "%s cut at %zu of %zu: rc %d, %s", name, cut, len, rc, e.msg);
+      test_fmt(msg, msg_n, "%s cut at %zu of %zu: rc %d, %s", name, cut, len, rc, e.msg);
       return msg;
     }
   }

@@ -73,6 +73,13 @@ for p in b["models"].values():
     assert os.path.exists(os.path.join(d, p)), p
 PY
 then pass per_part_bundle; else fail per_part_bundle "bundle.json check failed"; fi
+# A part's folder whose path would not fit the run's path field is an error
+# naming it, not a cut path (--out is 1015 characters, + "/XR_WRIST").
+long="$T"
+while [ ${#long} -lt 1015 ]; do long="$long/$(printf 'd%.0s' $(seq 1 120))"; done
+long=${long:0:1015}
+check_fails per_part_path_too_long "run folder's path is 1024 characters long, more than the 1023 allowed: '$T" \
+  "$MSKX_BIN" train --data "$DATA" --out "$long" "${COMMON[@]}" --epochs 1 --per-part --parts XR_WRIST
 
 # 5. Bad input: clear errors before any training.
 check_fails refuses_existing_run "already holds a training run" "$MSKX_BIN" train --data "$DATA" --out "$T/a" "${COMMON[@]}"
