@@ -39,7 +39,8 @@ static const char *const usage =
     "  --seed S               bootstrap seed (default 20171220)\n"
     "  --threads N            compute threads (default: all cores), pinned one per CPU\n"
     "                         (MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)\n"
-    "  --precision fp32|bf16  compute precision (default fp32)\n"
+    "  --precision fp32|bf16|auto  compute precision (default fp32; auto: the faster\n"
+    "                         of one timed batch each, named in the report)\n"
     "  --run RUN_DIR          training run whose log.jsonl the report plots (default:\n"
     "                         the model's folder when it holds one)\n"
     "  --strict               an unreadable image is an error (default: skipped, counted)\n"
@@ -100,7 +101,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         a->tta = 1;
         break;
       case 'P':
-        if ((rc = eval_choice("precision", optarg, "fp32", "bf16", &a->bf16))) return rc;
+        if (cli_parse_precision("eval", optarg, &a->bf16)) return 2;
         break;
       case 'b':
         if (cli_parse_int("eval", "bootstrap", optarg, 0, EVAL_MAX_BOOT, &v)) return 2;
@@ -179,7 +180,7 @@ static int write_report(const eval_args *a, predictor *p, const eval_run *run, c
   if (!rc) rc = report_gallery_build(p, run, &po, REPORT_GALLERY_MAX, &gal, e);
   if (rc) return rc;
   find_logs(a, predictor_get_info(p), &logs, note, sizeof note);
-  report_input in = {a->model, predictor_get_info(p), a->bf16 ? "bf16" : "fp32", run, res, &gal, &logs,
+  report_input in = {a->model, predictor_get_info(p), precision_name(predictor_precision(p)), run, res, &gal, &logs,
                      note[0] ? note : NULL, report_data_is_synthetic(run->d->root)};
   rc = report_write_html(path, &in, e);
   report_gallery_free(&gal);
@@ -229,7 +230,7 @@ int cmd_eval(int argc, char **argv) {
   predictor *p = NULL;
   eval_run *run = NULL;
   eval_results *res = NULL;
-  predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0, {.max_pixels = 0, .dicom = a.dicom}};
+  predictor_options popt = {a.threads, (precision)a.bf16, 0, {.max_pixels = 0, .dicom = a.dicom}};
   cli_pin_threads(a.threads);
   int tty = isatty(STDERR_FILENO);
   eval_config cfg;

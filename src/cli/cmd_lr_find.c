@@ -30,7 +30,7 @@ static const char *const usage =
     "  --start LR              first rate (default 1e-7)    --end LR   last rate (default 10)\n"
     "  --steps N               mini-batches (default 100)   --out DIR  (default .)\n"
     "  --parts all|P1,P2       parts to sweep on (default all)\n"
-    "  --size S --batch B --seed S --threads T --loader-threads T --precision fp32|bf16\n"
+    "  --size S --batch B --seed S --threads T --loader-threads T --precision fp32|bf16|auto\n"
     "  --optimizer adam|adamw|sgd|rmsprop --weight-decay W --momentum M\n"
     "  --class-weights mura|balanced|none|0:W0,1:W1 --freeze-backbone-epochs K\n"
     "  --keep-aspect --no-augment   as for train (training defaults otherwise)\n"
@@ -83,8 +83,8 @@ static int parse_one(lf_args *a, int o) {
     case O_KEEP: c->keep_aspect = 1; return 0;
     case O_NOAUG: memset(&c->aug, 0, sizeof c->aug); return 0;
     case O_PREC:
-      if (cli_parse_choice("lr-find", "precision", optarg, "fp32", "bf16", &bf16)) return 1;
-      c->prec = bf16 ? PREC_BF16 : PREC_FP32;
+      if (cli_parse_precision("lr-find", optarg, &bf16)) return 1;
+      c->prec = (precision)bf16;
       return 0;
     default: break;
   }

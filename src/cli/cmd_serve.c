@@ -24,7 +24,8 @@ static const char *const usage =
     "  --host ADDR            address to bind (default 127.0.0.1: this machine only)\n"
     "  --port N               TCP port (default 8080; 0 = any free port, printed at start)\n"
     "  --threads N            compute threads per prediction (default: all cores)\n"
-    "  --precision fp32|bf16  compute precision (default fp32)\n"
+    "  --precision fp32|bf16|auto  compute precision (default fp32; auto: the faster\n"
+    "                         of one timed batch each, shown by /v1/model and /v1/health/ready)\n"
     "  --max-body BYTES       largest request body; larger get 413 (default 67108864)\n"
     "  --max-images N         images per study; more get 413 (default 16)\n"
     "  --max-pixels N         pixels per image, checked before decoding; more get 413\n"
@@ -105,7 +106,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
       case 'p': bad = cli_parse_int("serve", "port", optarg, 0, 65535, &v); a->cfg.port = (int)v; break;
       case 'T': bad = cli_parse_int("serve", "threads", optarg, 1, 1024, &v); a->threads = (int)v; break;
       case 'P':
-        if (cli_parse_choice("serve", "precision", optarg, "fp32", "bf16", &a->bf16)) return 2;
+        if (cli_parse_precision("serve", optarg, &a->bf16)) return 2;
         break;
       case 'B': bad = cli_parse_int("serve", "max-body", optarg, 1, 1L << 34, &v); a->cfg.max_body = (size_t)v; break;
       case 'I': bad = cli_parse_int("serve", "max-images", optarg, 1, 4096, &v); a->cfg.max_images = (int)v; break;
@@ -193,7 +194,7 @@ int cmd_serve(int argc, char **argv) {
   mskx_load_options_default(&lo);
   lo.threads = a.threads;
   lo.max_batch = a.cfg.max_batch;   /* the scheduler's batches run as one forward pass */
-  lo.precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32;
+  lo.precision = a.bf16;   /* the same values as MSKX_PRECISION_* */
   lo.max_pixels = a.max_pixels;
   lo.max_decode_bytes = a.decode_budget;
   lo.decode_wait_ms = a.decode_wait ? (int)a.decode_wait : -1;   /* the library's 0 means its default */

@@ -39,7 +39,8 @@ static const char *const usage =
     "  --seed S                (default 0)                  --threads T     compute threads\n"
     "  --loader-threads T      image decoding threads (default 2); compute threads are pinned\n"
     "                          one per CPU (MSKX_PIN=0 or OMP_PROC_BIND turns that off)\n"
-    "  --precision fp32|bf16   bf16: mixed precision, fp32 master weights and optimizer state\n"
+    "  --precision fp32|bf16|auto  bf16: mixed precision, fp32 master weights and optimizer state;\n"
+    "                          auto: the faster on this CPU (one step of each timed)\n"
     "  --pretrained FILE       e.g. ImageNet weights: torchvision .pth, Keras .h5 (DenseNets) or\n"
     "                          safetensors, by content (see mskx import --help); a 1000-way\n"
     "                          head is re-initialised, Keras's batch-norm epsilon kept\n"
@@ -164,8 +165,8 @@ static int parse_one(train_cli *t, int o, char *monitor) {
       c->loader_threads = (int)v;
       return 0;
     case O_PREC:
-      if (cli_parse_choice("train", "precision", optarg, "fp32", "bf16", &bf16)) return CLI_EXIT_USAGE;
-      c->prec = bf16 ? PREC_BF16 : PREC_FP32;
+      if (cli_parse_precision("train", optarg, &bf16)) return CLI_EXIT_USAGE;
+      c->prec = (precision)bf16;
       return 0;
     case O_PRE: return copy_str(c->pretrained, sizeof c->pretrained, "pretrained", optarg);
     case O_FREEZE:

@@ -219,6 +219,13 @@ int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_
     json_add_finite(o, "comm_share", st->train_seconds > 0 ? st->comm_seconds / st->train_seconds : NAN);
   }
   json_add_finite(o, "seconds", st->seconds);
+  /* Planning overhead of the epoch (train <-> validation plans). */
+  cJSON *pl = cJSON_AddObjectToObject(o, "plan");
+  cJSON_AddNumberToObject(pl, "built", (double)st->plans_built);
+  cJSON_AddNumberToObject(pl, "reused", (double)st->plans_reused);
+  cJSON_AddNumberToObject(pl, "primitives", (double)st->prims_created);
+  json_add_finite(pl, "seconds", st->plan_seconds);
+  cJSON_AddStringToObject(o, "precision", precision_name(r->net->cx.prec));
   cJSON_AddNumberToObject(o, "skipped_images", (double)st->skipped);
   cJSON_AddBoolToObject(o, "best", improved);
   char *line = cJSON_PrintUnformatted(o);
@@ -282,6 +289,8 @@ int checkpoint_save(run_ctx *r, const model_meta *meta, mskx_err *e) {
   cJSON_AddBoolToObject(o, "finished", r->st.finished);
   cJSON_AddBoolToObject(o, "early_stopped", r->st.early_stopped);
   cJSON_AddNumberToObject(o, "skipped_images", (double)r->st.skipped);
+  /* The precision trained in: --precision auto resumes in the same one. */
+  cJSON_AddStringToObject(o, "precision", precision_name(r->net->cx.prec));
   char step[OPTIM_STEPS_TEXT_MAX];
   if ((rc = optim_steps_format(r->opt, step, sizeof step, e))) {
     cJSON_Delete(o);
@@ -325,6 +334,8 @@ static int restore_state(run_ctx *r, const char *text, mskx_err *e) {
     r->st.early_stopped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "early_stopped"));
     const cJSON *sk = cJSON_GetObjectItemCaseSensitive(o, "skipped_images");
     r->st.skipped = cJSON_IsNumber(sk) ? (long long)sk->valuedouble : 0;
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "precision");
+    if (cJSON_IsString(pr)) r->prec_resumed = strcmp(pr->valuestring, "bf16") ? PREC_FP32 : PREC_BF16;
     rc = optim_steps_parse(r->opt, step->valuestring, e);
   }
   schedule_state ss;
