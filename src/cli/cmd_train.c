@@ -69,6 +69,8 @@ static const char *const usage =
     "                          unreadable (default 0.01); beyond it, or when none can be read,\n"
     "                          training stops with an error\n"
     "  --cache                 keep decoded, resized images in a memory-mapped cache\n"
+    "  --cache-budget MB       without --cache, use the cache anyway when the decoded images\n"
+    "                          fit MB (default: a quarter of the available memory; 0: never)\n"
     "  --max-batches N         at most N training batches per epoch (quick experiments)\n"
     "  --force                 overwrite an existing run in RUN_DIR\n"
     "  --resume RUN_DIR        continue an interrupted run from its last checkpoint\n"
@@ -83,7 +85,7 @@ enum {
   O_DATA = 256, O_OUT, O_ARCH, O_PARTS, O_PERPART, O_SIZE, O_KEEP, O_BATCH, O_EPOCHS, O_SEED, O_THREADS, O_LTHREADS,
   O_PREC, O_PRE, O_FREEZE, O_OPT, O_LR, O_B1, O_B2, O_EPS, O_WD, O_MOM, O_NEST, O_RHO, O_SCHED, O_DROP, O_EDROP,
   O_MON, O_FACTOR, O_PAT, O_MIND, O_COOL, O_MINLR, O_WARM, O_CW, O_EARLY, O_SELECT, O_HFLIP, O_VFLIP, O_ROT,
-  O_SHIFT, O_ZOOM, O_BRIGHT, O_CONTRAST, O_NOAUG, O_STRICT, O_MAXSKIP, O_CACHE, O_MAXB, O_FORCE, O_RESUME,
+  O_SHIFT, O_ZOOM, O_BRIGHT, O_CONTRAST, O_NOAUG, O_STRICT, O_MAXSKIP, O_CACHE, O_CACHE_BUDGET, O_MAXB, O_FORCE, O_RESUME,
   O_SYNCBN, O_BUCKET, O_AUXW, O_HELP
 };
 
@@ -102,7 +104,7 @@ static const struct option longs[] = {
     {"shift", 1, 0, O_SHIFT}, {"zoom", 1, 0, O_ZOOM}, {"brightness", 1, 0, O_BRIGHT},
     {"contrast", 1, 0, O_CONTRAST}, {"no-augment", 0, 0, O_NOAUG}, {"strict", 0, 0, O_STRICT},
     {"max-skipped", 1, 0, O_MAXSKIP},
-    {"cache", 0, 0, O_CACHE}, {"max-batches", 1, 0, O_MAXB}, {"force", 0, 0, O_FORCE}, {"resume", 1, 0, O_RESUME},
+    {"cache", 0, 0, O_CACHE}, {"cache-budget", 1, 0, O_CACHE_BUDGET}, {"max-batches", 1, 0, O_MAXB}, {"force", 0, 0, O_FORCE}, {"resume", 1, 0, O_RESUME},
     {"sync-bn", 0, 0, O_SYNCBN}, {"bucket-kb", 1, 0, O_BUCKET}, {"aux-weight", 1, 0, O_AUXW},
     {"help", 0, 0, O_HELP}, CLI_DICOM_OPTIONS, {0, 0, 0, 0}};
 
@@ -200,6 +202,10 @@ static int parse_one(train_cli *t, int o, char *monitor) {
     case O_STRICT: c->strict = 1; return 0;
     case O_MAXSKIP: if (num("max-skipped", 0, 1, &d)) return CLI_EXIT_USAGE; c->max_skipped = d; return 0;
     case O_CACHE: c->cache = 1; return 0;
+    case O_CACHE_BUDGET:
+      if (cli_parse_int("train", "cache-budget", optarg, 0, 1L << 30, &v)) return CLI_EXIT_USAGE;
+      c->cache_budget_mb = (int)v;
+      return 0;
     case O_SYNCBN: c->sync_bn = 1; return 0;
     case O_BUCKET:
       if (cli_parse_int("train", "bucket-kb", optarg, 1, 1L << 21, &v)) return CLI_EXIT_USAGE;

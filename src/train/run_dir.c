@@ -226,6 +226,8 @@ int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_
   cJSON_AddNumberToObject(pl, "primitives", (double)st->prims_created);
   json_add_finite(pl, "seconds", st->plan_seconds);
   cJSON_AddStringToObject(o, "precision", precision_name(r->net->cx.prec));
+  /* Cached pixels are rounded to 8 bits: a resumed run must read the same. */
+  cJSON_AddBoolToObject(o, "cache", r->use_cache);
   cJSON_AddNumberToObject(o, "skipped_images", (double)st->skipped);
   cJSON_AddBoolToObject(o, "best", improved);
   char *line = cJSON_PrintUnformatted(o);
@@ -335,6 +337,8 @@ static int restore_state(run_ctx *r, const char *text, mskx_err *e) {
     const cJSON *sk = cJSON_GetObjectItemCaseSensitive(o, "skipped_images");
     r->st.skipped = cJSON_IsNumber(sk) ? (long long)sk->valuedouble : 0;
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "precision");
+    const cJSON *ca = cJSON_GetObjectItemCaseSensitive(o, "cache");
+    if (cJSON_IsBool(ca)) r->cache_resumed = cJSON_IsTrue(ca);
     if (cJSON_IsString(pr)) r->prec_resumed = strcmp(pr->valuestring, "bf16") ? PREC_FP32 : PREC_BF16;
     rc = optim_steps_parse(r->opt, step->valuestring, e);
   }

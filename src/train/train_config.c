@@ -40,6 +40,7 @@ void train_config_default(train_config *c) {
   c->sched.patience = 1;
   strcpy(c->class_weights, "mura");
   c->prec = PREC_FP32;
+  c->cache_budget_mb = -1;
   c->aux_weight = INCEPTION_AUX_WEIGHT;
   strcpy(c->select, "kappa");
   c->aug = aug_mura_default();
@@ -298,6 +299,7 @@ static const field fields[] = {
     FI("strict", strict),
     FD("max_skipped", max_skipped),
     FI("cache", cache),
+    FI("cache_budget_mb", cache_budget_mb),
     FI("max_batches", max_batches),
     FI("lr_auto", lr_auto),
     FD("lr_found_steepest", lr_found_steepest),

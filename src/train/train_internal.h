@@ -65,6 +65,9 @@ typedef struct run_ctx {
   uint64_t valid_plan_bytes;
   /* --precision auto: the precision a resumed checkpoint trained in (-1: none). */
   int prec_resumed;
+  /* Whether the decoded cache is used (--cache, or within the budget), and
+   * what a resumed checkpoint used (-1: none), so resuming reads the same pixels. */
+  int use_cache, cache_resumed;
 } run_ctx;
 
 /* run_dir.c */

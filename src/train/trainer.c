@@ -90,6 +90,37 @@ static int setup_class_weights(run_ctx *r, mskx_err *e) {
   return rc;
 }
 
+/* The decoded cache without --cache: when both splits' decoded images
+ * (S x S bytes each) fit the budget (--cache-budget MB, by default a quarter
+ * of the memory available now), they are decoded once instead of every
+ * epoch. A resumed run keeps its checkpoint's choice (cached pixels are
+ * rounded to 8 bits); data-parallel processes follow rank 0. */
+#define CACHE_BUDGET_SHARE 4
+
+static int decide_cache(run_ctx *r, mskx_err *e) {
+  const train_config *c = &r->cfg;
+  int use = c->cache;
+  char text[256] = "";
+  if (!use && r->cache_resumed >= 0) {
+    use = r->cache_resumed;
+  } else if (!use && c->cache_budget_mb != 0) {
+    uint64_t px = (uint64_t)c->size * (uint64_t)c->size;
+    uint64_t need = ((uint64_t)r->data->train.n_images + (uint64_t)r->data->valid.n_images) * px;
+    uint64_t budget = c->cache_budget_mb > 0 ? (uint64_t)c->cache_budget_mb << 20 : mem_available_bytes() / CACHE_BUDGET_SHARE;
+    use = need <= budget;
+    if (use)
+      snprintf(text, sizeof text,
+               "decoded cache: %.0f MB of decoded images fit the budget of %.0f MB: each image is decoded once "
+               "(--cache-budget 0 turns this off)",
+               need / 1048576.0, budget / 1048576.0);
+  }
+  int32_t v = use;
+  int rc = r->dist ? dist_bcast_bytes(r->dist, &v, sizeof v, e) : MSKX_OK;
+  r->use_cache = v;
+  if (!rc && v && text[0] && r->rank == 0) notify(r, TRAIN_PHASE_INFO, 0, 0, 0, 0, 0, 0, 0, text);
+  return rc;
+}
+
 static int make_loaders(run_ctx *r, mskx_err *e) {
   const train_config *c = &r->cfg;
   loader_config lc = loader_config_default();
@@ -111,7 +142,9 @@ static int make_loaders(run_ctx *r, mskx_err *e) {
    * of global batch k together are the one-process batch k. */
   lc.shard_rank = r->rank;
   lc.shard_count = r->ranks;
-  if (c->cache) {
+  int rc0 = decide_cache(r, e);
+  if (rc0) return rc0;
+  if (r->use_cache) {
     /* Decoded, resized 8-bit images of each split in the run folder (shared by
      * per-part models), built once and memory-mapped afterwards. */
     cache_config cc = {.size = c->size, .keep_aspect = c->keep_aspect, .threads = c->loader_threads,
@@ -486,6 +519,7 @@ void run_init(run_ctx *r, const train_config *c, const dataset *d, dist *dd, con
   r->part_label = part_label;
   r->st.best_epoch = -1;
   r->prec_resumed = -1;
+  r->cache_resumed = -1;
 }
 
 int run_build(run_ctx *r, int resuming, mskx_err *e) {
@@ -626,7 +660,7 @@ static int run_with(const train_config *c, dataset *d, int resuming, dist *dd, c
 static uint64_t config_fingerprint(const train_config *c) {
   train_config k = *c;
   k.data[0] = k.out[0] = k.pretrained[0] = 0;
-  k.threads = k.loader_threads = k.cache = 0;
+  k.threads = k.loader_threads = k.cache = k.cache_budget_mb = 0;
   char *text = train_config_to_json(&k);
   uint64_t h = fnv1a_str(FNV1A_INIT, text);
   free(text);
