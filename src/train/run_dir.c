@@ -225,6 +225,9 @@ int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_
   cJSON_AddNumberToObject(pl, "reused", (double)st->plans_reused);
   cJSON_AddNumberToObject(pl, "primitives", (double)st->prims_created);
   json_add_finite(pl, "seconds", st->plan_seconds);
+  /* What keeping the validation plan resident costs: the RSS it added when built. */
+  cJSON_AddBoolToObject(pl, "resident", net_has_parked(r->net));
+  cJSON_AddNumberToObject(pl, "valid_plan_mb", round((double)r->valid_plan_bytes / 1048576.0));
   cJSON_AddStringToObject(o, "precision", precision_name(r->net->cx.prec));
   /* Cached pixels are rounded to 8 bits: a resumed run must read the same. */
   cJSON_AddBoolToObject(o, "cache", r->use_cache);
