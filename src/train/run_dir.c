@@ -224,6 +224,7 @@ int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_
   cJSON_AddNumberToObject(pl, "built", (double)st->plans_built);
   cJSON_AddNumberToObject(pl, "reused", (double)st->plans_reused);
   cJSON_AddNumberToObject(pl, "primitives", (double)st->prims_created);
+  cJSON_AddNumberToObject(pl, "page_faults", (double)st->page_faults);
   json_add_finite(pl, "seconds", st->plan_seconds);
   /* What keeping the validation plan resident costs: the RSS it added when built. */
   cJSON_AddBoolToObject(pl, "resident", net_has_parked(r->net));

@@ -26,6 +26,7 @@ typedef struct epoch_stats {
   /* Planning work of the epoch (training and validation): plans built and
    * found resident, seconds building/freeing them, oneDNN primitives created. */
   long plans_built, plans_reused, prims_created;
+  long page_faults;     /* minor page faults of the epoch: freshly allocated plans fault theirs in again */
   double plan_seconds;
   int ranks;
   long long skipped;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include "core/error.h"
 #include "core/util.h"
 #include "data/dataset.h"
@@ -342,6 +343,8 @@ static int run_epoch(run_ctx *r, int epoch, int *stop, mskx_err *e) {
   double t0 = now_seconds();
   net_plan_stats ps0 = r->net->plan_stats;
   long prims0 = r->eng->prims_created;
+  struct rusage ru0, ru1;
+  getrusage(RUSAGE_SELF, &ru0);
   int rc = run_train_epoch(r, epoch, &st, e);
   uint64_t rss0 = rss_bytes();
   int had_valid_plan = net_has_parked(r->net);
@@ -355,6 +358,8 @@ static int run_epoch(run_ctx *r, int epoch, int *stop, mskx_err *e) {
   st.plans_reused = r->net->plan_stats.reused - ps0.reused;
   st.plan_seconds = r->net->plan_stats.seconds - ps0.seconds;
   st.prims_created = r->eng->prims_created - prims0;
+  getrusage(RUSAGE_SELF, &ru1);
+  st.page_faults = ru1.ru_minflt - ru0.ru_minflt;
   if (!rc && r->dist) {
     /* Every process computed these from the same sums; rank 0's bits make
      * the schedule and stopping decisions (hence the epoch count) certain to agree. */
