@@ -342,7 +342,8 @@ static int restore_state(run_ctx *r, const char *text, mskx_err *e) {
     r->st.skipped = cJSON_IsNumber(sk) ? (long long)sk->valuedouble : 0;
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "precision");
     const cJSON *ca = cJSON_GetObjectItemCaseSensitive(o, "cache");
-    if (cJSON_IsBool(ca)) r->cache_resumed = cJSON_IsTrue(ca);
+    /* Checkpoints from before the automatic cache used it only with --cache. */
+    r->cache_resumed = cJSON_IsBool(ca) ? cJSON_IsTrue(ca) : 0;
     if (cJSON_IsString(pr)) r->prec_resumed = strcmp(pr->valuestring, "bf16") ? PREC_FP32 : PREC_BF16;
     rc = optim_steps_parse(r->opt, step->valuestring, e);
   }
