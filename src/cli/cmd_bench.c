@@ -29,6 +29,7 @@ static const char *const usage =
     "                        of each (bf16 only where the CPU has it) and keeps the faster;\n"
     "                        the JSON's precision is the one timed, precision_ms the steps\n"
     "                        of each; a bf16 run also times fp32 and warns when bf16 is slower\n"
+    "  --no-fp32-check       bf16: skip that fp32 step (bench/compare: profiles, timings)\n"
     "  --mode infer|train    what one timed repetition is (default infer)\n"
     "  --iters N             timed repetitions (default 10)\n"
     "  --warmup W            untimed repetitions first (default 2)\n"
@@ -42,7 +43,7 @@ static int parse(int argc, char **argv, bench_config *c) {
   static const struct option longs[] = {
       {"arch", 1, 0, 'a'},  {"size", 1, 0, 's'},    {"batch", 1, 0, 'b'}, {"precision", 1, 0, 'p'},
       {"mode", 1, 0, 'm'},  {"iters", 1, 0, 'i'},   {"warmup", 1, 0, 'w'}, {"threads", 1, 0, 'T'},
-      {"seed", 1, 0, 'S'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+      {"seed", 1, 0, 'S'}, {"no-fp32-check", 0, 0, 'F'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
   *c = (bench_config){.arch = "densenet169", .size = 320, .batch = 8, .iters = 10, .warmup = 2};
   int ch, choice = 0;
   long v;
@@ -65,6 +66,7 @@ static int parse(int argc, char **argv, bench_config *c) {
         c->train = choice;
         break;
       case 'j': break;
+      case 'F': c->no_fp32_check = 1; break;
       case 'h': fputs(usage, stdout); return -1;
       default: return cli_usage_error(CMD);
     }

@@ -117,7 +117,7 @@ int bench_run(const bench_config *c, bench_result *r, mskx_err *e) {
     r->ms_min = ms[0];   /* sorted by median() */
     r->images_per_s = r->ms_median > 0 ? c->batch / (r->ms_median * 1e-3) : 0;
     r->peak_rss_mb = bench_peak_rss_mb();
-    if (c->prec == PREC_BF16) {
+    if (c->prec == PREC_BF16 && !c->no_fp32_check) {
       /* After the peak is taken: one fp32 step the way auto would time it. */
       r->prec_ms[PREC_BF16] = r->ms_min;
       rc = net_choose_precision(m, c->batch, c->size, c->size, c->train, 1u << PREC_FP32, &ch, e);

@@ -14,6 +14,7 @@ typedef struct bench_config {
   int iters, warmup;    /* timed and untimed repetitions */
   int threads;          /* <= 0: OpenMP's default */
   uint64_t seed;        /* weights, inputs and targets */
+  int no_fp32_check;    /* bf16: skip timing one fp32 step afterwards (profiles) */
 } bench_config;
 
 typedef struct bench_result {

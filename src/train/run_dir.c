@@ -230,8 +230,7 @@ int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_
   cJSON_AddBoolToObject(pl, "resident", net_has_parked(r->net));
   cJSON_AddNumberToObject(pl, "valid_plan_mb", round((double)r->valid_plan_bytes / 1048576.0));
   cJSON_AddStringToObject(o, "precision", precision_name(r->net->cx.prec));
-  /* Cached pixels are rounded to 8 bits: a resumed run must read the same. */
-  cJSON_AddBoolToObject(o, "cache", r->use_cache);
+  cJSON_AddBoolToObject(o, "decoded_cache", r->use_cache);
   cJSON_AddNumberToObject(o, "skipped_images", (double)st->skipped);
   cJSON_AddBoolToObject(o, "best", improved);
   char *line = cJSON_PrintUnformatted(o);
@@ -297,6 +296,8 @@ int checkpoint_save(run_ctx *r, const model_meta *meta, mskx_err *e) {
   cJSON_AddNumberToObject(o, "skipped_images", (double)r->st.skipped);
   /* The precision trained in: --precision auto resumes in the same one. */
   cJSON_AddStringToObject(o, "precision", precision_name(r->net->cx.prec));
+  /* Cached pixels are rounded to 8 bits: a resumed run must read the same. */
+  cJSON_AddBoolToObject(o, "cache", r->use_cache);
   char step[OPTIM_STEPS_TEXT_MAX];
   if ((rc = optim_steps_format(r->opt, step, sizeof step, e))) {
     cJSON_Delete(o);

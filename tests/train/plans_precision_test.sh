@@ -83,3 +83,21 @@ pchosen=$(sed -n 's/.*precision auto: \(fp32\|bf16\).*/\1/p' "$T/pa.err")
   fail auto_predict_equals_explicit "chose '$pchosen': $(head -c 200 "$T/pa.err")"
 
 check_fails precision_bad_value "expected fp32, bf16 or auto" "$MSKX_BIN" bench --precision fp16
+
+# 5. A bf16 bench also times one fp32 step (for the "bf16 is slower" warning),
+#    unless --no-fp32-check; the warning, when printed, names both times.
+if grep -q avx512_bf16 /proc/cpuinfo; then
+  check bf16_bench_runs "$MSKX_BIN" bench --arch "$ARCH" --size 32 --batch 4 --precision bf16 --iters 2 --warmup 1 --threads 2
+  if py "$T/out" "$T/err" <<'PY'
+import json, re, sys
+o = json.load(open(sys.argv[1]))
+ms = o["precision_ms"]
+assert o["precision"] == "bf16" and ms["fp32"] > 0 and ms["bf16"] > 0, o
+warned = "warning: bf16 is slower than fp32" in open(sys.argv[2]).read()
+assert warned == (ms["bf16"] > ms["fp32"]), (ms, warned)
+PY
+  then pass bf16_bench_times_fp32; else fail bf16_bench_times_fp32 "$(head -c 300 "$T/out") $(head -c 200 "$T/err")"; fi
+  check bf16_bench_no_check "$MSKX_BIN" bench --arch "$ARCH" --size 32 --batch 4 --precision bf16 --iters 2 --warmup 1 \
+    --threads 2 --no-fp32-check
+  grep -q precision_ms "$T/out" && fail bf16_bench_skips_fp32 "$(head -c 300 "$T/out")" || pass bf16_bench_skips_fp32
+fi
