@@ -9,10 +9,23 @@ ignoring every memory-bound op (batch norm, pools, copies) and the optimizer.
 The point: a speed target for mskx over PyTorch can only be met if
 PyTorch's own figure times the target stays under that ceiling.
 
+With --configs ARCH/SIZE/BATCH/MODE/PRECISION ... (bench/compare's
+configurations), it also reports per configuration the ceiling in images/s
+and the network's conv-only speed: every convolution of the network (each
+distinct shape once, times its count) timed alone through PyTorch at that
+batch, in that precision, forward only (infer) or forward + backward
+(train); images/s = batch / the sum. That is the speed the network would
+reach if nothing but its convolutions ran, each as fast as oneDNN runs it
+alone.
+
 usage: /usr/bin/python3 bench/peak.py [--arch densenet169] [--size 320] [--threads 2] [--reps 20]
+                                      [--configs ARCH/SIZE/BATCH/MODE/PRECISION ...]
 """
 import argparse
+import collections
 import json
+import os
+import sys
 import time
 
 import torch
@@ -35,9 +48,15 @@ def conv_gflops(cin, cout, k, hw, n, dtype, reps):
     return flops / best / 1e9
 
 
+def build(arch):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_bench import build_model
+    return build_model(arch, False).eval()
+
+
 def conv_flops_per_image(arch, size):
     """Forward multiply-adds x 2 of every convolution and the classifier, per image."""
-    model = getattr(torchvision.models, arch)(weights=None, num_classes=1).eval()
+    model = build(arch)
     total = [0.0]
 
     def hook(mod, inp, out):
@@ -55,12 +74,55 @@ def conv_flops_per_image(arch, size):
     return total[0]
 
 
+def conv_only_img_s(arch, size, batch, mode, dtype, reps):
+    """batch / the summed time of the network's convolutions, each timed alone."""
+    model = build(arch)
+    shapes = collections.Counter()
+
+    def hook(mod, inp, out):
+        x = inp[0]
+        shapes[(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, mod.padding, mod.groups,
+                mod.bias is not None, tuple(x.shape))] += 1
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        model(torch.zeros(batch, 3, size, size))
+    total = 0.0
+    for (cin, cout, k, st, pad, g, bias, xs), count in shapes.items():
+        conv = torch.nn.Conv2d(cin, cout, k, stride=st, padding=pad, groups=g, bias=bias)
+        conv = conv.to(memory_format=torch.channels_last)
+        x = torch.randn(*xs).contiguous(memory_format=torch.channels_last)
+        train = mode == "train"
+        if train:
+            x.requires_grad_(cin != 3)   # the stem's input needs no gradient, as in training
+            conv.train()
+        else:
+            conv.eval()
+        best = float("inf")
+        for i in range(2 + reps):
+            t = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+                if train:
+                    y = conv(x)
+                    y.backward(torch.ones_like(y))
+                else:
+                    with torch.no_grad():
+                        conv(x)
+            if i >= 2:
+                best = min(best, time.perf_counter() - t)
+        total += best * count
+    return batch / total
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="densenet169")
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--configs", nargs="*", default=[], help="ARCH/SIZE/BATCH/MODE/PRECISION (bench/compare's)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = {"threads": a.threads, "torch": torch.__version__}
@@ -74,6 +136,21 @@ def main():
         peak = max(out["gflops_1x1_" + dt], out["gflops_3x3_" + dt])
         out["ceiling_infer_img_s_" + dt] = round(peak * 1e9 / f, 2)
         out["ceiling_train_img_s_" + dt] = round(peak * 1e9 / (3 * f), 2)
+        out["peak_gflops_" + dt] = peak
+    flops = {(a.arch, a.size): f}
+    if a.configs:
+        out["configs"] = {}
+    for spec in a.configs:
+        arch, size, batch, mode, dt = spec.split("/")
+        size, batch = int(size), int(batch)
+        if (arch, size) not in flops:
+            flops[(arch, size)] = conv_flops_per_image(arch, size)
+        f = flops[(arch, size)]
+        peak = out["peak_gflops_" + dt]
+        out["configs"][spec] = {
+            "forward_gflop_per_image": round(f / 1e9, 4),
+            "ceiling_img_s": round(peak * 1e9 / (f * (3 if mode == "train" else 1)), 3),
+            "conv_only_img_s": round(conv_only_img_s(arch, size, batch, mode, dt, max(1, a.reps // 4)), 3)}
     print(json.dumps(out))
 
 

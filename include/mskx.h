@@ -70,7 +70,10 @@ enum mskx_model_kind {
   MSKX_KIND_ENSEMBLE = 2  /* several members combined: JSON format "mskx-ensemble-1" */
 };
 
-enum mskx_precision { MSKX_PRECISION_FP32 = 0, MSKX_PRECISION_BF16 = 1 };
+/* MSKX_PRECISION_AUTO: at load time one forward pass of each candidate
+ * (fp32, and bf16 where the CPU runs it natively) is timed and the fastest
+ * is kept (mskx_model_info's precision says which). */
+enum mskx_precision { MSKX_PRECISION_FP32 = 0, MSKX_PRECISION_BF16 = 1, MSKX_PRECISION_AUTO = 2 };
 
 /* CAM maps and overlays are rendered at display size: an image's own size
  * when its longest side is at most this, else scaled down to it. */
@@ -140,6 +143,8 @@ struct mskx_model_info {
   const char *method;       /* ensembles: "mean", "vote", "weighted" or "stack"; else "" */
   const char *metadata_json;/* JSON object: the model file's metadata, or the
                                bundle/ensemble with each member's metadata */
+  const char *precision;    /* the compute precision used: "fp32" or "bf16"
+                               (MSKX_PRECISION_AUTO's choice) */
 };
 
 /* Fills *out; returns MSKX_EINVAL for NULL arguments. */

@@ -65,7 +65,7 @@ class _LoadOptions(C.Structure):
 class _Info(C.Structure):
     _fields_ = [("kind", C.c_int), ("kind_name", C.c_char_p), ("path", C.c_char_p), ("arch", C.c_char_p),
                 ("size", C.c_int), ("parts", C.c_char_p), ("threshold", C.c_double), ("n_members", C.c_int),
-                ("method", C.c_char_p), ("metadata_json", C.c_char_p)]
+                ("method", C.c_char_p), ("metadata_json", C.c_char_p), ("precision", C.c_char_p)]
 
 
 class _PredictOptions(C.Structure):
@@ -155,7 +155,7 @@ def _enc(s):
     return None if s is None else os.fsencode(s)
 
 
-_PRECISIONS = {"fp32": 0, "bf16": 1}
+_PRECISIONS = {"fp32": 0, "bf16": 1, "auto": 2}
 _AGGS = {"mean": 0, "max": 1}
 
 
@@ -210,7 +210,8 @@ class Model:
     """A model file (.safetensors), per-part bundle or ensemble (.json), loaded once.
 
     threads: compute threads per prediction context (0 = all cores);
-    precision: "fp32" or "bf16"; max_batch: images per forward pass (0 = 16);
+    precision: "fp32", "bf16" or "auto" (the faster here, timed at load; info["precision"]
+    says which); max_batch: images per forward pass (0 = 16);
     max_contexts: predictions computed in parallel when the model is shared by
     threads (0 = cores / threads); max_pixels: per image (0 = 16384^2);
     max_decode_bytes: memory image decoding may hold at once across all
@@ -221,7 +222,7 @@ class Model:
     def __init__(self, path, threads=0, precision="fp32", max_batch=0, max_contexts=0, max_pixels=0,
                  max_decode_bytes=0, decode_wait_ms=0):
         if precision not in _PRECISIONS:
-            raise ValueError("precision must be 'fp32' or 'bf16', got %r" % (precision,))
+            raise ValueError("precision must be 'fp32', 'bf16' or 'auto', got %r" % (precision,))
         self._h = None
         opt = _LoadOptions(int(threads), _PRECISIONS[precision], int(max_batch), int(max_contexts), int(max_pixels),
                            int(max_decode_bytes), int(decode_wait_ms))
@@ -236,6 +237,7 @@ class Model:
         self.info = {"kind": s(info.kind_name), "path": s(info.path), "arch": s(info.arch), "size": info.size,
                      "parts": s(info.parts), "threshold": info.threshold, "n_members": info.n_members,
                      "method": s(info.method), "metadata": json.loads(s(info.metadata_json) or "{}"),
+                     "precision": s(info.precision),
                      "library_version": library_version()}
 
     @property

@@ -46,6 +46,9 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo,
  * 1 for b; otherwise prints "mskx CMD: --OPT: expected A or B, got 'V'" and
  * returns CLI_EXIT_USAGE. */
 int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char *a, const char *b, int *out);
+/* --precision fp32|bf16|auto into *out (PREC_*, the same values as
+ * MSKX_PRECISION_*); nonzero (after a usage message) for anything else. */
+int cli_parse_precision(const char *cmd, const char *v, int *out);
 /* Pins the compute threads (threads <= 0: OpenMP's default count) one per
  * CPU, offset by the MPI local rank; see core/affinity.h (MSKX_PIN=0 turns it
  * off). Returns the number of threads pinned. */

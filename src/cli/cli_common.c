@@ -67,6 +67,16 @@ int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char
   return 0;
 }
 
+int cli_parse_precision(const char *cmd, const char *v, int *out) {
+  static const char *const names[] = {"fp32", "bf16", "auto"};
+  for (int i = 0; i < 3; i++)
+    if (!strcmp(v, names[i])) {
+      *out = i;   /* PREC_FP32, PREC_BF16, PREC_AUTO */
+      return 0;
+    }
+  return cli_usage_errorf(cmd, "--precision: expected fp32, bf16 or auto, got '%s'", v);
+}
+
 int cli_usage_error(const char *cmd) {
   return cli_usage_errorf(cmd, "see 'mskx %s --help'", cmd);
 }

@@ -25,7 +25,11 @@ static const char *const usage =
     "                        densenet:growth=G,blocks=A-B-C,init=F,bn_size=S (default densenet169)\n"
     "  --size S              input height and width (default 320)\n"
     "  --batch B             batch size (default 8)\n"
-    "  --precision fp32|bf16 compute precision (default fp32)\n"
+    "  --precision fp32|bf16|auto compute precision (default fp32); auto times one step\n"
+    "                        of each (bf16 only where the CPU has it) and keeps the faster;\n"
+    "                        the JSON's precision is the one timed, precision_ms the steps\n"
+    "                        of each; a bf16 run also times fp32 and warns when bf16 is slower\n"
+    "  --no-fp32-check       bf16: skip that fp32 step (bench/compare: profiles, timings)\n"
     "  --mode infer|train    what one timed repetition is (default infer)\n"
     "  --iters N             timed repetitions (default 10)\n"
     "  --warmup W            untimed repetitions first (default 2)\n"
@@ -39,7 +43,7 @@ static int parse(int argc, char **argv, bench_config *c) {
   static const struct option longs[] = {
       {"arch", 1, 0, 'a'},  {"size", 1, 0, 's'},    {"batch", 1, 0, 'b'}, {"precision", 1, 0, 'p'},
       {"mode", 1, 0, 'm'},  {"iters", 1, 0, 'i'},   {"warmup", 1, 0, 'w'}, {"threads", 1, 0, 'T'},
-      {"seed", 1, 0, 'S'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+      {"seed", 1, 0, 'S'}, {"no-fp32-check", 0, 0, 'F'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
   *c = (bench_config){.arch = "densenet169", .size = 320, .batch = 8, .iters = 10, .warmup = 2};
   int ch, choice = 0;
   long v;
@@ -54,14 +58,15 @@ static int parse(int argc, char **argv, bench_config *c) {
       case 'T': if (cli_parse_int(CMD, "threads", optarg, 1, 1024, &v)) return CLI_EXIT_USAGE; c->threads = (int)v; break;
       case 'S': if (cli_parse_int(CMD, "seed", optarg, 0, 0x7fffffffL, &v)) return CLI_EXIT_USAGE; c->seed = (uint64_t)v; break;
       case 'p':
-        if (cli_parse_choice(CMD, "precision", optarg, "fp32", "bf16", &choice)) return CLI_EXIT_USAGE;
-        c->prec = choice ? PREC_BF16 : PREC_FP32;
+        if (cli_parse_precision(CMD, optarg, &choice)) return CLI_EXIT_USAGE;
+        c->prec = (precision)choice;
         break;
       case 'm':
         if (cli_parse_choice(CMD, "mode", optarg, "infer", "train", &choice)) return CLI_EXIT_USAGE;
         c->train = choice;
         break;
       case 'j': break;
+      case 'F': c->no_fp32_check = 1; break;
       case 'h': fputs(usage, stdout); return -1;
       default: return cli_usage_error(CMD);
     }
@@ -80,7 +85,14 @@ static int print_json(const bench_config *c, const bench_result *r, int pinned) 
   cJSON_AddStringToObject(o, "arch", c->arch);
   cJSON_AddNumberToObject(o, "size", c->size);
   cJSON_AddNumberToObject(o, "batch", c->batch);
-  cJSON_AddStringToObject(o, "precision", c->prec == PREC_BF16 ? "bf16" : "fp32");
+  cJSON_AddStringToObject(o, "precision", precision_name(r->prec));
+  if (c->prec == PREC_AUTO) cJSON_AddStringToObject(o, "precision_requested", "auto");
+  if (r->prec_ms[PREC_FP32] > 0 || r->prec_ms[PREC_BF16] > 0) {
+    /* One step of each precision timed (auto's candidates; fp32 after bf16). */
+    cJSON *pm = cJSON_AddObjectToObject(o, "precision_ms");
+    for (int p = 0; p < PREC_COUNT; p++)
+      if (r->prec_ms[p] > 0) cJSON_AddNumberToObject(pm, precision_name((precision)p), round3(r->prec_ms[p]));
+  }
   cJSON_AddStringToObject(o, "mode", c->train ? "train" : "infer");
   cJSON_AddNumberToObject(o, "threads", r->threads);
   cJSON_AddBoolToObject(o, "pinned", pinned > 0);
@@ -117,5 +129,9 @@ int cmd_bench(int argc, char **argv) {
   mskx_err e = {0};
   int pinned = cli_pin_threads(c.threads);
   if (bench_run(&c, &r, &e)) return cli_error(CMD, &e);
+  if (r.prec_ms[PREC_FP32] > 0 && r.prec_ms[PREC_BF16] > r.prec_ms[PREC_FP32])
+    fprintf(stderr, "mskx bench: warning: bf16 is slower than fp32 on this machine (%.1f ms against %.1f ms per %s)%s\n",
+            r.prec_ms[PREC_BF16], r.prec_ms[PREC_FP32], c.train ? "step" : "batch",
+            c.prec == PREC_AUTO ? ": auto chose fp32" : "");
   return print_json(&c, &r, pinned);
 }

@@ -61,8 +61,9 @@ static const opt_spec rows[] = {
      .flags = OPT_HIDE_DEFAULT,
      .help = "compute threads (default: all cores), pinned one per CPU\n"
              "(MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)"},
-    {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16", .def_str = "fp32", .arg = "fp32|bf16",
-     .group = G_EVAL, .help = "compute precision"},
+    {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16|auto", .def_str = "fp32",
+     .arg = "fp32|bf16|auto", .group = G_EVAL,
+     .help = "compute precision (auto: the faster of one timed batch each,\nnamed in the report)"},
     {.flag = "run", .type = OPT_PATH, A(run), .arg = "RUN_DIR", .group = G_EVAL,
      .help = "training run whose log.jsonl the report plots (default:\nthe model's folder when it holds one)"},
     {.flag = "strict", .type = OPT_BOOL, A(strict), .group = G_EVAL,
@@ -140,7 +141,7 @@ static int write_report(const eval_args *a, predictor *p, const eval_run *run, c
   if (!rc) rc = report_gallery_build(p, run, &po, REPORT_GALLERY_MAX, &gal, e);
   if (rc) return rc;
   find_logs(a, predictor_get_info(p), &logs, note, sizeof note);
-  report_input in = {a->model, predictor_get_info(p), a->bf16 ? "bf16" : "fp32", run, res, &gal, &logs,
+  report_input in = {a->model, predictor_get_info(p), precision_name(predictor_precision(p)), run, res, &gal, &logs,
                      note[0] ? note : NULL, report_data_is_synthetic(run->d->root)};
   rc = report_write_html(path, &in, e);
   report_gallery_free(&gal);
@@ -188,7 +189,7 @@ int cmd_eval(int argc, char **argv) {
   mskx_err e = {0, ""};
   eval_session s;
   eval_results *res = NULL;
-  predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0,
+  predictor_options popt = {a.threads, (precision)a.bf16, 0,
                            {.max_pixels = 0, .dicom = cli_dicom_args_options(&a.dicom)}};
   cli_pin_threads(a.threads);
   int tty = isatty(STDERR_FILENO);

@@ -40,7 +40,8 @@ static const char *const usage =
     "  --csv                  print CSV: study,part,n_images,probability,decision (0/1)\n"
     "  --threads N            compute threads (default: all cores), pinned one per CPU\n"
     "                         (MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)\n"
-    "  --precision fp32|bf16  compute precision (default fp32)\n"
+    "  --precision fp32|bf16|auto  compute precision (default fp32; auto: the faster\n"
+    "                         of one timed batch each, reported in the output)\n"
     "  --max-batch N          images per forward pass (default 16)\n" CLI_DICOM_HELP
     "  -h, --help             this help\n"
     "\n"
@@ -89,7 +90,7 @@ static int parse_args(int argc, char **argv, predict_args *a) {
         a->tta = 1;
         break;
       case 'P':
-        if (cli_parse_choice("predict", "precision", optarg, "fp32", "bf16", &a->bf16)) return 2;
+        if (cli_parse_precision("predict", optarg, &a->bf16)) return 2;
         break;
       case 'T':
         if (cli_parse_int("predict", "threads", optarg, 1, 1024, &v)) return 2;
@@ -249,12 +250,15 @@ int cmd_predict(int argc, char **argv) {
   mskx_err e = {0, ""};
   if (a.cam_dir && mkdir_p(a.cam_dir, &e)) return cli_error("predict", &e);
   if (a.sr_dir && mkdir_p(a.sr_dir, &e)) return cli_error("predict", &e);
-  mskx_load_options lo = {.threads = a.threads, .precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32,
+  mskx_load_options lo = {.threads = a.threads, .precision = a.bf16,
                           .max_batch = a.max_batch, .max_contexts = 1, .dicom_window = a.dicom_window,
                           .dicom_first_frame = a.dicom.frames == DICOM_FRAMES_FIRST};
   cli_pin_threads(a.threads);
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("predict", &e);
+  struct mskx_model_info mi;
+  if (a.bf16 == MSKX_PRECISION_AUTO && !mskx_model_info(m, &mi))
+    fprintf(stderr, "mskx predict: precision auto: %s (the faster on this CPU)\n", mi.precision);
   int width = 5;
   for (int i = 0; i < a.n_paths; i++) {
     int l = (int)strlen(a.paths[i]);

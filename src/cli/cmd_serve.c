@@ -40,8 +40,9 @@ static const opt_spec cli_rows[] = {
      .help = "model (.safetensors), per-part bundle or ensemble (.json)"},
     {.flag = "host", .type = OPT_STRING, A(host), .def_str = SERVE_DEFAULT_HOST, .arg = "ADDR", .group = "Service",
      .help = "address to bind (127.0.0.1: this machine only)"},
-    {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16", .def_str = "fp32", .arg = "fp32|bf16",
-     .group = "Service", .help = "compute precision"},
+    {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16|auto", .def_str = "fp32",
+     .arg = "fp32|bf16|auto", .group = "Service",
+     .help = "compute precision (auto: the faster of one timed batch each,\nshown by /v1/model and /v1/health/ready)"},
     {.flag = "max-pixels", .type = OPT_U64, A(max_pixels), .lo = 1, .hi = 1099511627776.0, .arg = "N",
      .group = "Limits and scheduling", .flags = OPT_HIDE_DEFAULT,
      .help = "pixels per image, checked before decoding; more get 413\n(default 268435456 = 16384 x 16384)"},
@@ -135,7 +136,7 @@ int cmd_serve(int argc, char **argv) {
   mskx_load_options_default(&lo);
   lo.threads = a.cfg.compute_threads;
   lo.max_batch = a.cfg.max_batch;   /* the scheduler's batches run as one forward pass */
-  lo.precision = a.bf16 ? MSKX_PRECISION_BF16 : MSKX_PRECISION_FP32;
+  lo.precision = a.bf16; /* the same values as MSKX_PRECISION_* */
   lo.max_pixels = a.max_pixels;
   lo.max_decode_bytes = a.decode_budget;
   lo.decode_wait_ms = a.decode_wait ? (int)a.decode_wait : -1;   /* the library's 0 means its default */

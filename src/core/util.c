@@ -7,6 +7,7 @@
 #include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -263,3 +264,46 @@ uint64_t fnv1a_str(uint64_t h, const char *s) {
 }
 
 double sigmoid(double z) { return z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z)); }
+
+/* The first number in a small file (cgroup and proc entries); 0 if none. */
+static int read_u64(const char *path, uint64_t *out) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  unsigned long long v;
+  int ok = fscanf(f, "%llu", &v) == 1;
+  fclose(f);
+  if (ok) *out = v;
+  return ok;
+}
+
+uint64_t mem_available_bytes(void) {
+  uint64_t avail = 0;
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (f) {
+    char line[256];
+    unsigned long long kb;
+    while (fgets(line, sizeof line, f))
+      if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+        avail = (uint64_t)kb * 1024;
+        break;
+      }
+    fclose(f);
+  }
+  /* "max" (no limit) does not parse as a number. */
+  uint64_t max, cur;
+  if (read_u64("/sys/fs/cgroup/memory.max", &max) && read_u64("/sys/fs/cgroup/memory.current", &cur)) {
+    uint64_t room = max > cur ? max - cur : 0;
+    if (!avail || room < avail) avail = room;
+  }
+  return avail;
+}
+
+uint64_t rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long long size, res;
+  int ok = fscanf(f, "%llu %llu", &size, &res) == 2;
+  fclose(f);
+  long page = sysconf(_SC_PAGESIZE);
+  return ok && page > 0 ? (uint64_t)res * (uint64_t)page : 0;
+}

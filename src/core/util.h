@@ -79,6 +79,13 @@ void *big_alloc(size_t bytes);
 uint64_t fnv1a(uint64_t h, const void *p, size_t n);
 uint64_t fnv1a_str(uint64_t h, const char *s);
 
+/* Memory this process may still take: the smaller of the kernel's
+ * MemAvailable and, inside a cgroup (v2) with a memory limit, that limit
+ * minus the group's usage. 0 if neither can be read. */
+uint64_t mem_available_bytes(void);
+/* This process's resident set now (/proc/self/statm), 0 if unreadable. */
+uint64_t rss_bytes(void);
+
 /* The logistic function 1 / (1 + e^-z), without overflow for large |z|. */
 double sigmoid(double z);
 

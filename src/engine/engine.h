@@ -19,7 +19,13 @@
 #include <stdint.h>
 #include "mskx.h"
 
-typedef enum precision { PREC_FP32 = 0, PREC_BF16 = 1 } precision;
+/* PREC_AUTO is a request, never a plan's precision: net_plan resolves it to
+ * the fastest allowed precision on this machine (net_choose_precision). */
+typedef enum precision { PREC_FP32 = 0, PREC_BF16 = 1, PREC_AUTO = 2 } precision;
+#define PREC_COUNT 2    /* concrete precisions */
+static inline const char *precision_name(precision p) {
+  return p == PREC_BF16 ? "bf16" : p == PREC_AUTO ? "auto" : "fp32";
+}
 
 /* NHWC view: element (n, y, x, ch) lives at p[((n*h + y)*w + x)*ld + ch]. */
 typedef struct view {
@@ -180,6 +186,9 @@ typedef struct engine_ops {
 struct engine {
   const engine_ops *ops;
   int threads;          /* OpenMP threads of its ops (engine_threads_enter) */
+  /* oneDNN primitives (convolutions, matmuls, reorders) created so far: the
+   * planning work, counted for the per-epoch overhead figures. */
+  long prims_created;
   void *impl;           /* backend state */
 };
 

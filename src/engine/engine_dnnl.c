@@ -110,6 +110,7 @@ static int reorder_create(engine *eng, const dnnl_memory_desc_t *from, const dnn
   DN(dnnl_reorder_primitive_desc_create(&pd, from, s->eng, to, s->eng, NULL), "reorder_pd");
   dnnl_status_t st = dnnl_primitive_create(out, pd);
   dnnl_primitive_desc_destroy(pd);
+  eng->prims_created++;
   return dnnl_check(st, "reorder", e);
 }
 
@@ -146,6 +147,7 @@ static int pass_init(engine *eng, conv_op *op, conv_pass *p, const void *desc, d
   p->user_md = *user_md;
   p->scratch_size = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
   int rc = dnnl_check(dnnl_primitive_create(&p->prim, pd), "conv primitive", e);
+  eng->prims_created++;
   if (!rc) rc = grow(&s->scratch, &s->scratch_size, p->scratch_size, e);
   if (!rc && !dnnl_memory_desc_equal(&p->wei_md, &p->user_md)) {
     rc = to_user ? reorder_create(eng, &p->wei_md, &p->user_md, &p->wei_reorder, e)

@@ -73,8 +73,8 @@ int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model *
   mskx_load_options_default(&o);
   if (opt) o = *opt;
   if (o.threads < 0 || o.threads > 1024) return err_set(err, MSKX_EINVAL, "threads must be in 0..1024");
-  if (o.precision != MSKX_PRECISION_FP32 && o.precision != MSKX_PRECISION_BF16)
-    return err_set(err, MSKX_EINVAL, "precision must be MSKX_PRECISION_FP32 or MSKX_PRECISION_BF16");
+  if (o.precision != MSKX_PRECISION_FP32 && o.precision != MSKX_PRECISION_BF16 && o.precision != MSKX_PRECISION_AUTO)
+    return err_set(err, MSKX_EINVAL, "precision must be MSKX_PRECISION_FP32, MSKX_PRECISION_BF16 or MSKX_PRECISION_AUTO");
   if (o.max_batch < 0 || o.max_batch > 4096) return err_set(err, MSKX_EINVAL, "max_batch must be in 0..4096");
   if (o.max_contexts < 0 || o.max_contexts > API_MAX_CONTEXTS)
     return err_set(err, MSKX_EINVAL, "max_contexts must be in 0..%d", API_MAX_CONTEXTS);
@@ -100,7 +100,8 @@ int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model *
   m->busy = calloc((size_t)m->max_ctx, 1);
   pthread_mutex_init(&m->mu, NULL);
   pthread_cond_init(&m->cv, NULL);
-  predictor_options po = {o.threads, o.precision == MSKX_PRECISION_BF16 ? PREC_BF16 : PREC_FP32, o.max_batch, m->lim};
+  precision prec = o.precision == MSKX_PRECISION_BF16 ? PREC_BF16 : o.precision == MSKX_PRECISION_AUTO ? PREC_AUTO : PREC_FP32;
+  predictor_options po = {o.threads, prec, o.max_batch, m->lim};
   int rc = !m->path || !m->ctx || !m->busy ? err_set(err, MSKX_ENOMEM, "out of memory")
                                            : predictor_load(path, &po, &m->ctx[0], err);
   if (rc) {
@@ -117,7 +118,8 @@ int mskx_model_load(const char *path, const mskx_load_options *opt, mskx_model *
                                      .threshold = pi->threshold,
                                      .n_members = pi->n_members,
                                      .method = pi->method,
-                                     .metadata_json = pi->metadata_json};
+                                     .metadata_json = pi->metadata_json,
+                                     .precision = precision_name(predictor_precision(m->ctx[0]))};
   *out = m;
   return MSKX_OK;
 }

@@ -290,6 +290,33 @@ static int predict_node(predictor *p, pnode *nd, const study_inputs *in, const c
   return MSKX_OK;
 }
 
+/* The first network of a model tree (depth first). */
+static pnode *first_model(pnode *nd) {
+  if (nd->kind == PNODE_MODEL) return nd;
+  for (int i = 0; i < nd->n_children; i++) {
+    pnode *m = first_model(&nd->children[i]);
+    if (m) return m;
+  }
+  return NULL;
+}
+
+/* PREC_AUTO: one forward pass of a full batch of the first network in each
+ * candidate precision; every network of the tree then uses the fastest. */
+static int resolve_auto(predictor *p, mskx_err *e) {
+  if (p->opt.prec != PREC_AUTO) return MSKX_OK;
+  pnode *nd = first_model(&p->root);
+  if (!nd) return err_set(e, MSKX_EINTERNAL, "precision auto: no network");
+  net_prec_choice ch;
+  int s = nd->meta.size, rc = net_choose_precision(nd->m, p->opt.max_batch, s, s, 0, 0, &ch, e);
+  if (rc) return rc;
+  p->prec_auto = 1;
+  for (int i = 0; i < ch.n; i++) p->auto_ms[ch.cand[i]] = ch.ms[i];
+  p->opt.prec = ch.chosen;
+  return MSKX_OK;
+}
+
+precision predictor_precision(const predictor *p) { return p->opt.prec; }
+
 int predictor_load(const char *path, const predictor_options *opt, predictor **out, mskx_err *e) {
   *out = NULL;
   predictor *p = calloc(1, sizeof *p);
@@ -299,6 +326,7 @@ int predictor_load(const char *path, const predictor_options *opt, predictor **o
   int rc = engine_dnnl_create(p->opt.threads, &p->eng, e);
   if (!rc) rc = pnode_load(&p->root, path, p->eng, 0, e);
   if (!rc) rc = pnode_describe(&p->root, &p->info, e);
+  if (!rc) rc = resolve_auto(p, e);
   if (rc) {
     predictor_free(p);
     return rc;
@@ -312,6 +340,8 @@ int predictor_clone(const predictor *src, predictor **out, mskx_err *e) {
   predictor *p = calloc(1, sizeof *p);
   if (!p) return err_set(e, MSKX_ENOMEM, "out of memory");
   p->opt = src->opt;
+  p->prec_auto = src->prec_auto;
+  memcpy(p->auto_ms, src->auto_ms, sizeof p->auto_ms);
   int rc = engine_dnnl_create(p->opt.threads, &p->eng, e);
   if (!rc) rc = pnode_clone(&src->root, &p->root, p->eng, e);
   if (!rc) rc = pnode_describe(&p->root, &p->info, e);

@@ -138,6 +138,10 @@ typedef struct plan_slot {
 } plan_slot;
 
 typedef struct predictor {
+  /* opt.prec PREC_AUTO: resolved at load to the fastest precision (the
+   * candidates' forward times in auto_ms, fp32 then bf16; 0: not timed). */
+  int prec_auto;
+  double auto_ms[PREC_COUNT];
   engine *eng;
   plan_slot plans[PLAN_CACHE];
   unsigned long plan_clock;
@@ -170,6 +174,8 @@ int predictor_load(const char *path, const predictor_options *opt, predictor **o
 int predictor_clone(const predictor *p, predictor **out, mskx_err *e);
 void predictor_free(predictor *p);
 const predictor_info *predictor_get_info(const predictor *p);
+/* The precision the predictor computes in (PREC_AUTO resolved). */
+precision predictor_precision(const predictor *p);
 
 /* Predicts one study of n >= 1 images. part may be NULL (bundles then need a
  * default model). po may be NULL. out is filled (free it with

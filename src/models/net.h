@@ -51,6 +51,29 @@ static inline int arch_has_aux(const arch_spec *a) { return a->family == ARCH_IN
 
 typedef struct net net;
 
+/* A plan's state at the level of the network: the model's implementation
+ * (layers, primitives, activations) and what it was planned for. */
+typedef struct net_plan_slot {
+  void *impl;
+  int planned, n, h, w, train;
+  precision prec;
+  float aux;                    /* aux_weight of the plan */
+  float *aux_logits, *aux_dz;
+} net_plan_slot;
+
+/* Planning work done by a network (for the per-epoch overhead figures):
+ * plans built, plans found resident, seconds spent building and freeing
+ * plans, and convolution primitives (oneDNN primitives and reorders) the
+ * engine created meanwhile. */
+typedef struct net_plan_stats {
+  long built, reused, dropped;
+  double seconds;
+} net_plan_stats;
+
+/* At most this many plans are kept resident (the training plan and the
+ * validation plan of a training run). */
+#define NET_MAX_PLANS 2
+
 typedef struct net_vtbl {
   int (*plan)(net *m, int n, int h, int w, mskx_err *e);
   void (*unplan)(net *m);
@@ -87,12 +110,49 @@ struct net {
    * (after net_forward) and the loss gradient for them (net_loss). */
   float *aux_logits, *aux_dz;
   void *impl;              /* model-specific layers and activations */
+  /* Resident plans besides the current one (see net_set_keep_plans): a
+   * parked plan and a spare, never planned implementation to plan into. */
+  net_plan_slot parked;
+  void *spare_impl;
+  int keep_plans;          /* 1 (default): re-plan on every change; 2: keep two */
+  net_plan_stats plan_stats;
+  /* PREC_AUTO's choice per mode (inference, training), -1 before the first. */
+  int auto_prec[2];
 };
 
 int net_create(const char *arch, engine *eng, uint64_t seed, net **out, mskx_err *e);
 void net_destroy(net *m);
-/* (Re)plans for a batch shape and mode; a no-op if unchanged. x is NHWC (n,h,w,3). */
+/* (Re)plans for a batch shape and mode; a no-op if unchanged. x is NHWC (n,h,w,3).
+ * With net_set_keep_plans(m, 2), the plan being left stays resident and
+ * switching back to it builds nothing (the trainer's train/validation
+ * alternation); results are the same either way. */
 int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e);
+/* How many plans to keep resident: 1 or 2 (NET_MAX_PLANS). Lowering it
+ * frees the parked plan. */
+int net_set_keep_plans(net *m, int keep, mskx_err *e);
+/* --precision auto: times one step (after one warmup step, the faster of
+ * two) of each candidate precision for a plan of this shape and mode, and
+ * plans the fastest; forward only for inference, forward and backward for
+ * training (no optimizer step). Candidates: fp32, and bf16 where the engine
+ * runs it natively (AVX512-BF16 or AMX); `allowed` (bits 1 << precision, 0:
+ * all) can narrow them. The trial leaves the network as it was: running
+ * statistics, gradients and dropout state are restored and data-parallel
+ * hooks are not called. The choice is remembered per mode: net_plan with
+ * PREC_AUTO uses it (or makes it). */
+typedef struct net_prec_choice {
+  precision chosen;
+  int n;                        /* candidates timed */
+  precision cand[PREC_COUNT];
+  double ms[PREC_COUNT];        /* their step times */
+} net_prec_choice;
+int net_choose_precision(net *m, int n, int h, int w, int train, unsigned allowed, net_prec_choice *out,
+                         mskx_err *e);
+/* Whether the engine runs bf16 natively (a candidate of auto). */
+int net_bf16_native(const net *m);
+/* Frees the parked plan, if any (memory is short). */
+void net_drop_parked(net *m);
+/* Whether a plan other than the current one is resident. */
+static inline int net_has_parked(const net *m) { return m->parked.planned; }
 int net_forward(net *m, const float *x, float *logits, mskx_err *e);
 int net_backward(net *m, const float *dlogits, mskx_err *e);
 /* The training loss of the latest forward: PyTorch's

@@ -121,6 +121,7 @@ static cJSON *model_json(const mskx_model *m, int with_meta) {
   else cJSON_AddNullToObject(o, "threshold");   /* bundle members decide with their own */
   cJSON_AddNumberToObject(o, "n_members", in.n_members);
   if (in.method && in.method[0]) cJSON_AddStringToObject(o, "method", in.method);
+  if (in.precision) cJSON_AddStringToObject(o, "precision", in.precision);
   if (with_meta) {
     cJSON *meta = in.metadata_json ? cJSON_Parse(in.metadata_json) : NULL;
     if (in.kind != MSKX_KIND_MODEL) name_nodes(meta);   /* a model's metadata has no nodes */
@@ -149,6 +150,9 @@ static void health(server *s, int route, reply *r) {
     cJSON_AddBoolToObject(o, "model_loaded", s->model != NULL);
     cJSON_AddNumberToObject(o, "queue_length", qlen);
     cJSON_AddNumberToObject(o, "queue_capacity", qcap);
+    struct mskx_model_info in;
+    if (s->model && !mskx_model_info(s->model, &in) && in.precision)
+      cJSON_AddStringToObject(o, "precision", in.precision);   /* --precision auto's choice */
   }
   reply_json(r, route == ROUTE_READY && !ready ? 503 : 200, o);
   if (route == ROUTE_READY && !ready) r->retry_after = SERVE_RETRY_AFTER;

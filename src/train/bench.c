@@ -95,7 +95,11 @@ int bench_run(const bench_config *c, bench_result *r, mskx_err *e) {
   if (!ms) return err_set(e, MSKX_ENOMEM, "bench: out of memory");
   rc = engine_dnnl_create(c->threads, &eng, e);
   if (!rc) rc = net_create(c->arch, eng, c->seed, &m, e);
+  net_prec_choice ch = {0};
+  if (!rc && c->prec == PREC_AUTO) rc = net_choose_precision(m, c->batch, c->size, c->size, c->train, 0, &ch, e);
   if (!rc) rc = net_plan(m, c->batch, c->size, c->size, c->train, c->prec, e);
+  if (!rc) r->prec = m->cx.prec;
+  for (int i = 0; i < ch.n; i++) r->prec_ms[ch.cand[i]] = ch.ms[i];
   if (!rc) rc = alloc_bufs(c, m, &b, e);
   for (int i = 0; !rc && i < c->warmup + c->iters; i++) {
     double loss = NAN, t0 = now_seconds();
@@ -115,6 +119,12 @@ int bench_run(const bench_config *c, bench_result *r, mskx_err *e) {
     r->ms_min = ms[0];   /* sorted by median() */
     r->images_per_s = r->ms_median > 0 ? c->batch / (r->ms_median * 1e-3) : 0;
     r->peak_rss_mb = bench_peak_rss_mb();
+    if (c->prec == PREC_BF16 && !c->no_fp32_check) {
+      /* After the peak is taken: one fp32 step the way auto would time it. */
+      r->prec_ms[PREC_BF16] = r->ms_min;
+      rc = net_choose_precision(m, c->batch, c->size, c->size, c->train, 1u << PREC_FP32, &ch, e);
+      if (!rc) r->prec_ms[PREC_FP32] = ch.ms[0];
+    }
   }
   free_bufs(&b);
   net_destroy(m);

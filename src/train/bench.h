@@ -10,10 +10,11 @@ typedef struct bench_config {
   const char *arch;
   int size, batch;      /* square inputs (batch, size, size, 3) */
   int train;            /* 0: inference batch; 1: forward + loss + backward + Adam step */
-  precision prec;
+  precision prec;       /* PREC_AUTO: the faster on this machine, chosen at plan time */
   int iters, warmup;    /* timed and untimed repetitions */
   int threads;          /* <= 0: OpenMP's default */
   uint64_t seed;        /* weights, inputs and targets */
+  int no_fp32_check;    /* bf16: skip timing one fp32 step afterwards (profiles) */
 } bench_config;
 
 typedef struct bench_result {
@@ -23,6 +24,11 @@ typedef struct bench_result {
   double ms_total;          /* all repetitions, warmup included (for profiles) */
   double peak_rss_mb;       /* process peak resident set, MiB */
   double loss_first, loss_last; /* training: loss of the first and last step (NAN for inference) */
+  precision prec;           /* the precision timed (PREC_AUTO resolved) */
+  /* One step of each precision timed by net_choose_precision (0: not
+   * timed): every candidate with PREC_AUTO; fp32 after a bf16 run, to tell
+   * whether bf16 pays on this machine. */
+  double prec_ms[PREC_COUNT];
 } bench_result;
 
 /* Builds the network and runs warmup + iters repetitions, timing each. */

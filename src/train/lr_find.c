@@ -143,7 +143,7 @@ int lr_find_run(const train_config *c, const dataset *d, const lr_find_options *
     return rc;
   }
   k.per_part = 0;
-  k.cache = 0;  /* the cache lives in the run folder, which a sweep must not touch */
+  k.cache = k.cache_budget_mb = 0;  /* the cache lives in the run folder, which a sweep must not touch */
   run_ctx r;
   train_hooks h = {fn, ctx, NULL};
   run_init(&r, &k, d, NULL, &h, NULL);

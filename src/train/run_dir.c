@@ -191,6 +191,18 @@ int log_append(run_ctx *r, int epoch, const epoch_stats *st, int improved, mskx_
     json_add_finite(o, "comm_share", st->train_seconds > 0 ? st->comm_seconds / st->train_seconds : NAN);
   }
   json_add_finite(o, "seconds", st->seconds);
+  /* Planning overhead of the epoch (train <-> validation plans). */
+  cJSON *pl = cJSON_AddObjectToObject(o, "plan");
+  cJSON_AddNumberToObject(pl, "built", (double)st->plans_built);
+  cJSON_AddNumberToObject(pl, "reused", (double)st->plans_reused);
+  cJSON_AddNumberToObject(pl, "primitives", (double)st->prims_created);
+  cJSON_AddNumberToObject(pl, "page_faults", (double)st->page_faults);
+  json_add_finite(pl, "seconds", st->plan_seconds);
+  /* What keeping the validation plan resident costs: the RSS it added when built. */
+  cJSON_AddBoolToObject(pl, "resident", net_has_parked(r->net));
+  cJSON_AddNumberToObject(pl, "valid_plan_mb", round((double)r->valid_plan_bytes / 1048576.0));
+  cJSON_AddStringToObject(o, "precision", precision_name(r->net->cx.prec));
+  cJSON_AddBoolToObject(o, "decoded_cache", r->use_cache);
   cJSON_AddNumberToObject(o, "skipped_images", (double)st->skipped);
   cJSON_AddBoolToObject(o, "best", improved);
   char *line = cJSON_PrintUnformatted(o);
@@ -254,6 +266,10 @@ int checkpoint_save(run_ctx *r, const model_meta *meta, mskx_err *e) {
   cJSON_AddBoolToObject(o, "finished", r->st.finished);
   cJSON_AddBoolToObject(o, "early_stopped", r->st.early_stopped);
   cJSON_AddNumberToObject(o, "skipped_images", (double)r->st.skipped);
+  /* The precision trained in: --precision auto resumes in the same one. */
+  cJSON_AddStringToObject(o, "precision", precision_name(r->net->cx.prec));
+  /* Cached pixels are rounded to 8 bits: a resumed run must read the same. */
+  cJSON_AddBoolToObject(o, "cache", r->use_cache);
   char step[OPTIM_STEPS_TEXT_MAX];
   if ((rc = optim_steps_format(r->opt, step, sizeof step, e))) {
     cJSON_Delete(o);
@@ -303,6 +319,11 @@ static int restore_state(run_ctx *r, const char *text, mskx_err *e) {
       rc = err_set(e, MSKX_EFORMAT, "%s: training state: skipped_images must be a whole number >= 0", r->last_path);
     else
       r->st.skipped = sk ? (long long)sk->valuedouble : 0;
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "precision");
+    const cJSON *ca = cJSON_GetObjectItemCaseSensitive(o, "cache");
+    /* Checkpoints from before the automatic cache used it only with --cache. */
+    r->cache_resumed = cJSON_IsBool(ca) ? cJSON_IsTrue(ca) : 0;
+    if (cJSON_IsString(pr)) r->prec_resumed = strcmp(pr->valuestring, "bf16") ? PREC_FP32 : PREC_BF16;
     if (!rc) rc = optim_steps_parse(r->opt, step->valuestring, e);
   }
   schedule_state ss;

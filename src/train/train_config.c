@@ -96,9 +96,10 @@ const opt_spec train_options[] = {
     {.key = "loader_threads", .flag = "loader-threads", .type = OPT_INT, FLD(loader_threads), RANGE(1, 256),
      .def = DEFAULT_LOADER_THREADS, .source = "mskx", .arg = "T", .group = G_DATA, .flags = OPT_LOCAL,
      .help = "image decoding threads"},
-    {.key = "precision_bf16", .flag = "precision", .type = OPT_CHOICE, FLD(prec), .choices = "fp32|bf16",
-     .def_str = "fp32", .source = "mskx", .arg = "fp32|bf16", .group = G_DATA,
-     .help = "bf16: mixed precision, fp32 master weights and optimizer state"},
+    {.key = "precision_bf16", .flag = "precision", .type = OPT_CHOICE, FLD(prec), .choices = "fp32|bf16|auto",
+     .def_str = "fp32", .source = "mskx", .arg = "fp32|bf16|auto", .group = G_DATA,
+     .help = "bf16: mixed precision, fp32 master weights and optimizer state;\n"
+             "auto: the faster on this CPU (one step of each timed)"},
     {.key = "pretrained", .flag = "pretrained", .type = OPT_PATH, FLD(pretrained), .arg = "FILE", .group = G_DATA,
      .flags = OPT_LOCAL,
      .help = "e.g. ImageNet weights: torchvision .pth, Keras .h5 (DenseNets) or\n"
@@ -206,6 +207,10 @@ const opt_spec train_options[] = {
              "unreadable; beyond it, or when none can be read, training stops\nwith an error"},
     {.key = "cache", .flag = "cache", .type = OPT_BOOL, FLD(cache), .group = G_OTHER, .flags = OPT_LOCAL,
      .help = "keep decoded, resized images in a memory-mapped cache"},
+    {.key = "cache_budget_mb", .flag = "cache-budget", .type = OPT_INT, FLD(cache_budget_mb), RANGE(0, 1 << 30),
+     .def = -1, .source = "mskx", .arg = "MB", .group = G_OTHER, .flags = OPT_LOCAL | OPT_HIDE_DEFAULT,
+     .help = "without --cache, use the cache anyway when the decoded images\n"
+             "fit MB (default: a quarter of the available memory; 0: never)"},
     {.key = "max_batches", .flag = "max-batches", .type = OPT_INT, FLD(max_batches), RANGE(0, 1 << 30), .arg = "N",
      .group = G_OTHER, .help = "at most N training batches per epoch (0: all; quick experiments)"},
     /* ---- data-parallel ---- */

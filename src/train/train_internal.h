@@ -24,6 +24,11 @@ typedef struct epoch_stats {
   double lr, train_loss, train_seconds, images_per_s, seconds;
   double val_loss, val_kappa, val_auc, val_accuracy;
   double comm_seconds;  /* data-parallel: time in collectives during training */
+  /* Planning work of the epoch (training and validation): plans built and
+   * found resident, seconds building/freeing them, oneDNN primitives created. */
+  long plans_built, plans_reused, prims_created;
+  long page_faults;     /* minor page faults of the epoch: freshly allocated plans fault theirs in again */
+  double plan_seconds;
   int ranks;
   long long skipped;
   int n_parts;
@@ -57,6 +62,14 @@ typedef struct run_ctx {
   int rank, ranks;
   int local_batch;        /* this process's share of cfg.batch */
   struct grad_sync *gsync;
+  /* Resident plans: the memory the validation plan added when first built
+   * (RSS growth over that validation), to check it still fits. */
+  uint64_t valid_plan_bytes;
+  /* --precision auto: the precision a resumed checkpoint trained in (-1: none). */
+  int prec_resumed;
+  /* Whether the decoded cache is used (--cache, or within the budget), and
+   * what a resumed checkpoint used (-1: none), so resuming reads the same pixels. */
+  int use_cache, cache_resumed;
 } run_ctx;
 
 /* run_dir.c */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include "core/error.h"
 #include "core/util.h"
 #include "data/dataset.h"
@@ -90,6 +91,37 @@ static int setup_class_weights(run_ctx *r, mskx_err *e) {
   return rc;
 }
 
+/* The decoded cache without --cache: when both splits' decoded images
+ * (S x S bytes each) fit the budget (--cache-budget MB, by default a quarter
+ * of the memory available now), they are decoded once instead of every
+ * epoch. A resumed run keeps its checkpoint's choice (cached pixels are
+ * rounded to 8 bits); data-parallel processes follow rank 0. */
+#define CACHE_BUDGET_SHARE 4
+
+static int decide_cache(run_ctx *r, mskx_err *e) {
+  const train_config *c = &r->cfg;
+  int use = c->cache;
+  char text[256] = "";
+  if (!use && r->cache_resumed >= 0) {
+    use = r->cache_resumed;
+  } else if (!use && c->cache_budget_mb != 0) {
+    uint64_t px = (uint64_t)c->size * (uint64_t)c->size;
+    uint64_t need = ((uint64_t)r->data->train.n_images + (uint64_t)r->data->valid.n_images) * px;
+    uint64_t budget = c->cache_budget_mb > 0 ? (uint64_t)c->cache_budget_mb << 20 : mem_available_bytes() / CACHE_BUDGET_SHARE;
+    use = need <= budget;
+    if (use)
+      snprintf(text, sizeof text,
+               "decoded cache: %.0f MB of decoded images fit the budget of %.0f MB: each image is decoded once "
+               "(--cache-budget 0 turns this off)",
+               need / 1048576.0, budget / 1048576.0);
+  }
+  int32_t v = use;
+  int rc = r->dist ? dist_bcast_bytes(r->dist, &v, sizeof v, e) : MSKX_OK;
+  r->use_cache = v;
+  if (!rc && v && text[0] && r->rank == 0) notify(r, TRAIN_PHASE_INFO, 0, 0, 0, 0, 0, 0, 0, text);
+  return rc;
+}
+
 static int make_loaders(run_ctx *r, mskx_err *e) {
   const train_config *c = &r->cfg;
   loader_config lc = loader_config_default();
@@ -111,7 +143,9 @@ static int make_loaders(run_ctx *r, mskx_err *e) {
    * of global batch k together are the one-process batch k. */
   lc.shard_rank = r->rank;
   lc.shard_count = r->ranks;
-  if (c->cache) {
+  int rc0 = decide_cache(r, e);
+  if (rc0) return rc0;
+  if (r->use_cache) {
     /* Decoded, resized 8-bit images of each split in the run folder (shared by
      * per-part models), built once and memory-mapped afterwards. */
     cache_config cc = {.size = c->size, .keep_aspect = c->keep_aspect, .threads = c->loader_threads,
@@ -292,12 +326,47 @@ static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) 
   return dist_agree(r->dist, check_skipped(r, epoch, imgs, st->skipped, &ls, e), e);
 }
 
+/* Keeping the training and validation plans resident costs the validation
+ * plan's memory; it stays only while that much (plus this reserve) is still
+ * available, else each switch rebuilds the plans as before. */
+#define KEEP_PLANS_RESERVE_BYTES (256ull << 20)
+
+static void check_plan_memory(run_ctx *r, int epoch) {
+  if (!net_has_parked(r->net)) return;
+  uint64_t avail = mem_available_bytes();
+  if (!avail || avail >= r->valid_plan_bytes + KEEP_PLANS_RESERVE_BYTES) return;
+  net_drop_parked(r->net);
+  net_set_keep_plans(r->net, 1, NULL);
+  char text[256];
+  snprintf(text, sizeof text,
+           "memory: %.0f MB available, the validation plan needs about %.0f MB: plans are rebuilt every epoch",
+           avail / 1048576.0, r->valid_plan_bytes / 1048576.0);
+  notify(r, TRAIN_PHASE_INFO, epoch, 0, 0, 0, 0, 0, 0, text);
+}
+
 /* One epoch plus its bookkeeping; sets *stop when training should end. */
 static int run_epoch(run_ctx *r, int epoch, int *stop, mskx_err *e) {
   epoch_stats st = {0};
   double t0 = now_seconds();
+  net_plan_stats ps0 = r->net->plan_stats;
+  long prims0 = r->eng->prims_created;
+  struct rusage ru0, ru1;
+  getrusage(RUSAGE_SELF, &ru0);
   int rc = run_train_epoch(r, epoch, &st, e);
+  uint64_t rss0 = rss_bytes();
+  int had_valid_plan = net_has_parked(r->net);
   if (!rc) rc = run_validation(r, epoch, &st, e);
+  if (!rc && !had_valid_plan && !r->valid_plan_bytes) {
+    uint64_t rss1 = rss_bytes();
+    r->valid_plan_bytes = rss1 > rss0 ? rss1 - rss0 : 0;
+  }
+  if (!rc) check_plan_memory(r, epoch);
+  st.plans_built = r->net->plan_stats.built - ps0.built;
+  st.plans_reused = r->net->plan_stats.reused - ps0.reused;
+  st.plan_seconds = r->net->plan_stats.seconds - ps0.seconds;
+  st.prims_created = r->eng->prims_created - prims0;
+  getrusage(RUSAGE_SELF, &ru1);
+  st.page_faults = ru1.ru_minflt - ru0.ru_minflt;
   if (!rc && r->dist) {
     /* Every process computed these from the same sums; rank 0's bits make
      * the schedule and stopping decisions (hence the epoch count) certain to agree. */
@@ -366,10 +435,45 @@ static int setup_dist_hooks(run_ctx *r, mskx_err *e) {
   return MSKX_OK;
 }
 
+/* --precision auto: the precision of the fastest training step on this
+ * machine (rank 0's choice in a data-parallel run), or the one a resumed run
+ * trained in, so that resuming stays bit-exact; validation uses the same. */
+static int resolve_precision(run_ctx *r, mskx_err *e) {
+  train_config *c = &r->cfg;
+  if (c->prec != PREC_AUTO) return MSKX_OK;
+  int p = r->prec_resumed, rc = MSKX_OK;
+  char text[256] = "";
+  if (p < 0) {
+    net_prec_choice ch;
+    rc = net_choose_precision(r->net, r->local_batch, c->size, c->size, 1, 0, &ch, e);
+    if (!rc) {
+      p = (int)ch.chosen;
+      int k = snprintf(text, sizeof text, "precision auto: one training step");
+      for (int i = 0; i < ch.n && k < (int)sizeof text; i++)
+        k += snprintf(text + k, sizeof text - (size_t)k, "%s %s %.0f ms", i ? "," : "", precision_name(ch.cand[i]),
+                      ch.ms[i]);
+      if (k < (int)sizeof text) snprintf(text + k, sizeof text - (size_t)k, ": training in %s", precision_name(ch.chosen));
+    }
+  } else {
+    snprintf(text, sizeof text, "precision auto: training in %s, as before the resume", precision_name((precision)p));
+  }
+  if ((rc = dist_agree(r->dist, rc, e))) return rc;
+  int32_t v = p;
+  if (r->dist && (rc = dist_bcast_bytes(r->dist, &v, sizeof v, e))) return rc;
+  c->prec = (precision)v;
+  r->net->auto_prec[0] = r->net->auto_prec[1] = v;
+  if (r->rank == 0) notify(r, TRAIN_PHASE_INFO, 0, 0, 0, 0, 0, 0, 0, text);
+  return MSKX_OK;
+}
+
 static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
   const train_config *c = &r->cfg;
   int rc = engine_dnnl_create(c->threads, &r->eng, e);
   if (!rc) rc = net_create(c->arch, r->eng, c->seed, &r->net, e);
+  /* The training and validation plans stay resident (no re-planning twice
+   * an epoch) unless MSKX_KEEP_PLANS=0 or memory is short (check_plan_memory). */
+  const char *keep = getenv("MSKX_KEEP_PLANS");
+  if (!rc) rc = net_set_keep_plans(r->net, keep && !strcmp(keep, "0") ? 1 : 2, e);
   if (!rc && arch_has_aux(&r->net->arch)) r->net->aux_weight = (float)c->aux_weight;
   if (!rc && !resuming && c->pretrained[0]) {
     /* safetensors, PyTorch .pth or Keras .h5, by content; the epsilon of
@@ -390,6 +494,7 @@ static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
   r->sw = calloc(n, sizeof(float));
   if (!rc && (!r->logits || !r->dz || !r->sw)) rc = err_set(e, MSKX_ENOMEM, "out of memory");
   if (!rc && resuming) rc = checkpoint_load(r, e);
+  if (!rc) rc = resolve_precision(r, e);
   return rc;
 }
 
@@ -425,6 +530,8 @@ void run_init(run_ctx *r, const train_config *c, const dataset *d, dist *dd, con
   r->cancel = h ? h->cancel : NULL;
   r->part_label = part_label;
   r->st.best_epoch = -1;
+  r->prec_resumed = -1;
+  r->cache_resumed = -1;
 }
 
 int run_build(run_ctx *r, int resuming, mskx_err *e) {

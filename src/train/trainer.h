@@ -50,6 +50,11 @@ typedef struct train_config {
   int strict;                /* unreadable images are errors instead of skipped */
   double max_skipped;        /* fraction of an epoch's training images that may be skipped as unreadable */
   int cache;                 /* preprocessing cache under the run folder */
+  /* Without --cache, the cache is used anyway when the decoded splits
+   * (images x S x S bytes) fit this budget in MB; -1 (default): a quarter
+   * of the memory available at the start; 0: never. Not in the
+   * configuration's fingerprint (processes may differ). */
+  int cache_budget_mb;
   int max_batches;           /* per epoch, 0 = all (quick experiments and tests) */
   int sync_bn;               /* data-parallel: batch-norm statistics over all processes */
   int bucket_kb;             /* data-parallel: gradient all-reduce bucket in KiB (0: default); not saved */

@@ -110,8 +110,9 @@ grep -q "rank 1 of 2: .*nowhere" "$T/err" && pass failing_rank_prints || fail fa
 
 # 6. A process that cannot read its data mid-run (strict mode): rank 1 resumes
 #    from a copy of the run folder whose dataset has truncated images.
+# (--cache-budget 0: the images are decoded each epoch, not read from a decoded cache)
 check strict_first_epoch "${MPIRUN[@]}" -np 2 "$MSKX_BIN" train --data "$DATA" --out "$T/s" "${COMMON[@]}" \
-  --epochs 1 --max-batches 3 --strict
+  --epochs 1 --max-batches 3 --strict --cache-budget 0
 cp -r "$T/syn" "$T/bad" && find "$T/bad/MURA-v1.1/train" -name '*.png' -exec truncate -s 20 {} +
 cp -r "$T/s" "$T/s1"
 sed -i "s#\"data\":.*#\"data\": \"$T/bad/MURA-v1.1\",#" "$T/s1/config.json"

@@ -344,6 +344,39 @@ TEST(concurrent_predictions_equal_sequential_bit_for_bit) {
     for (int i = 0; i < n_in_study(s); i++) gray_image_free(&study_gray[s][i]);
 }
 
+/* MSKX_PRECISION_AUTO: the load times the candidates, names its choice in
+ * the model's info, and predicts exactly as a load with that precision. */
+TEST(precision_auto_equals_its_choice) {
+  CHECK(setup() == 0);
+  mskx_err e;
+  char p1[800];
+  snprintf(p1, sizeof p1, "%s/auto.png", fx_tmp());
+  gray_image g = fx_image(40, 40, 4);
+  CHECK_OK(image_write_png(p1, g.px, g.w, g.h, 1, &e), &e);
+  mskx_load_options lo;
+  mskx_load_options_default(&lo);
+  lo.precision = MSKX_PRECISION_AUTO;
+  mskx_model *ma = NULL, *mx = NULL;
+  CHECK_OK(mskx_model_load(mA, &lo, &ma, &e), &e);
+  struct mskx_model_info in;
+  CHECK(mskx_model_info(ma, &in) == MSKX_OK && in.precision);
+  CHECKF(!strcmp(in.precision, "fp32") || !strcmp(in.precision, "bf16"), "chose %s", in.precision);
+  lo.precision = strcmp(in.precision, "bf16") ? MSKX_PRECISION_FP32 : MSKX_PRECISION_BF16;
+  CHECK_OK(mskx_model_load(mA, &lo, &mx, &e), &e);
+  struct mskx_model_info ix;
+  CHECK(mskx_model_info(mx, &ix) == MSKX_OK && !strcmp(ix.precision, in.precision));
+  const char *paths[1] = {p1};
+  mskx_result *ra = NULL, *rx = NULL;
+  CHECK_OK(mskx_predict_files(ma, paths, 1, NULL, NULL, &ra, &e), &e);
+  CHECK_OK(mskx_predict_files(mx, paths, 1, NULL, NULL, &rx, &e), &e);
+  CHECK(ra && rx && same_result(ra, rx, 0));
+  mskx_result_free(ra);
+  mskx_result_free(rx);
+  mskx_model_free(ma);
+  mskx_model_free(mx);
+  gray_image_free(&g);
+}
+
 TEST(bad_input_gives_codes_and_messages) {
   CHECK(setup() == 0);
   mskx_err e;

@@ -156,6 +156,18 @@ assert m["metadata"]["models"]["XR_WRIST"]["file"] == "tiny.safetensors", m' "$T
   stopped_ok bundle_server_stops "$D" 10
 fi
 
+# Server P: --precision auto names its choice in /v1/model and /v1/health/ready.
+if start_server P --precision auto --threads 1; then
+  P=$pid
+  curl -s -o "$T/p1.json" "$url/v1/model"
+  curl -s -o "$T/p2.json" "$url/v1/health/ready"
+  check precision_auto_reported $py -c 'import json, sys
+m, h = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert m["precision"] in ("fp32", "bf16") and h["precision"] == m["precision"], (m, h)' "$T/p1.json" "$T/p2.json"
+  kill -TERM "$P"
+  stopped_ok precision_auto_server_stops "$P" 10
+fi
+
 # Server F: an ensemble of a model and that bundle, same folders.
 if start_server F --model "$srv/ensemble.json"; then
   F=$pid

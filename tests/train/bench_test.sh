@@ -51,7 +51,7 @@ done
 check help "$MSKX_BIN" bench --help
 grep -q -- "--mode infer|train" "$T/out" && pass help_text || fail help_text "usage lacks --mode"
 check_fails bad_mode "--mode: expected infer or train, got 'fit'" "$MSKX_BIN" bench "${TINY[@]}" --mode fit
-check_fails bad_precision "--precision: expected fp32 or bf16" "$MSKX_BIN" bench "${TINY[@]}" --precision fp16
+check_fails bad_precision "--precision: expected fp32, bf16 or auto" "$MSKX_BIN" bench "${TINY[@]}" --precision fp16
 check_fails zero_batch "--batch: 0 is out of range" "$MSKX_BIN" bench "${TINY[@]}" --batch 0
 check_fails bad_iters "--iters: 'x' is not an integer" "$MSKX_BIN" bench "${TINY[@]}" --iters x
 check_fails neg_warmup "--warmup: -1 is out of range" "$MSKX_BIN" bench "${TINY[@]}" --warmup -1
@@ -68,15 +68,20 @@ if "$MSKX_ROOT/bench/compare" --quick --rounds 2 --mskx "$MSKX_BIN" --json-out "
 else
   fail compare_runs "$(tail -c 400 "$T/cmp.err")"
 fi
-rows=$(grep -c "^| $ARCH 32px b2 \(infer\|train\) fp32 | [0-9.]* | [0-9.]* | [0-9.]*x | [0-9]* | [0-9]* | [0-9.]*x |$" "$T/table.md")
+rows=$(grep -c "^| $ARCH 32px b2 \(infer\|train\) fp32 | [0-9.]* | [0-9.]* | [0-9.]*x | [0-9]*% | [0-9]*% | [0-9]* | [0-9]* | [0-9.]*x |$" "$T/table.md")
 [ "$rows" = 2 ] && pass compare_table || fail compare_table "expected 2 complete rows, got $rows: $(head -c 600 "$T/table.md")"
+# the end-to-end training row (whole runs, no ceiling columns) and the ceilings' header line
+grep -q "^| $ARCH 32px b4 e2e fp32 | [0-9.]* | [0-9.]* | [0-9.]*x | - | - | [0-9]* | [0-9]* | [0-9.]*x |$" "$T/table.md" &&
+  pass compare_e2e_row || fail compare_e2e_row "$(grep e2e "$T/table.md" | head -c 600)"
+grep -q "^- ceilings (bench/peak.py, same run): convolution peak [0-9]* GFLOP/s fp32" "$T/table.md" &&
+  pass compare_ceilings || fail compare_ceilings "$(head -c 900 "$T/table.md")"
 grep -q "^- command: \`bench/compare --quick" "$T/table.md" && grep -q "^- machine: " "$T/table.md" &&
   grep -q "PyTorch 1\." "$T/table.md" && pass compare_header || fail compare_header "$(head -c 600 "$T/table.md")"
 # alternation and fresh processes: 2 rounds x 2 configs x 2 sides, round by round
 order=$(/usr/bin/python3 -c 'import json,sys; print(" ".join("%d%s" % (r["round"], r["side"][0]) for r in json.load(open(sys.argv[1]))))' "$T/raw.json" 2>&1)
-[ "$order" = "1m 1t 1m 1t 2m 2t 2m 2t" ] && pass compare_alternates || fail compare_alternates "order: $order"
+[ "$order" = "1m 1t 1m 1t 1m 1t 2m 2t 2m 2t 2m 2t" ] && pass compare_alternates || fail compare_alternates "order: $order"
 check_fails compare_bad_config "expected ARCH/SIZE/BATCH/MODE/PRECISION" "$MSKX_ROOT/bench/compare" --quick --mskx "$MSKX_BIN" densenet121/320
-check_fails compare_bad_mode "mode must be infer or train" "$MSKX_ROOT/bench/compare" --quick --mskx "$MSKX_BIN" "$ARCH/32/2/fit/fp32"
+check_fails compare_bad_mode "mode must be infer, train or e2e" "$MSKX_ROOT/bench/compare" --quick --mskx "$MSKX_BIN" "$ARCH/32/2/fit/fp32"
 
 # the profile mode parses oneDNN's verbose output into non-empty tables
 if "$MSKX_ROOT/bench/compare" --quick --profile --mskx "$MSKX_BIN" "$ARCH/32/2/train/fp32" >"$T/prof.md" 2>"$T/prof.err"; then

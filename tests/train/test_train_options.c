@@ -223,13 +223,13 @@ TEST(old_config_files_read) {
   CHECKF(strstr(e.msg, "sync_bn"), "message '%s'", e.msg);
   CHECK(train_config_from_json("{\"format\": \"mskx-train-config-1\", \"aug_zoom\": 1e300}", "c.json", &c, &e) ==
         MSKX_EFORMAT);
-  CHECK(train_config_from_json("{\"format\": \"mskx-train-config-1\", \"precision_bf16\": 2}", "c.json", &c, &e) ==
+  CHECK(train_config_from_json("{\"format\": \"mskx-train-config-1\", \"precision_bf16\": 3}", "c.json", &c, &e) ==
         MSKX_EFORMAT);
-  CHECKF(strstr(e.msg, "precision_bf16") && strstr(e.msg, "fp32|bf16"), "message '%s'", e.msg);
+  CHECKF(strstr(e.msg, "precision_bf16") && strstr(e.msg, "fp32|bf16|auto"), "message '%s'", e.msg);
   /* Choice messages list the values. */
   train_config_default(&c);
   CHECK(opt_parse(ROW(opt_find(train_options, NROWS, "precision")), &c, "fp16", &e) == MSKX_EINVAL);
-  CHECKF(strstr(e.msg, "expected fp32 or bf16, got 'fp16'"), "message '%s'", e.msg);
+  CHECKF(strstr(e.msg, "expected fp32, bf16 or auto, got 'fp16'"), "message '%s'", e.msg);
 }
 
 static char *read_text(const char *cmd_or_path, int is_cmd) {
