@@ -31,7 +31,11 @@ static const char *const usage =
     "                         (default 268435456 = 16384 x 16384)\n"
     "  --queue N              studies admitted at once, once their body is complete:\n"
     "                         decoded on their connection, they wait for the\n"
-    "                         scheduler; more get 503 with Retry-After (default 64)\n"
+    "                         scheduler; more get 503 with Retry-After (default:\n"
+    "                         about 10 s of work, from the model's speed measured at\n"
+    "                         start: floor(min(10 s, timeout / 2) x schedulers /\n"
+    "                         (3 images x seconds per image)), within 32..128;\n"
+    "                         printed at start and in /v1/health/ready)\n"
     "  --timeout-ms MS        a prediction's deadline from its request's start (a\n"
     "                         client may send X-Request-Timeout-Ms); a queued study\n"
     "                         past it, or one that cannot meet it, gets 503 with\n"
@@ -212,6 +216,16 @@ int cmd_serve(int argc, char **argv) {
   }
   const char *host = a.cfg.host && a.cfg.host[0] ? a.cfg.host : SERVE_DEFAULT_HOST;
   int v6 = strchr(host, ':') != NULL;
+  serve_queue_info qi;
+  server_queue_info(s, &qi);
+  if (qi.note[0]) fprintf(stderr, "mskx serve: could not time a probe study (%s)\n", qi.note);
+  if (qi.derived)
+    fprintf(stderr, "mskx serve: queue %d studies (default: %.1f s of work at %.3f ms per image, %d scheduler%s, "
+            "%d-image studies, within %d..%d; --queue sets it)\n", qi.capacity, qi.work_s, qi.per_image_s * 1e3,
+            qi.schedulers, qi.schedulers == 1 ? "" : "s", SERVE_QUEUE_STUDY_IMAGES, SERVE_QUEUE_MIN, SERVE_QUEUE_MAX);
+  else
+    fprintf(stderr, "mskx serve: queue %d studies (--queue; %.3f ms per image measured at start)\n", qi.capacity,
+            qi.per_image_s * 1e3);
   fprintf(stderr, "mskx serve: %s %s (%s), listening on http://%s%s%s:%d/\n", info.kind_name, info.path, info.arch,
           v6 ? "[" : "", host, v6 ? "]" : "", server_port(s));
   int sig = 0;
