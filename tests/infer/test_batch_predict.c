@@ -57,7 +57,7 @@ static int setup(void) {
 typedef struct seen {
   int n, order_ok, stop_at;
   int rc[64];
-  char msg[64][256];
+  char msg[64][1024];   /* mskx_err.msg */
   mskx_result *r[64];
 } seen;
 
@@ -242,7 +242,7 @@ TEST(bad_studies_among_good_get_their_own_errors) {
   /* The errors name what is wrong. */
   if (!bad && (!strstr(sn.msg[1], "corrupt.png") || !strstr(sn.msg[5], "does-not-exist.png") ||
                !strstr(sn.msg[7], "XR_SHOULDER") || !strstr(sn.msg[8], "corrupt.png"))) {
-    snprintf(why, sizeof why, "messages: '%s' '%s' '%s' '%s'", sn.msg[1], sn.msg[5], sn.msg[7], sn.msg[8]);
+    snprintf(why, sizeof why, "messages: '%.130s' '%.130s' '%.130s' '%.130s'", sn.msg[1], sn.msg[5], sn.msg[7], sn.msg[8]);
     bad = 1;
   }
   seen_free(&sn);
