@@ -236,5 +236,9 @@ int pnode_describe(const pnode *root, predictor_info *info, mskx_err *e);
 /* "wrist", "xr_wrist", "XR_WRIST" -> "XR_WRIST"; 0 if not a plausible part name. */
 int part_canonical(const char *in, char out[PART_NAME_MAX]);
 int pnode_clone(const pnode *src, pnode *dst, engine *eng, mskx_err *e);
+/* A new network on eng equal to a model node's loaded one (weights, buffers
+ * and the settings its file gave), unplanned: for other contexts and for
+ * the plan cache. */
+int pnode_net_copy(const pnode *model, engine *eng, net **out, mskx_err *e);
 
 #endif
