@@ -155,6 +155,16 @@ int cmd_serve(int argc, char **argv) {
   }
   const char *host = a.cfg.host && a.cfg.host[0] ? a.cfg.host : SERVE_DEFAULT_HOST;
   int v6 = strchr(host, ':') != NULL;
+  serve_queue_info qi;
+  server_queue_info(s, &qi);
+  if (qi.note[0]) fprintf(stderr, "mskx serve: could not time a probe study (%s)\n", qi.note);
+  if (qi.derived)
+    fprintf(stderr, "mskx serve: queue %d studies (default: %.1f s of work at %.3f ms per image, %d scheduler%s, "
+            "%d-image studies, within %d..%d; --queue sets it)\n", qi.capacity, qi.work_s, qi.per_image_s * 1e3,
+            qi.schedulers, qi.schedulers == 1 ? "" : "s", SERVE_QUEUE_STUDY_IMAGES, SERVE_QUEUE_MIN, SERVE_QUEUE_MAX);
+  else
+    fprintf(stderr, "mskx serve: queue %d studies (--queue; %.3f ms per image measured at start)\n", qi.capacity,
+            qi.per_image_s * 1e3);
   fprintf(stderr, "mskx serve: %s %s (%s), listening on http://%s%s%s:%d/\n", info.kind_name, info.path, info.arch,
           v6 ? "[" : "", host, v6 ? "]" : "", server_port(s));
   int sig = 0;

@@ -501,26 +501,28 @@ struct model_study {
   int computed;
 };
 
-int model_study_prepare_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
-                                const mskx_predict_options *opt, model_study **out, mskx_err *e) {
-  err_clear(e);
+/* A new model_study with its part and options, room for n sources. */
+static int model_study_begin(mskx_model *m, int n, const char *part, const mskx_predict_options *opt,
+                             model_study **out, mskx_err *e) {
   *out = NULL;
-  if (!m || n < 1 || !imgs) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
+  if (!m || n < 1) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
   if (part && strlen(part) >= PART_NAME_MAX) return err_set(e, MSKX_EINVAL, "'%s' is not a body part name", part);
   model_study *s = calloc(1, sizeof *s);
   if (!s) return err_set(e, MSKX_ENOMEM, "out of memory");
   if (part) snprintf(s->part, sizeof s->part, "%s", part);
   int rc = predict_opts(opt, &s->o, &s->po, e);
   if (!rc) rc = study_in_alloc(&s->src, n, e);
-  for (int i = 0; !rc && i < n; i++) {
-    char fallback[32];
-    snprintf(fallback, sizeof fallback, "image %d", i + 1);
-    const char *name = imgs[i].name ? imgs[i].name : fallback;
-    image_source src = {.bytes = imgs[i].bytes, .len = imgs[i].len};
-    if (!imgs[i].bytes || !imgs[i].len) rc = err_set(e, MSKX_EFORMAT, "%s: empty image data", name);
-    /* A multi-frame DICOM file adds one source per frame, as mskx_predict_encoded. */
-    if (!rc) rc = study_in_add(&s->src, &m->lim, &src, imgs[i].bytes, imgs[i].len, name, e);
+  if (rc) {
+    model_study_free(s);
+    return rc;
   }
+  *out = s;
+  return MSKX_OK;
+}
+
+/* Decodes the study's sources (rc: how adding them went); the part falls
+ * back to the DICOM attributes as in predict_study. Frees s on failure. */
+static int model_study_end(mskx_model *m, model_study *s, int rc, model_study **out, mskx_err *e) {
   if (!rc && !s->part[0] && s->src.dicom_part[0]) {
     snprintf(s->part, sizeof s->part, "%s", s->src.dicom_part);
     s->part_from_dicom = 1;
@@ -534,6 +536,46 @@ int model_study_prepare_encoded(mskx_model *m, const mskx_encoded_image *imgs, i
   *out = s;
   return MSKX_OK;
 }
+
+int model_study_prepare_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
+                                const mskx_predict_options *opt, model_study **out, mskx_err *e) {
+  err_clear(e);
+  *out = NULL;
+  if (!imgs) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
+  model_study *s;
+  int rc = model_study_begin(m, n, part, opt, &s, e);
+  if (rc) return rc;
+  for (int i = 0; !rc && i < n; i++) {
+    char fallback[32];
+    snprintf(fallback, sizeof fallback, "image %d", i + 1);
+    const char *name = imgs[i].name ? imgs[i].name : fallback;
+    image_source src = {.bytes = imgs[i].bytes, .len = imgs[i].len};
+    if (!imgs[i].bytes || !imgs[i].len) rc = err_set(e, MSKX_EFORMAT, "%s: empty image data", name);
+    /* A multi-frame DICOM file adds one source per frame, as mskx_predict_encoded. */
+    if (!rc) rc = study_in_add(&s->src, &m->lim, &src, imgs[i].bytes, imgs[i].len, name, e);
+  }
+  return model_study_end(m, s, rc, out, e);
+}
+
+int model_study_prepare_files(mskx_model *m, const char *const *paths, int n, const char *part,
+                              const mskx_predict_options *opt, model_study **out, mskx_err *e) {
+  err_clear(e);
+  *out = NULL;
+  if (!paths) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
+  /* The part as mskx_predict_files finds it. */
+  char xr[PART_NAME_MAX] = "";
+  if ((!part || !part[0]) && n >= 1 && paths[0] && part_from_path(paths[0], xr, sizeof xr)) part = xr;
+  model_study *s;
+  int rc = model_study_begin(m, n, part && part[0] ? part : NULL, opt, &s, e);
+  if (rc) return rc;
+  for (int i = 0; !rc && i < n; i++) {
+    if (!paths[i]) rc = err_set(e, MSKX_EINVAL, "path %d is NULL", i + 1);
+    if (!rc) rc = study_in_add_file(&s->src, &m->lim, paths[i], e);
+  }
+  return model_study_end(m, s, rc, out, e);
+}
+
+int model_max_batch(const mskx_model *m) { return m->ctx[0]->opt.max_batch; }
 
 int model_contexts(const mskx_model *m) { return m->max_ctx; }
 

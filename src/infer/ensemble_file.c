@@ -332,6 +332,23 @@ static void *dup_mem(const void *p, size_t n) {
   return q;
 }
 
+int pnode_net_copy(const pnode *model, engine *eng, net **out, mskx_err *e) {
+  *out = NULL;
+  net *c = NULL;
+  int rc = net_create(model->meta.arch, eng, 0, &c, e);
+  if (rc) return rc;
+  /* What the loaded file set beyond the arch's own layers: the model's
+   * batch-norm epsilon and Inception-v3's transform_input (a copy without
+   * it computed other probabilities than the loaded network). */
+  c->cx.bn_eps = model->m->cx.bn_eps;
+  c->transform_input = model->m->transform_input;
+  memcpy(c->ps.params, model->m->ps.params, model->m->ps.n_params * sizeof(float));
+  memcpy(c->ps.buffers, model->m->ps.buffers, model->m->ps.n_buffers * sizeof(float));
+  net_params_changed(c);
+  *out = c;
+  return MSKX_OK;
+}
+
 int pnode_clone(const pnode *src, pnode *dst, engine *eng, mskx_err *e) {
   *dst = *src;
   dst->path = str_dup(src->path);
@@ -351,12 +368,8 @@ int pnode_clone(const pnode *src, pnode *dst, engine *eng, mskx_err *e) {
       (nc && !dst->children))
     return err_set(e, MSKX_ENOMEM, "out of memory");
   if (src->m) {
-    int rc = net_create(src->meta.arch, eng, 0, &dst->m, e);
+    int rc = pnode_net_copy(src, eng, &dst->m, e);
     if (rc) return rc;
-    dst->m->cx.bn_eps = src->m->cx.bn_eps;
-    memcpy(dst->m->ps.params, src->m->ps.params, src->m->ps.n_params * sizeof(float));
-    memcpy(dst->m->ps.buffers, src->m->ps.buffers, src->m->ps.n_buffers * sizeof(float));
-    net_params_changed(dst->m);
   }
   for (size_t i = 0; i < nc; i++) {
     dst->n_children++;

@@ -1,7 +1,8 @@
 /* Studies decoded apart from their computation, and computed together:
  * what `mskx serve`'s scheduler uses to decode on connection threads while
  * the network computes, and to batch queued studies into shared forward
- * passes (predictor_predict_batch). Internal to the library. */
+ * passes (predictor_predict_batch), and `mskx predict`'s engine
+ * (batch_predict.c) the same for files. Internal to the library. */
 #ifndef MSKX_INFER_MODEL_BATCH_H
 #define MSKX_INFER_MODEL_BATCH_H
 #include "mskx.h"
@@ -12,6 +13,12 @@ typedef struct model_study model_study;
  * network inputs; needs no prediction context. imgs' bytes are not kept. */
 int model_study_prepare_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, const char *part,
                                 const mskx_predict_options *opt, model_study **out, mskx_err *e);
+/* The same from image files, as mskx_predict_files reads them (the part
+ * from the first path's XR_* component when part is NULL or ""). */
+int model_study_prepare_files(mskx_model *m, const char *const *paths, int n, const char *part,
+                              const mskx_predict_options *opt, model_study **out, mskx_err *e);
+/* Network inputs one forward pass takes (mskx_load_options.max_batch). */
+int model_max_batch(const mskx_model *m);
 /* How many prediction contexts the model's pool may hold (computations at once). */
 int model_contexts(const mskx_model *m);
 /* Network inputs the study needs (images, twice with TTA). */

@@ -240,6 +240,10 @@ void pnode_free(pnode *node);
 /* Fills info (kinds, archs, sizes, parts, thresholds, metadata JSON) from a loaded tree. */
 int pnode_describe(const pnode *root, predictor_info *info, mskx_err *e);
 int pnode_clone(const pnode *src, pnode *dst, engine *eng, mskx_err *e);
+/* A new network on eng equal to a model node's loaded one (weights, buffers
+ * and the settings its file gave), unplanned: for other contexts and for
+ * the plan cache. */
+int pnode_net_copy(const pnode *model, engine *eng, net **out, mskx_err *e);
 
 /* Rewrites only the "threshold" of an ensemble file (format mskx-ensemble-1),
  * atomically, keeping every other field: the ensemble's counterpart of

@@ -3,6 +3,8 @@
  * computing run outside it. */
 #include "serve/queue.h"
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -10,12 +12,15 @@
 #include "core/error.h"
 #include "core/util.h"
 #include "infer/model_batch.h"
+#include "io/image.h"
 #include "serve/serve_internal.h"
 
 /* A queued request looks at its client this often (seconds). */
 #define QUEUE_POLL_S 0.05
 /* Weight of the newest batch in the per-input compute time average. */
 #define QUEUE_EWMA 0.2
+/* Side of the probe images for models whose members differ in size. */
+#define QUEUE_PROBE_SIDE 320
 
 const char *const reject_reason_names[REJECT_REASONS] = {"queue_full", "deadline", "client_gone",
                                                          "memory", "shutdown", "decode_budget"};
@@ -132,6 +137,70 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+int serve_queue_default(double per_image_s, int schedulers, int timeout_ms) {
+  if (!(per_image_s > 0) || schedulers < 1) return SERVE_QUEUE_MIN;
+  double work = timeout_ms / 2e3 < SERVE_QUEUE_WORK_S ? timeout_ms / 2e3 : SERVE_QUEUE_WORK_S;
+  double q = floor(work * schedulers / (SERVE_QUEUE_STUDY_IMAGES * per_image_s));
+  return q < SERVE_QUEUE_MIN ? SERVE_QUEUE_MIN : q > SERVE_QUEUE_MAX ? SERVE_QUEUE_MAX : (int)q;
+}
+
+/* The part a synthetic study is sent with: the first part a bundle routes
+ * (NULL when the model takes any, or a bundle has only a default). */
+static const char *first_part(const mskx_model *m, char *buf, size_t n) {
+  struct mskx_model_info in;
+  if (mskx_model_info(m, &in) || !in.parts) return NULL;
+  const char *p = in.parts;
+  while (*p) {
+    size_t len = strcspn(p, ",");
+    if (len && len < n && strncmp(p, "all", len) && strncmp(p, "default", len)) {
+      memcpy(buf, p, len);
+      buf[len] = 0;
+      return buf;
+    }
+    p += len + (p[len] == ',');
+  }
+  return NULL;
+}
+
+/* Compute seconds per network input of the model on one context: a
+ * synthetic study of SERVE_QUEUE_STUDY_IMAGES smooth images at the model's
+ * size is computed twice through the scheduler's own path (the first run
+ * plans the network for that batch, which later requests then reuse), the
+ * second timed. */
+static int measure_per_image(server *s, double *per_image_s, mskx_err *e) {
+  *per_image_s = 0;
+  struct mskx_model_info in;
+  mskx_model_info(s->model, &in);
+  int side = in.size > 0 ? in.size : QUEUE_PROBE_SIDE;
+  uint8_t *px = malloc((size_t)side * side);
+  if (!px) return err_set(e, MSKX_ENOMEM, "out of memory");
+  for (int y = 0; y < side; y++)
+    for (int x = 0; x < side; x++) px[(size_t)y * side + x] = (uint8_t)(32 + (x * 96 + y * 64) / side);
+  mskx_encoded_image imgs[SERVE_QUEUE_STUDY_IMAGES];
+  uint8_t *png = NULL;
+  size_t len = 0;
+  int rc = image_encode_png(px, side, side, 1, &png, &len, e);
+  free(px);
+  for (int i = 0; i < SERVE_QUEUE_STUDY_IMAGES; i++) imgs[i] = (mskx_encoded_image){png, len, "probe.png"};
+  char part[64];
+  const char *pt = first_part(s->model, part, sizeof part);
+  for (int run = 0; !rc && run < 2; run++) {
+    model_study *st = NULL;
+    int groups = 0;
+    rc = model_study_prepare_encoded(s->model, imgs, SERVE_QUEUE_STUDY_IMAGES, pt, NULL, &st, e);
+    double t0 = now_seconds();
+    if (!rc) rc = model_predict_studies(s->model, &st, 1, &groups, e);
+    double dt = now_seconds() - t0;
+    mskx_result *r = NULL;
+    if (!rc) rc = model_study_result(st, &r, e);
+    if (!rc && run == 1) *per_image_s = dt / model_study_images(st);
+    mskx_result_free(r);
+    model_study_free(st);
+  }
+  free(png);
+  return rc;
+}
+
 int queue_start(server *s, mskx_err *e) {
   serve_queue *q = &s->queue;
   int n = model_contexts(s->model);
@@ -141,7 +210,17 @@ int queue_start(server *s, mskx_err *e) {
   pthread_mutex_init(&q->mu, NULL);
   pthread_cond_init(&q->work, NULL);
   pthread_cond_init(&q->done, NULL);
-  q->cap = s->cfg.queue;
+  /* A model that cannot predict the probe still serves (its requests get
+   * their own errors); the queue then takes the rule's floor. */
+  mskx_err pe = {0, ""};
+  serve_queue_info *qi = &q->info;
+  if (measure_per_image(s, &qi->per_image_s, &pe)) snprintf(qi->note, sizeof qi->note, "%s", pe.msg);
+  q->per_image_s = qi->per_image_s;   /* the deadline estimate's first value */
+  qi->schedulers = q->n_workers;
+  qi->work_s = s->cfg.timeout_ms / 2e3 < SERVE_QUEUE_WORK_S ? s->cfg.timeout_ms / 2e3 : SERVE_QUEUE_WORK_S;
+  qi->derived = s->cfg.queue == 0;
+  qi->capacity = qi->derived ? serve_queue_default(qi->per_image_s, q->n_workers, s->cfg.timeout_ms) : s->cfg.queue;
+  q->cap = qi->capacity;
   for (; q->started < q->n_workers; q->started++)
     if (pthread_create(&q->workers[q->started], NULL, worker, s))
       return err_set(e, MSKX_EIO, "cannot start the prediction scheduler thread");
@@ -169,6 +248,8 @@ void queue_destroy(server *s) {
   pthread_cond_destroy(&q->done);
   pthread_mutex_destroy(&q->mu);
 }
+
+void server_queue_info(const server *s, serve_queue_info *out) { *out = s->queue.info; }
 
 void queue_state(server *s, int *length, int *cap) {
   pthread_mutex_lock(&s->queue.mu);

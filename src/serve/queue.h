@@ -6,6 +6,7 @@
 #define MSKX_SERVE_QUEUE_H
 #include <pthread.h>
 #include "mskx.h"
+#include "serve/serve.h"
 
 typedef struct server server;
 typedef struct job job;
@@ -32,11 +33,14 @@ typedef struct serve_queue {
   int cap;
   int stopping;
   double per_image_s;       /* moving average of compute seconds per input, 0 = unknown */
+  serve_queue_info info;    /* how cap was chosen (never changes after queue_start) */
   pthread_t *workers;
   int n_workers, started;
 } serve_queue;
 
-/* Starts the scheduler threads (one per prediction context the model may use, at most max_concurrent). */
+/* Sizes the queue (times a synthetic study when cfg.queue is 0, see
+ * serve_queue_default) and starts the scheduler threads (one per
+ * prediction context the model may use, at most max_concurrent). */
 int queue_start(server *s, mskx_err *e);
 /* Wakes and joins the scheduler threads (a batch being computed finishes);
  * requests still queued are answered 503. */

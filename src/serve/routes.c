@@ -153,6 +153,13 @@ static void health(server *s, int route, reply *r) {
     struct mskx_model_info in;
     if (s->model && !mskx_model_info(s->model, &in) && in.precision)
       cJSON_AddStringToObject(o, "precision", in.precision);   /* --precision auto's choice */
+    /* How the capacity was chosen (docs/serve.md, the --queue default). */
+    serve_queue_info qi;
+    server_queue_info(s, &qi);
+    cJSON_AddBoolToObject(o, "queue_derived", qi.derived);
+    cJSON_AddNumberToObject(o, "seconds_per_image", qi.per_image_s);
+    cJSON_AddNumberToObject(o, "schedulers", qi.schedulers);
+    cJSON_AddNumberToObject(o, "queue_work_seconds", qi.work_s);
   }
   reply_json(r, route == ROUTE_READY && !ready ? 503 : 200, o);
   if (route == ROUTE_READY && !ready) r->retry_after = SERVE_RETRY_AFTER;

@@ -12,7 +12,7 @@
 #define SERVE_DEFAULT_MAX_BODY (64u << 20)     /* bytes per request */
 #define SERVE_DEFAULT_MAX_IMAGES 16            /* per study */
 #define SERVE_DEFAULT_MAX_CONCURRENT 8         /* batches computed at once (at most the model's contexts) */
-#define SERVE_DEFAULT_QUEUE 64                 /* studies admitted: decoding, waiting or computing */
+#define SERVE_DEFAULT_QUEUE 0                  /* studies admitted: 0 = derived (serve_queue_default) */
 #define SERVE_DEFAULT_TIMEOUT_MS 30000         /* a prediction's deadline from its request's start */
 #define SERVE_MAX_TIMEOUT_MS 3600000           /* the longest deadline a client may ask for */
 #define SERVE_DEFAULT_MAX_BATCH 16             /* network inputs in one forward pass */
@@ -25,6 +25,20 @@
 #define SERVE_DEFAULT_MAX_BUFFERED (512u << 20) /* request body bytes held, all requests */
 #define SERVE_DEFAULT_GRACE 30                 /* seconds shutdown waits for requests */
 #define SERVE_RETRY_AFTER 1                    /* seconds, in 503 answers */
+
+/* The default queue holds about this many seconds of work ("a few seconds
+ * of work", issue 16): long enough to absorb a worklist's burst, short
+ * enough that a study admitted last is answered well within its deadline. */
+#define SERVE_QUEUE_WORK_S 10.0
+/* Images of the study the rule assumes: MURA's studies average 2.7 images
+ * (40,561 images in 14,863 studies). */
+#define SERVE_QUEUE_STUDY_IMAGES 3
+/* Bounds of the derived queue: at least a burst of 32 studies (the 32
+ * clients of issue 16's test) whatever the model's speed (the deadline
+ * check refuses what would not be answered in time); at most 128 studies,
+ * which bounds the memory of queued inputs (docs/serve.md, Memory). */
+#define SERVE_QUEUE_MIN 32
+#define SERVE_QUEUE_MAX 128
 
 /* One finished request, for the access log. status 0: no response was sent
  * (the client left or timed out; `error` says which). */
@@ -44,7 +58,8 @@ typedef struct serve_config {
   int max_concurrent;        /* batches computed at once (scheduler threads; at most
                                 the model's prediction contexts) */
   int queue;                 /* studies admitted at once (their body complete): being
-                                decoded, waiting or computed; more get 503 + Retry-After */
+                                decoded, waiting or computed; more get 503 + Retry-After;
+                                0 = derived from the model's speed (serve_queue_default) */
   int timeout_ms;            /* a prediction's deadline, from its request's start; a
                                 client's X-Request-Timeout-Ms may shorten or lengthen it
                                 (up to SERVE_MAX_TIMEOUT_MS). Past it, a queued request
@@ -79,8 +94,32 @@ void serve_config_default(serve_config *c);
 
 typedef struct server server;
 
-/* Starts serving m (which must outlive the server) on its own threads. */
+/* The queue a server gets when serve_config.queue is 0: the studies of
+ * SERVE_QUEUE_STUDY_IMAGES images its schedulers compute in
+ * min(SERVE_QUEUE_WORK_S, half the deadline) seconds at per_image_s
+ * seconds per network input per scheduler thread, within SERVE_QUEUE_MIN..
+ * SERVE_QUEUE_MAX (SERVE_QUEUE_MIN when per_image_s is not positive):
+ *   floor(min(10 s, timeout / 2) * schedulers / (3 * per_image_s)). */
+int serve_queue_default(double per_image_s, int schedulers, int timeout_ms);
+
+/* How the server's queue was sized. */
+typedef struct serve_queue_info {
+  int capacity;          /* studies admitted at once */
+  int derived;           /* 1: serve_queue_default of the figures below; 0: serve_config.queue */
+  double per_image_s;    /* compute seconds per network input measured at start (a
+                            synthetic study of SERVE_QUEUE_STUDY_IMAGES images at the
+                            model's size, its second run); 0 when it could not be */
+  double work_s;         /* the seconds of work the rule aimed at */
+  int schedulers;        /* scheduler threads (batches computed at once) */
+  char note[256];        /* why per_image_s is 0, else "" */
+} serve_queue_info;
+
+/* Starts serving m (which must outlive the server) on its own threads.
+ * Before it listens, it predicts a synthetic study twice (planning the
+ * network, then timing it) to size the queue and seed the deadline
+ * estimate (serve_queue_info). */
 int server_start(mskx_model *m, const serve_config *c, server **out, mskx_err *e);
+void server_queue_info(const server *s, serve_queue_info *out);
 /* The port actually bound. */
 int server_port(const server *s);
 /* Graceful stop: stops accepting, waits up to grace_s seconds for requests

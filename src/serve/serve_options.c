@@ -21,10 +21,14 @@ const opt_spec serve_options[] = {
     {.key = "max_images", .flag = "max-images", .type = OPT_INT, FLD(max_images), .lo = 1, .hi = 4096,
      .def = SERVE_DEFAULT_MAX_IMAGES, .arg = "N", .group = G_LIMITS, .help = "images per study; more get 413"},
     {.key = "queue", .flag = "queue", .type = OPT_INT, FLD(queue), .lo = 1, .hi = 65536, .def = SERVE_DEFAULT_QUEUE,
-     .arg = "N", .group = G_LIMITS,
+     .arg = "N", .group = G_LIMITS, .flags = OPT_HIDE_DEFAULT,
      .help = "studies admitted at once, once their body is complete:\n"
              "decoded on their connection, they wait for the\n"
-             "scheduler; more get 503 with Retry-After"},
+             "scheduler; more get 503 with Retry-After (default:\n"
+             "about 10 s of work, from the model's speed measured at\n"
+             "start: floor(min(10 s, timeout / 2) x schedulers /\n"
+             "(3 images x seconds per image)), within 32..128;\n"
+             "printed at start and in /v1/health/ready)"},
     {.key = "timeout_ms", .flag = "timeout-ms", .type = OPT_INT, FLD(timeout_ms), .lo = 1, .hi = SERVE_MAX_TIMEOUT_MS,
      .def = SERVE_DEFAULT_TIMEOUT_MS, .arg = "MS", .group = G_LIMITS,
      .help = "a prediction's deadline from its request's start (a\n"

@@ -397,7 +397,7 @@ static int check_config(const serve_config *c, mskx_err *e) {
   if (c->max_body < 1) return err_set(e, MSKX_EINVAL, "max_body must be positive");
   if (c->max_images < 1 || c->max_images > 4096) return err_set(e, MSKX_EINVAL, "max_images must be in 1..4096");
   if (c->max_concurrent < 1) return err_set(e, MSKX_EINVAL, "max_concurrent must be positive");
-  if (c->queue < 1) return err_set(e, MSKX_EINVAL, "queue must be positive");
+  if (c->queue < 0) return err_set(e, MSKX_EINVAL, "queue must be positive (or 0: derived)");
   if (c->timeout_ms < 1 || c->timeout_ms > SERVE_MAX_TIMEOUT_MS)
     return err_set(e, MSKX_EINVAL, "timeout_ms must be in 1..%d", SERVE_MAX_TIMEOUT_MS);
   if (c->max_batch < 1 || c->max_batch > 4096) return err_set(e, MSKX_EINVAL, "max_batch must be in 1..4096");

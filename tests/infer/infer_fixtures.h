@@ -37,13 +37,15 @@ static inline const char *fx_path(char *buf, size_t n, const char *name) {
 }
 
 /* A random model file. The BN running statistics and the head are perturbed
- * so that different inputs give clearly different probabilities. */
-static inline int fx_make_model(const char *path, const char *arch, uint64_t seed, int size, int keep_aspect,
-                         double threshold, mskx_err *e) {
+ * so that different inputs give clearly different probabilities;
+ * transform_input (Inception-v3 only) is saved in the file. */
+static inline int fx_make_model_ti(const char *path, const char *arch, uint64_t seed, int size, int keep_aspect,
+                                   double threshold, int transform_input, mskx_err *e) {
   engine *eng = NULL;
   net *m = NULL;
   int rc = engine_dnnl_create(1, &eng, e);
   if (!rc) rc = net_create(arch, eng, seed, &m, e);
+  if (!rc && transform_input) rc = net_set_transform_input(m, 1, e);
   if (!rc) {
     rng r;
     rng_seed(&r, seed * 7919 + 1);
@@ -72,6 +74,11 @@ static inline int fx_make_model(const char *path, const char *arch, uint64_t see
   net_destroy(m);
   engine_destroy(eng);
   return rc;
+}
+
+static inline int fx_make_model(const char *path, const char *arch, uint64_t seed, int size, int keep_aspect,
+                                double threshold, mskx_err *e) {
+  return fx_make_model_ti(path, arch, seed, size, keep_aspect, threshold, 0, e);
 }
 
 /* A w x h test image: smooth gradients plus a bright blob at a seed-dependent spot. */

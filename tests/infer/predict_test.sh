@@ -144,3 +144,51 @@ import json, sys; out = open(sys.argv[1]).read(); ref = [float(v) for v in open(
 p = float(out.split("study: probability ")[1].split(",")[0])
 assert abs(p - (ref[0] + ref[1]) / 2) < 1e-4 and "part XR_WRIST" in out, out' "$T/example.out" "$T/a.ref"
 check_fails example_reports_errors "nope.safetensors" "$T/predict_study" "$T/nope.safetensors" "$W/image1.png"
+
+# The batched engine: a folder of studies predicted in one call (studies
+# gathered into forward passes of 5 inputs, 3 decoder threads) equals each
+# study predicted alone, in the order given; bad studies among them (a
+# corrupt image, an empty folder, a missing path) are reported in place and
+# the others answered. Tolerance 2e-5: oneDNN may pick another convolution
+# algorithm for another batch size (docs/predict.md).
+many=()
+for s in $(seq 1 12); do
+  d="$T/many/XR_WRIST/patient$s/study1_negative"
+  mkdir -p "$d"
+  specs=()
+  for i in $(seq 1 $(( 1 + s % 3 ))); do specs+=("$d/image$i.png:$(( 50 + 3 * s )):$(( 70 - 4 * i )):$(( 100 * s + i ))"); done
+  $py "$tool" png "${specs[@]}" || { fail many_fixtures "could not write images"; break; }
+  many+=("$d")
+done
+mkdir -p "$T/many/XR_WRIST/empty"
+many=("${many[@]:0:4}" "$T/badstudy/XR_ELBOW" "${many[@]:4:4}" "$T/many/XR_WRIST/empty" "$T/many/missing" "${many[@]:8}")
+"$MSKX_BIN" predict --model "$T/a.safetensors" --json --max-batch 5 --decode-threads 3 "${many[@]}" > "$T/many.json" 2> "$T/many.err"
+[ $? = 1 ] && pass many_exit_1_for_failed_studies || fail many_exit_1_for_failed_studies "expected exit status 1"
+check many_counts_failures grep -q "3 of 15 studies failed" "$T/many.err"
+for p in "${many[@]}"; do "$MSKX_BIN" predict --model "$T/a.safetensors" --json "$p" 2>/dev/null; done > "$T/alone.json"
+check many_equal_alone_in_order $py - "$T/many.json" "$T/alone.json" "${many[@]}" <<'PYEOF'
+import json, sys
+batched = json.load(open(sys.argv[1])); paths = sys.argv[3:]
+dec = json.JSONDecoder(); text = open(sys.argv[2]).read(); alone = []; i = 0
+while i < len(text):
+    if text[i].isspace(): i += 1; continue
+    v, i = dec.raw_decode(text, i); alone += v
+assert [x["study"] for x in batched] == paths, [x["study"] for x in batched]
+assert [x["study"] for x in alone] == paths
+errors = [k for k, x in enumerate(batched) if "error" in x]
+assert errors == [4, 9, 10], errors
+assert "corrupt.png" in batched[4]["error"] and "no .png" in batched[9]["error"] and "missing" in batched[10]["error"]
+for b, a in zip(batched, alone):
+    assert ("error" in b) == ("error" in a) and b.get("error") == a.get("error"), (b, a)
+    if "error" in b: continue
+    assert abs(b["probability"] - a["probability"]) < 2e-5, (b, a)
+    assert [i["path"] for i in b["images"]] == [i["path"] for i in a["images"]]
+    assert all(abs(x["probability"] - y["probability"]) < 2e-5 for x, y in zip(b["images"], a["images"]))
+    assert b["part"] == a["part"] == "XR_WRIST" and b["n_images"] == a["n_images"]
+PYEOF
+"$MSKX_BIN" predict --model "$T/a.safetensors" --csv --max-batch 5 "${many[@]}" > "$T/many.csv" 2>/dev/null
+check many_csv_in_order $py -c '
+import csv, json, sys
+rows = list(csv.DictReader(open(sys.argv[1]))); b = [x for x in json.load(open(sys.argv[2])) if "error" not in x]
+assert [r["study"] for r in rows] == [x["study"] for x in b], rows' "$T/many.csv" "$T/many.json"
+check_fails bad_decode_threads "--decode-threads" "$MSKX_BIN" predict --model "$T/a.safetensors" "$W" --decode-threads 0

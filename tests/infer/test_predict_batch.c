@@ -172,4 +172,31 @@ TEST(plan_cache_sizes_and_eviction) {
   CHECK(!bad);
 }
 
+/* A setting the model file gives its network beyond the arch (Inception-v3's
+ * transform_input) reaches the plan cache's copies (pnode_net_copy) and
+ * cloned contexts: both were once made without it and computed other
+ * probabilities than the loaded network (found by onnx_test's ORT check;
+ * random Inception-v3 weights saturate the probabilities, so the settings
+ * themselves are compared here). */
+TEST(copies_keep_transform_input) {
+  char ti[600];
+  mskx_err e = {0};
+  CHECK_OK(fx_make_model_ti(fx_path(ti, sizeof ti, "inc_ti.safetensors"), "inception_v3", 5, 75, 0, 0.5, 1, &e), &e);
+  predictor_options opt = {1, PREC_FP32, 16, {0}};
+  predictor *p = NULL, *pc = NULL;
+  CHECK_OK(predictor_load(ti, &opt, &p, &e), &e);
+  net *c = NULL;
+  int rc = predictor_clone(p, &pc, &e);
+  if (!rc) rc = pnode_net_copy(&p->root, p->eng, &c, &e);
+  int ok = !rc && p->root.m->transform_input == 1 && pc->root.m->transform_input == 1 && c->transform_input == 1 &&
+           c->cx.bn_eps == p->root.m->cx.bn_eps && c->ps.n_params == p->root.m->ps.n_params &&
+           !memcmp(c->ps.params, p->root.m->ps.params, c->ps.n_params * sizeof(float)) &&
+           !memcmp(c->ps.buffers, p->root.m->ps.buffers, c->ps.n_buffers * sizeof(float));
+  if (rc) fprintf(stderr, "%s\n", e.msg);
+  net_destroy(c);
+  predictor_free(pc);
+  predictor_free(p);
+  CHECK(ok);
+}
+
 TEST_MAIN()

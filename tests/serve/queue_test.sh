@@ -3,7 +3,8 @@
 # answers (503 + Retry-After), readiness, a client that leaves while queued
 # (dropped, never computed), batched answers equal to `mskx predict`'s, 32
 # concurrent clients all answered, and metrics that add up
-# (tests/serve/queue_client.py).
+# (tests/serve/queue_client.py); the default --queue derived from the
+# model's measured speed.
 source "$MSKX_ROOT/tests/lib.sh"
 py=/usr/bin/python3
 client="$MSKX_ROOT/tests/serve/queue_client.py"
@@ -34,6 +35,43 @@ if start_server H --queue 4 --max-batch 64 --max-delay-ms 1500 --threads 1 --max
   kill -TERM "$pid"
   wait "$pid"
   [ $? = 0 ] && pass held_server_stops || fail held_server_stops "exit status not 0"
+fi
+
+# The default --queue is derived from the model's speed measured at start
+# (docs/serve.md): what /v1/health/ready reports follows the rule from the
+# reported seconds per image, schedulers and deadline, and the start line
+# says the same; a shorter deadline aims at less work; --queue overrides it.
+queue_rule() {  # NAME URL TIMEOUT_MS DERIVED [CAPACITY]: checks /v1/health/ready against the rule
+  check "$1" $py - "$2" "$3" "$4" "${5:-}" "$T/$1.log" <<'PYEOF'
+import json, math, re, sys, urllib.request
+url, timeout_ms, derived, cap = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+h = json.load(urllib.request.urlopen(url + "/v1/health/ready", timeout=10))
+t, w = h["seconds_per_image"], h["schedulers"]
+assert t > 0 and w >= 1 and h["queue_derived"] == derived, h
+work = min(10.0, timeout_ms / 2000.0)
+assert abs(h["queue_work_seconds"] - work) < 1e-9, h
+want = min(128, max(32, math.floor(work * w / (3 * t)))) if derived else int(cap)
+assert h["queue_capacity"] == want, (h, want)
+log = open(sys.argv[5]).read()
+m = re.search(r"queue (\d+) studies \((default|--queue)", log)
+assert m and int(m.group(1)) == want and (m.group(2) == "default") == derived, log[:400]
+print(h["queue_capacity"], t)
+PYEOF
+}
+if start_server D --threads 1; then
+  cp "$T/D.log" "$T/queue_default_follows_rule.log"
+  queue_rule queue_default_follows_rule "$url" 30000 1
+  kill -TERM "$pid"; wait "$pid"
+fi
+if start_server D2 --threads 1 --timeout-ms 40; then
+  cp "$T/D2.log" "$T/queue_default_short_deadline.log"
+  queue_rule queue_default_short_deadline "$url" 40 1
+  kill -TERM "$pid"; wait "$pid"
+fi
+if start_server D3 --threads 1 --queue 5; then
+  cp "$T/D3.log" "$T/queue_explicit.log"
+  queue_rule queue_explicit "$url" 30000 0 5
+  kill -TERM "$pid"; wait "$pid"
 fi
 
 # Each client opens a connection per request: the per-address limit must exceed 32.
