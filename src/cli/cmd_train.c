@@ -26,15 +26,14 @@ static const char *const usage =
     "Data and model:\n"
     "  --data DIR              dataset (MURA-v1.1 folder, its parent, or a generic CSV)\n"
     "  --out RUN_DIR           run folder: config.json, log.jsonl, last/best.safetensors\n"
-    "  --arch ARCH             densenet121|densenet169 (default)|densenet201|resnet50|\n"
-    "                          inception_v3|densenet:growth=G,blocks=A-B-C,init=F,bn_size=S\n"
+    "  --arch ARCH             one of the architectures below (default densenet169)\n"
     "  --aux-weight W          inception_v3: loss = main + W * auxiliary head's (default 0.4;\n"
     "                          0 turns the auxiliary head off and allows sizes from 75)\n"
     "  --parts all|P1,P2       body parts to train on (default all: one model)\n"
     "  --per-part              one model per part, plus RUN_DIR/bundle.json routing studies;\n"
     "                          --arch may then map parts: XR_HAND=densenet121,densenet169\n"
     "                          (the unnamed entry is the default)\n"
-    "  --size S                input size (default 320)     --keep-aspect   pad instead of stretching\n"
+    "  --size S                input size (default: the arch's)  --keep-aspect  pad, not stretch\n"
     "  --batch B               batch size (default 8)       --epochs N      (default 10)\n"
     "  --seed S                (default 0)                  --threads T     compute threads\n"
     "  --loader-threads T      image decoding threads (default 2); compute threads are pinned\n"
@@ -450,6 +449,7 @@ int cmd_train(int argc, char **argv) {
   while ((o = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     if (o == O_HELP) {
       fputs(usage, stdout);
+      cli_print_archs(stdout, 0);
       puts(dist_built_with_mpi() ? "  (this mskx is built with MPI)" : "  (this mskx is built without MPI: one process only)");
       return 0;
     }
@@ -461,9 +461,11 @@ int cmd_train(int argc, char **argv) {
   if (t.resume && (t.c.data[0] || t.c.out[0]))
     return cli_usage_errorf("train", "--resume takes the run folder only (its config.json holds the options)");
   if (!t.resume) {
-    /* torchvision's Inception-v3 input size. */
-    if (!t.size_set && !strcmp(t.c.arch, "inception_v3")) t.c.size = INCEPTION_SIZE;
-    if (t.aux_set && strcmp(t.c.arch, "inception_v3"))
+    /* The arch's own input size (Inception-v3's 299); an arch map keeps the paper's. */
+    if (!t.size_set && arch_default_size(t.c.arch)) t.c.size = arch_default_size(t.c.arch);
+    arch_spec as;
+    mskx_err ae = {0};
+    if (t.aux_set && (arch_parse(t.c.arch, &as, &ae) || !arch_has_aux(&as)))
       return cli_usage_errorf("train", "--aux-weight: arch %s has no auxiliary classifier (inception_v3 has)",
                               t.c.arch);
     int rc = apply_named(&t, monitor);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/util.h"
+#include "models/families.h"
 #include "models/net.h"
 
 typedef struct dense_layer {

@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/util.h"
+#include "models/families.h"
 #include "models/net.h"
 
 /* torchvision's init_weights: trunc_normal_(std=0.1 or the module's stddev, a=-2, b=2). */

@@ -14,11 +14,7 @@ int net_create(const char *arch, engine *eng, uint64_t seed, net **out, mskx_err
   m->cx.ps = &m->ps;
   m->head_w = m->head_b = m->aux_head_w = m->aux_head_b = -1;
   m->seed = seed;
-  if (!rc) switch (m->arch.family) {
-      case ARCH_DENSENET: rc = densenet_build(m, e); break;
-      case ARCH_RESNET: rc = resnet_build(m, e); break;
-      case ARCH_INCEPTION: rc = inception_build(m, e); break;
-    }
+  if (!rc) rc = m->arch.family->build(m, e);
   if (!rc) rc = ps_alloc(&m->ps, e);
   if (rc) {
     net_destroy(m);
@@ -93,9 +89,29 @@ void net_scale_loss_grad(net *m, float *dz, int n, float s) {
 }
 
 int net_set_transform_input(net *m, int on, mskx_err *e) {
-  if (on && m->arch.family != ARCH_INCEPTION)
+  if (on && !arch_has_aux(&m->arch))
     return err_set(e, MSKX_EINVAL, "transform_input is an Inception-v3 setting; arch %s has none", m->arch.name);
   m->transform_input = on ? 1 : 0;
+  return MSKX_OK;
+}
+
+int net_head_slice(const net *m, size_t *offset, mskx_err *e) {
+  const param_store *ps = &m->ps;
+  if (m->head_w < 0 || m->head_b < 0) return err_set(e, MSKX_EINTERNAL, "%s has no classifier", m->arch.name);
+  size_t off = ps->entries[m->head_w].offset;
+  for (int i = 0; i < ps->n; i++) {
+    const param_entry *en = &ps->entries[i];
+    if (en->kind != PK_PARAM || i == m->head_w || i == m->head_b) continue;
+    if (en->offset >= off)
+      return err_set(e, MSKX_EINTERNAL,
+                     "%s: parameter '%s' is declared after the classifier '%s', so the backbone cannot be frozen "
+                     "(the builder must declare the classifier last)",
+                     m->arch.name, en->name, ps->entries[m->head_w].name);
+  }
+  if (ps->entries[m->head_b].offset < off)
+    return err_set(e, MSKX_EINTERNAL, "%s: the classifier's bias '%s' is declared before its weight", m->arch.name,
+                   ps->entries[m->head_b].name);
+  *offset = off;
   return MSKX_OK;
 }
 
