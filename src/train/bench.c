@@ -69,9 +69,7 @@ static int step(net *m, const bench_config *c, bench_bufs *b, double *loss, mskx
   if (rc || !c->train) return rc;
   *loss = net_loss(m, b->logits, b->t, NULL, c->batch, b->dz);
   if ((rc = net_backward(m, b->dz, e))) return rc;
-  optim_step(b->opt, m->ps.params, m->ps.grads, optim_get_config(b->opt)->lr);
-  net_params_changed(m);
-  return MSKX_OK;
+  return optim_step(b->opt, &m->ps, optim_get_config(b->opt)->lr, e);
 }
 
 static int validate(const bench_config *c, mskx_err *e) {

@@ -265,7 +265,6 @@ static const field fields[] = {
     FD("momentum", optim.momentum),
     FI("nesterov", optim.nesterov),
     FD("rho", optim.rho),
-    FI("centered", optim.centered),
     FS("schedule", sched.name),
     FD("schedule_lr0", sched.lr0),
     FD("drop", sched.drop),
