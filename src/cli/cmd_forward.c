@@ -112,7 +112,7 @@ static int run_forward(const fwd_opts *o, mskx_err *e) {
   engine *eng = NULL;
   net *m = NULL;
   float *xin = NULL, *logits = NULL, *dz = NULL;
-  htensor *gt = NULL;
+  tensor_ref *gt = NULL;
   int ngt = 0;
   int rc = npy_read_f32(o->input, &x, e);
   if (!rc && (x.ndim != 4 || x.shape[1] != 3))

@@ -135,7 +135,8 @@ int net_load_tensors(net *m, const st_file *f, const char *what, int reinit_head
   }
   for (int i = 0; i < f->n_tensors; i++) {
     const htensor *t = &f->tensors[i];
-    if (ends_with(t->name, ".num_batches_tracked")) continue;
+    if (ends_with(t->name, ".num_batches_tracked") || !strncmp(t->name, TRAIN_STATE_PREFIX, strlen(TRAIN_STATE_PREFIX)))
+      continue;
     if (ps_find(&m->ps, t->name) < 0)
       return err_set(e, MSKX_ESHAPE, "%s: unexpected tensor '%s' for arch %s", what, t->name, m->arch.name);
   }

@@ -84,9 +84,13 @@ static inline void net_params_changed(net *m) { m->ps.version++; }
  * than a frozen backbone that quietly trains. */
 int net_head_slice(const net *m, size_t *offset, mskx_err *e);
 
+/* A training checkpoint's tensors that are not weights (optimizer state):
+ * TRAIN_STATE_PREFIX + the optimizer's names. */
+#define TRAIN_STATE_PREFIX "train_state."
+
 /* Loads every parameter and buffer by torchvision name. Missing, unexpected
  * or mis-shaped tensors are errors naming the tensor; "*.num_batches_tracked"
- * is accepted and ignored. With reinit_head, a classifier of another shape
+ * and a checkpoint's TRAIN_STATE_PREFIX tensors are accepted and ignored. With reinit_head, a classifier of another shape
  * (e.g. ImageNet's 1000 classes) is skipped and the 1-logit head keeps its
  * fresh initialisation. `what` names the source in messages. A metadata
  * entry "transform_input" ("0"/"1") sets it (Inception-v3 only). */

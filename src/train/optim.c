@@ -306,10 +306,10 @@ int optim_step(optimizer *o, param_store *ps, double lr, mskx_err *e) {
   return optim_step_range(o, ps, 0, ps->n_params, lr, e); /* the whole buffer never needs a split */
 }
 
-int optim_state_tensors(optimizer *o, htensor out[OPTIM_MAX_STATE]) {
+int optim_state_tensors(const optimizer *o, tensor_ref out[OPTIM_MAX_STATE]) {
   for (int i = 0; i < o->n_state; i++) {
     memset(&out[i], 0, sizeof out[i]);
-    out[i].name = (char *)o->state_name[i];
+    out[i].name = o->state_name[i];
     out[i].ndim = 1;
     out[i].shape[0] = (int64_t)o->n;
     out[i].data = o->state[i];
@@ -384,14 +384,15 @@ int optim_steps_parse(optimizer *o, const char *text, mskx_err *e) {
   return MSKX_OK;
 }
 
-int optim_state_load(optimizer *o, const htensor *tensors, int n, mskx_err *e) {
+int optim_state_load(optimizer *o, const st_file *f, const char *prefix, mskx_err *e) {
   const htensor *src[OPTIM_MAX_STATE] = {0};
   for (int s = 0; s < o->n_state; s++) {
-    for (int i = 0; i < n && !src[s]; i++)
-      if (tensors[i].name && !strcmp(tensors[i].name, o->state_name[s])) src[s] = &tensors[i];
+    char name[128];
+    snprintf(name, sizeof name, "%s%s", prefix, o->state_name[s]);
+    src[s] = st_find(f, name);
     if (!src[s])
       return err_set(e, MSKX_EFORMAT, "optimizer %s state '%s' is missing (checkpoint from another optimizer?)",
-                     o->cfg.name, o->state_name[s]);
+                     o->cfg.name, name);
     int64_t numel = htensor_numel(src[s]);
     if (numel != (int64_t)o->n)
       return err_set(e, MSKX_ESHAPE, "optimizer state '%s' has %lld elements but the model has %zu parameters",

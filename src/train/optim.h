@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "core/tensor.h"
 #include "graph/params.h"
+#include "io/safetensors.h"
 #include "mskx.h"
 
 typedef struct optim_config {
@@ -55,10 +56,10 @@ int optim_step_range(optimizer *o, param_store *ps, size_t offset, size_t count,
 #define OPTIM_MAX_STATE 3
 /* Views of the state buffers as 1-D tensors named like PyTorch's state keys
  * with an "optim." prefix ("optim.exp_avg", "optim.exp_avg_sq",
- * "optim.momentum_buffer", "optim.square_avg"). Names and
- * data are NOT owned (never htensor_release them). out has OPTIM_MAX_STATE
- * slots; returns the number filled (0 for SGD without momentum). */
-int optim_state_tensors(optimizer *o, htensor out[OPTIM_MAX_STATE]);
+ * "optim.momentum_buffer", "optim.square_avg"); names and data stay the
+ * optimizer's. out has OPTIM_MAX_STATE slots; returns the number filled (0
+ * for SGD without momentum). */
+int optim_state_tensors(const optimizer *o, tensor_ref out[OPTIM_MAX_STATE]);
 /* Steps taken by the most-updated parameters (Adam's bias correction uses
  * each parameter's own count; they differ only after optim_step_range). */
 int64_t optim_get_step(const optimizer *o);
@@ -71,10 +72,11 @@ int optim_set_step(optimizer *o, int64_t step, mskx_err *e);
 #define OPTIM_STEPS_TEXT_MAX (OPTIM_MAX_SEGMENTS * 64)
 int optim_steps_format(const optimizer *o, char *buf, size_t n, mskx_err *e);
 int optim_steps_parse(optimizer *o, const char *text, mskx_err *e);
-/* Restores every state buffer from tensors[0..n) (e.g. a safetensors file's
- * tensors; other names are ignored). Each must be present with exactly
- * n_params elements; on any error nothing is changed. Step counts are
- * restored separately (optim_steps_parse). */
-int optim_state_load(optimizer *o, const htensor *tensors, int n, mskx_err *e);
+/* Restores every state buffer from f's tensors named prefix + the state's
+ * name (a checkpoint's "train_state.optim.exp_avg"; other tensors are
+ * ignored). Each must be present with exactly n_params elements; on any
+ * error nothing is changed. Step counts are restored separately
+ * (optim_steps_parse). */
+int optim_state_load(optimizer *o, const st_file *f, const char *prefix, mskx_err *e);
 
 #endif

@@ -10,6 +10,7 @@
 #include "core/util.h"
 #include "graph/params.h"
 #include "io/npy.h"
+#include "io/safetensors.h"
 #include "test.h"
 #include "train/optim.h"
 
@@ -89,6 +90,32 @@ static int step_range_arrays(optimizer *o, float *p, const float *g, size_t n, s
   return optim_step_range(o, &ps, off, count, lr, &e);
 }
 
+/* A file of tensors (as st_read returns one: owned copies) named prefix +
+ * each view's name, for optim_state_load. NULL when out of memory. */
+static st_file *file_of(const tensor_ref *t, int n, const char *prefix) {
+  st_file *f = calloc(1, sizeof *f);
+  if (!f || !(f->tensors = calloc((size_t)n + 1, sizeof *f->tensors))) {
+    free(f);
+    return NULL;
+  }
+  for (int i = 0; i < n; i++, f->n_tensors++) {
+    htensor *d = &f->tensors[i];
+    size_t bytes = (size_t)tensor_ref_numel(&t[i]) * sizeof(float), len = strlen(prefix) + strlen(t[i].name) + 1;
+    d->name = malloc(len);
+    d->data = malloc(bytes ? bytes : 1);
+    if (!d->name || !d->data) {
+      f->n_tensors++;
+      st_free(f);
+      return NULL;
+    }
+    snprintf(d->name, len, "%s%s", prefix, t[i].name);
+    d->ndim = t[i].ndim;
+    memcpy(d->shape, t[i].shape, sizeof d->shape);
+    memcpy(d->data, t[i].data, bytes);
+  }
+  return f;
+}
+
 /* Max relative error of a against b (floor as in REL_TOL's comment). */
 static double max_rel_err(const float *a, const float *b, size_t n) {
   double big = 0, worst = 0;
@@ -102,7 +129,7 @@ static double max_rel_err(const float *a, const float *b, size_t n) {
 
 /* Compares our final state with the reference's <case>.<key>.npy files. */
 static double state_err(optimizer *o, const char *cname, size_t n, int *ok) {
-  htensor st[OPTIM_MAX_STATE];
+  tensor_ref st[OPTIM_MAX_STATE];
   int ns = optim_state_tensors(o, st);
   double worst = 0;
   *ok = 1;
@@ -201,7 +228,6 @@ static optim_config busy_config(const char *name) {
 TEST(checkpoint_round_trip_is_bit_identical) {
   const size_t n = 5000;
   float *p = malloc(n * 4), *g = malloc(n * 4), *pa = malloc(n * 4), *saved_p = malloc(n * 4);
-  float *saved[OPTIM_MAX_STATE];
   mskx_err e = {0};
   for (int k = 0; k < 4; k++) {
     optim_config c = busy_config(ALL_KINDS[k]);
@@ -209,15 +235,12 @@ TEST(checkpoint_round_trip_is_bit_identical) {
     CHECK_OK(optim_create(&c, n, &o, &e), &e);
     fill(p, n, 1, 1.0);
     run_steps(o, p, g, n, 0, 5);
-    /* Save: state tensors, step counts and parameters. */
-    htensor st[OPTIM_MAX_STATE];
+    /* Save: state tensors (as a checkpoint names them), step counts and parameters. */
+    tensor_ref st[OPTIM_MAX_STATE];
     int ns = optim_state_tensors(o, st);
     CHECK(ns >= 1);
-    for (int s = 0; s < ns; s++) {
-      saved[s] = malloc(n * 4);
-      memcpy(saved[s], st[s].data, n * 4);
-      st[s].data = saved[s];
-    }
+    st_file *ckpt = file_of(st, ns, "train_state.");
+    CHECK(ckpt);
     char steps[OPTIM_STEPS_TEXT_MAX];
     CHECK_OK(optim_steps_format(o, steps, sizeof steps, &e), &e);
     memcpy(saved_p, p, n * 4);
@@ -225,12 +248,12 @@ TEST(checkpoint_round_trip_is_bit_identical) {
     memcpy(pa, p, n * 4);
     /* Restore into a fresh optimizer and redo the last 5 steps. */
     CHECK_OK(optim_create(&c, n, &o2, &e), &e);
-    CHECK_OK(optim_state_load(o2, st, ns, &e), &e);
+    CHECK_OK(optim_state_load(o2, ckpt, "train_state.", &e), &e);
     CHECK_OK(optim_steps_parse(o2, steps, &e), &e);
     memcpy(p, saved_p, n * 4);
     run_steps(o2, p, g, n, 5, 5);
     CHECKF(!memcmp(p, pa, n * 4), "%s: resumed parameters differ", c.name);
-    htensor s1[OPTIM_MAX_STATE], s2[OPTIM_MAX_STATE];
+    tensor_ref s1[OPTIM_MAX_STATE], s2[OPTIM_MAX_STATE];
     optim_state_tensors(o, s1);
     optim_state_tensors(o2, s2);
     for (int s = 0; s < ns; s++) CHECKF(!memcmp(s1[s].data, s2[s].data, n * 4), "%s: state %s differs", c.name, s1[s].name);
@@ -238,13 +261,13 @@ TEST(checkpoint_round_trip_is_bit_identical) {
     if (k < 2) {
       optimizer *o3;
       CHECK_OK(optim_create(&c, n, &o3, &e), &e);
-      CHECK_OK(optim_state_load(o3, st, ns, &e), &e);
+      CHECK_OK(optim_state_load(o3, ckpt, "train_state.", &e), &e);
       memcpy(p, saved_p, n * 4);
       run_steps(o3, p, g, n, 5, 5);
       CHECKF(memcmp(p, pa, n * 4), "%s: the step count made no difference", c.name);
       optim_destroy(o3);
     }
-    for (int s = 0; s < ns; s++) free(saved[s]);
+    st_free(ckpt);
     optim_destroy(o);
     optim_destroy(o2);
   }
@@ -314,7 +337,7 @@ TEST(step_range_leaves_the_rest_untouched) {
   memcpy(q, p, sizeof p);
   CHECK_EQ_INT(step_range_arrays(o, p, g, n, 30, 20, 0.1), 0);
   for (size_t i = 0; i < n; i++) CHECKF((p[i] != q[i]) == (i >= 30 && i < 50), "element %zu", i);
-  htensor st[OPTIM_MAX_STATE];
+  tensor_ref st[OPTIM_MAX_STATE];
   optim_state_tensors(o, st);
   for (size_t i = 0; i < n; i++) CHECKF((st[0].data[i] != 0) == (i >= 30 && i < 50), "exp_avg element %zu", i);
   char text[OPTIM_STEPS_TEXT_MAX];
@@ -381,17 +404,26 @@ TEST(state_load_checks_names_and_sizes) {
   CHECK_OK(optim_create(&c, 10, &o, &e), &e);
   float a[10], b[11], z[10] = {0};
   for (int i = 0; i < 10; i++) a[i] = (float)i;
-  htensor t[3] = {{(char *)"optim.exp_avg", 1, {10}, a}, {(char *)"other", 1, {10}, a}, {(char *)"optim.exp_avg_sq", 1, {11}, b}};
-  CHECK(optim_state_load(o, t, 2, &e) == MSKX_EFORMAT && strstr(e.msg, "'optim.exp_avg_sq' is missing"));
-  CHECK(optim_state_load(o, t, 3, &e) == MSKX_ESHAPE && strstr(e.msg, "11 elements") && strstr(e.msg, "10 parameters"));
-  htensor st[OPTIM_MAX_STATE];
+  tensor_ref t[3] = {{"optim.exp_avg", 1, {10}, a}, {"other", 1, {10}, a}, {"optim.exp_avg_sq", 1, {11}, b}};
+  st_file *two = file_of(t, 2, "p."), *three = file_of(t, 3, "p.");
+  CHECK(two && three);
+  CHECK(optim_state_load(o, two, "p.", &e) == MSKX_EFORMAT && strstr(e.msg, "'p.optim.exp_avg_sq' is missing"));
+  CHECK(optim_state_load(o, three, "", &e) == MSKX_EFORMAT && strstr(e.msg, "'optim.exp_avg' is missing"));
+  CHECK(optim_state_load(o, three, "p.", &e) == MSKX_ESHAPE && strstr(e.msg, "11 elements") &&
+        strstr(e.msg, "10 parameters"));
+  tensor_ref st[OPTIM_MAX_STATE];
   CHECK_EQ_INT(optim_state_tensors(o, st), 2);
   CHECK(!strcmp(st[0].name, "optim.exp_avg") && !strcmp(st[1].name, "optim.exp_avg_sq"));
   CHECKF(!memcmp(st[0].data, z, sizeof z), "a failed load changed the state");
   t[2].shape[0] = 10;
   t[2].data = a;
-  CHECK_OK(optim_state_load(o, t, 3, &e), &e);
+  st_free(three);
+  three = file_of(t, 3, "p.");
+  CHECK(three);
+  CHECK_OK(optim_state_load(o, three, "p.", &e), &e);
   CHECK(!memcmp(st[1].data, a, sizeof a));
+  st_free(two);
+  st_free(three);
   CHECK(optim_set_step(o, -1, &e) == MSKX_EINVAL && strstr(e.msg, "negative"));
   optim_destroy(o);
   /* Each optimizer names its own state like torch's state dict. */
@@ -409,7 +441,8 @@ TEST(state_load_checks_names_and_sizes) {
   optim_config_defaults("sgd", &c, NULL);
   CHECK_OK(optim_create(&c, 10, &o, &e), &e);
   CHECK_EQ_INT(optim_state_tensors(o, st), 0);
-  CHECK_OK(optim_state_load(o, NULL, 0, &e), &e);
+  st_file empty = {0};
+  CHECK_OK(optim_state_load(o, &empty, "p.", &e), &e);
   optim_destroy(o);
 }
 
