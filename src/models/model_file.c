@@ -9,7 +9,7 @@
 
 void model_meta_default(model_meta *m) {
   memset(m, 0, sizeof *m);
-  m->size = 320;
+  m->size = ARCH_PAPER_SIZE;
   m->norm = norm_imagenet();
   strcpy(m->parts, "all");
   m->threshold = MODEL_DEFAULT_THRESHOLD;

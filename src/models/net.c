@@ -37,7 +37,7 @@ void net_destroy(net *m) {
 
 int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e) {
   if (m->planned && m->n == n && m->h == h && m->w == w && m->cx.train == train && m->cx.prec == prec &&
-      m->planned_aux == m->aux_weight)
+      m->planned_aux_weight == m->aux_weight)
     return MSKX_OK;
   int aux = train && m->aux_weight > 0, minsz = arch_min_size(&m->arch, aux);
   if (n <= 0) return err_set(e, MSKX_EINVAL, "batch size must be positive");
@@ -55,7 +55,7 @@ int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e
     return rc;
   }
   m->planned = 1;
-  m->planned_aux = m->aux_weight;
+  m->planned_aux_weight = m->aux_weight;
   m->n = n;
   m->h = h;
   m->w = w;

@@ -37,7 +37,7 @@ struct net {
   param_store ps;
   layer_ctx cx;
   int planned, n, h, w;
-  float planned_aux;       /* aux_weight of the current plan */
+  float planned_aux_weight;       /* aux_weight of the current plan */
   int head_w, head_b;      /* classifier (densenet) / fc (resnet, inception) indices */
   int aux_head_w, aux_head_b;   /* AuxLogits.fc (inception), else -1: also a one-logit head */
   /* Inception-v3: the auxiliary loss weight of training plans (0: the aux

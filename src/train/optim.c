@@ -15,7 +15,7 @@
 /* Below this many elements a parallel region costs more than it saves. */
 #define OPTIM_PARALLEL_MIN 32768
 
-typedef enum optim_kind { OK_ADAM, OK_ADAMW, OK_SGD, OK_RMSPROP } optim_kind;
+typedef enum optim_kind { OPT_ADAM, OPT_ADAMW, OPT_SGD, OPT_RMSPROP } optim_kind;
 
 /* Elements [lo, hi) that share one step count. */
 typedef struct optim_segment {
@@ -36,7 +36,7 @@ struct optimizer {
 
 static int kind_of(const char *name, optim_kind *k) {
   static const struct { const char *name; optim_kind kind; } tab[] = {
-      {"adam", OK_ADAM}, {"adamw", OK_ADAMW}, {"sgd", OK_SGD}, {"rmsprop", OK_RMSPROP}};
+      {"adam", OPT_ADAM}, {"adamw", OPT_ADAMW}, {"sgd", OPT_SGD}, {"rmsprop", OPT_RMSPROP}};
   for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
     if (!strcmp(name, tab[i].name)) {
       *k = tab[i].kind;
@@ -53,18 +53,18 @@ int optim_config_defaults(const char *name, optim_config *c, mskx_err *e) {
   memset(c, 0, sizeof *c);
   strcpy(c->name, name);
   switch (k) {
-    case OK_ADAM:  /* torch.optim.Adam */
-    case OK_ADAMW: /* torch.optim.AdamW: the same, plus decoupled decay 1e-2 */
+    case OPT_ADAM:  /* torch.optim.Adam */
+    case OPT_ADAMW: /* torch.optim.AdamW: the same, plus decoupled decay 1e-2 */
       c->lr = 1e-3;
       c->beta1 = 0.9;
       c->beta2 = 0.999;
       c->eps = 1e-8;
-      c->weight_decay = k == OK_ADAMW ? 1e-2 : 0.0;
+      c->weight_decay = k == OPT_ADAMW ? 1e-2 : 0.0;
       break;
-    case OK_SGD: /* torch.optim.SGD has no default lr; 0.01 is Keras's */
+    case OPT_SGD: /* torch.optim.SGD has no default lr; 0.01 is Keras's */
       c->lr = 1e-2;
       break;
-    case OK_RMSPROP: /* tf.keras.optimizers.RMSprop */
+    case OPT_RMSPROP: /* tf.keras.optimizers.RMSprop */
       c->lr = 1e-3;
       c->rho = 0.9;
       c->eps = 1e-7;
@@ -93,17 +93,17 @@ int optim_config_validate(const optim_config *c, mskx_err *e) {
   if ((rc = check_range(n, "learning rate", c->lr, 0, INFINITY, 0, e)) ||
       (rc = check_range(n, "weight decay", c->weight_decay, 0, INFINITY, 0, e)))
     return rc;
-  if (k == OK_ADAM || k == OK_ADAMW) {
+  if (k == OPT_ADAM || k == OPT_ADAMW) {
     if ((rc = check_range(n, "beta1", c->beta1, 0, 1, 1, e)) || (rc = check_range(n, "beta2", c->beta2, 0, 1, 1, e)) ||
         (rc = check_range(n, "eps", c->eps, 0, INFINITY, 0, e)))
       return rc;
   }
-  if (k == OK_SGD || k == OK_RMSPROP) {
+  if (k == OPT_SGD || k == OPT_RMSPROP) {
     if ((rc = check_range(n, "momentum", c->momentum, 0, INFINITY, 0, e))) return rc;
   }
-  if (c->nesterov && (k != OK_SGD || c->momentum <= 0))
+  if (c->nesterov && (k != OPT_SGD || c->momentum <= 0))
     return err_set(e, MSKX_EINVAL, "optimizer %s: nesterov needs sgd with momentum > 0", n);
-  if (k == OK_RMSPROP) {
+  if (k == OPT_RMSPROP) {
     if ((rc = check_range(n, "rho", c->rho, 0, 1, 1, e)) || (rc = check_range(n, "eps", c->eps, 0, INFINITY, 0, e)))
       return rc;
   }
@@ -126,15 +126,15 @@ int optim_create(const optim_config *c, size_t n_params, optimizer **out, mskx_e
   o->n_seg = 1;
   o->seg[0] = (optim_segment){0, n_params, 0};
   switch (o->kind) {
-    case OK_ADAM:
-    case OK_ADAMW:
+    case OPT_ADAM:
+    case OPT_ADAMW:
       add_state(o, "optim.exp_avg");
       add_state(o, "optim.exp_avg_sq");
       break;
-    case OK_SGD:
+    case OPT_SGD:
       if (c->momentum > 0) add_state(o, "optim.momentum_buffer");
       break;
-    case OK_RMSPROP:
+    case OPT_RMSPROP:
       add_state(o, "optim.square_avg");
       if (c->momentum > 0) add_state(o, "optim.momentum_buffer");
       break;
@@ -170,7 +170,7 @@ static float *state_named(optimizer *o, const char *name) {
  * AdamW first does param.mul_(1 - lr*wd) and adds no L2 term. */
 static void step_adam(optimizer *o, float *p, const float *g, long lo, long hi, int64_t step, double lr) {
   const optim_config *c = &o->cfg;
-  const int decoupled = o->kind == OK_ADAMW;
+  const int decoupled = o->kind == OPT_ADAMW;
   const double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
   const float b1 = (float)c->beta1, omb1 = (float)(1.0 - c->beta1);
   const float b2 = (float)c->beta2, omb2 = (float)(1.0 - c->beta2);
@@ -291,10 +291,10 @@ int optim_step_range(optimizer *o, param_store *ps, size_t offset, size_t count,
     s->step++;
     long lo = (long)s->lo, hi = (long)s->hi;
     switch (o->kind) {
-      case OK_ADAM:
-      case OK_ADAMW: step_adam(o, params, grads, lo, hi, s->step, lr); break;
-      case OK_SGD: step_sgd(o, params, grads, lo, hi, s->step, lr); break;
-      case OK_RMSPROP: step_rmsprop(o, params, grads, lo, hi, s->step, lr); break;
+      case OPT_ADAM:
+      case OPT_ADAMW: step_adam(o, params, grads, lo, hi, s->step, lr); break;
+      case OPT_SGD: step_sgd(o, params, grads, lo, hi, s->step, lr); break;
+      case OPT_RMSPROP: step_rmsprop(o, params, grads, lo, hi, s->step, lr); break;
     }
   }
   coalesce(o);
