@@ -324,13 +324,6 @@ int64_t optim_get_step(const optimizer *o) {
   return m;
 }
 
-int optim_set_step(optimizer *o, int64_t step, mskx_err *e) {
-  if (step < 0) return err_set(e, MSKX_EINVAL, "optimizer %s: step count %lld is negative", o->cfg.name, (long long)step);
-  o->n_seg = 1;
-  o->seg[0] = (optim_segment){0, o->n, step};
-  return MSKX_OK;
-}
-
 int optim_steps_format(const optimizer *o, char *buf, size_t n, mskx_err *e) {
   size_t used = 0;
   for (int i = 0; i < o->n_seg; i++) {
@@ -362,7 +355,11 @@ static int read_u64(const char **p, uint64_t max, uint64_t *out) {
 int optim_steps_parse(optimizer *o, const char *text, mskx_err *e) {
   const char *p = text;
   uint64_t v, lo, hi;
-  if (read_u64(&p, INT64_MAX, &v) && !*p) return optim_set_step(o, (int64_t)v, e);
+  if (read_u64(&p, INT64_MAX, &v) && !*p) {
+    o->n_seg = 1; /* every parameter at step v */
+    o->seg[0] = (optim_segment){0, o->n, (int64_t)v};
+    return MSKX_OK;
+  }
   optim_segment seg[OPTIM_MAX_SEGMENTS];
   int ns = 0;
   size_t next = 0;

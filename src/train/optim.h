@@ -63,8 +63,6 @@ int optim_state_tensors(const optimizer *o, tensor_ref out[OPTIM_MAX_STATE]);
 /* Steps taken by the most-updated parameters (Adam's bias correction uses
  * each parameter's own count; they differ only after optim_step_range). */
 int64_t optim_get_step(const optimizer *o);
-/* Sets every parameter's step count to step (>= 0). */
-int optim_set_step(optimizer *o, int64_t step, mskx_err *e);
 /* The step counts as text for a checkpoint: "N" when all parameters share
  * one count, else "lo:hi:N;lo:hi:N;..." ranges tiling the buffer.
  * OPTIM_STEPS_TEXT_MAX bytes always suffice. Parse accepts both forms and

@@ -424,7 +424,6 @@ TEST(state_load_checks_names_and_sizes) {
   CHECK(!memcmp(st[1].data, a, sizeof a));
   st_free(two);
   st_free(three);
-  CHECK(optim_set_step(o, -1, &e) == MSKX_EINVAL && strstr(e.msg, "negative"));
   optim_destroy(o);
   /* Each optimizer names its own state like torch's state dict. */
   const char *want[4][3] = {{"optim.exp_avg", "optim.exp_avg_sq", NULL},
