@@ -5,8 +5,9 @@
 # equal to predict on the same image as PNG, hostile files refused with
 # clear errors, and no patient identifier in any message.
 source "$MSKX_ROOT/tests/lib.sh"
+source "$MSKX_ROOT/tests/serve/serve_lib.sh"
 py=/usr/bin/python3
-fx="$MSKX_ROOT/tests/io/dicom_fixtures.py"
+fixtures="$MSKX_ROOT/tests/io/dicom_fixtures.py"
 for tool in dcmconv dcmcjpeg dcmcjpls dcmcrle gdcmconv; do
   command -v $tool >/dev/null || { fail dicom_tools "$tool missing (scripts/setup --test installs dcmtk and libgdcm-tools)"; exit 0; }
 done
@@ -14,7 +15,7 @@ S="$T/src" C="$T/c" H="$T/h"
 mkdir -p "$C"
 "$MSKX_BIN" synth --out "$T/syn" -n 14 --min-size 96 --max-size 128 -j 1 >/dev/null 2>&1 &&
 phantom=$(find "$T/syn" -name 'image1.png' | sort | head -1) &&
-$py "$fx" make "$S" "$phantom" || { fail dicom_fixtures "could not write fixtures with pydicom"; exit 0; }
+$py "$fixtures" make "$S" "$phantom" || { fail dicom_fixtures "could not write fixtures with pydicom"; exit 0; }
 
 # Every supported transfer syntax, from the 12-bit windowed phantom unless noted.
 conv() { "$@" >/dev/null 2>&1 || echo "conversion failed: $*" >&2; }
@@ -41,11 +42,11 @@ n_c=$(ls "$C"/*.dcm | wc -l)
 [ "$n_c" = 19 ] && pass dicom_conversions || fail dicom_conversions "$n_c of 19 compressed fixtures written"
 
 # Reference pixels and mskx's rendering, compared fixture by fixture.
-$py -W ignore "$fx" ref "$S" "$C" 2>"$T/ref.err" || fail dicom_reference "$(tail -3 "$T/ref.err")"
+$py -W ignore "$fixtures" ref "$S" "$C" 2>"$T/ref.err" || fail dicom_reference "$(tail -3 "$T/ref.err")"
 check dicom_render "$MSKX_BIN" dicom render "$S"/*.dcm "$C"/*.dcm --out "$T/png"
 [ -s "$T/err" ] && fail dicom_render_silent "stderr: $(head -c 300 "$T/err")" || pass dicom_render_silent
-$py "$fx" compare "$S" "$T/png" | tee "$T/cmp"
-$py "$fx" compare "$C" "$T/png" | tee -a "$T/cmp"
+$py "$fixtures" compare "$S" "$T/png" | tee "$T/cmp"
+$py "$fixtures" compare "$C" "$T/png" | tee -a "$T/cmp"
 
 # The transfer syntax each fixture really has.
 for f in "$C"/*.dcm; do
@@ -74,7 +75,7 @@ got = np.asarray(Image.open(sys.argv[2]))
 sys.exit(0 if np.abs(got - ref).max() <= 1 else 1)
 EOF
 check dicom_window_minmax "$MSKX_BIN" dicom render "$S/u16_auto.dcm" --dicom-window minmax --out "$T/minmax"
-$py - "$S/u16_auto.dcm" "$T/minmax/u16_auto.png" "$fx" <<'EOF' && pass dicom_window_minmax_values || fail dicom_window_minmax_values "minmax window differs"
+$py - "$S/u16_auto.dcm" "$T/minmax/u16_auto.png" "$fixtures" <<'EOF' && pass dicom_window_minmax_values || fail dicom_window_minmax_values "minmax window differs"
 import sys, numpy as np, pydicom, importlib.util
 from PIL import Image
 spec = importlib.util.spec_from_file_location('fx', sys.argv[3]); fx = importlib.util.module_from_spec(spec); spec.loader.exec_module(fx)
@@ -87,7 +88,7 @@ check dicom_frames_first "$MSKX_BIN" dicom render "$S/multiframe.dcm" --dicom-fr
 [ "$(ls "$T/first")" = "multiframe.png" ] && pass dicom_frames_first_one_image || fail dicom_frames_first_one_image "$(ls "$T/first")"
 
 # Hostile files: clear errors, no crash, no patient identifiers.
-$py "$fx" hostile "$S" "$H" || fail dicom_hostile_fixtures "could not write hostile files"
+$py "$fixtures" hostile "$S" "$H" || fail dicom_hostile_fixtures "could not write hostile files"
 declare -A expect=(
   [truncated_header]="truncated element header" [truncated_pixels]="runs past the end of the file"
   [truncated_meta]="no Transfer Syntax UID" [lying_length]="element \\(0028,0010\\) of 65520 bytes runs past the end of the file"
@@ -172,16 +173,9 @@ check dicom_predict_window "$MSKX_BIN" predict --model "$T/a.safetensors" "$S/u1
 if grep -Eq "Secretname|PID-SECRET" "$T/pacs.json" "$T/out" "$T/err"; then fail dicom_predict_no_patient_ids "output names the patient"; else pass dicom_predict_no_patient_ids; fi
 
 # serve: a DICOM body (application/dicom) and a multipart part of that type.
-"$MSKX_BIN" serve --model "$T/bundle.json" --port 0 --quiet 2> "$T/serve.log" &
-spid=$!
-url=""
-for _ in $(seq 300); do
-  url=$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$T/serve.log" | sed 's/listening on //')
-  [ -n "$url" ] && break
-  kill -0 "$spid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -n "$url" ]; then
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+if serve_model="$T/bundle.json" start_server dicom_serve --quiet; then
   curl -s -H 'Content-Type: application/dicom' --data-binary @"$S/u12_window.dcm" "$url/v1/predict" > "$T/serve1.json"
   curl -s -F "images=@$S/multiframe.dcm;type=application/dicom" "$url/v1/predict?part=XR_HAND" > "$T/serve2.json"
   curl -s -H 'Content-Type: application/dicom' --data-binary @"$H/nested_10000.dcm" "$url/v1/predict" > "$T/serve3.json"
@@ -204,9 +198,7 @@ PY
   if browser_ready dicom_viewer_browser; then
     (cd "$bdir" && timeout 120 node viewer_dicom.mjs "$url" "$T/viewer_dicom.png" "$S/mono1_rescale_implicit.dcm" "$S/multiframe.dcm")
   fi
-  kill "$spid"; wait "$spid" 2>/dev/null
-else
-  fail dicom_serve "server did not start: $(head -c 300 "$T/serve.log")"
+  kill "$pid"; wait "$pid" 2>/dev/null
 fi
 
 # mskx synth --format dicom: the same phantoms as the PNG dataset, in a mix of

@@ -1,14 +1,14 @@
-# Shared by the service's shell tests (source after tests/lib.sh). Needs $fx
-# (with tiny.safetensors), $py, $client (for run_py) and an array pids that
-# the test's EXIT trap kills.
+# Shared by the service's shell tests (source after tests/lib.sh). Needs $py,
+# $client (for run_py), an array pids that the test's EXIT trap kills, and
+# the model to serve: $serve_model, or else $fx/tiny.safetensors.
 
-# start_server NAME ARGS...: `mskx serve` of $fx/tiny.safetensors on a free
-# port with ARGS, answering HTTP; sets pid and url, prints NAME_starts.
+# start_server NAME ARGS...: `mskx serve` of the model on a free port with
+# ARGS, answering HTTP; sets pid and url, prints NAME_starts.
 start_server() {
   local name=$1; shift
   # A small ASan quarantine (ignored by other builds) keeps RSS checks meaningful.
   ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8" \
-    "$MSKX_BIN" serve --model "$fx/tiny.safetensors" --port 0 "$@" 2> "$T/$name.log" &
+    "$MSKX_BIN" serve --model "${serve_model:-$fx/tiny.safetensors}" --port 0 "$@" 2> "$T/$name.log" &
   pid=$!
   pids+=("$pid")
   url=""
