@@ -3,6 +3,7 @@
 #ifndef MSKX_MODELS_FAMILIES_H
 #define MSKX_MODELS_FAMILIES_H
 #include "models/arch.h"
+#include "models/import_rules.h"
 
 /* Builders (densenet.c, resnet.c, inception.c): declare layers and
  * parameters and set the net's vtable. */
@@ -15,9 +16,6 @@ void onnx_densenet_graph(struct onnx_emit *c, const char *input, const char *log
 void onnx_resnet_graph(struct onnx_emit *c, const char *input, const char *logit);
 void onnx_inception_graph(struct onnx_emit *c, const char *input, const char *logit);
 
-/* mskx import (import.c): Keras applications' DenseNet layer names, and
- * torchvision's old DenseNet keys ("norm.1" -> "norm1"). */
-extern const struct keras_map keras_densenet_map;
-void torch_fix_old_densenet_name(char *name);
+/* mskx import's name rules: models/import_rules.h. */
 
 #endif
