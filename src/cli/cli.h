@@ -63,6 +63,12 @@ struct cJSON *cli_json_exact(double v);
  * '?'); returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd);
 
+/* Help's list of architectures, from the arch table (models/arch.h): one
+ * line each with its default input size; keras: also say which ones mskx
+ * import reads from Keras files. */
+#include <stdio.h>
+void cli_print_archs(FILE *f, int keras);
+
 /* --dicom-window and --dicom-frames, shared by every command that reads images. */
 #define CLI_DICOM_OPT_WINDOW 0x4001 /* above every command's own option codes */
 #define CLI_DICOM_OPT_FRAMES 0x4002

@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <cjson/cJSON.h>
 #include "core/affinity.h"
+#include "models/arch.h"
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -113,4 +114,15 @@ cJSON *cli_json_add_exact(cJSON *obj, const char *key, double v) {
     return NULL;
   }
   return n;
+}
+
+void cli_print_archs(FILE *f, int keras) {
+  int n;
+  const arch_def *t = arch_table(&n);
+  fputs("\narchitectures (--arch):\n", f);
+  for (int i = 0; i < n; i++) {
+    const char *sep = strlen(t[i].syntax) > 14 ? "\n                    " : "";
+    fprintf(f, "  %-16s%s%s; %d px%s\n", t[i].syntax, sep, t[i].description, t[i].default_size,
+            keras && t[i].family->keras ? "; Keras .h5 too" : "");
+  }
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "models/arch.h"
 #include "train/bench.h"
 
 static const char *const usage =
@@ -21,9 +22,8 @@ static const char *const usage =
     "pinning off) and, for train, loss_first/loss_last. bench/compare runs it side by\n"
     "side with PyTorch.\n"
     "\n"
-    "  --arch ARCH           densenet121|densenet169|densenet201|resnet50|inception_v3|\n"
-    "                        densenet:growth=G,blocks=A-B-C,init=F,bn_size=S (default densenet169)\n"
-    "  --size S              input height and width (default 320)\n"
+    "  --arch ARCH           one of the architectures below (default densenet169)\n"
+    "  --size S              input height and width (default: the arch's, below)\n"
     "  --batch B             batch size (default 8)\n"
     "  --precision fp32|bf16|auto compute precision (default fp32); auto times one step\n"
     "                        of each (bf16 only where the CPU has it) and keeps the faster;\n"
@@ -44,7 +44,7 @@ static int parse(int argc, char **argv, bench_config *c) {
       {"arch", 1, 0, 'a'},  {"size", 1, 0, 's'},    {"batch", 1, 0, 'b'}, {"precision", 1, 0, 'p'},
       {"mode", 1, 0, 'm'},  {"iters", 1, 0, 'i'},   {"warmup", 1, 0, 'w'}, {"threads", 1, 0, 'T'},
       {"seed", 1, 0, 'S'}, {"no-fp32-check", 0, 0, 'F'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
-  *c = (bench_config){.arch = "densenet169", .size = 320, .batch = 8, .iters = 10, .warmup = 2};
+  *c = (bench_config){.arch = "densenet169", .size = 0, .batch = 8, .iters = 10, .warmup = 2};
   int ch, choice = 0;
   long v;
   optind = 1;
@@ -67,11 +67,16 @@ static int parse(int argc, char **argv, bench_config *c) {
         break;
       case 'j': break;
       case 'F': c->no_fp32_check = 1; break;
-      case 'h': fputs(usage, stdout); return -1;
+      case 'h':
+        fputs(usage, stdout);
+        cli_print_archs(stdout, 0);
+        return -1;
       default: return cli_usage_error(CMD);
     }
   }
   if (optind < argc) return cli_usage_errorf(CMD, "unexpected argument '%s'", argv[optind]);
+  /* An unknown arch keeps the paper's size; creating the network then names the error. */
+  if (!c->size) c->size = arch_default_size(c->arch) ? arch_default_size(c->arch) : ARCH_PAPER_SIZE;
   if ((double)c->batch * c->size * c->size * 3 > 1e10)
     return cli_usage_errorf(CMD, "a batch of %d at %dx%d is too large", c->batch, c->size, c->size);
   return 0;

@@ -14,8 +14,7 @@ static const char *const usage =
     "Runs the network on X (float32, shape (N,3,H,W), C order, already normalised)\n"
     "and writes the logits; with --target, also the loss and every parameter gradient.\n"
     "\n"
-    "  --arch ARCH          densenet121|densenet169|densenet201|resnet50|inception_v3|\n"
-    "                       densenet:growth=G,blocks=A-B-C,init=F,bn_size=S\n"
+    "  --arch ARCH          one of the architectures below\n"
     "  --weights FILE       safetensors with torchvision names (all parameters and buffers);\n"
     "                       its metadata 'bn_eps' (set by mskx import from Keras) is honoured\n"
     "                       metadata transform_input=1 turns on Inception-v3's transform_input\n"
@@ -76,7 +75,10 @@ static int parse(int argc, char **argv, fwd_opts *o) {
       case 'd':
         if (cli_parse_double("forward", "dropout", optarg, 0, 0.999, &o->f.dropout)) return CLI_EXIT_USAGE;
         break;
-      case 'h': fputs(usage, stdout); return -1;
+      case 'h':
+        fputs(usage, stdout);
+        cli_print_archs(stdout, 0);
+        return -1;
       default: return cli_usage_error("forward");
     }
   }

@@ -21,11 +21,11 @@ static const char *const usage =
     "\n"
     "options:\n"
     "  --from F       torchvision (alias pytorch), keras, safetensors or auto (default)\n"
-    "  --arch ARCH    densenet121|densenet169|densenet201|resnet50|densenet:...\n"
-    "                 (Keras files: DenseNets only; Keras's ResNet50 is ResNet v1 and\n"
-    "                 cannot be mapped exactly onto torchvision's resnet50)\n"
+    "  --arch ARCH    one of the architectures below (Keras files: DenseNets only;\n"
+    "                 Keras's ResNet50 is ResNet v1 and cannot be mapped exactly onto\n"
+    "                 torchvision's resnet50)\n"
     "  --out FILE     the model file to write (atomically)\n"
-    "  --size S       input size recorded in the model (default 320, the MURA paper's)\n"
+    "  --size S       input size recorded in the model (default: the arch's, below)\n"
     "  --seed N       seed of a re-initialised head (default 1)\n"
     "  --bn-eps E     batch-norm epsilon to record (default: the source's: 1e-5 for\n"
     "                 PyTorch, the model_config's for Keras, else Keras's 1.001e-5)\n"
@@ -38,7 +38,7 @@ int cmd_import(int argc, char **argv) {
                                        {"out", required_argument, 0, OPT_OUT},   {"size", required_argument, 0, OPT_SIZE},
                                        {"seed", required_argument, 0, OPT_SEED}, {"bn-eps", required_argument, 0, OPT_EPS},
                                        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
-  import_opts o = {.size = 320, .seed = 1};
+  import_opts o = {.size = 0, .seed = 1}; /* size 0: the arch's default */
   mskx_err e = {0};
   long v;
   double d;
@@ -63,7 +63,10 @@ int cmd_import(int argc, char **argv) {
         if (cli_parse_double(cmd, "bn-eps", optarg, 1e-12, 1, &d)) return CLI_EXIT_USAGE;
         o.bn_eps = (float)d;
         break;
-      case 'h': fputs(usage, stdout); return 0;
+      case 'h':
+        fputs(usage, stdout);
+        cli_print_archs(stdout, 1);
+        return 0;
       default: return cli_usage_error(cmd);
     }
   }

@@ -48,6 +48,7 @@ static const opt_spec cli_rows[] = {
 static void print_usage(cli_opt_table *tabs, int ntabs) {
   fputs(usage_head, stdout);
   cli_options_usage(stdout, tabs, ntabs, usage_notes);
+  cli_print_archs(stdout, 0);
   puts(dist_built_with_mpi() ? "  (this mskx is built with MPI)" : "  (this mskx is built without MPI: one process only)");
 }
 

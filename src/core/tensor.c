@@ -10,6 +10,18 @@ int64_t htensor_numel(const htensor *t) {
   return n;
 }
 
+int64_t tensor_ref_numel(const tensor_ref *t) {
+  int64_t n = 1;
+  for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+  return n;
+}
+
+tensor_ref htensor_ref(const htensor *t) {
+  tensor_ref r = {t->name, t->ndim, {0}, t->data};
+  memcpy(r.shape, t->shape, sizeof r.shape);
+  return r;
+}
+
 void htensor_release(htensor *t) {
   free(t->name);
   free(t->data);

@@ -1,6 +1,16 @@
-/* Host tensors: a name, a shape and float32 data in C (row-major) order.
- * This is the exchange type of the file formats (safetensors, npy); the
- * compute engine keeps its own layouts. */
+/* Host tensors: a name, a shape and float32 data in C (row-major) order,
+ * the exchange types of the file formats (safetensors, npy); the compute
+ * engine keeps its own layouts. Two types, so that a declaration says who
+ * frees what:
+ *   htensor     OWNS its name and data (malloc'd): what the readers return
+ *               (npy_read_f32, st_read's st_file, pth, Keras). Its holder
+ *               frees it with htensor_release (st_free for a whole file), or
+ *               moves it (copy the struct, then zero the source).
+ *   tensor_ref  BORROWS them: a view of memory someone else owns (the
+ *               parameter store, optimizer state, an htensor, a stack
+ *               array); never freed through it, valid while the owner is.
+ *               What writers (st_write) and views (ps_as_tensors,
+ *               optim_state_tensors) use. */
 #ifndef MSKX_CORE_TENSOR_H
 #define MSKX_CORE_TENSOR_H
 #include <stdint.h>
@@ -15,7 +25,17 @@ typedef struct htensor {
   float *data;                     /* owned, numel floats */
 } htensor;
 
+typedef struct tensor_ref {
+  const char *name;                /* borrowed */
+  int ndim;
+  int64_t shape[TENSOR_MAX_DIMS];
+  const float *data;               /* borrowed, numel floats */
+} tensor_ref;
+
 int64_t htensor_numel(const htensor *t);
+int64_t tensor_ref_numel(const tensor_ref *t);
+/* A view of an owned tensor (valid while t is). */
+tensor_ref htensor_ref(const htensor *t);
 /* Frees name and data and zeroes the struct. */
 void htensor_release(htensor *t);
 /* "[2, 3, 64, 64]" into buf. */

@@ -78,17 +78,17 @@ int ps_find(const param_store *ps, const char *name) {
   return -1;
 }
 
-int ps_as_tensors(const param_store *ps, int with_grads, htensor **out, int *n, mskx_err *e) {
+int ps_as_tensors(const param_store *ps, int with_grads, tensor_ref **out, int *n, mskx_err *e) {
   int count = 0;
   for (int i = 0; i < ps->n; i++)
     if (!with_grads || ps->entries[i].kind == PK_PARAM) count++;
-  htensor *t = calloc((size_t)(count ? count : 1), sizeof *t);
+  tensor_ref *t = calloc((size_t)(count ? count : 1), sizeof *t);
   if (!t) return err_set(e, MSKX_ENOMEM, "out of memory");
   int k = 0;
   for (int i = 0; i < ps->n; i++) {
     const param_entry *en = &ps->entries[i];
     if (with_grads && en->kind != PK_PARAM) continue;
-    t[k].name = (char *)en->name;
+    t[k].name = en->name;
     t[k].ndim = en->ndim;
     memcpy(t[k].shape, en->shape, sizeof en->shape);
     t[k].data = with_grads ? ps_grad(ps, i) : ps_data(ps, i);

@@ -37,8 +37,9 @@ float *ps_data(const param_store *ps, int idx);
 float *ps_grad(const param_store *ps, int idx);
 int ps_find(const param_store *ps, const char *name);
 
-/* Views of every entry as host tensors (data aliases the store; names are
- * not owned): for writing safetensors. *out is malloc'd (free it). */
-int ps_as_tensors(const param_store *ps, int with_grads, htensor **out, int *n, mskx_err *e);
+/* Views of every entry (with_grads: of every parameter's gradient) for
+ * writing safetensors; names and data stay the store's. *out (the array
+ * only) is malloc'd: free it. */
+int ps_as_tensors(const param_store *ps, int with_grads, tensor_ref **out, int *n, mskx_err *e);
 
 #endif

@@ -345,11 +345,11 @@ const char *st_meta_get(const st_file *f, const char *key) {
 /* ---- writing ---- */
 
 /* Checks names/shapes and fills bytes[i]; duplicates are found by sorting. */
-static int write_check(const char *path, const htensor *ts, int n, const st_meta *meta, int n_meta, size_t *bytes,
+static int write_check(const char *path, const tensor_ref *ts, int n, const st_meta *meta, int n_meta, size_t *bytes,
                        mskx_err *e) {
   char nb[ST_NAME_SHOWN + 8];
   for (int i = 0; i < n; i++) {
-    const htensor *t = &ts[i];
+    const tensor_ref *t = &ts[i];
     if (!t->name || strcmp(t->name, "__metadata__") == 0)
       return err_set(e, MSKX_EINVAL, "%s: tensor %d has no usable name", path, i);
     const char *nm = shown(nb, sizeof nb, t->name);
@@ -381,7 +381,7 @@ static int write_check(const char *path, const htensor *ts, int n, const st_meta
 
 /* The header JSON, padded with spaces so the data starts 8-byte aligned, as
  * the reference writer does. */
-static char *build_header(const htensor *ts, int n, const st_meta *meta, int n_meta, const size_t *bytes,
+static char *build_header(const tensor_ref *ts, int n, const st_meta *meta, int n_meta, const size_t *bytes,
                           size_t *hlen) {
   cJSON *root = cJSON_CreateObject(), *md = NULL;
   int ok = root != NULL;
@@ -412,7 +412,7 @@ static char *build_header(const htensor *ts, int n, const st_meta *meta, int n_m
   return out;
 }
 
-int st_write(const char *path, const htensor *tensors, int n_tensors, const st_meta *meta, int n_meta,
+int st_write(const char *path, const tensor_ref *tensors, int n_tensors, const st_meta *meta, int n_meta,
              mskx_err *e) {
   if (n_tensors < 0 || n_meta < 0 || (n_tensors && !tensors) || (n_meta && !meta))
     return err_set(e, MSKX_EINVAL, "%s: invalid tensor or metadata list", path);

@@ -16,7 +16,7 @@ typedef struct st_meta {
 
 typedef struct st_file {
   int n_tensors;
-  htensor *tensors;   /* in header order */
+  htensor *tensors;   /* in header order; owned (st_free) */
   int n_meta;
   st_meta *meta;      /* "__metadata__" entries */
 } st_file;
@@ -31,9 +31,9 @@ const char *st_meta_get(const st_file *f, const char *key);
 /* An error naming the first tensor name that appears twice (what: the source). */
 int st_check_unique(const st_file *f, const char *what, mskx_err *e);
 
-/* Writes tensors (F32) and metadata atomically. Tensor data may come from
- * any float array: tensors[i].data with tensors[i].shape. */
-int st_write(const char *path, const htensor *tensors, int n_tensors,
+/* Writes tensors (F32) and metadata atomically. The tensors are views of
+ * any float arrays (a file's own tensors: htensor_ref). */
+int st_write(const char *path, const tensor_ref *tensors, int n_tensors,
              const st_meta *meta, int n_meta, mskx_err *e);
 
 #endif

@@ -15,13 +15,14 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/util.h"
+#include "models/families.h"
 #include "models/net.h"
 
 typedef struct dense_layer {
   bn_layer norm1, norm2;
   conv_layer conv1, conv2;
   int c_in;
-  float *z;             /* bottleneck conv output (per layer when training) */
+  float *bottleneck;    /* conv1's output, bn_size*growth channels (per layer when training) */
   conv_bn_fold fold1;   /* inference: conv1 + norm2 + ReLU in one convolution */
 } dense_layer;
 
@@ -29,9 +30,9 @@ typedef struct dense_block {
   dense_layer *layers;
   int n_layers, c_first, c_total;
   int has_trans;
-  bn_layer tnorm;       /* transition after this block */
-  conv_layer tconv;
-  pool_desc tpool;
+  bn_layer trans_norm;       /* transition after this block */
+  conv_layer trans_conv;
+  pool_desc trans_pool;
   int h, w;             /* planned spatial size */
   float *buf, *grad;    /* (n, h, w, c_total) */
   /* Training: the batch statistics of every channel of buf, computed once
@@ -49,10 +50,15 @@ typedef struct densenet {
   /* plan */
   int h0, w0;                      /* after conv0 */
   const float *x;                  /* input of the latest forward (caller-owned) */
-  float *c0out, *feat, *dfeat;
-  int32_t *argmax0;
-  float *s1, *ds1, *s2, *ds2, *s3, *ds3, *dz;
-  float *zarena;
+  float *conv0_out;                /* the stem convolution's output, norm0's input */
+  float *pooled, *d_pooled;        /* global average pool of the last block: the classifier's input */
+  int32_t *pool0_argmax;           /* the stem max pool's argmax, for its backward */
+  /* Scratch shared by every layer in turn, each with its gradient (training): */
+  float *bnrelu, *d_bnrelu;        /* a BN+ReLU output, the input of the convolution after it */
+  float *new_features, *d_new_features;   /* a dense layer's `growth` new channels (conv2's output) */
+  float *trans_out, *d_trans_out;  /* a transition's convolution output, before its average pool */
+  float *d_bottleneck;             /* the gradient of a dense layer's bottleneck (conv1's output) */
+  float *bottleneck_arena;         /* the layers' bottleneck outputs (dense_layer.bottleneck) */
   view last_features;
 } densenet;
 
@@ -95,10 +101,10 @@ static int declare(net *m, densenet *d, mskx_err *e) {
     if (b + 1 < a->n_blocks && !rc) {
       blk->has_trans = 1;
       snprintf(p, sizeof p, "features.transition%d.norm", b + 1);
-      rc = bn_layer_declare(ps, &blk->tnorm, p, c, e);
+      rc = bn_layer_declare(ps, &blk->trans_norm, p, c, e);
       snprintf(p, sizeof p, "features.transition%d.conv", b + 1);
-      if (!rc) rc = conv_layer_declare(ps, &blk->tconv, p, c, c / 2, 1, 1, 0, 0, e);
-      blk->tconv.src_bf16 = 1;
+      if (!rc) rc = conv_layer_declare(ps, &blk->trans_conv, p, c, c / 2, 1, 1, 0, 0, e);
+      blk->trans_conv.src_bf16 = 1;
       c /= 2;
     }
   }
@@ -130,8 +136,8 @@ static void densenet_init(net *m, uint64_t seed) {
       init_conv(m, &L->conv2, seed);
     }
     if (blk->has_trans) {
-      bn_layer_init(&m->ps, &blk->tnorm);
-      init_conv(m, &blk->tconv, seed);
+      bn_layer_init(&m->ps, &blk->trans_norm);
+      init_conv(m, &blk->trans_conv, seed);
     }
   }
   bn_layer_init(&m->ps, &d->norm5);
@@ -167,11 +173,11 @@ static void densenet_unplan(net *m) {
       conv_layer_unplan(cx, &L->conv2);
       bn_layer_unplan(&L->norm1);
       bn_layer_unplan(&L->norm2);
-      L->z = NULL;
+      L->bottleneck = NULL;
     }
     if (blk->has_trans) {
-      conv_layer_unplan(cx, &blk->tconv);
-      bn_layer_unplan(&blk->tnorm);
+      conv_layer_unplan(cx, &blk->trans_conv);
+      bn_layer_unplan(&blk->trans_norm);
     }
     free(blk->buf);
     free(blk->grad);
@@ -181,13 +187,15 @@ static void densenet_unplan(net *m) {
   }
   if (d->head) cx->eng->ops->linear_destroy(d->head);
   d->head = NULL;
-  float **bufs[] = {&d->c0out, &d->feat, &d->dfeat, &d->s1, &d->ds1, &d->s2, &d->ds2, &d->s3, &d->ds3, &d->dz, &d->zarena};
+  float **bufs[] = {&d->conv0_out,      &d->pooled,           &d->d_pooled,  &d->bnrelu,
+                    &d->d_bnrelu,       &d->new_features,     &d->d_new_features, &d->trans_out,
+                    &d->d_trans_out,    &d->d_bottleneck,     &d->bottleneck_arena};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
     free(*bufs[i]);
     *bufs[i] = NULL;
   }
-  free(d->argmax0);
-  d->argmax0 = NULL;
+  free(d->pool0_argmax);
+  d->pool0_argmax = NULL;
 }
 
 static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
@@ -200,7 +208,9 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
   if (rc) return rc;
   d->pool0 = (pool_desc){.n = n, .h = d->h0, .w = d->w0, .c = a->init_features, .k = 3, .s = 2, .p = 1};
   int bh = pool_out(d->h0, 3, 2, 1), bw = pool_out(d->w0, 3, 2, 1);
-  size_t s1 = (size_t)n * d->h0 * d->w0 * a->init_features, s2 = 0, s3 = 0, dz = 0, zsum = 0;
+  /* Float counts of the scratch buffers: the largest use of each. */
+  size_t n_bnrelu = (size_t)n * d->h0 * d->w0 * a->init_features, n_new = 0, n_trans = 0;
+  size_t n_bottleneck_max = 0, n_bottleneck_all = 0;
   for (int b = 0; b < d->n_blocks && !rc; b++) {
     dense_block *blk = &d->blocks[b];
     blk->h = bh;
@@ -213,12 +223,12 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
       if (!rc) rc = conv_layer_plan(cx, &L->conv2, n, bh, bw, NULL, NULL, e);
       if (!rc) rc = bn_layer_plan(&L->norm1, e);
       if (!rc) rc = bn_layer_plan(&L->norm2, e);
-      s1 = zmax(s1, px * (size_t)(L->c_in > inter ? L->c_in : inter));
-      zsum += px * (size_t)inter;
+      n_bnrelu = zmax(n_bnrelu, px * (size_t)(L->c_in > inter ? L->c_in : inter));
+      n_bottleneck_all += px * (size_t)inter;
     }
-    dz = zmax(dz, px * (size_t)inter);
-    s2 = zmax(s2, px * (size_t)a->growth);
-    s1 = zmax(s1, px * (size_t)blk->c_total);
+    n_bottleneck_max = zmax(n_bottleneck_max, px * (size_t)inter);
+    n_new = zmax(n_new, px * (size_t)a->growth);
+    n_bnrelu = zmax(n_bnrelu, px * (size_t)blk->c_total);
     if (!rc && !(blk->buf = falloc(px * (size_t)blk->c_total, e))) rc = e->code;
     if (!rc && train && !(blk->grad = falloc(px * (size_t)blk->c_total, e))) rc = e->code;
     if (!rc && train) {
@@ -226,13 +236,13 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
       blk->stats.invstd = blk->stats.mean + blk->c_total;
       blk->stats.varu = blk->stats.invstd + blk->c_total;
       for (int l = 0; l < blk->n_layers; l++) blk->layers[l].norm1.shared = &blk->stats;
-      blk->tnorm.shared = &blk->stats;
+      blk->trans_norm.shared = &blk->stats;
     }
     if (blk->has_trans && !rc) {
-      rc = conv_layer_plan(cx, &blk->tconv, n, bh, bw, NULL, NULL, e);
-      if (!rc) rc = bn_layer_plan(&blk->tnorm, e);
-      s3 = zmax(s3, px * (size_t)(blk->c_total / 2));
-      blk->tpool = (pool_desc){.n = n, .h = bh, .w = bw, .c = blk->c_total / 2, .k = 2, .s = 2, .p = 0};
+      rc = conv_layer_plan(cx, &blk->trans_conv, n, bh, bw, NULL, NULL, e);
+      if (!rc) rc = bn_layer_plan(&blk->trans_norm, e);
+      n_trans = zmax(n_trans, px * (size_t)(blk->c_total / 2));
+      blk->trans_pool = (pool_desc){.n = n, .h = bh, .w = bw, .c = blk->c_total / 2, .k = 2, .s = 2, .p = 0};
       bh = pool_out(bh, 2, 2, 0);
       bw = pool_out(bw, 2, 2, 0);
     }
@@ -243,33 +253,33 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
   if (!rc) rc = cx->eng->ops->linear_create(cx->eng, n, d->c_final, 1, &d->head, e);
   if (rc) return rc;
   /* Bottleneck outputs: one per layer when training (kept for backward), one shared otherwise. */
-  size_t zbytes = train ? zsum : dz;
+  size_t n_bottleneck_floats = train ? n_bottleneck_all : n_bottleneck_max;
   struct {
     float **p;
     size_t n;
     int need;
-  } plan[] = {{&d->c0out, (size_t)n * d->h0 * d->w0 * a->init_features, 1},
-              {&d->feat, (size_t)n * d->c_final, 1},
-              {&d->dfeat, (size_t)n * d->c_final, train},
-              {&d->s1, s1, 1},
-              {&d->ds1, s1, train},
-              {&d->s2, s2, 1},
-              {&d->ds2, s2, train},
-              {&d->s3, s3, 1},
-              {&d->ds3, s3, train},
-              {&d->dz, dz, train},
-              {&d->zarena, zbytes, 1}};
+  } plan[] = {{&d->conv0_out, (size_t)n * d->h0 * d->w0 * a->init_features, 1},
+              {&d->pooled, (size_t)n * d->c_final, 1},
+              {&d->d_pooled, (size_t)n * d->c_final, train},
+              {&d->bnrelu, n_bnrelu, 1},
+              {&d->d_bnrelu, n_bnrelu, train},
+              {&d->new_features, n_new, 1},
+              {&d->d_new_features, n_new, train},
+              {&d->trans_out, n_trans, 1},
+              {&d->d_trans_out, n_trans, train},
+              {&d->d_bottleneck, n_bottleneck_max, train},
+              {&d->bottleneck_arena, n_bottleneck_floats, 1}};
   for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++)
     if (plan[i].need && !(*plan[i].p = falloc(plan[i].n, e))) return e->code;
-  d->argmax0 = malloc(((size_t)n * pool_out(d->h0, 3, 2, 1) * pool_out(d->w0, 3, 2, 1) * a->init_features) *
-                      sizeof(int32_t));
-  if (!d->argmax0) return err_set(e, MSKX_ENOMEM, "out of memory");
-  float *zp = d->zarena;
+  d->pool0_argmax = malloc(((size_t)n * pool_out(d->h0, 3, 2, 1) * pool_out(d->w0, 3, 2, 1) * a->init_features) *
+                           sizeof(int32_t));
+  if (!d->pool0_argmax) return err_set(e, MSKX_ENOMEM, "out of memory");
+  float *next_bottleneck = d->bottleneck_arena;
   for (int b = 0; b < d->n_blocks; b++) {
     dense_block *blk = &d->blocks[b];
     for (int l = 0; l < blk->n_layers; l++) {
-      blk->layers[l].z = zp;
-      if (train) zp += (size_t)n * blk->h * blk->w * inter;
+      blk->layers[l].bottleneck = next_bottleneck;
+      if (train) next_bottleneck += (size_t)n * blk->h * blk->w * inter;
     }
   }
   return MSKX_OK;
@@ -294,22 +304,22 @@ static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) 
   layer_ctx *cx = &m->cx;
   int n = m->n, inter = m->arch.bn_size * m->arch.growth;
   view B = block_view(blk, blk->buf, n);
-  int rc = bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), d->s1, 1, e);
+  int rc = bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), d->bnrelu, 1, e);
   if (rc) return rc;
   if (!cx->train) {
     /* norm2 (running statistics) and its ReLU are folded into conv1, whose
      * output is then conv2's input as it is (bf16 in bf16 plans). */
-    rc = conv_bn_fold_forward(cx, &L->fold1, &L->conv1, &L->norm2, d->s1, L->z, e);
-    if (!rc) rc = conv_layer_forward(cx, &L->conv2, L->z, d->s2, e);
+    rc = conv_bn_fold_forward(cx, &L->fold1, &L->conv1, &L->norm2, d->bnrelu, L->bottleneck, e);
+    if (!rc) rc = conv_layer_forward(cx, &L->conv2, L->bottleneck, d->new_features, e);
     if (rc) return rc;
   } else {
-    rc = conv_layer_forward(cx, &L->conv1, d->s1, L->z, e);
+    rc = conv_layer_forward(cx, &L->conv1, d->bnrelu, L->bottleneck, e);
     if (rc) return rc;
-    rc = bn_layer_forward_conv(cx, &L->norm2, view_make(L->z, n, blk->h, blk->w, inter), d->s1, 1, e);
-    if (!rc) rc = conv_layer_forward(cx, &L->conv2, d->s1, d->s2, e);
+    rc = bn_layer_forward_conv(cx, &L->norm2, view_make(L->bottleneck, n, blk->h, blk->w, inter), d->bnrelu, 1, e);
+    if (!rc) rc = conv_layer_forward(cx, &L->conv2, d->bnrelu, d->new_features, e);
     if (rc) return rc;
   }
-  view out = view_make(d->s2, n, blk->h, blk->w, m->arch.growth);
+  view out = view_make(d->new_features, n, blk->h, blk->w, m->arch.growth);
   cx->eng->ops->copy(out, view_channels(B, L->c_in, m->arch.growth));
   return block_stats(m, blk, out, L->c_in, e);
 }
@@ -319,12 +329,12 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
   layer_ctx *cx = &m->cx;
   int n = m->n, c0 = m->arch.init_features;
   d->x = x;
-  int rc = conv_layer_forward(cx, &d->conv0, x, d->c0out, e);
+  int rc = conv_layer_forward(cx, &d->conv0, x, d->conv0_out, e);
   if (rc) return rc;
-  view stem = view_make(d->s1, n, d->h0, d->w0, c0);
-  if ((rc = bn_layer_forward(cx, &d->norm0, view_make(d->c0out, n, d->h0, d->w0, c0), stem, 1, e))) return rc;
+  view stem = view_make(d->bnrelu, n, d->h0, d->w0, c0);
+  if ((rc = bn_layer_forward(cx, &d->norm0, view_make(d->conv0_out, n, d->h0, d->w0, c0), stem, 1, e))) return rc;
   view b0 = view_channels(block_view(&d->blocks[0], d->blocks[0].buf, n), 0, c0);
-  cx->eng->ops->maxpool_forward(&d->pool0, stem, b0, d->argmax0);
+  cx->eng->ops->maxpool_forward(&d->pool0, stem, b0, d->pool0_argmax);
   if ((rc = block_stats(m, &d->blocks[0], b0, 0, e))) return rc;
   for (int b = 0; b < d->n_blocks; b++) {
     dense_block *blk = &d->blocks[b];
@@ -333,19 +343,19 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
     if (!blk->has_trans) continue;
     view B = block_view(blk, blk->buf, n);
     int ct = blk->c_total / 2;
-    if ((rc = bn_layer_forward_conv(cx, &blk->tnorm, B, d->s1, 1, e))) return rc;
-    if ((rc = conv_layer_forward(cx, &blk->tconv, d->s1, d->s3, e))) return rc;
+    if ((rc = bn_layer_forward_conv(cx, &blk->trans_norm, B, d->bnrelu, 1, e))) return rc;
+    if ((rc = conv_layer_forward(cx, &blk->trans_conv, d->bnrelu, d->trans_out, e))) return rc;
     dense_block *next = &d->blocks[b + 1];
     view nb = view_channels(block_view(next, next->buf, n), 0, ct);
-    cx->eng->ops->avgpool_forward(&blk->tpool, view_make(d->s3, n, blk->h, blk->w, ct), nb);
+    cx->eng->ops->avgpool_forward(&blk->trans_pool, view_make(d->trans_out, n, blk->h, blk->w, ct), nb);
     if ((rc = block_stats(m, next, nb, 0, e))) return rc;
   }
   dense_block *last = &d->blocks[d->n_blocks - 1];
-  view F = view_make(d->s1, n, last->h, last->w, d->c_final);
+  view F = view_make(d->bnrelu, n, last->h, last->w, d->c_final);
   if ((rc = bn_layer_forward(cx, &d->norm5, block_view(last, last->buf, n), F, 1, e))) return rc;
   d->last_features = F;
-  cx->eng->ops->gap_forward(F, d->feat);
-  return cx->eng->ops->linear_forward(d->head, d->feat, ps_data(&m->ps, m->head_w), ps_data(&m->ps, m->head_b),
+  cx->eng->ops->gap_forward(F, d->pooled);
+  return cx->eng->ops->linear_forward(d->head, d->pooled, ps_data(&m->ps, m->head_w), ps_data(&m->ps, m->head_b),
                                       logits, e);
 }
 
@@ -356,17 +366,17 @@ static int layer_backward(net *m, dense_block *blk, dense_layer *L, mskx_err *e)
   layer_ctx *cx = &m->cx;
   int n = m->n, inter = m->arch.bn_size * m->arch.growth, g = m->arch.growth;
   view B = block_view(blk, blk->buf, n), dB = block_view(blk, blk->grad, n);
-  view zv = view_make(L->z, n, blk->h, blk->w, inter);
-  layer_grad_for_conv(cx, view_channels(dB, L->c_in, g), d->ds2);
-  bn_layer_recompute_conv(cx, &L->norm2, zv, d->s1, 1);
-  int rc = conv_layer_backward(cx, &L->conv2, d->s1, d->ds2, d->ds1, e);
+  view bottleneck = view_make(L->bottleneck, n, blk->h, blk->w, inter);
+  layer_grad_for_conv(cx, view_channels(dB, L->c_in, g), d->d_new_features);
+  bn_layer_recompute_conv(cx, &L->norm2, bottleneck, d->bnrelu, 1);
+  int rc = conv_layer_backward(cx, &L->conv2, d->bnrelu, d->d_new_features, d->d_bnrelu, e);
   if (rc) return rc;
-  if ((rc = bn_layer_backward_conv(cx, &L->norm2, zv, view_make(d->ds1, n, blk->h, blk->w, inter), d->dz, 1, e)))
-    return rc;
+  view d_norm2 = view_make(d->d_bnrelu, n, blk->h, blk->w, inter);
+  if ((rc = bn_layer_backward_conv(cx, &L->norm2, bottleneck, d_norm2, d->d_bottleneck, 1, e))) return rc;
   view prefix = view_channels(B, 0, L->c_in);
-  bn_layer_recompute_conv(cx, &L->norm1, prefix, d->s1, 1);
-  if ((rc = conv_layer_backward(cx, &L->conv1, d->s1, d->dz, d->ds1, e))) return rc;
-  return bn_layer_backward(cx, &L->norm1, prefix, view_make(d->ds1, n, blk->h, blk->w, L->c_in),
+  bn_layer_recompute_conv(cx, &L->norm1, prefix, d->bnrelu, 1);
+  if ((rc = conv_layer_backward(cx, &L->conv1, d->bnrelu, d->d_bottleneck, d->d_bnrelu, e))) return rc;
+  return bn_layer_backward(cx, &L->norm1, prefix, view_make(d->d_bnrelu, n, blk->h, blk->w, L->c_in),
                            view_channels(dB, 0, L->c_in), 1, e);
 }
 
@@ -374,14 +384,14 @@ static int transition_backward(net *m, dense_block *blk, dense_block *next, mskx
   densenet *d = dn(m);
   layer_ctx *cx = &m->cx;
   int n = m->n, ct = blk->c_total / 2;
-  view ds3 = view_make(d->ds3, n, blk->h, blk->w, ct);
-  memset(d->ds3, 0, view_numel(ds3) * sizeof(float));
-  cx->eng->ops->avgpool_backward(&blk->tpool, view_channels(block_view(next, next->grad, n), 0, ct), ds3);
+  view d_trans = view_make(d->d_trans_out, n, blk->h, blk->w, ct);
+  memset(d->d_trans_out, 0, view_numel(d_trans) * sizeof(float));
+  cx->eng->ops->avgpool_backward(&blk->trans_pool, view_channels(block_view(next, next->grad, n), 0, ct), d_trans);
   view B = block_view(blk, blk->buf, n);
-  bn_layer_recompute_conv(cx, &blk->tnorm, B, d->s1, 1);
-  int rc = conv_layer_backward(cx, &blk->tconv, d->s1, d->ds3, d->ds1, e);
+  bn_layer_recompute_conv(cx, &blk->trans_norm, B, d->bnrelu, 1);
+  int rc = conv_layer_backward(cx, &blk->trans_conv, d->bnrelu, d->d_trans_out, d->d_bnrelu, e);
   if (rc) return rc;
-  return bn_layer_backward(cx, &blk->tnorm, B, view_make(d->ds1, n, blk->h, blk->w, blk->c_total),
+  return bn_layer_backward(cx, &blk->trans_norm, B, view_make(d->d_bnrelu, n, blk->h, blk->w, blk->c_total),
                            block_view(blk, blk->grad, n), 1, e);
 }
 
@@ -391,15 +401,15 @@ static int densenet_backward(net *m, const float *dlogits, mskx_err *e) {
   int n = m->n, c0 = m->arch.init_features;
   for (int b = 0; b < d->n_blocks; b++)
     memset(d->blocks[b].grad, 0, view_numel(block_view(&d->blocks[b], NULL, n)) * sizeof(float));
-  int rc = cx->eng->ops->linear_backward(d->head, d->feat, dlogits, ps_data(&m->ps, m->head_w), d->dfeat,
+  int rc = cx->eng->ops->linear_backward(d->head, d->pooled, dlogits, ps_data(&m->ps, m->head_w), d->d_pooled,
                                          ps_grad(&m->ps, m->head_w), ps_grad(&m->ps, m->head_b), e);
   if (rc) return rc;
   layer_grads_written(cx, m->head_w);
   layer_grads_written(cx, m->head_b);
   dense_block *last = &d->blocks[d->n_blocks - 1];
-  view dF = view_make(d->ds1, n, last->h, last->w, d->c_final);
-  memset(d->ds1, 0, view_numel(dF) * sizeof(float));
-  cx->eng->ops->gap_backward(d->dfeat, dF);
+  view dF = view_make(d->d_bnrelu, n, last->h, last->w, d->c_final);
+  memset(d->d_bnrelu, 0, view_numel(dF) * sizeof(float));
+  cx->eng->ops->gap_backward(d->d_pooled, dF);
   rc = bn_layer_backward(cx, &d->norm5, block_view(last, last->buf, n), dF, block_view(last, last->grad, n), 1, e);
   if (rc) return rc;
   for (int b = d->n_blocks - 1; b >= 0; b--) {
@@ -409,14 +419,15 @@ static int densenet_backward(net *m, const float *dlogits, mskx_err *e) {
       if ((rc = layer_backward(m, blk, &blk->layers[l], e))) return rc;
   }
   /* Stem: maxpool -> norm0/relu0 -> conv0 (no input gradient needed). */
-  view dstem = view_make(d->ds1, n, d->h0, d->w0, c0);
-  memset(d->ds1, 0, view_numel(dstem) * sizeof(float));
+  view dstem = view_make(d->d_bnrelu, n, d->h0, d->w0, c0);
+  memset(d->d_bnrelu, 0, view_numel(dstem) * sizeof(float));
   cx->eng->ops->maxpool_backward(&d->pool0, view_channels(block_view(&d->blocks[0], d->blocks[0].grad, n), 0, c0),
-                                 d->argmax0, dstem);
-  view dc0 = view_make(d->s1, n, d->h0, d->w0, c0);
-  memset(d->s1, 0, view_numel(dc0) * sizeof(float));
-  if ((rc = bn_layer_backward(cx, &d->norm0, view_make(d->c0out, n, d->h0, d->w0, c0), dstem, dc0, 1, e))) return rc;
-  return conv_layer_backward(cx, &d->conv0, d->x, d->s1, NULL, e);
+                                 d->pool0_argmax, dstem);
+  /* bnrelu is free by now: it takes conv0's output gradient. */
+  view dc0 = view_make(d->bnrelu, n, d->h0, d->w0, c0);
+  memset(d->bnrelu, 0, view_numel(dc0) * sizeof(float));
+  if ((rc = bn_layer_backward(cx, &d->norm0, view_make(d->conv0_out, n, d->h0, d->w0, c0), dstem, dc0, 1, e))) return rc;
+  return conv_layer_backward(cx, &d->conv0, d->x, d->bnrelu, NULL, e);
 }
 
 static view densenet_features(const net *m) { return dn(m)->last_features; }

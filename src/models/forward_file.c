@@ -60,7 +60,7 @@ static int load_net(const forward_options *o, int n, int h, int w, engine **eng,
 static int loss_and_grads(const forward_options *o, net *m, const float *logits, const float *y, int n,
                           const char *grads, double *loss, mskx_err *e) {
   float *dz = malloc((size_t)n * sizeof *dz);
-  htensor *gt = NULL;
+  tensor_ref *gt = NULL;
   int ngt = 0;
   if (!dz) return err_set(e, MSKX_ENOMEM, "out of memory");
   *loss = net_loss(m, logits, y, NULL, n, dz);

@@ -9,6 +9,7 @@
 #include "core/util.h"
 #include "io/keras_h5.h"
 #include "io/pth.h"
+#include "models/import_rules.h"
 #include "models/model_file.h"
 
 #define IMPORT_NAME_MAX 256
@@ -84,7 +85,7 @@ static void drop_tensor(st_file *f, htensor *t) {
   f->n_tensors--;
 }
 
-static const char *head_prefix(const arch_spec *a) { return a->family == ARCH_DENSENET ? "classifier" : "fc"; }
+static const char *head_prefix(const arch_spec *a) { return a->family->head; }
 
 /* The classifier rules of import.h on torchvision-named tensors (W is (K, F)). */
 static int apply_head(st_file *f, const arch_spec *a, const char *what, import_info *info, mskx_err *e) {
@@ -130,34 +131,6 @@ static int ends_with(const char *s, const char *suffix) {
   return a >= b && !strcmp(s + a - b, suffix);
 }
 
-/* torchvision's densenet _load_state_dict: the key pattern
- * ^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$
- * loses the '.' between its two groups ("norm.1.weight" -> "norm1.weight"). */
-static void rename_old_densenet_key(char *k) {
-  static const char *const mods[] = {"norm", "relu", "conv"};
-  static const char *const leaves[] = {"weight", "bias", "running_mean", "running_var"};
-  for (size_t m = 0; m < 3; m++) {
-    size_t ml = strlen(mods[m]);
-    for (char *p = strstr(k, mods[m]); p; p = strstr(p + 1, mods[m])) {
-      /* before: "denselayer<digits>." */
-      char *q = p;
-      if (q == k || q[-1] != '.') continue;
-      q--;
-      char *d = q;
-      while (d > k && d[-1] >= '0' && d[-1] <= '9') d--;
-      if (d == q || (size_t)(d - k) < 10 || strncmp(d - 10, "denselayer", 10)) continue;
-      /* after: ".[12].<leaf>" to the end */
-      char *r = p + ml;
-      if (r[0] != '.' || (r[1] != '1' && r[1] != '2') || r[2] != '.') continue;
-      for (size_t l = 0; l < 4; l++)
-        if (!strcmp(r + 3, leaves[l])) {
-          memmove(r, r + 1, strlen(r + 1) + 1);
-          return;
-        }
-    }
-  }
-}
-
 int import_map_torch(st_file *in, const arch_spec *arch, const char *what, st_file **out, import_info *info,
                      mskx_err *e) {
   *out = NULL;
@@ -173,7 +146,7 @@ int import_map_torch(st_file *in, const arch_spec *arch, const char *what, st_fi
     while (!strncmp(name + skip, "module.", 7)) skip += 7;
     if (skip) memmove(name, name + skip, strlen(name + skip) + 1);
     if (ends_with(name, ".num_batches_tracked") || !strcmp(name, "num_batches_tracked")) continue;
-    if (arch->family == ARCH_DENSENET) rename_old_densenet_key(name);
+    if (arch->family->fix_torch_name) arch->family->fix_torch_name(name);
     f->tensors[f->n_tensors++] = *t;
     memset(t, 0, sizeof *t);
   }
@@ -190,44 +163,6 @@ int import_map_torch(st_file *in, const arch_spec *arch, const char *what, st_fi
 }
 
 /* ---- Keras names ---- */
-
-typedef enum keras_kind { KR_CONV, KR_BN } keras_kind;
-
-/* A Keras layer-name pattern ("%d": a decimal number, captured) and its
- * torchvision prefix, printf'd with the captures plus add[]. */
-typedef struct keras_rule {
-  const char *pattern, *target;
-  keras_kind kind;
-  int add[2];
-} keras_rule;
-
-/* keras/applications/densenet.py. The stem is "conv1/conv" in Keras 2.x and
- * keras-applications (the published ImageNet .h5 files), "conv1_conv" in
- * Keras 3; dense block b is conv<b+1>, transition t is pool<t+1>. */
-static const keras_rule densenet_rules[] = {
-    {"conv1/conv", "features.conv0", KR_CONV, {0, 0}},
-    {"conv1_conv", "features.conv0", KR_CONV, {0, 0}},
-    {"conv1/bn", "features.norm0", KR_BN, {0, 0}},
-    {"conv1_bn", "features.norm0", KR_BN, {0, 0}},
-    {"conv%d_block%d_0_bn", "features.denseblock%d.denselayer%d.norm1", KR_BN, {-1, 0}},
-    {"conv%d_block%d_1_conv", "features.denseblock%d.denselayer%d.conv1", KR_CONV, {-1, 0}},
-    {"conv%d_block%d_1_bn", "features.denseblock%d.denselayer%d.norm2", KR_BN, {-1, 0}},
-    {"conv%d_block%d_2_conv", "features.denseblock%d.denselayer%d.conv2", KR_CONV, {-1, 0}},
-    {"pool%d_bn", "features.transition%d.norm", KR_BN, {-1, 0}},
-    {"pool%d_conv", "features.transition%d.conv", KR_CONV, {-1, 0}},
-    {"bn", "features.norm5", KR_BN, {0, 0}},
-};
-
-/* One entry per architecture family Keras weights can be mapped to. */
-static const struct keras_family {
-  arch_family family;
-  const keras_rule *rules;
-  size_t n_rules;
-  const char *preprocessing;
-} keras_families[] = {
-    {ARCH_DENSENET, densenet_rules, sizeof densenet_rules / sizeof densenet_rules[0],
-     "Keras densenet.preprocess_input (mode 'torch'): RGB in [0,1], normalised with ImageNet mean/std"},
-};
 
 /* Matches s against pattern; captures up to two %d numbers. */
 static int match_pattern(const char *pat, const char *s, int cap[2]) {
@@ -252,7 +187,7 @@ static int match_pattern(const char *pat, const char *s, int cap[2]) {
 
 /* The rule for a layer path, trying the path without its leading
  * components too (a model nested in another adds its own name in front). */
-static const keras_rule *find_rule(const struct keras_family *fam, const char *layer, char *target, size_t n) {
+static const keras_rule *find_rule(const struct keras_map *fam, const char *layer, char *target, size_t n) {
   for (const char *l = layer; l; l = strchr(l, '/') ? strchr(l, '/') + 1 : NULL)
     for (size_t i = 0; i < fam->n_rules; i++) {
       int cap[2] = {0, 0};
@@ -417,9 +352,7 @@ int import_map_keras(st_file *in, const arch_spec *arch, const char *what, st_fi
   *out = NULL;
   info->format = IMPORT_KERAS;
   info->norm = norm_imagenet();
-  const struct keras_family *fam = NULL;
-  for (size_t i = 0; i < sizeof keras_families / sizeof keras_families[0]; i++)
-    if (keras_families[i].family == arch->family) fam = &keras_families[i];
+  const struct keras_map *fam = arch->family->keras;
   st_file *f = NULL;
   int rc = refuse_keras_resnet(in, what, e);
   if (!rc && !fam)
@@ -575,17 +508,18 @@ int import_model(const import_opts *o, import_info *info, mskx_err *e) {
   net *m = NULL;
   /* No engine: the network is only filled and written, never planned. */
   int rc = net_create(o->arch, NULL, o->seed, &m, e);
+  int size = o->size > 0 ? o->size : arch_default_size(o->arch);
   if (!rc) {
     int minsz = arch_size_multiple(&m->arch);
-    if (o->size < minsz || o->size > MODEL_MAX_SIZE)
-      rc = err_set(e, MSKX_EINVAL, "--size %d: %s needs %d..%d", o->size, m->arch.name, minsz, MODEL_MAX_SIZE);
+    if (size < minsz || size > MODEL_MAX_SIZE)
+      rc = err_set(e, MSKX_EINVAL, "--size %d: %s needs %d..%d", size, m->arch.name, minsz, MODEL_MAX_SIZE);
   }
   if (!rc) rc = import_load_net(m, o->in, o->fmt, o->bn_eps, info, e);
   if (!rc) {
     model_meta meta;
     model_meta_default(&meta);
     snprintf(meta.arch, sizeof meta.arch, "%s", m->arch.name);
-    meta.size = o->size;
+    meta.size = size;
     meta.norm = info->norm;
     meta.bn_eps = m->cx.bn_eps;
     const char *base = strrchr(o->in, '/') ? strrchr(o->in, '/') + 1 : o->in;

@@ -5,9 +5,10 @@
  *
  * Names are mapped to torchvision's (the names of mskx's parameters):
  * PyTorch: "module." prefixes stripped, torchvision's old DenseNet keys
- * ("norm.1" -> "norm1") renamed as torchvision's own loader does. Keras: one
- * table of name patterns per architecture family (keras_rules in import.c,
- * add a table to support another family); kernels HWIO -> OIHW, dense
+ * ("norm.1" -> "norm1") renamed as torchvision's own loader does (the
+ * family's fix_torch_name, models/arch.h). Keras: one table of name patterns
+ * per architecture family (the family's keras map; a family without one has
+ * no Keras import); kernels HWIO -> OIHW, dense
  * kernels (in, out) -> (out, in), batch norm gamma/beta/moving_mean/
  * moving_variance -> weight/bias/running_mean/running_var.
  *
@@ -67,7 +68,7 @@ int import_load_net(net *m, const char *path, import_format fmt, float bn_eps_ov
 typedef struct import_opts {
   const char *in, *out, *arch;
   import_format fmt;
-  int size;
+  int size;                   /* 0: the arch's default (arch_default_size) */
   uint64_t seed;
   float bn_eps;               /* > 0: overrides the source's epsilon */
 } import_opts;

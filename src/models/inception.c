@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/util.h"
+#include "models/families.h"
 #include "models/net.h"
 
 /* torchvision's init_weights: trunc_normal_(std=0.1 or the module's stddev, a=-2, b=2). */
@@ -69,7 +70,7 @@ typedef struct inception {
   int aux_on;               /* planned with the auxiliary head */
   linear_op *head, *aux_head;
   float *xt;                /* transform_input's output */
-  float *feat, *dfeat, *keep, *aux_feat, *aux_dfeat, *aux_logits, *aux_dz;
+  float *feat, *dfeat, *dropout_mask, *aux_feat, *aux_dfeat, *aux_logits, *aux_dz;
   float *dz, *dx;           /* backward scratch; dz: inference's folded outputs too */
   float *arena;
   int32_t *argmax_arena;
@@ -476,7 +477,7 @@ static int inception_plan(net *m, int n, int h, int w, mskx_err *e) {
   r->xt = p, p += xt;
   r->feat = p, p += (size_t)n * 2048;
   r->dfeat = p, p += (size_t)n * 2048;
-  r->keep = p, p += (size_t)n * 2048;
+  r->dropout_mask = p, p += (size_t)n * 2048;
   r->aux_feat = p, p += (size_t)n * 768;
   r->aux_dfeat = p, p += (size_t)n * 768;
   r->aux_logits = p, p += n;
@@ -539,8 +540,8 @@ static void dropout_forward(net *m) {
   rng g = rng_for(m->seed, DROPOUT_STREAM, m->dropout_key++);
   float p = m->dropout, s = p < 1 ? 1.0f / (1.0f - p) : 0.0f;
   for (size_t i = 0; i < (size_t)m->n * 2048; i++) {
-    r->keep[i] = rng_uniform(&g) >= p ? s : 0.0f;
-    r->feat[i] *= r->keep[i];
+    r->dropout_mask[i] = rng_uniform(&g) >= p ? s : 0.0f;
+    r->feat[i] *= r->dropout_mask[i];
   }
 }
 
@@ -607,7 +608,7 @@ static int inception_backward(net *m, const float *dlogits, mskx_err *e) {
   int rc = linear_back(m, r->head, r->feat, dlogits, m->head_w, m->head_b, r->dfeat, e);
   if (rc) return rc;
   if (m->dropout > 0)
-    for (size_t i = 0; i < (size_t)m->n * 2048; i++) r->dfeat[i] *= r->keep[i];
+    for (size_t i = 0; i < (size_t)m->n * 2048; i++) r->dfeat[i] *= r->dropout_mask[i];
   cx->eng->ops->gap_backward(r->dfeat, act_view(m, f, f->g));
   if (r->aux_on) {
     if ((rc = linear_back(m, r->aux_head, r->aux_feat, r->aux_dz, r->aux_w, r->aux_b, r->aux_dfeat, e))) return rc;

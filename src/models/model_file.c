@@ -11,7 +11,7 @@
 
 void model_meta_default(model_meta *m) {
   memset(m, 0, sizeof *m);
-  m->size = 320;
+  m->size = ARCH_PAPER_SIZE;
   m->norm = norm_imagenet();
   strcpy(m->parts, "all");
   m->threshold = MODEL_DEFAULT_THRESHOLD;
@@ -116,13 +116,13 @@ int model_meta_read(const st_file *f, const char *path, model_meta *out, mskx_er
   return model_bn_eps_read(f, path, &out->bn_eps, e);
 }
 
-int model_save(const char *path, const net *m, const model_meta *meta, const htensor *extra, int n_extra,
+int model_save(const char *path, const net *m, const model_meta *meta, const tensor_ref *extra, int n_extra,
                const st_meta *extra_meta, int n_extra_meta, mskx_err *e) {
-  htensor *t = NULL;
+  tensor_ref *t = NULL;
   int n = 0;
   int rc = ps_as_tensors(&m->ps, 0, &t, &n, e);
   if (rc) return rc;
-  htensor *all = realloc(t, (size_t)(n + n_extra + 1) * sizeof *all);
+  tensor_ref *all = realloc(t, (size_t)(n + n_extra + 1) * sizeof *all);
   if (!all) {
     free(t);
     return err_set(e, MSKX_ENOMEM, "out of memory");
@@ -170,19 +170,8 @@ int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_fi
   net *m = NULL;
   if (!rc) rc = net_create(meta->arch, eng, 0, &m, e);
   if (!rc) m->cx.bn_eps = meta->bn_eps;
-  if (!rc) {
-    /* Hide training-state tensors from the strict name check. */
-    st_file view = *f;
-    htensor *kept = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *kept);
-    if (!kept) rc = err_set(e, MSKX_ENOMEM, "out of memory");
-    int k = 0;
-    for (int i = 0; !rc && i < f->n_tensors; i++)
-      if (strncmp(f->tensors[i].name, TRAIN_STATE_PREFIX, strlen(TRAIN_STATE_PREFIX))) kept[k++] = f->tensors[i];
-    view.tensors = kept;
-    view.n_tensors = k;
-    if (!rc) rc = net_load_tensors(m, &view, path, 0, e);
-    free(kept);
-  }
+  /* A checkpoint's training-state tensors are skipped by the load. */
+  if (!rc) rc = net_load_tensors(m, f, path, 0, e);
   if (rc) {
     net_destroy(m);
     st_free(f);
@@ -223,7 +212,11 @@ int model_set_threshold(const char *path, double threshold, mskx_err *e) {
     n++;
   }
   if (!found) md[n++] = (st_meta){"threshold", thr};
-  rc = st_write(path, f->tensors, f->n_tensors, md, n, e);
+  tensor_ref *refs = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *refs);
+  if (!refs) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; !rc && i < f->n_tensors; i++) refs[i] = htensor_ref(&f->tensors[i]);
+  if (!rc) rc = st_write(path, refs, f->n_tensors, md, n, e);
+  free(refs);
   free(md);
   st_free(f);
   return rc;

@@ -17,7 +17,6 @@
 
 #define MODEL_FORMAT "mskx-model-1"
 #define MODEL_DEFAULT_THRESHOLD 0.5   /* the MURA paper: abnormal when p > 0.5 */
-#define TRAIN_STATE_PREFIX "train_state."
 #define MODEL_ARCH_MAX 128            /* bytes of an arch string in model_meta, NUL included */
 #define MODEL_MIN_SIZE 16             /* input sizes a model file may declare (pixels per side) */
 #define MODEL_MAX_SIZE 8192
@@ -44,7 +43,7 @@ int model_meta_read(const st_file *f, const char *path, model_meta *out, mskx_er
 
 /* Writes m's parameters and buffers with meta (atomically). extra/n_extra:
  * more tensors (e.g. train_state.*), extra_meta: more metadata entries. */
-int model_save(const char *path, const net *m, const model_meta *meta, const htensor *extra, int n_extra,
+int model_save(const char *path, const net *m, const model_meta *meta, const tensor_ref *extra, int n_extra,
                const st_meta *extra_meta, int n_extra_meta, mskx_err *e);
 
 /* Opens a model file: creates the network of its arch on eng and loads it.

@@ -19,11 +19,7 @@ int net_create(const char *arch, engine *eng, uint64_t seed, net **out, mskx_err
   m->seed = seed;
   m->keep_plans = 1;
   m->auto_prec[0] = m->auto_prec[1] = -1;
-  if (!rc) switch (m->arch.family) {
-      case ARCH_DENSENET: rc = densenet_build(m, e); break;
-      case ARCH_RESNET: rc = resnet_build(m, e); break;
-      case ARCH_INCEPTION: rc = inception_build(m, e); break;
-    }
+  if (!rc) rc = m->arch.family->build(m, e);
   if (!rc) rc = ps_alloc(&m->ps, e);
   if (rc) {
     net_destroy(m);
@@ -36,7 +32,7 @@ int net_create(const char *arch, engine *eng, uint64_t seed, net **out, mskx_err
 
 /* The plan fields of the network as a slot, and back. */
 static net_plan_slot slot_of(const net *m) {
-  net_plan_slot s = {m->impl, m->planned, m->n, m->h, m->w, m->cx.train, m->cx.prec, m->planned_aux,
+  net_plan_slot s = {m->impl, m->planned, m->n, m->h, m->w, m->cx.train, m->cx.prec, m->planned_aux_weight,
                      m->aux_logits, m->aux_dz};
   return s;
 }
@@ -49,7 +45,7 @@ static void slot_load(net *m, const net_plan_slot *s) {
   m->w = s->w;
   m->cx.train = s->train;
   m->cx.prec = s->prec;
-  m->planned_aux = s->aux;
+  m->planned_aux_weight = s->aux;
   m->aux_logits = s->aux_logits;
   m->aux_dz = s->aux_dz;
 }
@@ -64,12 +60,7 @@ static int fresh_impl(net *m, void **out, mskx_err *e) {
   t.cx.eng = m->cx.eng;
   t.cx.ps = &t.ps;
   t.head_w = t.head_b = t.aux_head_w = t.aux_head_b = -1;
-  int rc = MSKX_OK;
-  switch (m->arch.family) {
-    case ARCH_DENSENET: rc = densenet_build(&t, e); break;
-    case ARCH_RESNET: rc = resnet_build(&t, e); break;
-    case ARCH_INCEPTION: rc = inception_build(&t, e); break;
-  }
+  int rc = m->arch.family->build(&t, e);
   ps_free(&t.ps);
   if (rc) {
     if (t.vt && t.impl) t.vt->destroy_model(&t);
@@ -191,7 +182,7 @@ int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e
     return rc;
   }
   m->planned = 1;
-  m->planned_aux = m->aux_weight;
+  m->planned_aux_weight = m->aux_weight;
   m->n = n;
   m->h = h;
   m->w = w;
@@ -309,9 +300,29 @@ void net_scale_loss_grad(net *m, float *dz, int n, float s) {
 }
 
 int net_set_transform_input(net *m, int on, mskx_err *e) {
-  if (on && m->arch.family != ARCH_INCEPTION)
+  if (on && !arch_has_aux(&m->arch))
     return err_set(e, MSKX_EINVAL, "transform_input is an Inception-v3 setting; arch %s has none", m->arch.name);
   m->transform_input = on ? 1 : 0;
+  return MSKX_OK;
+}
+
+int net_head_slice(const net *m, size_t *offset, mskx_err *e) {
+  const param_store *ps = &m->ps;
+  if (m->head_w < 0 || m->head_b < 0) return err_set(e, MSKX_EINTERNAL, "%s has no classifier", m->arch.name);
+  size_t off = ps->entries[m->head_w].offset;
+  for (int i = 0; i < ps->n; i++) {
+    const param_entry *en = &ps->entries[i];
+    if (en->kind != PK_PARAM || i == m->head_w || i == m->head_b) continue;
+    if (en->offset >= off)
+      return err_set(e, MSKX_EINTERNAL,
+                     "%s: parameter '%s' is declared after the classifier '%s', so the backbone cannot be frozen "
+                     "(the builder must declare the classifier last)",
+                     m->arch.name, en->name, ps->entries[m->head_w].name);
+  }
+  if (ps->entries[m->head_b].offset < off)
+    return err_set(e, MSKX_EINTERNAL, "%s: the classifier's bias '%s' is declared before its weight", m->arch.name,
+                   ps->entries[m->head_b].name);
+  *offset = off;
   return MSKX_OK;
 }
 
@@ -335,7 +346,8 @@ int net_load_tensors(net *m, const st_file *f, const char *what, int reinit_head
   }
   for (int i = 0; i < f->n_tensors; i++) {
     const htensor *t = &f->tensors[i];
-    if (ends_with(t->name, ".num_batches_tracked")) continue;
+    if (ends_with(t->name, ".num_batches_tracked") || !strncmp(t->name, TRAIN_STATE_PREFIX, strlen(TRAIN_STATE_PREFIX)))
+      continue;
     if (ps_find(&m->ps, t->name) < 0)
       return err_set(e, MSKX_ESHAPE, "%s: unexpected tensor '%s' for arch %s", what, t->name, m->arch.name);
   }

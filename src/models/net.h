@@ -1,53 +1,21 @@
-/* Networks: an architecture (parsed from an arch string), its parameters in
- * one store with torchvision's names, and plans for concrete shapes.
+/* Networks: an architecture (an arch string, models/arch.h), its parameters
+ * in one store with torchvision's names, and plans for concrete shapes.
  *
  *   net_create("densenet169") -> declare + allocate + torchvision init
  *   net_plan(n, h, w, train, prec) -> primitives and activation memory, once
  *   net_forward(x) -> logits; net_backward(dlogits) -> ps.grads
  *
- * Arch strings: densenet121 | densenet169 | densenet201 | resnet50 |
- * inception_v3 | densenet:growth=G,blocks=A-B-C[-D...],init=F,bn_size=S (any
- * small DenseNet-BC). */
+ * Parameters change through optim_step (train/optim.h), which bumps
+ * ps.version itself, or through a load (net_load_tensors); anything else
+ * that writes ps.params calls net_params_changed, or the cached oneDNN
+ * weights and folded batch norms keep the old values. */
 #ifndef MSKX_MODELS_NET_H
 #define MSKX_MODELS_NET_H
 #include "engine/engine.h"
 #include "graph/layers.h"
 #include "graph/params.h"
 #include "io/safetensors.h"
-
-#define ARCH_MAX_BLOCKS 8
-
-typedef enum arch_family { ARCH_DENSENET = 0, ARCH_RESNET = 1, ARCH_INCEPTION = 2 } arch_family;
-
-/* Inception-v3's auxiliary loss weight (torchvision's training reference
- * recipe: loss = main + 0.4 * aux). */
-#define INCEPTION_AUX_WEIGHT 0.4f
-/* Inception-v3's smallest input (torchvision's meta "min_size"), and the
- * smallest with the auxiliary head: its 5x5 average pool (stride 3) and 5x5
- * convolution need Mixed_6e's map to be at least 17x17. */
-#define INCEPTION_MIN_SIZE 75
-#define INCEPTION_AUX_MIN_SIZE 299
-/* Its native input size (torchvision's weights: 299x299 crops). */
-#define INCEPTION_SIZE 299
-
-typedef struct arch_spec {
-  arch_family family;
-  char name[128];               /* canonical arch string */
-  int growth, bn_size, init_features;
-  int n_blocks, blocks[ARCH_MAX_BLOCKS];   /* dense layers per block / bottlenecks per stage */
-} arch_spec;
-
-int arch_parse(const char *s, arch_spec *out, mskx_err *e);
-/* Spatial sizes must be multiples of this (and at least arch_min_size). */
-int arch_size_multiple(const arch_spec *a);
-/* The smallest input side; aux: training with Inception-v3's auxiliary head. */
-int arch_min_size(const arch_spec *a, int aux);
-/* Whether the arch has an auxiliary classifier / torchvision's transform_input. */
-static inline int arch_has_aux(const arch_spec *a) { return a->family == ARCH_INCEPTION; }
-
-/* torchvision's BasicConv2d: nn.BatchNorm2d(out_channels, eps=0.001), the
- * epsilon of every Inception-v3 batch norm (inception.c, onnx_graph.c). */
-#define INCEPTION_BN_EPS 1e-3f
+#include "models/arch.h"
 
 typedef struct net net;
 
@@ -92,7 +60,7 @@ struct net {
   param_store ps;
   layer_ctx cx;
   int planned, n, h, w;
-  float planned_aux;       /* aux_weight of the current plan */
+  float planned_aux_weight;       /* aux_weight of the current plan */
   int head_w, head_b;      /* classifier (densenet) / fc (resnet, inception) indices */
   int aux_head_w, aux_head_b;   /* AuxLogits.fc (inception), else -1: also a one-logit head */
   /* Inception-v3: the auxiliary loss weight of training plans (0: the aux
@@ -166,20 +134,26 @@ double net_loss(net *m, const float *logits, const float *t, const float *w, int
 void net_scale_loss_grad(net *m, float *dz, int n, float s);
 /* Sets transform_input; an error for archs without it. */
 int net_set_transform_input(net *m, int on, mskx_err *e);
-/* Marks parameters as changed (after an optimizer step or a load). */
+/* Marks parameters as changed after a write to ps.params other than
+ * optim_step (which marks them itself) and net_load_tensors. */
 static inline void net_params_changed(net *m) { m->ps.version++; }
+/* The classifier's slice of the flat parameter buffer, [*offset, n_params):
+ * training only the head ("freeze the backbone") updates this tail. The
+ * builders declare the classifier last; an arch whose head is not the tail
+ * is an error here (MSKX_EINTERNAL naming the parameter after it) rather
+ * than a frozen backbone that quietly trains. */
+int net_head_slice(const net *m, size_t *offset, mskx_err *e);
+
+/* A training checkpoint's tensors that are not weights (optimizer state):
+ * TRAIN_STATE_PREFIX + the optimizer's names. */
+#define TRAIN_STATE_PREFIX "train_state."
 
 /* Loads every parameter and buffer by torchvision name. Missing, unexpected
  * or mis-shaped tensors are errors naming the tensor; "*.num_batches_tracked"
- * is accepted and ignored. With reinit_head, a classifier of another shape
+ * and a checkpoint's TRAIN_STATE_PREFIX tensors are accepted and ignored. With reinit_head, a classifier of another shape
  * (e.g. ImageNet's 1000 classes) is skipped and the 1-logit head keeps its
  * fresh initialisation. `what` names the source in messages. A metadata
  * entry "transform_input" ("0"/"1") sets it (Inception-v3 only). */
 int net_load_tensors(net *m, const st_file *f, const char *what, int reinit_head, mskx_err *e);
-
-/* Model-family constructors (densenet.c, resnet.c, inception.c). */
-int densenet_build(net *m, mskx_err *e);
-int resnet_build(net *m, mskx_err *e);
-int inception_build(net *m, mskx_err *e);
 
 #endif

@@ -17,21 +17,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "models/families.h"
 
 #define VNAME 160
 
-typedef struct ctx {
+/* The emitter state shared by every family's graph function. */
+typedef struct onnx_emit {
   const net *m;
   onnx_graph *g;
   int fold;
   float eps;                /* every batch norm's epsilon (bn_eps of its layers) */
   mskx_err *e;
   int rc;
-} ctx;
+} onnx_emit;
 
 /* Writes a value or tensor name into out (VNAME bytes); a name that does not
  * fit sets rc (a cut name would connect the wrong tensors) and leaves out empty. */
-__attribute__((format(printf, 3, 4))) static void vname(ctx *c, char *out, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void vname(onnx_emit *c, char *out, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(out, VNAME, fmt, ap);
@@ -44,7 +46,7 @@ __attribute__((format(printf, 3, 4))) static void vname(ctx *c, char *out, const
 }
 
 /* The parameter called name (with its shape), or NULL after setting rc. */
-static const param_entry *param(ctx *c, const char *name, const float **data) {
+static const param_entry *param(onnx_emit *c, const char *name, const float **data) {
   *data = NULL;
   int idx = ps_find(&c->m->ps, name);
   if (idx < 0) {
@@ -56,23 +58,23 @@ static const param_entry *param(ctx *c, const char *name, const float **data) {
 }
 
 /* Emits the parameter prefix.suffix as an initializer; its name goes to out. */
-static void init_param(ctx *c, const char *prefix, const char *suffix, char *out) {
+static void init_param(onnx_emit *c, const char *prefix, const char *suffix, char *out) {
   vname(c, out, "%s.%s", prefix, suffix);
   const float *d;
   const param_entry *en = param(c, out, &d);
   if (en) onnx_initializer(c->g, out, en->shape, en->ndim, d);
 }
 
-static void op1(ctx *c, const char *op, const char *x, const char *y, const onnx_attr *a, int na) {
+static void op1(onnx_emit *c, const char *op, const char *x, const char *y, const onnx_attr *a, int na) {
   const char *in[1] = {x};
   onnx_node(c->g, op, in, 1, y, a, na);
 }
 
-static void relu(ctx *c, const char *x, const char *y) { op1(c, "Relu", x, y, NULL, 0); }
+static void relu(onnx_emit *c, const char *x, const char *y) { op1(c, "Relu", x, y, NULL, 0); }
 
 /* count_include_pad: an AveragePool divides by k*k at the borders too
  * (PyTorch's default; ONNX's default is 0). */
-static void pool(ctx *c, const char *op, const char *x, const char *y, int k, int s, int p, int count_include_pad) {
+static void pool(onnx_emit *c, const char *op, const char *x, const char *y, int k, int s, int p, int count_include_pad) {
   int64_t ks[2] = {k, k}, st[2] = {s, s}, pd[4] = {p, p, p, p};
   onnx_attr a[4] = {{"kernel_shape", ONNX_ATTR_INTS, 0, ks, 2, 0},
                     {"strides", ONNX_ATTR_INTS, 0, st, 2, 0},
@@ -81,7 +83,7 @@ static void pool(ctx *c, const char *op, const char *x, const char *y, int k, in
   op1(c, op, x, y, a, count_include_pad ? 4 : 3);
 }
 
-static void batchnorm(ctx *c, const char *prefix, const char *x, const char *y) {
+static void batchnorm(onnx_emit *c, const char *prefix, const char *x, const char *y) {
   char w[VNAME], b[VNAME], mu[VNAME], var[VNAME];
   init_param(c, prefix, "weight", w);
   init_param(c, prefix, "bias", b);
@@ -95,7 +97,7 @@ static void batchnorm(ctx *c, const char *prefix, const char *x, const char *y) 
 /* Folds bn into conv's weights: scale = gamma / sqrt(var + eps) rounded to
  * float, w' = w * scale, b' = beta - mean * scale (the arithmetic of
  * conv_bn_fold in graph/layers.c). */
-static void fold_weights(ctx *c, const char *conv, const char *bn, char *wname, char *bname) {
+static void fold_weights(onnx_emit *c, const char *conv, const char *bn, char *wname, char *bname) {
   char n[VNAME];
   const float *w = NULL, *g = NULL, *beta = NULL, *mu = NULL, *var = NULL;
   vname(c, n, "%s.weight", conv);
@@ -133,7 +135,7 @@ static void fold_weights(ctx *c, const char *conv, const char *bn, char *wname, 
  * ph rows at top and bottom and pw columns at left and right: Inception's
  * 1x7/7x1 convolutions pad one axis only), followed by batch norm `bn` when
  * not NULL (folded with --fold-bn). */
-static void conv_bn(ctx *c, const char *conv, const char *bn, const char *x, const char *y, int stride, int ph, int pw) {
+static void conv_bn(onnx_emit *c, const char *conv, const char *bn, const char *x, const char *y, int stride, int ph, int pw) {
   char w[VNAME], b[VNAME], z[VNAME];
   const float *d;
   vname(c, w, "%s.weight", conv);
@@ -157,7 +159,7 @@ static void conv_bn(ctx *c, const char *conv, const char *bn, const char *x, con
 }
 
 /* Global average pool, flatten and the one-logit linear head. */
-static void head(ctx *c, const char *x, const char *name, const char *logit) {
+static void head(onnx_emit *c, const char *x, const char *name, const char *logit) {
   char w[VNAME], b[VNAME];
   op1(c, "GlobalAveragePool", x, "pooled", NULL, 0);
   onnx_attr fa[1] = {{"axis", ONNX_ATTR_INT, 1, NULL, 0, 0}};
@@ -169,7 +171,7 @@ static void head(ctx *c, const char *x, const char *name, const char *logit) {
   onnx_node(c->g, "Gemm", in, 3, logit, ga, 1);
 }
 
-static void densenet_graph(ctx *c, const char *input, const char *logit) {
+void onnx_densenet_graph(onnx_emit *c, const char *input, const char *logit) {
   const arch_spec *a = &c->m->arch;
   char x[VNAME], p[VNAME], q[VNAME], t1[VNAME], t2[VNAME], t3[VNAME], cat[VNAME];
   conv_bn(c, "features.conv0", "features.norm0", input, "features.norm0", 2, 3, 3);
@@ -217,7 +219,7 @@ static void densenet_graph(ctx *c, const char *input, const char *logit) {
   head(c, "features.relu5", "classifier", logit);
 }
 
-static void resnet_graph(ctx *c, const char *input, const char *logit) {
+void onnx_resnet_graph(onnx_emit *c, const char *input, const char *logit) {
   char x[VNAME], p[VNAME], q[VNAME], r[VNAME], t1[VNAME], t2[VNAME], id[VNAME], sum[VNAME];
   conv_bn(c, "conv1", "bn1", input, "bn1", 2, 3, 3);
   relu(c, "bn1", "relu");
@@ -258,7 +260,7 @@ static void resnet_graph(ctx *c, const char *input, const char *logit) {
 
 /* torchvision's BasicConv2d block.name (conv, bn, ReLU) on x; stride and
  * padding as inception.c declares them; its output's name goes to y. */
-static void bconv(ctx *c, const char *block, const char *name, const char *x, char *y, int stride, int ph, int pw) {
+static void bconv(onnx_emit *c, const char *block, const char *name, const char *x, char *y, int stride, int ph, int pw) {
   char conv[VNAME], bn[VNAME];
   vname(c, conv, "%s%s%s.conv", block, *block ? "." : "", name);
   vname(c, bn, "%s%s%s.bn", block, *block ? "." : "", name);
@@ -269,7 +271,7 @@ static void bconv(ctx *c, const char *block, const char *name, const char *x, ch
 
 /* block.name: a pool of x (max 3x3 stride 2, or average 3x3 stride 1 pad 1
  * counting the padding, as F.avg_pool2d does by default). */
-static void ipool(ctx *c, const char *block, const char *name, const char *x, char *y, int avg) {
+static void ipool(onnx_emit *c, const char *block, const char *name, const char *x, char *y, int avg) {
   vname(c, y, "%s%s%s", block, *block ? "." : "", name);
   if (avg) pool(c, "AveragePool", x, y, 3, 1, 1, 1);
   else pool(c, "MaxPool", x, y, 3, 2, 0, 0);
@@ -278,7 +280,7 @@ static void ipool(ctx *c, const char *block, const char *name, const char *x, ch
 #define MAX_BRANCHES 6
 
 /* Concatenates the branch outputs br[0..n) on channels into block.cat (y). */
-static void concat(ctx *c, const char *block, char br[][VNAME], int n, char *y) {
+static void concat(onnx_emit *c, const char *block, char br[][VNAME], int n, char *y) {
   const char *in[MAX_BRANCHES];
   for (int i = 0; i < n; i++) in[i] = br[i];
   vname(c, y, "%s.cat", block);
@@ -290,7 +292,7 @@ static void concat(ctx *c, const char *block, char br[][VNAME], int n, char *y) 
  * to x. Branch outputs in the order of its torch.cat (E's 3x3 pairs are
  * concatenated inside their branch, then with the others: one flat Concat
  * is the same). */
-static void block_a(ctx *c, const char *k, char *x) {
+static void block_a(onnx_emit *c, const char *k, char *x) {
   char br[4][VNAME], t[VNAME], u[VNAME];
   bconv(c, k, "branch1x1", x, br[0], 1, 0, 0);
   bconv(c, k, "branch5x5_1", x, t, 1, 0, 0);
@@ -303,7 +305,7 @@ static void block_a(ctx *c, const char *k, char *x) {
   concat(c, k, br, 4, x);
 }
 
-static void block_b(ctx *c, const char *k, char *x) {
+static void block_b(onnx_emit *c, const char *k, char *x) {
   char br[3][VNAME], t[VNAME], u[VNAME];
   bconv(c, k, "branch3x3", x, br[0], 2, 0, 0);
   bconv(c, k, "branch3x3dbl_1", x, t, 1, 0, 0);
@@ -313,7 +315,7 @@ static void block_b(ctx *c, const char *k, char *x) {
   concat(c, k, br, 3, x);
 }
 
-static void block_c(ctx *c, const char *k, char *x) {
+static void block_c(onnx_emit *c, const char *k, char *x) {
   char br[4][VNAME], t[VNAME], u[VNAME];
   bconv(c, k, "branch1x1", x, br[0], 1, 0, 0);
   bconv(c, k, "branch7x7_1", x, t, 1, 0, 0);
@@ -329,7 +331,7 @@ static void block_c(ctx *c, const char *k, char *x) {
   concat(c, k, br, 4, x);
 }
 
-static void block_d(ctx *c, const char *k, char *x) {
+static void block_d(onnx_emit *c, const char *k, char *x) {
   char br[3][VNAME], t[VNAME], u[VNAME];
   bconv(c, k, "branch3x3_1", x, t, 1, 0, 0);
   bconv(c, k, "branch3x3_2", t, br[0], 2, 0, 0);
@@ -341,7 +343,7 @@ static void block_d(ctx *c, const char *k, char *x) {
   concat(c, k, br, 3, x);
 }
 
-static void block_e(ctx *c, const char *k, char *x) {
+static void block_e(onnx_emit *c, const char *k, char *x) {
   char br[6][VNAME], t[VNAME], u[VNAME];
   bconv(c, k, "branch1x1", x, br[0], 1, 0, 0);
   bconv(c, k, "branch3x3_1", x, t, 1, 0, 0);
@@ -358,7 +360,7 @@ static void block_e(ctx *c, const char *k, char *x) {
 
 /* torchvision's _transform_input as inception.c computes it: channel c
  * becomes x * (std[c] / 0.5) + (mean[c] - 0.5) / 0.5 (float constants). */
-static void transform_input(ctx *c, const char *x, const char *y) {
+static void transform_input(onnx_emit *c, const char *x, const char *y) {
   static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
   float scale[3], shift[3];
   for (int ch = 0; ch < 3; ch++) {
@@ -373,7 +375,7 @@ static void transform_input(ctx *c, const char *x, const char *y) {
   onnx_node(c->g, "Add", add, 2, y, NULL, 0);
 }
 
-static void inception_graph(ctx *c, const char *input, const char *logit) {
+void onnx_inception_graph(onnx_emit *c, const char *input, const char *logit) {
   char x[VNAME], t[VNAME];
   const char *in = input;
   if (c->m->transform_input) {
@@ -402,12 +404,11 @@ static void inception_graph(ctx *c, const char *input, const char *logit) {
 }
 
 int net_onnx_graph(const net *m, onnx_graph *g, const char *input, const char *logit, int fold_bn, mskx_err *e) {
-  /* Inception's layers carry their own epsilon (bn_eps); the others use the model's. */
-  float eps = m->arch.family == ARCH_INCEPTION ? INCEPTION_BN_EPS : layer_bn_eps(&m->cx);
-  ctx c = {m, g, fold_bn, eps, e, MSKX_OK};
-  if (m->arch.family == ARCH_DENSENET) densenet_graph(&c, input, logit);
-  else if (m->arch.family == ARCH_RESNET) resnet_graph(&c, input, logit);
-  else if (m->arch.family == ARCH_INCEPTION) inception_graph(&c, input, logit);
-  else return err_set(e, MSKX_EUNSUPPORTED, "onnx export: arch %s has no ONNX graph", m->arch.name);
+  const arch_family *f = m->arch.family;
+  /* A family whose layers carry their own epsilon (Inception's) exports it; the others use the model's. */
+  float eps = f->bn_eps > 0 ? f->bn_eps : layer_bn_eps(&m->cx);
+  onnx_emit c = {m, g, fold_bn, eps, e, MSKX_OK};
+  if (!f->onnx_graph) return err_set(e, MSKX_EUNSUPPORTED, "onnx export: arch %s has no ONNX graph", m->arch.name);
+  f->onnx_graph(&c, input, logit);
   return c.rc;
 }

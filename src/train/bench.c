@@ -70,10 +70,9 @@ static int step(net *m, const bench_config *c, bench_bufs *b, double *loss, mskx
   *loss = net_loss(m, b->logits, b->t, NULL, c->batch, b->dz);
   if ((rc = net_backward(m, b->dz, e))) return rc;
   int threads = engine_threads_enter(m->cx.eng);  /* the optimizer's OpenMP loops */
-  optim_step(b->opt, m->ps.params, m->ps.grads, optim_get_config(b->opt)->lr);
+  rc = optim_step(b->opt, &m->ps, optim_get_config(b->opt)->lr, e);
   engine_threads_leave(threads);
-  net_params_changed(m);
-  return MSKX_OK;
+  return rc;
 }
 
 static int validate(const bench_config *c, mskx_err *e) {

@@ -15,7 +15,7 @@
 /* Below this many elements a parallel region costs more than it saves. */
 #define OPTIM_PARALLEL_MIN 32768
 
-typedef enum optim_kind { OK_ADAM, OK_ADAMW, OK_SGD, OK_RMSPROP } optim_kind;
+typedef enum optim_kind { OPT_ADAM, OPT_ADAMW, OPT_SGD, OPT_RMSPROP } optim_kind;
 
 /* Elements [lo, hi) that share one step count. */
 typedef struct optim_segment {
@@ -32,12 +32,11 @@ struct optimizer {
   int n_state;
   const char *state_name[OPTIM_MAX_STATE];
   float *state[OPTIM_MAX_STATE];
-  unsigned char *decay; /* NULL: decay everywhere; else 1 where weight decay applies */
 };
 
 static int kind_of(const char *name, optim_kind *k) {
   static const struct { const char *name; optim_kind kind; } tab[] = {
-      {"adam", OK_ADAM}, {"adamw", OK_ADAMW}, {"sgd", OK_SGD}, {"rmsprop", OK_RMSPROP}};
+      {"adam", OPT_ADAM}, {"adamw", OPT_ADAMW}, {"sgd", OPT_SGD}, {"rmsprop", OPT_RMSPROP}};
   for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
     if (!strcmp(name, tab[i].name)) {
       *k = tab[i].kind;
@@ -54,18 +53,18 @@ int optim_config_defaults(const char *name, optim_config *c, mskx_err *e) {
   memset(c, 0, sizeof *c);
   strcpy(c->name, name);
   switch (k) {
-    case OK_ADAM:  /* torch.optim.Adam */
-    case OK_ADAMW: /* torch.optim.AdamW: the same, plus decoupled decay 1e-2 */
+    case OPT_ADAM:  /* torch.optim.Adam */
+    case OPT_ADAMW: /* torch.optim.AdamW: the same, plus decoupled decay 1e-2 */
       c->lr = 1e-3;
       c->beta1 = 0.9;
       c->beta2 = 0.999;
       c->eps = 1e-8;
-      c->weight_decay = k == OK_ADAMW ? 1e-2 : 0.0;
+      c->weight_decay = k == OPT_ADAMW ? 1e-2 : 0.0;
       break;
-    case OK_SGD: /* torch.optim.SGD has no default lr; 0.01 is Keras's */
+    case OPT_SGD: /* torch.optim.SGD has no default lr; 0.01 is Keras's */
       c->lr = 1e-2;
       break;
-    case OK_RMSPROP: /* tf.keras.optimizers.RMSprop */
+    case OPT_RMSPROP: /* tf.keras.optimizers.RMSprop */
       c->lr = 1e-3;
       c->rho = 0.9;
       c->eps = 1e-7;
@@ -94,21 +93,20 @@ int optim_config_validate(const optim_config *c, mskx_err *e) {
   if ((rc = check_range(n, "learning rate", c->lr, 0, INFINITY, 0, e)) ||
       (rc = check_range(n, "weight decay", c->weight_decay, 0, INFINITY, 0, e)))
     return rc;
-  if (k == OK_ADAM || k == OK_ADAMW) {
+  if (k == OPT_ADAM || k == OPT_ADAMW) {
     if ((rc = check_range(n, "beta1", c->beta1, 0, 1, 1, e)) || (rc = check_range(n, "beta2", c->beta2, 0, 1, 1, e)) ||
         (rc = check_range(n, "eps", c->eps, 0, INFINITY, 0, e)))
       return rc;
   }
-  if (k == OK_SGD || k == OK_RMSPROP) {
+  if (k == OPT_SGD || k == OPT_RMSPROP) {
     if ((rc = check_range(n, "momentum", c->momentum, 0, INFINITY, 0, e))) return rc;
   }
-  if (c->nesterov && (k != OK_SGD || c->momentum <= 0))
+  if (c->nesterov && (k != OPT_SGD || c->momentum <= 0))
     return err_set(e, MSKX_EINVAL, "optimizer %s: nesterov needs sgd with momentum > 0", n);
-  if (k == OK_RMSPROP) {
+  if (k == OPT_RMSPROP) {
     if ((rc = check_range(n, "rho", c->rho, 0, 1, 1, e)) || (rc = check_range(n, "eps", c->eps, 0, INFINITY, 0, e)))
       return rc;
   }
-  if (c->centered && k != OK_RMSPROP) return err_set(e, MSKX_EINVAL, "optimizer %s: centered applies to rmsprop only", n);
   return MSKX_OK;
 }
 
@@ -128,18 +126,17 @@ int optim_create(const optim_config *c, size_t n_params, optimizer **out, mskx_e
   o->n_seg = 1;
   o->seg[0] = (optim_segment){0, n_params, 0};
   switch (o->kind) {
-    case OK_ADAM:
-    case OK_ADAMW:
+    case OPT_ADAM:
+    case OPT_ADAMW:
       add_state(o, "optim.exp_avg");
       add_state(o, "optim.exp_avg_sq");
       break;
-    case OK_SGD:
+    case OPT_SGD:
       if (c->momentum > 0) add_state(o, "optim.momentum_buffer");
       break;
-    case OK_RMSPROP:
+    case OPT_RMSPROP:
       add_state(o, "optim.square_avg");
       if (c->momentum > 0) add_state(o, "optim.momentum_buffer");
-      if (c->centered) add_state(o, "optim.grad_avg");
       break;
   }
   for (int i = 0; i < o->n_state; i++) {
@@ -156,7 +153,6 @@ int optim_create(const optim_config *c, size_t n_params, optimizer **out, mskx_e
 void optim_destroy(optimizer *o) {
   if (!o) return;
   for (int i = 0; i < o->n_state; i++) free(o->state[i]);
-  free(o->decay);
   free(o);
 }
 
@@ -168,30 +164,25 @@ static float *state_named(optimizer *o, const char *name) {
   return NULL;
 }
 
-/* Weight decay of element i. */
-#define WD_AT(i) (mask ? (mask[i] ? wd : 0.0f) : wd)
-
 /* torch: grad = grad.add(param, alpha=wd); exp_avg.mul_(b1).add_(grad, alpha=1-b1);
  * exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1-b2);
  * denom = (exp_avg_sq.sqrt() / sqrt(bc2)).add_(eps); param.addcdiv_(exp_avg, denom, value=-lr/bc1).
  * AdamW first does param.mul_(1 - lr*wd) and adds no L2 term. */
 static void step_adam(optimizer *o, float *p, const float *g, long lo, long hi, int64_t step, double lr) {
   const optim_config *c = &o->cfg;
-  const int decoupled = o->kind == OK_ADAMW;
+  const int decoupled = o->kind == OPT_ADAMW;
   const double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
   const float b1 = (float)c->beta1, omb1 = (float)(1.0 - c->beta1);
   const float b2 = (float)c->beta2, omb2 = (float)(1.0 - c->beta2);
   const float neg_step = (float)(-(lr / bc1)), bc2_sqrt = (float)sqrt(bc2), eps = (float)c->eps;
   const float wd = decoupled ? 0.0f : (float)c->weight_decay;
-  const float shrink = (float)(1.0 - lr * c->weight_decay), one = 1.0f;
-  const unsigned char *mask = o->decay;
+  const float shrink = (float)(1.0 - lr * c->weight_decay);
   float *m = o->state[0], *v = o->state[1];
 #pragma omp parallel for schedule(static) if (hi - lo >= OPTIM_PARALLEL_MIN)
   for (long i = lo; i < hi; i++) {
     float pi = p[i], gi = g[i];
-    if (decoupled) pi *= mask && !mask[i] ? one : shrink;
-    const float wdi = WD_AT(i);
-    if (wdi != 0.0f) gi = fmaf(pi, wdi, gi);
+    if (decoupled) pi *= shrink;
+    if (wd != 0.0f) gi = fmaf(pi, wd, gi);
     const float mi = fmaf(gi, omb1, m[i] * b1);
     const float vi = fmaf(omb2 * gi, gi, v[i] * b2);
     const float denom = sqrtf(vi) / bc2_sqrt + eps;
@@ -209,13 +200,11 @@ static void step_sgd(optimizer *o, float *p, const float *g, long lo, long hi, i
   const optim_config *c = &o->cfg;
   const float wd = (float)c->weight_decay, mom = (float)c->momentum, neg_lr = (float)-lr;
   const int nesterov = c->nesterov, use_mom = c->momentum > 0;
-  const unsigned char *mask = o->decay;
   float *buf = use_mom ? o->state[0] : NULL;
 #pragma omp parallel for schedule(static) if (hi - lo >= OPTIM_PARALLEL_MIN)
   for (long i = lo; i < hi; i++) {
     float gi = g[i];
-    const float wdi = WD_AT(i);
-    if (wdi != 0.0f) gi = fmaf(p[i], wdi, gi);
+    if (wd != 0.0f) gi = fmaf(p[i], wd, gi);
     float d = gi;
     if (use_mom) {
       const float b = buf[i] * mom + gi;
@@ -227,33 +216,22 @@ static void step_sgd(optimizer *o, float *p, const float *g, long lo, long hi, i
 }
 
 /* Keras: v = rho*v + (1-rho)*g^2; param -= lr * g / (sqrt(v) + eps), which is
- * torch's RMSprop(alpha=rho, eps=eps) step. Momentum and centered follow torch:
- * centered uses sqrt(v - mean_g^2); momentum keeps buf = momentum*buf + g/denom
- * and subtracts lr*buf. */
+ * torch's RMSprop(alpha=rho, eps=eps) step. Momentum follows torch: buf =
+ * momentum*buf + g/denom, and lr*buf is subtracted. Not centered (torch's and
+ * Keras's default; mskx has no centered variant). */
 static void step_rmsprop(optimizer *o, float *p, const float *g, long lo, long hi, int64_t step, double lr) {
   (void)step;
   const optim_config *c = &o->cfg;
   const float rho = (float)c->rho, omr = (float)(1.0 - c->rho), eps = (float)c->eps;
   const float wd = (float)c->weight_decay, mom = (float)c->momentum, neg_lr = (float)-lr;
-  const unsigned char *mask = o->decay;
   float *sq = state_named(o, "optim.square_avg"), *buf = state_named(o, "optim.momentum_buffer");
-  float *ga = state_named(o, "optim.grad_avg");
 #pragma omp parallel for schedule(static) if (hi - lo >= OPTIM_PARALLEL_MIN)
   for (long i = lo; i < hi; i++) {
     float gi = g[i];
-    const float wdi = WD_AT(i);
-    if (wdi != 0.0f) gi = fmaf(p[i], wdi, gi);
+    if (wd != 0.0f) gi = fmaf(p[i], wd, gi);
     const float s = fmaf(omr * gi, gi, sq[i] * rho);
     sq[i] = s;
-    float avg;
-    if (ga) {
-      const float a = fmaf(gi, omr, ga[i] * rho);
-      ga[i] = a;
-      avg = sqrtf(fmaf(-a, a, s));
-    } else {
-      avg = sqrtf(s);
-    }
-    avg = avg + eps;
+    const float avg = sqrtf(s) + eps;
     if (buf) {
       const float b = buf[i] * mom + gi / avg;
       buf[i] = b;
@@ -288,8 +266,13 @@ static void coalesce(optimizer *o) {
   o->n_seg = k + 1;
 }
 
-int optim_step_range(optimizer *o, float *params, const float *grads, size_t offset, size_t count, double lr) {
-  if (offset > o->n || count > o->n - offset) return MSKX_EINVAL;
+int optim_step_range(optimizer *o, param_store *ps, size_t offset, size_t count, double lr, mskx_err *e) {
+  if (ps->n_params != o->n)
+    return err_set(e, MSKX_ESHAPE, "optimizer %s has %zu parameters but the store has %zu", o->cfg.name, o->n,
+                   ps->n_params);
+  if (offset > o->n || count > o->n - offset)
+    return err_set(e, MSKX_EINVAL, "optimizer step over [%zu, %zu) is outside the %zu parameters", offset,
+                   offset + count, o->n);
   if (count == 0) return MSKX_OK;
   optim_segment saved[OPTIM_MAX_SEGMENTS];
   int n_saved = o->n_seg;
@@ -297,63 +280,36 @@ int optim_step_range(optimizer *o, float *params, const float *grads, size_t off
   if (split_at(o, offset) || split_at(o, offset + count)) {
     memcpy(o->seg, saved, sizeof saved);
     o->n_seg = n_saved;
-    return MSKX_ELIMIT;
+    return err_set(e, MSKX_ELIMIT, "optimizer %s: more than %d ranges with different step counts", o->cfg.name,
+                   OPTIM_MAX_SEGMENTS);
   }
+  float *params = ps->params;
+  const float *grads = ps->grads;
   for (int i = 0; i < o->n_seg; i++) {
     optim_segment *s = &o->seg[i];
     if (s->lo < offset || s->hi > offset + count) continue;
     s->step++;
     long lo = (long)s->lo, hi = (long)s->hi;
     switch (o->kind) {
-      case OK_ADAM:
-      case OK_ADAMW: step_adam(o, params, grads, lo, hi, s->step, lr); break;
-      case OK_SGD: step_sgd(o, params, grads, lo, hi, s->step, lr); break;
-      case OK_RMSPROP: step_rmsprop(o, params, grads, lo, hi, s->step, lr); break;
+      case OPT_ADAM:
+      case OPT_ADAMW: step_adam(o, params, grads, lo, hi, s->step, lr); break;
+      case OPT_SGD: step_sgd(o, params, grads, lo, hi, s->step, lr); break;
+      case OPT_RMSPROP: step_rmsprop(o, params, grads, lo, hi, s->step, lr); break;
     }
   }
   coalesce(o);
+  ps->version++; /* the parameters changed: caches keyed by the version rebuild */
   return MSKX_OK;
 }
 
-void optim_step(optimizer *o, float *params, const float *grads, double lr) {
-  (void)optim_step_range(o, params, grads, 0, o->n, lr); /* the whole buffer never needs a split */
+int optim_step(optimizer *o, param_store *ps, double lr, mskx_err *e) {
+  return optim_step_range(o, ps, 0, ps->n_params, lr, e); /* the whole buffer never needs a split */
 }
 
-void optim_zero_state(optimizer *o) {
-  for (int i = 0; i < o->n_state; i++) memset(o->state[i], 0, o->n * sizeof(float));
-  o->n_seg = 1;
-  o->seg[0] = (optim_segment){0, o->n, 0};
-}
-
-int optim_exclude_from_decay(optimizer *o, size_t offset, size_t count, mskx_err *e) {
-  if (offset > o->n || count > o->n - offset)
-    return err_set(e, MSKX_EINVAL, "weight-decay exclusion [%zu, %zu) is outside the %zu parameters", offset,
-                   offset + count, o->n);
-  if (!o->decay) {
-    o->decay = malloc(o->n ? o->n : 1);
-    if (!o->decay) return err_set(e, MSKX_ENOMEM, "out of memory for the weight-decay mask");
-    memset(o->decay, 1, o->n);
-  }
-  memset(o->decay + offset, 0, count);
-  return MSKX_OK;
-}
-
-int optim_exclude_norm_and_bias(optimizer *o, const param_store *ps, mskx_err *e) {
-  if (ps->n_params != o->n)
-    return err_set(e, MSKX_ESHAPE, "optimizer has %zu parameters but the store has %zu", o->n, ps->n_params);
-  for (int i = 0; i < ps->n; i++) {
-    const param_entry *en = &ps->entries[i];
-    if (en->kind != PK_PARAM || en->ndim > 1) continue;
-    int rc = optim_exclude_from_decay(o, en->offset, en->numel, e);
-    if (rc) return err_prefix(e, "parameter '%s'", en->name);
-  }
-  return MSKX_OK;
-}
-
-int optim_state_tensors(optimizer *o, htensor out[OPTIM_MAX_STATE]) {
+int optim_state_tensors(const optimizer *o, tensor_ref out[OPTIM_MAX_STATE]) {
   for (int i = 0; i < o->n_state; i++) {
     memset(&out[i], 0, sizeof out[i]);
-    out[i].name = (char *)o->state_name[i];
+    out[i].name = o->state_name[i];
     out[i].ndim = 1;
     out[i].shape[0] = (int64_t)o->n;
     out[i].data = o->state[i];
@@ -366,13 +322,6 @@ int64_t optim_get_step(const optimizer *o) {
   for (int i = 0; i < o->n_seg; i++)
     if (o->seg[i].step > m) m = o->seg[i].step;
   return m;
-}
-
-int optim_set_step(optimizer *o, int64_t step, mskx_err *e) {
-  if (step < 0) return err_set(e, MSKX_EINVAL, "optimizer %s: step count %lld is negative", o->cfg.name, (long long)step);
-  o->n_seg = 1;
-  o->seg[0] = (optim_segment){0, o->n, step};
-  return MSKX_OK;
 }
 
 int optim_steps_format(const optimizer *o, char *buf, size_t n, mskx_err *e) {
@@ -406,7 +355,11 @@ static int read_u64(const char **p, uint64_t max, uint64_t *out) {
 int optim_steps_parse(optimizer *o, const char *text, mskx_err *e) {
   const char *p = text;
   uint64_t v, lo, hi;
-  if (read_u64(&p, INT64_MAX, &v) && !*p) return optim_set_step(o, (int64_t)v, e);
+  if (read_u64(&p, INT64_MAX, &v) && !*p) {
+    o->n_seg = 1; /* every parameter at step v */
+    o->seg[0] = (optim_segment){0, o->n, (int64_t)v};
+    return MSKX_OK;
+  }
   optim_segment seg[OPTIM_MAX_SEGMENTS];
   int ns = 0;
   size_t next = 0;
@@ -428,14 +381,15 @@ int optim_steps_parse(optimizer *o, const char *text, mskx_err *e) {
   return MSKX_OK;
 }
 
-int optim_state_load(optimizer *o, const htensor *tensors, int n, mskx_err *e) {
+int optim_state_load(optimizer *o, const st_file *f, const char *prefix, mskx_err *e) {
   const htensor *src[OPTIM_MAX_STATE] = {0};
   for (int s = 0; s < o->n_state; s++) {
-    for (int i = 0; i < n && !src[s]; i++)
-      if (tensors[i].name && !strcmp(tensors[i].name, o->state_name[s])) src[s] = &tensors[i];
+    char name[128];
+    snprintf(name, sizeof name, "%s%s", prefix, o->state_name[s]);
+    src[s] = st_find(f, name);
     if (!src[s])
       return err_set(e, MSKX_EFORMAT, "optimizer %s state '%s' is missing (checkpoint from another optimizer?)",
-                     o->cfg.name, o->state_name[s]);
+                     o->cfg.name, name);
     int64_t numel = htensor_numel(src[s]);
     if (numel != (int64_t)o->n)
       return err_set(e, MSKX_ESHAPE, "optimizer state '%s' has %lld elements but the model has %zu parameters",

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "core/tensor.h"
 #include "graph/params.h"
+#include "io/safetensors.h"
 #include "mskx.h"
 
 typedef struct optim_config {
@@ -18,7 +19,6 @@ typedef struct optim_config {
   double momentum;     /* sgd, rmsprop */
   int nesterov;        /* sgd (needs momentum > 0) */
   double rho;          /* rmsprop: decay of the squared-gradient average */
-  int centered;        /* rmsprop */
 } optim_config;
 
 typedef struct optimizer optimizer;
@@ -35,40 +35,34 @@ int optim_create(const optim_config *c, size_t n_params, optimizer **out, mskx_e
 void optim_destroy(optimizer *o);
 const optim_config *optim_get_config(const optimizer *o);
 
-/* One update of every parameter in place from grads with learning rate lr
- * (the schedule's value for this step). Element-wise, so the result does not
- * depend on the OpenMP thread count. */
-void optim_step(optimizer *o, float *params, const float *grads, double lr);
+/* One update of every parameter of ps in place from ps->grads, with
+ * learning rate lr (the schedule's value for this step). Element-wise, so
+ * the result does not depend on the OpenMP thread count. Bumps ps->version:
+ * everything cached from the old values (oneDNN weight reorders, batch
+ * norms folded into convolutions) is rebuilt by the next forward, with no
+ * call for the caller to remember. MSKX_ESHAPE when ps is not the size
+ * the optimizer was created for. */
+int optim_step(optimizer *o, param_store *ps, double lr, mskx_err *e);
 /* The same for elements [offset, offset + count) only; the others, their state
  * and their step counts are untouched, as PyTorch skips parameters whose grad
  * is None (e.g. a frozen backbone: when it is unfrozen its Adam bias
- * correction starts from step 1). Returns MSKX_EINVAL for a range outside the
- * buffer and MSKX_ELIMIT when more than OPTIM_MAX_SEGMENTS ranges with
+ * correction starts from step 1). MSKX_EINVAL for a range outside the
+ * buffer, MSKX_ELIMIT when more than OPTIM_MAX_SEGMENTS ranges with
  * different step counts would be needed; nothing changes then. */
 #define OPTIM_MAX_SEGMENTS 32
-int optim_step_range(optimizer *o, float *params, const float *grads, size_t offset, size_t count, double lr);
-/* Moments to zero and the step count to 0 (a fresh optimizer). */
-void optim_zero_state(optimizer *o);
-
-/* Weight decay applies to every element by default (PyTorch's default).
- * These exclude ranges of the flat buffer from it: */
-int optim_exclude_from_decay(optimizer *o, size_t offset, size_t count, mskx_err *e);
-/* every PK_PARAM entry of ps with ndim <= 1 (batch-norm weights and biases, biases). */
-int optim_exclude_norm_and_bias(optimizer *o, const param_store *ps, mskx_err *e);
+int optim_step_range(optimizer *o, param_store *ps, size_t offset, size_t count, double lr, mskx_err *e);
 
 /* ---- Checkpoint state ---- */
 #define OPTIM_MAX_STATE 3
 /* Views of the state buffers as 1-D tensors named like PyTorch's state keys
  * with an "optim." prefix ("optim.exp_avg", "optim.exp_avg_sq",
- * "optim.momentum_buffer", "optim.square_avg", "optim.grad_avg"). Names and
- * data are NOT owned (never htensor_release them). out has OPTIM_MAX_STATE
- * slots; returns the number filled (0 for SGD without momentum). */
-int optim_state_tensors(optimizer *o, htensor out[OPTIM_MAX_STATE]);
+ * "optim.momentum_buffer", "optim.square_avg"); names and data stay the
+ * optimizer's. out has OPTIM_MAX_STATE slots; returns the number filled (0
+ * for SGD without momentum). */
+int optim_state_tensors(const optimizer *o, tensor_ref out[OPTIM_MAX_STATE]);
 /* Steps taken by the most-updated parameters (Adam's bias correction uses
  * each parameter's own count; they differ only after optim_step_range). */
 int64_t optim_get_step(const optimizer *o);
-/* Sets every parameter's step count to step (>= 0). */
-int optim_set_step(optimizer *o, int64_t step, mskx_err *e);
 /* The step counts as text for a checkpoint: "N" when all parameters share
  * one count, else "lo:hi:N;lo:hi:N;..." ranges tiling the buffer.
  * OPTIM_STEPS_TEXT_MAX bytes always suffice. Parse accepts both forms and
@@ -76,10 +70,11 @@ int optim_set_step(optimizer *o, int64_t step, mskx_err *e);
 #define OPTIM_STEPS_TEXT_MAX (OPTIM_MAX_SEGMENTS * 64)
 int optim_steps_format(const optimizer *o, char *buf, size_t n, mskx_err *e);
 int optim_steps_parse(optimizer *o, const char *text, mskx_err *e);
-/* Restores every state buffer from tensors[0..n) (e.g. a safetensors file's
- * tensors; other names are ignored). Each must be present with exactly
- * n_params elements; on any error nothing is changed. Step counts are
- * restored separately (optim_steps_parse). */
-int optim_state_load(optimizer *o, const htensor *tensors, int n, mskx_err *e);
+/* Restores every state buffer from f's tensors named prefix + the state's
+ * name (a checkpoint's "train_state.optim.exp_avg"; other tensors are
+ * ignored). Each must be present with exactly n_params elements; on any
+ * error nothing is changed. Step counts are restored separately
+ * (optim_steps_parse). */
+int optim_state_load(optimizer *o, const st_file *f, const char *prefix, mskx_err *e);
 
 #endif

@@ -245,7 +245,7 @@ static int log_restore(run_ctx *r, int n, mskx_err *e) {
 }
 
 int checkpoint_save(run_ctx *r, const model_meta *meta, mskx_err *e) {
-  htensor st[OPTIM_MAX_STATE];
+  tensor_ref st[OPTIM_MAX_STATE];
   int n = optim_state_tensors(r->opt, st);
   char names[OPTIM_MAX_STATE][96];
   for (int i = 0; i < n; i++) {
@@ -342,35 +342,14 @@ int checkpoint_load(run_ctx *r, mskx_err *e) {
   int rc = st_read(r->last_path, &f, e);
   const char *state = rc ? NULL : st_meta_get(f, "train_state");
   if (!rc && !state) rc = err_set(e, MSKX_EFORMAT, "%s: not a training checkpoint (no train_state)", r->last_path);
-  size_t plen = strlen(TRAIN_STATE_PREFIX);
-  htensor *model = NULL, *opt = NULL;
-  int nm = 0, no = 0;
-  if (!rc) {
-    model = calloc((size_t)f->n_tensors + 1, sizeof *model);
-    opt = calloc((size_t)f->n_tensors + 1, sizeof *opt);
-    if (!model || !opt) rc = err_set(e, MSKX_ENOMEM, "out of memory");
-  }
-  for (int i = 0; !rc && i < f->n_tensors; i++) {
-    if (strncmp(f->tensors[i].name, TRAIN_STATE_PREFIX, plen)) {
-      model[nm++] = f->tensors[i];
-    } else {
-      opt[no] = f->tensors[i];
-      opt[no++].name = f->tensors[i].name + plen;
-    }
-  }
-  if (!rc) {
-    st_file view = *f;
-    view.tensors = model;
-    view.n_tensors = nm;
-    rc = net_load_tensors(r->net, &view, r->last_path, 0, e);
-  }
+  /* The weights (the load skips the training-state tensors), then the
+   * optimizer state (TRAIN_STATE_PREFIX + its names). */
+  if (!rc) rc = net_load_tensors(r->net, f, r->last_path, 0, e);
   /* A run started from Keras weights keeps their batch-norm epsilon. */
   if (!rc) rc = model_bn_eps_read(f, r->last_path, &r->net->cx.bn_eps, e);
-  if (!rc) rc = optim_state_load(r->opt, opt, no, e);
+  if (!rc) rc = optim_state_load(r->opt, f, TRAIN_STATE_PREFIX, e);
   if (!rc) rc = restore_state(r, state, e);
   if (!rc) rc = log_restore(r, r->st.epochs_done, e);
-  free(model);
-  free(opt);
   st_free(f);
   return rc;
 }

@@ -127,7 +127,6 @@ int schedule_create(const schedule_config *c, schedule **out, mskx_err *e) {
 
 void schedule_destroy(schedule *s) { free(s); }
 
-const schedule_config *schedule_get_config(const schedule *s) { return &s->cfg; }
 
 /* Linear warmup to lr0 over W steps (lr0 * (t+1)/W, so the first step is not
  * zero), then torch's CosineAnnealingLR closed form over the remaining steps. */

@@ -40,7 +40,6 @@ int schedule_config_validate(const schedule_config *c, mskx_err *e);
 
 int schedule_create(const schedule_config *c, schedule **out, mskx_err *e);
 void schedule_destroy(schedule *s);
-const schedule_config *schedule_get_config(const schedule *s);
 
 /* The rate for step step_in_epoch (0-based) of epoch (0-based). */
 double schedule_lr(const schedule *s, int epoch, int step_in_epoch, int steps_per_epoch);

@@ -66,8 +66,7 @@ const opt_spec train_options[] = {
      .help = "run folder: config.json, log.jsonl, last/best.safetensors", .flags = OPT_LOCAL | OPT_REQUIRED},
     {.key = "arch", .flag = "arch", .type = OPT_STRING, FLD(arch), .def_str = PAPER_ARCH, .source = "MURA paper",
      .arg = "ARCH", .group = G_DATA,
-     .help = "densenet121|densenet169|densenet201|resnet50|inception_v3|\n"
-             "densenet:growth=G,blocks=A-B-C,init=F,bn_size=S; with --per-part\n"
+     .help = "one of the architectures below; with --per-part\n"
              "a map of parts: XR_HAND=densenet121,densenet169\n(the unnamed entry is the default)"},
     {.key = "aux_weight", .flag = "aux-weight", .type = OPT_DOUBLE, FLD(aux_weight), RANGE(0, 100),
      .def = INCEPTION_AUX_WEIGHT, .source = "torchvision's Inception-v3 recipe", .arg = "W", .group = G_DATA,
@@ -78,8 +77,8 @@ const opt_spec train_options[] = {
     {.key = "per_part", .flag = "per-part", .type = OPT_BOOL, FLD(per_part), .group = G_DATA,
      .help = "one model per part, plus RUN_DIR/bundle.json routing studies"},
     {.key = "size", .flag = "size", .type = OPT_INT, FLD(size), RANGE(1, TRAIN_SIZE_MAX), .def = PAPER_SIZE,
-     .source = "MURA paper; inception_v3: 299 (torchvision)", .arg = "S", .group = G_DATA,
-     .help = "input size (inception_v3: 299 unless given)"},
+     .source = "MURA paper; the arch's own otherwise (inception_v3: 299, torchvision)", .arg = "S", .group = G_DATA,
+     .help = "input size (default: the arch's; 320 for the DenseNets and ResNet)"},
     {.key = "keep_aspect", .flag = "keep-aspect", .type = OPT_BOOL, FLD(keep_aspect), .group = G_DATA,
      .help = "pad to a square instead of stretching"},
     {.key = "batch", .flag = "batch", .type = OPT_INT, FLD(batch), RANGE(1, TRAIN_BATCH_MAX), .def = PAPER_BATCH,
@@ -143,7 +142,6 @@ const opt_spec train_options[] = {
     {.key = "rho", .flag = "rho", .type = OPT_DOUBLE, FLD(optim.rho), RANGE(0, 1), .def = 0,
      .source = "tf.keras.optimizers.RMSprop: 0.9", .arg = "R", .group = G_OPT, .flags = OPT_HIDE_DEFAULT,
      .help = "rmsprop: squared-gradient decay (default 0.9)"},
-    {.key = "centered", .type = OPT_BOOL, FLD(optim.centered), .help = "rmsprop: centered (the library's; no flag)"},
     {.key = "class_weights", .flag = "class-weights", .type = OPT_STRING, FLD(class_weights), .def_str = "mura",
      .source = "MURA paper (per-part weights)", .arg = "mura|balanced|none|0:W0,1:W1", .group = G_OPT,
      .check = check_class_weights, .help = "loss weights of the two classes (mura: the paper's per part)"},
@@ -267,8 +265,11 @@ int train_config_resolve(train_config *c, const unsigned char *set, mskx_err *e)
   c->sched.epochs = c->epochs;
   int size_set = set && set[opt_find(train_options, train_options_count, "size")];
   int aux_set = set && set[opt_find(train_options, train_options_count, "aux-weight")];
-  if (!size_set && !strcmp(c->arch, "inception_v3")) c->size = INCEPTION_SIZE;  /* torchvision's input size */
-  if (aux_set && strcmp(c->arch, "inception_v3"))
+  /* The arch's own input size (Inception-v3's 299); an arch map keeps the paper's. */
+  if (!size_set && arch_default_size(c->arch)) c->size = arch_default_size(c->arch);
+  arch_spec as;
+  mskx_err ae = {0};
+  if (aux_set && (arch_parse(c->arch, &as, &ae) || !arch_has_aux(&as)))
     return err_set(e, MSKX_EINVAL, "--aux-weight: arch %s has no auxiliary classifier (inception_v3 has)", c->arch);
   return MSKX_OK;
 }

@@ -225,20 +225,16 @@ int train_step(run_ctx *r, const batch *b, int total, double lr, int frozen, dou
   else
     rc = net_backward(m, r->dz, e);
   if (rc) return rc;
-  /* The classifier is declared last, so "train only the head" is a tail slice. */
-  size_t off = frozen ? m->ps.entries[m->head_w].offset : 0;
+  /* "Train only the head" is the classifier's tail slice (net_head_slice,
+   * checked when the run was set up). */
+  size_t off = 0;
+  if (frozen) rc = net_head_slice(m, &off, e);
   int threads = engine_threads_enter(r->eng);  /* the optimizer's OpenMP loops */
-  if (frozen)
-    rc = optim_step_range(r->opt, m->ps.params, m->ps.grads, off, m->ps.n_params - off, lr);
-  else
-    optim_step(r->opt, m->ps.params, m->ps.grads, lr);
+  if (!rc)
+    rc = frozen ? optim_step_range(r->opt, &m->ps, off, m->ps.n_params - off, lr, e) : optim_step(r->opt, &m->ps, lr, e);
   engine_threads_leave(threads);
-  if (rc) {
-    dist_break(r->dist, e);  /* not agreed: the others go on to the next step's collectives */
-    return err_set(e, rc, "optimizer step failed");
-  }
-  net_params_changed(m);
-  return MSKX_OK;
+  if (rc) dist_break(r->dist, e);  /* not agreed: the others go on to the next step's collectives */
+  return rc;
 }
 
 /* Rank 0's weights and batch-norm buffers on every process: the same start,
@@ -474,6 +470,11 @@ static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
    * an epoch) unless MSKX_KEEP_PLANS=0 or memory is short (check_plan_memory). */
   const char *keep = getenv("MSKX_KEEP_PLANS");
   if (!rc) rc = net_set_keep_plans(r->net, keep && !strcmp(keep, "0") ? 1 : 2, e);
+  if (!rc && c->freeze_backbone_epochs > 0) {
+    /* A frozen backbone trains the classifier's tail slice: refuse an arch without one before any work. */
+    size_t head_offset;
+    if ((rc = net_head_slice(r->net, &head_offset, e))) err_prefix(e, "--freeze-backbone-epochs");
+  }
   if (!rc && arch_has_aux(&r->net->arch)) r->net->aux_weight = (float)c->aux_weight;
   if (!rc && !resuming && c->pretrained[0]) {
     /* safetensors, PyTorch .pth or Keras .h5, by content; the epsilon of

@@ -88,7 +88,7 @@ TEST(full_disk_npy_and_safetensors) {
   mskx_err e = {0};
   CHECK_EQ_INT(npy_write_f32(pn, data, 2, shape, &e), MSKX_EIO);
   CHECKF(strstr(e.msg, ENOSPC_TEXT) && strstr(e.msg, "x.npy"), "%s", e.msg);
-  htensor t = {.name = "w", .ndim = 2, .shape = {4, 8}, .data = data};
+  tensor_ref t = {.name = "w", .ndim = 2, .shape = {4, 8}, .data = data};
   mskx_err e2 = {0};
   CHECK_EQ_INT(st_write(ps, &t, 1, NULL, 0, &e2), MSKX_EIO);
   CHECKF(strstr(e2.msg, ENOSPC_TEXT) && strstr(e2.msg, "x.safetensors"), "%s", e2.msg);

@@ -67,7 +67,7 @@ static inline int fx_make_model_ti(const char *path, const char *arch, uint64_t 
     meta.keep_aspect = keep_aspect;
     meta.threshold = threshold;
     /* Non-NULL empty arrays: model_save memcpy's them even when empty. */
-    htensor no_t[1];
+    tensor_ref no_t[1];
     st_meta no_m[1];
     rc = model_save(path, m, &meta, no_t, 0, no_m, 0, e);
   }

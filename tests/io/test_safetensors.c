@@ -96,7 +96,8 @@ TEST(written_file_passes_python_reader) {
   static const char *names[] = {"features.conv0.weight", "b", "scalar", "empty", "classifier.bias"};
   static const int ndims[] = {4, 1, 0, 2, 1};
   static const int64_t shapes[][4] = {{4, 3, 2, 2}, {5}, {0}, {0, 7}, {1}};
-  htensor ts[5];
+  tensor_ref ts[5];
+  float *bufs[5];
   memset(ts, 0, sizeof ts);
   rng r = rng_for(3, 0, 0);
   FILE *m = fopen(fx("c_st_manifest.txt"), "w");
@@ -104,12 +105,12 @@ TEST(written_file_passes_python_reader) {
   st_meta meta[2] = {{"arch", "densenet169"}, {"note", "tab-free \"q\" caf\xc3\xa9"}};
   for (int i = 0; i < 2; i++) fprintf(m, "meta\t%s\t%s\n", meta[i].key, meta[i].value);
   for (int i = 0; i < 5; i++) {
-    ts[i].name = (char *)names[i];
+    ts[i].name = names[i];
     ts[i].ndim = ndims[i];
     memcpy(ts[i].shape, shapes[i], sizeof shapes[i]);
-    int64_t n = htensor_numel(&ts[i]);
-    ts[i].data = malloc((size_t)n * 4 + 4);
-    for (int64_t k = 0; k < n; k++) ts[i].data[k] = (float)rng_normal(&r);
+    int64_t n = tensor_ref_numel(&ts[i]);
+    ts[i].data = bufs[i] = malloc((size_t)n * 4 + 4);
+    for (int64_t k = 0; k < n; k++) bufs[i][k] = (float)rng_normal(&r);
     char raw[32];
     snprintf(raw, sizeof raw, "c_st_%d.raw", i);
     CHECK(write_bytes(fx(raw), ts[i].data, (size_t)n * 4));
@@ -125,10 +126,10 @@ TEST(written_file_passes_python_reader) {
   int same = f && f->n_tensors == 5;
   for (int i = 0; same && i < 5; i++)
     same = strcmp(f->tensors[i].name, names[i]) == 0 &&
-           memcmp(f->tensors[i].data, ts[i].data, (size_t)htensor_numel(&ts[i]) * 4) == 0;
+           memcmp(f->tensors[i].data, ts[i].data, (size_t)tensor_ref_numel(&ts[i]) * 4) == 0;
   same = same && strcmp(st_meta_get(f, "arch"), "densenet169") == 0;
   st_free(f);
-  for (int i = 0; i < 5; i++) free(ts[i].data);
+  for (int i = 0; i < 5; i++) free(bufs[i]);
   CHECKF(rc == 0, "%s", e.msg);
   CHECKF(same, "our own reader disagrees with what we wrote");
   CHECKF(run_tool("check_st") == 0, "the Python reader rejected c_out.safetensors (see output above)");
@@ -136,7 +137,8 @@ TEST(written_file_passes_python_reader) {
 
 TEST(write_rejects_bad_input) {
   float v[2] = {1, 2};
-  htensor ts[2] = {{.name = "a", .ndim = 1, .shape = {2}, .data = v}, {.name = "a", .ndim = 1, .shape = {2}, .data = v}};
+  tensor_ref ts[2] = {{.name = "a", .ndim = 1, .shape = {2}, .data = v},
+                      {.name = "a", .ndim = 1, .shape = {2}, .data = v}};
   mskx_err e = {0};
   CHECK(st_write(fx("w.safetensors"), ts, 2, NULL, 0, &e) == MSKX_EINVAL && strstr(e.msg, "duplicate tensor name 'a'"));
   ts[1].name = "__metadata__";

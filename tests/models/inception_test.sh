@@ -49,6 +49,17 @@ assert np.array_equal(t["AuxLogits.conv1.conv.weight"], src["AuxLogits.conv1.con
 assert not np.array_equal(t["Mixed_7c.branch_pool.conv.weight"], src["Mixed_7c.branch_pool.conv.weight"])
 PY
 then pass model_file_names_and_transform_input; else fail model_file_names_and_transform_input "see above"; fi
+# mskx import records the arch's own input size (the arch table's 299) when --size is not given.
+check import_inception_default_size "$MSKX_BIN" import "$T/imagenet.safetensors" --arch inception_v3 \
+  --out "$T/imported.safetensors"
+if py "$T/imported.safetensors" "$MSKX_ROOT/tests/tools" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+from sttools import load_safetensors
+_, meta = load_safetensors(sys.argv[1])
+assert meta["size"] == "299" and meta["arch"] == "inception_v3", meta
+PY
+then pass import_records_size_299; else fail import_records_size_299 "see above"; fi
 study=$(find "$DATA/valid" -mindepth 3 -maxdepth 3 -type d | head -1)
 check predict_inception "$MSKX_BIN" predict --model "$T/run/best.safetensors" --json --threads 2 --cam "$T/cam" "$study"
 if grep -q '"probability"' "$T/out" && [ -n "$(ls "$T/cam" 2>/dev/null)" ]; then pass predict_output_and_cam

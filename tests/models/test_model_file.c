@@ -14,11 +14,7 @@ static char dir[64] = "/tmp/mskx-test-model-file.XXXXXX", path[128];
  * base value replaced when key is already there, and reads its metadata. */
 static int read_with(const char *key, const char *value, model_meta *m, mskx_err *e) {
   float w[1] = {1};
-  htensor t = {0};
-  t.name = (char *)"w";
-  t.ndim = 1;
-  t.shape[0] = 1;
-  t.data = w;
+  tensor_ref t = {.name = "w", .ndim = 1, .shape = {1}, .data = w};
   st_meta md[4] = {{(char *)"format", (char *)MODEL_FORMAT}, {(char *)"arch", (char *)"densenet121"},
                    {(char *)"size", (char *)"224"}, {NULL, NULL}};
   int n = 3, found = 0;

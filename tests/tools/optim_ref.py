@@ -55,8 +55,7 @@ def make_optimizer(torch, ps, c):
     if name == "rmsprop":
         # Keras RMSprop(rho, epsilon) == torch RMSprop(alpha=rho, eps=epsilon): both add eps outside the sqrt.
         return torch.optim.RMSprop(ps, lr=lr, alpha=c["rho"], eps=c["eps"], weight_decay=wd,
-                                   momentum=c.get("momentum", 0.0), centered=bool(c.get("centered", 0)),
-                                   foreach=False)
+                                   momentum=c.get("momentum", 0.0), centered=False, foreach=False)
     raise SystemExit("unknown optimizer " + name)
 
 

@@ -1,7 +1,7 @@
 /* Optimizer tests: 20-step trajectories and final state against
  * torch.optim.{Adam, AdamW, SGD, RMSprop} (tests/tools/optim_ref.py), also
  * with a frozen range (torch: grad None), exact checkpoint resume,
- * thread-count independence, weight-decay exclusion and rejected configs. */
+ * thread-count independence, the parameter version bump and rejected configs. */
 #include <omp.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include "core/util.h"
 #include "graph/params.h"
 #include "io/npy.h"
+#include "io/safetensors.h"
 #include "test.h"
 #include "train/optim.h"
 
@@ -24,23 +25,23 @@ typedef struct ref_case {
   const char *name;
   const char *optim;
   double lr, weight_decay, momentum; /* < 0: the optimizer's default */
-  int nesterov, centered;
+  int nesterov;
   int split, freeze; /* elements [0, split) are frozen for the first freeze steps */
 } ref_case;
 
 static const ref_case CASES[] = {
-    {"adam_default", "adam", 1e-2, -1, -1, 0, 0, 0, 0},
-    {"adam_l2", "adam", 1e-2, 0.1, -1, 0, 0, 0, 0},
-    {"adamw_default", "adamw", 1e-2, -1, -1, 0, 0, 0, 0},
-    {"adamw_strong", "adamw", 1e-2, 0.3, -1, 0, 0, 0, 0},
-    {"sgd_plain", "sgd", 0.1, -1, -1, 0, 0, 0, 0},
-    {"sgd_momentum_l2", "sgd", 0.1, 1e-2, 0.9, 0, 0, 0, 0},
-    {"sgd_nesterov", "sgd", 0.1, -1, 0.9, 1, 0, 0, 0},
-    {"rmsprop_keras", "rmsprop", 1e-2, -1, -1, 0, 0, 0, 0},
-    {"rmsprop_mom_centered", "rmsprop", 1e-2, 1e-3, 0.5, 0, 1, 0, 0},
-    {"adam_frozen", "adam", 1e-2, -1, -1, 0, 0, 600, 7},
-    {"adamw_frozen", "adamw", 1e-2, 0.3, -1, 0, 0, 333, 12},
-    {"sgd_frozen", "sgd", 0.1, 1e-2, 0.9, 0, 0, 600, 7},
+    {"adam_default", "adam", 1e-2, -1, -1, 0, 0, 0},
+    {"adam_l2", "adam", 1e-2, 0.1, -1, 0, 0, 0},
+    {"adamw_default", "adamw", 1e-2, -1, -1, 0, 0, 0},
+    {"adamw_strong", "adamw", 1e-2, 0.3, -1, 0, 0, 0},
+    {"sgd_plain", "sgd", 0.1, -1, -1, 0, 0, 0},
+    {"sgd_momentum_l2", "sgd", 0.1, 1e-2, 0.9, 0, 0, 0},
+    {"sgd_nesterov", "sgd", 0.1, -1, 0.9, 1, 0, 0},
+    {"rmsprop_keras", "rmsprop", 1e-2, -1, -1, 0, 0, 0},
+    {"rmsprop_momentum_l2", "rmsprop", 1e-2, 1e-3, 0.5, 0, 0, 0},
+    {"adam_frozen", "adam", 1e-2, -1, -1, 0, 600, 7},
+    {"adamw_frozen", "adamw", 1e-2, 0.3, -1, 0, 333, 12},
+    {"sgd_frozen", "sgd", 0.1, 1e-2, 0.9, 0, 600, 7},
 };
 #define N_CASES (int)(sizeof CASES / sizeof CASES[0])
 
@@ -51,7 +52,6 @@ static optim_config case_config(const ref_case *rc) {
   if (rc->weight_decay >= 0) c.weight_decay = rc->weight_decay;
   if (rc->momentum >= 0) c.momentum = rc->momentum;
   c.nesterov = rc->nesterov;
-  c.centered = rc->centered;
   return c;
 }
 
@@ -64,12 +64,56 @@ static int reference(void) {
   for (int i = 0; i < N_CASES; i++) {
     optim_config c = case_config(&CASES[i]);
     fprintf(f, "%s name=%s lr=%.17g beta1=%.17g beta2=%.17g eps=%.17g weight_decay=%.17g momentum=%.17g "
-               "nesterov=%d rho=%.17g centered=%d split=%d freeze=%d\n",
+               "nesterov=%d rho=%.17g split=%d freeze=%d\n",
             CASES[i].name, c.name, c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, c.momentum, c.nesterov, c.rho,
-            c.centered, CASES[i].split, CASES[i].freeze);
+            CASES[i].split, CASES[i].freeze);
   }
   fclose(f);
   return done = run_tool_script("optim_ref.py", "optim") == 0;
+}
+
+/* A parameter store over caller arrays (what optim_step updates). */
+static param_store store_of(float *p, float *g, size_t n) {
+  return (param_store){.n_params = n, .params = p, .grads = g, .version = 1};
+}
+
+/* One step over the arrays; the store view is only the step's. */
+static int step_arrays(optimizer *o, float *p, const float *g, size_t n, double lr) {
+  mskx_err e = {0};
+  param_store ps = store_of(p, (float *)g, n);
+  return optim_step(o, &ps, lr, &e);
+}
+
+static int step_range_arrays(optimizer *o, float *p, const float *g, size_t n, size_t off, size_t count, double lr) {
+  mskx_err e = {0};
+  param_store ps = store_of(p, (float *)g, n);
+  return optim_step_range(o, &ps, off, count, lr, &e);
+}
+
+/* A file of tensors (as st_read returns one: owned copies) named prefix +
+ * each view's name, for optim_state_load. NULL when out of memory. */
+static st_file *file_of(const tensor_ref *t, int n, const char *prefix) {
+  st_file *f = calloc(1, sizeof *f);
+  if (!f || !(f->tensors = calloc((size_t)n + 1, sizeof *f->tensors))) {
+    free(f);
+    return NULL;
+  }
+  for (int i = 0; i < n; i++, f->n_tensors++) {
+    htensor *d = &f->tensors[i];
+    size_t bytes = (size_t)tensor_ref_numel(&t[i]) * sizeof(float), len = strlen(prefix) + strlen(t[i].name) + 1;
+    d->name = malloc(len);
+    d->data = malloc(bytes ? bytes : 1);
+    if (!d->name || !d->data) {
+      f->n_tensors++;
+      st_free(f);
+      return NULL;
+    }
+    snprintf(d->name, len, "%s%s", prefix, t[i].name);
+    d->ndim = t[i].ndim;
+    memcpy(d->shape, t[i].shape, sizeof d->shape);
+    memcpy(d->data, t[i].data, bytes);
+  }
+  return f;
 }
 
 /* Max relative error of a against b (floor as in REL_TOL's comment). */
@@ -85,7 +129,7 @@ static double max_rel_err(const float *a, const float *b, size_t n) {
 
 /* Compares our final state with the reference's <case>.<key>.npy files. */
 static double state_err(optimizer *o, const char *cname, size_t n, int *ok) {
-  htensor st[OPTIM_MAX_STATE];
+  tensor_ref st[OPTIM_MAX_STATE];
   int ns = optim_state_tensors(o, st);
   double worst = 0;
   *ok = 1;
@@ -132,8 +176,10 @@ TEST(matches_pytorch_trajectories_and_state) {
     for (int t = 0; t < steps; t++) {
       const float *gt = g.data + (size_t)t * n;
       double lr = c.lr * (double)lrmul.data[t];
-      if (t < rc->freeze) CHECK_EQ_INT(optim_step_range(o, p, gt, (size_t)rc->split, n - (size_t)rc->split, lr), 0);
-      else optim_step(o, p, gt, lr);
+      if (t < rc->freeze)
+        CHECK_EQ_INT(step_range_arrays(o, p, gt, n, (size_t)rc->split, n - (size_t)rc->split, lr), 0);
+      else
+        CHECK_EQ_INT(step_arrays(o, p, gt, n, lr), 0);
       worst = fmax(worst, max_rel_err(p, traj.data + (size_t)t * n, n));
     }
     int ok;
@@ -165,7 +211,7 @@ static void fill(float *x, size_t n, uint64_t seed, double scale) {
 static void run_steps(optimizer *o, float *p, float *g, size_t n, int t0, int steps) {
   for (int t = t0; t < t0 + steps; t++) {
     fill(g, n, 1000 + (uint64_t)t, 0.1);
-    optim_step(o, p, g, 1e-2 * (1.0 + 0.1 * t));
+    (void)step_arrays(o, p, g, n, 1e-2 * (1.0 + 0.1 * t));
   }
 }
 
@@ -176,14 +222,12 @@ static optim_config busy_config(const char *name) {
   optim_config_defaults(name, &c, NULL);
   c.weight_decay = 0.05;
   if (!strcmp(name, "sgd") || !strcmp(name, "rmsprop")) c.momentum = 0.9;
-  if (!strcmp(name, "rmsprop")) c.centered = 1;
   return c;
 }
 
 TEST(checkpoint_round_trip_is_bit_identical) {
   const size_t n = 5000;
   float *p = malloc(n * 4), *g = malloc(n * 4), *pa = malloc(n * 4), *saved_p = malloc(n * 4);
-  float *saved[OPTIM_MAX_STATE];
   mskx_err e = {0};
   for (int k = 0; k < 4; k++) {
     optim_config c = busy_config(ALL_KINDS[k]);
@@ -191,15 +235,12 @@ TEST(checkpoint_round_trip_is_bit_identical) {
     CHECK_OK(optim_create(&c, n, &o, &e), &e);
     fill(p, n, 1, 1.0);
     run_steps(o, p, g, n, 0, 5);
-    /* Save: state tensors, step counts and parameters. */
-    htensor st[OPTIM_MAX_STATE];
+    /* Save: state tensors (as a checkpoint names them), step counts and parameters. */
+    tensor_ref st[OPTIM_MAX_STATE];
     int ns = optim_state_tensors(o, st);
     CHECK(ns >= 1);
-    for (int s = 0; s < ns; s++) {
-      saved[s] = malloc(n * 4);
-      memcpy(saved[s], st[s].data, n * 4);
-      st[s].data = saved[s];
-    }
+    st_file *ckpt = file_of(st, ns, "train_state.");
+    CHECK(ckpt);
     char steps[OPTIM_STEPS_TEXT_MAX];
     CHECK_OK(optim_steps_format(o, steps, sizeof steps, &e), &e);
     memcpy(saved_p, p, n * 4);
@@ -207,12 +248,12 @@ TEST(checkpoint_round_trip_is_bit_identical) {
     memcpy(pa, p, n * 4);
     /* Restore into a fresh optimizer and redo the last 5 steps. */
     CHECK_OK(optim_create(&c, n, &o2, &e), &e);
-    CHECK_OK(optim_state_load(o2, st, ns, &e), &e);
+    CHECK_OK(optim_state_load(o2, ckpt, "train_state.", &e), &e);
     CHECK_OK(optim_steps_parse(o2, steps, &e), &e);
     memcpy(p, saved_p, n * 4);
     run_steps(o2, p, g, n, 5, 5);
     CHECKF(!memcmp(p, pa, n * 4), "%s: resumed parameters differ", c.name);
-    htensor s1[OPTIM_MAX_STATE], s2[OPTIM_MAX_STATE];
+    tensor_ref s1[OPTIM_MAX_STATE], s2[OPTIM_MAX_STATE];
     optim_state_tensors(o, s1);
     optim_state_tensors(o2, s2);
     for (int s = 0; s < ns; s++) CHECKF(!memcmp(s1[s].data, s2[s].data, n * 4), "%s: state %s differs", c.name, s1[s].name);
@@ -220,13 +261,13 @@ TEST(checkpoint_round_trip_is_bit_identical) {
     if (k < 2) {
       optimizer *o3;
       CHECK_OK(optim_create(&c, n, &o3, &e), &e);
-      CHECK_OK(optim_state_load(o3, st, ns, &e), &e);
+      CHECK_OK(optim_state_load(o3, ckpt, "train_state.", &e), &e);
       memcpy(p, saved_p, n * 4);
       run_steps(o3, p, g, n, 5, 5);
       CHECKF(memcmp(p, pa, n * 4), "%s: the step count made no difference", c.name);
       optim_destroy(o3);
     }
-    for (int s = 0; s < ns; s++) free(saved[s]);
+    st_free(ckpt);
     optim_destroy(o);
     optim_destroy(o2);
   }
@@ -260,100 +301,28 @@ TEST(result_does_not_depend_on_thread_count) {
   free(g);
 }
 
-TEST(zero_state_equals_fresh_optimizer) {
-  const size_t n = 777;
-  float *p1 = malloc(n * 4), *p2 = malloc(n * 4), *g = malloc(n * 4);
+/* The step bumps the store's version (what oneDNN's weight caches and
+ * folded batch norms key on), once per step that changes something. */
+TEST(step_bumps_the_parameter_version) {
+  float p[32] = {0}, g[32];
   mskx_err e = {0};
-  for (int k = 0; k < 4; k++) {
-    optim_config c = busy_config(ALL_KINDS[k]);
-    optimizer *o, *fresh;
-    CHECK_OK(optim_create(&c, n, &o, &e), &e);
-    CHECK_OK(optim_create(&c, n, &fresh, &e), &e);
-    fill(p1, n, 3, 1.0);
-    CHECK_EQ_INT(optim_step_range(o, p1, g, 100, 200, 1e-2), 0); /* leaves two step counts */
-    run_steps(o, p1, g, n, 0, 4);
-    optim_zero_state(o);
-    CHECK_EQ_INT(optim_get_step(o), 0);
-    fill(p1, n, 3, 1.0);
-    fill(p2, n, 3, 1.0);
-    run_steps(o, p1, g, n, 0, 4);
-    run_steps(fresh, p2, g, n, 0, 4);
-    CHECKF(!memcmp(p1, p2, n * 4), "%s: zeroed optimizer differs from a fresh one", c.name);
-    optim_destroy(o);
-    optim_destroy(fresh);
-  }
-  free(p1);
-  free(p2);
-  free(g);
-}
-
-/* Excluded elements follow the weight_decay = 0 trajectory exactly, the others
- * the decayed one. */
-TEST(weight_decay_exclusion) {
-  const size_t n = 64;
-  float pd[64], p0[64], pm[64], g[64];
-  mskx_err e = {0};
-  for (int k = 0; k < 4; k++) {
-    optim_config c = busy_config(ALL_KINDS[k]), c0 = c;
-    c0.weight_decay = 0;
-    float *res[3] = {pd, p0, pm};
-    for (int r = 0; r < 3; r++) {
-      optimizer *o;
-      CHECK_OK(optim_create(r == 1 ? &c0 : &c, n, &o, &e), &e);
-      if (r == 2) {
-        CHECK_OK(optim_exclude_from_decay(o, 10, 5, &e), &e);
-        CHECK_OK(optim_exclude_from_decay(o, 40, 24, &e), &e);
-      }
-      fill(res[r], n, 4, 1.0);
-      run_steps(o, res[r], g, n, 0, 6);
-      optim_destroy(o);
-    }
-    for (size_t i = 0; i < n; i++) {
-      int excluded = (i >= 10 && i < 15) || i >= 40;
-      CHECKF(pm[i] == (excluded ? p0[i] : pd[i]), "%s: element %zu", c.name, i);
-      CHECKF(pd[i] != p0[i], "%s: weight decay had no effect on element %zu", c.name, i);
-    }
-  }
-  optimizer *o;
+  for (int i = 0; i < 32; i++) g[i] = 0.5f;
   optim_config c;
-  optim_config_defaults("adamw", &c, NULL);
-  CHECK_OK(optim_create(&c, n, &o, &e), &e);
-  CHECK(optim_exclude_from_decay(o, 60, 5, &e) == MSKX_EINVAL && strstr(e.msg, "outside"));
-  CHECK(optim_exclude_from_decay(o, 65, 0, &e) == MSKX_EINVAL);
-  CHECK_OK(optim_exclude_from_decay(o, 64, 0, &e), &e);
-  optim_destroy(o);
-}
-
-TEST(exclude_norm_and_bias_uses_one_dimensional_params) {
-  param_store ps = {0};
-  mskx_err e = {0};
-  int64_t s4[4] = {4, 2, 3, 3}, s1[1] = {4}, s2[2] = {2, 4}, sb[1] = {2};
-  CHECK(ps_declare(&ps, "conv.weight", PK_PARAM, 4, s4, &e) >= 0);
-  CHECK(ps_declare(&ps, "bn.weight", PK_PARAM, 1, s1, &e) >= 0);
-  CHECK(ps_declare(&ps, "bn.running_mean", PK_BUFFER, 1, s1, &e) >= 0);
-  CHECK(ps_declare(&ps, "fc.weight", PK_PARAM, 2, s2, &e) >= 0);
-  CHECK(ps_declare(&ps, "fc.bias", PK_PARAM, 1, sb, &e) >= 0);
-  CHECK_OK(ps_alloc(&ps, &e), &e);
-  optim_config c;
-  optim_config_defaults("adamw", &c, NULL);
-  c.weight_decay = 0.5;
+  optim_config_defaults("sgd", &c, NULL);
   optimizer *o;
-  CHECK_OK(optim_create(&c, ps.n_params, &o, &e), &e);
-  CHECK_OK(optim_exclude_norm_and_bias(o, &ps, &e), &e);
-  for (size_t i = 0; i < ps.n_params; i++) ps.params[i] = 1.0f; /* zero gradients: only decay moves them */
-  optim_step(o, ps.params, ps.grads, 0.1);
-  for (int i = 0; i < ps.n; i++) {
-    const param_entry *en = &ps.entries[i];
-    if (en->kind != PK_PARAM) continue;
-    float v = ps_data(&ps, i)[0], want = en->ndim > 1 ? (float)(1.0 - 0.1 * 0.5) : 1.0f;
-    CHECKF(v == want, "%s: %g, expected %g", en->name, v, want);
-  }
-  optimizer *small;
-  CHECK_OK(optim_create(&c, ps.n_params - 1, &small, &e), &e);
-  CHECK(optim_exclude_norm_and_bias(small, &ps, &e) == MSKX_ESHAPE);
-  optim_destroy(small);
+  CHECK_OK(optim_create(&c, 32, &o, &e), &e);
+  param_store ps = store_of(p, g, 32);
+  CHECK_OK(optim_step(o, &ps, 0.1, &e), &e);
+  CHECK_EQ_INT(ps.version, 2);
+  CHECK_OK(optim_step_range(o, &ps, 16, 16, 0.1, &e), &e);
+  CHECK_EQ_INT(ps.version, 3);
+  CHECK_OK(optim_step_range(o, &ps, 32, 0, 0.1, &e), &e); /* nothing to update */
+  CHECK_EQ_INT(ps.version, 3);
+  CHECK(optim_step_range(o, &ps, 16, 17, 0.1, &e) == MSKX_EINVAL && strstr(e.msg, "outside"));
+  param_store small = store_of(p, g, 31);
+  CHECK(optim_step(o, &small, 0.1, &e) == MSKX_ESHAPE && strstr(e.msg, "31"));
+  CHECK_EQ_INT(ps.version, 3);
   optim_destroy(o);
-  ps_free(&ps);
 }
 
 TEST(step_range_leaves_the_rest_untouched) {
@@ -366,33 +335,33 @@ TEST(step_range_leaves_the_rest_untouched) {
   fill(p, n, 5, 1.0);
   fill(g, n, 6, 1.0);
   memcpy(q, p, sizeof p);
-  CHECK_EQ_INT(optim_step_range(o, p, g, 30, 20, 0.1), 0);
+  CHECK_EQ_INT(step_range_arrays(o, p, g, n, 30, 20, 0.1), 0);
   for (size_t i = 0; i < n; i++) CHECKF((p[i] != q[i]) == (i >= 30 && i < 50), "element %zu", i);
-  htensor st[OPTIM_MAX_STATE];
+  tensor_ref st[OPTIM_MAX_STATE];
   optim_state_tensors(o, st);
   for (size_t i = 0; i < n; i++) CHECKF((st[0].data[i] != 0) == (i >= 30 && i < 50), "exp_avg element %zu", i);
   char text[OPTIM_STEPS_TEXT_MAX];
   CHECK_OK(optim_steps_format(o, text, sizeof text, &e), &e);
   CHECKF(!strcmp(text, "0:30:0;30:50:1;50:100:0"), "steps text '%s'", text);
-  optim_step(o, p, g, 0.1);
+  CHECK_EQ_INT(step_arrays(o, p, g, n, 0.1), 0);
   CHECK_OK(optim_steps_format(o, text, sizeof text, &e), &e);
   CHECKF(!strcmp(text, "0:30:1;30:50:2;50:100:1"), "steps text '%s'", text);
   CHECK_EQ_INT(optim_get_step(o), 2);
-  CHECK_EQ_INT(optim_step_range(o, p, g, 0, 30, 0.1), 0);
-  CHECK_EQ_INT(optim_step_range(o, p, g, 50, 50, 0.1), 0);
+  CHECK_EQ_INT(step_range_arrays(o, p, g, n, 0, 30, 0.1), 0);
+  CHECK_EQ_INT(step_range_arrays(o, p, g, n, 50, 50, 0.1), 0);
   CHECK_OK(optim_steps_format(o, text, sizeof text, &e), &e);
   CHECKF(!strcmp(text, "2"), "equal counts merge: '%s'", text);
   memcpy(q, p, sizeof p);
-  CHECK_EQ_INT(optim_step_range(o, p, g, 90, 11, 0.1), MSKX_EINVAL);
-  CHECK_EQ_INT(optim_step_range(o, p, g, 101, 0, 0.1), MSKX_EINVAL);
-  CHECK_EQ_INT(optim_step_range(o, p, g, 100, 0, 0.1), 0);
+  CHECK_EQ_INT(step_range_arrays(o, p, g, n, 90, 11, 0.1), MSKX_EINVAL);
+  CHECK_EQ_INT(step_range_arrays(o, p, g, n, 101, 0, 0.1), MSKX_EINVAL);
+  CHECK_EQ_INT(step_range_arrays(o, p, g, n, 100, 0, 0.1), 0);
   CHECK(!memcmp(p, q, sizeof p));
   /* Too many distinct step counts is refused without changing anything. */
   int rc = 0;
   for (int i = 0; i < 60 && !rc; i++) {
     memcpy(q, p, sizeof p);
     CHECK_OK(optim_steps_format(o, text, sizeof text, &e), &e);
-    rc = optim_step_range(o, p, g, (size_t)i, n - (size_t)i, 0.1); /* each call adds a step count */
+    rc = step_range_arrays(o, p, g, n, (size_t)i, n - (size_t)i, 0.1); /* each call adds a step count */
   }
   CHECK_EQ_INT(rc, MSKX_ELIMIT);
   CHECK(!memcmp(p, q, sizeof p));
@@ -435,24 +404,32 @@ TEST(state_load_checks_names_and_sizes) {
   CHECK_OK(optim_create(&c, 10, &o, &e), &e);
   float a[10], b[11], z[10] = {0};
   for (int i = 0; i < 10; i++) a[i] = (float)i;
-  htensor t[3] = {{(char *)"optim.exp_avg", 1, {10}, a}, {(char *)"other", 1, {10}, a}, {(char *)"optim.exp_avg_sq", 1, {11}, b}};
-  CHECK(optim_state_load(o, t, 2, &e) == MSKX_EFORMAT && strstr(e.msg, "'optim.exp_avg_sq' is missing"));
-  CHECK(optim_state_load(o, t, 3, &e) == MSKX_ESHAPE && strstr(e.msg, "11 elements") && strstr(e.msg, "10 parameters"));
-  htensor st[OPTIM_MAX_STATE];
+  tensor_ref t[3] = {{"optim.exp_avg", 1, {10}, a}, {"other", 1, {10}, a}, {"optim.exp_avg_sq", 1, {11}, b}};
+  st_file *two = file_of(t, 2, "p."), *three = file_of(t, 3, "p.");
+  CHECK(two && three);
+  CHECK(optim_state_load(o, two, "p.", &e) == MSKX_EFORMAT && strstr(e.msg, "'p.optim.exp_avg_sq' is missing"));
+  CHECK(optim_state_load(o, three, "", &e) == MSKX_EFORMAT && strstr(e.msg, "'optim.exp_avg' is missing"));
+  CHECK(optim_state_load(o, three, "p.", &e) == MSKX_ESHAPE && strstr(e.msg, "11 elements") &&
+        strstr(e.msg, "10 parameters"));
+  tensor_ref st[OPTIM_MAX_STATE];
   CHECK_EQ_INT(optim_state_tensors(o, st), 2);
   CHECK(!strcmp(st[0].name, "optim.exp_avg") && !strcmp(st[1].name, "optim.exp_avg_sq"));
   CHECKF(!memcmp(st[0].data, z, sizeof z), "a failed load changed the state");
   t[2].shape[0] = 10;
   t[2].data = a;
-  CHECK_OK(optim_state_load(o, t, 3, &e), &e);
+  st_free(three);
+  three = file_of(t, 3, "p.");
+  CHECK(three);
+  CHECK_OK(optim_state_load(o, three, "p.", &e), &e);
   CHECK(!memcmp(st[1].data, a, sizeof a));
-  CHECK(optim_set_step(o, -1, &e) == MSKX_EINVAL && strstr(e.msg, "negative"));
+  st_free(two);
+  st_free(three);
   optim_destroy(o);
   /* Each optimizer names its own state like torch's state dict. */
   const char *want[4][3] = {{"optim.exp_avg", "optim.exp_avg_sq", NULL},
                             {"optim.exp_avg", "optim.exp_avg_sq", NULL},
                             {"optim.momentum_buffer", NULL, NULL},
-                            {"optim.square_avg", "optim.momentum_buffer", "optim.grad_avg"}};
+                            {"optim.square_avg", "optim.momentum_buffer", NULL}};
   for (int k = 0; k < 4; k++) {
     c = busy_config(ALL_KINDS[k]);
     CHECK_OK(optim_create(&c, 10, &o, &e), &e);
@@ -463,7 +440,8 @@ TEST(state_load_checks_names_and_sizes) {
   optim_config_defaults("sgd", &c, NULL);
   CHECK_OK(optim_create(&c, 10, &o, &e), &e);
   CHECK_EQ_INT(optim_state_tensors(o, st), 0);
-  CHECK_OK(optim_state_load(o, NULL, 0, &e), &e);
+  st_file empty = {0};
+  CHECK_OK(optim_state_load(o, &empty, "p.", &e), &e);
   optim_destroy(o);
 }
 
@@ -477,7 +455,7 @@ TEST(defaults_follow_pytorch_and_keras) {
   CHECK_OK(optim_config_defaults("sgd", &c, &e), &e);
   CHECK(c.momentum == 0 && !c.nesterov && c.weight_decay == 0 && c.lr > 0);
   CHECK_OK(optim_config_defaults("rmsprop", &c, &e), &e);
-  CHECK(c.lr == 1e-3 && c.rho == 0.9 && c.eps == 1e-7 && c.momentum == 0 && !c.centered);
+  CHECK(c.lr == 1e-3 && c.rho == 0.9 && c.eps == 1e-7 && c.momentum == 0);
   for (int k = 0; k < 4; k++) {
     CHECK_OK(optim_config_defaults(ALL_KINDS[k], &c, &e), &e);
     CHECK_OK(optim_config_validate(&c, &e), &e);
@@ -500,7 +478,7 @@ TEST(bad_configs_are_rejected_with_clear_messages) {
       {"adam", "eps", -1e-8, "eps"},            {"adamw", "weight_decay", -0.01, "weight decay"},
       {"sgd", "momentum", -0.9, "momentum"},    {"rmsprop", "rho", 1.0, "rho"},
       {"rmsprop", "rho", -0.5, "rho"},          {"sgd", "nesterov", 1, "nesterov"},
-      {"adam", "nesterov", 1, "nesterov"},      {"adam", "centered", 1, "centered"},
+      {"adam", "nesterov", 1, "nesterov"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     CHECK_OK(optim_config_defaults(bad[i].name, &c, &e), &e);
@@ -512,7 +490,6 @@ TEST(bad_configs_are_rejected_with_clear_messages) {
     else if (!strcmp(bad[i].field, "momentum")) c.momentum = bad[i].value;
     else if (!strcmp(bad[i].field, "rho")) c.rho = bad[i].value;
     else if (!strcmp(bad[i].field, "nesterov")) c.nesterov = (int)bad[i].value;
-    else if (!strcmp(bad[i].field, "centered")) c.centered = (int)bad[i].value;
     optimizer *o = (optimizer *)&c; /* must be reset to NULL on failure */
     e.msg[0] = 0;
     int rc = optim_create(&c, 10, &o, &e);
