@@ -73,6 +73,9 @@ void elem_convert(float *dst, const unsigned char *src, size_t n, elem_dtype dt)
         dst[i] = (float)v;
       }
       break;
+    case EL_I8:
+      for (size_t i = 0; i < n; i++) dst[i] = (float)(int8_t)src[i];
+      break;
   }
 }
 
@@ -82,4 +85,6 @@ float elem_to_f32(const unsigned char *p, elem_dtype dt) {
   return f;
 }
 
-size_t elem_size(elem_dtype dt) { return dt == EL_F16 || dt == EL_BF16 ? 2 : dt == EL_F32 ? 4 : 8; }
+size_t elem_size(elem_dtype dt) {
+  return dt == EL_I8 ? 1 : dt == EL_F16 || dt == EL_BF16 ? 2 : dt == EL_F32 ? 4 : 8;
+}

@@ -357,10 +357,7 @@ int pnode_clone(const pnode *src, pnode *dst, engine *eng, mskx_err *e) {
   if (src->m) {
     int rc = net_create(src->meta.arch, eng, 0, &dst->m, e);
     if (rc) return rc;
-    dst->m->cx.bn_eps = src->m->cx.bn_eps;
-    memcpy(dst->m->ps.params, src->m->ps.params, src->m->ps.n_params * sizeof(float));
-    memcpy(dst->m->ps.buffers, src->m->ps.buffers, src->m->ps.n_buffers * sizeof(float));
-    net_params_changed(dst->m);
+    if ((rc = net_copy_weights(dst->m, src->m, e))) return rc;
   }
   for (size_t i = 0; i < nc; i++) {
     dst->n_children++;

@@ -442,13 +442,8 @@ static int batch_net(predictor *p, pnode *nd, int b, net **out, mskx_err *e) {
   *lru = (plan_slot){0};
   net *c = NULL;
   int rc = net_create(nd->meta.arch, p->eng, 0, &c, e);
-  if (!rc) {
-    c->cx.bn_eps = m->cx.bn_eps;
-    memcpy(c->ps.params, m->ps.params, m->ps.n_params * sizeof(float));
-    memcpy(c->ps.buffers, m->ps.buffers, m->ps.n_buffers * sizeof(float));
-    net_params_changed(c);
-    rc = net_plan(c, b, s, s, 0, p->opt.prec, e);
-  }
+  if (!rc) rc = net_copy_weights(c, m, e);
+  if (!rc) rc = net_plan(c, b, s, s, 0, p->opt.prec, e);
   if (rc) {
     net_destroy(c);
     return rc;

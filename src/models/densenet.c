@@ -23,6 +23,7 @@ typedef struct dense_layer {
   int c_in;
   float *z;             /* bottleneck conv output (per layer when training) */
   conv_bn_fold fold1;   /* inference: conv1 + norm2 + ReLU in one convolution */
+  conv_int8 q1, q2;     /* int8 inference: the same fold as u8 -> u8, and conv2 u8 -> f32 */
 } dense_layer;
 
 typedef struct dense_block {
@@ -31,6 +32,7 @@ typedef struct dense_block {
   int has_trans;
   bn_layer tnorm;       /* transition after this block */
   conv_layer tconv;
+  conv_int8 qt;         /* int8 inference: tconv */
   pool_desc tpool;
   int h, w;             /* planned spatial size */
   float *buf, *grad;    /* (n, h, w, c_total) */
@@ -42,6 +44,7 @@ typedef struct dense_block {
 typedef struct densenet {
   conv_layer conv0;
   bn_layer norm0, norm5;
+  conv_bn_fold fold0;   /* int8 inference: conv0 + norm0 + ReLU in one fp32 convolution */
   pool_desc pool0;
   dense_block blocks[ARCH_MAX_BLOCKS];
   int n_blocks, c_final;
@@ -156,6 +159,7 @@ static void densenet_unplan(net *m) {
   densenet *d = dn(m);
   layer_ctx *cx = &m->cx;
   conv_layer_unplan(cx, &d->conv0);
+  conv_bn_fold_unplan(cx, &d->fold0);
   bn_layer_unplan(&d->norm0);
   bn_layer_unplan(&d->norm5);
   for (int b = 0; b < d->n_blocks; b++) {
@@ -164,6 +168,8 @@ static void densenet_unplan(net *m) {
       dense_layer *L = &blk->layers[l];
       conv_layer_unplan(cx, &L->conv1);
       conv_bn_fold_unplan(cx, &L->fold1);
+      conv_int8_unplan(cx, &L->q1);
+      conv_int8_unplan(cx, &L->q2);
       conv_layer_unplan(cx, &L->conv2);
       bn_layer_unplan(&L->norm1);
       bn_layer_unplan(&L->norm2);
@@ -171,6 +177,7 @@ static void densenet_unplan(net *m) {
     }
     if (blk->has_trans) {
       conv_layer_unplan(cx, &blk->tconv);
+      conv_int8_unplan(cx, &blk->qt);
       bn_layer_unplan(&blk->tnorm);
     }
     free(blk->buf);
@@ -194,8 +201,9 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
   densenet *d = dn(m);
   const layer_ctx *cx = &m->cx;
   const arch_spec *a = &m->arch;
-  int train = cx->train, inter = a->bn_size * a->growth;
-  int rc = conv_layer_plan(cx, &d->conv0, n, h, w, &d->h0, &d->w0, e);
+  int train = cx->train, inter = a->bn_size * a->growth, q = cx->int8;
+  int rc = q ? conv_bn_fold_plan(cx, &d->fold0, &d->conv0, 1, 0, n, h, w, &d->h0, &d->w0, e)
+             : conv_layer_plan(cx, &d->conv0, n, h, w, &d->h0, &d->w0, e);
   if (!rc) rc = bn_layer_plan(&d->norm0, e);
   if (rc) return rc;
   d->pool0 = (pool_desc){.n = n, .h = d->h0, .w = d->w0, .c = a->init_features, .k = 3, .s = 2, .p = 1};
@@ -208,9 +216,16 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
     size_t px = (size_t)n * bh * bw;
     for (int l = 0; l < blk->n_layers && !rc; l++) {
       dense_layer *L = &blk->layers[l];
-      rc = train ? conv_layer_plan(cx, &L->conv1, n, bh, bw, NULL, NULL, e)
-                 : conv_bn_fold_plan(cx, &L->fold1, &L->conv1, 1, L->conv2.src_bf16, n, bh, bw, NULL, NULL, e);
-      if (!rc) rc = conv_layer_plan(cx, &L->conv2, n, bh, bw, NULL, NULL, e);
+      if (q) {
+        float z_step = 0;
+        rc = layer_in_scale(cx, &L->conv2, &z_step, e);
+        if (!rc) rc = conv_int8_plan(cx, &L->q1, &L->conv1, &L->norm2, 1, z_step, n, bh, bw, NULL, NULL, e);
+        if (!rc) rc = conv_int8_plan(cx, &L->q2, &L->conv2, NULL, 0, 0, n, bh, bw, NULL, NULL, e);
+      } else {
+        rc = train ? conv_layer_plan(cx, &L->conv1, n, bh, bw, NULL, NULL, e)
+                   : conv_bn_fold_plan(cx, &L->fold1, &L->conv1, 1, L->conv2.src_bf16, n, bh, bw, NULL, NULL, e);
+        if (!rc) rc = conv_layer_plan(cx, &L->conv2, n, bh, bw, NULL, NULL, e);
+      }
       if (!rc) rc = bn_layer_plan(&L->norm1, e);
       if (!rc) rc = bn_layer_plan(&L->norm2, e);
       s1 = zmax(s1, px * (size_t)(L->c_in > inter ? L->c_in : inter));
@@ -229,7 +244,8 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
       blk->tnorm.shared = &blk->stats;
     }
     if (blk->has_trans && !rc) {
-      rc = conv_layer_plan(cx, &blk->tconv, n, bh, bw, NULL, NULL, e);
+      rc = q ? conv_int8_plan(cx, &blk->qt, &blk->tconv, NULL, 0, 0, n, bh, bw, NULL, NULL, e)
+             : conv_layer_plan(cx, &blk->tconv, n, bh, bw, NULL, NULL, e);
       if (!rc) rc = bn_layer_plan(&blk->tnorm, e);
       s3 = zmax(s3, px * (size_t)(blk->c_total / 2));
       blk->tpool = (pool_desc){.n = n, .h = bh, .w = bw, .c = blk->c_total / 2, .k = 2, .s = 2, .p = 0};
@@ -294,12 +310,21 @@ static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) 
   layer_ctx *cx = &m->cx;
   int n = m->n, inter = m->arch.bn_size * m->arch.growth;
   view B = block_view(blk, blk->buf, n);
-  int rc = bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), d->s1, 1, e);
-  if (rc) return rc;
-  if (!cx->train) {
+  int rc;
+  if (cx->int8) {
+    /* norm1 + ReLU quantised to u8; conv1 + norm2 + ReLU u8 -> u8; conv2 u8 -> f32. */
+    bn_layer_forward_u8(cx, &L->norm1, view_channels(B, 0, L->c_in), cx->in_scale[L->conv1.w], (uint8_t *)d->s1);
+    rc = conv_int8_forward(cx, &L->q1, (const uint8_t *)d->s1, L->z, e);
+    if (!rc) rc = conv_int8_forward(cx, &L->q2, (const uint8_t *)L->z, d->s2, e);
+    if (rc) return rc;
+  } else if ((rc = bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), d->s1, 1, e))) {
+    return rc;
+  } else if (!cx->train) {
+    layer_observe(cx, &L->conv1, d->s1, (size_t)n * blk->h * blk->w * L->c_in);
     /* norm2 (running statistics) and its ReLU are folded into conv1, whose
      * output is then conv2's input as it is (bf16 in bf16 plans). */
     rc = conv_bn_fold_forward(cx, &L->fold1, &L->conv1, &L->norm2, d->s1, L->z, e);
+    if (!rc) layer_observe(cx, &L->conv2, L->z, (size_t)n * blk->h * blk->w * inter);
     if (!rc) rc = conv_layer_forward(cx, &L->conv2, L->z, d->s2, e);
     if (rc) return rc;
   } else {
@@ -319,10 +344,14 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
   layer_ctx *cx = &m->cx;
   int n = m->n, c0 = m->arch.init_features;
   d->x = x;
-  int rc = conv_layer_forward(cx, &d->conv0, x, d->c0out, e);
-  if (rc) return rc;
   view stem = view_make(d->s1, n, d->h0, d->w0, c0);
-  if ((rc = bn_layer_forward(cx, &d->norm0, view_make(d->c0out, n, d->h0, d->w0, c0), stem, 1, e))) return rc;
+  int rc;
+  if (cx->int8) {
+    if ((rc = conv_bn_fold_forward(cx, &d->fold0, &d->conv0, &d->norm0, x, d->s1, e))) return rc;
+  } else {
+    if ((rc = conv_layer_forward(cx, &d->conv0, x, d->c0out, e))) return rc;
+    if ((rc = bn_layer_forward(cx, &d->norm0, view_make(d->c0out, n, d->h0, d->w0, c0), stem, 1, e))) return rc;
+  }
   view b0 = view_channels(block_view(&d->blocks[0], d->blocks[0].buf, n), 0, c0);
   cx->eng->ops->maxpool_forward(&d->pool0, stem, b0, d->argmax0);
   if ((rc = block_stats(m, &d->blocks[0], b0, 0, e))) return rc;
@@ -333,8 +362,14 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
     if (!blk->has_trans) continue;
     view B = block_view(blk, blk->buf, n);
     int ct = blk->c_total / 2;
-    if ((rc = bn_layer_forward_conv(cx, &blk->tnorm, B, d->s1, 1, e))) return rc;
-    if ((rc = conv_layer_forward(cx, &blk->tconv, d->s1, d->s3, e))) return rc;
+    if (cx->int8) {
+      bn_layer_forward_u8(cx, &blk->tnorm, B, cx->in_scale[blk->tconv.w], (uint8_t *)d->s1);
+      if ((rc = conv_int8_forward(cx, &blk->qt, (const uint8_t *)d->s1, d->s3, e))) return rc;
+    } else {
+      if ((rc = bn_layer_forward_conv(cx, &blk->tnorm, B, d->s1, 1, e))) return rc;
+      if (!cx->train) layer_observe(cx, &blk->tconv, d->s1, view_numel(B));
+      if ((rc = conv_layer_forward(cx, &blk->tconv, d->s1, d->s3, e))) return rc;
+    }
     dense_block *next = &d->blocks[b + 1];
     view nb = view_channels(block_view(next, next->buf, n), 0, ct);
     cx->eng->ops->avgpool_forward(&blk->tpool, view_make(d->s3, n, blk->h, blk->w, ct), nb);

@@ -36,10 +36,38 @@ void net_destroy(net *m) {
     m->vt->destroy_model(m);
   }
   ps_free(&m->ps);
+  free(m->in_scale);
   free(m);
 }
 
+int net_copy_weights(net *dst, const net *src, mskx_err *e) {
+  if (strcmp(dst->arch.name, src->arch.name) || dst->ps.n_params != src->ps.n_params ||
+      dst->ps.n_buffers != src->ps.n_buffers)
+    return err_set(e, MSKX_EINTERNAL, "copying weights between different archs (%s, %s)", src->arch.name,
+                   dst->arch.name);
+  memcpy(dst->ps.params, src->ps.params, src->ps.n_params * sizeof(float));
+  memcpy(dst->ps.buffers, src->ps.buffers, src->ps.n_buffers * sizeof(float));
+  dst->cx.bn_eps = src->cx.bn_eps;
+  dst->transform_input = src->transform_input;
+  free(dst->in_scale);
+  dst->in_scale = NULL;
+  if (src->in_scale) {
+    if (!(dst->in_scale = malloc((size_t)src->ps.n * sizeof(float)))) return err_set(e, MSKX_ENOMEM, "out of memory");
+    memcpy(dst->in_scale, src->in_scale, (size_t)src->ps.n * sizeof(float));
+  }
+  if (dst->planned) dst->vt->unplan(dst);
+  dst->planned = 0;
+  net_params_changed(dst);
+  return MSKX_OK;
+}
+
 int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e) {
+  if (m->in_scale && train)
+    return err_set(e, MSKX_EUNSUPPORTED, "%s: an int8 (quantised) model cannot be trained: its weights are rounded "
+                   "to 8 bits and its plans are inference-only; train the fp32 model it came from", m->arch.name);
+  /* Quantised models run int8 convolutions whatever precision was asked; the
+   * rest of their network (stem, classifier) runs fp32. */
+  if (m->in_scale) prec = PREC_FP32;
   if (m->planned && m->n == n && m->h == h && m->w == w && m->cx.train == train && m->cx.prec == prec &&
       m->planned_aux == m->aux_weight)
     return MSKX_OK;
@@ -53,6 +81,8 @@ int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e
   m->planned = 0;
   m->cx.train = train;
   m->cx.prec = prec;
+  m->cx.int8 = m->in_scale != NULL;
+  m->cx.in_scale = m->in_scale;
   int rc = m->vt->plan(m, n, h, w, e);
   if (rc) {
     m->vt->unplan(m);

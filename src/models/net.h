@@ -86,6 +86,10 @@ struct net {
   /* Set by a training plan that computes the auxiliary head: its logits
    * (after net_forward) and the loss gradient for them (net_loss). */
   float *aux_logits, *aux_dz;
+  /* A quantised model (quantize.h): per store entry, the quantisation step
+   * of the u8 input of the convolution whose weight it is (0: fp32). Its
+   * inference plans run in int8; training plans are refused. NULL: fp32. */
+  float *in_scale;
   void *impl;              /* model-specific layers and activations */
 };
 
@@ -106,6 +110,12 @@ double net_loss(net *m, const float *logits, const float *t, const float *w, int
 void net_scale_loss_grad(net *m, float *dz, int n, float s);
 /* Sets transform_input; an error for archs without it. */
 int net_set_transform_input(net *m, int on, mskx_err *e);
+/* Copies src's parameters, buffers, settings and quantisation into dst, a
+ * net of the same arch (a second planned copy of a loaded model). */
+int net_copy_weights(net *dst, const net *src, mskx_err *e);
+/* Whether the arch family can run int8 inference (quantize refuses others). */
+static inline int arch_has_int8(const arch_spec *a) { return a->family == ARCH_DENSENET; }
+
 /* Marks parameters as changed (after an optimizer step or a load). */
 static inline void net_params_changed(net *m) { m->ps.version++; }
 

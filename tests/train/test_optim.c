@@ -435,7 +435,7 @@ TEST(state_load_checks_names_and_sizes) {
   CHECK_OK(optim_create(&c, 10, &o, &e), &e);
   float a[10], b[11], z[10] = {0};
   for (int i = 0; i < 10; i++) a[i] = (float)i;
-  htensor t[3] = {{(char *)"optim.exp_avg", 1, {10}, a}, {(char *)"other", 1, {10}, a}, {(char *)"optim.exp_avg_sq", 1, {11}, b}};
+  htensor t[3] = {{(char *)"optim.exp_avg", 1, {10}, a, EL_F32}, {(char *)"other", 1, {10}, a, EL_F32}, {(char *)"optim.exp_avg_sq", 1, {11}, b, EL_F32}};
   CHECK(optim_state_load(o, t, 2, &e) == MSKX_EFORMAT && strstr(e.msg, "'optim.exp_avg_sq' is missing"));
   CHECK(optim_state_load(o, t, 3, &e) == MSKX_ESHAPE && strstr(e.msg, "11 elements") && strstr(e.msg, "10 parameters"));
   htensor st[OPTIM_MAX_STATE];
