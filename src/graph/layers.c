@@ -141,7 +141,16 @@ void quantize_rows_s8(const float *w, int cout, size_t per, int8_t *q, float *sc
     const float *r = w + (size_t)o * per;
     float m = 0;
     for (size_t i = 0; i < per; i++) m = fabsf(r[i]) > m ? fabsf(r[i]) : m;
-    scale[o] = m > 0 ? m / 127.0f : 1.0f;
+    float sc = m > 0 ? m / 127.0f : 1.0f;
+    /* A step s with (127 s) / 127 == s in float (one more round trip reaches
+     * it): quantising the dequantised weights q * s again then gives q and s
+     * back exactly, so a quantised model saved again is the same model. */
+    for (int it = 0; it < 4; it++) {
+      float again = (sc * 127.0f) / 127.0f;
+      if (again == sc) break;
+      sc = again;
+    }
+    scale[o] = sc;
     for (size_t i = 0; i < per; i++) {
       long v = lrintf(r[i] / scale[o]);
       q[(size_t)o * per + i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);

@@ -260,6 +260,8 @@ static int fill_tensors(st_file *f, const st_entry *ents, int n, const unsigned 
     t->ndim = ents[i].ndim;
     memcpy(t->shape, ents[i].shape, sizeof t->shape);
     elem_convert(t->data, data + ents[i].begin, (size_t)ents[i].numel, st_dtypes[ents[i].dtype].dt);
+    /* Rewriting the file (st_write of these tensors) keeps int8 tensors int8. */
+    t->file_dtype = st_dtypes[ents[i].dtype].dt == EL_I8 ? EL_I8 : EL_F32;
   }
   return MSKX_OK;
 }

@@ -129,6 +129,11 @@ int net_set_transform_input(net *m, int on, mskx_err *e) {
   return MSKX_OK;
 }
 
+int net_int8_conv(const net *m, int idx) {
+  const param_entry *en = &m->ps.entries[idx];
+  return arch_has_int8(&m->arch) && en->kind == PK_PARAM && en->ndim == 4 && strcmp(en->name, "features.conv0.weight");
+}
+
 static int ends_with(const char *s, const char *suffix) {
   size_t a = strlen(s), b = strlen(suffix);
   return a >= b && !strcmp(s + a - b, suffix);

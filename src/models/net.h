@@ -115,6 +115,10 @@ int net_set_transform_input(net *m, int on, mskx_err *e);
 int net_copy_weights(net *dst, const net *src, mskx_err *e);
 /* Whether the arch family can run int8 inference (quantize refuses others). */
 static inline int arch_has_int8(const arch_spec *a) { return a->family == ARCH_DENSENET; }
+/* Whether store entry idx is the weight of a convolution a quantised model
+ * of this arch runs in int8 (DenseNet: every convolution but the stem's,
+ * whose input, the normalised image, is not a post-ReLU tensor). */
+int net_int8_conv(const net *m, int idx);
 
 /* Marks parameters as changed (after an optimizer step or a load). */
 static inline void net_params_changed(net *m) { m->ps.version++; }
