@@ -23,9 +23,13 @@ static const char *const usage =
     "\n"
     "  --arch ARCH           densenet121|densenet169|densenet201|resnet50|inception_v3|\n"
     "                        densenet:growth=G,blocks=A-B-C,init=F,bn_size=S (default densenet169)\n"
-    "  --size S              input height and width (default 320)\n"
+    "  --model M             time this model file (fp32, or int8 from mskx quantize)\n"
+    "                        instead of a freshly initialised --arch\n"
+    "  --size S              input height and width (default 320; with --model its own size)\n"
     "  --batch B             batch size (default 8)\n"
-    "  --precision fp32|bf16 compute precision (default fp32)\n"
+    "  --precision fp32|bf16|int8  compute precision (default fp32); int8 quantises the\n"
+    "                        fresh --arch in memory (its input steps from the random batch)\n"
+    "                        and is inference-only; an int8 model file is always int8\n"
     "  --mode infer|train    what one timed repetition is (default infer)\n"
     "  --iters N             timed repetitions (default 10)\n"
     "  --warmup W            untimed repetitions first (default 2)\n"
@@ -39,14 +43,16 @@ static int parse(int argc, char **argv, bench_config *c) {
   static const struct option longs[] = {
       {"arch", 1, 0, 'a'},  {"size", 1, 0, 's'},    {"batch", 1, 0, 'b'}, {"precision", 1, 0, 'p'},
       {"mode", 1, 0, 'm'},  {"iters", 1, 0, 'i'},   {"warmup", 1, 0, 'w'}, {"threads", 1, 0, 'T'},
-      {"seed", 1, 0, 'S'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
-  *c = (bench_config){.arch = "densenet169", .size = 320, .batch = 8, .iters = 10, .warmup = 2};
-  int ch, choice = 0;
+      {"seed", 1, 0, 'S'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},  {"model", 1, 0, 'M'},
+      {0, 0, 0, 0}};
+  *c = (bench_config){.arch = "densenet169", .size = 0, .batch = 8, .iters = 10, .warmup = 2};
+  int ch, choice = 0, arch_given = 0;
   long v;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     switch (ch) {
-      case 'a': c->arch = optarg; break;
+      case 'a': c->arch = optarg, arch_given = 1; break;
+      case 'M': c->model = optarg; break;
       case 's': if (cli_parse_int(CMD, "size", optarg, 1, 8192, &v)) return CLI_EXIT_USAGE; c->size = (int)v; break;
       case 'b': if (cli_parse_int(CMD, "batch", optarg, 1, 4096, &v)) return CLI_EXIT_USAGE; c->batch = (int)v; break;
       case 'i': if (cli_parse_int(CMD, "iters", optarg, 1, 1000000, &v)) return CLI_EXIT_USAGE; c->iters = (int)v; break;
@@ -54,6 +60,8 @@ static int parse(int argc, char **argv, bench_config *c) {
       case 'T': if (cli_parse_int(CMD, "threads", optarg, 1, 1024, &v)) return CLI_EXIT_USAGE; c->threads = (int)v; break;
       case 'S': if (cli_parse_int(CMD, "seed", optarg, 0, 0x7fffffffL, &v)) return CLI_EXIT_USAGE; c->seed = (uint64_t)v; break;
       case 'p':
+        c->int8 = !strcmp(optarg, "int8");
+        if (c->int8) break;
         if (cli_parse_choice(CMD, "precision", optarg, "fp32", "bf16", &choice)) return CLI_EXIT_USAGE;
         c->prec = choice ? PREC_BF16 : PREC_FP32;
         break;
@@ -67,6 +75,8 @@ static int parse(int argc, char **argv, bench_config *c) {
     }
   }
   if (optind < argc) return cli_usage_errorf(CMD, "unexpected argument '%s'", argv[optind]);
+  if (c->model && arch_given) return cli_usage_errorf(CMD, "give --arch or --model, not both");
+  if (!c->model && !c->size) c->size = 320;
   if ((double)c->batch * c->size * c->size * 3 > 1e10)
     return cli_usage_errorf(CMD, "a batch of %d at %dx%d is too large", c->batch, c->size, c->size);
   return 0;
@@ -77,10 +87,11 @@ static double round3(double x) { return round(x * 1000.0) / 1000.0; }
 static int print_json(const bench_config *c, const bench_result *r, int pinned) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return cli_errorf(CMD, "out of memory");
-  cJSON_AddStringToObject(o, "arch", c->arch);
-  cJSON_AddNumberToObject(o, "size", c->size);
+  cJSON_AddStringToObject(o, "arch", r->arch);
+  if (c->model) cJSON_AddStringToObject(o, "model", c->model);
+  cJSON_AddNumberToObject(o, "size", r->size);
   cJSON_AddNumberToObject(o, "batch", c->batch);
-  cJSON_AddStringToObject(o, "precision", c->prec == PREC_BF16 ? "bf16" : "fp32");
+  cJSON_AddStringToObject(o, "precision", r->int8 ? "int8" : c->prec == PREC_BF16 ? "bf16" : "fp32");
   cJSON_AddStringToObject(o, "mode", c->train ? "train" : "infer");
   cJSON_AddNumberToObject(o, "threads", r->threads);
   cJSON_AddBoolToObject(o, "pinned", pinned > 0);

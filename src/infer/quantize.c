@@ -60,6 +60,65 @@ static float hist_percentile(const uint64_t *h, float top, double pct) {
   return top;
 }
 
+/* The input steps from the statistics: stat / 255 for u8. */
+static int set_scales(net *m, const calib *c, double percentile, int *convs, mskx_err *e) {
+  if (!(m->in_scale = calloc((size_t)m->ps.n, sizeof(float)))) return err_set(e, MSKX_ENOMEM, "out of memory");
+  *convs = 0;
+  for (int i = 0; i < m->ps.n; i++) {
+    if (!net_int8_conv(m, i)) continue;
+    float top = c->max[i];
+    if (!isfinite(top))
+      return err_set(e, MSKX_EINVAL, "the input of %s reached %g on the calibration images", m->ps.entries[i].name,
+                     (double)top);
+    float stat = percentile < 100 && c->hist[i] ? hist_percentile(c->hist[i], top, percentile) : top;
+    /* An input that is zero on every calibration image: any step serves. */
+    m->in_scale[i] = stat > 0 ? stat / 255.0f : 1.0f / 255.0f;
+    (*convs)++;
+  }
+  return MSKX_OK;
+}
+
+int quantize_net_on(net *m, const float *x, int n, int h, int w, mskx_err *e) {
+  if (m->in_scale) return err_set(e, MSKX_EINVAL, "quantize: the network is already int8");
+  if (!arch_has_int8(&m->arch))
+    return err_set(e, MSKX_EUNSUPPORTED, "quantize: arch %s is not supported (int8 is implemented for DenseNet only)",
+                   m->arch.name);
+  calib c = {.n_entries = m->ps.n, .batch = n, .count = n};
+  float *logits = malloc((size_t)n * sizeof(float));
+  c.max = calloc((size_t)m->ps.n, sizeof *c.max);
+  c.hist = calloc((size_t)m->ps.n, sizeof *c.hist);
+  int rc = !logits || !c.max || !c.hist ? err_set(e, MSKX_ENOMEM, "out of memory") : 0, convs = 0;
+  if (!rc) rc = net_plan(m, n, h, w, 0, PREC_FP32, e);
+  m->cx.observe = observe;
+  m->cx.observe_ctx = &c;
+  if (!rc) rc = net_forward(m, x, logits, e);
+  m->cx.observe = NULL;
+  if (!rc) rc = set_scales(m, &c, 100, &convs, e);
+  /* The weights as a file would hold them (q * step). */
+  for (int i = 0; !rc && i < m->ps.n; i++) {
+    if (!(m->in_scale[i] > 0)) continue;
+    const param_entry *en = &m->ps.entries[i];
+    int co = (int)en->shape[0];
+    size_t per = en->numel / (size_t)co;
+    int8_t *q = malloc(en->numel);
+    float *ws = malloc((size_t)co * sizeof(float)), *wt = ps_data(&m->ps, i);
+    if (!q || !ws) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+    if (!rc) quantize_rows_s8(wt, co, per, q, ws);
+    for (size_t k = 0; !rc && k < en->numel; k++) wt[k] = q[k] * ws[k / per];
+    free(q);
+    free(ws);
+  }
+  if (rc) {
+    free(m->in_scale);
+    m->in_scale = NULL;
+  }
+  net_params_changed(m);
+  free(logits);
+  free(c.max);
+  free(c.hist);
+  return rc;
+}
+
 /* Runs one pass of the network over the calibration images: the observer
  * collects (calib) or, with probs, the probabilities are stored. */
 static int run_pass(net *m, loader *ld, calib *c, int pass, double *probs, int *seen, mskx_err *e) {
@@ -182,18 +241,7 @@ int quantize_model(const char *model, const char *out, const quant_options *o, q
     if (!rc && c.failed) rc = err_set(e, MSKX_ENOMEM, "out of memory (calibration histograms)");
     m->cx.observe = NULL;
   }
-  if (!rc && !(m->in_scale = calloc((size_t)m->ps.n, sizeof(float)))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
-  for (int i = 0; !rc && i < m->ps.n; i++) {
-    if (!net_int8_conv(m, i)) continue;
-    float top = c.max[i];
-    if (!isfinite(top))
-      rc = err_set(e, MSKX_EINVAL, "quantize: the input of %s reached %g on the calibration images", m->ps.entries[i].name,
-                   (double)top);
-    float stat = o->percentile < 100 && c.hist[i] ? hist_percentile(c.hist[i], top, o->percentile) : top;
-    /* An input that is zero on every calibration image: any step serves. */
-    m->in_scale[i] = stat > 0 ? stat / 255.0f : 1.0f / 255.0f;
-    r->convs++;
-  }
+  if (!rc) rc = set_scales(m, &c, o->percentile, &r->convs, e);
   if (!rc && !(cj = calib_json(o, r->images, "train"))) rc = err_set(e, MSKX_ENOMEM, "out of memory");
   if (!rc) {
     st_meta extra = {(char *)"calibration", cj};

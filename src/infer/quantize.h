@@ -34,6 +34,12 @@ typedef struct quant_report {
   int roundtrip_equal;
 } quant_report;
 
+struct net;
+/* Quantises a network in memory, its input steps the maxima over one batch x
+ * (n, h, w, 3): the model a file would hold (for mskx bench --precision int8
+ * on a fresh arch, where the values matter less than the work). */
+int quantize_net_on(struct net *m, const float *x, int n, int h, int w, mskx_err *e);
+
 int quantize_model(const char *model, const char *out, const quant_options *o, quant_report *r, mskx_err *e);
 
 #endif

@@ -69,7 +69,7 @@ int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e
    * rest of their network (stem, classifier) runs fp32. */
   if (m->in_scale) prec = PREC_FP32;
   if (m->planned && m->n == n && m->h == h && m->w == w && m->cx.train == train && m->cx.prec == prec &&
-      m->planned_aux == m->aux_weight)
+      m->planned_aux == m->aux_weight && m->cx.int8 == (m->in_scale != NULL))
     return MSKX_OK;
   int aux = train && m->aux_weight > 0, minsz = arch_min_size(&m->arch, aux);
   if (n <= 0) return err_set(e, MSKX_EINVAL, "batch size must be positive");
