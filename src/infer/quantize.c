@@ -189,13 +189,20 @@ int quantize_model(const char *model, const char *out, const quant_options *o, q
   ds_split sub = {0};
   double *p32 = NULL, *p8 = NULL, *p8b = NULL;
   char *cj = NULL;
-  int rc = engine_dnnl_create(o->threads, &eng, e);
-  if (!rc) rc = model_load(model, eng, &m, &meta, NULL, e);
-  if (!rc && m->in_scale) rc = err_set(e, MSKX_EINVAL, "quantize: %s is already an int8 model", model);
-  if (!rc && !arch_has_int8(&m->arch))
+  /* The arch first, from the metadata alone. */
+  st_file *f = NULL;
+  arch_spec a;
+  int rc = st_read(model, &f, e);
+  if (!rc) rc = model_meta_read(f, model, &meta, e);
+  if (!rc) rc = arch_parse(meta.arch, &a, e);
+  if (!rc && !arch_has_int8(&a))
     rc = err_set(e, MSKX_EUNSUPPORTED,
                  "quantize: arch %s is not supported: int8 inference is implemented for DenseNet archs only "
-                 "(ResNet and Inception-v3 are not quantised yet)", m->arch.name);
+                 "(ResNet and Inception-v3 are not quantised yet)", a.name);
+  if (!rc && st_meta_get(f, "quantization")) rc = err_set(e, MSKX_EINVAL, "quantize: %s is already an int8 model", model);
+  st_free(f);
+  if (!rc) rc = engine_dnnl_create(o->threads, &eng, e);
+  if (!rc) rc = model_load(model, eng, &m, &meta, NULL, e);
   dataset_options dopt = {.require_train = 1};
   if (!rc) rc = dataset_open(o->data, &dopt, &d, e);
   if (!rc) {

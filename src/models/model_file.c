@@ -251,17 +251,15 @@ static int is_quant_scale(const char *name) {
   return has_suffix(name, QUANT_WEIGHT_SCALE) || has_suffix(name, QUANT_INPUT_SCALE);
 }
 
-int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_file **file, mskx_err *e) {
+int model_from_file(const st_file *f, const char *path, engine *eng, net **out, model_meta *meta, mskx_err *e) {
   *out = NULL;
-  if (file) *file = NULL;
-  st_file *f = NULL;
-  int rc = st_read(path, &f, e);
-  if (!rc) rc = model_meta_read(f, path, meta, e);
+  int rc = model_meta_read(f, path, meta, e);
   net *m = NULL;
   if (!rc) rc = net_create(meta->arch, eng, 0, &m, e);
   if (!rc) m->cx.bn_eps = meta->bn_eps;
   if (!rc) {
-    /* Hide training-state tensors from the strict name check. */
+    /* Hide training-state tensors (and a quantised file's scales, read by
+     * model_quant_load) from the strict name check. */
     st_file view = *f;
     htensor *kept = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *kept);
     if (!kept) rc = err_set(e, MSKX_ENOMEM, "out of memory");
@@ -279,15 +277,23 @@ int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_fi
   }
   if (rc) {
     net_destroy(m);
-    st_free(f);
     return rc;
   }
   *out = m;
-  if (file)
-    *file = f;
-  else
-    st_free(f);
   return MSKX_OK;
+}
+
+int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_file **file, mskx_err *e) {
+  *out = NULL;
+  if (file) *file = NULL;
+  st_file *f = NULL;
+  int rc = st_read(path, &f, e);
+  if (!rc) rc = model_from_file(f, path, eng, out, meta, e);
+  if (rc || !file)
+    st_free(f);
+  else
+    *file = f;
+  return rc;
 }
 
 int model_set_threshold(const char *path, double threshold, mskx_err *e) {

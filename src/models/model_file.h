@@ -44,6 +44,10 @@ int model_meta_read(const st_file *f, const char *path, model_meta *out, mskx_er
 int model_save(const char *path, const net *m, const model_meta *meta, const htensor *extra, int n_extra,
                const st_meta *extra_meta, int n_extra_meta, mskx_err *e);
 
+/* The network of an opened model file (metadata, tensors, int8 scales);
+ * path names it in messages. */
+int model_from_file(const st_file *f, const char *path, engine *eng, net **out, model_meta *meta, mskx_err *e);
+
 /* Opens a model file: creates the network of its arch on eng and loads it.
  * *file (if non-NULL) receives the open st_file (for train_state); else it is freed. */
 int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_file **file, mskx_err *e);
