@@ -28,7 +28,7 @@ static const char *const usage =
     "  --calib N          calibration images, spread evenly over the split (default 256,\n"
     "                     or all if fewer)\n"
     "  --statistic S      max, or pNN.NN: that percentile of each input's values\n"
-    "                     (default p99.99; see docs/quantize.md)\n"
+    "                     (default max; see docs/quantize.md)\n"
     "  --threads T        compute threads (default: all cores)\n";
 
 int cmd_quantize(int argc, char **argv) {
