@@ -7,7 +7,7 @@
 source "$MSKX_ROOT/tests/lib.sh"
 ARCH="densenet:growth=8,blocks=2-2,init=16,bn_size=2"
 py() { /usr/bin/python3 - "$@"; }
-"$MSKX_BIN" synth --out "$T/syn" --studies 120 --seed 11 --min-size 64 --max-size 96 --threads 2 >/dev/null 2>&1 ||
+"$MSKX_BIN" synth --out "$T/syn" --studies 200 --seed 11 --min-size 64 --max-size 96 --threads 2 >/dev/null 2>&1 ||
   { fail quantize_synth "mskx synth failed"; exit 0; }
 DATA="$T/syn/MURA-v1.1"
 "$MSKX_BIN" train --data "$DATA" --out "$T/run" --arch "$ARCH" --size 64 --batch 8 --threads 2 --loader-threads 2 \
@@ -40,7 +40,10 @@ assert n8 < n32, (n8, n32)
 PY
 then pass quantize_file_records_calibration; else fail quantize_file_records_calibration "metadata/tensors check failed"; fi
 
-# 2. Accuracy on the validation split against the fp32 model.
+# 2. Accuracy on the validation split against the fp32 model. 200 studies
+#    give 30 validation studies: with the 18 of 120 studies, one swapped
+#    abnormal/normal pair moved AUROC by 1/77 = 0.013 although no study moved
+#    more than 0.001 (AUROC's granularity, not the quantisation).
 check eval_fp32 "$MSKX_BIN" eval --model "$FP" --data "$DATA" --out "$T/e32" --bootstrap 0 --no-report --threads 2
 check eval_int8 "$MSKX_BIN" eval --model "$M8" --data "$DATA" --out "$T/e8" --bootstrap 0 --no-report --threads 2
 if py "$T/e32" "$T/e8" <<'PY'
@@ -50,7 +53,7 @@ def metric(d, k):
     v = json.load(open(d + "/metrics.json"))["overall"][k]
     return v["value"] if isinstance(v, dict) else v
 a, b = probs(sys.argv[1]), probs(sys.argv[2])
-assert a.keys() == b.keys() and len(a) >= 15, (len(a), len(b))
+assert a.keys() == b.keys() and len(a) >= 25, (len(a), len(b))
 worst = max(abs(a[k] - b[k]) for k in a)
 dk = abs(metric(sys.argv[1], "kappa") - metric(sys.argv[2], "kappa"))
 da = abs(metric(sys.argv[1], "auc") - metric(sys.argv[2], "auc"))
