@@ -79,6 +79,29 @@ a, b = probs(sys.argv[1]), probs(sys.argv[2])
 assert a == b, "the bundle of the int8 model differs from the model"
 PY
 then pass int8_bundle_same_as_model; else fail int8_bundle_same_as_model "probabilities differ"; fi
+# mskx serve of the int8 file: its metadata in /v1/model, the probability of
+# `mskx predict` from /v1/predict.
+IMG=$(ls "$STUDY"/*.png | head -1)
+"$MSKX_BIN" serve --model "$M8" --port 0 --threads 1 2> "$T/serve.log" &
+spid=$!
+url=""
+for _ in $(seq 300); do
+  url=$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$T/serve.log" | sed 's/listening on //')
+  [ -n "$url" ] && break
+  kill -0 $spid 2>/dev/null || break
+  sleep 0.1
+done
+if [ -n "$url" ] && curl -s --retry 20 --retry-connrefused --retry-delay 0 "$url/v1/model" > "$T/model.json" &&
+   curl -s -F "images=@$IMG" "$url/v1/predict" > "$T/served.json" &&
+   "$MSKX_BIN" predict --model "$M8" --json "$IMG" > "$T/pred.json" &&
+   py "$T/model.json" "$T/served.json" "$T/pred.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2])); p = json.load(open(sys.argv[3]))
+assert m["metadata"]["quantization"] == "int8" and m["metadata"]["calibration"], m["metadata"].keys()
+assert abs(s["probability"] - p[0]["probability"]) < 1e-9, (s["probability"], p[0]["probability"])
+PY
+then pass serve_int8; else fail serve_int8 "$(tail -c 300 "$T/serve.log")"; fi
+kill $spid 2>/dev/null; wait $spid 2>/dev/null
 check bench_model_int8 "$MSKX_BIN" bench --model "$M8" --iters 2 --warmup 1 --batch 2 --threads 2
 grep -q '"precision":"int8"' "$T/out" && grep -q '"size":64' "$T/out" && pass bench_model_reports_int8 ||
   fail bench_model_reports_int8 "$(cat "$T/out")"
