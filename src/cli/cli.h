@@ -21,6 +21,7 @@ int cmd_threshold(int argc, char **argv) __attribute__((weak));
 int cmd_ensemble(int argc, char **argv) __attribute__((weak));
 int cmd_dicom(int argc, char **argv) __attribute__((weak));
 int cmd_export(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_lr_find(int argc, char **argv) __attribute__((weak));
 int cmd_bundle(int argc, char **argv) __attribute__((weak));
 int cmd_import(int argc, char **argv) __attribute__((weak));

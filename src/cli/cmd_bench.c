@@ -23,12 +23,18 @@ static const char *const usage =
     "side with PyTorch.\n"
     "\n"
     "  --arch ARCH           one of the architectures below (default densenet169)\n"
-    "  --size S              input height and width (default: the arch's, below)\n"
+    "  --model M             time this model file (fp32, or int8 from mskx quantize)\n"
+    "                        instead of a freshly initialised --arch\n"
+    "  --size S              input height and width (default: the arch's, below; with\n"
+    "                        --model its own size)\n"
     "  --batch B             batch size (default 8)\n"
-    "  --precision fp32|bf16|auto compute precision (default fp32); auto times one step\n"
-    "                        of each (bf16 only where the CPU has it) and keeps the faster;\n"
-    "                        the JSON's precision is the one timed, precision_ms the steps\n"
-    "                        of each; a bf16 run also times fp32 and warns when bf16 is slower\n"
+    "  --precision fp32|bf16|auto|int8 compute precision (default fp32); auto times one\n"
+    "                        step of each (bf16 only where the CPU has it) and keeps the\n"
+    "                        faster; the JSON's precision is the one timed, precision_ms the\n"
+    "                        steps of each; a bf16 run also times fp32 and warns when bf16 is\n"
+    "                        slower; int8 quantises the fresh --arch in memory (its input\n"
+    "                        steps from the random batch), inference only; an int8 model\n"
+    "                        file is always int8\n"
     "  --no-fp32-check       bf16: skip that fp32 step (bench/compare: profiles, timings)\n"
     "  --mode infer|train    what one timed repetition is (default infer)\n"
     "  --iters N             timed repetitions (default 10)\n"
@@ -43,14 +49,16 @@ static int parse(int argc, char **argv, bench_config *c) {
   static const struct option longs[] = {
       {"arch", 1, 0, 'a'},  {"size", 1, 0, 's'},    {"batch", 1, 0, 'b'}, {"precision", 1, 0, 'p'},
       {"mode", 1, 0, 'm'},  {"iters", 1, 0, 'i'},   {"warmup", 1, 0, 'w'}, {"threads", 1, 0, 'T'},
-      {"seed", 1, 0, 'S'}, {"no-fp32-check", 0, 0, 'F'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+      {"seed", 1, 0, 'S'}, {"no-fp32-check", 0, 0, 'F'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},
+      {"model", 1, 0, 'M'}, {0, 0, 0, 0}};
   *c = (bench_config){.arch = "densenet169", .size = 0, .batch = 8, .iters = 10, .warmup = 2};
-  int ch, choice = 0;
+  int ch, choice = 0, arch_given = 0;
   long v;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     switch (ch) {
-      case 'a': c->arch = optarg; break;
+      case 'a': c->arch = optarg, arch_given = 1; break;
+      case 'M': c->model = optarg; break;
       case 's': if (cli_parse_int(CMD, "size", optarg, 1, 8192, &v)) return CLI_EXIT_USAGE; c->size = (int)v; break;
       case 'b': if (cli_parse_int(CMD, "batch", optarg, 1, 4096, &v)) return CLI_EXIT_USAGE; c->batch = (int)v; break;
       case 'i': if (cli_parse_int(CMD, "iters", optarg, 1, 1000000, &v)) return CLI_EXIT_USAGE; c->iters = (int)v; break;
@@ -58,6 +66,8 @@ static int parse(int argc, char **argv, bench_config *c) {
       case 'T': if (cli_parse_int(CMD, "threads", optarg, 1, 1024, &v)) return CLI_EXIT_USAGE; c->threads = (int)v; break;
       case 'S': if (cli_parse_int(CMD, "seed", optarg, 0, 0x7fffffffL, &v)) return CLI_EXIT_USAGE; c->seed = (uint64_t)v; break;
       case 'p':
+        c->int8 = !strcmp(optarg, "int8");
+        if (c->int8) break;
         if (cli_parse_precision(CMD, optarg, &choice)) return CLI_EXIT_USAGE;
         c->prec = (precision)choice;
         break;
@@ -75,8 +85,9 @@ static int parse(int argc, char **argv, bench_config *c) {
     }
   }
   if (optind < argc) return cli_usage_errorf(CMD, "unexpected argument '%s'", argv[optind]);
+  if (c->model && arch_given) return cli_usage_errorf(CMD, "give --arch or --model, not both");
   /* An unknown arch keeps the paper's size; creating the network then names the error. */
-  if (!c->size) c->size = arch_default_size(c->arch) ? arch_default_size(c->arch) : ARCH_PAPER_SIZE;
+  if (!c->model && !c->size) c->size = arch_default_size(c->arch) ? arch_default_size(c->arch) : ARCH_PAPER_SIZE;
   if ((double)c->batch * c->size * c->size * 3 > 1e10)
     return cli_usage_errorf(CMD, "a batch of %d at %dx%d is too large", c->batch, c->size, c->size);
   return 0;
@@ -87,11 +98,12 @@ static double round3(double x) { return round(x * 1000.0) / 1000.0; }
 static int print_json(const bench_config *c, const bench_result *r, int pinned) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return cli_errorf(CMD, "out of memory");
-  cJSON_AddStringToObject(o, "arch", c->arch);
-  cJSON_AddNumberToObject(o, "size", c->size);
+  cJSON_AddStringToObject(o, "arch", r->arch);
+  if (c->model) cJSON_AddStringToObject(o, "model", c->model);
+  cJSON_AddNumberToObject(o, "size", r->size);
   cJSON_AddNumberToObject(o, "batch", c->batch);
-  cJSON_AddStringToObject(o, "precision", precision_name(r->prec));
-  if (c->prec == PREC_AUTO) cJSON_AddStringToObject(o, "precision_requested", "auto");
+  cJSON_AddStringToObject(o, "precision", r->int8 ? "int8" : precision_name(r->prec));
+  if (c->prec == PREC_AUTO && !r->int8) cJSON_AddStringToObject(o, "precision_requested", "auto");
   if (r->prec_ms[PREC_FP32] > 0 || r->prec_ms[PREC_BF16] > 0) {
     /* One step of each precision timed (auto's candidates; fp32 after bf16). */
     cJSON *pm = cJSON_AddObjectToObject(o, "precision_ms");

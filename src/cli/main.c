@@ -50,6 +50,7 @@ static int run(int argc, char **argv) {
       {"bench", cmd_bench, "time inference or training steps"},
       {"dicom", cmd_dicom, "show how DICOM files are read: header summary, rendered PNGs"},
       {"export", cmd_export, "write a model, bundle or ensemble as ONNX"},
+      {"quantize", cmd_quantize, "post-training int8 quantisation of a DenseNet model"},
       {"import", cmd_import, "import PyTorch (.pth) or Keras (.h5) weights as an mskx model"},
       {"forward", cmd_forward, "run a network on an .npy batch (parity and debugging)"},
   };

@@ -17,7 +17,7 @@ int64_t tensor_ref_numel(const tensor_ref *t) {
 }
 
 tensor_ref htensor_ref(const htensor *t) {
-  tensor_ref r = {t->name, t->ndim, {0}, t->data};
+  tensor_ref r = {t->name, t->ndim, {0}, t->data, t->file_dtype};
   memcpy(r.shape, t->shape, sizeof r.shape);
   return r;
 }
@@ -85,6 +85,9 @@ void elem_convert(float *dst, const unsigned char *src, size_t n, elem_dtype dt)
         dst[i] = (float)v;
       }
       break;
+    case EL_I8:
+      for (size_t i = 0; i < n; i++) dst[i] = (float)(int8_t)src[i];
+      break;
   }
 }
 
@@ -94,4 +97,6 @@ float elem_to_f32(const unsigned char *p, elem_dtype dt) {
   return f;
 }
 
-size_t elem_size(elem_dtype dt) { return dt == EL_F16 || dt == EL_BF16 ? 2 : dt == EL_F32 ? 4 : 8; }
+size_t elem_size(elem_dtype dt) {
+  return dt == EL_I8 ? 1 : dt == EL_F16 || dt == EL_BF16 ? 2 : dt == EL_F32 ? 4 : 8;
+}

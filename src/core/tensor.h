@@ -18,11 +18,17 @@
 
 #define TENSOR_MAX_DIMS 8
 
+/* Element types of the file formats (little-endian), all read as float32. */
+typedef enum elem_dtype { EL_F32, EL_F16, EL_BF16, EL_F64, EL_I64, EL_I8 } elem_dtype;
+
 typedef struct htensor {
   char *name;                      /* owned; may be NULL */
   int ndim;
   int64_t shape[TENSOR_MAX_DIMS];
   float *data;                     /* owned, numel floats */
+  /* How a writer stores it: EL_F32 (0, the default), or EL_I8 for integer
+   * values in [-128, 127] (quantised weights; safetensors only). */
+  elem_dtype file_dtype;
 } htensor;
 
 typedef struct tensor_ref {
@@ -30,6 +36,9 @@ typedef struct tensor_ref {
   int ndim;
   int64_t shape[TENSOR_MAX_DIMS];
   const float *data;               /* borrowed, numel floats */
+  /* How a writer stores it: EL_F32 (0, the default), or EL_I8 for integer
+   * values in [-128, 127] (quantised weights; safetensors only). */
+  elem_dtype file_dtype;
 } tensor_ref;
 
 int64_t htensor_numel(const htensor *t);
@@ -41,8 +50,6 @@ void htensor_release(htensor *t);
 /* "[2, 3, 64, 64]" into buf. */
 const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
 
-/* Element types of the file formats (little-endian), all read as float32. */
-typedef enum elem_dtype { EL_F32, EL_F16, EL_BF16, EL_F64, EL_I64 } elem_dtype;
 size_t elem_size(elem_dtype dt);
 float f16_to_f32(uint16_t h);
 /* n contiguous elements of src into dst. */

@@ -64,6 +64,15 @@ typedef struct conv_desc {
   int relu_post;        /* y = max(conv + bias, 0) in the same pass */
   int dst_bf16;         /* with PREC_BF16: y written as bf16 (uint16 NHWC), ready
                            to be the input of a convolution with src_bf16 */
+  /* int8 inference (forward only, prec PREC_FP32): x is u8 NHWC (a post-ReLU
+   * activation quantised as x_u8 * in_scale), the weights s8 OIHW (int8_t),
+   * the bias f32, and
+   *   y[oc] = oscales[oc] * sum(x_u8 * w_s8) + bias[oc]
+   * in f32, or with dst_u8 rounded and saturated to u8 (after relu_post).
+   * oscales (cout values) is read at creation. */
+  int int8;
+  int dst_u8;
+  const float *oscales;
 } conv_desc;
 
 static inline int conv_out_h(const conv_desc *d) { return (d->h + 2 * d->ph - d->kh) / d->sh + 1; }
@@ -89,9 +98,10 @@ typedef struct engine_ops {
 
   int (*conv_create)(engine *eng, const conv_desc *d, conv_op **out, mskx_err *e);
   void (*conv_destroy)(conv_op *op);
-  /* x: dense (n,h,w,cin) float, or bf16 when d->src_bf16; y: dense (n,oh,ow,cout)
-   * overwritten, float, or bf16 when d->dst_bf16. */
-  int (*conv_forward)(conv_op *op, const void *x, const float *w, uint64_t wver, const float *b,
+  /* x: dense (n,h,w,cin) float, or bf16 when d->src_bf16, or u8 when d->int8;
+   * w: float OIHW, or int8_t OIHW when d->int8; y: dense (n,oh,ow,cout)
+   * overwritten, float, or bf16 when d->dst_bf16, or u8 when d->dst_u8. */
+  int (*conv_forward)(conv_op *op, const void *x, const void *w, uint64_t wver, const float *b,
                       void *y, mskx_err *e);
   /* dy: dense (n,oh,ow,cout) float, or bf16 when d->ddst_bf16. dx overwritten. */
   int (*conv_backward_data)(conv_op *op, const void *dy, const float *w, uint64_t wver, float *dx,
@@ -125,6 +135,10 @@ typedef struct engine_ops {
   /* The same, rounded to bf16 (round to nearest even, as oneDNN's reorder)
    * into a dense (n,h,w,c) buffer: a bf16 convolution's input. */
   void (*bn_forward_affine_bf16)(view x, const float *scale, const float *shift, int relu, uint16_t *y);
+  /* The same with ReLU, quantised to u8 for an int8 convolution's input
+   * (dense (n,h,w,c)): y = min(255, round_half_up(max(x * scale + shift, 0))),
+   * the caller's scale and shift already divided by the quantisation step. */
+  void (*bn_forward_affine_u8)(view x, const float *scale, const float *shift, uint8_t *y);
   /* Backward of the training-mode forward. With relu, the mask is recomputed
    * from x (nothing but x and the saved statistics is stored). dx ACCUMULATED;
    * dgamma, dbeta overwritten. */

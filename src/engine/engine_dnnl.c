@@ -2,6 +2,7 @@
  * primitives planned once per shape; the memory-bound ops come from
  * kernels_cpu.c. All oneDNN-specific code of the project lives in this file. */
 #include <dnnl.h>
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,10 @@ struct conv_op {
    * (docs/benchmarks.md): dx = dy W, dW = dy^T x. */
   int mm;
   dnnl_memory_desc_t mm_dy, mm_dyt, mm_x;     /* (P,O), its transpose (O,P), (P,C) */
+  /* int8: the output scales (the descriptor's pointer is only valid during
+   * creation) and the bias in accumulator units: oneDNN 2.x scales the sum
+   * of accumulator and bias, conv_desc promises oscale * acc + bias. */
+  float *oscales, *bias_q;
 };
 
 static int dnnl_check(dnnl_status_t st, const char *what, mskx_err *e) {
@@ -130,7 +135,10 @@ static int pass_init(engine *eng, conv_op *op, conv_pass *p, const void *desc, d
   DN(dnnl_primitive_attr_create(&attr), "attr_create");
   dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
   dnnl_status_t st = dnnl_success;
-  if (relu_post) {
+  /* int8: one scale per output channel (mask bit 1 = the channel dimension). */
+  if (op->d.int8 && wei_query == dnnl_query_weights_md)
+    st = dnnl_primitive_attr_set_output_scales(attr, op->d.cout, 1 << 1, op->oscales);
+  if (relu_post && st == dnnl_success) {
     dnnl_post_ops_t po = NULL;
     st = dnnl_post_ops_create(&po);
     if (st == dnnl_success) st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
@@ -172,7 +180,7 @@ static void pass_free(conv_pass *p) {
 }
 
 /* Weights in the pass's layout, reordered from OIHW only when wver changed. */
-static int pass_weights(conv_op *op, conv_pass *p, const float *w, uint64_t wver, const void **out,
+static int pass_weights(conv_op *op, conv_pass *p, const void *w, uint64_t wver, const void **out,
                         mskx_err *e) {
   if (!p->wei_buf) {
     *out = w;
@@ -194,6 +202,8 @@ static void conv_destroy(conv_op *op) {
   pass_free(&op->bwd_wei);
   if (op->src_to_bf16) dnnl_primitive_destroy(op->src_to_bf16);
   if (op->dst_to_bf16) dnnl_primitive_destroy(op->dst_to_bf16);
+  free(op->oscales);
+  free(op->bias_q);
   free(op);
 }
 
@@ -222,17 +232,18 @@ static int mm_plan(engine *eng, conv_op *op, mskx_err *e) {
 static int conv_plan(engine *eng, conv_op *op, mskx_err *e) {
   const conv_desc *d = &op->d;
   dnnl_data_type_t cdt = d->prec == PREC_BF16 ? dnnl_bf16 : dnnl_f32;
+  dnnl_data_type_t wdt = d->int8 ? dnnl_s8 : cdt, wudt = d->int8 ? dnnl_s8 : dnnl_f32;
   md_nhwc(&op->src_user_md, d->n, d->cin, d->h, d->w, dnnl_f32);
   md_nhwc(&op->dst_user_md, d->n, d->cout, op->oh, op->ow, dnnl_f32);
-  md_nhwc(&op->src_md, d->n, d->cin, d->h, d->w, cdt);
-  md_nhwc(&op->dst_md, d->n, d->cout, op->oh, op->ow, cdt);
-  op->dst_fwd_md = d->dst_bf16 ? op->dst_md : op->dst_user_md;
+  md_nhwc(&op->src_md, d->n, d->cin, d->h, d->w, d->int8 ? dnnl_u8 : cdt);
+  md_nhwc(&op->dst_md, d->n, d->cout, op->oh, op->ow, d->dst_u8 ? dnnl_u8 : cdt);
+  op->dst_fwd_md = d->dst_bf16 || d->dst_u8 ? op->dst_md : op->dst_user_md;
   dnnl_dims_t wdims = {d->cout, d->cin, d->kh, d->kw}, bdims = {d->cout};
-  dnnl_memory_desc_init_by_tag(&op->wei_user_md, 4, wdims, dnnl_f32, dnnl_oihw);
+  dnnl_memory_desc_init_by_tag(&op->wei_user_md, 4, wdims, wudt, dnnl_oihw);
   dnnl_memory_desc_init_by_tag(&op->bias_md, 1, bdims, dnnl_f32, dnnl_x);
   /* Weight gradients stay f32 even in bf16 (fp32 master weights). */
   dnnl_memory_desc_t wany, wany_f32;
-  dnnl_memory_desc_init_by_tag(&wany, 4, wdims, cdt, dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&wany, 4, wdims, wdt, dnnl_format_tag_any);
   dnnl_memory_desc_init_by_tag(&wany_f32, 4, wdims, dnnl_f32, dnnl_format_tag_any);
   dnnl_dims_t strides = {d->sh, d->sw}, pad = {d->ph, d->pw};
   /* oneDNN wants the right/bottom padding that makes the output size exact. */
@@ -291,6 +302,13 @@ static int conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_err 
     return err_set(e, MSKX_EINVAL, "convolution: fused ReLU and bf16 output are forward-only");
   if (d->dst_bf16 && d->prec != PREC_BF16)
     return err_set(e, MSKX_EINVAL, "convolution: bf16 output needs bf16 precision");
+  if (d->dst_u8 && !d->int8) return err_set(e, MSKX_EINVAL, "convolution: u8 output needs an int8 convolution");
+  if (d->int8 && (d->need_backward || d->prec != PREC_FP32 || !d->oscales))
+    return err_set(e, MSKX_EINVAL, "convolution: int8 is forward-only, without bf16, and needs output scales");
+  for (int o = 0; d->int8 && o < d->cout; o++)
+    if (!isfinite(d->oscales[o]) || d->oscales[o] <= 0)
+      return err_set(e, MSKX_EINVAL, "convolution: int8 output scale %d is %g (must be finite and positive)", o,
+                     (double)d->oscales[o]);
   if (d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
     return err_set(e, MSKX_ESHAPE, "convolution: %dx%d input (padding %d,%d) is smaller than the %dx%d kernel", d->h,
                    d->w, d->ph, d->pw, d->kh, d->kw);
@@ -300,6 +318,16 @@ static int conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_err 
   op->d = *d;
   op->oh = conv_out_h(d);
   op->ow = conv_out_w(d);
+  op->d.oscales = NULL;
+  if (d->int8) {
+    op->oscales = malloc((size_t)d->cout * sizeof(float));
+    op->bias_q = malloc((size_t)d->cout * sizeof(float));
+    if (!op->oscales || !op->bias_q) {
+      conv_destroy(op);
+      return err_set(e, MSKX_ENOMEM, "convolution: out of memory");
+    }
+    memcpy(op->oscales, d->oscales, (size_t)d->cout * sizeof(float));
+  }
   int rc = conv_plan(eng, op, e);
   if (rc) {
     conv_destroy(op);
@@ -339,12 +367,16 @@ static dnnl_memory_desc_t scratch_md_of(const conv_pass *p) {
   return md;
 }
 
-static int conv_forward(conv_op *op, const void *x, const float *w, uint64_t wver, const float *b, void *y,
+static int conv_forward(conv_op *op, const void *x, const void *w, uint64_t wver, const float *b, void *y,
                         mskx_err *e) {
   const void *src, *wei;
   int rc = compute_src(op, x, &src, e);
   if (!rc) rc = pass_weights(op, &op->fwd, w, wver, &wei, e);
   if (rc) return rc;
+  if (op->d.int8 && op->d.has_bias) {
+    for (int o = 0; o < op->d.cout; o++) op->bias_q[o] = b[o] / op->oscales[o];
+    b = op->bias_q;
+  }
   dnnl_state *s = state_of(op->eng);
   dnnl_memory_desc_t scratch_md = scratch_md_of(&op->fwd);
   binding bind[5] = {{DNNL_ARG_SRC, &op->src_md, (void *)src},
@@ -434,6 +466,7 @@ static const engine_ops dnnl_ops = {
     .bn_forward_infer = cpu_bn_forward_infer,
     .bn_forward_affine = cpu_bn_forward_affine,
     .bn_forward_affine_bf16 = cpu_bn_forward_affine_bf16,
+    .bn_forward_affine_u8 = cpu_bn_forward_affine_u8,
     .bn_backward = cpu_bn_backward,
     .bn_stats = cpu_bn_stats,
     .bn_backward_stats = cpu_bn_backward_stats,

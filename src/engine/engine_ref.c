@@ -38,8 +38,9 @@ static int ref_conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_
   if (d->n < 1 || d->h < 1 || d->w < 1 || d->cin < 1 || d->cout < 1 || d->kh < 1 || d->kw < 1 ||
       d->sh < 1 || d->sw < 1 || d->ph < 0 || d->pw < 0)
     return err_set(e, MSKX_EINVAL, "engine_ref.c: conv_create: invalid descriptor");
-  if (d->src_bf16 || d->ddst_bf16 || d->dst_bf16 || d->relu_post)
-    return err_set(e, MSKX_EUNSUPPORTED, "engine_ref.c: conv_create: bf16 operands and fusions are not supported");
+  if (d->src_bf16 || d->ddst_bf16 || d->dst_bf16 || d->relu_post || d->int8 || d->dst_u8)
+    return err_set(e, MSKX_EUNSUPPORTED,
+                   "engine_ref.c: conv_create: bf16 and int8 operands and fusions are not supported");
   if (d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
     return err_set(e, MSKX_ESHAPE, "engine_ref.c: conv_create: kernel %dx%d larger than padded input %dx%d",
                    d->kh, d->kw, d->h + 2 * d->ph, d->w + 2 * d->pw);
@@ -56,10 +57,10 @@ static size_t widx(const conv_desc *d, int co, int ci, int ky, int kx) {
   return (((size_t)co * d->cin + ci) * d->kh + ky) * d->kw + kx;
 }
 
-static int ref_conv_forward(conv_op *op, const void *xv, const float *w, uint64_t wver, const float *b,
+static int ref_conv_forward(conv_op *op, const void *xv, const void *wv, uint64_t wver, const float *b,
                             void *yv, mskx_err *e) {
   (void)wver, (void)e;
-  const float *x = xv;
+  const float *x = xv, *w = wv;
   float *y = yv;
   const conv_desc *d = &op->d;
   int oh = conv_out_h(d), ow = conv_out_w(d);
@@ -236,6 +237,17 @@ static uint16_t ref_bf16(float f) {
   uint32_t hi = u >> 16, lo = u & 0xffffu;
   if (lo > 0x8000u || (lo == 0x8000u && (hi & 1u))) hi++;
   return (uint16_t)hi;
+}
+
+static void ref_bn_forward_affine_u8(view x, const float *scale, const float *shift, uint8_t *y) {
+  size_t k = 0;
+  for (int n = 0; n < x.n; n++)
+    for (int i = 0; i < x.h; i++)
+      for (int j = 0; j < x.w; j++)
+        for (int ch = 0; ch < x.c; ch++) {
+          float v = bn_pre(*at(x, n, i, j, ch), scale[ch], shift[ch]);
+          y[k++] = (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : (int)floorf(v + 0.5f));
+        }
 }
 
 static void ref_bn_forward_affine_bf16(view x, const float *scale, const float *shift, int relu, uint16_t *y) {
@@ -601,6 +613,7 @@ static const engine_ops ref_ops = {
     .bn_forward_infer = ref_bn_forward_infer,
     .bn_forward_affine = ref_bn_forward_affine,
     .bn_forward_affine_bf16 = ref_bn_forward_affine_bf16,
+    .bn_forward_affine_u8 = ref_bn_forward_affine_u8,
     .bn_backward = ref_bn_backward,
     .bn_stats = ref_bn_stats,
     .bn_backward_stats = ref_bn_backward_stats,

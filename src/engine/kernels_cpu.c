@@ -230,6 +230,23 @@ void cpu_bn_forward_affine_bf16(view x, const float *scale, const float *shift, 
   }
 }
 
+void cpu_bn_forward_affine_u8(view x, const float *scale, const float *shift, uint8_t *y) {
+  size_t rows = rows_of(x);
+  int c = x.c;
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++) {
+    const float *restrict xr = x.p + r * (size_t)x.ld;
+    uint8_t *restrict yr = y + r * (size_t)c;
+    for (int ch = 0; ch < c; ch++) {
+      /* Clamped first, so the conversion is in range; +0.5 and truncation is
+       * round half up on the non-negative values (vectorises, unlike lrintf). */
+      float v = xr[ch] * scale[ch] + shift[ch];
+      v = v < 0.f ? 0.f : v > 255.f ? 255.f : v;
+      yr[ch] = (uint8_t)(int)(v + 0.5f);
+    }
+  }
+}
+
 void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const float *rmean, const float *rvar,
                           float eps, int relu, view y) {
   int c = x.c;

@@ -29,6 +29,7 @@ void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const f
                           float eps, int relu, view y);
 void cpu_bn_forward_affine(view x, const float *scale, const float *shift, int relu, view y);
 void cpu_bn_forward_affine_bf16(view x, const float *scale, const float *shift, int relu, uint16_t *y);
+void cpu_bn_forward_affine_u8(view x, const float *scale, const float *shift, uint8_t *y);
 int cpu_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean, const float *invstd,
                     int relu, view dx, float *dgamma, float *dbeta);
 int cpu_bn_stats(view x, const float *mean, double *out);

@@ -136,6 +136,114 @@ int conv_bn_fold_forward(const layer_ctx *cx, conv_bn_fold *f, const conv_layer 
   return cx->eng->ops->conv_forward(f->op, x, f->w, ps->version, f->b, y, e);
 }
 
+void quantize_rows_s8(const float *w, int cout, size_t per, int8_t *q, float *scale) {
+  for (int o = 0; o < cout; o++) {
+    const float *r = w + (size_t)o * per;
+    float m = 0;
+    for (size_t i = 0; i < per; i++) m = fabsf(r[i]) > m ? fabsf(r[i]) : m;
+    float sc = m > 0 ? m / 127.0f : 1.0f;
+    /* A step s with (127 s) / 127 == s in float (one more round trip reaches
+     * it): quantising the dequantised weights q * s again then gives q and s
+     * back exactly, so a quantised model saved again is the same model. */
+    for (int it = 0; it < 4; it++) {
+      float again = (sc * 127.0f) / 127.0f;
+      if (again == sc) break;
+      sc = again;
+    }
+    scale[o] = sc;
+    for (size_t i = 0; i < per; i++) {
+      long v = lrintf(r[i] / scale[o]);
+      q[(size_t)o * per + i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+    }
+  }
+}
+
+int layer_in_scale(const layer_ctx *cx, const conv_layer *conv, float *step, mskx_err *e) {
+  float s = cx->in_scale ? cx->in_scale[conv->w] : 0;
+  if (!(s > 0) || !isfinite(s)) {
+    const char *name = cx->ps->entries[conv->w].name, *dot = strrchr(name, '.');
+    return err_set(e, MSKX_EFORMAT, "int8 plan: convolution %.*s has no valid input scale (%g)",
+                   (int)(dot ? dot - name : (ptrdiff_t)strlen(name)), name, (double)s);
+  }
+  *step = s;
+  return MSKX_OK;
+}
+
+int conv_int8_plan(const layer_ctx *cx, conv_int8 *q, const conv_layer *conv, const bn_layer *bn, int relu,
+                   float out_step, int n, int h, int w, int *oh, int *ow, mskx_err *e) {
+  *q = (conv_int8){0};
+  float in_step = 0;
+  int rc = layer_in_scale(cx, conv, &in_step, e);
+  if (rc) return rc;
+  const param_store *ps = cx->ps;
+  int co = conv->cout;
+  size_t per = (size_t)conv->cin * conv->kh * conv->kw;
+  float *wf = big_alloc((size_t)co * per * sizeof(float)), *ws = malloc((size_t)co * sizeof(float) * 2);
+  int has_b = bn || conv->b >= 0;
+  q->w = big_alloc((size_t)co * per);
+  q->b = has_b ? malloc((size_t)co * sizeof(float)) : NULL;
+  if (!wf || !ws || !q->w || (has_b && !q->b)) {
+    free(wf), free(ws);
+    conv_int8_unplan(cx, q);
+    return err_set(e, MSKX_ENOMEM, "out of memory (int8 convolution weights)");
+  }
+  float *os = ws + co;
+  const float *w0 = ps_data(ps, conv->w), *cb = conv->b >= 0 ? ps_data(ps, conv->b) : NULL;
+  float scale[co], shift[co];
+  if (bn) bn_infer_affine(cx, bn, scale, shift);
+  for (int o = 0; o < co; o++) {
+    float sc = bn ? scale[o] : 1.0f;
+    for (size_t i = 0; i < per; i++) wf[(size_t)o * per + i] = w0[(size_t)o * per + i] * sc;
+    if (has_b) q->b[o] = (bn ? shift[o] : 0.0f) + (cb ? cb[o] * sc : 0.0f);
+  }
+  quantize_rows_s8(wf, co, per, q->w, ws);
+  for (int o = 0; o < co; o++) {
+    os[o] = in_step * ws[o] / (out_step > 0 ? out_step : 1.0f);
+    if (has_b && out_step > 0) q->b[o] /= out_step;
+  }
+  conv_desc d = layer_conv_desc(cx, conv, n, h, w);
+  d.prec = PREC_FP32;
+  d.src_bf16 = 0;
+  d.has_bias = has_b;
+  d.relu_post = relu;
+  d.int8 = 1;
+  d.dst_u8 = out_step > 0;
+  d.oscales = os;
+  rc = create_conv(cx, &d, &q->op, oh, ow, e);
+  free(wf);
+  free(ws);
+  if (rc) {
+    conv_int8_unplan(cx, q);
+    return err_prefix(e, "%s", ps->entries[conv->w].name);
+  }
+  q->ver = ps->version;
+  return MSKX_OK;
+}
+
+void conv_int8_unplan(const layer_ctx *cx, conv_int8 *q) {
+  if (q->op) cx->eng->ops->conv_destroy(q->op);
+  free(q->w);
+  free(q->b);
+  *q = (conv_int8){0};
+}
+
+int conv_int8_forward(const layer_ctx *cx, conv_int8 *q, const uint8_t *x, void *y, mskx_err *e) {
+  if (q->ver != cx->ps->version)
+    return err_set(e, MSKX_EINTERNAL, "int8 plan: the parameters changed after planning (plan again)");
+  /* wver 1: the weights are fixed for the plan's life, reordered once. */
+  return cx->eng->ops->conv_forward(q->op, x, q->w, 1, q->b, y, e);
+}
+
+void bn_layer_forward_u8(const layer_ctx *cx, const bn_layer *l, view x, float step, uint8_t *y) {
+  float scale[l->c], shift[l->c];
+  bn_infer_affine(cx, l, scale, shift);
+  for (int c = 0; c < l->c; c++) {
+    scale[c] /= step;
+    shift[c] /= step;
+  }
+  cx->eng->ops->bn_forward_affine_u8(x, scale, shift, y);
+}
+
 void layer_grads_written(const layer_ctx *cx, int idx) {
   if (cx->grad_ready) cx->grad_ready(cx->grad_ready_ctx, cx->ps->entries[idx].offset, cx->ps->entries[idx].numel);
 }

@@ -31,6 +31,16 @@ typedef struct layer_ctx {
   void *grad_ready_ctx;
   int (*bn_sum)(void *ctx, double *v, int n, mskx_err *e);
   void *bn_sum_ctx;
+  /* int8 inference (a quantised model's inference plans): in_scale[idx] is
+   * the quantisation step of the u8 input of the convolution whose weight is
+   * store entry idx (0: that convolution stays fp32). NULL: an fp32 model. */
+  int int8;
+  const float *in_scale;
+  /* Calibration (fp32 inference plans): called with every tensor that is the
+   * input of a convolution a quantised model runs in int8 (post-ReLU, dense,
+   * n floats), conv_w naming that convolution's weight entry. */
+  void (*observe)(void *ctx, int conv_w, const float *x, size_t n);
+  void *observe_ctx;
 } layer_ctx;
 
 /* The batch-norm epsilon a context uses (cx->bn_eps, or BN_EPS when 0). */
@@ -134,6 +144,36 @@ void conv_bn_fold_unplan(const layer_ctx *cx, conv_bn_fold *f);
 /* y: dense (n,oh,ow,cout), float or (out_bf16 in bf16 plans) bf16. */
 int conv_bn_fold_forward(const layer_ctx *cx, conv_bn_fold *f, const conv_layer *conv, const bn_layer *bn,
                          const void *x, void *y, mskx_err *e);
+
+/* Int8 inference: a convolution with u8 input, its weights (folded with a
+ * following batch norm, if any) quantised per output channel to s8 at plan
+ * time, y = f32, or u8 with step out_step (> 0) for the next int8
+ * convolution. The plan bakes the scales in, so a forward after the
+ * parameters changed is refused (re-plan). */
+typedef struct conv_int8 {
+  conv_op *op;
+  int8_t *w;          /* OIHW */
+  float *b;           /* bias in output units (NULL: none) */
+  uint64_t ver;       /* ps->version quantised */
+} conv_int8;
+
+/* Symmetric per-output-channel quantisation of cout rows of `per` weights:
+ * scale[o] = max |w[o]| / 127 (1 for an all-zero row), q = round(w / scale). */
+void quantize_rows_s8(const float *w, int cout, size_t per, int8_t *q, float *scale);
+/* The step of conv's u8 input (cx->in_scale), or an error naming conv. */
+int layer_in_scale(const layer_ctx *cx, const conv_layer *conv, float *step, mskx_err *e);
+int conv_int8_plan(const layer_ctx *cx, conv_int8 *q, const conv_layer *conv, const bn_layer *bn, int relu,
+                   float out_step, int n, int h, int w, int *oh, int *ow, mskx_err *e);
+void conv_int8_unplan(const layer_ctx *cx, conv_int8 *q);
+/* x: dense u8 (n,h,w,cin); y: dense (n,oh,ow,cout) f32 or u8. */
+int conv_int8_forward(const layer_ctx *cx, conv_int8 *q, const uint8_t *x, void *y, mskx_err *e);
+/* Inference batch norm + ReLU quantised to u8 with the given step: the input
+ * of an int8 convolution (y dense (n,h,w,c)). */
+void bn_layer_forward_u8(const layer_ctx *cx, const bn_layer *l, view x, float step, uint8_t *y);
+/* Reports a calibration tensor to cx->observe (if set). */
+static inline void layer_observe(const layer_ctx *cx, const conv_layer *conv, const void *x, size_t n) {
+  if (cx->observe) cx->observe(cx->observe_ctx, conv->w, (const float *)x, n);
+}
 
 /* Tells cx->grad_ready (if any) that entry idx's gradient is final. */
 void layer_grads_written(const layer_ctx *cx, int idx);

@@ -337,14 +337,13 @@ int pnode_net_copy(const pnode *model, engine *eng, net **out, mskx_err *e) {
   net *c = NULL;
   int rc = net_create(model->meta.arch, eng, 0, &c, e);
   if (rc) return rc;
-  /* What the loaded file set beyond the arch's own layers: the model's
-   * batch-norm epsilon and Inception-v3's transform_input (a copy without
-   * it computed other probabilities than the loaded network). */
-  c->cx.bn_eps = model->m->cx.bn_eps;
-  c->transform_input = model->m->transform_input;
-  memcpy(c->ps.params, model->m->ps.params, model->m->ps.n_params * sizeof(float));
-  memcpy(c->ps.buffers, model->m->ps.buffers, model->m->ps.n_buffers * sizeof(float));
-  net_params_changed(c);
+  /* net_copy_weights carries what the loaded file set beyond the arch's own
+   * layers: the batch-norm epsilon, Inception-v3's transform_input (a copy
+   * without it computed other probabilities) and an int8 model's scales. */
+  if ((rc = net_copy_weights(c, model->m, e))) {
+    net_destroy(c);
+    return rc;
+  }
   *out = c;
   return MSKX_OK;
 }

@@ -48,6 +48,11 @@ void onnx_export_files_free(onnx_export_files *f) {
 
 /* One network to path. */
 static int export_network(const pnode *nd, const char *path, const onnx_export_options *o, mskx_err *e) {
+  /* The graph would need QuantizeLinear/QLinearConv nodes with our scales;
+   * exporting the dequantised weights as fp32 would silently be another model. */
+  if (nd->m->in_scale)
+    return err_set(e, MSKX_EUNSUPPORTED, "%s: an int8 (quantised) model cannot be exported to ONNX (no quantised "
+                   "ONNX graph is written); export the fp32 model it was made from", nd->path);
   const model_meta *mm = &nd->meta;
   int s = mm->size;
   onnx_graph g = {0};

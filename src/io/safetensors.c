@@ -27,7 +27,7 @@ static const struct {
   const char *name;
   st_dtype dt;
   size_t size;
-} st_dtypes[] = {{"F32", EL_F32, 4}, {"F16", EL_F16, 2}, {"BF16", EL_BF16, 2}, {"F64", EL_F64, 8}, {"I64", EL_I64, 8}};
+} st_dtypes[] = {{"F32", EL_F32, 4}, {"F16", EL_F16, 2}, {"BF16", EL_BF16, 2}, {"F64", EL_F64, 8}, {"I64", EL_I64, 8}, {"I8", EL_I8, 1}};
 
 /* One validated header entry, before any allocation. */
 typedef struct st_entry {
@@ -126,7 +126,7 @@ static int parse_entry(const cJSON *item, const char *path, uint64_t data_len, s
     if (strcmp(dt->valuestring, st_dtypes[i].name) == 0) en->dtype = (int)i;
   if (en->dtype < 0) {
     char db[ST_NAME_SHOWN + 8];
-    return err_set(e, MSKX_EUNSUPPORTED, "%s: tensor '%s': dtype '%s' not supported (need F32, F16, BF16, F64 or I64)",
+    return err_set(e, MSKX_EUNSUPPORTED, "%s: tensor '%s': dtype '%s' not supported (need F32, F16, BF16, F64, I64 or I8)",
                    path, nm, shown(db, sizeof db, dt->valuestring));
   }
   int rc = parse_shape(cJSON_GetObjectItemCaseSensitive(item, "shape"), path, nm, en, e);
@@ -260,6 +260,8 @@ static int fill_tensors(st_file *f, const st_entry *ents, int n, const unsigned 
     t->ndim = ents[i].ndim;
     memcpy(t->shape, ents[i].shape, sizeof t->shape);
     elem_convert(t->data, data + ents[i].begin, (size_t)ents[i].numel, st_dtypes[ents[i].dtype].dt);
+    /* Rewriting the file (st_write of these tensors) keeps int8 tensors int8. */
+    t->file_dtype = st_dtypes[ents[i].dtype].dt == EL_I8 ? EL_I8 : EL_F32;
   }
   return MSKX_OK;
 }
@@ -359,8 +361,14 @@ static int write_check(const char *path, const tensor_ref *ts, int n, const st_m
     for (int d = 0; d < t->ndim; d++)
       if (t->shape[d] < 0 || !size_mul(numel, (size_t)t->shape[d], &numel))
         return err_set(e, MSKX_EINVAL, "%s: tensor '%s': invalid shape", path, nm);
-    if (!size_mul(numel, 4, &bytes[i]) || (numel && !t->data))
+    if (t->file_dtype != EL_F32 && t->file_dtype != EL_I8)
+      return err_set(e, MSKX_EINVAL, "%s: tensor '%s': can only be written as F32 or I8", path, nm);
+    if (!size_mul(numel, t->file_dtype == EL_I8 ? 1 : 4, &bytes[i]) || (numel && !t->data))
       return err_set(e, MSKX_EINVAL, "%s: tensor '%s': no data or size overflow", path, nm);
+    for (size_t k = 0; t->file_dtype == EL_I8 && k < numel; k++)
+      if (!(t->data[k] >= -128 && t->data[k] <= 127 && t->data[k] == (float)(int)t->data[k]))
+        return err_set(e, MSKX_EINVAL, "%s: tensor '%s': value %g at %zu is not an 8-bit integer", path, nm,
+                       (double)t->data[k], k);
   }
   for (int i = 0; i < n_meta; i++)
     if (!meta[i].key || !meta[i].value) return err_set(e, MSKX_EINVAL, "%s: metadata entry %d is NULL", path, i);
@@ -390,7 +398,7 @@ static char *build_header(const tensor_ref *ts, int n, const st_meta *meta, int 
   size_t off = 0;
   for (int i = 0; ok && i < n; i++) {
     cJSON *t = cJSON_AddObjectToObject(root, ts[i].name), *sh, *of;
-    ok = t && cJSON_AddStringToObject(t, "dtype", "F32") && (sh = cJSON_AddArrayToObject(t, "shape")) &&
+    ok = t && cJSON_AddStringToObject(t, "dtype", ts[i].file_dtype == EL_I8 ? "I8" : "F32") && (sh = cJSON_AddArrayToObject(t, "shape")) &&
          (of = cJSON_AddArrayToObject(t, "data_offsets"));
     for (int d = 0; ok && d < ts[i].ndim; d++) ok = cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)ts[i].shape[d]));
     if (ok) ok = cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
@@ -412,6 +420,20 @@ static char *build_header(const tensor_ref *ts, int n, const st_meta *meta, int 
   return out;
 }
 
+/* A tensor's bytes: its floats as they are, or (checked by write_check)
+ * converted to int8 a chunk at a time. */
+static int write_data(atomic_file *af, const tensor_ref *t, size_t bytes, mskx_err *e) {
+  if (t->file_dtype != EL_I8) return atomic_file_write(af, t->data, bytes, e);
+  int8_t chunk[4096];
+  int rc = MSKX_OK;
+  for (size_t k = 0; k < bytes && !rc; k += sizeof chunk) {
+    size_t m = bytes - k < sizeof chunk ? bytes - k : sizeof chunk;
+    for (size_t j = 0; j < m; j++) chunk[j] = (int8_t)t->data[k + j];
+    rc = atomic_file_write(af, chunk, m, e);
+  }
+  return rc;
+}
+
 int st_write(const char *path, const tensor_ref *tensors, int n_tensors, const st_meta *meta, int n_meta,
              mskx_err *e) {
   if (n_tensors < 0 || n_meta < 0 || (n_tensors && !tensors) || (n_meta && !meta))
@@ -429,7 +451,7 @@ int st_write(const char *path, const tensor_ref *tensors, int n_tensors, const s
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     rc = atomic_file_write(&af, lenb, 8, e);
     if (!rc) rc = atomic_file_write(&af, hdr, hlen, e);
-    for (int i = 0; i < n_tensors && !rc; i++) rc = atomic_file_write(&af, tensors[i].data, bytes[i], e);
+    for (int i = 0; i < n_tensors && !rc; i++) rc = write_data(&af, &tensors[i], bytes[i], e);
     if (rc)
       atomic_file_abort(&af);
     else

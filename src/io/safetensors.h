@@ -2,7 +2,8 @@
  * 8-byte little-endian header length, a JSON header mapping tensor names to
  * {dtype, shape, data_offsets} plus an optional "__metadata__" object of
  * string values, then the raw little-endian data.
- * Reading accepts F32, F16, BF16 and F64 (converted to float32); writing is F32.
+ * Reading accepts F32, F16, BF16, F64, I64 and I8 (converted to float32); writing is
+ * F32, or I8 for tensors whose file_dtype asks (quantised weights).
  * Every length, offset and shape is validated against the file size. */
 #ifndef MSKX_IO_SAFETENSORS_H
 #define MSKX_IO_SAFETENSORS_H
@@ -31,8 +32,8 @@ const char *st_meta_get(const st_file *f, const char *key);
 /* An error naming the first tensor name that appears twice (what: the source). */
 int st_check_unique(const st_file *f, const char *what, mskx_err *e);
 
-/* Writes tensors (F32) and metadata atomically. The tensors are views of
- * any float arrays (a file's own tensors: htensor_ref). */
+/* Writes tensors (F32, or I8 where file_dtype says) and metadata atomically.
+ * The tensors are views of any float arrays (a file's own tensors: htensor_ref). */
 int st_write(const char *path, const tensor_ref *tensors, int n_tensors,
              const st_meta *meta, int n_meta, mskx_err *e);
 

@@ -13,6 +13,7 @@ static const arch_family densenet_family = {
     .head = "classifier",
     .fix_torch_name = torch_fix_old_densenet_name,
     .keras = &keras_densenet_map,
+    .has_int8 = 1,
 };
 
 /* Keras's ResNet50 is ResNet v1, a different function from torchvision's

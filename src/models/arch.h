@@ -35,6 +35,7 @@ typedef struct arch_family {
   int min_size;          /* the smallest input side; 0: the size multiple */
   int min_size_aux;      /* the same when training the auxiliary classifier */
   int has_aux;           /* an auxiliary classifier and torchvision's transform_input */
+  int has_int8;          /* int8 inference of a quantised model (mskx quantize) */
 } arch_family;
 
 typedef struct arch_spec {
@@ -72,6 +73,8 @@ int arch_size_multiple(const arch_spec *a);
 int arch_min_size(const arch_spec *a, int aux);
 /* Whether the arch has an auxiliary classifier and torchvision's transform_input. */
 static inline int arch_has_aux(const arch_spec *a) { return a->family->has_aux; }
+/* Whether the arch family can run int8 inference (quantize refuses others). */
+static inline int arch_has_int8(const arch_spec *a) { return a->family->has_int8; }
 
 /* Inception-v3's auxiliary loss weight (torchvision's training reference
  * recipe: loss = main + 0.4 * aux). */

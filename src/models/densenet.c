@@ -24,6 +24,7 @@ typedef struct dense_layer {
   int c_in;
   float *bottleneck;    /* conv1's output, bn_size*growth channels (per layer when training) */
   conv_bn_fold fold1;   /* inference: conv1 + norm2 + ReLU in one convolution */
+  conv_int8 q1, q2;     /* int8 inference: the same fold as u8 -> u8, and conv2 u8 -> f32 */
 } dense_layer;
 
 typedef struct dense_block {
@@ -32,6 +33,7 @@ typedef struct dense_block {
   int has_trans;
   bn_layer trans_norm;       /* transition after this block */
   conv_layer trans_conv;
+  conv_int8 qt;         /* int8 inference: trans_conv */
   pool_desc trans_pool;
   int h, w;             /* planned spatial size */
   float *buf, *grad;    /* (n, h, w, c_total) */
@@ -43,6 +45,7 @@ typedef struct dense_block {
 typedef struct densenet {
   conv_layer conv0;
   bn_layer norm0, norm5;
+  conv_bn_fold fold0;   /* int8 inference: conv0 + norm0 + ReLU in one fp32 convolution */
   pool_desc pool0;
   dense_block blocks[ARCH_MAX_BLOCKS];
   int n_blocks, c_final;
@@ -162,6 +165,7 @@ static void densenet_unplan(net *m) {
   densenet *d = dn(m);
   layer_ctx *cx = &m->cx;
   conv_layer_unplan(cx, &d->conv0);
+  conv_bn_fold_unplan(cx, &d->fold0);
   bn_layer_unplan(&d->norm0);
   bn_layer_unplan(&d->norm5);
   for (int b = 0; b < d->n_blocks; b++) {
@@ -170,6 +174,8 @@ static void densenet_unplan(net *m) {
       dense_layer *L = &blk->layers[l];
       conv_layer_unplan(cx, &L->conv1);
       conv_bn_fold_unplan(cx, &L->fold1);
+      conv_int8_unplan(cx, &L->q1);
+      conv_int8_unplan(cx, &L->q2);
       conv_layer_unplan(cx, &L->conv2);
       bn_layer_unplan(&L->norm1);
       bn_layer_unplan(&L->norm2);
@@ -177,6 +183,7 @@ static void densenet_unplan(net *m) {
     }
     if (blk->has_trans) {
       conv_layer_unplan(cx, &blk->trans_conv);
+      conv_int8_unplan(cx, &blk->qt);
       bn_layer_unplan(&blk->trans_norm);
     }
     free(blk->buf);
@@ -202,8 +209,9 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
   densenet *d = dn(m);
   const layer_ctx *cx = &m->cx;
   const arch_spec *a = &m->arch;
-  int train = cx->train, inter = a->bn_size * a->growth;
-  int rc = conv_layer_plan(cx, &d->conv0, n, h, w, &d->h0, &d->w0, e);
+  int train = cx->train, inter = a->bn_size * a->growth, q = cx->int8;
+  int rc = q ? conv_bn_fold_plan(cx, &d->fold0, &d->conv0, 1, 0, n, h, w, &d->h0, &d->w0, e)
+             : conv_layer_plan(cx, &d->conv0, n, h, w, &d->h0, &d->w0, e);
   if (!rc) rc = bn_layer_plan(&d->norm0, e);
   if (rc) return rc;
   d->pool0 = (pool_desc){.n = n, .h = d->h0, .w = d->w0, .c = a->init_features, .k = 3, .s = 2, .p = 1};
@@ -218,9 +226,16 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
     size_t px = (size_t)n * bh * bw;
     for (int l = 0; l < blk->n_layers && !rc; l++) {
       dense_layer *L = &blk->layers[l];
-      rc = train ? conv_layer_plan(cx, &L->conv1, n, bh, bw, NULL, NULL, e)
-                 : conv_bn_fold_plan(cx, &L->fold1, &L->conv1, 1, L->conv2.src_bf16, n, bh, bw, NULL, NULL, e);
-      if (!rc) rc = conv_layer_plan(cx, &L->conv2, n, bh, bw, NULL, NULL, e);
+      if (q) {
+        float z_step = 0;
+        rc = layer_in_scale(cx, &L->conv2, &z_step, e);
+        if (!rc) rc = conv_int8_plan(cx, &L->q1, &L->conv1, &L->norm2, 1, z_step, n, bh, bw, NULL, NULL, e);
+        if (!rc) rc = conv_int8_plan(cx, &L->q2, &L->conv2, NULL, 0, 0, n, bh, bw, NULL, NULL, e);
+      } else {
+        rc = train ? conv_layer_plan(cx, &L->conv1, n, bh, bw, NULL, NULL, e)
+                   : conv_bn_fold_plan(cx, &L->fold1, &L->conv1, 1, L->conv2.src_bf16, n, bh, bw, NULL, NULL, e);
+        if (!rc) rc = conv_layer_plan(cx, &L->conv2, n, bh, bw, NULL, NULL, e);
+      }
       if (!rc) rc = bn_layer_plan(&L->norm1, e);
       if (!rc) rc = bn_layer_plan(&L->norm2, e);
       n_bnrelu = zmax(n_bnrelu, px * (size_t)(L->c_in > inter ? L->c_in : inter));
@@ -239,7 +254,8 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
       blk->trans_norm.shared = &blk->stats;
     }
     if (blk->has_trans && !rc) {
-      rc = conv_layer_plan(cx, &blk->trans_conv, n, bh, bw, NULL, NULL, e);
+      rc = q ? conv_int8_plan(cx, &blk->qt, &blk->trans_conv, NULL, 0, 0, n, bh, bw, NULL, NULL, e)
+             : conv_layer_plan(cx, &blk->trans_conv, n, bh, bw, NULL, NULL, e);
       if (!rc) rc = bn_layer_plan(&blk->trans_norm, e);
       n_trans = zmax(n_trans, px * (size_t)(blk->c_total / 2));
       blk->trans_pool = (pool_desc){.n = n, .h = bh, .w = bw, .c = blk->c_total / 2, .k = 2, .s = 2, .p = 0};
@@ -304,12 +320,21 @@ static int layer_forward(net *m, dense_block *blk, dense_layer *L, mskx_err *e) 
   layer_ctx *cx = &m->cx;
   int n = m->n, inter = m->arch.bn_size * m->arch.growth;
   view B = block_view(blk, blk->buf, n);
-  int rc = bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), d->bnrelu, 1, e);
-  if (rc) return rc;
-  if (!cx->train) {
+  int rc;
+  if (cx->int8) {
+    /* norm1 + ReLU quantised to u8; conv1 + norm2 + ReLU u8 -> u8; conv2 u8 -> f32. */
+    bn_layer_forward_u8(cx, &L->norm1, view_channels(B, 0, L->c_in), cx->in_scale[L->conv1.w], (uint8_t *)d->bnrelu);
+    rc = conv_int8_forward(cx, &L->q1, (const uint8_t *)d->bnrelu, L->bottleneck, e);
+    if (!rc) rc = conv_int8_forward(cx, &L->q2, (const uint8_t *)L->bottleneck, d->new_features, e);
+    if (rc) return rc;
+  } else if ((rc = bn_layer_forward_conv(cx, &L->norm1, view_channels(B, 0, L->c_in), d->bnrelu, 1, e))) {
+    return rc;
+  } else if (!cx->train) {
+    layer_observe(cx, &L->conv1, d->bnrelu, (size_t)n * blk->h * blk->w * L->c_in);
     /* norm2 (running statistics) and its ReLU are folded into conv1, whose
      * output is then conv2's input as it is (bf16 in bf16 plans). */
     rc = conv_bn_fold_forward(cx, &L->fold1, &L->conv1, &L->norm2, d->bnrelu, L->bottleneck, e);
+    if (!rc) layer_observe(cx, &L->conv2, L->bottleneck, (size_t)n * blk->h * blk->w * inter);
     if (!rc) rc = conv_layer_forward(cx, &L->conv2, L->bottleneck, d->new_features, e);
     if (rc) return rc;
   } else {
@@ -329,10 +354,14 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
   layer_ctx *cx = &m->cx;
   int n = m->n, c0 = m->arch.init_features;
   d->x = x;
-  int rc = conv_layer_forward(cx, &d->conv0, x, d->conv0_out, e);
-  if (rc) return rc;
   view stem = view_make(d->bnrelu, n, d->h0, d->w0, c0);
-  if ((rc = bn_layer_forward(cx, &d->norm0, view_make(d->conv0_out, n, d->h0, d->w0, c0), stem, 1, e))) return rc;
+  int rc;
+  if (cx->int8) {
+    if ((rc = conv_bn_fold_forward(cx, &d->fold0, &d->conv0, &d->norm0, x, d->bnrelu, e))) return rc;
+  } else {
+    if ((rc = conv_layer_forward(cx, &d->conv0, x, d->conv0_out, e))) return rc;
+    if ((rc = bn_layer_forward(cx, &d->norm0, view_make(d->conv0_out, n, d->h0, d->w0, c0), stem, 1, e))) return rc;
+  }
   view b0 = view_channels(block_view(&d->blocks[0], d->blocks[0].buf, n), 0, c0);
   cx->eng->ops->maxpool_forward(&d->pool0, stem, b0, d->pool0_argmax);
   if ((rc = block_stats(m, &d->blocks[0], b0, 0, e))) return rc;
@@ -343,8 +372,14 @@ static int densenet_forward(net *m, const float *x, float *logits, mskx_err *e) 
     if (!blk->has_trans) continue;
     view B = block_view(blk, blk->buf, n);
     int ct = blk->c_total / 2;
-    if ((rc = bn_layer_forward_conv(cx, &blk->trans_norm, B, d->bnrelu, 1, e))) return rc;
-    if ((rc = conv_layer_forward(cx, &blk->trans_conv, d->bnrelu, d->trans_out, e))) return rc;
+    if (cx->int8) {
+      bn_layer_forward_u8(cx, &blk->trans_norm, B, cx->in_scale[blk->trans_conv.w], (uint8_t *)d->bnrelu);
+      if ((rc = conv_int8_forward(cx, &blk->qt, (const uint8_t *)d->bnrelu, d->trans_out, e))) return rc;
+    } else {
+      if ((rc = bn_layer_forward_conv(cx, &blk->trans_norm, B, d->bnrelu, 1, e))) return rc;
+      if (!cx->train) layer_observe(cx, &blk->trans_conv, d->bnrelu, view_numel(B));
+      if ((rc = conv_layer_forward(cx, &blk->trans_conv, d->bnrelu, d->trans_out, e))) return rc;
+    }
     dense_block *next = &d->blocks[b + 1];
     view nb = view_channels(block_view(next, next->buf, n), 0, ct);
     cx->eng->ops->avgpool_forward(&blk->trans_pool, view_make(d->trans_out, n, blk->h, blk->w, ct), nb);

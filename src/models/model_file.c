@@ -116,16 +116,77 @@ int model_meta_read(const st_file *f, const char *path, model_meta *out, mskx_er
   return model_bn_eps_read(f, path, &out->bn_eps, e);
 }
 
+static int has_suffix(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* A quantised net's int8 tensors: each int8 convolution's weight replaced
+ * by its quantised values (written as I8), its weight and input scales
+ * appended. *buf owns the names and data made here. */
+typedef struct quant_tensors {
+  float *data;
+  char *names;
+} quant_tensors;
+
+static int quant_tensors_make(const net *m, tensor_ref *t, int *n, quant_tensors *qt, mskx_err *e) {
+  size_t nq = 0, floats = 0;
+  for (int i = 0; i < m->ps.n; i++)
+    if (m->in_scale[i] > 0) nq++, floats += m->ps.entries[i].numel + (size_t)m->ps.entries[i].shape[0] + 1;
+  qt->data = big_alloc((floats ? floats : 1) * sizeof(float));
+  qt->names = malloc(2 * nq * sizeof m->ps.entries[0].name + 1);
+  if (!qt->data || !qt->names) return err_set(e, MSKX_ENOMEM, "out of memory (quantised tensors)");
+  float *p = qt->data;
+  char *nm = qt->names;
+  int n0 = *n;
+  for (int i = 0; i < m->ps.n; i++) {
+    if (!(m->in_scale[i] > 0)) continue;
+    const param_entry *en = &m->ps.entries[i];
+    int j = 0;
+    while (j < n0 && strcmp(t[j].name, en->name)) j++;
+    if (j == n0 || !has_suffix(en->name, ".weight") || en->ndim != 4)
+      return err_set(e, MSKX_EINTERNAL, "quantised tensor '%s' is not a convolution weight", en->name);
+    int co = (int)en->shape[0];
+    size_t per = en->numel / (size_t)co;
+    int8_t *q = big_alloc(en->numel);
+    if (!q) return err_set(e, MSKX_ENOMEM, "out of memory (quantised tensors)");
+    float *qf = p, *ws = p + en->numel, *is = ws + co;
+    quantize_rows_s8(ps_data(&m->ps, i), co, per, q, ws);
+    for (size_t k = 0; k < en->numel; k++) qf[k] = q[k];
+    free(q);
+    *is = m->in_scale[i];
+    p = is + 1;
+    t[j].data = qf;
+    t[j].file_dtype = EL_I8;
+    size_t stem = strlen(en->name) - strlen(".weight");
+    char *a = nm, *b = nm + sizeof en->name;
+    nm += 2 * sizeof en->name;
+    snprintf(a, sizeof en->name, "%.*s%s", (int)stem, en->name, QUANT_WEIGHT_SCALE);
+    snprintf(b, sizeof en->name, "%.*s%s", (int)stem, en->name, QUANT_INPUT_SCALE);
+    t[(*n)++] = (tensor_ref){.name = a, .ndim = 1, .shape = {co}, .data = ws};
+    t[(*n)++] = (tensor_ref){.name = b, .ndim = 1, .shape = {1}, .data = is};
+  }
+  return MSKX_OK;
+}
+
 int model_save(const char *path, const net *m, const model_meta *meta, const tensor_ref *extra, int n_extra,
                const st_meta *extra_meta, int n_extra_meta, mskx_err *e) {
   tensor_ref *t = NULL;
-  int n = 0;
+  int n = 0, nq = 0;
   int rc = ps_as_tensors(&m->ps, 0, &t, &n, e);
   if (rc) return rc;
-  tensor_ref *all = realloc(t, (size_t)(n + n_extra + 1) * sizeof *all);
+  for (int i = 0; m->in_scale && i < m->ps.n; i++) nq += m->in_scale[i] > 0;
+  tensor_ref *all = realloc(t, (size_t)(n + 2 * nq + n_extra + 1) * sizeof *all);
   if (!all) {
     free(t);
     return err_set(e, MSKX_ENOMEM, "out of memory");
+  }
+  quant_tensors qt = {0};
+  if (m->in_scale && (rc = quant_tensors_make(m, all, &n, &qt, e))) {
+    free(all);
+    free(qt.data);
+    free(qt.names);
+    return rc;
   }
   if (n_extra) memcpy(all + n, extra, (size_t)n_extra * sizeof *all);
   char size[32], ka[8], mean[96], std[96], thr[48], ep[32], eps[32];
@@ -146,19 +207,110 @@ int model_save(const char *path, const net *m, const model_meta *meta, const ten
                     {"parts", (char *)meta->parts}, {"threshold", thr},      {"epoch", ep},
                     {"metrics", (char *)meta->metrics}, {"bn_eps", eps}};
   int nb = (int)(sizeof base / sizeof base[0]);
-  st_meta *md = malloc((size_t)(nb + 1 + n_extra_meta) * sizeof *md);
+  st_meta *md = malloc((size_t)(nb + 2 + n_extra_meta) * sizeof *md);
   if (!md) {
     free(all);
+    free(qt.data);
+    free(qt.names);
     return err_set(e, MSKX_ENOMEM, "out of memory");
   }
   memcpy(md, base, sizeof base);
   /* Read back by net_load_tensors; only the archs that have it write it. */
   if (arch_has_aux(&m->arch)) md[nb++] = (st_meta){(char *)"transform_input", (char *)(m->transform_input ? "1" : "0")};
+  if (m->in_scale) md[nb++] = (st_meta){(char *)"quantization", (char *)QUANT_INT8};
   if (n_extra_meta) memcpy(md + nb, extra_meta, (size_t)n_extra_meta * sizeof *md);
   rc = st_write(path, all, n + n_extra, md, nb + n_extra_meta, e);
   free(md);
   free(all);
+  free(qt.data);
+  free(qt.names);
   return rc;
+}
+
+/* A scale tensor of n values, each finite and positive, or an error naming it. */
+static int quant_scales(const st_file *f, const char *path, const char *name, int64_t n, const float **out,
+                        mskx_err *e) {
+  const htensor *t = st_find(f, name);
+  if (!t) return err_set(e, MSKX_EFORMAT, "%s: int8 model: tensor '%s' is missing", path, name);
+  if (t->ndim != 1 || t->shape[0] != n)
+    return err_set(e, MSKX_ESHAPE, "%s: int8 model: tensor '%s' has %d dims (%lld values), needs [%lld]", path, name,
+                   t->ndim, (long long)(t->ndim ? t->shape[0] : 1), (long long)n);
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(t->data[i]) || !(t->data[i] > 0))
+      return err_set(e, MSKX_EFORMAT, "%s: int8 model: '%s'[%lld] is %g (scales must be finite and positive)", path,
+                     name, (long long)i, (double)t->data[i]);
+  *out = t->data;
+  return MSKX_OK;
+}
+
+int model_quant_load(net *m, const st_file *f, const char *path, mskx_err *e) {
+  const char *q = st_meta_get(f, "quantization");
+  if (!q) return MSKX_OK;
+  if (strcmp(q, QUANT_INT8))
+    return err_set(e, MSKX_EFORMAT, "%s: metadata 'quantization' is '%s' (this build reads '%s')", path, q, QUANT_INT8);
+  if (!arch_has_int8(&m->arch))
+    return err_set(e, MSKX_EUNSUPPORTED, "%s: int8 models of arch %s are not supported (DenseNet only)", path,
+                   m->arch.name);
+  if (!(m->in_scale = calloc((size_t)m->ps.n, sizeof(float)))) return err_set(e, MSKX_ENOMEM, "out of memory");
+  char nm[sizeof m->ps.entries[0].name + 16];
+  for (int i = 0; i < m->ps.n; i++) {
+    if (!net_int8_conv(m, i)) continue;
+    const param_entry *en = &m->ps.entries[i];
+    size_t stem = strlen(en->name) - strlen(".weight");
+    const float *ws = NULL, *is = NULL;
+    snprintf(nm, sizeof nm, "%.*s%s", (int)stem, en->name, QUANT_WEIGHT_SCALE);
+    int rc = quant_scales(f, path, nm, en->shape[0], &ws, e);
+    snprintf(nm, sizeof nm, "%.*s%s", (int)stem, en->name, QUANT_INPUT_SCALE);
+    if (!rc) rc = quant_scales(f, path, nm, 1, &is, e);
+    if (rc) return rc;
+    float *w = ps_data(&m->ps, i);
+    size_t per = en->numel / (size_t)en->shape[0];
+    for (size_t k = 0; k < en->numel; k++) {
+      if (!(w[k] >= -127 && w[k] <= 127 && w[k] == rintf(w[k])))
+        return err_set(e, MSKX_EFORMAT, "%s: int8 model: '%s' holds %g, not an 8-bit quantised weight", path,
+                       en->name, (double)w[k]);
+      w[k] *= ws[k / per];
+    }
+    m->in_scale[i] = is[0];
+  }
+  net_params_changed(m);
+  return MSKX_OK;
+}
+
+static int is_quant_scale(const char *name) {
+  return has_suffix(name, QUANT_WEIGHT_SCALE) || has_suffix(name, QUANT_INPUT_SCALE);
+}
+
+int model_from_file(const st_file *f, const char *path, engine *eng, net **out, model_meta *meta, mskx_err *e) {
+  *out = NULL;
+  int rc = model_meta_read(f, path, meta, e);
+  net *m = NULL;
+  if (!rc) rc = net_create(meta->arch, eng, 0, &m, e);
+  if (!rc) m->cx.bn_eps = meta->bn_eps;
+  if (!rc) {
+    /* Hide training-state tensors (and a quantised file's scales, read by
+     * model_quant_load) from the strict name check. */
+    st_file view = *f;
+    htensor *kept = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *kept);
+    if (!kept) rc = err_set(e, MSKX_ENOMEM, "out of memory");
+    int k = 0;
+    int quant = st_meta_get(f, "quantization") != NULL;
+    for (int i = 0; !rc && i < f->n_tensors; i++)
+      if (strncmp(f->tensors[i].name, TRAIN_STATE_PREFIX, strlen(TRAIN_STATE_PREFIX)) &&
+          !(quant && is_quant_scale(f->tensors[i].name)))
+        kept[k++] = f->tensors[i];
+    view.tensors = kept;
+    view.n_tensors = k;
+    if (!rc) rc = net_load_tensors(m, &view, path, 0, e);
+    free(kept);
+    if (!rc) rc = model_quant_load(m, f, path, e);
+  }
+  if (rc) {
+    net_destroy(m);
+    return rc;
+  }
+  *out = m;
+  return MSKX_OK;
 }
 
 int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_file **file, mskx_err *e) {
@@ -166,23 +318,12 @@ int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_fi
   if (file) *file = NULL;
   st_file *f = NULL;
   int rc = st_read(path, &f, e);
-  if (!rc) rc = model_meta_read(f, path, meta, e);
-  net *m = NULL;
-  if (!rc) rc = net_create(meta->arch, eng, 0, &m, e);
-  if (!rc) m->cx.bn_eps = meta->bn_eps;
-  /* A checkpoint's training-state tensors are skipped by the load. */
-  if (!rc) rc = net_load_tensors(m, f, path, 0, e);
-  if (rc) {
-    net_destroy(m);
+  if (!rc) rc = model_from_file(f, path, eng, out, meta, e);
+  if (rc || !file)
     st_free(f);
-    return rc;
-  }
-  *out = m;
-  if (file)
-    *file = f;
   else
-    st_free(f);
-  return MSKX_OK;
+    *file = f;
+  return rc;
 }
 
 int model_set_threshold(const char *path, double threshold, mskx_err *e) {

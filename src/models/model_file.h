@@ -46,9 +46,30 @@ int model_meta_read(const st_file *f, const char *path, model_meta *out, mskx_er
 int model_save(const char *path, const net *m, const model_meta *meta, const tensor_ref *extra, int n_extra,
                const st_meta *extra_meta, int n_extra_meta, mskx_err *e);
 
+/* The network of an opened model file (metadata, tensors, int8 scales);
+ * path names it in messages. */
+int model_from_file(const st_file *f, const char *path, engine *eng, net **out, model_meta *meta, mskx_err *e);
+
 /* Opens a model file: creates the network of its arch on eng and loads it.
  * *file (if non-NULL) receives the open st_file (for train_state); else it is freed. */
 int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_file **file, mskx_err *e);
+
+/* Quantised (int8) models (mskx quantize) are model files with metadata
+ * "quantization" = "int8" and "calibration" (a JSON object: images, source,
+ * split, statistic, date), in which every convolution net_int8_conv names has
+ *   <conv>.weight        I8, the per-output-channel quantised weights
+ *   <conv>.weight_scale  F32 [cout], their steps (finite, > 0)
+ *   <conv>.input_scale   F32 [1], the step of its u8 input (finite, > 0)
+ * Loading dequantises the weights into the store (q * step, exactly what the
+ * int8 plan quantises again) and sets m->in_scale. */
+#define QUANT_INT8 "int8"
+#define QUANT_WEIGHT_SCALE ".weight_scale"
+#define QUANT_INPUT_SCALE ".input_scale"
+
+/* Reads a quantised file's scales into m (loaded from f by
+ * net_load_tensors): checks them and the weights, dequantises; a no-op for
+ * fp32 files. */
+int model_quant_load(net *m, const st_file *f, const char *path, mskx_err *e);
 
 /* Rewrites only the metadata threshold of a model file (atomically). */
 int model_set_threshold(const char *path, double threshold, mskx_err *e);

@@ -119,7 +119,27 @@ void net_destroy(net *m) {
     impl_destroy(m, m->spare_impl);
   }
   ps_free(&m->ps);
+  free(m->in_scale);
   free(m);
+}
+
+int net_copy_weights(net *dst, const net *src, mskx_err *e) {
+  if (strcmp(dst->arch.name, src->arch.name) || dst->ps.n_params != src->ps.n_params ||
+      dst->ps.n_buffers != src->ps.n_buffers)
+    return err_set(e, MSKX_EINTERNAL, "copying weights between different archs (%s, %s)", src->arch.name,
+                   dst->arch.name);
+  memcpy(dst->ps.params, src->ps.params, src->ps.n_params * sizeof(float));
+  memcpy(dst->ps.buffers, src->ps.buffers, src->ps.n_buffers * sizeof(float));
+  dst->cx.bn_eps = src->cx.bn_eps;
+  dst->transform_input = src->transform_input;
+  free(dst->in_scale);
+  dst->in_scale = NULL;
+  if (src->in_scale) {
+    if (!(dst->in_scale = malloc((size_t)src->ps.n * sizeof(float)))) return err_set(e, MSKX_ENOMEM, "out of memory");
+    memcpy(dst->in_scale, src->in_scale, (size_t)src->ps.n * sizeof(float));
+  }
+  net_params_changed(dst);
+  return MSKX_OK;
 }
 
 static int slot_is(const net_plan_slot *s, const net *m, int n, int h, int w, int train, precision prec) {
@@ -128,6 +148,18 @@ static int slot_is(const net_plan_slot *s, const net *m, int n, int h, int w, in
 }
 
 int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e) {
+  if (m->in_scale && train)
+    return err_set(e, MSKX_EUNSUPPORTED, "%s: an int8 (quantised) model cannot be trained: its weights are rounded "
+                   "to 8 bits and its plans are inference-only; train the fp32 model it came from", m->arch.name);
+  /* Quantised models run int8 convolutions whatever precision was asked; the
+   * rest of their network (stem, classifier) runs fp32. */
+  if (m->in_scale) prec = PREC_FP32;
+  if (m->cx.int8 != (m->in_scale != NULL)) {
+    /* The net became int8 (or fp32) since its plans were made: none is valid. */
+    drop_parked(m);
+    if (m->planned) m->vt->unplan(m);
+    m->planned = 0;
+  }
   if (prec == PREC_AUTO) {
     int t = train ? 1 : 0;
     if (m->auto_prec[t] < 0) {
@@ -174,6 +206,8 @@ int net_plan(net *m, int n, int h, int w, int train, precision prec, mskx_err *e
   m->planned = 0;
   m->cx.train = train;
   m->cx.prec = prec;
+  m->cx.int8 = m->in_scale != NULL;
+  m->cx.in_scale = m->in_scale;
   int rc = m->vt->plan(m, n, h, w, e);
   if (rc) m->vt->unplan(m);
   engine_threads_leave(threads);
@@ -324,6 +358,11 @@ int net_head_slice(const net *m, size_t *offset, mskx_err *e) {
                    ps->entries[m->head_b].name);
   *offset = off;
   return MSKX_OK;
+}
+
+int net_int8_conv(const net *m, int idx) {
+  const param_entry *en = &m->ps.entries[idx];
+  return arch_has_int8(&m->arch) && en->kind == PK_PARAM && en->ndim == 4 && strcmp(en->name, "features.conv0.weight");
 }
 
 static int ends_with(const char *s, const char *suffix) {

@@ -77,6 +77,10 @@ struct net {
   /* Set by a training plan that computes the auxiliary head: its logits
    * (after net_forward) and the loss gradient for them (net_loss). */
   float *aux_logits, *aux_dz;
+  /* A quantised model (quantize.h): per store entry, the quantisation step
+   * of the u8 input of the convolution whose weight it is (0: fp32). Its
+   * inference plans run in int8; training plans are refused. NULL: fp32. */
+  float *in_scale;
   void *impl;              /* model-specific layers and activations */
   /* Resident plans besides the current one (see net_set_keep_plans): a
    * parked plan and a spare, never planned implementation to plan into. */
@@ -134,6 +138,14 @@ double net_loss(net *m, const float *logits, const float *t, const float *w, int
 void net_scale_loss_grad(net *m, float *dz, int n, float s);
 /* Sets transform_input; an error for archs without it. */
 int net_set_transform_input(net *m, int on, mskx_err *e);
+/* Copies src's parameters, buffers, settings and quantisation into dst, a
+ * net of the same arch (a second planned copy of a loaded model). */
+int net_copy_weights(net *dst, const net *src, mskx_err *e);
+/* Whether store entry idx is the weight of a convolution a quantised model
+ * of this arch runs in int8 (DenseNet: every convolution but the stem's,
+ * whose input, the normalised image, is not a post-ReLU tensor). */
+int net_int8_conv(const net *m, int idx);
+
 /* Marks parameters as changed after a write to ps.params other than
  * optim_step (which marks them itself) and net_load_tensors. */
 static inline void net_params_changed(net *m) { m->ps.version++; }

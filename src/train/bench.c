@@ -10,6 +10,8 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/util.h"
+#include "infer/quantize.h"
+#include "models/model_file.h"
 #include "models/net.h"
 #include "train/optim.h"
 
@@ -76,7 +78,12 @@ static int step(net *m, const bench_config *c, bench_bufs *b, double *loss, mskx
 }
 
 static int validate(const bench_config *c, mskx_err *e) {
-  if (c->size <= 0 || c->batch <= 0) return err_set(e, MSKX_EINVAL, "bench: size and batch must be positive");
+  if (c->size < 0 || (c->size == 0 && !c->model) || c->batch <= 0)
+    return err_set(e, MSKX_EINVAL, "bench: size and batch must be positive");
+  if (c->int8 && c->model)
+    return err_set(e, MSKX_EINVAL, "bench: int8 is what a model file is (mskx quantize makes one); "
+                   "give --precision int8 with --arch only");
+  if (c->int8 && c->train) return err_set(e, MSKX_EINVAL, "bench: int8 is inference-only");
   if (c->iters <= 0) return err_set(e, MSKX_EINVAL, "bench: iters must be positive");
   if (c->warmup < 0) return err_set(e, MSKX_EINVAL, "bench: warmup must not be negative");
   return MSKX_OK;
@@ -93,13 +100,28 @@ int bench_run(const bench_config *c, bench_result *r, mskx_err *e) {
   double *ms = malloc((size_t)c->iters * sizeof(double));
   if (!ms) return err_set(e, MSKX_ENOMEM, "bench: out of memory");
   rc = engine_dnnl_create(c->threads, &eng, e);
-  if (!rc) rc = net_create(c->arch, eng, c->seed, &m, e);
+  bench_config cc = *c;
+  if (!rc && c->model) {
+    model_meta meta;
+    rc = model_load(c->model, eng, &m, &meta, NULL, e);
+    if (!rc && !cc.size) cc.size = meta.size;
+  } else if (!rc) {
+    rc = net_create(c->arch, eng, c->seed, &m, e);
+  }
+  if (!rc) rc = alloc_bufs(&cc, m, &b, e);
+  if (!rc && c->int8) rc = quantize_net_on(m, b.x, cc.batch, cc.size, cc.size, e);
   net_prec_choice ch = {0};
-  if (!rc && c->prec == PREC_AUTO) rc = net_choose_precision(m, c->batch, c->size, c->size, c->train, 0, &ch, e);
-  if (!rc) rc = net_plan(m, c->batch, c->size, c->size, c->train, c->prec, e);
-  if (!rc) r->prec = m->cx.prec;
+  if (!rc && cc.prec == PREC_AUTO && !m->in_scale)
+    rc = net_choose_precision(m, cc.batch, cc.size, cc.size, cc.train, 0, &ch, e);
+  if (!rc) rc = net_plan(m, cc.batch, cc.size, cc.size, cc.train, cc.prec, e);
+  if (!rc) {
+    r->prec = m->cx.prec;
+    snprintf(r->arch, sizeof r->arch, "%s", m->arch.name);
+    r->size = cc.size;
+    r->int8 = m->in_scale != NULL;
+  }
   for (int i = 0; i < ch.n; i++) r->prec_ms[ch.cand[i]] = ch.ms[i];
-  if (!rc) rc = alloc_bufs(c, m, &b, e);
+  c = &cc;
   for (int i = 0; !rc && i < c->warmup + c->iters; i++) {
     double loss = NAN, t0 = now_seconds();
     rc = step(m, c, &b, &loss, e);

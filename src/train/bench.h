@@ -8,7 +8,10 @@
 
 typedef struct bench_config {
   const char *arch;
-  int size, batch;      /* square inputs (batch, size, size, 3) */
+  const char *model;    /* a model file to time instead of a fresh arch (NULL: arch) */
+  int int8;             /* a fresh arch quantised in memory (inputs calibrate it); a
+                           model file is int8 when it was quantised */
+  int size, batch;      /* square inputs (batch, size, size, 3); size 0 with a model: its own */
   int train;            /* 0: inference batch; 1: forward + loss + backward + Adam step */
   precision prec;       /* PREC_AUTO: the faster on this machine, chosen at plan time */
   int iters, warmup;    /* timed and untimed repetitions */
@@ -18,6 +21,9 @@ typedef struct bench_config {
 } bench_config;
 
 typedef struct bench_result {
+  char arch[128];           /* the network timed (the model file's arch) */
+  int size;                 /* the input side used */
+  int int8;                 /* int8 convolutions (a quantised network) */
   int threads;              /* threads actually used */
   double images_per_s;      /* batch / median batch time */
   double ms_median, ms_min, ms_mean; /* per batch (or training step) */

@@ -66,7 +66,7 @@ const opt_spec train_options[] = {
      .help = "run folder: config.json, log.jsonl, last/best.safetensors", .flags = OPT_LOCAL | OPT_REQUIRED},
     {.key = "arch", .flag = "arch", .type = OPT_STRING, FLD(arch), .def_str = PAPER_ARCH, .source = "MURA paper",
      .arg = "ARCH", .group = G_DATA,
-     .help = "one of the architectures below; with --per-part\n"
+     .help = "an architecture from the list at the end of --help; with\n--per-part "
              "a map of parts: XR_HAND=densenet121,densenet169\n(the unnamed entry is the default)"},
     {.key = "aux_weight", .flag = "aux-weight", .type = OPT_DOUBLE, FLD(aux_weight), RANGE(0, 100),
      .def = INCEPTION_AUX_WEIGHT, .source = "torchvision's Inception-v3 recipe", .arg = "W", .group = G_DATA,

@@ -17,6 +17,8 @@ mkdir -p $C/{safetensors,npy,multipart,dataset_csv,model_json,train_config,image
   --per-part --parts XR_HAND,XR_WRIST --class-weights balanced --seed 1 >/dev/null 2>&1
 "$B" ensemble --out "$S/ens.json" --method mean "$S/run/best.safetensors" "$S/run/last.safetensors" >/dev/null 2>&1
 cp "$S/run/best.safetensors" $C/safetensors/model.safetensors
+"$B" quantize --model "$S/run/best.safetensors" --data "$S/syn/MURA-v1.1" --out "$C/safetensors/model_int8.safetensors" \
+  --calib 8 --threads 2 >/dev/null
 cp "$S/run/best.safetensors" $C/model_json/model.safetensors
 cp "$S/ens.json" $C/model_json/ensemble.json
 # stack-features: members that will not resolve, so only the parsing up to them runs.

@@ -135,6 +135,24 @@ TEST(written_file_passes_python_reader) {
   CHECKF(run_tool("check_st") == 0, "the Python reader rejected c_out.safetensors (see output above)");
 }
 
+TEST(i8_tensors_round_trip) {
+  float q[5] = {-128, -1, 0, 7, 127}, f[2] = {0.5f, -2};
+  tensor_ref ts[2] = {{.name = "q", .ndim = 1, .shape = {5}, .data = q, .file_dtype = EL_I8},
+                   {.name = "f", .ndim = 1, .shape = {2}, .data = f}};
+  mskx_err e = {0};
+  CHECK_OK(st_write(fx("i8.safetensors"), ts, 2, NULL, 0, &e), &e);
+  st_file *r = NULL;
+  CHECK_OK(st_read(fx("i8.safetensors"), &r, &e), &e);
+  const htensor *a = st_find(r, "q"), *b = st_find(r, "f");
+  CHECK(a && b && a->file_dtype == EL_I8 && b->file_dtype == EL_F32);
+  CHECK(!memcmp(a->data, q, sizeof q) && !memcmp(b->data, f, sizeof f));
+  st_free(r);
+  q[2] = 0.5f;
+  CHECK(st_write(fx("i8b.safetensors"), ts, 1, NULL, 0, &e) == MSKX_EINVAL && strstr(e.msg, "not an 8-bit integer"));
+  q[2] = 128;
+  CHECK(st_write(fx("i8b.safetensors"), ts, 1, NULL, 0, &e) == MSKX_EINVAL && strstr(e.msg, "'q'"));
+}
+
 TEST(write_rejects_bad_input) {
   float v[2] = {1, 2};
   tensor_ref ts[2] = {{.name = "a", .ndim = 1, .shape = {2}, .data = v},
@@ -332,9 +350,9 @@ TEST(hostile_names_are_shown_on_one_line) {
   char name[2100];
   memset(name, 'x', 2000);
   name[2000] = 0;
-  snprintf(hdr, sizeof hdr, "{\"%s\\n\": {\"dtype\": \"I8\", \"shape\": [], \"data_offsets\": [0, 1]}}", name);
-  EXPECT_FAIL(st_raw("long.safetensors", hdr, 1), MSKX_EUNSUPPORTED, "xxx...': dtype 'I8'");
-  snprintf(hdr, sizeof hdr, "{\"a\\nb\": {\"dtype\": \"I8\", \"shape\": [], \"data_offsets\": [0, 1]}}");
+  snprintf(hdr, sizeof hdr, "{\"%s\\n\": {\"dtype\": \"U8\", \"shape\": [], \"data_offsets\": [0, 1]}}", name);
+  EXPECT_FAIL(st_raw("long.safetensors", hdr, 1), MSKX_EUNSUPPORTED, "xxx...': dtype 'U8'");
+  snprintf(hdr, sizeof hdr, "{\"a\\nb\": {\"dtype\": \"U8\", \"shape\": [], \"data_offsets\": [0, 1]}}");
   EXPECT_FAIL(st_raw("nl.safetensors", hdr, 1), MSKX_EUNSUPPORTED, "tensor 'a?b'");
 }
 

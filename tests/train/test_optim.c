@@ -404,7 +404,7 @@ TEST(state_load_checks_names_and_sizes) {
   CHECK_OK(optim_create(&c, 10, &o, &e), &e);
   float a[10], b[11], z[10] = {0};
   for (int i = 0; i < 10; i++) a[i] = (float)i;
-  tensor_ref t[3] = {{"optim.exp_avg", 1, {10}, a}, {"other", 1, {10}, a}, {"optim.exp_avg_sq", 1, {11}, b}};
+  tensor_ref t[3] = {{"optim.exp_avg", 1, {10}, a, EL_F32}, {"other", 1, {10}, a, EL_F32}, {"optim.exp_avg_sq", 1, {11}, b, EL_F32}};
   st_file *two = file_of(t, 2, "p."), *three = file_of(t, 3, "p.");
   CHECK(two && three);
   CHECK(optim_state_load(o, two, "p.", &e) == MSKX_EFORMAT && strstr(e.msg, "'p.optim.exp_avg_sq' is missing"));
