@@ -60,7 +60,7 @@ typedef struct conv_desc {
                            passes is already bf16 (uint16 NHWC), as written by
                            bn_backward_dx_dense, so no conversion pass is needed */
   /* Forward-only fusions (need_backward 0; inference with batch norm folded
-   * into the weights and bias, see conv_bn_fold in graph/layers.h): */
+   * into the weights and bias, see conv_bn_fold in nn/layers.h): */
   int relu_post;        /* y = max(conv + bias, 0) in the same pass */
   int dst_bf16;         /* with PREC_BF16: y written as bf16 (uint16 NHWC), ready
                            to be the input of a convolution with src_bf16 */

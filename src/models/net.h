@@ -12,8 +12,8 @@
 #ifndef MSKX_MODELS_NET_H
 #define MSKX_MODELS_NET_H
 #include "engine/engine.h"
-#include "graph/layers.h"
-#include "graph/params.h"
+#include "nn/layers.h"
+#include "nn/params.h"
 #include "io/safetensors.h"
 #include "models/arch.h"
 

@@ -96,7 +96,7 @@ static void batchnorm(onnx_emit *c, const char *prefix, const char *x, const cha
 
 /* Folds bn into conv's weights: scale = gamma / sqrt(var + eps) rounded to
  * float, w' = w * scale, b' = beta - mean * scale (the arithmetic of
- * conv_bn_fold in graph/layers.c). */
+ * conv_bn_fold in nn/layers.c). */
 static void fold_weights(onnx_emit *c, const char *conv, const char *bn, char *wname, char *bname) {
   char n[VNAME];
   const float *w = NULL, *g = NULL, *beta = NULL, *mu = NULL, *var = NULL;

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/tensor.h"
-#include "graph/params.h"
+#include "nn/params.h"
 #include "io/safetensors.h"
 #include "mskx.h"
 

@@ -4,7 +4,7 @@
  * change. */
 #include "core/rng.h"
 #include "engine/ops_testutil.h"
-#include "graph/layers.h"
+#include "nn/layers.h"
 #include "test.h"
 
 #define N 2

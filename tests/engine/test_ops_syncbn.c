@@ -11,7 +11,7 @@
 #include <pthread.h>
 #include "core/error.h"
 #include "engine/ops_testutil.h"
-#include "graph/layers.h"
+#include "nn/layers.h"
 #include "test.h"
 
 typedef struct bncase {

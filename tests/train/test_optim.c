@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/util.h"
-#include "graph/params.h"
+#include "nn/params.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "test.h"

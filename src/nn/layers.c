@@ -1,5 +1,5 @@
 /* Convolution and batch-norm layers over the engine (see layers.h). */
-#include "graph/layers.h"
+#include "nn/layers.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

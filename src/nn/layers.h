@@ -5,7 +5,7 @@
 #ifndef MSKX_GRAPH_LAYERS_H
 #define MSKX_GRAPH_LAYERS_H
 #include "engine/engine.h"
-#include "graph/params.h"
+#include "nn/params.h"
 
 /* PyTorch's BatchNorm2d defaults. */
 #define BN_EPS 1e-5f

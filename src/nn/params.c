@@ -1,5 +1,5 @@
 /* Parameter store (see params.h). */
-#include "graph/params.h"
+#include "nn/params.h"
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
