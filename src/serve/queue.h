@@ -36,6 +36,7 @@ typedef struct serve_queue {
   serve_queue_info info;    /* how cap was chosen (never changes after queue_start) */
   pthread_t *workers;
   int n_workers, started;
+  int probe_taken, probe_done;   /* the start-up probe: taken by the first scheduler, finished */
 } serve_queue;
 
 /* Sizes the queue (times a synthetic study when cfg.queue is 0, see
