@@ -111,6 +111,19 @@ static inline int fx_write_text(const char *path, const char *text) {
   return fclose(f);
 }
 
+/* Two tiny models of different archs and sizes (a: TINY_ARCH at 64 px,
+ * threshold 0.5; b: TINY_ARCH2 at 32 px, 0.3) and a bundle routing wrists to
+ * a and elbows to b, in the fixture folder; their paths into the buffers
+ * (FX_PATH_MAX bytes each). Nonzero on failure. */
+#define FX_PATH_MAX 600
+static inline int fx_make_pair_and_bundle(char *a, char *b, char *bundle, mskx_err *e) {
+  return fx_make_model(fx_path(a, FX_PATH_MAX, "a.safetensors"), TINY_ARCH, 11, 64, 0, 0.5, e) ||
+         fx_make_model(fx_path(b, FX_PATH_MAX, "b.safetensors"), TINY_ARCH2, 22, 32, 0, 0.3, e) ||
+         fx_write_text(fx_path(bundle, FX_PATH_MAX, "bundle.json"),
+                       "{\"format\": \"mskx-bundle-1\", \"models\": {\"XR_WRIST\": \"a.safetensors\", "
+                       "\"XR_ELBOW\": \"b.safetensors\"}}");
+}
+
 /* The reference: model_load on its own engine, preprocess, batch-1 forward. */
 typedef struct fx_ref {
   engine *eng;

@@ -15,7 +15,7 @@
 #define N_GOOD 23
 #define MAX_STUDY 8
 
-static char mA[600], mB[600], mBundle[600];
+static char mA[FX_PATH_MAX], mB[FX_PATH_MAX], mBundle[FX_PATH_MAX];
 
 typedef struct study_files {
   char *paths[MAX_STUDY];
@@ -28,11 +28,7 @@ static int setup(void) {
   static int made;
   if (made) return 0;
   mskx_err e = {0};
-  int rc = fx_make_model(fx_path(mA, sizeof mA, "a.safetensors"), TINY_ARCH, 11, 64, 0, 0.5, &e) ||
-           fx_make_model(fx_path(mB, sizeof mB, "b.safetensors"), TINY_ARCH2, 22, 32, 0, 0.3, &e) ||
-           fx_write_text(fx_path(mBundle, sizeof mBundle, "bundle.json"),
-                         "{\"format\": \"mskx-bundle-1\", \"models\": {\"XR_WRIST\": \"a.safetensors\", "
-                         "\"XR_ELBOW\": \"b.safetensors\"}}");
+  int rc = fx_make_pair_and_bundle(mA, mB, mBundle, &e);
   /* Studies of 1..4 images of assorted sizes, wrists and elbows, in MURA's layout. */
   for (int s = 0; !rc && s < N_GOOD; s++) {
     char dir[700];

@@ -11,17 +11,13 @@
  * convolution algorithm for another batch size (predictor tests use the same). */
 #define TOL 2e-5
 
-static char mA[600], mB[600], mBundle[600], mEns[600];
+static char mA[FX_PATH_MAX], mB[FX_PATH_MAX], mBundle[FX_PATH_MAX], mEns[FX_PATH_MAX];
 
 static int setup(void) {
   static int made;
   if (made) return 0;
   mskx_err e = {0};
-  int rc = fx_make_model(fx_path(mA, sizeof mA, "a.safetensors"), TINY_ARCH, 11, 64, 0, 0.5, &e) ||
-           fx_make_model(fx_path(mB, sizeof mB, "b.safetensors"), TINY_ARCH2, 22, 32, 0, 0.3, &e) ||
-           fx_write_text(fx_path(mBundle, sizeof mBundle, "bundle.json"),
-                         "{\"format\": \"mskx-bundle-1\", \"models\": {\"XR_WRIST\": \"a.safetensors\", "
-                         "\"XR_ELBOW\": \"b.safetensors\"}}") ||
+  int rc = fx_make_pair_and_bundle(mA, mB, mBundle, &e) ||
            fx_write_text(fx_path(mEns, sizeof mEns, "ens.json"),
                          "{\"format\": \"mskx-ensemble-1\", \"method\": \"mean\", \"members\": "
                          "[{\"path\": \"a.safetensors\"}, {\"path\": \"b.safetensors\"}]}");
