@@ -18,8 +18,13 @@ batch, in that precision, forward only (infer) or forward + backward
 reach if nothing but its convolutions ran, each as fast as oneDNN runs it
 alone.
 
+With --shape-table CONFIG ... it prints instead, per configuration, where
+the conv-only time goes: every distinct convolution with its count, time
+alone, GFLOP/s and share of the peak, then the same summed by kernel size.
+
 usage: /usr/bin/python3 bench/peak.py [--arch densenet169] [--size 320] [--threads 2] [--reps 20]
                                       [--configs ARCH/SIZE/BATCH/MODE/PRECISION ...]
+                                      [--shape-table ARCH/SIZE/BATCH/MODE/PRECISION ...]
 """
 import argparse
 import collections
@@ -76,6 +81,13 @@ def conv_flops_per_image(arch, size):
 
 def conv_only_img_s(arch, size, batch, mode, dtype, reps):
     """batch / the summed time of the network's convolutions, each timed alone."""
+    return batch / sum(r["seconds"] * r["count"] for r in conv_shape_times(arch, size, batch, mode, dtype, reps))
+
+
+def conv_shape_times(arch, size, batch, mode, dtype, reps):
+    """Each distinct convolution of the network at this batch: its shape, how
+    many times it occurs, its forward FLOPs and its best time alone (forward,
+    or forward + backward in train mode)."""
     model = build(arch)
     shapes = collections.Counter()
 
@@ -89,7 +101,7 @@ def conv_only_img_s(arch, size, batch, mode, dtype, reps):
             m.register_forward_hook(hook)
     with torch.no_grad():
         model(torch.zeros(batch, 3, size, size))
-    total = 0.0
+    rows = []
     for (cin, cout, k, st, pad, g, bias, xs), count in shapes.items():
         conv = torch.nn.Conv2d(cin, cout, k, stride=st, padding=pad, groups=g, bias=bias)
         conv = conv.to(memory_format=torch.channels_last)
@@ -112,8 +124,45 @@ def conv_only_img_s(arch, size, batch, mode, dtype, reps):
                         conv(x)
             if i >= 2:
                 best = min(best, time.perf_counter() - t)
-        total += best * count
-    return batch / total
+        oh = (xs[2] + 2 * pad[0] - k[0]) // st[0] + 1
+        ow = (xs[3] + 2 * pad[1] - k[1]) // st[1] + 1
+        rows.append({"shape": "%dx%d %d->%d stride %d at %dx%d" % (k[0], k[1], cin, cout, st[0], xs[2], xs[3]),
+                     "kernel": "%dx%d" % k, "count": count, "seconds": best,
+                     "gflop": 2.0 * batch * oh * ow * cout * (cin // g) * k[0] * k[1] / 1e9})
+    return rows
+
+
+def shape_table(spec, peak, reps):
+    """Markdown: where the network's conv-only time goes, shape by shape, and
+    how close each shape runs to the CPU's peak (the same oneDNN as mskx)."""
+    arch, size, batch, mode, dt = spec.split("/")
+    rows = conv_shape_times(arch, int(size), int(batch), mode, dt, reps)
+    work = 3 if mode == "train" else 1
+    total = sum(r["seconds"] * r["count"] for r in rows)
+    out = ["### Conv-only time by shape: %s (peak %.0f GFLOP/s %s)" % (spec, peak, dt), "",
+           "| convolution | count | ms each | ms in all | share of conv-only | GFLOP/s | of peak |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    rows.sort(key=lambda r: -r["seconds"] * r["count"])
+    for r in rows:
+        g = work * r["gflop"] / r["seconds"]
+        out.append("| %s | %d | %.2f | %.1f | %.1f%% | %.0f | %.0f%% |" % (
+            r["shape"], r["count"], r["seconds"] * 1e3, r["seconds"] * r["count"] * 1e3,
+            100 * r["seconds"] * r["count"] / total, g, 100 * g / peak))
+    by = collections.OrderedDict()
+    for r in rows:
+        k = by.setdefault(r["kernel"], [0.0, 0.0, 0])
+        k[0] += r["seconds"] * r["count"]
+        k[1] += work * r["gflop"] * r["count"]
+        k[2] += r["count"]
+    out += ["", "| kernel | convolutions | share of conv-only time | share of FLOPs | GFLOP/s | of peak |",
+            "|---|---:|---:|---:|---:|---:|"]
+    flops = sum(v[1] for v in by.values())
+    for k, (t, f, n) in by.items():
+        out.append("| %s | %d | %.1f%% | %.1f%% | %.0f | %.0f%% |" % (k, n, 100 * t / total, 100 * f / flops, f / t,
+                                                                    100 * f / t / peak))
+    out.append("| all | %d | 100%% | 100%% | %.0f | %.0f%% |" % (sum(v[2] for v in by.values()), flops / total,
+                                                                100 * flops / total / peak))
+    return "\n".join(out)
 
 
 def main():
@@ -123,6 +172,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--configs", nargs="*", default=[], help="ARCH/SIZE/BATCH/MODE/PRECISION (bench/compare's)")
+    ap.add_argument("--shape-table", nargs="*", default=[], metavar="CONFIG",
+                    help="print, per ARCH/SIZE/BATCH/MODE/PRECISION, a markdown table of the conv-only time by "
+                         "convolution shape with each shape's share of the peak (instead of the JSON)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = {"threads": a.threads, "torch": torch.__version__}
@@ -137,6 +189,10 @@ def main():
         out["ceiling_infer_img_s_" + dt] = round(peak * 1e9 / f, 2)
         out["ceiling_train_img_s_" + dt] = round(peak * 1e9 / (3 * f), 2)
         out["peak_gflops_" + dt] = peak
+    if a.shape_table:
+        for spec in a.shape_table:
+            print(shape_table(spec, out["peak_gflops_" + spec.split("/")[4]], max(1, a.reps // 4)) + "\n")
+        return
     flops = {(a.arch, a.size): f}
     if a.configs:
         out["configs"] = {}
