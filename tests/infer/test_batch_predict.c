@@ -227,10 +227,10 @@ TEST(bad_studies_among_good_get_their_own_errors) {
   int rc = batch_predict_files(m, bs, N, NULL, &bo, on_study, &sn, &e);
   char why[600] = "";
   int bad = rc || sn.n != N || !sn.order_ok;
-  if (bad) snprintf(why, sizeof why, "engine rc %d (%s), %d delivered, in order %d", rc, e.msg, sn.n, sn.order_ok);
+  if (bad) snprintf(why, sizeof why, "engine rc %d (%.300s), %d delivered, in order %d", rc, e.msg, sn.n, sn.order_ok);
   for (int s = 0; !bad && s < N; s++) {
     if (!!sn.rc[s] != want_fail[s]) {
-      snprintf(why, sizeof why, "study %d: rc %d '%s', expected %s", s, sn.rc[s], sn.msg[s], want_fail[s] ? "an error" : "an answer");
+      snprintf(why, sizeof why, "study %d: rc %d '%.300s', expected %s", s, sn.rc[s], sn.msg[s], want_fail[s] ? "an error" : "an answer");
       bad = 1;
     }
     if (!bad) bad = same_as_alone(m, &sn, s, bs[s].paths, bs[s].n, NULL, NULL, why, sizeof why);
