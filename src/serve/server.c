@@ -153,6 +153,24 @@ static int begin_request(server *s, struct MHD_Connection *c, request *rq, const
     mark_early(rq, SERVE_RETRY_AFTER);
   }
   rq->declared = (size_t)length;
+  /* A full queue refuses from the headers, so that a refused upload is
+   * neither buffered nor parsed. A client waiting for 100 Continue is
+   * answered at once and never sends its body (libmicrohttpd then closes
+   * the connection). Any other client is sending its body already: it is
+   * drained (read and dropped) and then answered on the open connection,
+   * since a connection closed with body bytes unread is reset, and clients
+   * that send the whole body before reading (Python's http.client, for
+   * one) would see a broken pipe instead of the 503. */
+  int retry = 0;
+  if (!stopping && queue_full(s, &retry)) {
+    int qlen, qcap;
+    queue_state(s, &qlen, &qcap);
+    metrics_reject(&s->metrics, REJECT_QUEUE_FULL);
+    reply_error(&rq->early, 503, "busy: the queue is full (%d studies), retry later", qcap);
+    mark_early(rq, retry);
+    const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+    return expect && !strcasecmp(expect, "100-continue");
+  }
   return 0;
 }
 
