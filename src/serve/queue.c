@@ -114,7 +114,7 @@ static void run_probe(server *s) {
   /* A model that cannot predict the probe still serves (its requests get
    * their own errors); the queue then takes the rule's floor, and batches
    * one study per pass. */
-  if (measure(s, qi, &pe)) snprintf(qi->note, sizeof qi->note, "%s", pe.msg);
+  if (measure(s, qi, &pe)) snprintf(qi->note, sizeof qi->note, "%.250s", pe.msg);
   qi->max_batch = qi->max_batch_derived ? serve_max_batch_default(qi->per_image_s, qi->batch_per_image_s)
                                         : s->cfg.max_batch;
   /* Before any request: the contexts pass at most max_batch inputs, and

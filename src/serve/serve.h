@@ -148,7 +148,8 @@ typedef struct serve_queue_info {
   int derived;           /* 1: serve_queue_default of the figures below; 0: serve_config.queue */
   double per_image_s;    /* compute seconds per network input measured at start (a
                             synthetic study of SERVE_QUEUE_STUDY_IMAGES images at the
-                            model's size, its second run); 0 when it could not be */
+                            model's size, the fastest of SERVE_PROBE_RUNS timed runs after
+                            one that plans); 0 when it could not be */
   double work_s;         /* the seconds of work the rule aimed at */
   int schedulers;        /* scheduler threads (batches computed at once) */
   char note[256];        /* why per_image_s is 0, else "" */
