@@ -135,7 +135,9 @@ int cmd_serve(int argc, char **argv) {
   mskx_load_options lo;
   mskx_load_options_default(&lo);
   lo.threads = a.cfg.compute_threads;
-  lo.max_batch = a.cfg.max_batch;   /* the scheduler's batches run as one forward pass */
+  /* The scheduler's batches run as one forward pass; a derived --max-batch
+   * needs room for the start-up probe's batch trial (serve.h). */
+  lo.max_batch = a.cfg.max_batch ? a.cfg.max_batch : SERVE_DEFAULT_MAX_BATCH;
   lo.precision = a.bf16; /* the same values as MSKX_PRECISION_* */
   lo.max_pixels = a.max_pixels;
   lo.max_decode_bytes = a.decode_budget;
@@ -165,6 +167,17 @@ int cmd_serve(int argc, char **argv) {
   else
     fprintf(stderr, "mskx serve: queue %d studies (--queue; %.3f ms per image measured at start)\n", qi.capacity,
             qi.per_image_s * 1e3);
+  if (qi.max_batch_derived && qi.batch_images)
+    fprintf(stderr, "mskx serve: max batch %d (default: a pass of %d images %.3f ms per image, one %d-image study "
+            "%.3f ms: %s %.0f%% faster, %s; --max-batch sets it)\n", qi.max_batch, qi.batch_images,
+            qi.batch_per_image_s * 1e3, SERVE_QUEUE_STUDY_IMAGES, qi.per_image_s * 1e3,
+            qi.max_batch > SERVE_QUEUE_STUDY_IMAGES ? "at least" : "not", 100 * SERVE_BATCH_GAIN,
+            qi.max_batch > SERVE_QUEUE_STUDY_IMAGES ? "studies gathered" : "one study per pass");
+  else if (qi.max_batch_derived)
+    fprintf(stderr, "mskx serve: max batch %d (default: %s; one study per pass; --max-batch sets it)\n", qi.max_batch,
+            qi.batch_note[0] ? qi.batch_note : qi.note[0] ? "the probe failed" : "no batch trial");
+  else
+    fprintf(stderr, "mskx serve: max batch %d (--max-batch)\n", qi.max_batch);
   fprintf(stderr, "mskx serve: %s %s (%s), listening on http://%s%s%s:%d/\n", info.kind_name, info.path, info.arch,
           v6 ? "[" : "", host, v6 ? "]" : "", server_port(s));
   int sig = 0;

@@ -577,6 +577,13 @@ int model_study_prepare_files(mskx_model *m, const char *const *paths, int n, co
 
 int model_max_batch(const mskx_model *m) { return m->ctx[0]->opt.max_batch; }
 
+void model_set_max_batch(mskx_model *m, int max_batch) {
+  pthread_mutex_lock(&m->mu);
+  for (int i = 0; i < m->max_ctx; i++)
+    if (m->ctx[i]) predictor_set_max_batch(m->ctx[i], max_batch);   /* clones made later copy ctx[0]'s */
+  pthread_mutex_unlock(&m->mu);
+}
+
 int model_contexts(const mskx_model *m) { return m->max_ctx; }
 
 int model_study_images(const model_study *s) { return s->in->n * (s->po.tta_flip ? 2 : 1); }

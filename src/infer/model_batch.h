@@ -19,6 +19,10 @@ int model_study_prepare_files(mskx_model *m, const char *const *paths, int n, co
                               const mskx_predict_options *opt, model_study **out, mskx_err *e);
 /* Network inputs one forward pass takes (mskx_load_options.max_batch). */
 int model_max_batch(const mskx_model *m);
+/* Changes that (>= 1) on every context, freeing networks planned for
+ * larger batches; only while no prediction runs (`mskx serve` before it
+ * listens, once its probe has measured which batch pays). */
+void model_set_max_batch(mskx_model *m, int max_batch);
 /* How many prediction contexts the model's pool may hold (computations at once). */
 int model_contexts(const mskx_model *m);
 /* Network inputs the study needs (images, twice with TTA). */

@@ -365,6 +365,15 @@ void predictor_free(predictor *p) {
   free(p);
 }
 
+void predictor_set_max_batch(predictor *p, int max_batch) {
+  p->opt.max_batch = max_batch;
+  for (int i = 0; i < PLAN_CACHE; i++)
+    if (p->plans[i].m && p->plans[i].b > max_batch) {
+      net_destroy(p->plans[i].m);
+      p->plans[i] = (plan_slot){0};
+    }
+}
+
 const predictor_info *predictor_get_info(const predictor *p) { return &p->info; }
 
 static int check_part(const char *part, char canon[PART_NAME_MAX], mskx_err *e) {

@@ -173,6 +173,9 @@ int predictor_load(const char *path, const predictor_options *opt, predictor **o
 /* Another context with the same weights: a new engine and networks, parameters copied. */
 int predictor_clone(const predictor *p, predictor **out, mskx_err *e);
 void predictor_free(predictor *p);
+/* Sets opt.max_batch (>= 1) and frees the networks cached for batches above
+ * it, which no pass can use again. */
+void predictor_set_max_batch(predictor *p, int max_batch);
 const predictor_info *predictor_get_info(const predictor *p);
 /* The precision the predictor computes in (PREC_AUTO resolved). */
 precision predictor_precision(const predictor *p);

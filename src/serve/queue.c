@@ -75,7 +75,7 @@ static int take_batch(server *s, job **batch, int cap) {
       continue;
     }
     double wait = q->head->t_queued + s->cfg.max_delay_ms / 1e3 - now_seconds();
-    if (wait > 0 && q->queued_images < s->cfg.max_batch && q->queued < cap) {
+    if (wait > 0 && q->queued_images < q->max_batch && q->queued < cap) {
       struct timespec ts;
       abs_time(wait, &ts);
       pthread_cond_timedwait(&q->work, &q->mu, &ts);
@@ -84,7 +84,7 @@ static int take_batch(server *s, job **batch, int cap) {
     break;
   }
   int n = 0, images = 0;
-  while (q->head && n < cap && (n == 0 || images + q->head->images <= s->cfg.max_batch)) {
+  while (q->head && n < cap && (n == 0 || images + q->head->images <= q->max_batch)) {
     job *j = q->head;
     unlink_job(q, j);
     j->state = JOB_TAKEN;
@@ -94,7 +94,7 @@ static int take_batch(server *s, job **batch, int cap) {
   return n;
 }
 
-static int measure_per_image(server *s, double *per_image_s, mskx_err *e);
+static int measure(server *s, serve_queue_info *qi, mskx_err *e);
 
 /* The first scheduler times the probe study (queue_start waits for it): on
  * the thread that computes the requests, whose first prediction plans the
@@ -110,10 +110,18 @@ static void run_probe(server *s) {
   if (!mine) return;
   mskx_err pe = {0, ""};
   serve_queue_info *qi = &q->info;
+  qi->max_batch_derived = s->cfg.max_batch == 0;
   /* A model that cannot predict the probe still serves (its requests get
-   * their own errors); the queue then takes the rule's floor. */
-  if (measure_per_image(s, &qi->per_image_s, &pe)) snprintf(qi->note, sizeof qi->note, "%s", pe.msg);
+   * their own errors); the queue then takes the rule's floor, and batches
+   * one study per pass. */
+  if (measure(s, qi, &pe)) snprintf(qi->note, sizeof qi->note, "%.250s", pe.msg);
+  qi->max_batch = qi->max_batch_derived ? serve_max_batch_default(qi->per_image_s, qi->batch_per_image_s)
+                                        : s->cfg.max_batch;
+  /* Before any request: the contexts pass at most max_batch inputs, and
+   * the trial's network planned for a larger batch is freed. */
+  if (qi->max_batch_derived && qi->max_batch < model_max_batch(s->model)) model_set_max_batch(s->model, qi->max_batch);
   pthread_mutex_lock(&q->mu);
+  q->max_batch = qi->max_batch;
   q->probe_done = 1;
   pthread_cond_broadcast(&q->done);
   pthread_mutex_unlock(&q->mu);
@@ -122,11 +130,12 @@ static void run_probe(server *s) {
 static void *worker(void *arg) {
   server *s = arg;
   serve_queue *q = &s->queue;
-  int cap = s->cfg.max_batch;   /* a study has at least one input */
-  job **batch = calloc((size_t)cap, sizeof *batch);
-  model_study **st = calloc((size_t)cap, sizeof *st);
   run_probe(s);
   pthread_mutex_lock(&q->mu);
+  while (!q->probe_done) pthread_cond_wait(&q->done, &q->mu);
+  int cap = q->max_batch;   /* a study has at least one input */
+  job **batch = calloc((size_t)cap, sizeof *batch);
+  model_study **st = calloc((size_t)cap, sizeof *st);
   while (batch && st) {
     int n = take_batch(s, batch, cap);
     if (!n) break;
@@ -163,6 +172,18 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+int serve_max_batch_default(double study_per_image_s, double batch_per_image_s) {
+  int pays = study_per_image_s > 0 && batch_per_image_s > 0 &&
+             batch_per_image_s <= (1 - SERVE_BATCH_GAIN) * study_per_image_s;
+  return pays ? SERVE_DEFAULT_MAX_BATCH : SERVE_QUEUE_STUDY_IMAGES;
+}
+
+int serve_retry_after(double per_image_s, int queued_images, int schedulers) {
+  if (!(per_image_s > 0) || queued_images < 1 || schedulers < 1) return 1;
+  double s = ceil(per_image_s * queued_images / schedulers);
+  return s < 1 ? 1 : s > SERVE_RETRY_AFTER_MAX ? SERVE_RETRY_AFTER_MAX : (int)s;
+}
+
 int serve_queue_default(double per_image_s, int schedulers, int timeout_ms) {
   if (!(per_image_s > 0) || schedulers < 1) return SERVE_QUEUE_MIN;
   double work = timeout_ms / 2e3 < SERVE_QUEUE_WORK_S ? timeout_ms / 2e3 : SERVE_QUEUE_WORK_S;
@@ -188,40 +209,77 @@ static const char *first_part(const mskx_model *m, char *buf, size_t n) {
   return NULL;
 }
 
-/* Compute seconds per network input of the model on one context: a
- * synthetic study of SERVE_QUEUE_STUDY_IMAGES smooth images at the model's
- * size is computed twice through the scheduler's own path (the first run
- * plans the network for that batch, which later requests then reuse), the
- * second timed. */
-static int measure_per_image(server *s, double *per_image_s, mskx_err *e) {
-  *per_image_s = 0;
+/* A synthetic study's images: one smooth PNG at the model's size. */
+static int probe_png(const mskx_model *m, uint8_t **png, size_t *len, mskx_err *e) {
   struct mskx_model_info in;
-  mskx_model_info(s->model, &in);
+  mskx_model_info(m, &in);
   int side = in.size > 0 ? in.size : QUEUE_PROBE_SIDE;
   uint8_t *px = malloc((size_t)side * side);
   if (!px) return err_set(e, MSKX_ENOMEM, "out of memory");
   for (int y = 0; y < side; y++)
     for (int x = 0; x < side; x++) px[(size_t)y * side + x] = (uint8_t)(32 + (x * 96 + y * 64) / side);
+  int rc = image_encode_png(px, side, side, 1, png, len, e);
+  free(px);
+  return rc;
+}
+
+/* Compute seconds per network input of n_studies synthetic studies of
+ * SERVE_QUEUE_STUDY_IMAGES images computed together through the
+ * scheduler's own path on one context: a first run plans the network for
+ * that batch (which later requests then reuse), then the fastest of
+ * SERVE_PROBE_RUNS timed runs. */
+static int time_probe(server *s, const mskx_encoded_image *img, const char *part, int n_studies, double *per_image_s,
+                      mskx_err *e) {
+  *per_image_s = 0;
   mskx_encoded_image imgs[SERVE_QUEUE_STUDY_IMAGES];
+  for (int i = 0; i < SERVE_QUEUE_STUDY_IMAGES; i++) imgs[i] = *img;
+  model_study **st = calloc((size_t)n_studies, sizeof *st);
+  if (!st) return err_set(e, MSKX_ENOMEM, "out of memory");
+  int rc = MSKX_OK;
+  for (int run = 0; !rc && run <= SERVE_PROBE_RUNS; run++) {
+    int images = 0, groups = 0;
+    for (int k = 0; !rc && k < n_studies; k++)
+      if (!(rc = model_study_prepare_encoded(s->model, imgs, SERVE_QUEUE_STUDY_IMAGES, part, NULL, &st[k], e)))
+        images += model_study_images(st[k]);
+    double t0 = now_seconds();
+    if (!rc) rc = model_predict_studies(s->model, st, n_studies, &groups, e);
+    double dt = now_seconds() - t0;
+    for (int k = 0; k < n_studies; k++) {
+      mskx_result *r = NULL;
+      if (!rc) rc = model_study_result(st[k], &r, e);
+      mskx_result_free(r);
+      model_study_free(st[k]);
+      st[k] = NULL;
+    }
+    if (!rc && run > 0 && images && (*per_image_s == 0 || dt / images < *per_image_s)) *per_image_s = dt / images;
+  }
+  free(st);
+  return rc;
+}
+
+/* The probe: seconds per image of one study (the queue's rule, the deadline
+ * estimate) and, with a derived --max-batch, of a pass of as many whole
+ * studies as SERVE_DEFAULT_MAX_BATCH holds; then the batch size. Fills
+ * qi; returns nonzero when not even one study could be computed. */
+static int measure(server *s, serve_queue_info *qi, mskx_err *e) {
   uint8_t *png = NULL;
   size_t len = 0;
-  int rc = image_encode_png(px, side, side, 1, &png, &len, e);
-  free(px);
-  for (int i = 0; i < SERVE_QUEUE_STUDY_IMAGES; i++) imgs[i] = (mskx_encoded_image){png, len, "probe.png"};
+  int rc = probe_png(s->model, &png, &len, e);
+  mskx_encoded_image img = {png, len, "probe.png"};
   char part[64];
   const char *pt = first_part(s->model, part, sizeof part);
-  for (int run = 0; !rc && run < 2; run++) {
-    model_study *st = NULL;
-    int groups = 0;
-    rc = model_study_prepare_encoded(s->model, imgs, SERVE_QUEUE_STUDY_IMAGES, pt, NULL, &st, e);
-    double t0 = now_seconds();
-    if (!rc) rc = model_predict_studies(s->model, &st, 1, &groups, e);
-    double dt = now_seconds() - t0;
-    mskx_result *r = NULL;
-    if (!rc) rc = model_study_result(st, &r, e);
-    if (!rc && run == 1) *per_image_s = dt / model_study_images(st);
-    mskx_result_free(r);
-    model_study_free(st);
+  if (!rc) rc = time_probe(s, &img, pt, 1, &qi->per_image_s, e);
+  int studies = model_max_batch(s->model) / SERVE_QUEUE_STUDY_IMAGES;
+  double study_s = qi->per_image_s * SERVE_QUEUE_STUDY_IMAGES;
+  if (!rc && qi->max_batch_derived && studies >= 2 && study_s <= SERVE_BATCH_PROBE_MAX_S) {
+    mskx_err be = {0, ""};
+    if (time_probe(s, &img, pt, studies, &qi->batch_per_image_s, &be))
+      snprintf(qi->batch_note, sizeof qi->batch_note, "the batch trial failed: %.100s", be.msg);
+    else
+      qi->batch_images = studies * SERVE_QUEUE_STUDY_IMAGES;
+  } else if (!rc && qi->max_batch_derived && studies >= 2) {
+    snprintf(qi->batch_note, sizeof qi->batch_note, "no batch trial: one study takes %.1f s, over %.1f s", study_s,
+             SERVE_BATCH_PROBE_MAX_S);
   }
   free(png);
   return rc;
@@ -284,16 +342,38 @@ void queue_state(server *s, int *length, int *cap) {
   pthread_mutex_unlock(&s->queue.mu);
 }
 
+/* With q->mu held. */
+static int retry_after_locked(const serve_queue *q) {
+  return serve_retry_after(q->per_image_s, q->queued_images, q->n_workers);
+}
+
+int queue_full(server *s, int *retry_after) {
+  serve_queue *q = &s->queue;
+  pthread_mutex_lock(&q->mu);
+  int full = q->admitted >= q->cap;
+  *retry_after = retry_after_locked(q);
+  pthread_mutex_unlock(&q->mu);
+  return full;
+}
+
+int queue_retry_after(server *s) {
+  pthread_mutex_lock(&s->queue.mu);
+  int r = retry_after_locked(&s->queue);
+  pthread_mutex_unlock(&s->queue.mu);
+  return r;
+}
+
 static int refuse(int *reason, int why, mskx_err *e, const char *msg) {
   *reason = why;
   return err_set(e, MSKX_EBUSY, "%s", msg);
 }
 
 int queue_predict(server *s, const mskx_encoded_image *imgs, int n, const char *part, const mskx_predict_options *po,
-                  double deadline, int fd, mskx_result **out, int *reason, mskx_err *e) {
+                  double deadline, int fd, mskx_result **out, int *reason, int *retry_after, mskx_err *e) {
   serve_queue *q = &s->queue;
   *out = NULL;
   *reason = -1;
+  *retry_after = 0;
   char msg[256];
   pthread_mutex_lock(&q->mu);
   if (q->stopping) {
@@ -301,6 +381,7 @@ int queue_predict(server *s, const mskx_encoded_image *imgs, int n, const char *
     return refuse(reason, REJECT_SHUTDOWN, e, "the server is shutting down");
   }
   if (q->admitted >= q->cap) {
+    *retry_after = retry_after_locked(q);
     pthread_mutex_unlock(&q->mu);
     snprintf(msg, sizeof msg, "busy: the queue is full (%d studies), retry later", q->cap);
     return refuse(reason, REJECT_QUEUE_FULL, e, msg);
@@ -308,6 +389,7 @@ int queue_predict(server *s, const mskx_encoded_image *imgs, int n, const char *
   /* What is queued ahead, spread over the scheduler threads, plus this study. */
   double est = q->per_image_s * (q->queued_images / (double)q->n_workers + n), left = deadline - now_seconds();
   if (left <= 0 || est > left) {
+    *retry_after = retry_after_locked(q);
     pthread_mutex_unlock(&q->mu);
     snprintf(msg, sizeof msg, "busy: the request's deadline cannot be met (%.0f ms left, about %.0f ms of work ahead)",
              left > 0 ? left * 1e3 : 0, est * 1e3);
@@ -341,6 +423,7 @@ int queue_predict(server *s, const mskx_encoded_image *imgs, int n, const char *
         }
         if (now >= deadline) {
           unlink_job(q, &j);
+          *retry_after = retry_after_locked(q);
           snprintf(msg, sizeof msg, "busy: the request's deadline passed after %.0f ms in the queue",
                    (now - j.t_queued) * 1e3);
           rc = refuse(reason, REJECT_DEADLINE, e, msg);

@@ -31,6 +31,7 @@ typedef struct serve_queue {
   int admitted;             /* studies admitted: decoding, queued or computing (<= cap) */
   int queued, queued_images;/* waiting in the list */
   int cap;
+  int max_batch;            /* network inputs per pass: --max-batch, or derived by the probe */
   int stopping;
   double per_image_s;       /* moving average of compute seconds per input, 0 = unknown */
   serve_queue_info info;    /* how cap was chosen (never changes after queue_start) */
@@ -50,11 +51,18 @@ void queue_stop(server *s);
 void queue_destroy(server *s);
 /* Predicts one study through the queue, on the connection's thread: decodes
  * it, waits for its batch, and returns the result or an error (MSKX_EBUSY
- * for refusals, with *reason set; MSKX_EIO with *reason REJECT_CLIENT_GONE
- * when the client left). deadline is absolute (now_seconds()); fd is the
- * client's socket, watched while queued. */
+ * for refusals, with *reason set, and for the queue's load (full, deadline)
+ * *retry_after, the queue's estimated wait in seconds (serve_retry_after),
+ * else 0; MSKX_EIO with *reason REJECT_CLIENT_GONE when the client left).
+ * deadline is absolute (now_seconds()); fd is the client's socket, watched
+ * while queued. */
 int queue_predict(server *s, const mskx_encoded_image *imgs, int n, const char *part, const mskx_predict_options *po,
-                  double deadline, int fd, mskx_result **out, int *reason, mskx_err *e);
+                  double deadline, int fd, mskx_result **out, int *reason, int *retry_after, mskx_err *e);
+/* Whether the queue is full now (a study would be refused); *retry_after
+ * then gets the queue's estimated wait in seconds. */
+int queue_full(server *s, int *retry_after);
+/* The queue's estimated wait now, as a Retry-After (serve_retry_after). */
+int queue_retry_after(server *s);
 /* Queue length and capacity now. */
 void queue_state(server *s, int *length, int *cap);
 

@@ -160,9 +160,16 @@ static void health(server *s, int route, reply *r) {
     cJSON_AddNumberToObject(o, "seconds_per_image", qi.per_image_s);
     cJSON_AddNumberToObject(o, "schedulers", qi.schedulers);
     cJSON_AddNumberToObject(o, "queue_work_seconds", qi.work_s);
+    /* How --max-batch was chosen: derived from the batch trial's and one
+     * study's seconds per image (serve_max_batch_default), or set. */
+    cJSON_AddNumberToObject(o, "max_batch", qi.max_batch);
+    cJSON_AddBoolToObject(o, "max_batch_derived", qi.max_batch_derived);
+    cJSON_AddNumberToObject(o, "batch_images", qi.batch_images);
+    cJSON_AddNumberToObject(o, "batch_seconds_per_image", qi.batch_per_image_s);
+    if (qi.batch_note[0]) cJSON_AddStringToObject(o, "batch_note", qi.batch_note);
   }
   reply_json(r, route == ROUTE_READY && !ready ? 503 : 200, o);
-  if (route == ROUTE_READY && !ready) r->retry_after = SERVE_RETRY_AFTER;
+  if (route == ROUTE_READY && !ready) r->retry_after = stopping ? SERVE_RETRY_AFTER : queue_retry_after(s);
 }
 
 void handle_get(server *s, int route, reply *r) {
@@ -487,7 +494,8 @@ void handle_predict(server *s, struct MHD_Connection *c, request *rq, reply *r) 
       reply_error(r, 400, "format: expected json or sr");
     } else if (serve_predict(s, c, rq, st->imgs, st->n, st->part[0] ? st->part : NULL, &po, &res, &e)) {
       reply_library_error(s, r, status_of(e.code), &e);
-      if (e.code == MSKX_EBUSY) r->retry_after = SERVE_RETRY_AFTER;   /* queue full, deadline, decode budget */
+      /* Queue full or deadline: the queue's estimated wait; decode budget, shutdown: 1 s. */
+      if (e.code == MSKX_EBUSY) r->retry_after = rq->retry_after > 0 ? rq->retry_after : SERVE_RETRY_AFTER;
     } else if (want_sr) {
       /* A DICOM Structured Report of the study instead of JSON (docs/dicom.md). */
       unsigned char *sr = NULL;

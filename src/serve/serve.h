@@ -15,7 +15,8 @@
 #define SERVE_DEFAULT_QUEUE 0                  /* studies admitted: 0 = derived (serve_queue_default) */
 #define SERVE_DEFAULT_TIMEOUT_MS 30000         /* a prediction's deadline from its request's start */
 #define SERVE_MAX_TIMEOUT_MS 3600000           /* the longest deadline a client may ask for */
-#define SERVE_DEFAULT_MAX_BATCH 16             /* network inputs in one forward pass */
+#define SERVE_DEFAULT_MAX_BATCH 16             /* network inputs the derived --max-batch gathers
+                                                  when batching pays (serve_max_batch_default) */
 #define SERVE_DEFAULT_MAX_DELAY_MS 0           /* a batch waits this long for more studies */
 #define SERVE_DEFAULT_MAX_CONNECTIONS 256      /* one thread each */
 #define SERVE_DEFAULT_TIMEOUT 30               /* seconds a connection may stay idle */
@@ -24,7 +25,11 @@
 #define SERVE_DEFAULT_MAX_PER_IP 32            /* open connections per client address */
 #define SERVE_DEFAULT_MAX_BUFFERED (512u << 20) /* request body bytes held, all requests */
 #define SERVE_DEFAULT_GRACE 30                 /* seconds shutdown waits for requests */
-#define SERVE_RETRY_AFTER 1                    /* seconds, in 503 answers */
+#define SERVE_RETRY_AFTER 1                    /* seconds, in 503 answers not about the queue's load */
+/* A Retry-After for the queue's load is its estimated wait, at most this
+ * (the default deadline: a client told to wait longer would rather go to
+ * another replica). */
+#define SERVE_RETRY_AFTER_MAX 30
 
 /* The default queue holds about this many seconds of work ("a few seconds
  * of work", issue 16): long enough to absorb a worklist's burst, short
@@ -39,6 +44,22 @@
  * which bounds the memory of queued inputs (docs/serve.md, Memory). */
 #define SERVE_QUEUE_MIN 32
 #define SERVE_QUEUE_MAX 128
+
+/* The derived --max-batch gathers studies into one forward pass only when a
+ * pass of SERVE_DEFAULT_MAX_BATCH's worth of whole studies computes at least
+ * this much faster per image than one study alone: on CPUs where larger
+ * batches are no faster per image (densenet169 at 320 px on a 2-core Xeon:
+ * 17.9 images/s at batch 3, 17.0 at 15), gathering only adds latency and a
+ * network planned (seconds, and memory) for each new batch size; 5% is
+ * above the spread of the probe's timings. */
+#define SERVE_BATCH_GAIN 0.05
+/* The batch trial is skipped (one study per pass) when one probe study takes
+ * longer than this: its timed runs would hold up the start by tens of
+ * seconds, and a network that slow already keeps the CPU busy. */
+#define SERVE_BATCH_PROBE_MAX_S 1.0
+/* Timed runs of each probe (after one that plans the network); the fastest
+ * counts, so that one disturbed run does not decide. */
+#define SERVE_PROBE_RUNS 2
 
 /* One finished request, for the access log. status 0: no response was sent
  * (the client left or timed out; `error` says which). */
@@ -65,7 +86,11 @@ typedef struct serve_config {
                                 (up to SERVE_MAX_TIMEOUT_MS). Past it, a queued request
                                 gets 503 + Retry-After */
   int max_batch;             /* network inputs the scheduler gathers into one forward
-                                pass (whole studies; a larger study goes alone) */
+                                pass (whole studies; a larger study goes alone, in
+                                passes of at most max_batch); 0 = derived at start
+                                (serve_max_batch_default). The model must be loaded
+                                with mskx_load_options.max_batch = max_batch, or
+                                SERVE_DEFAULT_MAX_BATCH when 0 */
   int max_delay_ms;          /* how long the oldest queued study waits for others to
                                 fill a batch; 0 = take what is queued now */
   int max_connections;       /* open connections (a thread each); more are refused */
@@ -102,22 +127,44 @@ typedef struct server server;
  *   floor(min(10 s, timeout / 2) * schedulers / (3 * per_image_s)). */
 int serve_queue_default(double per_image_s, int schedulers, int timeout_ms);
 
-/* How the server's queue was sized. */
+/* The --max-batch a server gets when serve_config.max_batch is 0, from the
+ * compute seconds per image of one probe study of SERVE_QUEUE_STUDY_IMAGES
+ * images (study_per_image_s) and of a pass of SERVE_DEFAULT_MAX_BATCH's
+ * worth of whole such studies (batch_per_image_s): SERVE_DEFAULT_MAX_BATCH
+ * (gather studies) when batch_per_image_s <= (1 - SERVE_BATCH_GAIN) *
+ * study_per_image_s, else SERVE_QUEUE_STUDY_IMAGES (one study per pass),
+ * also when either is not positive (not measured). */
+int serve_max_batch_default(double study_per_image_s, double batch_per_image_s);
+
+/* Retry-After seconds for a study refused because of the queue's load
+ * (full, or its deadline cannot be met): the estimated wait for the work
+ * queued now, queued_images at per_image_s spread over the schedulers,
+ * rounded up, within 1..SERVE_RETRY_AFTER_MAX (1 when not estimated). */
+int serve_retry_after(double per_image_s, int queued_images, int schedulers);
+
+/* How the server's queue and batches were sized. */
 typedef struct serve_queue_info {
   int capacity;          /* studies admitted at once */
   int derived;           /* 1: serve_queue_default of the figures below; 0: serve_config.queue */
   double per_image_s;    /* compute seconds per network input measured at start (a
                             synthetic study of SERVE_QUEUE_STUDY_IMAGES images at the
-                            model's size, its second run); 0 when it could not be */
+                            model's size, the fastest of SERVE_PROBE_RUNS timed runs after
+                            one that plans); 0 when it could not be */
   double work_s;         /* the seconds of work the rule aimed at */
   int schedulers;        /* scheduler threads (batches computed at once) */
   char note[256];        /* why per_image_s is 0, else "" */
+  int max_batch;         /* network inputs per forward pass (--max-batch) */
+  int max_batch_derived; /* 1: serve_max_batch_default of the figures below; 0: serve_config.max_batch */
+  int batch_images;      /* images of the batch trial (whole probe studies), 0 when not run */
+  double batch_per_image_s; /* its compute seconds per image; 0 when not run */
+  char batch_note[160];  /* why the trial did not run, else "" */
 } serve_queue_info;
 
 /* Starts serving m (which must outlive the server) on its own threads.
- * Before it listens, it predicts a synthetic study twice (planning the
- * network, then timing it) to size the queue and seed the deadline
- * estimate (serve_queue_info). */
+ * Before it listens, it predicts a synthetic study (planning the network,
+ * then timing it) to size the queue and seed the deadline estimate, and
+ * with a derived max_batch a pass of several such studies too
+ * (serve_queue_info). */
 int server_start(mskx_model *m, const serve_config *c, server **out, mskx_err *e);
 void server_queue_info(const server *s, serve_queue_info *out);
 /* The port actually bound. */

@@ -68,6 +68,7 @@ typedef struct request {
   char path[256];            /* for the log; cut with "..." when longer */
   int route;
   int client_gone;           /* the client left while its prediction was queued: no answer */
+  int retry_after;           /* the queue's estimated wait when it refused the study, else 0 */
   watch *watch;              /* the connection's deadlines (NULL: not watched) */
   int answered;              /* a response was queued */
   reply early;               /* decided at the headers; sent once the body is drained */

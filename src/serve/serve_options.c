@@ -34,9 +34,14 @@ const opt_spec serve_options[] = {
      .help = "a prediction's deadline from its request's start (a\n"
              "client may send X-Request-Timeout-Ms); a queued study\n"
              "past it, or one that cannot meet it, gets 503 with Retry-After"},
-    {.key = "max_batch", .flag = "max-batch", .type = OPT_INT, FLD(max_batch), .lo = 1, .hi = 4096,
-     .def = SERVE_DEFAULT_MAX_BATCH, .arg = "N", .group = G_LIMITS,
-     .help = "images the scheduler gathers into one forward pass\n(whole studies)"},
+    {.key = "max_batch", .flag = "max-batch", .type = OPT_INT, FLD(max_batch), .lo = 1, .hi = 4096, .def = 0,
+     .arg = "N", .group = G_LIMITS, .flags = OPT_HIDE_DEFAULT,
+     .help = "images the scheduler gathers into one forward pass\n"
+             "(whole studies; a larger study runs in passes of N)\n"
+             "(default: derived at start: 16 when a pass of five\n"
+             "3-image studies computes at least 5% faster per image\n"
+             "than one study alone, else 3, one study per pass;\n"
+             "printed at start and in /v1/health/ready)"},
     {.key = "max_delay_ms", .flag = "max-delay-ms", .type = OPT_INT, FLD(max_delay_ms), .lo = 0, .hi = 60000,
      .def = SERVE_DEFAULT_MAX_DELAY_MS, .arg = "MS", .group = G_LIMITS,
      .help = "how long a queued study waits for others to fill a\nbatch (0: take what is queued)"},

@@ -153,6 +153,24 @@ static int begin_request(server *s, struct MHD_Connection *c, request *rq, const
     mark_early(rq, SERVE_RETRY_AFTER);
   }
   rq->declared = (size_t)length;
+  /* A full queue refuses from the headers, so that a refused upload is
+   * neither buffered nor parsed. A client waiting for 100 Continue is
+   * answered at once and never sends its body (libmicrohttpd then closes
+   * the connection). Any other client is sending its body already: it is
+   * drained (read and dropped) and then answered on the open connection,
+   * since a connection closed with body bytes unread is reset, and clients
+   * that send the whole body before reading (Python's http.client, for
+   * one) would see a broken pipe instead of the 503. */
+  int retry = 0;
+  if (!stopping && queue_full(s, &retry)) {
+    int qlen, qcap;
+    queue_state(s, &qlen, &qcap);
+    metrics_reject(&s->metrics, REJECT_QUEUE_FULL);
+    reply_error(&rq->early, 503, "busy: the queue is full (%d studies), retry later", qcap);
+    mark_early(rq, retry);
+    const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+    return expect && !strcasecmp(expect, "100-continue");
+  }
   return 0;
 }
 
@@ -235,7 +253,8 @@ int serve_predict(server *s, struct MHD_Connection *c, request *rq, const mskx_e
   }
   const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
   int reason = -1;
-  int rc = queue_predict(s, imgs, n, part, po, rq->t0 + ms / 1e3, fd ? fd->connect_fd : -1, out, &reason, e);
+  int rc = queue_predict(s, imgs, n, part, po, rq->t0 + ms / 1e3, fd ? fd->connect_fd : -1, out, &reason,
+                         &rq->retry_after, e);
   if (rc && reason >= 0) metrics_reject(&s->metrics, reason);
   if (rc && reason == REJECT_CLIENT_GONE) rq->client_gone = 1;
   return rc;
@@ -400,7 +419,8 @@ static int check_config(const serve_config *c, mskx_err *e) {
   if (c->queue < 0) return err_set(e, MSKX_EINVAL, "queue must be positive (or 0: derived)");
   if (c->timeout_ms < 1 || c->timeout_ms > SERVE_MAX_TIMEOUT_MS)
     return err_set(e, MSKX_EINVAL, "timeout_ms must be in 1..%d", SERVE_MAX_TIMEOUT_MS);
-  if (c->max_batch < 1 || c->max_batch > 4096) return err_set(e, MSKX_EINVAL, "max_batch must be in 1..4096");
+  if (c->max_batch < 0 || c->max_batch > 4096)
+    return err_set(e, MSKX_EINVAL, "max_batch must be in 1..4096 (or 0: derived)");
   if (c->max_delay_ms < 0 || c->max_delay_ms > 60000) return err_set(e, MSKX_EINVAL, "max_delay_ms must be in 0..60000");
   if (c->max_connections < 1) return err_set(e, MSKX_EINVAL, "max_connections must be positive");
   if (c->timeout_s < 1) return err_set(e, MSKX_EINVAL, "timeout must be at least 1 second");

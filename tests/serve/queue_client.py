@@ -100,8 +100,9 @@ def held(url, pid, fx):
     images = after["mskx_batch_size_sum"] - before["mskx_batch_size_sum"]
     check("four_studies_one_batch", batches == 1 and images == 6, (batches, images))
 
-    # Queue full: four studies held (--queue 4), a fifth gets 503 + Retry-After,
-    # and readiness says not ready meanwhile.
+    # Queue full: four studies held (--queue 4), a fifth gets 503 + Retry-After
+    # (the queue's estimated wait: 1 s for this tiny model), and readiness
+    # says not ready meanwhile.
     t = threading.Thread(target=lambda: held.res.extend(in_threads([lambda: post(url, study)] * 4)))
     held.res = []
     t.start()
@@ -109,6 +110,39 @@ def held(url, pid, fx):
     s, h, b = post(url, study)
     msg = (hc.as_json(b) or {}).get("error", "")
     check("queue_full_503_retry_after", s == 503 and h.get("retry-after") == "1" and "queue is full" in msg, (s, h, b[:200]))
+    # Refused from the headers while the queue is full: a client waiting for
+    # 100 Continue is answered at once without sending its 8 MB body, then
+    # the connection is closed; a client that sends its body at once has it
+    # drained unparsed (2 MB that would be a 400 if parsed) and gets the 503
+    # on a connection that stays open.
+    sk = hc.raw_connect(url)
+    with LOCK:
+        MADE[0] += 1
+    t0 = time.time()
+    sk.sendall(("POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                "Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (8 << 20)).encode())
+    s, h, b = hc.read_response(sk)
+    dt = time.time() - t0
+    closed = False
+    while not closed and time.time() < t0 + 2:
+        closed = hc.closed_by_server(sk)
+        time.sleep(0.02)
+    sk.close()
+    check("queue_full_from_headers_expect_100", s == 503 and h.get("retry-after", "").isdigit() and
+          "queue is full" in (hc.as_json(b) or {}).get("error", "") and dt < 1.0 and closed, (s, h, b[:200], dt, closed))
+    sk = hc.raw_connect(url)
+    with LOCK:
+        MADE[0] += 2
+    garbage = b"x" * (2 << 20)
+    sk.sendall(("POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                "Content-Length: %d\r\n\r\n" % len(garbage)).encode() + garbage)
+    s, h, b = hc.read_response(sk)
+    sk.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    s2, _, _ = hc.read_response(sk)
+    sk.close()
+    check("queue_full_from_headers_body_drained_unparsed", s == 503 and h.get("retry-after", "").isdigit() and
+          "queue is full" in (hc.as_json(b) or {}).get("error", "") and "close" not in h.get("connection", "") and
+          s2 == 200, (s, h, b[:200], s2))
     s, h, b = counted(hc.request, url, "GET", "/v1/health/ready")
     check("not_ready_while_queue_full", s == 503 and (hc.as_json(b) or {}).get("ready") is False, (s, b[:200]))
     s, _, _ = counted(hc.request, url, "GET", "/v1/health/live")
@@ -147,7 +181,7 @@ def held(url, pid, fx):
           d("mskx_batch_size_count") == 0 and d('mskx_requests_total{outcome="failed"}') == 1,
           {k: d(k) for k in end if "rejected_total" in k or "batch_size_count" in k or "images_processed" in k})
     fin = metrics(url)
-    check("refusals_counted_by_reason", fin['mskx_predict_rejected_total{reason="queue_full"}'] == 1 and
+    check("refusals_counted_by_reason", fin['mskx_predict_rejected_total{reason="queue_full"}'] == 3 and
           fin['mskx_predict_rejected_total{reason="deadline"}'] == 1, {k: v for k, v in fin.items() if "rejected" in k})
     waits = [fin[k] for k in fin if k.startswith("mskx_queue_wait_seconds_bucket")]
     check("queue_wait_histogram", waits == sorted(waits) and fin['mskx_queue_wait_seconds_bucket{le="+Inf"}'] ==

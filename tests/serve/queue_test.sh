@@ -41,10 +41,13 @@ fi
 # (docs/serve.md): what /v1/health/ready reports follows the rule from the
 # reported seconds per image, schedulers and deadline, and the start line
 # says the same; a shorter deadline aims at less work; --queue overrides it.
-queue_rule() {  # NAME URL TIMEOUT_MS DERIVED [CAPACITY]: checks /v1/health/ready against the rule
-  check "$1" $py - "$2" "$3" "$4" "${5:-}" "$T/$1.log" <<'PYEOF'
+# So does the default --max-batch: 16 when the reported pass of 15 images
+# was at least 5% faster per image than one 3-image study, else 3;
+# --max-batch overrides it.
+queue_rule() {  # NAME URL TIMEOUT_MS DERIVED [CAPACITY [MAX_BATCH]]: checks /v1/health/ready against the rules
+  check "$1" $py - "$2" "$3" "$4" "${5:-}" "${6:-}" "$T/$1.log" <<'PYEOF'
 import json, math, re, sys, urllib.request
-url, timeout_ms, derived, cap = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+url, timeout_ms, derived, cap, max_batch = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4], sys.argv[5]
 h = json.load(urllib.request.urlopen(url + "/v1/health/ready", timeout=10))
 t, w = h["seconds_per_image"], h["schedulers"]
 assert t > 0 and w >= 1 and h["queue_derived"] == derived, h
@@ -52,10 +55,21 @@ work = min(10.0, timeout_ms / 2000.0)
 assert abs(h["queue_work_seconds"] - work) < 1e-9, h
 want = min(128, max(32, math.floor(work * w / (3 * t)))) if derived else int(cap)
 assert h["queue_capacity"] == want, (h, want)
-log = open(sys.argv[5]).read()
+log = open(sys.argv[6]).read()
 m = re.search(r"queue (\d+) studies \((default|--queue)", log)
 assert m and int(m.group(1)) == want and (m.group(2) == "default") == derived, log[:400]
-print(h["queue_capacity"], t)
+m = re.search(r"max batch (\d+) \((default|--max-batch)", log)
+if max_batch:
+    assert h["max_batch"] == int(max_batch) and h["max_batch_derived"] is False, h
+    assert h["batch_images"] == 0 and h["batch_seconds_per_image"] == 0, h
+    assert m and int(m.group(1)) == int(max_batch) and m.group(2) == "--max-batch", log[:600]
+else:
+    t15 = h["batch_seconds_per_image"]
+    assert h["max_batch_derived"] is True and h["batch_images"] == 15 and t15 > 0, h
+    want_mb = 16 if t15 <= (1 - 0.05) * t else 3
+    assert h["max_batch"] == want_mb, (h, want_mb)
+    assert m and int(m.group(1)) == want_mb and m.group(2) == "default", log[:600]
+print(h["queue_capacity"], t, h["max_batch"], h.get("batch_seconds_per_image"))
 PYEOF
 }
 if start_server D --threads 1; then
@@ -68,9 +82,9 @@ if start_server D2 --threads 1 --timeout-ms 40; then
   queue_rule queue_default_short_deadline "$url" 40 1
   kill -TERM "$pid"; wait "$pid"
 fi
-if start_server D3 --threads 1 --queue 5; then
+if start_server D3 --threads 1 --queue 5 --max-batch 5; then
   cp "$T/D3.log" "$T/queue_explicit.log"
-  queue_rule queue_explicit "$url" 30000 0 5
+  queue_rule queue_explicit "$url" 30000 0 5 5
   kill -TERM "$pid"; wait "$pid"
 fi
 
