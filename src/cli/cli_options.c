@@ -42,7 +42,9 @@ dicom_options cli_dicom_args_options(const cli_dicom_args *a) {
 
 static int has_value(const opt_spec *s) { return s->type != OPT_BOOL && s->type != OPT_CLEAR; }
 
-int cli_options_parse(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help) {
+/* first: NULL for a command without operands (one is a usage error), else
+ * where getopt_long's permutation left the first. */
+static int parse(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help, int *first) {
   *help = 0;
   size_t total = 2;
   for (int k = 0; k < ntabs; k++) total += tabs[k].n;
@@ -74,8 +76,18 @@ int cli_options_parse(const char *cmd, int argc, char **argv, cli_opt_table *tab
     else if (tabs[k].given) tabs[k].given[i] = 1;
   }
   free(longs);
-  if (!rc && !*help && optind < argc) rc = cli_usage_errorf(cmd, "unexpected argument '%s'", argv[optind]);
+  if (first) *first = optind;
+  else if (!rc && !*help && optind < argc) rc = cli_usage_errorf(cmd, "unexpected argument '%s'", argv[optind]);
   return rc;
+}
+
+int cli_options_parse(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help) {
+  return parse(cmd, argc, argv, tabs, ntabs, help, NULL);
+}
+
+int cli_options_parse_operands(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help,
+                               int *first) {
+  return parse(cmd, argc, argv, tabs, ntabs, help, first);
 }
 
 /* One option: "  --flag ARG", its help lines from USAGE_COLUMN, the default after the last. */
