@@ -35,6 +35,7 @@ enum {
 typedef struct opt_spec {
   const char *key;         /* JSON key; NULL: the command line only */
   const char *flag;        /* command-line flag without "--"; NULL: JSON only */
+  char letter;             /* a one-letter alias on the command line ('o': -o); 0: none */
   opt_type type;
   size_t off, size;        /* the field: offsetof(struct, member), sizeof member */
   double lo, hi;           /* numbers: the range a value may be given in, inclusive; the
