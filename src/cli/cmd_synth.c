@@ -33,7 +33,7 @@ static const opt_spec rows[] = {
     {.flag = "studies", .letter = 'n', .type = OPT_INT, A(cfg.studies), .lo = INT_MIN, .hi = INT_MAX, .def = SYNTH_DEFAULT_STUDIES,
      .arg = "N", .group = G_SYNTH,
      .help = "studies over both splits, " STR(SYNTH_MIN_STUDIES) ".." STR(SYNTH_MAX_STUDIES)},
-    {.flag = "seed", .letter = 's', .type = OPT_U64, A(cfg.seed), .lo = 0, .hi = LONG_MAX, .def = SYNTH_DEFAULT_SEED, .arg = "S",
+    {.flag = "seed", .letter = 's', .type = OPT_U64, A(cfg.seed), .lo = 0, .hi = (double)LONG_MAX, .def = SYNTH_DEFAULT_SEED, .arg = "S",
      .group = G_SYNTH, .help = "random seed; same arguments, same bytes"},
     {.flag = "min-size", .type = OPT_INT, A(cfg.min_size), .lo = INT_MIN, .hi = INT_MAX, .def = SYNTH_DEFAULT_MIN_SIZE, .arg = "PX",
      .group = G_SYNTH, .help = "smallest image width/height, " STR(SYNTH_MIN_SIZE) ".." STR(SYNTH_MAX_SIZE)},
