@@ -2,7 +2,6 @@
  * layer that parses options with getopt_long, calls the library and prints. */
 #ifndef MSKX_CLI_H
 #define MSKX_CLI_H
-#include "io/dicom_options.h"
 #include "mskx.h"
 
 /* Subcommands: argv[0] is the subcommand name. Return the process exit code. */
@@ -69,20 +68,5 @@ int cli_usage_error(const char *cmd);
  * import reads from Keras files. */
 #include <stdio.h>
 void cli_print_archs(FILE *f, int keras);
-
-/* --dicom-window and --dicom-frames, shared by every command that reads images. */
-#define CLI_DICOM_OPT_WINDOW 0x4001 /* above every command's own option codes */
-#define CLI_DICOM_OPT_FRAMES 0x4002
-#define CLI_DICOM_OPTIONS                                              \
-  {"dicom-window", required_argument, 0, CLI_DICOM_OPT_WINDOW},       \
-  {"dicom-frames", required_argument, 0, CLI_DICOM_OPT_FRAMES}
-#define CLI_DICOM_HELP                                                                       \
-  "  --dicom-window auto|minmax|C,W  DICOM files without a VOI window: percentile window\n" \
-  "                         (auto, default) or full range (minmax); C,W overrides every\n"  \
-  "                         file's window (docs/dicom.md)\n"                                 \
-  "  --dicom-frames all|first  multi-frame DICOM: every frame an image (default) or\n"     \
-  "                         only the first\n"
-/* Handles CLI_DICOM_OPT_WINDOW/FRAMES: 0 on success, else prints and returns CLI_EXIT_USAGE. */
-int cli_dicom_option(const char *cmd, int c, const char *arg, dicom_options *o);
 
 #endif

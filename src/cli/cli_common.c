@@ -91,12 +91,6 @@ int cli_pin_threads(int threads) {
   return affinity_pin_threads(team, local_rank_from_env() * team, NULL, 0);
 }
 
-int cli_dicom_option(const char *cmd, int c, const char *arg, dicom_options *o) {
-  mskx_err e = {0, ""};
-  int rc = c == CLI_DICOM_OPT_WINDOW ? dicom_options_parse_window(arg, o, &e) : dicom_options_parse_frames(arg, o, &e);
-  return rc ? cli_usage_errorf(cmd, "%s", e.msg) : 0;
-}
-
 cJSON *cli_json_exact(double v) {
   if (!isfinite(v)) return cJSON_CreateNull();
   char buf[40];
