@@ -98,7 +98,8 @@ int cmd_dicom(int argc, char **argv) {
   if (first >= argc) return cli_usage_errorf("dicom", "expected info or render (see --help)");
   const char *what = argv[first++];
   int render = !strcmp(what, "render");
-  if (!render && strcmp(what, "info")) return cli_usage_errorf("dicom", "unknown action '%s': expected info or render", what);
+  if (!render && strcmp(what, "info"))
+    return cli_usage_errorf("dicom", "unknown action '%s': expected info or render", what);
   if (first >= argc) return cli_usage_errorf("dicom", "no files given");
   if (render && !out_dir) return cli_usage_errorf("dicom", "render needs --out DIR");
   mskx_err e = {0, ""};
