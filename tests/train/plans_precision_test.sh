@@ -93,7 +93,7 @@ pchosen=$(sed -n 's/.*precision auto: \(fp32\|bf16\).*/\1/p' "$T/pa.err")
 [ -n "$pchosen" ] && cmp -s "$T/pa.json" "$T/pe.json" && pass auto_predict_equals_explicit ||
   fail auto_predict_equals_explicit "chose '$pchosen': $(head -c 200 "$T/pa.err")"
 
-check_fails precision_bad_value "expected fp32, bf16 or auto" "$MSKX_BIN" bench --precision fp16
+check_fails precision_bad_value "expected fp32, bf16, auto or int8" "$MSKX_BIN" bench --precision fp16
 
 # 5. A bf16 bench also times one fp32 step (for the "bf16 is slower" warning),
 #    unless --no-fp32-check; the warning, when printed, names both times.
