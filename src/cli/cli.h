@@ -1,5 +1,6 @@
 /* The mskx command line: one file per subcommand (cmd_<name>.c), each a thin
- * layer that parses options with getopt_long, calls the library and prints. */
+ * layer that parses its options from option tables (cli_options.h), calls the
+ * library and prints. */
 #ifndef MSKX_CLI_H
 #define MSKX_CLI_H
 #include "mskx.h"
@@ -38,17 +39,6 @@ int cmd_import(int argc, char **argv) __attribute__((weak));
 int cli_error(const char *cmd, const mskx_err *e);
 int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_usage_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Strict number parsing for option values: whole string, range-checked. On
- * failure prints "mskx CMD: --OPT: ..." and returns CLI_EXIT_USAGE. */
-int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
-int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
-/* An option with one of two values (b may be NULL for one): *out = 0 for a,
- * 1 for b; otherwise prints "mskx CMD: --OPT: expected A or B, got 'V'" and
- * returns CLI_EXIT_USAGE. */
-int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char *a, const char *b, int *out);
-/* --precision fp32|bf16|auto into *out (PREC_*, the same values as
- * MSKX_PRECISION_*); nonzero (after a usage message) for anything else. */
-int cli_parse_precision(const char *cmd, const char *v, int *out);
 /* Pins the compute threads (threads <= 0: OpenMP's default count) one per
  * CPU, offset by the MPI local rank; see core/affinity.h (MSKX_PIN=0 turns it
  * off). Returns the number of threads pinned. */

@@ -3,7 +3,7 @@
  * help line), and the generic code that every use of an option goes through:
  * defaults, parsing a value, range checks, the JSON round trip and a
  * fingerprint. A module publishes its table (train_options in
- * train/trainer.h); src/cli/options.c builds getopt_long's options and the
+ * train/trainer.h); src/cli/cli_options.c builds getopt_long's options and the
  * usage text from the same rows. */
 #ifndef MSKX_CORE_OPTIONS_H
 #define MSKX_CORE_OPTIONS_H
