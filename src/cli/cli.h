@@ -1,8 +1,8 @@
 /* The mskx command line: one file per subcommand (cmd_<name>.c), each a thin
- * layer that parses options with getopt_long, calls the library and prints. */
+ * layer that parses its options from option tables (cli_options.h), calls the
+ * library and prints. */
 #ifndef MSKX_CLI_H
 #define MSKX_CLI_H
-#include "io/dicom_options.h"
 #include "mskx.h"
 
 /* Subcommands: argv[0] is the subcommand name. Return the process exit code. */
@@ -39,17 +39,6 @@ int cmd_import(int argc, char **argv) __attribute__((weak));
 int cli_error(const char *cmd, const mskx_err *e);
 int cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_usage_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Strict number parsing for option values: whole string, range-checked. On
- * failure prints "mskx CMD: --OPT: ..." and returns CLI_EXIT_USAGE. */
-int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
-int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
-/* An option with one of two values (b may be NULL for one): *out = 0 for a,
- * 1 for b; otherwise prints "mskx CMD: --OPT: expected A or B, got 'V'" and
- * returns CLI_EXIT_USAGE. */
-int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char *a, const char *b, int *out);
-/* --precision fp32|bf16|auto into *out (PREC_*, the same values as
- * MSKX_PRECISION_*); nonzero (after a usage message) for anything else. */
-int cli_parse_precision(const char *cmd, const char *v, int *out);
 /* Pins the compute threads (threads <= 0: OpenMP's default count) one per
  * CPU, offset by the MPI local rank; see core/affinity.h (MSKX_PIN=0 turns it
  * off). Returns the number of threads pinned. */
@@ -69,20 +58,5 @@ int cli_usage_error(const char *cmd);
  * import reads from Keras files. */
 #include <stdio.h>
 void cli_print_archs(FILE *f, int keras);
-
-/* --dicom-window and --dicom-frames, shared by every command that reads images. */
-#define CLI_DICOM_OPT_WINDOW 0x4001 /* above every command's own option codes */
-#define CLI_DICOM_OPT_FRAMES 0x4002
-#define CLI_DICOM_OPTIONS                                              \
-  {"dicom-window", required_argument, 0, CLI_DICOM_OPT_WINDOW},       \
-  {"dicom-frames", required_argument, 0, CLI_DICOM_OPT_FRAMES}
-#define CLI_DICOM_HELP                                                                       \
-  "  --dicom-window auto|minmax|C,W  DICOM files without a VOI window: percentile window\n" \
-  "                         (auto, default) or full range (minmax); C,W overrides every\n"  \
-  "                         file's window (docs/dicom.md)\n"                                 \
-  "  --dicom-frames all|first  multi-frame DICOM: every frame an image (default) or\n"     \
-  "                         only the first\n"
-/* Handles CLI_DICOM_OPT_WINDOW/FRAMES: 0 on success, else prints and returns CLI_EXIT_USAGE. */
-int cli_dicom_option(const char *cmd, int c, const char *arg, dicom_options *o);
 
 #endif

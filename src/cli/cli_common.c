@@ -38,46 +38,6 @@ int cli_usage_errorf(const char *cmd, const char *fmt, ...) {
   return CLI_EXIT_USAGE;
 }
 
-int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end) return cli_usage_errorf(cmd, "--%s: '%s' is not an integer", opt, s);
-  if (v < lo || v > hi) return cli_usage_errorf(cmd, "--%s: %ld is out of range [%ld, %ld]", opt, v, lo, hi);
-  *out = v;
-  return 0;
-}
-
-int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !isfinite(v)) return cli_usage_errorf(cmd, "--%s: '%s' is not a number", opt, s);
-  if (v < lo || v > hi) return cli_usage_errorf(cmd, "--%s: %g is out of range [%g, %g]", opt, v, lo, hi);
-  *out = v;
-  return 0;
-}
-
-int cli_parse_choice(const char *cmd, const char *opt, const char *v, const char *a, const char *b, int *out) {
-  if (!strcmp(v, a))
-    *out = 0;
-  else if (b && !strcmp(v, b))
-    *out = 1;
-  else
-    return cli_usage_errorf(cmd, "--%s: expected %s%s%s, got '%s'", opt, a, b ? " or " : "", b ? b : "", v);
-  return 0;
-}
-
-int cli_parse_precision(const char *cmd, const char *v, int *out) {
-  static const char *const names[] = {"fp32", "bf16", "auto"};
-  for (int i = 0; i < 3; i++)
-    if (!strcmp(v, names[i])) {
-      *out = i;   /* PREC_FP32, PREC_BF16, PREC_AUTO */
-      return 0;
-    }
-  return cli_usage_errorf(cmd, "--precision: expected fp32, bf16 or auto, got '%s'", v);
-}
-
 int cli_usage_error(const char *cmd) {
   return cli_usage_errorf(cmd, "see 'mskx %s --help'", cmd);
 }
@@ -89,12 +49,6 @@ int cli_pin_threads(int threads) {
    * included, runs on the threads pinned here. */
   omp_set_num_threads(team);
   return affinity_pin_threads(team, local_rank_from_env() * team, NULL, 0);
-}
-
-int cli_dicom_option(const char *cmd, int c, const char *arg, dicom_options *o) {
-  mskx_err e = {0, ""};
-  int rc = c == CLI_DICOM_OPT_WINDOW ? dicom_options_parse_window(arg, o, &e) : dicom_options_parse_frames(arg, o, &e);
-  return rc ? cli_usage_errorf(cmd, "%s", e.msg) : 0;
 }
 
 cJSON *cli_json_exact(double v) {

@@ -11,6 +11,8 @@
 #define OPT_CODE_STRIDE 0x400
 #define USAGE_COLUMN 26
 #define USAGE_WIDTH 100 /* a default that would pass it goes on a line of its own */
+/* getopt's short options: "h" and a letter (with ':' for a value) per row that has one. */
+#define SHORT_OPTS_MAX 128
 
 static int takes(const cli_opt_table *t, size_t i) {
   const opt_spec *s = &t->rows[i];
@@ -42,7 +44,9 @@ dicom_options cli_dicom_args_options(const cli_dicom_args *a) {
 
 static int has_value(const opt_spec *s) { return s->type != OPT_BOOL && s->type != OPT_CLEAR; }
 
-int cli_options_parse(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help) {
+/* first: NULL for a command without operands (one is a usage error), else
+ * where getopt_long's permutation left the first. */
+static int parse(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help, int *first) {
   *help = 0;
   size_t total = 2;
   for (int k = 0; k < ntabs; k++) total += tabs[k].n;
@@ -57,13 +61,25 @@ int cli_options_parse(const char *cmd, int argc, char **argv, cli_opt_table *tab
                                      NULL, OPT_CODE_BASE + k * OPT_CODE_STRIDE + (int)i};
   }
   longs[m++] = (struct option){"help", no_argument, NULL, 'h'};
+  char shorts[SHORT_OPTS_MAX] = "h";
+  size_t ns = 1;
+  for (int k = 0; k < ntabs; k++)
+    for (size_t i = 0; i < tabs[k].n; i++)
+      if (takes(&tabs[k], i) && tabs[k].rows[i].letter && ns + 3 <= sizeof shorts) {
+        shorts[ns++] = tabs[k].rows[i].letter;
+        if (has_value(&tabs[k].rows[i])) shorts[ns++] = ':';
+        shorts[ns] = 0;
+      }
   int rc = 0, o;
   optind = 1;
-  while (!rc && (o = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+  while (!rc && (o = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
     if (o == 'h') {
       *help = 1;
       break;
     }
+    for (int k = 0; o > 0 && o < OPT_CODE_BASE && k < ntabs; k++)  /* a letter: its row's code */
+      for (size_t i = 0; i < tabs[k].n; i++)
+        if (takes(&tabs[k], i) && tabs[k].rows[i].letter == o) o = OPT_CODE_BASE + k * OPT_CODE_STRIDE + (int)i;
     int k = (o - OPT_CODE_BASE) / OPT_CODE_STRIDE, i = (o - OPT_CODE_BASE) % OPT_CODE_STRIDE;
     if (o < OPT_CODE_BASE || k >= ntabs) {
       rc = cli_usage_error(cmd);
@@ -74,14 +90,28 @@ int cli_options_parse(const char *cmd, int argc, char **argv, cli_opt_table *tab
     else if (tabs[k].given) tabs[k].given[i] = 1;
   }
   free(longs);
-  if (!rc && !*help && optind < argc) rc = cli_usage_errorf(cmd, "unexpected argument '%s'", argv[optind]);
+  if (first) *first = optind;
+  else if (!rc && !*help && optind < argc) rc = cli_usage_errorf(cmd, "unexpected argument '%s'", argv[optind]);
   return rc;
 }
 
-/* One option: "  --flag ARG", its help lines from USAGE_COLUMN, the default after the last. */
-static void usage_row(FILE *f, const opt_spec *s) {
-  char left[128], def[128];
-  int w = snprintf(left, sizeof left, "  --%s%s%s", s->flag, s->arg ? " " : "", s->arg ? s->arg : "");
+int cli_options_parse(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help) {
+  return parse(cmd, argc, argv, tabs, ntabs, help, NULL);
+}
+
+int cli_options_parse_operands(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help,
+                               int *first) {
+  return parse(cmd, argc, argv, tabs, ntabs, help, first);
+}
+
+/* One option: "  --flag ARG" ("  -f, --flag ARG" when it has a letter, the
+ * flags aligned when others of the command do), its help lines from
+ * USAGE_COLUMN, the default after the last. */
+static void usage_row(FILE *f, const opt_spec *s, int letters) {
+  char left[128], def[128], letter[8] = "";
+  if (s->letter) snprintf(letter, sizeof letter, "-%c, ", s->letter);
+  else if (letters) snprintf(letter, sizeof letter, "    ");
+  int w = snprintf(left, sizeof left, "  %s--%s%s%s", letter, s->flag, s->arg ? " " : "", s->arg ? s->arg : "");
   fputs(left, f);
   if (w >= USAGE_COLUMN - 1) {
     fputc('\n', f);
@@ -109,6 +139,9 @@ static int same_group(const char *a, const char *b) { return a == b || (a && b &
  * table (a command's own rows join the library's headings); a note's group
  * matches the headings it starts. */
 void cli_options_usage(FILE *f, const cli_opt_table *tabs, int ntabs, const cli_usage_note *notes) {
+  int letters = 0;
+  for (int k = 0; k < ntabs; k++)
+    for (size_t i = 0; i < tabs[k].n; i++) letters |= takes(&tabs[k], i) && tabs[k].rows[i].letter;
   for (int k = 0; k < ntabs; k++)
     for (size_t i = 0; i < tabs[k].n; i++) {
       const char *group = tabs[k].rows[i].group;
@@ -122,7 +155,8 @@ void cli_options_usage(FILE *f, const cli_opt_table *tabs, int ntabs, const cli_
         if (!strncmp(n->group, group, strlen(n->group))) fputs(n->text, f);
       for (int k2 = k; k2 < ntabs; k2++)
         for (size_t i2 = 0; i2 < tabs[k2].n; i2++)
-          if (takes(&tabs[k2], i2) && same_group(tabs[k2].rows[i2].group, group)) usage_row(f, &tabs[k2].rows[i2]);
+          if (takes(&tabs[k2], i2) && same_group(tabs[k2].rows[i2].group, group))
+            usage_row(f, &tabs[k2].rows[i2], letters);
     }
   fprintf(f, "  -h, --help%*sthis help\n", USAGE_COLUMN - 12, "");
 }

@@ -35,6 +35,11 @@ dicom_options cli_dicom_args_options(const cli_dicom_args *a);
  * sets *help and stops. Returns 0, or CLI_EXIT_USAGE after printing
  * "mskx CMD: --OPTION: why" (unknown option, bad value, stray argument). */
 int cli_options_parse(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help);
+/* The same for a command that takes operands (mskx predict's PATH...): they
+ * may come before, between or after the options (getopt_long permutes
+ * argv); *first is the index of the first in argv (argc when there is none). */
+int cli_options_parse_operands(const char *cmd, int argc, char **argv, cli_opt_table *tabs, int ntabs, int *help,
+                               int *first);
 /* The options of the tables, grouped by heading, each with its help line
  * and default; notes (may be NULL; ends at a NULL group) go under headings. */
 void cli_options_usage(FILE *f, const cli_opt_table *tabs, int ntabs, const cli_usage_note *notes);

@@ -1,16 +1,17 @@
 /* mskx bench: times inference batches or training steps on random data and
  * prints one JSON object (the format bench/torch_bench.py prints too). */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "models/arch.h"
 #include "train/bench.h"
 
-static const char *const usage =
+static const char *const usage_head =
     "usage: mskx bench [options]\n"
     "\n"
     "Times inference batches or full training steps (forward, BCE-with-logits loss,\n"
@@ -21,70 +22,77 @@ static const char *const usage =
     "included), bf16_native, pinned (compute threads pinned to CPUs; MSKX_PIN=0 turns\n"
     "pinning off) and, for train, loss_first/loss_last. bench/compare runs it side by\n"
     "side with PyTorch.\n"
-    "\n"
-    "  --arch ARCH           one of the architectures below (default densenet169)\n"
-    "  --model M             time this model file (fp32, or int8 from mskx quantize)\n"
-    "                        instead of a freshly initialised --arch\n"
-    "  --size S              input height and width (default: the arch's, below; with\n"
-    "                        --model its own size)\n"
-    "  --batch B             batch size (default 8)\n"
-    "  --precision fp32|bf16|auto|int8 compute precision (default fp32); auto times one\n"
-    "                        step of each (bf16 only where the CPU has it) and keeps the\n"
-    "                        faster; the JSON's precision is the one timed, precision_ms the\n"
-    "                        steps of each; a bf16 run also times fp32 and warns when bf16 is\n"
-    "                        slower; int8 quantises the fresh --arch in memory (its input\n"
-    "                        steps from the random batch), inference only; an int8 model\n"
-    "                        file is always int8\n"
-    "  --no-fp32-check       bf16: skip that fp32 step (bench/compare: profiles, timings)\n"
-    "  --mode infer|train    what one timed repetition is (default infer)\n"
-    "  --iters N             timed repetitions (default 10)\n"
-    "  --warmup W            untimed repetitions first (default 2)\n"
-    "  --threads T           compute threads (default: all cores), pinned one per CPU\n"
-    "  --seed N              weights and data seed (default 0)\n"
-    "  --json                JSON output (the only format; accepted for scripts)\n";
+    "\n";
 
 #define CMD "bench"
 
-static int parse(int argc, char **argv, bench_config *c) {
-  static const struct option longs[] = {
-      {"arch", 1, 0, 'a'},  {"size", 1, 0, 's'},    {"batch", 1, 0, 'b'}, {"precision", 1, 0, 'p'},
-      {"mode", 1, 0, 'm'},  {"iters", 1, 0, 'i'},   {"warmup", 1, 0, 'w'}, {"threads", 1, 0, 'T'},
-      {"seed", 1, 0, 'S'}, {"no-fp32-check", 0, 0, 'F'},  {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},
-      {"model", 1, 0, 'M'}, {0, 0, 0, 0}};
-  *c = (bench_config){.arch = "densenet169", .size = 0, .batch = 8, .iters = 10, .warmup = 2};
-  int ch, choice = 0, arch_given = 0;
-  long v;
-  optind = 1;
-  while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-    switch (ch) {
-      case 'a': c->arch = optarg, arch_given = 1; break;
-      case 'M': c->model = optarg; break;
-      case 's': if (cli_parse_int(CMD, "size", optarg, 1, 8192, &v)) return CLI_EXIT_USAGE; c->size = (int)v; break;
-      case 'b': if (cli_parse_int(CMD, "batch", optarg, 1, 4096, &v)) return CLI_EXIT_USAGE; c->batch = (int)v; break;
-      case 'i': if (cli_parse_int(CMD, "iters", optarg, 1, 1000000, &v)) return CLI_EXIT_USAGE; c->iters = (int)v; break;
-      case 'w': if (cli_parse_int(CMD, "warmup", optarg, 0, 1000000, &v)) return CLI_EXIT_USAGE; c->warmup = (int)v; break;
-      case 'T': if (cli_parse_int(CMD, "threads", optarg, 1, 1024, &v)) return CLI_EXIT_USAGE; c->threads = (int)v; break;
-      case 'S': if (cli_parse_int(CMD, "seed", optarg, 0, 0x7fffffffL, &v)) return CLI_EXIT_USAGE; c->seed = (uint64_t)v; break;
-      case 'p':
-        c->int8 = !strcmp(optarg, "int8");
-        if (c->int8) break;
-        if (cli_parse_precision(CMD, optarg, &choice)) return CLI_EXIT_USAGE;
-        c->prec = (precision)choice;
-        break;
-      case 'm':
-        if (cli_parse_choice(CMD, "mode", optarg, "infer", "train", &choice)) return CLI_EXIT_USAGE;
-        c->train = choice;
-        break;
-      case 'j': break;
-      case 'F': c->no_fp32_check = 1; break;
-      case 'h':
-        fputs(usage, stdout);
-        cli_print_archs(stdout, 0);
-        return -1;
-      default: return cli_usage_error(CMD);
-    }
+/* The command line's values; bench_config points into it. */
+typedef struct bench_args {
+  char arch[4096], model[4096];
+  int size, batch, precision, train, iters, warmup, threads, no_fp32_check, json;
+  uint64_t seed;
+} bench_args;
+
+/* --precision's values: PREC_FP32, PREC_BF16, PREC_AUTO in that order, then int8. */
+#define BENCH_INT8 3
+
+#define A(m) .off = offsetof(bench_args, m), .size = sizeof(((bench_args *)0)->m)
+#define G_BENCH "options"
+static const opt_spec rows[] = {
+    {.flag = "arch", .type = OPT_STRING, A(arch), .def_str = "densenet169", .arg = "ARCH", .group = G_BENCH,
+     .help = "one of the architectures below"},
+    {.flag = "model", .type = OPT_PATH, A(model), .arg = "M", .group = G_BENCH,
+     .help = "time this model file (fp32, or int8 from mskx quantize)\ninstead of a freshly initialised --arch"},
+    {.flag = "size", .type = OPT_INT, A(size), .lo = 1, .hi = 8192, .arg = "S", .group = G_BENCH,
+     .flags = OPT_HIDE_DEFAULT, .help = "input height and width (default: the arch's, below; with\n--model its own size)"},
+    {.flag = "batch", .type = OPT_INT, A(batch), .lo = 1, .hi = 4096, .def = 8, .arg = "B", .group = G_BENCH,
+     .help = "batch size"},
+    {.flag = "precision", .type = OPT_CHOICE, A(precision), .choices = "fp32|bf16|auto|int8", .def_str = "fp32",
+     .arg = "fp32|bf16|auto|int8", .group = G_BENCH,
+     .help = "compute precision; auto times one step of each (bf16 only\n"
+             "where the CPU has it) and keeps the faster; the JSON's precision\n"
+             "is the one timed, precision_ms the steps of each; a bf16 run also\n"
+             "times fp32 and warns when bf16 is slower; int8 quantises the\n"
+             "fresh --arch in memory (its input steps from the random batch),\n"
+             "inference only; an int8 model file is always int8"},
+    {.flag = "no-fp32-check", .type = OPT_BOOL, A(no_fp32_check), .group = G_BENCH,
+     .help = "bf16: skip that fp32 step (bench/compare: profiles, timings)"},
+    {.flag = "mode", .type = OPT_CHOICE, A(train), .choices = "infer|train", .def_str = "infer", .arg = "infer|train",
+     .group = G_BENCH, .help = "what one timed repetition is"},
+    {.flag = "iters", .type = OPT_INT, A(iters), .lo = 1, .hi = 1000000, .def = 10, .arg = "N", .group = G_BENCH,
+     .help = "timed repetitions"},
+    {.flag = "warmup", .type = OPT_INT, A(warmup), .lo = 0, .hi = 1000000, .def = 2, .arg = "W", .group = G_BENCH,
+     .help = "untimed repetitions first"},
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "T", .group = G_BENCH,
+     .flags = OPT_HIDE_DEFAULT, .help = "compute threads (default: all cores), pinned one per CPU"},
+    {.flag = "seed", .type = OPT_U64, A(seed), .lo = 0, .hi = 0x7fffffff, .def = 0, .arg = "N", .group = G_BENCH,
+     .help = "weights and data seed"},
+    {.flag = "json", .type = OPT_BOOL, A(json), .group = G_BENCH,
+     .help = "JSON output (the only format; accepted for scripts)"},
+};
+#define N_ROWS (sizeof rows / sizeof *rows)
+_Static_assert(PREC_FP32 == 0 && PREC_BF16 == 1 && PREC_AUTO == 2, "--precision's choices are PREC_* in order");
+
+/* Returns 0 to go on, -1 after --help, else the exit code. */
+static int parse(int argc, char **argv, bench_args *a, bench_config *c) {
+  memset(a, 0, sizeof *a);
+  opt_defaults(rows, N_ROWS, a);
+  unsigned char given[N_ROWS];
+  cli_opt_table tab = {rows, N_ROWS, a, NULL, given};
+  int help, rc = cli_options_parse(CMD, argc, argv, &tab, 1, &help);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_archs(stdout, 0);
+    return -1;
   }
-  if (optind < argc) return cli_usage_errorf(CMD, "unexpected argument '%s'", argv[optind]);
+  int arch_given = given[opt_find(rows, N_ROWS, "arch")];
+  *c = (bench_config){.arch = a->arch, .model = a->model[0] ? a->model : NULL, .size = a->size, .batch = a->batch,
+                      .iters = a->iters, .warmup = a->warmup, .threads = a->threads, .seed = a->seed,
+                      .train = a->train, .no_fp32_check = a->no_fp32_check};
+  c->int8 = a->precision == BENCH_INT8;
+  c->prec = c->int8 ? PREC_FP32 : (precision)a->precision;
   if (c->model && arch_given) return cli_usage_errorf(CMD, "give --arch or --model, not both");
   /* An unknown arch keeps the paper's size; creating the network then names the error. */
   if (!c->model && !c->size) c->size = arch_default_size(c->arch) ? arch_default_size(c->arch) : ARCH_PAPER_SIZE;
@@ -137,8 +145,9 @@ static int print_json(const bench_config *c, const bench_result *r, int pinned) 
 }
 
 int cmd_bench(int argc, char **argv) {
+  bench_args a;
   bench_config c;
-  int rc = parse(argc, argv, &c);
+  int rc = parse(argc, argv, &a, &c);
   if (rc) return rc < 0 ? 0 : rc;
   if (c.prec == PREC_BF16 && !engine_dnnl_has_bf16())
     fprintf(stderr, "mskx bench: note: this CPU has no native bf16; oneDNN emulates it (slow)\n");

@@ -1,15 +1,16 @@
 /* mskx bundle --select: option parsing and the per-part table over
  * bundle_select_run() (src/eval/bundle_select.h). */
-#include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "core/error.h"
 #include "eval/bundle_select.h"
 
-static const char *const usage =
+static const char *const usage_head =
     "usage: mskx bundle --out B.json --select kappa|auc|loss [--data DIR] CANDIDATE...\n"
     "\n"
     "Builds a per-part bundle from the best candidate for each body part. Candidates:\n"
@@ -19,51 +20,63 @@ static const char *const usage =
     "loss) are computed on --data's validation split as `mskx eval` computes them.\n"
     "Prints every candidate's figure per part and the choice; the bundle records them\n"
     "(\"selection\") and `mskx eval --report` shows the comparison.\n"
-    "\n"
-    "  --out FILE             the bundle to write (JSON)\n"
-    "  --select M             kappa (highest), auc (highest) or loss (lowest)\n"
-    "  --data DIR             dataset whose validation split computes missing figures\n"
-    "  --recompute            compute every figure on --data (ignore stored ones)\n"
-    "  --threads N            compute threads      --precision fp32|bf16\n"
-    "  -h, --help             this help\n";
+    "\n";
+
+typedef struct bundle_args {
+  char out[4096], select[16], data[4096];
+  int recompute, threads, bf16;
+} bundle_args;
+
+static int check_select(const char *v, mskx_err *e) {
+  sel_metric m;
+  return sel_metric_parse(v, &m, e);
+}
+
+#define A(m) .off = offsetof(bundle_args, m), .size = sizeof(((bundle_args *)0)->m)
+#define G_BUNDLE "options"
+static const opt_spec rows[] = {
+    {.flag = "out", .type = OPT_PATH, A(out), .arg = "FILE", .group = G_BUNDLE, .flags = OPT_REQUIRED,
+     .help = "the bundle to write (JSON)"},
+    {.flag = "select", .type = OPT_STRING, A(select), .arg = "M", .group = G_BUNDLE, .flags = OPT_REQUIRED,
+     .check = check_select, .help = "kappa (highest), auc (highest) or loss (lowest)"},
+    {.flag = "data", .type = OPT_PATH, A(data), .arg = "DIR", .group = G_BUNDLE,
+     .help = "dataset whose validation split computes missing figures"},
+    {.flag = "recompute", .type = OPT_BOOL, A(recompute), .group = G_BUNDLE,
+     .help = "compute every figure on --data (ignore stored ones)"},
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_BUNDLE,
+     .flags = OPT_HIDE_DEFAULT, .help = "compute threads (default: all cores)"},
+    {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16", .def_str = "fp32", .arg = "fp32|bf16",
+     .group = G_BUNDLE, .help = "compute precision"},
+};
+#define N_ROWS (sizeof rows / sizeof *rows)
 
 int cmd_bundle(int argc, char **argv) {
-  static const struct option opts[] = {{"out", 1, 0, 'o'},       {"select", 1, 0, 's'}, {"data", 1, 0, 'd'},
-                                       {"recompute", 0, 0, 'r'}, {"threads", 1, 0, 'T'}, {"precision", 1, 0, 'P'},
-                                       {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
+  bundle_args a;
+  memset(&a, 0, sizeof a);
+  opt_defaults(rows, N_ROWS, &a);
+  cli_opt_table tab = {rows, N_ROWS, &a, NULL, NULL};
+  int help, first, rc = cli_options_parse_operands("bundle", argc, argv, &tab, 1, &help, &first);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, &tab, 1, NULL);
+    return 0;
+  }
+  if (!a.out[0] || !a.select[0]) return cli_usage_errorf("bundle", "--out and --select are required (see --help)");
+  if (first >= argc) return cli_usage_errorf("bundle", "no candidates given (models, bundles or run folders)");
+  mskx_err e = {0, ""};
   bundle_select_options o;
   memset(&o, 0, sizeof o);
-  const char *out = NULL;
-  int have_metric = 0, bf16 = 0, c;
-  long v;
-  mskx_err e = {0, ""};
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-      case 'o': out = optarg; break;
-      case 'd': o.data = optarg; break;
-      case 'r': o.recompute = 1; break;
-      case 's':
-        if (sel_metric_parse(optarg, &o.metric, &e)) return cli_error("bundle", &e);
-        have_metric = 1;
-        break;
-      case 'T':
-        if (cli_parse_int("bundle", "threads", optarg, 1, 1024, &v)) return 1;
-        o.po.threads = (int)v;
-        break;
-      case 'P':
-        if (cli_parse_choice("bundle", "precision", optarg, "fp32", "bf16", &bf16)) return 1;
-        break;
-      case 'h': fputs(usage, stdout); return 0;
-      default: return cli_usage_error("bundle");
-    }
-  }
-  if (!out || !have_metric) return cli_errorf("bundle", "--out and --select are required (see --help)");
-  if (optind >= argc) return cli_errorf("bundle", "no candidates given (models, bundles or run folders)");
+  sel_metric_parse(a.select, &o.metric, &e);  /* checked when parsed */
+  o.data = a.data[0] ? a.data : NULL;
+  o.recompute = a.recompute;
+  o.po.threads = a.threads;
+  const char *out = a.out;
+  int bf16 = a.bf16;
   o.po.prec = bf16 ? PREC_BF16 : PREC_FP32;
   cli_pin_threads(o.po.threads);
   bundle_selection *s = NULL;
-  if (bundle_select_run((const char *const *)argv + optind, argc - optind, &o, &s, &e) ||
+  if (bundle_select_run((const char *const *)argv + first, argc - first, &o, &s, &e) ||
       bundle_selection_write(s, out, &e)) {
     bundle_selection_free(s);
     return cli_error("bundle", &e);

@@ -1,17 +1,18 @@
 /* mskx dicom: what mskx reads from DICOM files. `info` prints the header
  * summary the pipeline uses (never patient identifiers); `render` writes the
  * 8-bit images the networks would see, one PNG per frame. */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "io/dicom.h"
 
-static const char *const usage =
+static const char *const usage_head =
     "usage: mskx dicom info FILE...\n"
     "       mskx dicom render FILE... --out DIR [--dicom-window W] [--dicom-frames F]\n"
     "\n"
@@ -20,9 +21,16 @@ static const char *const usage =
     "study/series/instance UIDs (patient identifiers are never printed).\n"
     "render writes DIR/<file>.png (multi-frame: <file>_f<N>.png) through the display\n"
     "pipeline of docs/dicom.md: exactly the 8-bit image predict, eval and train use.\n"
-    "\n"
-    "  --out DIR              folder for the PNGs (render)\n" CLI_DICOM_HELP
-    "  -h, --help             this help\n";
+    "\n";
+
+typedef struct dicom_args {
+  char out[4096];
+} dicom_args;
+
+static const opt_spec rows[] = {
+    {.flag = "out", .type = OPT_PATH, .off = offsetof(dicom_args, out), .size = sizeof(((dicom_args *)0)->out),
+     .arg = "DIR", .group = "options", .help = "folder for the PNGs (render)"},
+};
 
 static cJSON *info_json(const char *path, const dicom_meta *m) {
   cJSON *o = cJSON_CreateObject();
@@ -72,32 +80,32 @@ static int render_one(const char *path, const char *dir, const image_limits *lim
 }
 
 int cmd_dicom(int argc, char **argv) {
-  static const struct option opts[] = {{"out", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
-                                       CLI_DICOM_OPTIONS, {0, 0, 0, 0}};
-  const char *out_dir = NULL;
-  image_limits lim = {.max_pixels = 0};
-  int c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-      case 'o': out_dir = optarg; break;
-      case 'h': fputs(usage, stdout); return 0;
-      case CLI_DICOM_OPT_WINDOW: case CLI_DICOM_OPT_FRAMES:
-        if (cli_dicom_option("dicom", c, optarg, &lim.dicom)) return 2;
-        break;
-      default: return cli_usage_error("dicom");
-    }
+  dicom_args a;
+  cli_dicom_args da;
+  memset(&a, 0, sizeof a);
+  opt_defaults(cli_dicom_rows, cli_dicom_row_count, &da);
+  cli_opt_table tabs[] = {{rows, sizeof rows / sizeof *rows, &a, NULL, NULL},
+                          {cli_dicom_rows, cli_dicom_row_count, &da, NULL, NULL}};
+  int help, first = 0, rc = cli_options_parse_operands("dicom", argc, argv, tabs, 2, &help, &first);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, tabs, 2, NULL);
+    return 0;
   }
-  if (optind >= argc) return cli_errorf("dicom", "expected info or render (see --help)") + 1;
-  const char *what = argv[optind++];
+  image_limits lim = {.max_pixels = 0, .dicom = cli_dicom_args_options(&da)};
+  const char *out_dir = a.out[0] ? a.out : NULL;
+  if (first >= argc) return cli_usage_errorf("dicom", "expected info or render (see --help)");
+  const char *what = argv[first++];
   int render = !strcmp(what, "render");
-  if (!render && strcmp(what, "info")) return cli_errorf("dicom", "unknown action '%s': expected info or render", what) + 1;
-  if (optind >= argc) return cli_errorf("dicom", "no files given") + 1;
-  if (render && !out_dir) return cli_errorf("dicom", "render needs --out DIR") + 1;
+  if (!render && strcmp(what, "info"))
+    return cli_usage_errorf("dicom", "unknown action '%s': expected info or render", what);
+  if (first >= argc) return cli_usage_errorf("dicom", "no files given");
+  if (render && !out_dir) return cli_usage_errorf("dicom", "render needs --out DIR");
   mskx_err e = {0, ""};
   if (render && mkdir_p(out_dir, &e)) return cli_error("dicom", &e);
   int failed = 0;
-  for (int i = optind; i < argc; i++) {
+  for (int i = first; i < argc; i++) {
     if (render) {
       if (render_one(argv[i], out_dir, &lim, &e)) failed++, cli_error("dicom", &e);
       continue;

@@ -1,14 +1,15 @@
 /* mskx ensemble: combines model files and bundles into an ensemble JSON
  * (mean, vote, weighted or stacked), fitting weights or the stacker on the
  * validation split when the method needs it. */
-#include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/util.h"
@@ -16,124 +17,111 @@
 #include "eval/stack_features.h"
 #include "eval/threshold.h"
 
-static const char *const usage =
+static const char *const usage_head =
     "usage: mskx ensemble --out ENS.json --method M [options] MODEL MODEL...\n"
     "\n"
     "Writes an ensemble of two or more model files or per-part bundles (archs, input\n"
     "sizes and parts may differ). Member paths are stored relative to the ensemble's\n"
     "folder when they share a folder with it.\n"
-    "\n"
-    "  --out FILE             the ensemble JSON to write (format mskx-ensemble-1)\n"
-    "  --method M             mean      mean of the members' study probabilities\n"
-    "                         vote      fraction of members calling the study abnormal\n"
-    "                         weighted  weighted mean; weights fit on --data (log-loss)\n"
-    "                         stack     logistic regression over the members' logits,\n"
-    "                                   fit on --data with k-fold cross-validation\n"
-    "                         stack-features  L2 logistic regression over the members'\n"
-    "                                   standardised pooled penultimate features (model\n"
-    "                                   files only), C by cross-validation stratified by\n"
-    "                                   part and class; members must not have been trained\n"
-    "                                   on the fit split\n"
-    "  --data DIR             dataset whose split fits weighted/stack (required for them);\n"
-    "                         with mean/vote the members and the ensemble are scored on it\n"
-    "  --split, --fit-split valid|train   split to fit on (default valid)\n"
-    "  --folds K              cross-validation folds for stack and stack-features (default 5)\n"
-    "  --features-csv FILE    stack-features: also write the study features it fit on\n"
-    "                         (study,part,label,f1..fD; for checks with other tools)\n"
-    "  --seed S               fold assignment seed (default 1)\n"
-    "  --threshold T          the ensemble's decision threshold (default 0.5)\n"
-    "  --agg mean|max         study probability from image probabilities (default mean)\n"
-    "  --tta flip             average each image with its horizontal mirror\n"
-    "  --threads N            compute threads (default: all cores)\n"
-    "  --precision fp32|bf16  compute precision while fitting (default fp32)\n"
-    "  -h, --help             this help\n";
+    "\n";
+
+#define method_names ens_method_names
 
 typedef struct ens_args {
-  const char *out, *data, *features_csv;
-  int method, has_method, split, folds, agg, tta, threads, bf16;
+  char out_text[4096], data_text[4096], features_text[4096], method_text[32];
+  const char *out, *data, *features_csv;   /* NULL when not given */
+  int method, split, split_train, folds, agg, tta, threads, bf16;
   uint64_t seed;
   double threshold;
   char **members;
   int m;
 } ens_args;
 
-#define method_names ens_method_names
+/* --method: one of ens_method_names. */
+static int method_index(const char *v) {
+  for (int i = 0; i < ENS_METHODS; i++)
+    if (!strcmp(v, method_names[i])) return i;
+  return -1;
+}
 
+static int check_method(const char *v, mskx_err *e) {
+  if (method_index(v) >= 0) return MSKX_OK;
+  char list[128] = "";
+  for (int i = 0, k = 0; i < ENS_METHODS && k < (int)sizeof list; i++)
+    k += snprintf(list + k, sizeof list - (size_t)k, "%s%s", i == 0 ? "" : i + 1 < ENS_METHODS ? ", " : " or ",
+                  method_names[i]);
+  return err_set(e, MSKX_EINVAL, "expected %s, got '%s'", list, v);
+}
+
+#define A(m) .off = offsetof(ens_args, m), .size = sizeof(((ens_args *)0)->m)
+#define G_ENS "options"
+static const opt_spec rows[] = {
+    {.flag = "out", .type = OPT_PATH, A(out_text), .arg = "FILE", .group = G_ENS, .flags = OPT_REQUIRED,
+     .help = "the ensemble JSON to write (format mskx-ensemble-1)"},
+    {.flag = "method", .type = OPT_STRING, A(method_text), .arg = "M", .group = G_ENS, .flags = OPT_REQUIRED,
+     .check = check_method,
+     .help = "mean      mean of the members' study probabilities\n"
+             "vote      fraction of members calling the study abnormal\n"
+             "weighted  weighted mean; weights fit on --data (log-loss)\n"
+             "stack     logistic regression over the members' logits,\n"
+             "          fit on --data with k-fold cross-validation\n"
+             "stack-features  L2 logistic regression over the members'\n"
+             "          standardised pooled penultimate features (model\n"
+             "          files only), C by cross-validation stratified by\n"
+             "          part and class; members must not have been trained\n"
+             "          on the fit split"},
+    {.flag = "data", .type = OPT_PATH, A(data_text), .arg = "DIR", .group = G_ENS,
+     .help = "dataset whose split fits weighted/stack (required for them);\n"
+             "with mean/vote the members and the ensemble are scored on it"},
+    {.flag = "split", .type = OPT_CHOICE, A(split_train), .choices = "valid|train", .def_str = "valid",
+     .arg = "valid|train", .group = G_ENS, .help = "split to fit on"},
+    {.flag = "fit-split", .type = OPT_CHOICE, A(split_train), .choices = "valid|train", .def_str = "valid",
+     .arg = "valid|train", .group = G_ENS, .flags = OPT_HIDE_DEFAULT, .help = "the same as --split"},
+    {.flag = "folds", .type = OPT_INT, A(folds), .lo = 2, .hi = 100, .def = ENS_DEFAULT_FOLDS, .arg = "K",
+     .group = G_ENS, .help = "cross-validation folds for stack and stack-features"},
+    {.flag = "features-csv", .type = OPT_PATH, A(features_text), .arg = "FILE", .group = G_ENS,
+     .help = "stack-features: also write the study features it fit on\n"
+             "(study,part,label,f1..fD; for checks with other tools)"},
+    {.flag = "seed", .type = OPT_U64, A(seed), .lo = 0, .hi = 0x7fffffff, .def = 1, .arg = "S", .group = G_ENS,
+     .help = "fold assignment seed"},
+    {.flag = "threshold", .type = OPT_DOUBLE, A(threshold), .lo = 0, .hi = 1, .def = MODEL_DEFAULT_THRESHOLD,
+     .arg = "T", .group = G_ENS, .help = "the ensemble's decision threshold"},
+    {.flag = "agg", .type = OPT_CHOICE, A(agg), .choices = "mean|max", .def_str = "mean", .arg = "mean|max",
+     .group = G_ENS, .help = "study probability from image probabilities"},
+    {.flag = "tta", .type = OPT_CHOICE, A(tta), .choices = "none|flip", .def_str = "none", .arg = "none|flip",
+     .group = G_ENS, .help = "flip: average each image with its horizontal mirror"},
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_ENS,
+     .flags = OPT_HIDE_DEFAULT, .help = "compute threads (default: all cores)"},
+    {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16", .def_str = "fp32", .arg = "fp32|bf16",
+     .group = G_ENS, .help = "compute precision while fitting"},
+};
+#define N_ROWS (sizeof rows / sizeof *rows)
+
+/* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, ens_args *a) {
-  static const struct option opts[] = {
-      {"out", required_argument, 0, 'o'},   {"method", required_argument, 0, 'M'},
-      {"data", required_argument, 0, 'd'},  {"split", required_argument, 0, 'S'},
-      {"fit-split", required_argument, 0, 'S'}, {"features-csv", required_argument, 0, 'F'},
-      {"folds", required_argument, 0, 'k'}, {"seed", required_argument, 0, 's'},
-      {"threshold", required_argument, 0, 'r'}, {"agg", required_argument, 0, 'a'},
-      {"tta", required_argument, 0, 't'},   {"threads", required_argument, 0, 'T'},
-      {"precision", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
-  a->split = DS_VALID;
-  a->folds = ENS_DEFAULT_FOLDS;
-  a->seed = 1;
-  a->threshold = MODEL_DEFAULT_THRESHOLD;
-  long v;
-  int c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-      case 'o': a->out = optarg; break;
-      case 'd': a->data = optarg; break;
-      case 'F': a->features_csv = optarg; break;
-      case 'M':
-        a->method = -1;
-        for (int i = 0; i < ENS_METHODS; i++)
-          if (!strcmp(optarg, method_names[i])) a->method = i;
-        if (a->method < 0)
-          return cli_errorf("ensemble", "--method: expected mean, vote, weighted, stack or stack-features, got '%s'",
-                            optarg) + 1;
-        a->has_method = 1;
-        break;
-      case 'S':
-        if (strcmp(optarg, "valid") && strcmp(optarg, "train"))
-          return cli_errorf("ensemble", "--split: expected valid or train, got '%s'", optarg) + 1;
-        a->split = strcmp(optarg, "train") ? DS_VALID : DS_TRAIN;
-        break;
-      case 'k':
-        if (cli_parse_int("ensemble", "folds", optarg, 2, 100, &v)) return 2;
-        a->folds = (int)v;
-        break;
-      case 's':
-        if (cli_parse_int("ensemble", "seed", optarg, 0, 0x7fffffffL, &v)) return 2;
-        a->seed = (uint64_t)v;
-        break;
-      case 'r':
-        if (cli_parse_double("ensemble", "threshold", optarg, 0, 1, &a->threshold)) return 2;
-        break;
-      case 'a':
-        if (strcmp(optarg, "mean") && strcmp(optarg, "max"))
-          return cli_errorf("ensemble", "--agg: expected mean or max, got '%s'", optarg) + 1;
-        a->agg = !strcmp(optarg, "max");
-        break;
-      case 't':
-        if (strcmp(optarg, "flip")) return cli_errorf("ensemble", "--tta: expected flip, got '%s'", optarg) + 1;
-        a->tta = 1;
-        break;
-      case 'T':
-        if (cli_parse_int("ensemble", "threads", optarg, 1, 1024, &v)) return 2;
-        a->threads = (int)v;
-        break;
-      case 'P':
-        if (cli_parse_choice("ensemble", "precision", optarg, "fp32", "bf16", &a->bf16)) return 2;
-        break;
-      case 'h': fputs(usage, stdout); return 0;
-      default: return cli_usage_error("ensemble");
-    }
+  opt_defaults(rows, N_ROWS, a);
+  cli_opt_table tab = {rows, N_ROWS, a, NULL, NULL};
+  int help, first, rc = cli_options_parse_operands("ensemble", argc, argv, &tab, 1, &help, &first);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, &tab, 1, NULL);
+    return 0;
   }
-  if (!a->out || !a->has_method) return cli_errorf("ensemble", "--out and --method are required (see --help)") + 1;
-  a->members = argv + optind;
-  a->m = argc - optind;
-  if (a->m < 2)
-    return cli_errorf("ensemble", "an ensemble needs at least 2 member models (got %d)", a->m) + 1;
+  if (!a->out_text[0] || !a->method_text[0])
+    return cli_usage_errorf("ensemble", "--out and --method are required (see --help)");
+  a->out = a->out_text;
+  a->data = a->data_text[0] ? a->data_text : NULL;
+  a->features_csv = a->features_text[0] ? a->features_text : NULL;
+  a->method = method_index(a->method_text);
+  a->split = a->split_train ? DS_TRAIN : DS_VALID;
+  a->members = argv + first;
+  a->m = argc - first;
+  if (a->m < 2) return cli_usage_errorf("ensemble", "an ensemble needs at least 2 member models (got %d)", a->m);
   if (a->method != ENS_MEAN && a->method != ENS_VOTE && !a->data)
-    return cli_errorf("ensemble", "--method %s is fit on labelled studies: give --data DIR", method_names[a->method]) + 1;
+    return cli_usage_errorf("ensemble", "--method %s is fit on labelled studies: give --data DIR",
+                            method_names[a->method]);
   return -1;
 }
 

@@ -1,11 +1,12 @@
 /* mskx import: weights from PyTorch (.pth) or Keras (.h5) into an mskx model file. */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "models/import.h"
 
-static const char *const usage =
+static const char *const usage_head =
     "usage: mskx import [--from torchvision|keras|safetensors|auto] IN --arch ARCH --out M.safetensors [options]\n"
     "\n"
     "Converts a PyTorch checkpoint (torch.save's zip format, e.g. torchvision's\n"
@@ -18,60 +19,63 @@ static const char *const usage =
     "The classifier: one output is loaded as mskx's one-logit head; two softmax\n"
     "outputs become the logit difference (w1-w0, b1-b0); any other width (ImageNet's\n"
     "1000) or none is re-initialised, as train --pretrained does.\n"
-    "\n"
-    "options:\n"
-    "  --from F       torchvision (alias pytorch), keras, safetensors or auto (default)\n"
-    "  --arch ARCH    one of the architectures below (Keras files: DenseNets only;\n"
-    "                 Keras's ResNet50 is ResNet v1 and cannot be mapped exactly onto\n"
-    "                 torchvision's resnet50)\n"
-    "  --out FILE     the model file to write (atomically)\n"
-    "  --size S       input size recorded in the model (default: the arch's, below)\n"
-    "  --seed N       seed of a re-initialised head (default 1)\n"
-    "  --bn-eps E     batch-norm epsilon to record (default: the source's: 1e-5 for\n"
-    "                 PyTorch, the model_config's for Keras, else Keras's 1.001e-5)\n"
-    "  -h, --help     this text\n";
+    "\n";
+
+typedef struct import_args {
+  char from[32], arch[4096], out[4096];
+  int size;
+  uint64_t seed;
+  double bn_eps;
+} import_args;
+
+static int check_from(const char *v, mskx_err *e) {
+  import_format f;
+  return import_format_parse(v, &f, e);
+}
+
+#define A(m) .off = offsetof(import_args, m), .size = sizeof(((import_args *)0)->m)
+#define G_IMPORT "options"
+static const opt_spec rows[] = {
+    {.flag = "from", .type = OPT_STRING, A(from), .def_str = "auto", .arg = "F", .group = G_IMPORT,
+     .check = check_from, .help = "torchvision (alias pytorch), keras, safetensors or auto"},
+    {.flag = "arch", .type = OPT_STRING, A(arch), .arg = "ARCH", .group = G_IMPORT, .flags = OPT_REQUIRED,
+     .help = "one of the architectures below (Keras files: DenseNets only;\n"
+             "Keras's ResNet50 is ResNet v1 and cannot be mapped exactly onto\n"
+             "torchvision's resnet50)"},
+    {.flag = "out", .type = OPT_PATH, A(out), .arg = "FILE", .group = G_IMPORT, .flags = OPT_REQUIRED,
+     .help = "the model file to write (atomically)"},
+    {.flag = "size", .type = OPT_INT, A(size), .lo = 16, .hi = 8192, .arg = "S", .group = G_IMPORT,
+     .flags = OPT_HIDE_DEFAULT, .help = "input size recorded in the model (default: the arch's, below)"},
+    {.flag = "seed", .type = OPT_U64, A(seed), .lo = 0, .hi = 2147483647, .def = 1, .arg = "N", .group = G_IMPORT,
+     .help = "seed of a re-initialised head"},
+    {.flag = "bn-eps", .type = OPT_DOUBLE, A(bn_eps), .lo = 1e-12, .hi = 1, .arg = "E", .group = G_IMPORT,
+     .flags = OPT_HIDE_DEFAULT,
+     .help = "batch-norm epsilon to record (default: the source's: 1e-5 for\n"
+             "PyTorch, the model_config's for Keras, else Keras's 1.001e-5)"},
+};
+#define N_ROWS (sizeof rows / sizeof *rows)
 
 int cmd_import(int argc, char **argv) {
   const char *cmd = "import";
-  enum { OPT_FROM = 256, OPT_ARCH, OPT_OUT, OPT_SIZE, OPT_SEED, OPT_EPS };
-  static const struct option opts[] = {{"from", required_argument, 0, OPT_FROM}, {"arch", required_argument, 0, OPT_ARCH},
-                                       {"out", required_argument, 0, OPT_OUT},   {"size", required_argument, 0, OPT_SIZE},
-                                       {"seed", required_argument, 0, OPT_SEED}, {"bn-eps", required_argument, 0, OPT_EPS},
-                                       {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
-  import_opts o = {.size = 0, .seed = 1}; /* size 0: the arch's default */
-  mskx_err e = {0};
-  long v;
-  double d;
-  int c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-      case OPT_FROM:
-        if (import_format_parse(optarg, &o.fmt, &e)) return cli_usage_errorf(cmd, "--from: %s", e.msg);
-        break;
-      case OPT_ARCH: o.arch = optarg; break;
-      case OPT_OUT: o.out = optarg; break;
-      case OPT_SIZE:
-        if (cli_parse_int(cmd, "size", optarg, 16, 8192, &v)) return CLI_EXIT_USAGE;
-        o.size = (int)v;
-        break;
-      case OPT_SEED:
-        if (cli_parse_int(cmd, "seed", optarg, 0, 2147483647L, &v)) return CLI_EXIT_USAGE;
-        o.seed = (uint64_t)v;
-        break;
-      case OPT_EPS:
-        if (cli_parse_double(cmd, "bn-eps", optarg, 1e-12, 1, &d)) return CLI_EXIT_USAGE;
-        o.bn_eps = (float)d;
-        break;
-      case 'h':
-        fputs(usage, stdout);
-        cli_print_archs(stdout, 1);
-        return 0;
-      default: return cli_usage_error(cmd);
-    }
+  import_args a;
+  memset(&a, 0, sizeof a);
+  opt_defaults(rows, N_ROWS, &a);
+  cli_opt_table tab = {rows, N_ROWS, &a, NULL, NULL};
+  int help, first, rc = cli_options_parse_operands(cmd, argc, argv, &tab, 1, &help, &first);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_archs(stdout, 1);
+    return 0;
   }
-  if (optind < argc) o.in = argv[optind++];
-  if (optind < argc) return cli_usage_errorf(cmd, "unexpected argument '%s'", argv[optind]);
+  mskx_err e = {0};
+  /* size 0: the arch's default; bn_eps 0: the source's. */
+  import_opts o = {.arch = a.arch[0] ? a.arch : NULL, .out = a.out[0] ? a.out : NULL, .size = a.size, .seed = a.seed,
+                   .bn_eps = (float)a.bn_eps};
+  if (import_format_parse(a.from, &o.fmt, &e)) return cli_usage_errorf(cmd, "--from: %s", e.msg);
+  if (first < argc) o.in = argv[first++];
+  if (first < argc) return cli_usage_errorf(cmd, "unexpected argument '%s'", argv[first]);
   if (!o.in || !o.arch || !o.out) return cli_usage_errorf(cmd, "IN, --arch and --out are required (see mskx import --help)");
   import_info info;
   if (import_model(&o, &info, &e)) return cli_error(cmd, &e);

@@ -1,6 +1,6 @@
 /* mskx predict: studies (image files or folders) through a model, bundle or
  * ensemble via the public API; table, JSON or CSV output, CAM overlays. */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "data/parts.h"
@@ -16,7 +17,7 @@
 #include "infer/cam.h"
 #include "io/dicom.h"
 
-static const char *const usage =
+static const char *const usage_head =
     "usage: mskx predict --model M PATH... [options]\n"
     "\n"
     "Predicts one study per PATH: an image file (.png, .jpg, .jpeg, .dcm or a DICOM file\n"
@@ -27,104 +28,88 @@ static const char *const usage =
     "Studies are computed together (whole studies, up to --max-batch images per\n"
     "forward pass) while decoder threads read the next ones; output keeps the order\n"
     "of the PATHs, and each study's answer is the one it gets alone (docs/predict.md).\n"
-    "\n"
-    "  --model FILE           model (.safetensors), per-part bundle or ensemble (.json)\n"
-    "  --part XR_NAME         body part of every study (default: the XR_* component of\n"
-    "                         each path, else DICOM BodyPartExamined/StudyDescription/\n"
-    "                         SeriesDescription, docs/dicom.md); bundles route by part\n"
-    "  --agg mean|max         study probability from image probabilities (default mean,\n"
-    "                         the MURA paper's rule)\n"
-    "  --tta flip             average each image with its horizontal mirror\n"
-    "  --cam DIR              write a class-activation overlay PNG per image into DIR\n"
-    "                         (named <study>__<image>.png, '/' in paths becoming '_')\n"
-    "  --sr DIR               write a DICOM Structured Report per DICOM study into DIR\n"
-    "                         (SR_<StudyInstanceUID>.dcm: probability, decision, threshold,\n"
-    "                         part, model, source image references; docs/dicom.md)\n"
-    "  --json                 print one JSON array of studies\n"
-    "  --csv                  print CSV: study,part,n_images,probability,decision (0/1)\n"
-    "  --threads N            compute threads (default: all cores), pinned one per CPU\n"
-    "                         (MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)\n"
-    "  --precision fp32|bf16|auto  compute precision (default fp32; auto: the faster\n"
-    "                         of one timed batch each, reported in the output)\n"
-    "  --max-batch N          images per forward pass, gathered from whole studies\n"
-    "                         (default 16)\n"
-    "  --decode-threads N     threads reading and resizing images while the network\n"
-    "                         computes (default: a quarter of the cores, 1..4)\n" CLI_DICOM_HELP
-    "  -h, --help             this help\n"
+    "\n";
+
+static const char *const usage_tail =
     "\n"
     "A study that cannot be predicted (unreadable image, no images, unknown part) is\n"
     "reported on stderr and, with --json, as an entry with \"error\"; the other studies\n"
     "are still predicted. Exit status: 0 all studies predicted, 1 some failed or the\n"
     "model could not be loaded, 2 usage error.\n";
 
+/* Longest --part taken; the library says whether it names a part. */
+#define PREDICT_PART_MAX 256
+
 typedef struct predict_args {
-  const char *model, *part, *cam_dir, *dicom_window, *sr_dir;
-  dicom_options dicom;
-  int json, csv, tta, agg, threads, max_batch, bf16, decode_threads;
+  char model[4096], part[PREDICT_PART_MAX], cam_dir[4096], sr_dir[4096];
+  cli_dicom_args dicom;
+  int json, csv, tta, agg_max, threads, max_batch, bf16, decode_threads;
   char **paths;
   int n_paths;
 } predict_args;
 
+#define A(m) .off = offsetof(predict_args, m), .size = sizeof(((predict_args *)0)->m)
+#define G_STUDY "Model and studies"
+#define G_OUTPUT "Output"
+#define G_COMPUTE "Computation"
+static const opt_spec rows[] = {
+    {.flag = "model", .type = OPT_PATH, A(model), .arg = "FILE", .group = G_STUDY, .flags = OPT_REQUIRED,
+     .help = "model (.safetensors), per-part bundle or ensemble (.json)"},
+    {.flag = "part", .type = OPT_STRING, A(part), .arg = "XR_NAME", .group = G_STUDY, .flags = OPT_HIDE_DEFAULT,
+     .help = "body part of every study (default: the XR_* component of\n"
+             "each path, else DICOM BodyPartExamined/StudyDescription/\n"
+             "SeriesDescription, docs/dicom.md); bundles route by part"},
+    {.flag = "agg", .type = OPT_CHOICE, A(agg_max), .choices = "mean|max", .def_str = "mean", .arg = "mean|max",
+     .group = G_STUDY, .help = "study probability from image probabilities; mean is the\nMURA paper's rule"},
+    {.flag = "tta", .type = OPT_CHOICE, A(tta), .choices = "none|flip", .def_str = "none", .arg = "none|flip",
+     .group = G_STUDY, .help = "flip: average each image with its horizontal mirror"},
+    {.flag = "cam", .type = OPT_PATH, A(cam_dir), .arg = "DIR", .group = G_OUTPUT,
+     .help = "write a class-activation overlay PNG per image into DIR\n"
+             "(named <study>__<image>.png, '/' in paths becoming '_')"},
+    {.flag = "sr", .type = OPT_PATH, A(sr_dir), .arg = "DIR", .group = G_OUTPUT,
+     .help = "write a DICOM Structured Report per DICOM study into DIR\n"
+             "(SR_<StudyInstanceUID>.dcm: probability, decision, threshold,\n"
+             "part, model, source image references; docs/dicom.md)"},
+    {.flag = "json", .type = OPT_BOOL, A(json), .group = G_OUTPUT, .help = "print one JSON array of studies"},
+    {.flag = "csv", .type = OPT_BOOL, A(csv), .group = G_OUTPUT,
+     .help = "print CSV: study,part,n_images,probability,decision (0/1)"},
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_COMPUTE,
+     .flags = OPT_HIDE_DEFAULT,
+     .help = "compute threads (default: all cores), pinned one per CPU\n"
+             "(MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)"},
+    {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16|auto", .def_str = "fp32",
+     .arg = "fp32|bf16|auto", .group = G_COMPUTE,
+     .help = "compute precision (auto: the faster of one timed batch each,\nreported in the output)"},
+    {.flag = "max-batch", .type = OPT_INT, A(max_batch), .lo = 1, .hi = 4096, .arg = "N", .group = G_COMPUTE,
+     .flags = OPT_HIDE_DEFAULT,
+     .help = "images per forward pass, gathered from whole studies\n(default 16)"},
+    {.flag = "decode-threads", .type = OPT_INT, A(decode_threads), .lo = 1, .hi = BATCH_PREDICT_MAX_THREADS,
+     .arg = "N", .group = G_COMPUTE, .flags = OPT_HIDE_DEFAULT,
+     .help = "threads reading and resizing images while the network\n"
+             "computes (default: a quarter of the cores, 1..4)"},
+};
+#define N_ROWS (sizeof rows / sizeof *rows)
+
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, predict_args *a) {
-  static const struct option opts[] = {
-      {"model", required_argument, 0, 'm'},    {"part", required_argument, 0, 'p'},
-      {"agg", required_argument, 0, 'a'},      {"tta", required_argument, 0, 't'},
-      {"cam", required_argument, 0, 'c'},      {"json", no_argument, 0, 'j'},
-      {"csv", no_argument, 0, 'v'},            {"threads", required_argument, 0, 'T'},
-      {"precision", required_argument, 0, 'P'}, {"max-batch", required_argument, 0, 'b'},
-      {"help", no_argument, 0, 'h'},           {"sr", required_argument, 0, 'S'},
-      {"decode-threads", required_argument, 0, 'D'},
-      CLI_DICOM_OPTIONS,                       {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
-  long v;
-  int c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-      case 'm': a->model = optarg; break;
-      case 'p': a->part = optarg; break;
-      case 'c': a->cam_dir = optarg; break;
-      case 'S': a->sr_dir = optarg; break;
-      case 'j': a->json = 1; break;
-      case 'v': a->csv = 1; break;
-      case 'a':
-        if (strcmp(optarg, "mean") && strcmp(optarg, "max"))
-          return cli_errorf("predict", "--agg: expected mean or max, got '%s'", optarg) + 1;
-        a->agg = strcmp(optarg, "max") ? MSKX_AGG_MEAN : MSKX_AGG_MAX;
-        break;
-      case 't':
-        if (strcmp(optarg, "flip")) return cli_errorf("predict", "--tta: expected flip, got '%s'", optarg) + 1;
-        a->tta = 1;
-        break;
-      case 'P':
-        if (cli_parse_precision("predict", optarg, &a->bf16)) return 2;
-        break;
-      case 'T':
-        if (cli_parse_int("predict", "threads", optarg, 1, 1024, &v)) return 2;
-        a->threads = (int)v;
-        break;
-      case 'b':
-        if (cli_parse_int("predict", "max-batch", optarg, 1, 4096, &v)) return 2;
-        a->max_batch = (int)v;
-        break;
-      case 'D':
-        if (cli_parse_int("predict", "decode-threads", optarg, 1, BATCH_PREDICT_MAX_THREADS, &v)) return 2;
-        a->decode_threads = (int)v;
-        break;
-      case 'h': fputs(usage, stdout); return 0;
-      case CLI_DICOM_OPT_WINDOW: case CLI_DICOM_OPT_FRAMES:
-        if (cli_dicom_option("predict", c, optarg, &a->dicom)) return 2;
-        if (c == CLI_DICOM_OPT_WINDOW) a->dicom_window = optarg;
-        break;
-      default: return cli_usage_error("predict");
-    }
+  opt_defaults(rows, N_ROWS, a);
+  opt_defaults(cli_dicom_rows, cli_dicom_row_count, &a->dicom);
+  cli_opt_table tabs[] = {{rows, N_ROWS, a, NULL, NULL}, {cli_dicom_rows, cli_dicom_row_count, &a->dicom, NULL, NULL}};
+  int help, first, rc = cli_options_parse_operands("predict", argc, argv, tabs, 2, &help, &first);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, tabs, 2, NULL);
+    fputs(usage_tail, stdout);
+    return 0;
   }
-  if (!a->model) return cli_errorf("predict", "--model is required (see --help)") + 1;
-  if (a->json && a->csv) return cli_errorf("predict", "--json and --csv are exclusive") + 1;
-  if (optind >= argc) return cli_errorf("predict", "no study given: name image files or study folders") + 1;
-  a->paths = argv + optind;
-  a->n_paths = argc - optind;
+  mskx_err e = {0, ""};
+  if (opt_check_all(rows, N_ROWS, a, &e)) return cli_usage_errorf("predict", "%s (see --help)", e.msg);
+  if (a->json && a->csv) return cli_usage_errorf("predict", "--json and --csv are exclusive");
+  if (first >= argc) return cli_usage_errorf("predict", "no study given: name image files or study folders");
+  a->paths = argv + first;
+  a->n_paths = argc - first;
   return -1;
 }
 
@@ -181,11 +166,12 @@ static void print_table_row(const char *study, int width, const mskx_result *r) 
 static int report_study(const predict_args *a, const char *study, const char *label, char **imgs, int n, int width,
                         cJSON *arr, const mskx_result *r, int rc, mskx_err e) {
   char (*cams)[4096] = NULL;
-  if (!rc && a->cam_dir && !(cams = calloc((size_t)r->n_images, sizeof *cams))) rc = err_set(&e, MSKX_ENOMEM, "out of memory");
-  for (int i = 0; !rc && a->cam_dir && i < r->n_images; i++)
-    rc = write_overlay(a->cam_dir, study, path_is_dir(study), &r->images[i], cams[i], sizeof cams[i], &e);
+  const char *cam_dir = a->cam_dir[0] ? a->cam_dir : NULL;
+  if (!rc && cam_dir && !(cams = calloc((size_t)r->n_images, sizeof *cams))) rc = err_set(&e, MSKX_ENOMEM, "out of memory");
+  for (int i = 0; !rc && cam_dir && i < r->n_images; i++)
+    rc = write_overlay(cam_dir, study, path_is_dir(study), &r->images[i], cams[i], sizeof cams[i], &e);
   char sr[4200] = "";
-  if (!rc && a->sr_dir && r->study_uid[0]) {
+  if (!rc && a->sr_dir[0] && r->study_uid[0]) {
     const char *model = strrchr(a->model, '/');
     dicom_sr_in in = {NULL, 0, r->probability, r->threshold, r->abnormal, r->part, model ? model + 1 : a->model, NULL, NULL, NULL};
     rc = dicom_sr_write_files(a->sr_dir, (const char *const *)imgs, n, &in, sr, sizeof sr, &e);
@@ -329,12 +315,12 @@ static int run_paths(const predict_args *a, mskx_model *m, int width, cJSON *arr
   int rc = bad || !bs || !entry ? err_set(&e, MSKX_ENOMEM, "out of memory") : MSKX_OK;
   for (int i = 0; !rc && i < pl.n; i++) {
     if (!pl.v[i].n) continue;
-    const char *part = a->part ? a->part : pl.v[i].xr[0] ? pl.v[i].xr : NULL;
+    const char *part = a->part[0] ? a->part : pl.v[i].xr[0] ? pl.v[i].xr : NULL;
     bs[n] = (batch_study){(const char *const *)pl.v[i].imgs, pl.v[i].n, part};
     entry[n++] = i;
   }
   batch_predict_options bo = {a->decode_threads, 0};
-  mskx_predict_options po = {a->agg, a->tta, 0, a->cam_dir != NULL, 0, 0};
+  mskx_predict_options po = {a->agg_max ? MSKX_AGG_MAX : MSKX_AGG_MEAN, a->tta, 0, a->cam_dir[0] != 0, 0, 0};
   if (!rc) rc = batch_predict_files(m, bs, n, &po, &bo, on_study, &c, &e);
   if (!rc) report_listing_errors(&c, pl.n);
   if (c.progress) fprintf(stderr, "\r\033[K");
@@ -351,11 +337,11 @@ int cmd_predict(int argc, char **argv) {
   int rc = parse_args(argc, argv, &a);
   if (rc >= 0) return rc;
   mskx_err e = {0, ""};
-  if (a.cam_dir && mkdir_p(a.cam_dir, &e)) return cli_error("predict", &e);
-  if (a.sr_dir && mkdir_p(a.sr_dir, &e)) return cli_error("predict", &e);
+  if (a.cam_dir[0] && mkdir_p(a.cam_dir, &e)) return cli_error("predict", &e);
+  if (a.sr_dir[0] && mkdir_p(a.sr_dir, &e)) return cli_error("predict", &e);
   mskx_load_options lo = {.threads = a.threads, .precision = a.bf16,
-                          .max_batch = a.max_batch, .max_contexts = 1, .dicom_window = a.dicom_window,
-                          .dicom_first_frame = a.dicom.frames == DICOM_FRAMES_FIRST};
+                          .max_batch = a.max_batch, .max_contexts = 1, .dicom_window = a.dicom.window,
+                          .dicom_first_frame = cli_dicom_args_options(&a.dicom).frames == DICOM_FRAMES_FIRST};
   cli_pin_threads(a.threads);
   mskx_model *m = NULL;
   if (mskx_model_load(a.model, &lo, &m, &e)) return cli_error("predict", &e);

@@ -1,15 +1,18 @@
 /* mskx quantize: an fp32 model file to an int8 one (infer/quantize.h). */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "core/error.h"
 #include "infer/quantize.h"
 
 #define CMD "quantize"
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
-static const char *const usage =
+static const char *const usage_head =
     "usage: mskx quantize --model M --data DIR --out M8.safetensors [--calib N] [--statistic S]\n"
     "\n"
     "Post-training int8 quantisation of a DenseNet model: weights per output channel\n"
@@ -21,57 +24,68 @@ static const char *const usage =
     "(oneDNN, VNNI or AMX where the CPU has them) and cannot be trained or exported.\n"
     "Prints the file, the calibration and the largest probability difference\n"
     "between the int8 and fp32 models on the calibration images.\n"
-    "\n"
-    "  --model M          fp32 model file (.safetensors)\n"
-    "  --data DIR         dataset whose training split calibrates\n"
-    "  --out FILE         int8 model file to write\n"
-    "  --calib N          calibration images, spread evenly over the split (default 256,\n"
-    "                     or all if fewer)\n"
-    "  --statistic S      max, or pNN.NN: that percentile of each input's values\n"
-    "                     (default max; see docs/quantize.md)\n"
-    "  --threads T        compute threads (default: all cores)\n";
+    "\n";
+
+typedef struct quant_args {
+  char model[4096], data[4096], out[4096], statistic[32];
+  int calib, threads;
+} quant_args;
+
+/* --statistic: max (100) or pNN.NN, a percentile in (0, 100]. */
+static int parse_statistic(const char *v, double *out, mskx_err *e) {
+  char *end = NULL;
+  double p = v[0] == 'p' ? strtod(v + 1, &end) : 0;
+  if (!strcmp(v, "max")) p = 100, end = (char *)"";
+  if (!end || end == v + 1 || *end || !(p > 0 && p <= 100))
+    return err_set(e, MSKX_EINVAL, "--statistic must be max or pNN.NN (a percentile in (0, 100]), got '%s'", v);
+  *out = p;
+  return MSKX_OK;
+}
+
+static int check_statistic(const char *v, mskx_err *e) {
+  double p;
+  return parse_statistic(v, &p, e);
+}
+
+#define A(m) .off = offsetof(quant_args, m), .size = sizeof(((quant_args *)0)->m)
+#define G_QUANT "options"
+static const opt_spec rows[] = {
+    {.flag = "model", .type = OPT_PATH, A(model), .arg = "M", .group = G_QUANT, .flags = OPT_REQUIRED,
+     .help = "fp32 model file (.safetensors)"},
+    {.flag = "data", .type = OPT_PATH, A(data), .arg = "DIR", .group = G_QUANT, .flags = OPT_REQUIRED,
+     .help = "dataset whose training split calibrates"},
+    {.flag = "out", .type = OPT_PATH, A(out), .arg = "FILE", .group = G_QUANT, .flags = OPT_REQUIRED,
+     .help = "int8 model file to write"},
+    {.flag = "calib", .type = OPT_INT, A(calib), .lo = 1, .hi = 1000000, .arg = "N", .group = G_QUANT,
+     .flags = OPT_HIDE_DEFAULT,
+     .help = "calibration images, spread evenly over the split (default " STR(QUANT_DEFAULT_CALIB) ",\nor all if fewer)"},
+    {.flag = "statistic", .type = OPT_STRING, A(statistic), .def_str = "max", .arg = "S", .group = G_QUANT,
+     .check = check_statistic,
+     .help = "max, or pNN.NN: that percentile of each input's values\n(see docs/quantize.md)"},
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "T", .group = G_QUANT,
+     .flags = OPT_HIDE_DEFAULT, .help = "compute threads (default: all cores)"},
+};
+#define N_ROWS (sizeof rows / sizeof *rows)
 
 int cmd_quantize(int argc, char **argv) {
-  static const struct option longs[] = {{"model", 1, 0, 'm'},     {"data", 1, 0, 'd'},    {"out", 1, 0, 'o'},
-                                        {"calib", 1, 0, 'c'},     {"statistic", 1, 0, 's'}, {"threads", 1, 0, 'T'},
-                                        {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
-  const char *model = NULL, *out = NULL;
-  quant_options o = {.percentile = QUANT_DEFAULT_PERCENTILE};
-  long v;
-  int c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-    switch (c) {
-      case 'm': model = optarg; break;
-      case 'd': o.data = optarg; break;
-      case 'o': out = optarg; break;
-      case 'c':
-        if (cli_parse_int(CMD, "calib", optarg, 1, 1000000, &v)) return CLI_EXIT_USAGE;
-        o.calib = (int)v;
-        break;
-      case 'T':
-        if (cli_parse_int(CMD, "threads", optarg, 1, 1024, &v)) return CLI_EXIT_USAGE;
-        o.threads = (int)v;
-        break;
-      case 's': {
-        char *end = NULL;
-        double p = optarg[0] == 'p' ? strtod(optarg + 1, &end) : 0;
-        if (!strcmp(optarg, "max")) p = 100, end = (char *)"";
-        if (!end || end == optarg + 1 || *end || !(p > 0 && p <= 100))
-          return cli_usage_errorf(CMD, "--statistic must be max or pNN.NN (a percentile in (0, 100]), got '%s'",
-                                  optarg);
-        o.percentile = p;
-        break;
-      }
-      case 'h': fputs(usage, stdout); return 0;
-      default: return cli_usage_error(CMD);
-    }
+  quant_args a;
+  memset(&a, 0, sizeof a);
+  opt_defaults(rows, N_ROWS, &a);
+  cli_opt_table tab = {rows, N_ROWS, &a, NULL, NULL};
+  int help, rc = cli_options_parse(CMD, argc, argv, &tab, 1, &help);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, &tab, 1, NULL);
+    return 0;
   }
-  if (optind < argc) return cli_usage_errorf(CMD, "unexpected argument '%s'", argv[optind]);
-  if (!model || !o.data || !out) return cli_usage_errorf(CMD, "--model, --data and --out are required");
+  if (!a.model[0] || !a.data[0] || !a.out[0]) return cli_usage_errorf(CMD, "--model, --data and --out are required");
   mskx_err e = {0, ""};
+  quant_options o = {.data = a.data, .calib = a.calib, .threads = a.threads};
+  if (parse_statistic(a.statistic, &o.percentile, &e)) return cli_usage_errorf(CMD, "%s", e.msg);
+  const char *out = a.out;
   quant_report r;
-  if (quantize_model(model, out, &o, &r, &e)) return cli_error(CMD, &e);
+  if (quantize_model(a.model, out, &o, &r, &e)) return cli_error(CMD, &e);
   printf("%s: int8, %d convolutions, calibrated on %d images of %s (train split, %s)\n", out, r.convs, r.images,
          o.data, o.percentile >= 100 ? "max" : "percentile");
   printf("largest |p_int8 - p_fp32| on the calibration images: %.6f\n", r.max_prob_diff);

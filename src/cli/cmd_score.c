@@ -1,10 +1,11 @@
 /* mskx score: metrics of a study-level predictions CSV against MURA's
  * labelled-studies CSV, per body part and overall, with bootstrap CIs. */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "core/json.h"
 #include "core/error.h"
 #include "core/util.h"
@@ -16,72 +17,65 @@
 #define SCORE_MIN_BOOT 1000
 #define SCORE_MAX_BOOT 1000000
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: mskx score --pred PRED.csv --truth TRUTH.csv [options]\n\n"
-          "Scores study-level predictions against labelled studies: Cohen's kappa, AUROC,\n"
-          "accuracy, sensitivity, specificity, precision and F1 per body part and overall,\n"
-          "with percentile-bootstrap 95%% confidence intervals, beside the MURA paper's kappas.\n\n"
-          "  --pred FILE        predictions, lines 'study_path/,value' without header; values\n"
-          "                     are probabilities in [0,1], or decisions if all exactly 0 or 1\n"
-          "  --truth FILE       labels, e.g. MURA-v1.1/valid_labeled_studies.csv ('study_path/,0|1')\n"
-          "  --threshold T      abnormal when probability > T (default %g, the paper's rule)\n"
-          "  --bootstrap N      bootstrap resamples, 0 or >= %d (default %d; 0 = no CIs)\n"
-          "  --seed S           bootstrap seed (default %u)\n"
-          "  --allow-missing    score only the predicted studies when some labelled ones lack\n"
-          "                     a prediction (default: error)\n"
-          "  --json             print the JSON results instead of the table\n"
-          "  --out FILE         also write the JSON results to FILE (atomically)\n"
-          "  -h, --help         this help\n",
-          EVAL_DEFAULT_THRESHOLD, SCORE_MIN_BOOT, EVAL_DEFAULT_BOOT, EVAL_DEFAULT_SEED);
-}
+static const char *const usage_head =
+    "usage: mskx score --pred PRED.csv --truth TRUTH.csv [options]\n\n"
+    "Scores study-level predictions against labelled studies: Cohen's kappa, AUROC,\n"
+    "accuracy, sensitivity, specificity, precision and F1 per body part and overall,\n"
+    "with percentile-bootstrap 95% confidence intervals, beside the MURA paper's kappas.\n\n";
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 typedef struct score_args {
-  const char *pred, *truth, *out;
+  char pred_text[4096], truth_text[4096], out_text[4096];
+  const char *pred, *truth, *out;   /* out: NULL when not given */
   int json, allow_missing;
   eval_options opt;
 } score_args;
 
+#define A(m) .off = offsetof(score_args, m), .size = sizeof(((score_args *)0)->m)
+#define G_SCORE "options"
+static const opt_spec rows[] = {
+    {.flag = "pred", .type = OPT_PATH, A(pred_text), .arg = "FILE", .group = G_SCORE, .flags = OPT_REQUIRED,
+     .help = "predictions, lines 'study_path/,value' without header; values\n"
+             "are probabilities in [0,1], or decisions if all exactly 0 or 1"},
+    {.flag = "truth", .type = OPT_PATH, A(truth_text), .arg = "FILE", .group = G_SCORE, .flags = OPT_REQUIRED,
+     .help = "labels, e.g. MURA-v1.1/valid_labeled_studies.csv ('study_path/,0|1')"},
+    {.flag = "threshold", .type = OPT_DOUBLE, A(opt.threshold), .lo = 0, .hi = 1, .def = EVAL_DEFAULT_THRESHOLD,
+     .arg = "T", .group = G_SCORE, .help = "abnormal when probability > T (the paper's rule)"},
+    {.flag = "bootstrap", .type = OPT_INT, A(opt.n_boot), .lo = 0, .hi = SCORE_MAX_BOOT, .def = EVAL_DEFAULT_BOOT,
+     .arg = "N", .group = G_SCORE, .help = "bootstrap resamples, 0 or >= " STR(SCORE_MIN_BOOT) " (0 = no CIs)"},
+    {.flag = "seed", .type = OPT_U64, A(opt.seed), .lo = 0, .hi = 0x7fffffff, .def = EVAL_DEFAULT_SEED, .arg = "S",
+     .group = G_SCORE, .help = "bootstrap seed"},
+    {.flag = "allow-missing", .type = OPT_BOOL, A(allow_missing), .group = G_SCORE,
+     .help = "score only the predicted studies when some labelled ones lack\na prediction (default: error)"},
+    {.flag = "json", .type = OPT_BOOL, A(json), .group = G_SCORE, .help = "print the JSON results instead of the table"},
+    {.flag = "out", .type = OPT_PATH, A(out_text), .arg = "FILE", .group = G_SCORE,
+     .help = "also write the JSON results to FILE (atomically)"},
+};
+#define N_ROWS (sizeof rows / sizeof *rows)
+
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, score_args *a) {
-  static const struct option opts[] = {
-      {"pred", required_argument, 0, 'p'},      {"truth", required_argument, 0, 't'},
-      {"threshold", required_argument, 0, 'T'}, {"bootstrap", required_argument, 0, 'b'},
-      {"seed", required_argument, 0, 's'},      {"out", required_argument, 0, 'o'},
-      {"json", no_argument, 0, 'j'},            {"allow-missing", no_argument, 0, 'm'},
-      {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
   eval_options_default(&a->opt);
-  optind = 1;
-  int c;
-  long v;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-      case 'p': a->pred = optarg; break;
-      case 't': a->truth = optarg; break;
-      case 'o': a->out = optarg; break;
-      case 'j': a->json = 1; break;
-      case 'm': a->allow_missing = 1; break;
-      case 'T':
-        if (cli_parse_double("score", "threshold", optarg, 0.0, 1.0, &a->opt.threshold)) return 2;
-        break;
-      case 'b':
-        if (cli_parse_int("score", "bootstrap", optarg, 0, SCORE_MAX_BOOT, &v)) return 2;
-        if (v > 0 && v < SCORE_MIN_BOOT)
-          return cli_errorf("score", "--bootstrap: %ld resamples are too few for a 95%% interval (use 0 or >= %d)",
-                            v, SCORE_MIN_BOOT) + 1;
-        a->opt.n_boot = (int)v;
-        break;
-      case 's':
-        if (cli_parse_int("score", "seed", optarg, 0, 0x7fffffffL, &v)) return 2;
-        a->opt.seed = (uint64_t)v;
-        break;
-      case 'h': usage(stdout); return 0;
-      default: return cli_usage_error("score");
-    }
+  opt_defaults(rows, N_ROWS, a);
+  cli_opt_table tab = {rows, N_ROWS, a, NULL, NULL};
+  int help, rc = cli_options_parse("score", argc, argv, &tab, 1, &help);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, &tab, 1, NULL);
+    return 0;
   }
-  if (optind < argc) return cli_errorf("score", "unexpected argument '%s'", argv[optind]) + 1;
-  if (!a->pred || !a->truth) return cli_errorf("score", "--pred and --truth are required (see --help)") + 1;
+  if (a->opt.n_boot > 0 && a->opt.n_boot < SCORE_MIN_BOOT)
+    return cli_usage_errorf("score", "--bootstrap: %d resamples are too few for a 95%% interval (use 0 or >= %d)",
+                            a->opt.n_boot, SCORE_MIN_BOOT);
+  if (!a->pred_text[0] || !a->truth_text[0])
+    return cli_usage_errorf("score", "--pred and --truth are required (see --help)");
+  a->pred = a->pred_text;
+  a->truth = a->truth_text;
+  a->out = a->out_text[0] ? a->out_text : NULL;
   return -1;
 }
 

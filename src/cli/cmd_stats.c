@@ -1,83 +1,71 @@
 /* mskx stats: studies and images per body part, split and class (Table 1 of
  * the MURA paper), image sizes from headers, and an optional decode check. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "core/error.h"
 #include "data/dataset.h"
 
 #define STATS_MAX_THREADS 256
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: mskx stats --data DIR [--json] [--check] [--threads T] [--no-sizes]\n\n"
-          "Counts studies and images per body part in the train and valid splits, normal and\n"
-          "abnormal (the layout of Table 1 of the MURA paper), reports image sizes read from\n"
-          "the image headers, and prints the dataset's warnings.\n\n"
-          "  --data DIR      MURA-v1.1 folder (with its four CSVs, or only its folder tree), a\n"
-          "                  folder containing MURA-v1.1/, or a CSV file with a header\n"
-          "                  image_path,label[,study_id][,part][,split] (see docs/data.md)\n"
-          "  --json          print JSON instead of the table\n"
-          "  --check         decode every image; list each unreadable one (path and reason)\n"
-          "                  on stderr and exit 1 if there are any\n"
-          "  --threads T     threads reading images (default: the number of CPUs)\n"
-          "  --no-sizes      skip reading image headers (counts only)\n"
-          "  -h, --help      this help\n");
-}
+static const char *const usage_head =
+    "usage: mskx stats --data DIR [--json] [--check] [--threads T] [--no-sizes]\n\n"
+    "Counts studies and images per body part in the train and valid splits, normal and\n"
+    "abnormal (the layout of Table 1 of the MURA paper), reports image sizes read from\n"
+    "the image headers, and prints the dataset's warnings.\n\n";
+
+/* Default reading threads: the CPUs, at most this many. */
+#define STATS_DEFAULT_THREADS_MAX 16
 
 typedef struct stats_args {
-  const char *data;
-  int json, check, sizes;
+  char data[4096];
+  int json, check, no_sizes;
   int threads;
 } stats_args;
 
+#define A(m) .off = offsetof(stats_args, m), .size = sizeof(((stats_args *)0)->m)
+#define G_STATS "options"
+static const opt_spec rows[] = {
+    {.flag = "data", .type = OPT_PATH, A(data), .arg = "DIR", .group = G_STATS, .flags = OPT_REQUIRED,
+     .help = "MURA-v1.1 folder (with its four CSVs, or only its folder tree), a\n"
+             "folder containing MURA-v1.1/, or a CSV file with a header\n"
+             "image_path,label[,study_id][,part][,split] (see docs/data.md)"},
+    {.flag = "json", .type = OPT_BOOL, A(json), .group = G_STATS, .help = "print JSON instead of the table"},
+    {.flag = "check", .type = OPT_BOOL, A(check), .group = G_STATS,
+     .help = "decode every image; list each unreadable one (path and reason)\n"
+             "on stderr and exit 1 if there are any"},
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = STATS_MAX_THREADS, .arg = "T", .group = G_STATS,
+     .flags = OPT_HIDE_DEFAULT,
+     .help = "threads reading images (default: the number of CPUs, at most " STR(STATS_DEFAULT_THREADS_MAX) ")"},
+    {.flag = "no-sizes", .type = OPT_BOOL, A(no_sizes), .group = G_STATS,
+     .help = "skip reading image headers (counts only)"},
+};
+#define N_ROWS (sizeof rows / sizeof *rows)
+
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, stats_args *a) {
-  static const struct option opts[] = {{"data", required_argument, 0, 'd'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {"check", no_argument, 0, 'c'},
-                                       {"threads", required_argument, 0, 't'},
-                                       {"no-sizes", no_argument, 0, 'n'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
-  a->sizes = 1;
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  a->threads = cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
-  optind = 1;
-  int c;
-  long v;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-      case 'd':
-        a->data = optarg;
-        break;
-      case 'j':
-        a->json = 1;
-        break;
-      case 'c':
-        a->check = 1;
-        break;
-      case 'n':
-        a->sizes = 0;
-        break;
-      case 't':
-        if (cli_parse_int("stats", "threads", optarg, 1, STATS_MAX_THREADS, &v)) return 2;
-        a->threads = (int)v;
-        break;
-      case 'h':
-        usage(stdout);
-        return 0;
-      default:
-        return cli_usage_error("stats");
-    }
+  opt_defaults(rows, N_ROWS, a);
+  cli_opt_table tab = {rows, N_ROWS, a, NULL, NULL};
+  int help, rc = cli_options_parse("stats", argc, argv, &tab, 1, &help);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, &tab, 1, NULL);
+    return 0;
   }
-  if (optind < argc) return cli_errorf("stats", "unexpected argument '%s'", argv[optind]) + 1;
-  if (!a->data) return cli_errorf("stats", "--data DIR is required") + 1;
+  if (!a->data[0]) return cli_usage_errorf("stats", "--data DIR is required");
+  if (!a->threads) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    a->threads = cpus < 1 ? 1 : cpus > STATS_DEFAULT_THREADS_MAX ? STATS_DEFAULT_THREADS_MAX : (int)cpus;
+  }
   return -1;
 }
 
@@ -227,7 +215,7 @@ int cmd_stats(int argc, char **argv) {
   ds_scan scans[DS_NSPLITS];
   memset(scans, 0, sizeof scans);
   size_summary sz = {0};
-  int scanned = a.sizes || a.check, bad = 0;
+  int scanned = !a.no_sizes || a.check, bad = 0;
   for (int k = 0; scanned && k < DS_NSPLITS && !rc; k++)
     if (dataset_scan(dataset_split(d, k), a.check, a.threads, NULL, &scans[k], &e))
       rc = cli_error("stats", &e);

@@ -1,36 +1,65 @@
 /* mskx synth: writes a synthetic MURA-format dataset of radiograph phantoms. */
-#include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "data/synth.h"
 
-static void usage(void) {
-  printf(
-      "usage: mskx synth --out DIR [options]\n\n"
-      "Writes DIR/MURA-v1.1/ in the layout of the MURA v1.1 release (train/ and valid/\n"
-      "folders XR_<PART>/patient<NNNNN>/study<K>_<positive|negative>/image<N>.png and the\n"
-      "four CSVs) filled with procedural radiograph phantoms of the seven MURA parts, plus\n"
-      "DIR/synth_findings.csv (finding type and box per image). The images are synthetic\n"
-      "phantoms for demos and tests: they carry no clinical meaning.\n\n"
-      "options:\n"
-      "  -o, --out DIR              output folder (required)\n"
-      "  -n, --studies N            studies over both splits, %d..%d (default 700)\n"
-      "  -s, --seed S               random seed (default 1); same arguments, same bytes\n"
-      "      --min-size PX          smallest image width/height, %d..%d (default 200)\n"
-      "      --max-size PX          largest image width/height, %d..%d (default 512)\n"
-      "      --valid-fraction F     share of studies in valid, whole patients (default 0.15)\n"
-      "      --abnormal-fraction F  share of abnormal studies per split (default 0.4)\n"
-      "      --finding-scale K      findings K times larger and stronger, 1..4 (default 1;\n"
-      "                             larger is easier to learn, e.g. for a short demo)\n"
-      "  -j, --threads T            worker threads (default: all cores); output is the same\n"
-      "  -f, --force                write into a non-empty DIR/MURA-v1.1\n"
-      "      --format png|dicom     image files (default png); dicom writes imageN.dcm in a\n"
-      "                             mix of transfer syntaxes, bit depths, MONOCHROME1/2,\n"
-      "                             windows and rescales (docs/dicom.md)\n"
-      "  -h, --help                 this text\n",
-      SYNTH_MIN_STUDIES, SYNTH_MAX_STUDIES, SYNTH_MIN_SIZE, SYNTH_MAX_SIZE, SYNTH_MIN_SIZE, SYNTH_MAX_SIZE);
-}
+static const char *const usage_head =
+    "usage: mskx synth --out DIR [options]\n\n"
+    "Writes DIR/MURA-v1.1/ in the layout of the MURA v1.1 release (train/ and valid/\n"
+    "folders XR_<PART>/patient<NNNNN>/study<K>_<positive|negative>/image<N>.png and the\n"
+    "four CSVs) filled with procedural radiograph phantoms of the seven MURA parts, plus\n"
+    "DIR/synth_findings.csv (finding type and box per image). The images are synthetic\n"
+    "phantoms for demos and tests: they carry no clinical meaning.\n\n";
+
+/* The configuration plus the output folder's text (synth_config points at it). */
+typedef struct synth_args {
+  synth_config cfg;
+  char out[4096];
+} synth_args;
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define A(m) .off = offsetof(synth_args, m), .size = sizeof(((synth_args *)0)->m)
+#define G_SYNTH "options"
+/* Ranges as wide as the values synth_config_check explains (its messages say
+ * why a value is refused, e.g. that each part needs a study in both splits). */
+static const opt_spec rows[] = {
+    {.flag = "out", .letter = 'o', .type = OPT_PATH, A(out), .arg = "DIR", .group = G_SYNTH, .flags = OPT_REQUIRED,
+     .help = "output folder (required)"},
+    {.flag = "studies", .letter = 'n', .type = OPT_INT, A(cfg.studies), .lo = INT_MIN, .hi = INT_MAX,
+     .def = SYNTH_DEFAULT_STUDIES, .arg = "N", .group = G_SYNTH,
+     .help = "studies over both splits, " STR(SYNTH_MIN_STUDIES) ".." STR(SYNTH_MAX_STUDIES)},
+    {.flag = "seed", .letter = 's', .type = OPT_U64, A(cfg.seed), .lo = 0, .hi = (double)LONG_MAX,
+     .def = SYNTH_DEFAULT_SEED, .arg = "S", .group = G_SYNTH, .help = "random seed; same arguments, same bytes"},
+    {.flag = "min-size", .type = OPT_INT, A(cfg.min_size), .lo = INT_MIN, .hi = INT_MAX,
+     .def = SYNTH_DEFAULT_MIN_SIZE, .arg = "PX", .group = G_SYNTH,
+     .help = "smallest image width/height, " STR(SYNTH_MIN_SIZE) ".." STR(SYNTH_MAX_SIZE)},
+    {.flag = "max-size", .type = OPT_INT, A(cfg.max_size), .lo = INT_MIN, .hi = INT_MAX,
+     .def = SYNTH_DEFAULT_MAX_SIZE, .arg = "PX", .group = G_SYNTH,
+     .help = "largest image width/height, " STR(SYNTH_MIN_SIZE) ".." STR(SYNTH_MAX_SIZE)},
+    {.flag = "valid-fraction", .type = OPT_DOUBLE, A(cfg.valid_fraction), .lo = 0.01, .hi = 0.99,
+     .def = SYNTH_DEFAULT_VALID_FRACTION, .arg = "F", .group = G_SYNTH,
+     .help = "share of studies in valid, whole patients"},
+    {.flag = "abnormal-fraction", .type = OPT_DOUBLE, A(cfg.abnormal_fraction), .lo = 0, .hi = 1,
+     .def = SYNTH_DEFAULT_ABNORMAL_FRACTION, .arg = "F", .group = G_SYNTH,
+     .help = "share of abnormal studies per split"},
+    {.flag = "finding-scale", .type = OPT_DOUBLE, A(cfg.finding_scale), .lo = 1, .hi = 4,
+     .def = SYNTH_DEFAULT_FINDING_SCALE, .arg = "K", .group = G_SYNTH,
+     .help = "findings K times larger and stronger, 1..4 (larger is easier\nto learn, e.g. for a short demo)"},
+    {.flag = "threads", .letter = 'j', .type = OPT_INT, A(cfg.threads), .lo = 1, .hi = 1024, .arg = "T",
+     .group = G_SYNTH, .flags = OPT_HIDE_DEFAULT, .help = "worker threads (default: all cores); output is the same"},
+    {.flag = "force", .letter = 'f', .type = OPT_BOOL, A(cfg.force), .group = G_SYNTH,
+     .help = "write into a non-empty DIR/MURA-v1.1"},
+    {.flag = "format", .type = OPT_CHOICE, A(cfg.dicom), .choices = "png|dicom", .def_str = "png", .arg = "png|dicom",
+     .group = G_SYNTH,
+     .help = "image files; dicom writes imageN.dcm in a mix of transfer\n"
+             "syntaxes, bit depths, MONOCHROME1/2, windows and rescales\n(docs/dicom.md)"},
+};
+#define N_ROWS (sizeof rows / sizeof *rows)
 
 static void print_summary(const synth_config *c, const synth_summary *s) {
   int studies = s->studies[0] + s->studies[1], images = s->images[0] + s->images[1];
@@ -48,71 +77,24 @@ static void print_summary(const synth_config *c, const synth_summary *s) {
 
 int cmd_synth(int argc, char **argv) {
   const char *cmd = "synth";
-  enum { OPT_MIN = 256, OPT_MAX, OPT_VALID, OPT_ABN, OPT_SCALE, OPT_FORMAT };
-  static const struct option opts[] = {{"out", required_argument, 0, 'o'},
-                                       {"studies", required_argument, 0, 'n'},
-                                       {"seed", required_argument, 0, 's'},
-                                       {"min-size", required_argument, 0, OPT_MIN},
-                                       {"max-size", required_argument, 0, OPT_MAX},
-                                       {"valid-fraction", required_argument, 0, OPT_VALID},
-                                       {"abnormal-fraction", required_argument, 0, OPT_ABN},
-                                       {"finding-scale", required_argument, 0, OPT_SCALE},
-                                       {"threads", required_argument, 0, 'j'},
-                                       {"force", no_argument, 0, 'f'},
-                                       {"format", required_argument, 0, OPT_FORMAT},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-  synth_config cfg;
-  synth_config_default(&cfg);
-  long v;
-  optind = 1;
-  int c;
-  while ((c = getopt_long(argc, argv, "o:n:s:j:fh", opts, NULL)) != -1) {
-    switch (c) {
-      case 'o': cfg.out_dir = optarg; break;
-      case 'n':
-        if (cli_parse_int(cmd, "studies", optarg, INT_MIN, INT_MAX, &v)) return 2;
-        cfg.studies = (int)v;
-        break;
-      case 's':
-        if (cli_parse_int(cmd, "seed", optarg, 0, LONG_MAX, &v)) return 2;
-        cfg.seed = (uint64_t)v;
-        break;
-      case OPT_MIN:
-        if (cli_parse_int(cmd, "min-size", optarg, INT_MIN, INT_MAX, &v)) return 2;
-        cfg.min_size = (int)v;
-        break;
-      case OPT_MAX:
-        if (cli_parse_int(cmd, "max-size", optarg, INT_MIN, INT_MAX, &v)) return 2;
-        cfg.max_size = (int)v;
-        break;
-      case OPT_VALID:
-        if (cli_parse_double(cmd, "valid-fraction", optarg, 0.01, 0.99, &cfg.valid_fraction)) return 2;
-        break;
-      case OPT_ABN:
-        if (cli_parse_double(cmd, "abnormal-fraction", optarg, 0.0, 1.0, &cfg.abnormal_fraction)) return 2;
-        break;
-      case OPT_SCALE:
-        if (cli_parse_double(cmd, "finding-scale", optarg, 1.0, 4.0, &cfg.finding_scale)) return 2;
-        break;
-      case 'j':
-        if (cli_parse_int(cmd, "threads", optarg, 1, 1024, &v)) return 2;
-        cfg.threads = (int)v;
-        break;
-      case 'f': cfg.force = 1; break;
-      case OPT_FORMAT:
-        if (cli_parse_choice(cmd, "format", optarg, "png", "dicom", &cfg.dicom)) return 2;
-        break;
-      case 'h': usage(); return 0;
-      default: return cli_usage_error(cmd);
-    }
+  synth_args a;
+  memset(&a, 0, sizeof a);
+  synth_config_default(&a.cfg);
+  opt_defaults(rows, N_ROWS, &a);  /* the same values, named in synth.h */
+  cli_opt_table tab = {rows, N_ROWS, &a, NULL, NULL};
+  int help, rc = cli_options_parse(cmd, argc, argv, &tab, 1, &help);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, &tab, 1, NULL);
+    return 0;
   }
-  if (optind < argc) return cli_usage_errorf(cmd, "unexpected argument '%s' (see 'mskx synth --help')", argv[optind]);
-  if (!cfg.out_dir) return cli_usage_errorf(cmd, "--out DIR is required (see 'mskx synth --help')");
+  if (!a.out[0]) return cli_usage_errorf(cmd, "--out DIR is required (see 'mskx synth --help')");
+  a.cfg.out_dir = a.out;
   /* Ranges are checked by synth_config_check, whose messages say why. */
   mskx_err e = {0};
   synth_summary sum;
-  if (synth_generate(&cfg, &sum, &e)) return cli_error(cmd, &e);
-  print_summary(&cfg, &sum);
+  if (synth_generate(&a.cfg, &sum, &e)) return cli_error(cmd, &e);
+  print_summary(&a.cfg, &sum);
   return 0;
 }

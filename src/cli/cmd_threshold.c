@@ -1,21 +1,22 @@
 /* mskx threshold: chooses a decision threshold on a split (kappa, Youden's J
  * or a target sensitivity) and stores it in the model file's metadata, the
  * ensemble's JSON, or each member model of a per-part bundle. */
-#include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "cli/cli.h"
+#include "cli/cli_options.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/util.h"
 #include "eval/evaluate.h"
 #include "eval/threshold_targets.h"
 
-static const char *const usage =
+static const char *const usage_head =
     "usage: mskx threshold --model M --data DIR --policy P [options]\n"
     "\n"
     "Chooses the decision threshold (abnormal when study probability > t) on a split\n"
@@ -23,79 +24,61 @@ static const char *const usage =
     "bundle in each member model (chosen on the studies that member serves).\n"
     "Candidates: midpoints between consecutive distinct study probabilities (plus 0.5\n"
     "and the points below/above all of them); ties go to the candidate nearest 0.5.\n"
-    "\n"
-    "  --model FILE           model (.safetensors), per-part bundle or ensemble (.json)\n"
-    "  --data DIR             dataset\n"
-    "  --policy P             kappa          maximise Cohen's kappa\n"
-    "                         youden         maximise sensitivity + specificity - 1\n"
-    "                         sensitivity=S  the highest threshold with sensitivity >= S\n"
-    "  --split valid|train    split to choose on (default valid)\n"
-    "  --dry-run              print the choice, store nothing\n"
-    "  --agg mean|max         study probability from image probabilities (default mean)\n"
-    "  --tta flip             average each image with its horizontal mirror\n"
-    "  --threads N            compute threads (default: all cores)\n"
-    "  --precision fp32|bf16  compute precision (default fp32)\n"
-    "  --json                 print the result as JSON\n"
-    "  -h, --help             this help\n";
+    "\n";
 
 typedef struct thr_args {
-  const char *model, *data;
+  char model[4096], data[4096], policy[64];
   thr_policy pol;
-  int split, dry, agg, tta, threads, bf16, json;
+  int split_train, dry, agg_max, tta, threads, bf16, json;
 } thr_args;
 
+static int check_policy(const char *v, mskx_err *e) {
+  thr_policy p;
+  return thr_policy_parse(v, &p, e);
+}
+
+#define A(m) .off = offsetof(thr_args, m), .size = sizeof(((thr_args *)0)->m)
+#define G_THR "options"
+static const opt_spec rows[] = {
+    {.flag = "model", .type = OPT_PATH, A(model), .arg = "FILE", .group = G_THR, .flags = OPT_REQUIRED,
+     .help = "model (.safetensors), per-part bundle or ensemble (.json)"},
+    {.flag = "data", .type = OPT_PATH, A(data), .arg = "DIR", .group = G_THR, .flags = OPT_REQUIRED, .help = "dataset"},
+    {.flag = "policy", .type = OPT_STRING, A(policy), .arg = "P", .group = G_THR, .flags = OPT_REQUIRED,
+     .check = check_policy,
+     .help = "kappa          maximise Cohen's kappa\n"
+             "youden         maximise sensitivity + specificity - 1\n"
+             "sensitivity=S  the highest threshold with sensitivity >= S"},
+    {.flag = "split", .type = OPT_CHOICE, A(split_train), .choices = "valid|train", .def_str = "valid",
+     .arg = "valid|train", .group = G_THR, .help = "split to choose on"},
+    {.flag = "dry-run", .type = OPT_BOOL, A(dry), .group = G_THR, .help = "print the choice, store nothing"},
+    {.flag = "agg", .type = OPT_CHOICE, A(agg_max), .choices = "mean|max", .def_str = "mean", .arg = "mean|max",
+     .group = G_THR, .help = "study probability from image probabilities"},
+    {.flag = "tta", .type = OPT_CHOICE, A(tta), .choices = "none|flip", .def_str = "none", .arg = "none|flip",
+     .group = G_THR, .help = "flip: average each image with its horizontal mirror"},
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_THR,
+     .flags = OPT_HIDE_DEFAULT, .help = "compute threads (default: all cores)"},
+    {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16", .def_str = "fp32", .arg = "fp32|bf16",
+     .group = G_THR, .help = "compute precision"},
+    {.flag = "json", .type = OPT_BOOL, A(json), .group = G_THR, .help = "print the result as JSON"},
+};
+#define N_ROWS (sizeof rows / sizeof *rows)
+
+/* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, thr_args *a) {
-  static const struct option opts[] = {
-      {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
-      {"policy", required_argument, 0, 'p'}, {"split", required_argument, 0, 'S'},
-      {"dry-run", no_argument, 0, 'n'},     {"agg", required_argument, 0, 'a'},
-      {"tta", required_argument, 0, 't'},   {"threads", required_argument, 0, 'T'},
-      {"precision", required_argument, 0, 'P'}, {"json", no_argument, 0, 'j'},
-      {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
-  a->split = DS_VALID;
-  int c, have_policy = 0;
-  long v;
-  mskx_err e = {0, ""};
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-      case 'm': a->model = optarg; break;
-      case 'd': a->data = optarg; break;
-      case 'n': a->dry = 1; break;
-      case 'j': a->json = 1; break;
-      case 'p':
-        if (thr_policy_parse(optarg, &a->pol, &e)) return cli_errorf("threshold", "--policy: %s", e.msg) + 1;
-        have_policy = 1;
-        break;
-      case 'S':
-        if (strcmp(optarg, "valid") && strcmp(optarg, "train"))
-          return cli_errorf("threshold", "--split: expected valid or train, got '%s'", optarg) + 1;
-        a->split = strcmp(optarg, "train") ? DS_VALID : DS_TRAIN;
-        break;
-      case 'a':
-        if (strcmp(optarg, "mean") && strcmp(optarg, "max"))
-          return cli_errorf("threshold", "--agg: expected mean or max, got '%s'", optarg) + 1;
-        a->agg = !strcmp(optarg, "max");
-        break;
-      case 't':
-        if (strcmp(optarg, "flip")) return cli_errorf("threshold", "--tta: expected flip, got '%s'", optarg) + 1;
-        a->tta = 1;
-        break;
-      case 'P':
-        if (cli_parse_choice("threshold", "precision", optarg, "fp32", "bf16", &a->bf16)) return 2;
-        break;
-      case 'T':
-        if (cli_parse_int("threshold", "threads", optarg, 1, 1024, &v)) return 2;
-        a->threads = (int)v;
-        break;
-      case 'h': fputs(usage, stdout); return 0;
-      default: return cli_usage_error("threshold");
-    }
+  opt_defaults(rows, N_ROWS, a);
+  cli_opt_table tab = {rows, N_ROWS, a, NULL, NULL};
+  int help, rc = cli_options_parse("threshold", argc, argv, &tab, 1, &help);
+  if (rc) return rc;
+  if (help) {
+    fputs(usage_head, stdout);
+    cli_options_usage(stdout, &tab, 1, NULL);
+    return 0;
   }
-  if (optind < argc) return cli_errorf("threshold", "unexpected argument '%s'", argv[optind]) + 1;
-  if (!a->model || !a->data || !have_policy)
-    return cli_errorf("threshold", "--model, --data and --policy are required (see --help)") + 1;
+  if (!a->model[0] || !a->data[0] || !a->policy[0])
+    return cli_usage_errorf("threshold", "--model, --data and --policy are required (see --help)");
+  mskx_err e = {0, ""};
+  if (thr_policy_parse(a->policy, &a->pol, &e)) return cli_usage_errorf("threshold", "--policy: %s", e.msg);
   return -1;
 }
 
@@ -154,8 +137,8 @@ int cmd_threshold(int argc, char **argv) {
   predictor_options popt = {a.threads, a.bf16 ? PREC_BF16 : PREC_FP32, 0, {0}};
   eval_config cfg;
   eval_config_default(&cfg);
-  cfg.split = a.split;
-  cfg.po.agg = a.agg ? AGG_MAX : AGG_MEAN;
+  cfg.split = a.split_train ? DS_TRAIN : DS_VALID;
+  cfg.po.agg = a.agg_max ? AGG_MAX : AGG_MEAN;
   cfg.po.tta_flip = a.tta;
   rc = eval_session_open(a.model, a.data, &popt, &cfg, &s, &e);
   if (!rc && s.run->n_skipped)

@@ -20,7 +20,7 @@
 
 static const char *const usage_head =
     "usage: mskx train --data DIR --out RUN_DIR [options]\n"
-    "       mskx train --resume RUN_DIR [--epochs N]\n"
+    "       mskx train --resume RUN_DIR [--epochs N] [--threads T] [--keep-plans auto|on|off]\n"
     "\n"
     "Trains a network on a MURA-format dataset (defaults: the MURA paper's recipe;\n"
     "every option with its range and the source of its default: docs/training_options.md).\n"
@@ -229,9 +229,10 @@ int cmd_train(int argc, char **argv) {
   }
   const char *resume = t.resume[0] ? t.resume : NULL;
   for (size_t i = 0; resume && i < train_options_count; i++)
-    if (given[i] && strcmp(train_options[i].flag, "epochs") && strcmp(train_options[i].flag, "threads"))
-      return cli_usage_errorf("train", "--resume takes the run folder, --epochs and --threads only (--%s: its "
-                              "config.json holds the options)", train_options[i].flag);
+    if (given[i] && strcmp(train_options[i].flag, "epochs") && strcmp(train_options[i].flag, "threads") &&
+        strcmp(train_options[i].flag, "keep-plans"))
+      return cli_usage_errorf("train", "--resume takes the run folder, --epochs, --threads and --keep-plans only "
+                              "(--%s: its config.json holds the options)", train_options[i].flag);
   if (!resume) {
     mskx_err e = {0};
     /* Option values are checked before anything is read: a bad one is a usage error. */
@@ -250,8 +251,9 @@ int cmd_train(int argc, char **argv) {
   const char *dir = resume ? resume : c.out;
   catch_stop_signals();
   int epochs_given = given[opt_find(train_options, train_options_count, "epochs")];
+  int keep_plans_given = given[opt_find(train_options, train_options_count, "keep-plans")];
   if (resume)
-    rc = train_resume(resume, epochs_given ? c.epochs : 0, d, &hooks, &sum, &e);
+    rc = train_resume(resume, epochs_given ? c.epochs : 0, keep_plans_given ? c.keep_plans : -1, d, &hooks, &sum, &e);
   else
     rc = train_run(&c, t.force, d, &hooks, &sum, &e);
   plot_release_fonts();  /* --lr auto drew its sweep: leak checkers see a clean exit */

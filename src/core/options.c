@@ -348,7 +348,15 @@ int opt_default_text(const opt_spec *s, char *buf, size_t n) {
     case OPT_INT:
     case OPT_U64:
     case OPT_DOUBLE:
-    case OPT_FLOAT: snprintf(buf, n, "%.15g", s->def); break;
+    case OPT_FLOAT:
+      snprintf(buf, n, "%.15g", s->def);
+      /* A float constant (0.4f) in a double: its shortest text as a float, not 0.400000005960464. */
+      if (s->def != floor(s->def) && (double)(float)s->def == s->def)
+        for (int digits = 1; digits <= FLT_DECIMAL_DIG; digits++) {
+          snprintf(buf, n, "%.*g", digits, s->def);
+          if ((float)strtod(buf, NULL) == (float)s->def) break;
+        }
+      break;
     case OPT_STRING:
     case OPT_PATH:
     case OPT_ENUM:

@@ -3,7 +3,7 @@
  * help line), and the generic code that every use of an option goes through:
  * defaults, parsing a value, range checks, the JSON round trip and a
  * fingerprint. A module publishes its table (train_options in
- * train/trainer.h); src/cli/options.c builds getopt_long's options and the
+ * train/trainer.h); src/cli/cli_options.c builds getopt_long's options and the
  * usage text from the same rows. */
 #ifndef MSKX_CORE_OPTIONS_H
 #define MSKX_CORE_OPTIONS_H
@@ -35,6 +35,7 @@ enum {
 typedef struct opt_spec {
   const char *key;         /* JSON key; NULL: the command line only */
   const char *flag;        /* command-line flag without "--"; NULL: JSON only */
+  char letter;             /* a one-letter alias on the command line ('o': -o); 0: none */
   opt_type type;
   size_t off, size;        /* the field: offsetof(struct, member), sizeof member */
   double lo, hi;           /* numbers: the range a value may be given in, inclusive; the

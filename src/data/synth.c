@@ -38,13 +38,13 @@ const char *synth_finding_name(int f) { return f >= 0 && f < SYNTH_NFINDINGS ? f
 
 void synth_config_default(synth_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  cfg->studies = 700;
-  cfg->seed = 1;
-  cfg->min_size = 200;
-  cfg->max_size = 512;
-  cfg->valid_fraction = 0.15;
-  cfg->abnormal_fraction = 0.4;
-  cfg->finding_scale = 1.0;
+  cfg->studies = SYNTH_DEFAULT_STUDIES;
+  cfg->seed = SYNTH_DEFAULT_SEED;
+  cfg->min_size = SYNTH_DEFAULT_MIN_SIZE;
+  cfg->max_size = SYNTH_DEFAULT_MAX_SIZE;
+  cfg->valid_fraction = SYNTH_DEFAULT_VALID_FRACTION;
+  cfg->abnormal_fraction = SYNTH_DEFAULT_ABNORMAL_FRACTION;
+  cfg->finding_scale = SYNTH_DEFAULT_FINDING_SCALE;
 }
 
 int synth_config_check(const synth_config *c, mskx_err *e) {

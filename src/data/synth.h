@@ -36,6 +36,14 @@ enum synth_split { SYNTH_TRAIN = 0, SYNTH_VALID = 1 };
 #define SYNTH_MIN_SIZE 32
 #define SYNTH_MAX_SIZE 4096
 #define SYNTH_MAX_VIEWS 4
+/* synth_config_default's values (also `mskx synth`'s option table's). */
+#define SYNTH_DEFAULT_STUDIES 700
+#define SYNTH_DEFAULT_SEED 1
+#define SYNTH_DEFAULT_MIN_SIZE 200
+#define SYNTH_DEFAULT_MAX_SIZE 512
+#define SYNTH_DEFAULT_VALID_FRACTION 0.15
+#define SYNTH_DEFAULT_ABNORMAL_FRACTION 0.4 /* MURA's is 0.41 */
+#define SYNTH_DEFAULT_FINDING_SCALE 1.0
 
 typedef struct synth_config {
   const char *out_dir;      /* writes out_dir/MURA-v1.1/ and out_dir/synth_findings.csv */

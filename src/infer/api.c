@@ -296,8 +296,10 @@ typedef struct study_in {
   char dicom_part[PART_NAME_MAX];
 } study_in;
 
+/* Room for n sources; n is checked here, where it sizes the allocation. */
 static int study_in_alloc(study_in *s, int n, mskx_err *e) {
   memset(s, 0, sizeof *s);
+  if (n < 1) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
   s->cap = n;
   s->src = calloc((size_t)n, sizeof *s->src);
   s->names = calloc((size_t)n, sizeof *s->names);
@@ -387,6 +389,55 @@ static int study_in_add_file(study_in *s, const image_limits *lim, const char *p
   return rc;
 }
 
+/* The part a caller gave (NULL or "": none) into part (PART_NAME_MAX bytes). */
+static int study_part(const char *given, char part[PART_NAME_MAX], mskx_err *e) {
+  part[0] = 0;
+  if (given && strlen(given) >= PART_NAME_MAX)
+    return err_set(e, MSKX_EINVAL, "'%s' is not a body part name (expected e.g. XR_WRIST)", given);
+  if (given) snprintf(part, PART_NAME_MAX, "%s", given);
+  return MSKX_OK;
+}
+
+/* A study given as encoded images: its sources (s: freed by the caller with
+ * study_in_free, also on failure). mskx_predict_encoded and
+ * model_study_prepare_encoded both go through it, so their inputs agree. */
+static int study_in_from_encoded(study_in *s, const image_limits *lim, const mskx_encoded_image *imgs, int n,
+                                 mskx_err *e) {
+  memset(s, 0, sizeof *s);
+  if (!imgs) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
+  int rc = study_in_alloc(s, n, e);
+  for (int i = 0; !rc && i < n; i++) {
+    char fallback[32];
+    snprintf(fallback, sizeof fallback, "image %d", i + 1);
+    const char *name = imgs[i].name ? imgs[i].name : fallback;
+    image_source src = {.bytes = imgs[i].bytes, .len = imgs[i].len};
+    if (!imgs[i].bytes || !imgs[i].len) rc = err_set(e, MSKX_EFORMAT, "%s: empty image data", name);
+    /* A multi-frame DICOM file adds one source per frame. */
+    if (!rc) rc = study_in_add(s, lim, &src, imgs[i].bytes, imgs[i].len, name, e);
+  }
+  return rc;
+}
+
+/* A study given as image files: its sources (as study_in_from_encoded) and
+ * its part, the one given or else the MURA folder name in the first path
+ * (".../XR_WRIST/..."); "" when neither names one (the DICOM attributes may,
+ * later). mskx_predict_files and model_study_prepare_files both go
+ * through it. */
+static int study_in_from_files(study_in *s, const image_limits *lim, const char *const *paths, int n,
+                               const char *given_part, char part[PART_NAME_MAX], mskx_err *e) {
+  memset(s, 0, sizeof *s);
+  part[0] = 0;
+  if (!paths) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
+  int rc = study_part(given_part, part, e);
+  if (!rc && !part[0] && n >= 1 && paths[0]) part_from_path(paths[0], part, PART_NAME_MAX);
+  if (!rc) rc = study_in_alloc(s, n, e);
+  for (int i = 0; !rc && i < n; i++) {
+    if (!paths[i]) rc = err_set(e, MSKX_EINVAL, "path %d is NULL", i + 1);
+    if (!rc) rc = study_in_add_file(s, lim, paths[i], e);
+  }
+  return rc;
+}
+
 /* Runs a study; the part falls back to the DICOM attributes. */
 static int predict_study(mskx_model *m, study_in *s, const char *part, const mskx_predict_options *opt,
                          mskx_result **out, mskx_err *e) {
@@ -413,15 +464,7 @@ int mskx_predict_encoded(mskx_model *m, const mskx_encoded_image *imgs, int n, c
   int rc = check_call(m, imgs, n, out, err);
   if (rc) return rc;
   study_in s;
-  rc = study_in_alloc(&s, n, err);
-  for (int i = 0; !rc && i < n; i++) {
-    char fallback[32];
-    snprintf(fallback, sizeof fallback, "image %d", i + 1);
-    const char *name = imgs[i].name ? imgs[i].name : fallback;
-    image_source src = {.bytes = imgs[i].bytes, .len = imgs[i].len};
-    if (!imgs[i].bytes || !imgs[i].len) rc = err_set(err, MSKX_EFORMAT, "%s: empty image data", name);
-    if (!rc) rc = study_in_add(&s, &m->lim, &src, imgs[i].bytes, imgs[i].len, name, err);
-  }
+  rc = study_in_from_encoded(&s, &m->lim, imgs, n, err);
   if (!rc) rc = predict_study(m, &s, part, opt, out, err);
   study_in_free(&s);
   return rc;
@@ -457,15 +500,10 @@ int mskx_predict_files(mskx_model *m, const char *const *paths, int n, const cha
                        const mskx_predict_options *opt, mskx_result **out, mskx_err *err) {
   int rc = check_call(m, paths, n, out, err);
   if (rc) return rc;
-  char xr[PART_NAME_MAX] = "";
-  if ((!part || !part[0]) && paths[0] && part_from_path(paths[0], xr, sizeof xr)) part = xr;
   study_in s;
-  rc = study_in_alloc(&s, n, err);
-  for (int i = 0; !rc && i < n; i++) {
-    if (!paths[i]) rc = err_set(err, MSKX_EINVAL, "path %d is NULL", i + 1);
-    if (!rc) rc = study_in_add_file(&s, &m->lim, paths[i], err);
-  }
-  if (!rc) rc = predict_study(m, &s, part, opt, out, err);
+  char found[PART_NAME_MAX];
+  rc = study_in_from_files(&s, &m->lim, paths, n, part, found, err);
+  if (!rc) rc = predict_study(m, &s, found[0] ? found : NULL, opt, out, err);
   study_in_free(&s);
   return rc;
 }
@@ -501,17 +539,13 @@ struct model_study {
   int computed;
 };
 
-/* A new model_study with its part and options, room for n sources. */
-static int model_study_begin(mskx_model *m, int n, const char *part, const mskx_predict_options *opt,
-                             model_study **out, mskx_err *e) {
+/* A new model_study with its options; its sources and part are the caller's to fill. */
+static int model_study_begin(mskx_model *m, const mskx_predict_options *opt, model_study **out, mskx_err *e) {
   *out = NULL;
-  if (!m || n < 1) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
-  if (part && strlen(part) >= PART_NAME_MAX) return err_set(e, MSKX_EINVAL, "'%s' is not a body part name", part);
+  if (!m) return err_set(e, MSKX_EINVAL, "a study needs a model");
   model_study *s = calloc(1, sizeof *s);
   if (!s) return err_set(e, MSKX_ENOMEM, "out of memory");
-  if (part) snprintf(s->part, sizeof s->part, "%s", part);
   int rc = predict_opts(opt, &s->o, &s->po, e);
-  if (!rc) rc = study_in_alloc(&s->src, n, e);
   if (rc) {
     model_study_free(s);
     return rc;
@@ -541,19 +575,11 @@ int model_study_prepare_encoded(mskx_model *m, const mskx_encoded_image *imgs, i
                                 const mskx_predict_options *opt, model_study **out, mskx_err *e) {
   err_clear(e);
   *out = NULL;
-  if (!imgs) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
   model_study *s;
-  int rc = model_study_begin(m, n, part, opt, &s, e);
+  int rc = model_study_begin(m, opt, &s, e);
   if (rc) return rc;
-  for (int i = 0; !rc && i < n; i++) {
-    char fallback[32];
-    snprintf(fallback, sizeof fallback, "image %d", i + 1);
-    const char *name = imgs[i].name ? imgs[i].name : fallback;
-    image_source src = {.bytes = imgs[i].bytes, .len = imgs[i].len};
-    if (!imgs[i].bytes || !imgs[i].len) rc = err_set(e, MSKX_EFORMAT, "%s: empty image data", name);
-    /* A multi-frame DICOM file adds one source per frame, as mskx_predict_encoded. */
-    if (!rc) rc = study_in_add(&s->src, &m->lim, &src, imgs[i].bytes, imgs[i].len, name, e);
-  }
+  rc = study_part(part, s->part, e);
+  if (!rc) rc = study_in_from_encoded(&s->src, &m->lim, imgs, n, e);
   return model_study_end(m, s, rc, out, e);
 }
 
@@ -561,17 +587,10 @@ int model_study_prepare_files(mskx_model *m, const char *const *paths, int n, co
                               const mskx_predict_options *opt, model_study **out, mskx_err *e) {
   err_clear(e);
   *out = NULL;
-  if (!paths) return err_set(e, MSKX_EINVAL, "a study needs at least one image");
-  /* The part as mskx_predict_files finds it. */
-  char xr[PART_NAME_MAX] = "";
-  if ((!part || !part[0]) && n >= 1 && paths[0] && part_from_path(paths[0], xr, sizeof xr)) part = xr;
   model_study *s;
-  int rc = model_study_begin(m, n, part && part[0] ? part : NULL, opt, &s, e);
+  int rc = model_study_begin(m, opt, &s, e);
   if (rc) return rc;
-  for (int i = 0; !rc && i < n; i++) {
-    if (!paths[i]) rc = err_set(e, MSKX_EINVAL, "path %d is NULL", i + 1);
-    if (!rc) rc = study_in_add_file(&s->src, &m->lim, paths[i], e);
-  }
+  rc = study_in_from_files(&s->src, &m->lim, paths, n, part, s->part, e);
   return model_study_end(m, s, rc, out, e);
 }
 

@@ -43,6 +43,12 @@ static int read_target(const char *path, int n, htensor *y, mskx_err *e) {
 static int load_net(const forward_options *o, int n, int h, int w, engine **eng, net **m, mskx_err *e) {
   st_file *wf = NULL;
   int rc = st_read(o->weights, &wf, e);
+  /* Its I8 weights and scales would otherwise read as unexpected tensors. */
+  if (!rc && st_meta_get(wf, "quantization"))
+    rc = err_set(e, MSKX_EUNSUPPORTED,
+                 "%s is an int8 (quantised) model: forward takes fp32 weights (int8 plans are inference-only); "
+                 "run it with predict, eval or serve (docs/quantize.md), or use the fp32 model it was made from",
+                 o->weights);
   if (!rc) rc = engine_dnnl_create(o->threads, eng, e);
   if (!rc) rc = net_create(o->arch, *eng, 0, m, e);
   if (!rc) rc = net_load_tensors(*m, wf, o->weights, 0, e);

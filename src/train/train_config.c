@@ -209,6 +209,11 @@ const opt_spec train_options[] = {
      .def = -1, .source = "mskx", .arg = "MB", .group = G_OTHER, .flags = OPT_LOCAL | OPT_HIDE_DEFAULT,
      .help = "without --cache, use the cache anyway when the decoded images\n"
              "fit MB (default: a quarter of the available memory; 0: never)"},
+    {.key = "keep_plans", .flag = "keep-plans", .type = OPT_CHOICE, FLD(keep_plans), .choices = "auto|on|off",
+     .def_str = "auto", .source = "mskx (docs/benchmarks.md)", .arg = "auto|on|off", .group = G_OTHER,
+     .flags = OPT_LOCAL,
+     .help = "keep the training and validation plans resident (no rebuilding\n"
+             "at each switch); auto: while the memory available allows it"},
     {.key = "max_batches", .flag = "max-batches", .type = OPT_INT, FLD(max_batches), RANGE(0, 1 << 30), .arg = "N",
      .group = G_OTHER, .help = "at most N training batches per epoch (0: all; quick experiments)"},
     /* ---- data-parallel ---- */
@@ -230,6 +235,8 @@ const opt_spec train_options[] = {
 const size_t train_options_count = sizeof train_options / sizeof train_options[0];
 
 _Static_assert(sizeof(precision) == sizeof(int), "OPT_CHOICE fields are ints");
+_Static_assert(TRAIN_KEEP_PLANS_AUTO == 0 && TRAIN_KEEP_PLANS_ON == 1 && TRAIN_KEEP_PLANS_OFF == 2,
+               "--keep-plans's choices are auto|on|off in this order");
 _Static_assert(sizeof train_options / sizeof *train_options <= TRAIN_OPTIONS_MAX, "raise TRAIN_OPTIONS_MAX");
 
 void train_config_default(train_config *c) {

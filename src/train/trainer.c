@@ -328,7 +328,7 @@ static int run_train_epoch(run_ctx *r, int epoch, epoch_stats *st, mskx_err *e) 
 #define KEEP_PLANS_RESERVE_BYTES (256ull << 20)
 
 static void check_plan_memory(run_ctx *r, int epoch) {
-  if (!net_has_parked(r->net)) return;
+  if (!net_has_parked(r->net) || r->cfg.keep_plans != TRAIN_KEEP_PLANS_AUTO) return;
   uint64_t avail = mem_available_bytes();
   if (!avail || avail >= r->valid_plan_bytes + KEEP_PLANS_RESERVE_BYTES) return;
   net_drop_parked(r->net);
@@ -467,9 +467,8 @@ static int setup_model(run_ctx *r, int resuming, mskx_err *e) {
   int rc = engine_dnnl_create(c->threads, &r->eng, e);
   if (!rc) rc = net_create(c->arch, r->eng, c->seed, &r->net, e);
   /* The training and validation plans stay resident (no re-planning twice
-   * an epoch) unless MSKX_KEEP_PLANS=0 or memory is short (check_plan_memory). */
-  const char *keep = getenv("MSKX_KEEP_PLANS");
-  if (!rc) rc = net_set_keep_plans(r->net, keep && !strcmp(keep, "0") ? 1 : 2, e);
+   * an epoch) unless --keep-plans off, or auto and memory is short (check_plan_memory). */
+  if (!rc) rc = net_set_keep_plans(r->net, c->keep_plans == TRAIN_KEEP_PLANS_OFF ? 1 : 2, e);
   if (!rc && c->freeze_backbone_epochs > 0) {
     /* A frozen backbone trains the classifier's tail slice: refuse an arch without one before any work. */
     size_t head_offset;
@@ -759,7 +758,7 @@ static int remove_stale_temps(const char *dir, dist *dd, const train_hooks *h, m
   return rc;
 }
 
-int train_resume(const char *dir, int epochs, dist *dd, const train_hooks *h, train_summary *out, mskx_err *e) {
+int train_resume(const char *dir, int epochs, int keep_plans, dist *dd, const train_hooks *h, train_summary *out, mskx_err *e) {
   train_config c;
   dataset *d = NULL;
   if (dist_size(dd) == 1) dd = NULL;
@@ -770,8 +769,9 @@ int train_resume(const char *dir, int epochs, dist *dd, const train_hooks *h, tr
     c.epochs = epochs;
     c.sched.epochs = epochs;
   }
+  if (keep_plans >= 0) c.keep_plans = keep_plans;
   rc = check_config(&c, dd, e);
-  if (!rc) rc = prepare(&c, dd, -1, epochs > 0, &d, e);
+  if (!rc) rc = prepare(&c, dd, -1, epochs > 0 || keep_plans >= 0, &d, e);
   if (!rc) rc = run_with(&c, d, 1, dd, h, out, e);
   dataset_free(d);
   return rc;

@@ -56,6 +56,7 @@ typedef struct train_config {
    * configuration's fingerprint (processes may differ). */
   int cache_budget_mb;
   int max_batches;           /* per epoch, 0 = all (quick experiments and tests) */
+  int keep_plans;            /* TRAIN_KEEP_PLANS_*: the training and validation plans stay resident */
   int sync_bn;               /* data-parallel: batch-norm statistics over all processes */
   int bucket_kb;             /* data-parallel: gradient all-reduce bucket in KiB (0: default); not saved */
   /* --lr auto: train_run sweeps with the learning-rate finder (lr_find.h)
@@ -64,6 +65,12 @@ typedef struct train_config {
   int lr_auto;
   double lr_found_steepest, lr_found_min_tenth;
 } train_config;
+
+/* train_config.keep_plans, the index of --keep-plans's value: auto keeps
+ * the validation plan resident while the memory available allows it (else
+ * the plans are rebuilt at every switch), on keeps it whatever the memory,
+ * off rebuilds at every switch (the behaviour before resident plans). */
+enum { TRAIN_KEEP_PLANS_AUTO, TRAIN_KEEP_PLANS_ON, TRAIN_KEEP_PLANS_OFF };
 
 /* Every option of train_config, once: JSON key, command-line flag, type,
  * field, range, default and its source, help line (core/options.h). It
@@ -156,10 +163,11 @@ struct dist;
  * callback. Errors are agreed between processes where possible (see dist.h). */
 int train_run(const train_config *c, int force, struct dist *d, const train_hooks *h, train_summary *out, mskx_err *e);
 /* Continues the run in dir from its last checkpoint; epochs > 0 overrides the
- * configured number of epochs (to extend a finished run). With d, every
+ * configured number of epochs (to extend a finished run), keep_plans >= 0
+ * the configured TRAIN_KEEP_PLANS_* (-1: as configured). With d, every
  * process reads dir (a shared filesystem). Resuming owns the folder: the
  * temporaries of its files that an interrupted process left (see
  * atomic_file in core/util.h) are removed first, with an INFO report. */
-int train_resume(const char *dir, int epochs, struct dist *d, const train_hooks *h, train_summary *out, mskx_err *e);
+int train_resume(const char *dir, int epochs, int keep_plans, struct dist *d, const train_hooks *h, train_summary *out, mskx_err *e);
 
 #endif

@@ -15,7 +15,7 @@ expect() {
 expect main_no_command 2 "$MSKX_BIN"
 expect main_unknown_command 2 "$MSKX_BIN" frobnicate
 
-for cmd in synth stats train lr-find eval score threshold ensemble predict serve bench forward import; do
+for cmd in synth stats train lr-find eval score threshold ensemble predict serve bench forward import bundle dicom export quantize; do
   expect "${cmd}_unknown_option" 2 "$MSKX_BIN" $cmd --no-such-option
 done
 
@@ -57,6 +57,14 @@ expect forward_bad_value 2 "$MSKX_BIN" forward --arch densenet121 --weights "$NO
 expect forward_missing 2 "$MSKX_BIN" forward --arch densenet121
 expect import_bad_value 2 "$MSKX_BIN" import "$NOPE" --arch densenet121 --out "$T/m.safetensors" --from onnx
 expect import_missing 2 "$MSKX_BIN" import "$NOPE" --arch densenet121
+expect bundle_bad_value 2 "$MSKX_BIN" bundle --out "$T/b.json" --select f1 "$NOPE"
+expect bundle_missing 2 "$MSKX_BIN" bundle --select kappa "$NOPE"
+expect dicom_bad_value 2 "$MSKX_BIN" dicom render "$NOPE" --out "$T/d" --dicom-frames 2
+expect dicom_missing 2 "$MSKX_BIN" dicom render "$NOPE"
+expect export_bad_value 2 "$MSKX_BIN" export --model "$NOPE" --onnx "$T/x.onnx" --opset 12
+expect export_missing 2 "$MSKX_BIN" export --model "$NOPE"
+expect quantize_bad_value 2 "$MSKX_BIN" quantize --model "$NOPE" --data "$NOPE" --out "$T/q" --statistic p0
+expect quantize_missing 2 "$MSKX_BIN" quantize --model "$NOPE"
 expect import_stray_argument 2 "$MSKX_BIN" import "$NOPE" extra --arch densenet121 --out "$T/m.safetensors"
 
 # The work fails: status 1.
@@ -71,4 +79,8 @@ expect ensemble_fails 1 "$MSKX_BIN" ensemble --out "$T/e.json" --method mean "$N
 expect predict_fails 1 "$MSKX_BIN" predict --model "$NOPE" "$NOPE"
 expect serve_fails 1 "$MSKX_BIN" serve --model "$NOPE"
 expect forward_fails 1 "$MSKX_BIN" forward --arch densenet121 --weights "$NOPE" --input "$NOPE"
+expect bundle_fails 1 "$MSKX_BIN" bundle --out "$T/b.json" --select kappa "$NOPE"
+expect dicom_fails 1 "$MSKX_BIN" dicom info "$NOPE"
+expect export_fails 1 "$MSKX_BIN" export --model "$NOPE" --onnx "$T/x.onnx"
+expect quantize_fails 1 "$MSKX_BIN" quantize --model "$NOPE" --data "$NOPE" --out "$T/q"
 expect import_fails 1 "$MSKX_BIN" import "$NOPE" --arch densenet121 --out "$T/m.safetensors"

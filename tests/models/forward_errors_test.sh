@@ -29,5 +29,10 @@ check_fails bad_mode "--mode: expected eval or train" F --weights "$D/good.safet
 "$MSKX_BIN" synth --out "$T/syn" --studies 20 --seed 2 --min-size 40 --max-size 48 --threads 2 >/dev/null 2>&1
 check pretrained_imagenet_head_reinit "$MSKX_BIN" train --data "$T/syn/MURA-v1.1" --out "$T/run" --arch "$A" --size 32 \
   --batch 4 --epochs 1 --threads 2 --class-weights balanced --pretrained "$D/imagenet.safetensors" --freeze-backbone-epochs 1
+# An int8 model file (mskx quantize) is refused by name, not as "unexpected tensor ...weight_scale".
+"$MSKX_BIN" quantize --model "$T/run/best.safetensors" --data "$T/syn/MURA-v1.1" --out "$T/m8.safetensors" --calib 8 \
+  --threads 2 >/dev/null 2>&1 || fail quantize_for_forward "mskx quantize failed"
+check_fails int8_model_refused "m8.safetensors is an int8 \(quantised\) model: .*predict, eval or serve" \
+  F --weights "$T/m8.safetensors" --input "$D/x.npy"
 check_fails pretrained_missing "no such file" "$MSKX_BIN" train --data "$T/syn/MURA-v1.1" --out "$T/run2" --arch "$A" \
   --size 32 --class-weights balanced --pretrained "$T/none.safetensors"

@@ -51,7 +51,7 @@ done
 check help "$MSKX_BIN" bench --help
 grep -q -- "--mode infer|train" "$T/out" && pass help_text || fail help_text "usage lacks --mode"
 check_fails bad_mode "--mode: expected infer or train, got 'fit'" "$MSKX_BIN" bench "${TINY[@]}" --mode fit
-check_fails bad_precision "--precision: expected fp32, bf16 or auto" "$MSKX_BIN" bench "${TINY[@]}" --precision fp16
+check_fails bad_precision "--precision: expected fp32, bf16, auto or int8" "$MSKX_BIN" bench "${TINY[@]}" --precision fp16
 check_fails zero_batch "--batch: 0 is out of range" "$MSKX_BIN" bench "${TINY[@]}" --batch 0
 check_fails bad_iters "--iters: 'x' is not an integer" "$MSKX_BIN" bench "${TINY[@]}" --iters x
 check_fails neg_warmup "--warmup: -1 is out of range" "$MSKX_BIN" bench "${TINY[@]}" --warmup -1

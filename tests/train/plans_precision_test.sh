@@ -21,10 +21,10 @@ assert not bad, "differs: %s" % bad[:5]
 PY
 }
 
-# 1. Resident plans: after the first epoch nothing is built; MSKX_KEEP_PLANS=0
+# 1. Resident plans: after the first epoch nothing is built; --keep-plans off
 #    re-plans twice an epoch (the old behaviour); the weights are the same.
 check keep_runs "$MSKX_BIN" train --data "$DATA" --out "$T/keep" "${COMMON[@]}" --epochs 3
-MSKX_KEEP_PLANS=0 check rebuild_runs "$MSKX_BIN" train --data "$DATA" --out "$T/rebuild" "${COMMON[@]}" --epochs 3
+check rebuild_runs "$MSKX_BIN" train --data "$DATA" --out "$T/rebuild" "${COMMON[@]}" --epochs 3 --keep-plans off
 if py "$T/keep/log.jsonl" "$T/rebuild/log.jsonl" <<'PY'
 import json, sys
 keep = [json.loads(l)["plan"] for l in open(sys.argv[1])]
@@ -38,6 +38,17 @@ PY
 then pass resident_plans_build_nothing_after_epoch_1; else fail resident_plans_build_nothing_after_epoch_1 "plan counts"; fi
 same_weights "$T/keep/last.safetensors" "$T/rebuild/last.safetensors" &&
   pass resident_plans_same_weights || fail resident_plans_same_weights "weights differ from a re-planning run"
+# --keep-plans is local (not in the fingerprint) but saved, and a resume may change it.
+check keep_on_runs "$MSKX_BIN" train --data "$DATA" --out "$T/keep_on" "${COMMON[@]}" --epochs 2 --keep-plans on
+check resume_keep_off_runs "$MSKX_BIN" train --resume "$T/keep_on" --epochs 3 --keep-plans off
+if py "$T/keep_on/log.jsonl" "$T/keep_on/config.json" <<'PY'
+import json, sys
+p = [json.loads(l)["plan"] for l in open(sys.argv[1])]
+assert [x["built"] for x in p] == [2, 0, 2] and p[1]["reused"] == 2 and not p[2]["resident"], p
+assert json.load(open(sys.argv[2]))["keep_plans"] == 2, "config.json keep_plans"
+PY
+then pass keep_plans_on_then_off_on_resume; else fail keep_plans_on_then_off_on_resume "plan counts or config.json"; fi
+check_fails keep_plans_bad_value "--keep-plans" "$MSKX_BIN" train --data "$DATA" --out "$T/kp_bad" --keep-plans 0
 
 # 2. --precision auto in training: the choice is reported, recorded per
 #    epoch, and the run equals an explicit run in that precision, also
@@ -82,7 +93,7 @@ pchosen=$(sed -n 's/.*precision auto: \(fp32\|bf16\).*/\1/p' "$T/pa.err")
 [ -n "$pchosen" ] && cmp -s "$T/pa.json" "$T/pe.json" && pass auto_predict_equals_explicit ||
   fail auto_predict_equals_explicit "chose '$pchosen': $(head -c 200 "$T/pa.err")"
 
-check_fails precision_bad_value "expected fp32, bf16 or auto" "$MSKX_BIN" bench --precision fp16
+check_fails precision_bad_value "expected fp32, bf16, auto or int8" "$MSKX_BIN" bench --precision fp16
 
 # 5. A bf16 bench also times one fp32 step (for the "bf16 is slower" warning),
 #    unless --no-fp32-check; the warning, when printed, names both times.

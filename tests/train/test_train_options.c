@@ -42,7 +42,7 @@ static const char *other_value(const opt_spec *s, char *buf, size_t n) {
     default: break;
   }
   static const char *const words[] = {"bf16", "sgd", "cosine", "val_kappa", "loss", "none", "balanced",
-                                      "minmax", "first", "densenet121", "XR_HAND", "some/path"};
+                                      "minmax", "first", "off", "densenet121", "XR_HAND", "some/path"};
   for (size_t k = 0; k < sizeof words / sizeof *words; k++) {
     c = d;
     if (!opt_parse(s, &c, words[k], &e) && !fields_equal(s, &c, &d)) return words[k];
