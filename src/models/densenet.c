@@ -304,8 +304,7 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
 /* ---- forward ---- */
 
 static view block_view(const dense_block *blk, float *p, int n) {
-  view v = {p, n, blk->h, blk->w, blk->c_total, blk->c_total};
-  return v;
+  return view_make(p, n, blk->h, blk->w, blk->c_total);
 }
 
 /* Training: records the batch statistics of channels [c0, c0 + v.c) of the

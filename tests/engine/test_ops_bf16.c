@@ -28,7 +28,7 @@ TEST(affine_bf16_matches_reference_rounding) {
   fill(sc, C, 2);
   fill(sh, C, 3);
   x[5] = 1.0f + 0x1p-8f;  /* exactly halfway between two bf16 values: ties to even */
-  view v = {x, N, H, W, C, C + 3};  /* a strided channel range */
+  view v = {x, N, H, W, C, C + 3, 0};  /* a strided channel range */
   static uint16_t yd[N * H * W * C], yr[N * H * W * C];
   for (int relu = 0; relu < 2; relu++) {
     d->ops->bn_forward_affine_bf16(v, sc, sh, relu, yd);
