@@ -62,9 +62,28 @@ static double *acc_get(size_t count) {
 }
 
 /* Sums f(row) over rows per channel into out[c] in a fixed order: each
- * thread owns a contiguous block of rows (static schedule), partial sums are
- * then added in thread order. MSKX_ENOMEM if scratch could not be allocated. */
-typedef void (*row_acc_fn)(const void *ctx, size_t r, double *acc);
+ * thread owns a contiguous block of rows (static schedule) and sums them in
+ * float over runs of ACC_BLOCK_ROWS rows, adding each run's sums to its
+ * double accumulators; the threads' sums are then added in thread order.
+ * MSKX_ENOMEM if scratch could not be allocated.
+ *
+ * Why float runs: accumulating every element in double halves the vector
+ * width and adds two conversions per vector, which made these passes
+ * compute-bound (perf: acc_bn_grad 8.6% of a bf16 training step).
+ * Error: a recursive float sum of k terms t_i errs by at most (k-1) u
+ * sum |t_i| (u = 2^-24; Higham, Accuracy and Stability of Numerical
+ * Algorithms, 4.2), so each run of B = ACC_BLOCK_ROWS rows adds at most
+ * (B-1) u = 1.8e-6 of its terms' magnitudes, and the double additions of
+ * the runs' sums add about (rows/B) 2^-53 more: the whole reduction errs by
+ * at most about 31 u sum |t_i|, whatever the row count. For the squared
+ * deviations (all terms positive, each with 2u more from its float subtract
+ * and square) that is a relative error of the variance under 2e-6; for the
+ * backward sums (sum g, sum g*xhat, which cancel) it is relative to sum |t|,
+ * as for any float reduction. PyTorch's CPU batch norm accumulates in float
+ * too; tests/engine (against the reference engine, which sums in double)
+ * and tests/models (against PyTorch) hold these kernels to that. */
+#define ACC_BLOCK_ROWS 32
+typedef void (*row_acc_fn)(const void *ctx, size_t r, float *acc);
 
 static int reduce_rows(size_t rows, int c, row_acc_fn f, const void *ctx, double *out) {
   /* c is the number of accumulators per row (channels, or 2x for pairs). */
@@ -76,8 +95,14 @@ static int reduce_rows(size_t rows, int c, row_acc_fn f, const void *ctx, double
   {
     int t = omp_get_thread_num(), T = omp_get_num_threads();
     size_t lo = rows * (size_t)t / (size_t)T, hi = rows * (size_t)(t + 1) / (size_t)T;
-    double *acc = part + (size_t)t * (size_t)c;
-    for (size_t r = lo; r < hi; r++) f(ctx, r, acc);
+    double *restrict acc = part + (size_t)t * (size_t)c;
+    float run[c];
+    for (size_t r0 = lo; r0 < hi; r0 += ACC_BLOCK_ROWS) {
+      size_t r1 = hi - r0 < ACC_BLOCK_ROWS ? hi : r0 + ACC_BLOCK_ROWS;
+      memset(run, 0, sizeof run);
+      for (size_t r = r0; r < r1; r++) f(ctx, r, run);
+      for (int ch = 0; ch < c; ch++) acc[ch] += run[ch];
+    }
   }
   for (int ch = 0; ch < c; ch++) out[ch] = 0;
   for (int t = 0; t < nt; t++)
@@ -149,19 +174,19 @@ typedef struct bn_ctx {
   int relu;
 } bn_ctx;
 
-static void acc_sum(const void *vc, size_t r, double *restrict acc) {
+static void acc_sum(const void *vc, size_t r, float *restrict acc) {
   const bn_ctx *k = vc;
   const float *restrict xr = k->x.p + r * (size_t)k->x.ld;
   int c = k->x.c;
   for (int ch = 0; ch < c; ch++) acc[ch] += xr[ch];
 }
 
-static void acc_sqdev(const void *vc, size_t r, double *restrict acc) {
+static void acc_sqdev(const void *vc, size_t r, float *restrict acc) {
   const bn_ctx *k = vc;
   const float *restrict xr = k->x.p + r * (size_t)k->x.ld, *restrict mean = k->mean;
   int c = k->x.c;
   for (int ch = 0; ch < c; ch++) {
-    double d = (double)xr[ch] - mean[ch];
+    float d = xr[ch] - mean[ch];
     acc[ch] += d * d;
   }
 }
@@ -270,33 +295,38 @@ void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const f
 
 /* Accumulates, per channel, sum(g) in acc[0..c) and sum(g * xhat) in
  * acc[c..2c), where g is dy masked by the ReLU recomputed exactly as the
- * forward computed it. */
-static void acc_bn_grad(const void *vc, size_t r, double *acc) {
-  /* restrict, unconditional loads and -fno-trapping-math (CMakeLists.txt) let
-   * GCC vectorise this loop, the hottest of a training step (perf: 44% of
-   * samples while it ran scalar). */
-  const bn_ctx *k = vc;
-  int c = k->x.c;
-  const float *restrict xr = k->x.p + r * (size_t)k->x.ld, *restrict gr = k->dy.p + r * (size_t)k->dy.ld;
-  const float *restrict mean = k->mean, *restrict invstd = k->mean + c;
-  const float *restrict scale = k->scale, *restrict shift = k->shift;
-  double *restrict sg = acc, *restrict sgx = acc + c;
-  if (k->relu) {
+ * forward computed it. The loop lives in a function of its own whose
+ * pointers are restrict parameters: restrict locals were not enough for GCC
+ * 12 with -fopenmp (it wanted more run-time alias checks than it allows and
+ * left the loop scalar), and unconditional loads and -fno-trapping-math
+ * (CMakeLists.txt) let it vectorise the select; this is the hottest loop
+ * of a training step (perf: 44% of samples while it ran scalar). */
+static void bn_grad_row(int c, int relu, const float *restrict xr, const float *restrict gr,
+                        const float *restrict mean, const float *restrict invstd, const float *restrict scale,
+                        const float *restrict shift, float *restrict sg, float *restrict sgx) {
+  if (relu) {
     for (int ch = 0; ch < c; ch++) {
       float gv = gr[ch], y = xr[ch] * scale[ch] + shift[ch];
       float g = y <= 0.f ? 0.f : gv;
       float xhat = (xr[ch] - mean[ch]) * invstd[ch];
       sg[ch] += g;
-      sgx[ch] += (double)g * xhat;
+      sgx[ch] += g * xhat;
     }
   } else {
     for (int ch = 0; ch < c; ch++) {
       float g = gr[ch];
       float xhat = (xr[ch] - mean[ch]) * invstd[ch];
       sg[ch] += g;
-      sgx[ch] += (double)g * xhat;
+      sgx[ch] += g * xhat;
     }
   }
+}
+
+static void acc_bn_grad(const void *vc, size_t r, float *acc) {
+  const bn_ctx *k = vc;
+  int c = k->x.c;
+  bn_grad_row(c, k->relu, k->x.p + r * (size_t)k->x.ld, k->dy.p + r * (size_t)k->dy.ld, k->mean, k->mean + c,
+              k->scale, k->shift, acc, acc + c);
 }
 
 int cpu_bn_stats(view x, const float *mean, double *out) {
