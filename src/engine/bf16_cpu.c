@@ -16,10 +16,6 @@ void bf16_from_floats_c(const float *restrict src, uint16_t *restrict dst, size_
   for (size_t i = 0; i < n; i++) dst[i] = bf16_round(src[i]);
 }
 
-void bf16_to_floats(const uint16_t *restrict src, float *restrict dst, size_t n) {
-  for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(src[i]);
-}
-
 #if BF16_HAVE_NATIVE
 __attribute__((target("avx512bf16,avx512f,avx512vl,avx512bw"))) static void from_floats_avx512(
     const float *src, uint16_t *dst, size_t n) {

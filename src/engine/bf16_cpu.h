@@ -35,8 +35,10 @@ static inline float bf16_to_float(uint16_t h) {
 void bf16_from_floats(const float *src, uint16_t *dst, size_t n);
 /* The plain-C path, whatever the CPU (tests compare the two). */
 void bf16_from_floats_c(const float *src, uint16_t *dst, size_t n);
-/* dst[i] = src[i] as floats (exact). */
-void bf16_to_floats(const uint16_t *src, float *dst, size_t n);
+/* dst[i] = src[i] as floats (exact; inline, so that it vectorises in place). */
+static inline void bf16_to_floats(const uint16_t *restrict src, float *restrict dst, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(src[i]);
+}
 
 /* Whether bf16_from_floats runs vcvtneps2bf16: the CPU has AVX512-BF16, the
  * compiler the intrinsics, and the C path is not forced. */

@@ -69,6 +69,9 @@ typedef struct conv_desc {
   int ddst_bf16;        /* with PREC_BF16: the output gradient dy of both backward
                            passes is already bf16 (uint16 NHWC), as written by
                            bn_backward_dx_dense, so no conversion pass is needed */
+  int dsrc_bf16;        /* with PREC_BF16 and need_backward: backward-data writes dx
+                           as bf16 (uint16 NHWC, half the bytes), for a batch norm's
+                           backward to read as a bf16 view (view_bf16) */
   /* Forward-only fusions (need_backward 0; inference with batch norm folded
    * into the weights and bias, see conv_bn_fold in nn/layers.h): */
   int relu_post;        /* y = max(conv + bias, 0) in the same pass */
@@ -113,7 +116,8 @@ typedef struct engine_ops {
    * overwritten, float, or bf16 when d->dst_bf16, or u8 when d->dst_u8. */
   int (*conv_forward)(conv_op *op, const void *x, const void *w, uint64_t wver, const float *b,
                       void *y, mskx_err *e);
-  /* dy: dense (n,oh,ow,cout) float, or bf16 when d->ddst_bf16. dx overwritten. */
+  /* dy: dense (n,oh,ow,cout) float, or bf16 when d->ddst_bf16. dx overwritten:
+   * dense (n,h,w,cin) float, or bf16 (uint16_t) when d->dsrc_bf16. */
   int (*conv_backward_data)(conv_op *op, const void *dy, const float *w, uint64_t wver, float *dx,
                             mskx_err *e);
   /* dw (OIHW) and db (if bias) overwritten. */
@@ -154,7 +158,9 @@ typedef struct engine_ops {
   void (*bn_forward_affine_u8)(view x, const float *scale, const float *shift, uint8_t *y);
   /* Backward of the training-mode forward. With relu, the mask is recomputed
    * from x (nothing but x and the saved statistics is stored). dx ACCUMULATED;
-   * dgamma, dbeta overwritten. */
+   * dgamma, dbeta overwritten. Here and in the split ops below, dy may be a
+   * bf16 view (view_bf16: a convolution's dsrc_bf16 input gradient); its
+   * values are read exactly, as floats. */
   int (*bn_backward)(view x, view dy, const float *gamma, const float *beta, const float *mean,
                      const float *invstd, int relu, view dx, float *dgamma, float *dbeta);
   /* Synchronised batch norm (data-parallel training) splits the two ops

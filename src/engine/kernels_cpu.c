@@ -322,11 +322,20 @@ static void bn_grad_row(int c, int relu, const float *restrict xr, const float *
   }
 }
 
+/* Row r of an output gradient as floats: in place, or a bf16 row (a bf16
+ * convolution's input gradient, dsrc_bf16) widened into tmp[dy.c]. */
+static inline const float *dy_row(view dy, size_t r, float *tmp) {
+  if (!dy.bf16) return dy.p + r * (size_t)dy.ld;
+  bf16_to_floats((const uint16_t *)(const void *)dy.p + r * (size_t)dy.ld, tmp, (size_t)dy.c);
+  return tmp;
+}
+
 static void acc_bn_grad(const void *vc, size_t r, float *acc) {
   const bn_ctx *k = vc;
   int c = k->x.c;
-  bn_grad_row(c, k->relu, k->x.p + r * (size_t)k->x.ld, k->dy.p + r * (size_t)k->dy.ld, k->mean, k->mean + c,
-              k->scale, k->shift, acc, acc + c);
+  float tmp[k->dy.bf16 ? c : 1];
+  bn_grad_row(c, k->relu, k->x.p + r * (size_t)k->x.ld, dy_row(k->dy, r, tmp), k->mean, k->mean + c, k->scale,
+              k->shift, acc, acc + c);
 }
 
 int cpu_bn_stats(view x, const float *mean, double *out) {
@@ -367,7 +376,8 @@ static void bn_backward_dx_rows(view x, view dy, const float *gamma, const float
   }
 #pragma omp parallel for schedule(static)
   for (size_t r = 0; r < m; r++) {
-    const float *restrict xr = x.p + r * (size_t)x.ld, *restrict gr = dy.p + r * (size_t)dy.ld;
+    float tmp[dy.bf16 ? c : 1];
+    const float *restrict xr = x.p + r * (size_t)x.ld, *restrict gr = dy_row(dy, r, tmp);
     /* The select on an unconditional load keeps each loop vectorised. */
 #define BN_DX(ch)                                                                              \
   float gv = gr[ch], y = xr[ch] * scale[ch] + shift[ch];                                      \
