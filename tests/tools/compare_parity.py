@@ -15,8 +15,11 @@ The detail line reports both errors and how many tensors met the strict bound.
 against the float64 reference, whose relative L2 error must stay within
 1.5x that of PyTorch's CPU autocast in bf16 (grads_torch_bf16.safetensors)
 plus 0.02: bf16 rounding of activations, amplified by train-mode batch norm
-over tiny batches, makes both large (measured 0.24-0.58 for ours, 0.34-0.74
-for PyTorch's, densenet at 64-128 px)."""
+over tiny batches, makes both large. The small DenseNet is the telling case
+(ours 0.24, PyTorch's 0.34; densenet121 at 128 px batch 4: 0.58 and 0.74);
+for the full-size networks at 64 px batch 2 both are at noise level (ours
+0.79-1.41, PyTorch's 0.96-1.36), so there the check only catches failures
+that make the gradients much worse than noise (NaN, blow-ups)."""
 import os
 import sys
 
