@@ -27,21 +27,31 @@ static inline const char *precision_name(precision p) {
   return p == PREC_BF16 ? "bf16" : p == PREC_AUTO ? "auto" : "fp32";
 }
 
-/* NHWC view: element (n, y, x, ch) lives at p[((n*h + y)*w + x)*ld + ch]. */
+/* NHWC view: element (n, y, x, ch) lives at p[((n*h + y)*w + x)*ld + ch].
+ * With bf16 set the elements are bf16 (uint16_t) at ((uint16_t *)p)[...]:
+ * only the batch-norm backward ops accept such a view, and only as dy (a
+ * bf16 convolution's input gradient, written by a convolution with
+ * dsrc_bf16); every other op takes float views. */
 typedef struct view {
   float *p;
   int n, h, w, c;
   int ld;
+  int bf16;
 } view;
 
 static inline view view_make(float *p, int n, int h, int w, int c) {
-  view v = {p, n, h, w, c, c};
+  view v = {p, n, h, w, c, c, 0};
+  return v;
+}
+/* A dense (n,h,w,c) buffer of bf16 values. */
+static inline view view_bf16(void *p, int n, int h, int w, int c) {
+  view v = {(float *)p, n, h, w, c, c, 1};
   return v;
 }
 /* Channels [c0, c0 + c) of v. */
 static inline view view_channels(view v, int c0, int c) {
   view s = v;
-  s.p = v.p + c0;
+  s.p = v.bf16 ? (float *)((uint16_t *)(void *)v.p + c0) : v.p + c0;
   s.c = c;
   return s;
 }
@@ -59,6 +69,9 @@ typedef struct conv_desc {
   int ddst_bf16;        /* with PREC_BF16: the output gradient dy of both backward
                            passes is already bf16 (uint16 NHWC), as written by
                            bn_backward_dx_dense, so no conversion pass is needed */
+  int dsrc_bf16;        /* with PREC_BF16 and need_backward: backward-data writes dx
+                           as bf16 (uint16 NHWC, half the bytes), for a batch norm's
+                           backward to read as a bf16 view (view_bf16) */
   /* Forward-only fusions (need_backward 0; inference with batch norm folded
    * into the weights and bias, see conv_bn_fold in nn/layers.h): */
   int relu_post;        /* y = max(conv + bias, 0) in the same pass */
@@ -103,7 +116,8 @@ typedef struct engine_ops {
    * overwritten, float, or bf16 when d->dst_bf16, or u8 when d->dst_u8. */
   int (*conv_forward)(conv_op *op, const void *x, const void *w, uint64_t wver, const float *b,
                       void *y, mskx_err *e);
-  /* dy: dense (n,oh,ow,cout) float, or bf16 when d->ddst_bf16. dx overwritten. */
+  /* dy: dense (n,oh,ow,cout) float, or bf16 when d->ddst_bf16. dx overwritten:
+   * dense (n,h,w,cin) float, or bf16 (uint16_t) when d->dsrc_bf16. */
   int (*conv_backward_data)(conv_op *op, const void *dy, const float *w, uint64_t wver, float *dx,
                             mskx_err *e);
   /* dw (OIHW) and db (if bias) overwritten. */
@@ -133,7 +147,10 @@ typedef struct engine_ops {
    * scale = gamma * invstd, shift = beta - mean * scale (float arithmetic). */
   void (*bn_forward_affine)(view x, const float *scale, const float *shift, int relu, view y);
   /* The same, rounded to bf16 (round to nearest even, as oneDNN's reorder)
-   * into a dense (n,h,w,c) buffer: a bf16 convolution's input. */
+   * into a dense (n,h,w,c) buffer: a bf16 convolution's input. A subnormal
+   * value may become a signed zero instead: the oneDNN engine converts with
+   * vcvtneps2bf16 where the CPU has AVX512-BF16, which flushes them, as
+   * oneDNN's own reorder does there (src/engine/bf16_cpu.h). */
   void (*bn_forward_affine_bf16)(view x, const float *scale, const float *shift, int relu, uint16_t *y);
   /* The same with ReLU, quantised to u8 for an int8 convolution's input
    * (dense (n,h,w,c)): y = min(255, round_half_up(max(x * scale + shift, 0))),
@@ -141,7 +158,9 @@ typedef struct engine_ops {
   void (*bn_forward_affine_u8)(view x, const float *scale, const float *shift, uint8_t *y);
   /* Backward of the training-mode forward. With relu, the mask is recomputed
    * from x (nothing but x and the saved statistics is stored). dx ACCUMULATED;
-   * dgamma, dbeta overwritten. */
+   * dgamma, dbeta overwritten. Here and in the split ops below, dy may be a
+   * bf16 view (view_bf16: a convolution's dsrc_bf16 input gradient); its
+   * values are read exactly, as floats. */
   int (*bn_backward)(view x, view dy, const float *gamma, const float *beta, const float *mean,
                      const float *invstd, int relu, view dx, float *dgamma, float *dbeta);
   /* Synchronised batch norm (data-parallel training) splits the two ops

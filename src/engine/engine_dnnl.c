@@ -41,6 +41,7 @@ struct conv_op {
   int oh, ow;
   dnnl_memory_desc_t src_md, dst_md, src_user_md, dst_user_md, wei_user_md, bias_md;
   dnnl_memory_desc_t dst_fwd_md;   /* forward output: dst_user_md, or bf16 with dst_bf16 */
+  dnnl_memory_desc_t dsrc_md;      /* backward-data output: src_user_md, or bf16 with dsrc_bf16 */
   dnnl_primitive_t src_to_bf16, dst_to_bf16;   /* bf16 only */
   conv_pass fwd, bwd_data, bwd_wei;
   /* fp32 1x1 convolutions (stride 1, no padding, no bias): both backward
@@ -238,6 +239,7 @@ static int conv_plan(engine *eng, conv_op *op, mskx_err *e) {
   md_nhwc(&op->src_md, d->n, d->cin, d->h, d->w, d->int8 ? dnnl_u8 : cdt);
   md_nhwc(&op->dst_md, d->n, d->cout, op->oh, op->ow, d->dst_u8 ? dnnl_u8 : cdt);
   op->dst_fwd_md = d->dst_bf16 || d->dst_u8 ? op->dst_md : op->dst_user_md;
+  op->dsrc_md = d->dsrc_bf16 ? op->src_md : op->src_user_md;
   dnnl_dims_t wdims = {d->cout, d->cin, d->kh, d->kw}, bdims = {d->cout};
   dnnl_memory_desc_init_by_tag(&op->wei_user_md, 4, wdims, wudt, dnnl_oihw);
   dnnl_memory_desc_init_by_tag(&op->bias_md, 1, bdims, dnnl_f32, dnnl_x);
@@ -267,7 +269,7 @@ static int conv_plan(engine *eng, conv_op *op, mskx_err *e) {
     rc = mm_plan(eng, op, e);
     goto planned;
   }
-  rc = dnnl_check(dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &op->src_user_md, &wany,
+  rc = dnnl_check(dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &op->dsrc_md, &wany,
                                                            &op->dst_md, strides, pad, pad_r),
                   "conv backward data desc", e);
   if (!rc) rc = pass_init(eng, op, &op->bwd_data, &bd, dnnl_query_weights_md, &op->wei_user_md, 0, 0, fwd_pd, NULL, e);
@@ -295,9 +297,11 @@ static int conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_err 
   if (d->n <= 0 || d->h <= 0 || d->w <= 0 || d->cin <= 0 || d->cout <= 0 || d->kh <= 0 || d->kw <= 0 ||
       d->sh <= 0 || d->sw <= 0 || d->ph < 0 || d->pw < 0)
     return err_set(e, MSKX_EINVAL, "convolution: invalid shape");
-  if ((d->src_bf16 || d->ddst_bf16) && d->prec != PREC_BF16)
+  if ((d->src_bf16 || d->ddst_bf16 || d->dsrc_bf16) && d->prec != PREC_BF16)
     return err_set(e, MSKX_EINVAL, "convolution: bf16 %s needs bf16 precision",
-                   d->src_bf16 ? "input" : "output gradient");
+                   d->src_bf16 ? "input" : d->ddst_bf16 ? "output gradient" : "input gradient");
+  if (d->dsrc_bf16 && !d->need_backward)
+    return err_set(e, MSKX_EINVAL, "convolution: a bf16 input gradient needs a training plan");
   if ((d->relu_post || d->dst_bf16) && d->need_backward)
     return err_set(e, MSKX_EINVAL, "convolution: fused ReLU and bf16 output are forward-only");
   if (d->dst_bf16 && d->prec != PREC_BF16)
@@ -405,7 +409,7 @@ static int conv_backward_data(conv_op *op, const void *dy, const float *w, uint6
   }
   binding bind[4] = {{DNNL_ARG_DIFF_DST, &op->dst_md, (void *)ddst},
                      {DNNL_ARG_WEIGHTS, &op->bwd_data.wei_md, (void *)wei},
-                     {DNNL_ARG_DIFF_SRC, &op->src_user_md, dx},
+                     {DNNL_ARG_DIFF_SRC, &op->dsrc_md, dx},
                      {DNNL_ARG_SCRATCHPAD, &scratch_md, s->scratch}};
   return run(op->eng, op->bwd_data.prim, bind, 4, e);
 }

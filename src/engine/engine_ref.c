@@ -38,7 +38,7 @@ static int ref_conv_create(engine *eng, const conv_desc *d, conv_op **out, mskx_
   if (d->n < 1 || d->h < 1 || d->w < 1 || d->cin < 1 || d->cout < 1 || d->kh < 1 || d->kw < 1 ||
       d->sh < 1 || d->sw < 1 || d->ph < 0 || d->pw < 0)
     return err_set(e, MSKX_EINVAL, "engine_ref.c: conv_create: invalid descriptor");
-  if (d->src_bf16 || d->ddst_bf16 || d->dst_bf16 || d->relu_post || d->int8 || d->dst_u8)
+  if (d->src_bf16 || d->ddst_bf16 || d->dsrc_bf16 || d->dst_bf16 || d->relu_post || d->int8 || d->dst_u8)
     return err_set(e, MSKX_EUNSUPPORTED,
                    "engine_ref.c: conv_create: bf16 and int8 operands and fusions are not supported");
   if (d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
@@ -306,6 +306,16 @@ static void ref_bn_forward_infer(view x, const float *gamma, const float *beta, 
   ref_bn_forward_affine(x, scale, shift, relu, y);
 }
 
+/* Element (n, i, j, ch) of an output gradient, a float or a bf16 view. */
+static double dy_at(view dy, int n, int i, int j, int ch) {
+  if (!dy.bf16) return *at(dy, n, i, j, ch);
+  uint16_t h = ((const uint16_t *)(const void *)dy.p)[(((size_t)n * dy.h + i) * dy.w + j) * (size_t)dy.ld + ch];
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
 /* dx += gamma*invstd/m * (m*g - sum(g) - xhat*sum(g*xhat)), g = dy masked by
  * the ReLU; dgamma = sum(g*xhat), dbeta = sum(g). */
 static int ref_bn_backward(view x, view dy, const float *gamma, const float *beta, const float *mean,
@@ -320,7 +330,7 @@ static int ref_bn_backward(view x, view dy, const float *gamma, const float *bet
         for (int i = 0; i < x.h; i++)
           for (int j = 0; j < x.w; j++) {
             float xv = *at(x, n, i, j, ch);
-            double g = *at(dy, n, i, j, ch);
+            double g = dy_at(dy, n, i, j, ch);
             if (relu && !(bn_pre(xv, scale[ch], shift[ch]) > 0)) g = 0.0;
             double xhat = ((double)xv - mean[ch]) * invstd[ch];
             if (pass == 0) {
@@ -357,7 +367,7 @@ static int ref_bn_stats(view x, const float *mean, double *out) {
 /* dy masked by the ReLU recomputed as the forward computed it. */
 static inline double bn_masked_grad(view x, view dy, int n, int i, int j, int ch, const float *scale,
                                     const float *shift, int relu) {
-  double g = *at(dy, n, i, j, ch);
+  double g = dy_at(dy, n, i, j, ch);
   return relu && !(bn_pre(*at(x, n, i, j, ch), scale[ch], shift[ch]) > 0) ? 0.0 : g;
 }
 

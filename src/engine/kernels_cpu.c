@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/error.h"
+#include "engine/bf16_cpu.h"
 
 static inline size_t rows_of(view v) { return (size_t)v.n * v.h * v.w; }
 
@@ -61,9 +62,28 @@ static double *acc_get(size_t count) {
 }
 
 /* Sums f(row) over rows per channel into out[c] in a fixed order: each
- * thread owns a contiguous block of rows (static schedule), partial sums are
- * then added in thread order. MSKX_ENOMEM if scratch could not be allocated. */
-typedef void (*row_acc_fn)(const void *ctx, size_t r, double *acc);
+ * thread owns a contiguous block of rows (static schedule) and sums them in
+ * float over runs of ACC_BLOCK_ROWS rows, adding each run's sums to its
+ * double accumulators; the threads' sums are then added in thread order.
+ * MSKX_ENOMEM if scratch could not be allocated.
+ *
+ * Why float runs: accumulating every element in double halves the vector
+ * width and adds two conversions per vector, which made these passes
+ * compute-bound (perf: acc_bn_grad 8.6% of a bf16 training step).
+ * Error: a recursive float sum of k terms t_i errs by at most (k-1) u
+ * sum |t_i| (u = 2^-24; Higham, Accuracy and Stability of Numerical
+ * Algorithms, 4.2), so each run of B = ACC_BLOCK_ROWS rows adds at most
+ * (B-1) u = 1.8e-6 of its terms' magnitudes, and the double additions of
+ * the runs' sums add about (rows/B) 2^-53 more: the whole reduction errs by
+ * at most about 31 u sum |t_i|, whatever the row count. For the squared
+ * deviations (all terms positive, each with 2u more from its float subtract
+ * and square) that is a relative error of the variance under 2e-6; for the
+ * backward sums (sum g, sum g*xhat, which cancel) it is relative to sum |t|,
+ * as for any float reduction. PyTorch's CPU batch norm accumulates in float
+ * too; tests/engine (against the reference engine, which sums in double)
+ * and tests/models (against PyTorch) hold these kernels to that. */
+#define ACC_BLOCK_ROWS 32
+typedef void (*row_acc_fn)(const void *ctx, size_t r, float *acc);
 
 static int reduce_rows(size_t rows, int c, row_acc_fn f, const void *ctx, double *out) {
   /* c is the number of accumulators per row (channels, or 2x for pairs). */
@@ -75,8 +95,14 @@ static int reduce_rows(size_t rows, int c, row_acc_fn f, const void *ctx, double
   {
     int t = omp_get_thread_num(), T = omp_get_num_threads();
     size_t lo = rows * (size_t)t / (size_t)T, hi = rows * (size_t)(t + 1) / (size_t)T;
-    double *acc = part + (size_t)t * (size_t)c;
-    for (size_t r = lo; r < hi; r++) f(ctx, r, acc);
+    double *restrict acc = part + (size_t)t * (size_t)c;
+    float run[c];
+    for (size_t r0 = lo; r0 < hi; r0 += ACC_BLOCK_ROWS) {
+      size_t r1 = hi - r0 < ACC_BLOCK_ROWS ? hi : r0 + ACC_BLOCK_ROWS;
+      memset(run, 0, sizeof run);
+      for (size_t r = r0; r < r1; r++) f(ctx, r, run);
+      for (int ch = 0; ch < c; ch++) acc[ch] += run[ch];
+    }
   }
   for (int ch = 0; ch < c; ch++) out[ch] = 0;
   for (int t = 0; t < nt; t++)
@@ -148,19 +174,19 @@ typedef struct bn_ctx {
   int relu;
 } bn_ctx;
 
-static void acc_sum(const void *vc, size_t r, double *restrict acc) {
+static void acc_sum(const void *vc, size_t r, float *restrict acc) {
   const bn_ctx *k = vc;
   const float *restrict xr = k->x.p + r * (size_t)k->x.ld;
   int c = k->x.c;
   for (int ch = 0; ch < c; ch++) acc[ch] += xr[ch];
 }
 
-static void acc_sqdev(const void *vc, size_t r, double *restrict acc) {
+static void acc_sqdev(const void *vc, size_t r, float *restrict acc) {
   const bn_ctx *k = vc;
   const float *restrict xr = k->x.p + r * (size_t)k->x.ld, *restrict mean = k->mean;
   int c = k->x.c;
   for (int ch = 0; ch < c; ch++) {
-    double d = (double)xr[ch] - mean[ch];
+    float d = xr[ch] - mean[ch];
     acc[ch] += d * d;
   }
 }
@@ -208,13 +234,13 @@ void cpu_bn_forward_affine(view x, const float *scale, const float *shift, int r
   affine_rows(x, y, scale, shift, relu);
 }
 
-/* Round to nearest even, as oneDNN's f32 -> bf16 reorder; NaN stays NaN. */
-static inline uint16_t to_bf16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
-}
+/* The bf16-writing kernels compute a row in chunks of floats on the stack
+ * (vectorised by the compiler for any target) and convert each chunk with
+ * bf16_from_floats, vcvtneps2bf16 where the CPU has it: the C rounding rule
+ * costs about a dozen integer operations per value, more than the rest of
+ * the pass (perf: cpu_bn_forward_affine_bf16 was slower than the fp32
+ * affine pass writing twice the bytes). A chunk stays in L1. */
+#define BF16_CHUNK 256
 
 void cpu_bn_forward_affine_bf16(view x, const float *scale, const float *shift, int relu, uint16_t *y) {
   size_t rows = rows_of(x);
@@ -222,10 +248,19 @@ void cpu_bn_forward_affine_bf16(view x, const float *scale, const float *shift, 
 #pragma omp parallel for schedule(static)
   for (size_t r = 0; r < rows; r++) {
     const float *restrict xr = x.p + r * (size_t)x.ld;
-    uint16_t *restrict yr = y + r * (size_t)c;
-    for (int ch = 0; ch < c; ch++) {
-      float v = xr[ch] * scale[ch] + shift[ch];
-      yr[ch] = to_bf16(relu && v <= 0.f ? 0.f : v);
+    uint16_t *yr = y + r * (size_t)c;
+    float v[BF16_CHUNK];
+    for (int c0 = 0; c0 < c; c0 += BF16_CHUNK) {
+      int len = c - c0 < BF16_CHUNK ? c - c0 : BF16_CHUNK;
+      const float *restrict xs = xr + c0, *restrict sc = scale + c0, *restrict sh = shift + c0;
+      if (relu)
+        for (int i = 0; i < len; i++) {
+          float t = xs[i] * sc[i] + sh[i];
+          v[i] = t <= 0.f ? 0.f : t;
+        }
+      else
+        for (int i = 0; i < len; i++) v[i] = xs[i] * sc[i] + sh[i];
+      bf16_from_floats(v, yr + c0, (size_t)len);
     }
   }
 }
@@ -260,33 +295,47 @@ void cpu_bn_forward_infer(view x, const float *gamma, const float *beta, const f
 
 /* Accumulates, per channel, sum(g) in acc[0..c) and sum(g * xhat) in
  * acc[c..2c), where g is dy masked by the ReLU recomputed exactly as the
- * forward computed it. */
-static void acc_bn_grad(const void *vc, size_t r, double *acc) {
-  /* restrict, unconditional loads and -fno-trapping-math (CMakeLists.txt) let
-   * GCC vectorise this loop, the hottest of a training step (perf: 44% of
-   * samples while it ran scalar). */
-  const bn_ctx *k = vc;
-  int c = k->x.c;
-  const float *restrict xr = k->x.p + r * (size_t)k->x.ld, *restrict gr = k->dy.p + r * (size_t)k->dy.ld;
-  const float *restrict mean = k->mean, *restrict invstd = k->mean + c;
-  const float *restrict scale = k->scale, *restrict shift = k->shift;
-  double *restrict sg = acc, *restrict sgx = acc + c;
-  if (k->relu) {
+ * forward computed it. The loop lives in a function of its own whose
+ * pointers are restrict parameters: restrict locals were not enough for GCC
+ * 12 with -fopenmp (it wanted more run-time alias checks than it allows and
+ * left the loop scalar), and unconditional loads and -fno-trapping-math
+ * (CMakeLists.txt) let it vectorise the select; this is the hottest loop
+ * of a training step (perf: 44% of samples while it ran scalar). */
+static void bn_grad_row(int c, int relu, const float *restrict xr, const float *restrict gr,
+                        const float *restrict mean, const float *restrict invstd, const float *restrict scale,
+                        const float *restrict shift, float *restrict sg, float *restrict sgx) {
+  if (relu) {
     for (int ch = 0; ch < c; ch++) {
       float gv = gr[ch], y = xr[ch] * scale[ch] + shift[ch];
       float g = y <= 0.f ? 0.f : gv;
       float xhat = (xr[ch] - mean[ch]) * invstd[ch];
       sg[ch] += g;
-      sgx[ch] += (double)g * xhat;
+      sgx[ch] += g * xhat;
     }
   } else {
     for (int ch = 0; ch < c; ch++) {
       float g = gr[ch];
       float xhat = (xr[ch] - mean[ch]) * invstd[ch];
       sg[ch] += g;
-      sgx[ch] += (double)g * xhat;
+      sgx[ch] += g * xhat;
     }
   }
+}
+
+/* Row r of an output gradient as floats: in place, or a bf16 row (a bf16
+ * convolution's input gradient, dsrc_bf16) widened into tmp[dy.c]. */
+static inline const float *dy_row(view dy, size_t r, float *tmp) {
+  if (!dy.bf16) return dy.p + r * (size_t)dy.ld;
+  bf16_to_floats((const uint16_t *)(const void *)dy.p + r * (size_t)dy.ld, tmp, (size_t)dy.c);
+  return tmp;
+}
+
+static void acc_bn_grad(const void *vc, size_t r, float *acc) {
+  const bn_ctx *k = vc;
+  int c = k->x.c;
+  float tmp[k->dy.bf16 ? c : 1];
+  bn_grad_row(c, k->relu, k->x.p + r * (size_t)k->x.ld, dy_row(k->dy, r, tmp), k->mean, k->mean + c, k->scale,
+              k->shift, acc, acc + c);
 }
 
 int cpu_bn_stats(view x, const float *mean, double *out) {
@@ -327,7 +376,8 @@ static void bn_backward_dx_rows(view x, view dy, const float *gamma, const float
   }
 #pragma omp parallel for schedule(static)
   for (size_t r = 0; r < m; r++) {
-    const float *restrict xr = x.p + r * (size_t)x.ld, *restrict gr = dy.p + r * (size_t)dy.ld;
+    float tmp[dy.bf16 ? c : 1];
+    const float *restrict xr = x.p + r * (size_t)x.ld, *restrict gr = dy_row(dy, r, tmp);
     /* The select on an unconditional load keeps each loop vectorised. */
 #define BN_DX(ch)                                                                              \
   float gv = gr[ch], y = xr[ch] * scale[ch] + shift[ch];                                      \
@@ -346,10 +396,15 @@ static void bn_backward_dx_rows(view x, view dy, const float *gamma, const float
         dr[ch] = dv;
       }
     } else {
-      uint16_t *restrict dr = (uint16_t *)dxp + r * (size_t)c;
-      for (int ch = 0; ch < c; ch++) {
-        BN_DX(ch);
-        dr[ch] = to_bf16(dv);
+      uint16_t *dr = (uint16_t *)dxp + r * (size_t)c;
+      float v[BF16_CHUNK];
+      for (int c0 = 0; c0 < c; c0 += BF16_CHUNK) {
+        int len = c - c0 < BF16_CHUNK ? c - c0 : BF16_CHUNK;
+        for (int ch = c0; ch < c0 + len; ch++) {
+          BN_DX(ch);
+          v[ch - c0] = dv;
+        }
+        bf16_from_floats(v, dr + c0, (size_t)len);
       }
     }
 #undef BN_DX

@@ -2,7 +2,9 @@
  * (with the ReLU fused and recomputed in backward), pools, copies, the tiny
  * classifier head and the loss. They read and write strided NHWC views, which
  * oneDNN's fast paths do not, and every reduction runs in a fixed order so a
- * run is bit-reproducible for a given thread count. Their parallel regions
+ * run is bit-reproducible for a given thread count. The bf16 they write is
+ * converted by bf16_cpu.h (vcvtneps2bf16 where the CPU has AVX512-BF16), and
+ * the batch-norm backward ops also read a bf16 dy (view.bf16). Their parallel regions
  * take the calling thread's OpenMP thread count, which the entry points that
  * run ops set to the engine's for the call (engine_threads_enter). Semantics:
  * engine.h. */

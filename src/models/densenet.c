@@ -92,12 +92,14 @@ static int declare(net *m, densenet *d, mskx_err *e) {
       if (!rc) rc = conv_layer_declare(ps, &L->conv1, p, L->c_in, inter, 1, 1, 0, 0, e);
       L->conv1.src_bf16 = 1;  /* fed by norm1 (bn_layer_forward_conv) */
       L->conv1.ddst_bf16 = 1; /* its output gradient from norm2 (bn_layer_backward_conv) */
+      L->conv1.dsrc_bf16 = 1; /* its input gradient only to norm1's backward */
       snprintf(p, sizeof p, "features.denseblock%d.denselayer%d.norm2", b + 1, l + 1);
       if (!rc) rc = bn_layer_declare(ps, &L->norm2, p, inter, e);
       snprintf(p, sizeof p, "features.denseblock%d.denselayer%d.conv2", b + 1, l + 1);
       if (!rc) rc = conv_layer_declare(ps, &L->conv2, p, inter, a->growth, 3, 1, 1, 0, e);
       L->conv2.src_bf16 = 1;
       L->conv2.ddst_bf16 = 1; /* from the block gradient (layer_grad_for_conv) */
+      L->conv2.dsrc_bf16 = 1; /* to norm2's backward */
     }
     c += blk->n_layers * a->growth;
     blk->c_total = c;
@@ -108,6 +110,7 @@ static int declare(net *m, densenet *d, mskx_err *e) {
       snprintf(p, sizeof p, "features.transition%d.conv", b + 1);
       if (!rc) rc = conv_layer_declare(ps, &blk->trans_conv, p, c, c / 2, 1, 1, 0, 0, e);
       blk->trans_conv.src_bf16 = 1;
+      blk->trans_conv.dsrc_bf16 = 1; /* to trans_norm's backward */
       c /= 2;
     }
   }
@@ -304,8 +307,7 @@ static int densenet_plan(net *m, int n, int h, int w, mskx_err *e) {
 /* ---- forward ---- */
 
 static view block_view(const dense_block *blk, float *p, int n) {
-  view v = {p, n, blk->h, blk->w, blk->c_total, blk->c_total};
-  return v;
+  return view_make(p, n, blk->h, blk->w, blk->c_total);
 }
 
 /* Training: records the batch statistics of channels [c0, c0 + v.c) of the
@@ -406,13 +408,13 @@ static int layer_backward(net *m, dense_block *blk, dense_layer *L, mskx_err *e)
   bn_layer_recompute_conv(cx, &L->norm2, bottleneck, d->bnrelu, 1);
   int rc = conv_layer_backward(cx, &L->conv2, d->bnrelu, d->d_new_features, d->d_bnrelu, e);
   if (rc) return rc;
-  view d_norm2 = view_make(d->d_bnrelu, n, blk->h, blk->w, inter);
+  view d_norm2 = layer_conv_dx_view(cx, &L->conv2, d->d_bnrelu, n, blk->h, blk->w);
   if ((rc = bn_layer_backward_conv(cx, &L->norm2, bottleneck, d_norm2, d->d_bottleneck, 1, e))) return rc;
   view prefix = view_channels(B, 0, L->c_in);
   bn_layer_recompute_conv(cx, &L->norm1, prefix, d->bnrelu, 1);
   if ((rc = conv_layer_backward(cx, &L->conv1, d->bnrelu, d->d_bottleneck, d->d_bnrelu, e))) return rc;
-  return bn_layer_backward(cx, &L->norm1, prefix, view_make(d->d_bnrelu, n, blk->h, blk->w, L->c_in),
-                           view_channels(dB, 0, L->c_in), 1, e);
+  view d_norm1 = layer_conv_dx_view(cx, &L->conv1, d->d_bnrelu, n, blk->h, blk->w);
+  return bn_layer_backward(cx, &L->norm1, prefix, d_norm1, view_channels(dB, 0, L->c_in), 1, e);
 }
 
 static int transition_backward(net *m, dense_block *blk, dense_block *next, mskx_err *e) {
@@ -426,8 +428,8 @@ static int transition_backward(net *m, dense_block *blk, dense_block *next, mskx
   bn_layer_recompute_conv(cx, &blk->trans_norm, B, d->bnrelu, 1);
   int rc = conv_layer_backward(cx, &blk->trans_conv, d->bnrelu, d->d_trans_out, d->d_bnrelu, e);
   if (rc) return rc;
-  return bn_layer_backward(cx, &blk->trans_norm, B, view_make(d->d_bnrelu, n, blk->h, blk->w, blk->c_total),
-                           block_view(blk, blk->grad, n), 1, e);
+  view d_norm = layer_conv_dx_view(cx, &blk->trans_conv, d->d_bnrelu, n, blk->h, blk->w);
+  return bn_layer_backward(cx, &blk->trans_norm, B, d_norm, block_view(blk, blk->grad, n), 1, e);
 }
 
 static int densenet_backward(net *m, const float *dlogits, mskx_err *e) {

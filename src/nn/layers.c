@@ -62,7 +62,13 @@ int conv_layer_plan(const layer_ctx *cx, conv_layer *l, int n, int h, int w, int
   conv_desc d = layer_conv_desc(cx, l, n, h, w);
   d.need_backward = cx->train;
   d.ddst_bf16 = l->ddst_bf16 && cx->prec == PREC_BF16 && cx->train;
+  d.dsrc_bf16 = l->dsrc_bf16 && cx->prec == PREC_BF16 && cx->train;
   return create_conv(cx, &d, &l->op, oh, ow, e);
+}
+
+view layer_conv_dx_view(const layer_ctx *cx, const conv_layer *l, float *dx, int n, int h, int w) {
+  return l->dsrc_bf16 && cx->prec == PREC_BF16 && cx->train ? view_bf16(dx, n, h, w, l->cin)
+                                                             : view_make(dx, n, h, w, l->cin);
 }
 
 void conv_layer_unplan(const layer_ctx *cx, conv_layer *l) {

@@ -55,6 +55,9 @@ typedef struct conv_layer {
   int src_bf16;       /* its input comes from bn_layer_forward_conv (bf16 in bf16 plans) */
   int ddst_bf16;      /* its output gradient comes from bn_layer_backward_conv or
                          layer_grad_for_conv (bf16 in bf16 plans) */
+  int dsrc_bf16;      /* its input gradient goes only to a batch-norm backward, which
+                         reads it as layer_conv_dx_view gives it (bf16 in bf16
+                         training plans: half the bytes of that pass) */
   conv_op *op;        /* planned per shape */
 } conv_layer;
 
@@ -94,6 +97,10 @@ void bn_layer_unplan(bn_layer *l);
 int conv_layer_forward(const layer_ctx *cx, conv_layer *l, const void *x, float *y, mskx_err *e);
 /* Writes the weight (and bias) gradients; dx (may be NULL) overwritten. */
 int conv_layer_backward(const layer_ctx *cx, conv_layer *l, const void *x, const void *dy, float *dx, mskx_err *e);
+/* The input gradient dx that conv_layer_backward wrote for an n x h x w
+ * input, as the view a batch-norm backward reads as dy: bf16 when the layer
+ * has dsrc_bf16 in a bf16 training plan, else floats. */
+view layer_conv_dx_view(const layer_ctx *cx, const conv_layer *l, float *dx, int n, int h, int w);
 /* A convolution's output gradient from a view: src copied to the dense
  * (n,h,w,c) buffer dst, as floats, or in bf16 plans rounded to bf16 (for a
  * conv_layer with ddst_bf16). */

@@ -52,7 +52,7 @@ static inline int vbuf_alloc(vbuf *b, int n, int h, int w, int c, int ld, int c0
   rng_seed(&r, seed ^ 0x5eedf00dULL);
   for (size_t i = 0; i < b->len; i++) b->base[i] = (float)(rng_uniform(&r) * 2 - 1);
   memcpy(b->init, b->base, b->len * sizeof(float));
-  b->v = (view){b->base + c0, n, h, w, c, ld};
+  b->v = (view){b->base + c0, n, h, w, c, ld, 0};
   return 0;
 }
 static inline int vbuf_dense(vbuf *b, int n, int h, int w, int c, uint64_t seed) {

@@ -157,7 +157,7 @@ TEST(affine_u8_matches_reference) {
   rng g = rng_for(11, 0, 0);
   for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)rng_normal(&g) * 100;
   for (int c = 0; c < C; c++) sc[c] = (float)rng_normal(&g), shf[c] = (float)rng_normal(&g) * 10;
-  view v = {x, N, H, W, C, C + 2};
+  view v = {x, N, H, W, C, C + 2, 0};
   static uint8_t yd[N * H * W * C], yr[N * H * W * C];
   d->ops->bn_forward_affine_u8(v, sc, shf, yd);
   r->ops->bn_forward_affine_u8(v, sc, shf, yr);

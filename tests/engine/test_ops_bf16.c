@@ -4,6 +4,7 @@
  * the same bits as one fed the f32 values. */
 #include <string.h>
 #include "core/rng.h"
+#include "engine/bf16_cpu.h"
 #include "engine/engine.h"
 #include "test.h"
 
@@ -28,7 +29,7 @@ TEST(affine_bf16_matches_reference_rounding) {
   fill(sc, C, 2);
   fill(sh, C, 3);
   x[5] = 1.0f + 0x1p-8f;  /* exactly halfway between two bf16 values: ties to even */
-  view v = {x, N, H, W, C, C + 3};  /* a strided channel range */
+  view v = {x, N, H, W, C, C + 3, 0};  /* a strided channel range */
   static uint16_t yd[N * H * W * C], yr[N * H * W * C];
   for (int relu = 0; relu < 2; relu++) {
     d->ops->bn_forward_affine_bf16(v, sc, sh, relu, yd);
@@ -94,6 +95,97 @@ TEST(conv_on_bf16_input_equals_conv_on_f32_input) {
   cd.ddst_bf16 = 1;
   CHECK(d->ops->conv_create(d, &cd, &a, &e) == MSKX_EINVAL);  /* so does a bf16 output gradient */
   engine_destroy(d);
+}
+
+/* A convolution writing its input gradient in bf16 (dsrc_bf16) gives the
+ * bf16 rounding of the f32 gradient of the same bf16 convolution. */
+TEST(conv_bf16_input_gradient_is_rounded_f32_gradient) {
+  mskx_err e = {0};
+  engine *d = NULL;
+  CHECK_OK(engine_dnnl_create(2, &d, &e), &e);
+  if (!engine_dnnl_has_bf16()) {
+    engine_destroy(d);
+    return;
+  }
+  static float dy[N * H * W * CO], w[CO * C * 9], dx32[N * H * W * C];
+  static uint16_t dx16[N * H * W * C], want[N * H * W * C];
+  fill(dy, sizeof dy / sizeof dy[0], 11);
+  fill(w, sizeof w / sizeof w[0], 12);
+  for (int k = 0; k < 2; k++) {  /* a 3x3 and a 1x1 convolution (densenet's conv2 and conv1) */
+    conv_desc cd = {.n = N, .h = H, .w = W, .cin = C, .cout = CO, .kh = k ? 1 : 3, .kw = k ? 1 : 3, .sh = 1,
+                    .sw = 1, .ph = k ? 0 : 1, .pw = k ? 0 : 1, .prec = PREC_BF16, .need_backward = 1};
+    conv_op *a = NULL, *b = NULL;
+    CHECK_OK(d->ops->conv_create(d, &cd, &a, &e), &e);
+    cd.dsrc_bf16 = 1;
+    CHECK_OK(d->ops->conv_create(d, &cd, &b, &e), &e);
+    CHECK_OK(d->ops->conv_backward_data(a, dy, w, 1, dx32, &e), &e);
+    CHECK_OK(d->ops->conv_backward_data(b, dy, w, 1, (float *)dx16, &e), &e);
+    bf16_from_floats(dx32, want, sizeof dx32 / sizeof dx32[0]);
+    size_t diff = 0;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) diff += want[i] != dx16[i];
+    CHECKF(diff == 0, "%dx%d: %zu of %zu bf16 input gradients are not the rounded f32 ones", cd.kh, cd.kw, diff,
+           sizeof want / sizeof want[0]);
+    d->ops->conv_destroy(a);
+    d->ops->conv_destroy(b);
+  }
+  conv_desc bad = {.n = N, .h = H, .w = W, .cin = C, .cout = CO, .kh = 1, .kw = 1, .sh = 1, .sw = 1,
+                   .prec = PREC_FP32, .need_backward = 1, .dsrc_bf16 = 1};
+  conv_op *x = NULL;
+  CHECK(d->ops->conv_create(d, &bad, &x, &e) == MSKX_EINVAL);  /* needs bf16 precision */
+  bad.prec = PREC_BF16;
+  bad.need_backward = 0;
+  CHECK(d->ops->conv_create(d, &bad, &x, &e) == MSKX_EINVAL);  /* and a training plan */
+  engine_destroy(d);
+}
+
+/* The batch-norm backward ops read a bf16 dy exactly: the same bits as with
+ * a float dy holding the same (widened) values, on both engines. */
+TEST(bn_backward_reads_bf16_dy_exactly) {
+  mskx_err e = {0};
+  engine *engs[2] = {NULL, NULL};
+  CHECK_OK(engine_dnnl_create(2, &engs[0], &e), &e);
+  CHECK_OK(engine_ref_create(&engs[1], &e), &e);
+  enum { LD = C + 5 };
+  static float x[N * H * W * LD], dyf[N * H * W * C], g[C], b[C], m[C], is[C];
+  static float dxa[N * H * W * LD], dxb[N * H * W * LD], da[N * H * W * C], db[N * H * W * C];
+  static uint16_t dy16[N * H * W * C], ha[N * H * W * C], hb[N * H * W * C];
+  fill(x, sizeof x / sizeof x[0], 21);
+  fill(dyf, sizeof dyf / sizeof dyf[0], 22);
+  fill(g, C, 23);
+  fill(b, C, 24);
+  fill(m, C, 25);
+  for (int c = 0; c < C; c++) is[c] = 0.9f + 0.01f * (float)c;
+  bf16_from_floats_c(dyf, dy16, sizeof dyf / sizeof dyf[0]);
+  for (size_t i = 0; i < sizeof dyf / sizeof dyf[0]; i++) dyf[i] = bf16_to_float(dy16[i]);
+  view xv = {x, N, H, W, C, LD, 0}, v32 = view_make(dyf, N, H, W, C), v16 = view_bf16(dy16, N, H, W, C);
+  CHECK(view_channels(v16, 3, 4).p == (float *)(void *)(dy16 + 3));  /* bf16 channel offsets count bf16 values */
+  for (int k = 0; k < 2; k++) {
+    const engine_ops *o = engs[k]->ops;
+    for (int relu = 0; relu < 2; relu++) {
+      double sa[2 * C], sb[2 * C];
+      float dga[C], dgb[C], dba[C], dbb[C];
+      CHECK(!o->bn_backward_stats(xv, v32, g, b, m, is, relu, sa));
+      CHECK(!o->bn_backward_stats(xv, v16, g, b, m, is, relu, sb));
+      CHECKF(!memcmp(sa, sb, sizeof sa), "%s relu %d: bn_backward_stats differ", o->name, relu);
+      memset(dxa, 0, sizeof dxa), memset(dxb, 0, sizeof dxb);
+      o->bn_backward_dx(xv, v32, g, b, m, is, relu, sa, 77.0, (view){dxa, N, H, W, C, LD, 0});
+      o->bn_backward_dx(xv, v16, g, b, m, is, relu, sa, 77.0, (view){dxb, N, H, W, C, LD, 0});
+      CHECKF(!memcmp(dxa, dxb, sizeof dxa), "%s relu %d: bn_backward_dx differ", o->name, relu);
+      o->bn_backward_dx_dense(xv, v32, g, b, m, is, relu, sa, 77.0, da, 0);
+      o->bn_backward_dx_dense(xv, v16, g, b, m, is, relu, sa, 77.0, db, 0);
+      CHECKF(!memcmp(da, db, sizeof da), "%s relu %d: bn_backward_dx_dense (f32) differ", o->name, relu);
+      o->bn_backward_dx_dense(xv, v32, g, b, m, is, relu, sa, 77.0, ha, 1);
+      o->bn_backward_dx_dense(xv, v16, g, b, m, is, relu, sa, 77.0, hb, 1);
+      CHECKF(!memcmp(ha, hb, sizeof ha), "%s relu %d: bn_backward_dx_dense (bf16) differ", o->name, relu);
+      memset(dxa, 0, sizeof dxa), memset(dxb, 0, sizeof dxb);
+      CHECK(!o->bn_backward(xv, v32, g, b, m, is, relu, (view){dxa, N, H, W, C, LD, 0}, dga, dba));
+      CHECK(!o->bn_backward(xv, v16, g, b, m, is, relu, (view){dxb, N, H, W, C, LD, 0}, dgb, dbb));
+      CHECKF(!memcmp(dxa, dxb, sizeof dxa) && !memcmp(dga, dgb, sizeof dga) && !memcmp(dba, dbb, sizeof dba),
+             "%s relu %d: bn_backward differs", o->name, relu);
+    }
+  }
+  engine_destroy(engs[0]);
+  engine_destroy(engs[1]);
 }
 
 TEST_MAIN()

@@ -1,5 +1,6 @@
 # Parity of `mskx forward` with PyTorch/torchvision (float64 reference):
-# eval and train logits, loss and every parameter gradient, plus bf16 logits.
+# eval and train logits, loss and every parameter gradient, plus bf16 logits
+# and bf16 training gradients (against PyTorch's bf16 autocast's accuracy).
 # Full-size models at 64x64 (batch 2) keep the suite fast; the reference is
 # generated at test time by tests/tools/torch_parity.py. Inception-v3 runs at
 # 299x299, the smallest size at which its auxiliary head (part of the training
@@ -18,6 +19,11 @@ parity() {  # label arch size batch [extra forward options...]
       --target "$d/ref/y.npy" --grads "$d/grads.safetensors" > "$d/loss.txt" 2>"$d/err.txt" || {
     fail "${label}_forward" "$(cat "$d/err.txt")"; return; }
   /usr/bin/python3 "$tools/compare_parity.py" "$d/ref" "$d" "$label"
+  if "$MSKX_BIN" forward --arch "$arch" --weights "$w" --input "$x" --mode train --precision bf16 "$@" \
+      --output "$d/logits_train_bf16.npy" --target "$d/ref/y.npy" --grads "$d/grads_bf16.safetensors" \
+      >/dev/null 2>"$d/err.txt"; then
+    /usr/bin/python3 "$tools/compare_parity.py" "$d/ref" "$d" "$label" --bf16-train
+  else fail "${label}_bf16_train_forward" "$(cat "$d/err.txt")"; fi
   if "$MSKX_BIN" forward --arch "$arch" --weights "$w" --input "$x" --precision bf16 \
       --output "$d/logits_eval_bf16.npy" 2>"$d/err.txt"; then
     /usr/bin/python3 "$tools/compare_parity.py" "$d/ref" "$d" "$label" --bf16

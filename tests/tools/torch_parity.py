@@ -114,6 +114,19 @@ def main():
         sd = m.state_dict()
         for k, v in state.items():
             sd[k].copy_(torch.from_numpy(v))
+    # PyTorch's CPU autocast in bf16 (convolutions in bf16, their input
+    # gradients bf16 too; batch norm in float32): the accuracy class of a bf16
+    # training step, for `mskx forward --precision bf16 --mode train`.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss16 = train_loss(m, x, y)
+    loss16.float().backward()
+    save_safetensors(os.path.join(a.out, "grads_torch_bf16.safetensors"),
+                     {k: p.grad.float().numpy() for k, p in m.named_parameters()})
+    m.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        sd = m.state_dict()
+        for k, v in state.items():
+            sd[k].copy_(torch.from_numpy(v))
     # The reference is computed in float64 from the float32 weights and inputs, so
     # it is (nearly) exact and the comparison measures our float32 error alone.
     m = m.double()
