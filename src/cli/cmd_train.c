@@ -250,10 +250,13 @@ int cmd_train(int argc, char **argv) {
   double t0 = now_seconds();
   const char *dir = resume ? resume : c.out;
   catch_stop_signals();
-  int epochs_given = given[opt_find(train_options, train_options_count, "epochs")];
-  int keep_plans_given = given[opt_find(train_options, train_options_count, "keep-plans")];
-  if (resume)
-    rc = train_resume(resume, epochs_given ? c.epochs : 0, keep_plans_given ? c.keep_plans : -1, d, &hooks, &sum, &e);
+  if (resume) {
+    train_resume_overrides o = {
+        given[opt_find(train_options, train_options_count, "epochs")] ? c.epochs : 0,
+        given[opt_find(train_options, train_options_count, "threads")] ? c.threads : 0,
+        given[opt_find(train_options, train_options_count, "keep-plans")] ? c.keep_plans : -1};
+    rc = train_resume(resume, &o, d, &hooks, &sum, &e);
+  }
   else
     rc = train_run(&c, t.force, d, &hooks, &sum, &e);
   plot_release_fonts();  /* --lr auto drew its sweep: leak checkers see a clean exit */

@@ -758,20 +758,24 @@ static int remove_stale_temps(const char *dir, dist *dd, const train_hooks *h, m
   return rc;
 }
 
-int train_resume(const char *dir, int epochs, int keep_plans, dist *dd, const train_hooks *h, train_summary *out, mskx_err *e) {
+int train_resume(const char *dir, const train_resume_overrides *o, dist *dd, const train_hooks *h, train_summary *out,
+                 mskx_err *e) {
+  train_resume_overrides none = {0, 0, -1};
+  if (!o) o = &none;
   train_config c;
   dataset *d = NULL;
   if (dist_size(dd) == 1) dd = NULL;
   int rc = dist_agree(dd, run_dir_read_config(dir, &c, e), e);
   if (!rc) rc = dist_agree(dd, remove_stale_temps(dir, dd, h, e), e);
   if (rc) return rc;
-  if (epochs > 0) {
-    c.epochs = epochs;
-    c.sched.epochs = epochs;
+  if (o->epochs > 0) {
+    c.epochs = o->epochs;
+    c.sched.epochs = o->epochs;
   }
-  if (keep_plans >= 0) c.keep_plans = keep_plans;
+  if (o->threads > 0) c.threads = o->threads;
+  if (o->keep_plans >= 0) c.keep_plans = o->keep_plans;
   rc = check_config(&c, dd, e);
-  if (!rc) rc = prepare(&c, dd, -1, epochs > 0 || keep_plans >= 0, &d, e);
+  if (!rc) rc = prepare(&c, dd, -1, o->epochs > 0 || o->threads > 0 || o->keep_plans >= 0, &d, e);
   if (!rc) rc = run_with(&c, d, 1, dd, h, out, e);
   dataset_free(d);
   return rc;

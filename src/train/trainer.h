@@ -162,12 +162,19 @@ struct dist;
  * optimizer step. Only rank 0 writes in the run folder; give it the progress
  * callback. Errors are agreed between processes where possible (see dist.h). */
 int train_run(const train_config *c, int force, struct dist *d, const train_hooks *h, train_summary *out, mskx_err *e);
-/* Continues the run in dir from its last checkpoint; epochs > 0 overrides the
- * configured number of epochs (to extend a finished run), keep_plans >= 0
- * the configured TRAIN_KEEP_PLANS_* (-1: as configured). With d, every
- * process reads dir (a shared filesystem). Resuming owns the folder: the
- * temporaries of its files that an interrupted process left (see
- * atomic_file in core/util.h) are removed first, with an INFO report. */
-int train_resume(const char *dir, int epochs, int keep_plans, struct dist *d, const train_hooks *h, train_summary *out, mskx_err *e);
+/* What `--resume` may change in a run's configuration (each field: 0, or
+ * -1 for keep_plans, means as configured). None changes the results:
+ * epochs extends a finished run, threads and keep_plans are local. */
+typedef struct train_resume_overrides {
+  int epochs;       /* > 0: the configured number of epochs */
+  int threads;      /* > 0: compute threads */
+  int keep_plans;   /* >= 0: TRAIN_KEEP_PLANS_* */
+} train_resume_overrides;
+/* Continues the run in dir from its last checkpoint with the overrides in
+ * o (NULL: none). With d, every process reads dir (a shared filesystem).
+ * Resuming owns the folder: the temporaries of its files that an
+ * interrupted process left (see atomic_file in core/util.h) are removed
+ * first, with an INFO report. */
+int train_resume(const char *dir, const train_resume_overrides *o, struct dist *d, const train_hooks *h, train_summary *out, mskx_err *e);
 
 #endif

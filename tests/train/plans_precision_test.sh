@@ -38,14 +38,16 @@ PY
 then pass resident_plans_build_nothing_after_epoch_1; else fail resident_plans_build_nothing_after_epoch_1 "plan counts"; fi
 same_weights "$T/keep/last.safetensors" "$T/rebuild/last.safetensors" &&
   pass resident_plans_same_weights || fail resident_plans_same_weights "weights differ from a re-planning run"
-# --keep-plans is local (not in the fingerprint) but saved, and a resume may change it.
+# --keep-plans and --threads are local (not in the fingerprint) but saved, and a resume may change them.
 check keep_on_runs "$MSKX_BIN" train --data "$DATA" --out "$T/keep_on" "${COMMON[@]}" --epochs 2 --keep-plans on
-check resume_keep_off_runs "$MSKX_BIN" train --resume "$T/keep_on" --epochs 3 --keep-plans off
+check resume_keep_off_runs "$MSKX_BIN" train --resume "$T/keep_on" --epochs 3 --keep-plans off --threads 1
 if py "$T/keep_on/log.jsonl" "$T/keep_on/config.json" <<'PY'
 import json, sys
 p = [json.loads(l)["plan"] for l in open(sys.argv[1])]
 assert [x["built"] for x in p] == [2, 0, 2] and p[1]["reused"] == 2 and not p[2]["resident"], p
-assert json.load(open(sys.argv[2]))["keep_plans"] == 2, "config.json keep_plans"
+cfg = json.load(open(sys.argv[2]))
+assert cfg["keep_plans"] == 2, "config.json keep_plans"
+assert cfg["threads"] == 1, "config.json threads %r after --resume --threads 1" % cfg["threads"]
 PY
 then pass keep_plans_on_then_off_on_resume; else fail keep_plans_on_then_off_on_resume "plan counts or config.json"; fi
 check_fails keep_plans_bad_value "--keep-plans" "$MSKX_BIN" train --data "$DATA" --out "$T/kp_bad" --keep-plans 0
