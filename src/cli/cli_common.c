@@ -48,6 +48,10 @@ int cli_pin_threads(int threads) {
    * team size is the command's thread count, so every region, the library's
    * included, runs on the threads pinned here. */
   omp_set_num_threads(team);
+  /* MSKX_PIN=0: the user's switch for the CLI's pinning (the library's
+   * affinity_pin_threads reads no switch of ours). */
+  const char *pin = getenv("MSKX_PIN");
+  if (pin && !strcmp(pin, "0")) return 0;
   return affinity_pin_threads(team, local_rank_from_env() * team, NULL, 0);
 }
 

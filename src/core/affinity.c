@@ -34,8 +34,6 @@ int local_rank_from_env(void) {
 int affinity_pin_threads(int threads, int first, char *why, size_t why_len) {
   char dummy[8];
   if (!why) why = dummy, why_len = sizeof dummy;
-  const char *pin = getenv("MSKX_PIN");
-  if (pin && !strcmp(pin, "0")) return snprintf(why, why_len, "not pinned (MSKX_PIN=0)"), 0;
   if (env_set("OMP_PROC_BIND") || env_set("GOMP_CPU_AFFINITY"))
     return snprintf(why, why_len, "not pinned (OpenMP's placement variables are set)"), 0;
   cpu_set_t set;

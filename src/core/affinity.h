@@ -9,9 +9,9 @@
 
 /* Pins thread t of an OpenMP team of `threads` (<= 0: OpenMP's default) to
  * the (first + t)-th CPU of the process's CPU set (wrapping around). Does
- * nothing, returning 0, when the team is larger than the CPU set, when
- * MSKX_PIN=0, or when OMP_PROC_BIND / GOMP_CPU_AFFINITY leave placement to
- * OpenMP; returns the number of threads pinned otherwise. Remembers the CPU
+ * nothing, returning 0, when the team is larger than the CPU set or when
+ * OMP_PROC_BIND / GOMP_CPU_AFFINITY leave placement to OpenMP (the CLI's
+ * MSKX_PIN=0 is the CLI's own switch: it does not call this then); returns the number of threads pinned otherwise. Remembers the CPU
  * set it started from for thread_unpin. why (may be NULL) says what was done.
  * The pinned threads are those of the calling thread's OpenMP pool; the team
  * size of later regions is the caller's business (the CLI sets it to the

@@ -12,7 +12,6 @@ static int allowed_cpus(cpu_set_t *set) {
 }
 
 TEST(pins_one_thread_per_cpu_and_unpins) {
-  unsetenv("MSKX_PIN");
   unsetenv("OMP_PROC_BIND");
   unsetenv("GOMP_CPU_AFFINITY");
   cpu_set_t all;
@@ -68,7 +67,6 @@ static void *helper(void *arg) {
 }
 
 TEST(unpin_while_pinning_and_team_size_untouched) {
-  unsetenv("MSKX_PIN");
   unsetenv("OMP_PROC_BIND");
   unsetenv("GOMP_CPU_AFFINITY");
   int ncpu = allowed_cpus(&helper_all);
@@ -91,10 +89,6 @@ TEST(unpin_while_pinning_and_team_size_untouched) {
 
 TEST(leaves_placement_alone_when_asked) {
   char why[128];
-  setenv("MSKX_PIN", "0", 1);
-  CHECK_EQ_INT(affinity_pin_threads(2, 0, why, sizeof why), 0);
-  CHECKF(strstr(why, "MSKX_PIN") != NULL, "%s", why);
-  unsetenv("MSKX_PIN");
   setenv("OMP_PROC_BIND", "close", 1);
   CHECK_EQ_INT(affinity_pin_threads(2, 0, why, sizeof why), 0);
   unsetenv("OMP_PROC_BIND");
