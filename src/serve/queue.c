@@ -269,13 +269,18 @@ static int measure(server *s, serve_queue_info *qi, mskx_err *e) {
   char part[64];
   const char *pt = first_part(s->model, part, sizeof part);
   if (!rc) rc = time_probe(s, &img, pt, 1, &qi->per_image_s, e);
-  int studies = model_max_batch(s->model) / SERVE_QUEUE_STUDY_IMAGES;
+  /* The trial is of the batch a derived default would gather, whatever
+   * larger batch the model was loaded for. */
+  int max_batch = model_max_batch(s->model) < SERVE_DEFAULT_MAX_BATCH ? model_max_batch(s->model)
+                                                                        : SERVE_DEFAULT_MAX_BATCH;
+  int studies = max_batch / SERVE_QUEUE_STUDY_IMAGES;
   double study_s = qi->per_image_s * SERVE_QUEUE_STUDY_IMAGES;
   if (!rc && qi->max_batch_derived && studies >= 2 && study_s <= SERVE_BATCH_PROBE_MAX_S) {
     mskx_err be = {0, ""};
-    if (time_probe(s, &img, pt, studies, &qi->batch_per_image_s, &be))
+    if (time_probe(s, &img, pt, studies, &qi->batch_per_image_s, &be)) {
+      qi->batch_per_image_s = 0;   /* a run timed before the failure decides nothing */
       snprintf(qi->batch_note, sizeof qi->batch_note, "the batch trial failed: %.100s", be.msg);
-    else
+    } else
       qi->batch_images = studies * SERVE_QUEUE_STUDY_IMAGES;
   } else if (!rc && qi->max_batch_derived && studies >= 2) {
     snprintf(qi->batch_note, sizeof qi->batch_note, "no batch trial: one study takes %.1f s, over %.1f s", study_s,
@@ -342,16 +347,19 @@ void queue_state(server *s, int *length, int *cap) {
   pthread_mutex_unlock(&s->queue.mu);
 }
 
-/* With q->mu held. */
+/* With q->mu held. The work ahead counts the admitted studies still being
+ * decoded (their images are not queued yet) as studies of the usual size. */
 static int retry_after_locked(const serve_queue *q) {
-  return serve_retry_after(q->per_image_s, q->queued_images, q->n_workers);
+  int decoding = q->admitted * SERVE_QUEUE_STUDY_IMAGES;
+  return serve_retry_after(q->per_image_s, q->queued_images > decoding ? q->queued_images : decoding, q->n_workers);
 }
 
-int queue_full(server *s, int *retry_after) {
+int queue_full(server *s, int *retry_after, int *cap) {
   serve_queue *q = &s->queue;
   pthread_mutex_lock(&q->mu);
   int full = q->admitted >= q->cap;
-  *retry_after = retry_after_locked(q);
+  *retry_after = full ? retry_after_locked(q) : 0;
+  *cap = q->cap;
   pthread_mutex_unlock(&q->mu);
   return full;
 }

@@ -59,8 +59,9 @@ void queue_destroy(server *s);
 int queue_predict(server *s, const mskx_encoded_image *imgs, int n, const char *part, const mskx_predict_options *po,
                   double deadline, int fd, mskx_result **out, int *reason, int *retry_after, mskx_err *e);
 /* Whether the queue is full now (a study would be refused); *retry_after
- * then gets the queue's estimated wait in seconds. */
-int queue_full(server *s, int *retry_after);
+ * then gets the queue's estimated wait in seconds (else 0), *cap its
+ * capacity. */
+int queue_full(server *s, int *retry_after, int *cap);
 /* The queue's estimated wait now, as a Retry-After (serve_retry_after). */
 int queue_retry_after(server *s);
 /* Queue length and capacity now. */

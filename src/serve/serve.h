@@ -26,6 +26,11 @@
 #define SERVE_DEFAULT_MAX_BUFFERED (512u << 20) /* request body bytes held, all requests */
 #define SERVE_DEFAULT_GRACE 30                 /* seconds shutdown waits for requests */
 #define SERVE_RETRY_AFTER 1                    /* seconds, in 503 answers not about the queue's load */
+/* Bytes of a refused request's body read and dropped before its answer (so
+ * that a client that sends its whole body before reading still sees it);
+ * past this (or --max-body) the connection is closed instead: a body with
+ * no Content-Length would otherwise be drained for as long as it trickles. */
+#define SERVE_DRAIN_MAX (16u << 20)
 /* A Retry-After for the queue's load is its estimated wait, at most this
  * (the default deadline: a client told to wait longer would rather go to
  * another replica). */

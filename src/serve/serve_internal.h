@@ -74,6 +74,7 @@ typedef struct request {
   reply early;               /* decided at the headers; sent once the body is drained */
   int has_early;
   size_t declared;           /* Content-Length; 0 when none (chunked) */
+  size_t dropped;            /* body bytes read and dropped (a refused or bodiless route's) */
   unsigned char *body;
   size_t len, cap;           /* cap: counted in server.buffered */
   reply r;                   /* what was sent */

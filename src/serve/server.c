@@ -81,6 +81,14 @@ static void mark_early(request *rq, int retry_after) {
   rq->has_early = 1;
 }
 
+/* A client waiting for 100 Continue has not sent its body: a refusal
+ * decided at the headers is answered at once (libmicrohttpd then closes
+ * the connection), not after a drain. */
+static int waits_for_continue(struct MHD_Connection *c) {
+  const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+  return expect && !strcasecmp(expect, "100-continue");
+}
+
 /* How the client framed its body: every Content-Length and
  * Transfer-Encoding header (libmicrohttpd itself uses the first
  * Content-Length and prefers chunked encoding silently). */
@@ -147,29 +155,27 @@ static int begin_request(server *s, struct MHD_Connection *c, request *rq, const
   pthread_mutex_lock(&s->mu);
   int stopping = s->stopping;
   pthread_mutex_unlock(&s->mu);
+  rq->declared = (size_t)length;
   if (stopping) {
     metrics_reject(&s->metrics, REJECT_SHUTDOWN);
     reply_error(&rq->early, 503, "the server is shutting down");
     mark_early(rq, SERVE_RETRY_AFTER);
+    return waits_for_continue(c);
   }
-  rq->declared = (size_t)length;
   /* A full queue refuses from the headers, so that a refused upload is
    * neither buffered nor parsed. A client waiting for 100 Continue is
-   * answered at once and never sends its body (libmicrohttpd then closes
-   * the connection). Any other client is sending its body already: it is
-   * drained (read and dropped) and then answered on the open connection,
-   * since a connection closed with body bytes unread is reset, and clients
-   * that send the whole body before reading (Python's http.client, for
-   * one) would see a broken pipe instead of the 503. */
-  int retry = 0;
-  if (!stopping && queue_full(s, &retry)) {
-    int qlen, qcap;
-    queue_state(s, &qlen, &qcap);
+   * answered at once and never sends its body. Any other client is sending
+   * its body already: it is drained (read and dropped, up to
+   * SERVE_DRAIN_MAX) and then answered on the open connection, since a
+   * connection closed with body bytes unread is reset, and clients that
+   * send the whole body before reading (Python's http.client, for one)
+   * would see a broken pipe instead of the 503. */
+  int retry = 0, qcap = 0;
+  if (queue_full(s, &retry, &qcap)) {
     metrics_reject(&s->metrics, REJECT_QUEUE_FULL);
     reply_error(&rq->early, 503, "busy: the queue is full (%d studies), retry later", qcap);
     mark_early(rq, retry);
-    const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
-    return expect && !strcasecmp(expect, "100-continue");
+    return waits_for_continue(c);
   }
   return 0;
 }
@@ -220,17 +226,27 @@ static int body_grow(server *s, request *rq, size_t n) {
   return 0;
 }
 
-static void append_body(server *s, request *rq, const char *data, size_t n) {
-  if (rq->has_early || rq->route != ROUTE_PREDICT) return;   /* drained and dropped */
+/* Takes n body bytes: kept for a prediction, else read and dropped.
+ * Returns -1 when the connection is to be closed: a dropped body past
+ * SERVE_DRAIN_MAX (or --max-body), whose answer would otherwise wait for
+ * as long as the client keeps sending. */
+static int append_body(server *s, request *rq, const char *data, size_t n) {
+  if (rq->has_early || rq->route != ROUTE_PREDICT) {
+    size_t cap = s->cfg.max_body < SERVE_DRAIN_MAX ? s->cfg.max_body : SERVE_DRAIN_MAX;
+    rq->dropped += n;
+    return rq->dropped > cap ? -1 : 0;
+  }
   if (n > s->cfg.max_body - rq->len) {
     body_free(s, rq);
     reply_error(&rq->early, 413, "request body exceeds the limit of %zu bytes", s->cfg.max_body);
     mark_early(rq, 0);
-    return;
+    rq->dropped = n;
+    return 0;
   }
-  if (rq->len + n > rq->cap && body_grow(s, rq, n)) return;
+  if (rq->len + n > rq->cap && body_grow(s, rq, n)) return 0;
   memcpy(rq->body + rq->len, data, n);
   rq->len += n;
+  return 0;
 }
 
 /* The connection's watch (its socket context), or NULL. */
@@ -285,7 +301,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   }
   if (*upload_size) {
     watch_body_bytes(s->wd, rq->watch, *upload_size);
-    append_body(s, rq, upload, *upload_size);
+    if (append_body(s, rq, upload, *upload_size)) return MHD_NO;
     *upload_size = 0;
     return MHD_YES;
   }

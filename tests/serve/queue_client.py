@@ -143,6 +143,29 @@ def held(url, pid, fx):
     check("queue_full_from_headers_body_drained_unparsed", s == 503 and h.get("retry-after", "").isdigit() and
           "queue is full" in (hc.as_json(b) or {}).get("error", "") and "close" not in h.get("connection", "") and
           s2 == 200, (s, h, b[:200], s2))
+    # A refused body with no Content-Length (chunked) is not drained for as
+    # long as it comes: past SERVE_DRAIN_MAX (16 MiB) the server closes the
+    # connection; the client stops being read well before 64 MiB.
+    sk = hc.raw_connect(url)
+    with LOCK:
+        MADE[0] += 1
+    sk.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % (1 << 20) + b"y" * (1 << 20) + b"\r\n"
+    sent, closed = 0, False
+    try:
+        while sent < 64 and not closed:
+            sk.sendall(chunk)
+            sent += 1
+            closed = hc.closed_by_server(sk)
+    except OSError:
+        closed = True
+    t0 = time.time()
+    while not closed and time.time() < t0 + 2:
+        closed = hc.closed_by_server(sk)
+        time.sleep(0.02)
+    sk.close()
+    check("queue_full_chunked_body_not_drained_forever", closed and 16 <= sent < 64, (sent, closed))
     s, h, b = counted(hc.request, url, "GET", "/v1/health/ready")
     check("not_ready_while_queue_full", s == 503 and (hc.as_json(b) or {}).get("ready") is False, (s, b[:200]))
     s, _, _ = counted(hc.request, url, "GET", "/v1/health/live")
@@ -181,7 +204,8 @@ def held(url, pid, fx):
           d("mskx_batch_size_count") == 0 and d('mskx_requests_total{outcome="failed"}') == 1,
           {k: d(k) for k in end if "rejected_total" in k or "batch_size_count" in k or "images_processed" in k})
     fin = metrics(url)
-    check("refusals_counted_by_reason", fin['mskx_predict_rejected_total{reason="queue_full"}'] == 3 and
+    # queue full: the plain 503, the 100-continue, the drained and the chunked request
+    check("refusals_counted_by_reason", fin['mskx_predict_rejected_total{reason="queue_full"}'] == 4 and
           fin['mskx_predict_rejected_total{reason="deadline"}'] == 1, {k: v for k, v in fin.items() if "rejected" in k})
     waits = [fin[k] for k in fin if k.startswith("mskx_queue_wait_seconds_bucket")]
     check("queue_wait_histogram", waits == sorted(waits) and fin['mskx_queue_wait_seconds_bucket{le="+Inf"}'] ==
