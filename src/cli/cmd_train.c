@@ -252,9 +252,10 @@ int cmd_train(int argc, char **argv) {
   catch_stop_signals();
   if (resume) {
     train_resume_overrides o = {
-        given[opt_find(train_options, train_options_count, "epochs")] ? c.epochs : 0,
-        given[opt_find(train_options, train_options_count, "threads")] ? c.threads : 0,
-        given[opt_find(train_options, train_options_count, "keep-plans")] ? c.keep_plans : -1};
+        .epochs = given[opt_find(train_options, train_options_count, "epochs")] ? c.epochs : 0,
+        .threads = given[opt_find(train_options, train_options_count, "threads")] ? c.threads : 0,
+        .set_keep_plans = given[opt_find(train_options, train_options_count, "keep-plans")],
+        .keep_plans = c.keep_plans};
     rc = train_resume(resume, &o, d, &hooks, &sum, &e);
   }
   else

@@ -37,12 +37,14 @@ __attribute__((target("avx512bf16,avx512f,avx512vl,avx512bw"))) static void from
 static int path = -1;
 static int forced_c;
 
-static int decide(void) {
-  int p = 0;
-#if BF16_HAVE_NATIVE
+int bf16_cpu_has_avx512bf16(void) {
   __builtin_cpu_init();
-  p = !__atomic_load_n(&forced_c, __ATOMIC_RELAXED) && __builtin_cpu_supports("avx512bf16");
-#endif
+  return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw");
+}
+
+static int decide(void) {
+  int p = BF16_HAVE_NATIVE && !__atomic_load_n(&forced_c, __ATOMIC_RELAXED) && bf16_cpu_has_avx512bf16();
   __atomic_store_n(&path, p, __ATOMIC_RELAXED);
   return p;
 }
@@ -54,7 +56,7 @@ int bf16_native(void) {
 
 void bf16_force_c(int on) {
   __atomic_store_n(&forced_c, on != 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&path, -1, __ATOMIC_RELAXED);
+  decide();   /* now, not lazily inside a kernel's parallel region */
 }
 
 void bf16_from_floats(const float *src, uint16_t *dst, size_t n) {

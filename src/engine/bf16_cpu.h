@@ -40,7 +40,11 @@ static inline void bf16_to_floats(const uint16_t *restrict src, float *restrict 
   for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(src[i]);
 }
 
-/* Whether bf16_from_floats runs vcvtneps2bf16: the CPU has AVX512-BF16, the
+/* Whether the CPU has AVX512-BF16 (with the AVX512VL/BW the native path
+ * also uses): the one CPU check, also engine_dnnl_has_bf16's. */
+int bf16_cpu_has_avx512bf16(void);
+/* Whether bf16_from_floats runs vcvtneps2bf16 (decided at the first call;
+ * engine_dnnl_create makes that call, before any kernel runs threads): the CPU has AVX512-BF16, the
  * compiler the intrinsics, and the C path is not forced. */
 int bf16_native(void);
 /* Forces the plain-C path (on != 0) or lets the CPU decide again (0): for

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/util.h"
+#include "engine/bf16_cpu.h"
 #include "engine/engine.h"
 #include "engine/kernels_cpu.h"
 
@@ -508,6 +509,7 @@ int engine_dnnl_create(int threads, engine **out, mskx_err *e) {
     onednn_engine_free(eng);
     return rc;
   }
+  bf16_native();   /* the kernels' conversion path, decided before they run threads */
   *out = eng;
   return MSKX_OK;
 }
@@ -527,7 +529,4 @@ void engine_threads_leave(int saved) {
   if (saved > 0 && omp_get_max_threads() != saved) omp_set_num_threads(saved);
 }
 
-int engine_dnnl_has_bf16(void) {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-}
+int engine_dnnl_has_bf16(void) { return bf16_cpu_has_avx512bf16(); }

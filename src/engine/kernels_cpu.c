@@ -76,8 +76,10 @@ static double *acc_get(size_t count) {
  * (B-1) u = 1.8e-6 of its terms' magnitudes, and the double additions of
  * the runs' sums add about (rows/B) 2^-53 more: the whole reduction errs by
  * at most about 31 u sum |t_i|, whatever the row count. For the squared
- * deviations (all terms positive, each with 2u more from its float subtract
- * and square) that is a relative error of the variance under 2e-6; for the
+ * deviations (all terms positive, each with 3u more: u from the float
+ * subtract, doubled by the square, and u from the square's rounding) that
+ * is a relative error of the variance of at most about 34 u = 2.0e-6 (the
+ * bound test_ops_syncbn holds the kernels to); for the
  * backward sums (sum g, sum g*xhat, which cancel) it is relative to sum |t|,
  * as for any float reduction. PyTorch's CPU batch norm accumulates in float
  * too; tests/engine (against the reference engine, which sums in double)

@@ -199,7 +199,7 @@ int quantize_model(const char *model, const char *out, const quant_options *o, q
     rc = err_set(e, MSKX_EUNSUPPORTED,
                  "quantize: arch %s is not supported: int8 inference is implemented for DenseNet archs only "
                  "(ResNet and Inception-v3 are not quantised yet)", a.name);
-  if (!rc && st_meta_get(f, "quantization")) rc = err_set(e, MSKX_EINVAL, "quantize: %s is already an int8 model", model);
+  if (!rc && model_file_is_quantised(f)) rc = err_set(e, MSKX_EINVAL, "quantize: %s is already an int8 model", model);
   st_free(f);
   if (!rc) rc = engine_dnnl_create(o->threads, &eng, e);
   if (!rc) rc = model_load(model, eng, &m, &meta, NULL, e);

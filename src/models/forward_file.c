@@ -44,7 +44,7 @@ static int load_net(const forward_options *o, int n, int h, int w, engine **eng,
   st_file *wf = NULL;
   int rc = st_read(o->weights, &wf, e);
   /* Its I8 weights and scales would otherwise read as unexpected tensors. */
-  if (!rc && st_meta_get(wf, "quantization"))
+  if (!rc && model_file_is_quantised(wf))
     rc = err_set(e, MSKX_EUNSUPPORTED,
                  "%s is an int8 (quantised) model: forward takes fp32 weights (int8 plans are inference-only); "
                  "run it with predict, eval or serve (docs/quantize.md), or use the fp32 model it was made from",

@@ -453,7 +453,7 @@ int import_read(const char *path, import_format fmt, const arch_spec *arch, st_f
     case IMPORT_SAFETENSORS: {
       float eps = BN_EPS;
       rc = st_read(path, &raw, e);
-      if (!rc && st_meta_get(raw, "quantization"))
+      if (!rc && model_file_is_quantised(raw))
         rc = err_set(e, MSKX_EUNSUPPORTED,
                      "%s: an int8 (quantised) model cannot be imported or trained from: its weights are rounded to "
                      "8 bits; use the fp32 model it was made from", path);

@@ -217,7 +217,7 @@ int model_save(const char *path, const net *m, const model_meta *meta, const ten
   memcpy(md, base, sizeof base);
   /* Read back by net_load_tensors; only the archs that have it write it. */
   if (arch_has_aux(&m->arch)) md[nb++] = (st_meta){(char *)"transform_input", (char *)(m->transform_input ? "1" : "0")};
-  if (m->in_scale) md[nb++] = (st_meta){(char *)"quantization", (char *)QUANT_INT8};
+  if (m->in_scale) md[nb++] = (st_meta){(char *)QUANT_META_KEY, (char *)QUANT_INT8};
   if (n_extra_meta) memcpy(md + nb, extra_meta, (size_t)n_extra_meta * sizeof *md);
   rc = st_write(path, all, n + n_extra, md, nb + n_extra_meta, e);
   free(md);
@@ -243,8 +243,10 @@ static int quant_scales(const st_file *f, const char *path, const char *name, in
   return MSKX_OK;
 }
 
+int model_file_is_quantised(const st_file *f) { return st_meta_get(f, QUANT_META_KEY) != NULL; }
+
 int model_quant_load(net *m, const st_file *f, const char *path, mskx_err *e) {
-  const char *q = st_meta_get(f, "quantization");
+  const char *q = st_meta_get(f, QUANT_META_KEY);
   if (!q) return MSKX_OK;
   if (strcmp(q, QUANT_INT8))
     return err_set(e, MSKX_EFORMAT, "%s: metadata 'quantization' is '%s' (this build reads '%s')", path, q, QUANT_INT8);
@@ -294,7 +296,7 @@ int model_from_file(const st_file *f, const char *path, engine *eng, net **out, 
     htensor *kept = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *kept);
     if (!kept) rc = err_set(e, MSKX_ENOMEM, "out of memory");
     int k = 0;
-    int quant = st_meta_get(f, "quantization") != NULL;
+    int quant = model_file_is_quantised(f);
     for (int i = 0; !rc && i < f->n_tensors; i++)
       if (strncmp(f->tensors[i].name, TRAIN_STATE_PREFIX, strlen(TRAIN_STATE_PREFIX)) &&
           !(quant && is_quant_scale(f->tensors[i].name)))

@@ -63,6 +63,10 @@ int model_load(const char *path, engine *eng, net **out, model_meta *meta, st_fi
  * Loading dequantises the weights into the store (q * step, exactly what the
  * int8 plan quantises again) and sets m->in_scale. */
 #define QUANT_INT8 "int8"
+#define QUANT_META_KEY "quantization"
+/* Whether f is a quantised model file (any "quantization" metadata; its value
+ * is checked where the model is loaded, model_quant_load). */
+int model_file_is_quantised(const st_file *f);
 #define QUANT_WEIGHT_SCALE ".weight_scale"
 #define QUANT_INPUT_SCALE ".input_scale"
 

@@ -58,17 +58,21 @@ static int create_conv(const layer_ctx *cx, const conv_desc *d, conv_op **op, in
   return MSKX_OK;
 }
 
+/* A bf16 gradient flag of l (ddst_bf16, dsrc_bf16) in effect: only bf16
+ * training plans have them. The planned descriptor and the views of the
+ * gradient buffers both ask here, so that they cannot disagree. */
+static int bf16_grad(const layer_ctx *cx, int flag) { return flag && cx->prec == PREC_BF16 && cx->train; }
+
 int conv_layer_plan(const layer_ctx *cx, conv_layer *l, int n, int h, int w, int *oh, int *ow, mskx_err *e) {
   conv_desc d = layer_conv_desc(cx, l, n, h, w);
   d.need_backward = cx->train;
-  d.ddst_bf16 = l->ddst_bf16 && cx->prec == PREC_BF16 && cx->train;
-  d.dsrc_bf16 = l->dsrc_bf16 && cx->prec == PREC_BF16 && cx->train;
+  d.ddst_bf16 = bf16_grad(cx, l->ddst_bf16);
+  d.dsrc_bf16 = bf16_grad(cx, l->dsrc_bf16);
   return create_conv(cx, &d, &l->op, oh, ow, e);
 }
 
 view layer_conv_dx_view(const layer_ctx *cx, const conv_layer *l, float *dx, int n, int h, int w) {
-  return l->dsrc_bf16 && cx->prec == PREC_BF16 && cx->train ? view_bf16(dx, n, h, w, l->cin)
-                                                             : view_make(dx, n, h, w, l->cin);
+  return bf16_grad(cx, l->dsrc_bf16) ? view_bf16(dx, n, h, w, l->cin) : view_make(dx, n, h, w, l->cin);
 }
 
 void conv_layer_unplan(const layer_ctx *cx, conv_layer *l) {

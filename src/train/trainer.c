@@ -760,7 +760,7 @@ static int remove_stale_temps(const char *dir, dist *dd, const train_hooks *h, m
 
 int train_resume(const char *dir, const train_resume_overrides *o, dist *dd, const train_hooks *h, train_summary *out,
                  mskx_err *e) {
-  train_resume_overrides none = {0, 0, -1};
+  train_resume_overrides none = {0};
   if (!o) o = &none;
   train_config c;
   dataset *d = NULL;
@@ -773,9 +773,9 @@ int train_resume(const char *dir, const train_resume_overrides *o, dist *dd, con
     c.sched.epochs = o->epochs;
   }
   if (o->threads > 0) c.threads = o->threads;
-  if (o->keep_plans >= 0) c.keep_plans = o->keep_plans;
+  if (o->set_keep_plans) c.keep_plans = o->keep_plans;
   rc = check_config(&c, dd, e);
-  if (!rc) rc = prepare(&c, dd, -1, o->epochs > 0 || o->threads > 0 || o->keep_plans >= 0, &d, e);
+  if (!rc) rc = prepare(&c, dd, -1, o->epochs > 0 || o->threads > 0 || o->set_keep_plans, &d, e);
   if (!rc) rc = run_with(&c, d, 1, dd, h, out, e);
   dataset_free(d);
   return rc;

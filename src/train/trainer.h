@@ -162,13 +162,15 @@ struct dist;
  * optimizer step. Only rank 0 writes in the run folder; give it the progress
  * callback. Errors are agreed between processes where possible (see dist.h). */
 int train_run(const train_config *c, int force, struct dist *d, const train_hooks *h, train_summary *out, mskx_err *e);
-/* What `--resume` may change in a run's configuration (each field: 0, or
- * -1 for keep_plans, means as configured). None changes the results:
- * epochs extends a finished run, threads and keep_plans are local. */
+/* What `--resume` may change in a run's configuration; a zeroed struct
+ * changes nothing. None changes the results: epochs extends a finished
+ * run, threads and keep_plans are local. What is changed is saved in the
+ * run's config.json for later resumes. */
 typedef struct train_resume_overrides {
-  int epochs;       /* > 0: the configured number of epochs */
-  int threads;      /* > 0: compute threads */
-  int keep_plans;   /* >= 0: TRAIN_KEEP_PLANS_* */
+  int epochs;          /* > 0: the configured number of epochs */
+  int threads;         /* > 0: compute threads */
+  int set_keep_plans;  /* nonzero: keep_plans replaces the configured one */
+  int keep_plans;      /* TRAIN_KEEP_PLANS_* */
 } train_resume_overrides;
 /* Continues the run in dir from its last checkpoint with the overrides in
  * o (NULL: none). With d, every process reads dir (a shared filesystem).
