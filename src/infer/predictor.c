@@ -372,6 +372,11 @@ void predictor_set_max_batch(predictor *p, int max_batch) {
       net_destroy(p->plans[i].m);
       p->plans[i] = (plan_slot){0};
     }
+  /* The input batch grew for the larger batches; it grows again to what the
+   * next pass needs (grow). */
+  free(p->batch);
+  p->batch = NULL;
+  p->batch_cap = 0;
 }
 
 const predictor_info *predictor_get_info(const predictor *p) { return &p->info; }

@@ -173,8 +173,8 @@ int predictor_load(const char *path, const predictor_options *opt, predictor **o
 /* Another context with the same weights: a new engine and networks, parameters copied. */
 int predictor_clone(const predictor *p, predictor **out, mskx_err *e);
 void predictor_free(predictor *p);
-/* Sets opt.max_batch (>= 1) and frees the networks cached for batches above
- * it, which no pass can use again. */
+/* Sets opt.max_batch (>= 1) and frees what was sized for batches above it
+ * (the networks cached for them, the input batch). Not while p computes. */
 void predictor_set_max_batch(predictor *p, int max_batch);
 const predictor_info *predictor_get_info(const predictor *p);
 /* The precision the predictor computes in (PREC_AUTO resolved). */
