@@ -160,3 +160,9 @@ void cli_options_usage(FILE *f, const cli_opt_table *tabs, int ntabs, const cli_
     }
   fprintf(f, "  -h, --help%*sthis help\n", USAGE_COLUMN - 12, "");
 }
+
+void cli_print_help(const char *head, const cli_opt_table *tabs, int ntabs, const char *tail) {
+  fputs(head, stdout);
+  cli_options_usage(stdout, tabs, ntabs, NULL);
+  if (tail) fputs(tail, stdout);
+}

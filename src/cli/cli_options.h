@@ -43,5 +43,8 @@ int cli_options_parse_operands(const char *cmd, int argc, char **argv, cli_opt_t
 /* The options of the tables, grouped by heading, each with its help line
  * and default; notes (may be NULL; ends at a NULL group) go under headings. */
 void cli_options_usage(FILE *f, const cli_opt_table *tabs, int ntabs, const cli_usage_note *notes);
+/* A command's --help on stdout: head, its options (cli_options_usage), then
+ * tail (NULL: none). */
+void cli_print_help(const char *head, const cli_opt_table *tabs, int ntabs, const char *tail);
 
 #endif

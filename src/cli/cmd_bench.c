@@ -82,8 +82,7 @@ static int parse(int argc, char **argv, bench_args *a, bench_config *c) {
   int help, rc = cli_options_parse(CMD, argc, argv, &tab, 1, &help);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_help(usage_head, &tab, 1, NULL);
     cli_print_archs(stdout, 0);
     return -1;
   }

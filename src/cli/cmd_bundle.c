@@ -58,8 +58,7 @@ int cmd_bundle(int argc, char **argv) {
   int help, first, rc = cli_options_parse_operands("bundle", argc, argv, &tab, 1, &help, &first);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_help(usage_head, &tab, 1, NULL);
     return 0;
   }
   if (!a.out[0] || !a.select[0]) return cli_usage_errorf("bundle", "--out and --select are required (see --help)");

@@ -89,8 +89,7 @@ int cmd_dicom(int argc, char **argv) {
   int help, first = 0, rc = cli_options_parse_operands("dicom", argc, argv, tabs, 2, &help, &first);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, tabs, 2, NULL);
+    cli_print_help(usage_head, tabs, 2, NULL);
     return 0;
   }
   image_limits lim = {.max_pixels = 0, .dicom = cli_dicom_args_options(&da)};

@@ -105,8 +105,7 @@ static int parse_args(int argc, char **argv, ens_args *a) {
   int help, first, rc = cli_options_parse_operands("ensemble", argc, argv, &tab, 1, &help, &first);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_help(usage_head, &tab, 1, NULL);
     return 0;
   }
   if (!a->out_text[0] || !a->method_text[0])

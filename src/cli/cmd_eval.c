@@ -82,8 +82,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
   int help, rc = cli_options_parse("eval", argc, argv, tabs, 2, &help);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, tabs, 2, NULL);
+    cli_print_help(usage_head, tabs, 2, NULL);
     return 0;
   }
   mskx_err e = {0, ""};

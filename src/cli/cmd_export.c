@@ -51,8 +51,7 @@ int cmd_export(int argc, char **argv) {
   int help, rc = cli_options_parse("export", argc, argv, &tab, 1, &help);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_help(usage_head, &tab, 1, NULL);
     return 0;
   }
   if (!a.model[0] || !a.onnx[0]) return cli_usage_errorf("export", "--model and --onnx are required");

@@ -64,8 +64,7 @@ int cmd_import(int argc, char **argv) {
   int help, first, rc = cli_options_parse_operands(cmd, argc, argv, &tab, 1, &help, &first);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_help(usage_head, &tab, 1, NULL);
     cli_print_archs(stdout, 1);
     return 0;
   }

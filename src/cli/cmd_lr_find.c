@@ -65,8 +65,7 @@ int cmd_lr_find(int argc, char **argv) {
   int help, rc = cli_options_parse("lr-find", argc, argv, tabs, 3, &help);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, tabs, 3, NULL);
+    cli_print_help(usage_head, tabs, 3, NULL);
     return 0;
   }
   train_config *c = &tc;

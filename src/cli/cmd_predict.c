@@ -99,9 +99,7 @@ static int parse_args(int argc, char **argv, predict_args *a) {
   int help, first, rc = cli_options_parse_operands("predict", argc, argv, tabs, 2, &help, &first);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, tabs, 2, NULL);
-    fputs(usage_tail, stdout);
+    cli_print_help(usage_head, tabs, 2, usage_tail);
     return 0;
   }
   mskx_err e = {0, ""};

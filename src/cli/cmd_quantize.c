@@ -75,8 +75,7 @@ int cmd_quantize(int argc, char **argv) {
   int help, rc = cli_options_parse(CMD, argc, argv, &tab, 1, &help);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_help(usage_head, &tab, 1, NULL);
     return 0;
   }
   if (!a.model[0] || !a.data[0] || !a.out[0]) return cli_usage_errorf(CMD, "--model, --data and --out are required");

@@ -64,8 +64,7 @@ static int parse_args(int argc, char **argv, score_args *a) {
   int help, rc = cli_options_parse("score", argc, argv, &tab, 1, &help);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_help(usage_head, &tab, 1, NULL);
     return 0;
   }
   if (a->opt.n_boot > 0 && a->opt.n_boot < SCORE_MIN_BOOT)

@@ -72,8 +72,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
   int help, rc = cli_options_parse("serve", argc, argv, tabs, 3, &help);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, tabs, 3, NULL);
+    cli_print_help(usage_head, tabs, 3, NULL);
     return 0;
   }
   mskx_err e = {0, ""};

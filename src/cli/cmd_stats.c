@@ -57,8 +57,7 @@ static int parse_args(int argc, char **argv, stats_args *a) {
   int help, rc = cli_options_parse("stats", argc, argv, &tab, 1, &help);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_help(usage_head, &tab, 1, NULL);
     return 0;
   }
   if (!a->data[0]) return cli_usage_errorf("stats", "--data DIR is required");

@@ -85,8 +85,7 @@ int cmd_synth(int argc, char **argv) {
   int help, rc = cli_options_parse(cmd, argc, argv, &tab, 1, &help);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_help(usage_head, &tab, 1, NULL);
     return 0;
   }
   if (!a.out[0]) return cli_usage_errorf(cmd, "--out DIR is required (see 'mskx synth --help')");

@@ -71,8 +71,7 @@ static int parse_args(int argc, char **argv, thr_args *a) {
   int help, rc = cli_options_parse("threshold", argc, argv, &tab, 1, &help);
   if (rc) return rc;
   if (help) {
-    fputs(usage_head, stdout);
-    cli_options_usage(stdout, &tab, 1, NULL);
+    cli_print_help(usage_head, &tab, 1, NULL);
     return 0;
   }
   if (!a->model[0] || !a->data[0] || !a->policy[0])
