@@ -63,7 +63,7 @@ static const opt_spec rows[] = {
      .help = "timed repetitions"},
     {.flag = "warmup", .type = OPT_INT, A(warmup), .lo = 0, .hi = 1000000, .def = 2, .arg = "W", .group = G_BENCH,
      .help = "untimed repetitions first"},
-    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "T", .group = G_BENCH,
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = OPT_MAX_THREADS, .arg = "T", .group = G_BENCH,
      .flags = OPT_HIDE_DEFAULT, .help = "compute threads (default: all cores), pinned one per CPU"},
     {.flag = "seed", .type = OPT_U64, A(seed), .lo = 0, .hi = 0x7fffffff, .def = 0, .arg = "N", .group = G_BENCH,
      .help = "weights and data seed"},

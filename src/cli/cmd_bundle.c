@@ -43,7 +43,7 @@ static const opt_spec rows[] = {
      .help = "dataset whose validation split computes missing figures"},
     {.flag = "recompute", .type = OPT_BOOL, A(recompute), .group = G_BUNDLE,
      .help = "compute every figure on --data (ignore stored ones)"},
-    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_BUNDLE,
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = OPT_MAX_THREADS, .arg = "N", .group = G_BUNDLE,
      .flags = OPT_HIDE_DEFAULT, .help = "compute threads (default: all cores)"},
     {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16", .def_str = "fp32", .arg = "fp32|bf16",
      .group = G_BUNDLE, .help = "compute precision"},

@@ -57,7 +57,7 @@ static const opt_spec rows[] = {
      .arg = "N", .group = G_EVAL, .help = "bootstrap resamples, 0 or >= 1000"},
     {.flag = "seed", .type = OPT_U64, A(seed), .lo = 0, .hi = 18446744073709551615.0, .def = EVAL_DEFAULT_SEED,
      .arg = "S", .group = G_EVAL, .help = "bootstrap seed"},
-    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_EVAL,
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = OPT_MAX_THREADS, .arg = "N", .group = G_EVAL,
      .flags = OPT_HIDE_DEFAULT,
      .help = "compute threads (default: all cores), pinned one per CPU\n"
              "(MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)"},

@@ -60,7 +60,7 @@ static const opt_spec rows[] = {
     {.flag = "grads", .type = OPT_PATH, A(grads), .arg = "FILE", .group = G_FWD,
      .help = "with --target: gradients of the loss by parameter name (safetensors);\n"
              "needs --mode train"},
-    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_FWD,
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = OPT_MAX_THREADS, .arg = "N", .group = G_FWD,
      .flags = OPT_HIDE_DEFAULT,
      .help = "compute threads (default: all cores), pinned one per CPU\n"
              "(MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)"},

@@ -73,7 +73,7 @@ static const opt_spec rows[] = {
     {.flag = "json", .type = OPT_BOOL, A(json), .group = G_OUTPUT, .help = "print one JSON array of studies"},
     {.flag = "csv", .type = OPT_BOOL, A(csv), .group = G_OUTPUT,
      .help = "print CSV: study,part,n_images,probability,decision (0/1)"},
-    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_COMPUTE,
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = OPT_MAX_THREADS, .arg = "N", .group = G_COMPUTE,
      .flags = OPT_HIDE_DEFAULT,
      .help = "compute threads (default: all cores), pinned one per CPU\n"
              "(MSKX_PIN=0 or OMP_PROC_BIND turns pinning off)"},

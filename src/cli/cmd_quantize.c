@@ -62,7 +62,7 @@ static const opt_spec rows[] = {
     {.flag = "statistic", .type = OPT_STRING, A(statistic), .def_str = "max", .arg = "S", .group = G_QUANT,
      .check = check_statistic,
      .help = "max, or pNN.NN: that percentile of each input's values\n(see docs/quantize.md)"},
-    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "T", .group = G_QUANT,
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = OPT_MAX_THREADS, .arg = "T", .group = G_QUANT,
      .flags = OPT_HIDE_DEFAULT, .help = "compute threads (default: all cores)"},
 };
 #define N_ROWS (sizeof rows / sizeof *rows)

@@ -50,7 +50,7 @@ static const opt_spec rows[] = {
     {.flag = "finding-scale", .type = OPT_DOUBLE, A(cfg.finding_scale), .lo = 1, .hi = 4,
      .def = SYNTH_DEFAULT_FINDING_SCALE, .arg = "K", .group = G_SYNTH,
      .help = "findings K times larger and stronger, 1..4 (larger is easier\nto learn, e.g. for a short demo)"},
-    {.flag = "threads", .letter = 'j', .type = OPT_INT, A(cfg.threads), .lo = 1, .hi = 1024, .arg = "T",
+    {.flag = "threads", .letter = 'j', .type = OPT_INT, A(cfg.threads), .lo = 1, .hi = OPT_MAX_THREADS, .arg = "T",
      .group = G_SYNTH, .flags = OPT_HIDE_DEFAULT, .help = "worker threads (default: all cores); output is the same"},
     {.flag = "force", .letter = 'f', .type = OPT_BOOL, A(cfg.force), .group = G_SYNTH,
      .help = "write into a non-empty DIR/MURA-v1.1"},

@@ -55,7 +55,7 @@ static const opt_spec rows[] = {
      .group = G_THR, .help = "study probability from image probabilities"},
     {.flag = "tta", .type = OPT_CHOICE, A(tta), .choices = "none|flip", .def_str = "none", .arg = "none|flip",
      .group = G_THR, .help = "flip: average each image with its horizontal mirror"},
-    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = 1024, .arg = "N", .group = G_THR,
+    {.flag = "threads", .type = OPT_INT, A(threads), .lo = 1, .hi = OPT_MAX_THREADS, .arg = "N", .group = G_THR,
      .flags = OPT_HIDE_DEFAULT, .help = "compute threads (default: all cores)"},
     {.flag = "precision", .type = OPT_CHOICE, A(bf16), .choices = "fp32|bf16", .def_str = "fp32", .arg = "fp32|bf16",
      .group = G_THR, .help = "compute precision"},

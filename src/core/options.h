@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include "core/error.h"
 
+/* The largest compute thread count a --threads option takes (every
+ * command's row uses it). */
+#define OPT_MAX_THREADS 1024
+
 typedef enum opt_type {
   OPT_INT,     /* int */
   OPT_U64,     /* uint64_t; a decimal string in JSON (doubles lose bits past 2^53) */

@@ -14,7 +14,7 @@ _Static_assert(sizeof(size_t) == sizeof(uint64_t), "size_t fields are OPT_U64 ro
 const opt_spec serve_options[] = {
     {.key = "port", .flag = "port", .type = OPT_INT, FLD(port), .lo = 0, .hi = 65535, .def = SERVE_DEFAULT_PORT,
      .arg = "N", .group = "Service", .help = "TCP port (0 = any free port, printed at start)"},
-    {.key = "threads", .flag = "threads", .type = OPT_INT, FLD(compute_threads), .lo = 1, .hi = 1024, .arg = "N",
+    {.key = "threads", .flag = "threads", .type = OPT_INT, FLD(compute_threads), .lo = 1, .hi = OPT_MAX_THREADS, .arg = "N",
      .group = "Service", .flags = OPT_HIDE_DEFAULT, .help = "compute threads per prediction (default: all cores)"},
     {.key = "max_body", .flag = "max-body", .type = OPT_U64, FLD(max_body), .lo = 1, .hi = 17179869184.0,
      .def = SERVE_DEFAULT_MAX_BODY, .arg = "BYTES", .group = G_LIMITS, .help = "largest request body; larger get 413"},

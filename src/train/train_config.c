@@ -88,7 +88,7 @@ const opt_spec train_options[] = {
     {.key = "seed", .flag = "seed", .type = OPT_U64, FLD(seed), RANGE(0, 18446744073709551615.0), .def = 0,
      .source = "mskx", .arg = "S", .group = G_DATA,
      .help = "seed of the initialisation, the data order and the augmentation"},
-    {.key = "threads", .flag = "threads", .type = OPT_INT, FLD(threads), RANGE(1, 1024), .def = 0, .source = "OpenMP",
+    {.key = "threads", .flag = "threads", .type = OPT_INT, FLD(threads), RANGE(1, OPT_MAX_THREADS), .def = 0, .source = "OpenMP",
      .arg = "T", .group = G_DATA, .flags = OPT_LOCAL | OPT_HIDE_DEFAULT,
      .help = "compute threads (default: OpenMP's, all cores); pinned one per CPU\n"
              "(MSKX_PIN=0 or OMP_PROC_BIND turns that off)"},
